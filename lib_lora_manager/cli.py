@@ -1,0 +1,256 @@
+"""``python -m lib_lora_manager``: serve the UI standalone, or work on any library from a shell.
+
+Every command takes ``--data-dir``, ``--db`` and ``--lora-dir`` so it can point at any library;
+without ``--lora-dir`` the folders remembered from the last run are used. ``--json`` output is
+stable for scripts. Errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from .errors import LoraManagerError
+
+
+def default_data_dir() -> str:
+    if os.environ.get("LORA_MANAGER_DATA_DIR"):
+        return os.environ["LORA_MANAGER_DATA_DIR"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "lora-manager")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR or ~/.local/share/lora-manager)")
+    common.add_argument("--db", default=None, metavar="URL", help="database URL (default: $LORA_MANAGER_DATABASE_URL or SQLite in the data folder)")
+    common.add_argument("--lora-dir", action="append", default=None, metavar="DIR", help="a LoRA folder (repeat for several; the first is the primary)")
+
+    parser = argparse.ArgumentParser(prog="python -m lib_lora_manager", description="LoRA Manager: index, search and curate LoRA files.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the web UI standalone on 127.0.0.1")
+    p.add_argument("--port", type=int, default=7870)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--demo", action="store_true", help="create and open a demo library in the data folder")
+    p.add_argument("--no-scan", action="store_true", help="do not sync the index at startup")
+    p.add_argument("--no-hashing", action="store_true", help="do not hash files in the background")
+
+    p = sub.add_parser("scan", parents=[common], help="sync the index with the folders")
+    p.add_argument("--hash", action="store_true", help="also hash every file that has no hash yet")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("hash", parents=[common], help="hash every file that has no hash yet")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("search", parents=[common], help="search with the query language")
+    p.add_argument("query", nargs="?", default="")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", parents=[common], help="everything about one LoRA")
+    p.add_argument("name", help="id, prompt name, file name, relative path or hash prefix")
+    p.add_argument("--raw-header", action="store_true", help="include the whole safetensors header")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("tag", parents=[common], help="add, remove, rename, merge or list tags")
+    p.add_argument("names", nargs="*", help="LoRAs to tag (names as for show)")
+    p.add_argument("--query", "-q", help="tag every LoRA matching this query")
+    p.add_argument("--add", default="", help="comma-separated tags to add")
+    p.add_argument("--remove", default="", help="comma-separated tags to remove")
+    p.add_argument("--rename", nargs=2, metavar=("OLD", "NEW"), help="rename a tag everywhere (merges into NEW if it exists)")
+    p.add_argument("--merge", metavar="TAGS", help="comma-separated tags to merge ...")
+    p.add_argument("--into", metavar="TAG", help="... into this tag")
+    p.add_argument("--list", action="store_true", help="list tags with counts")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("duplicates", parents=[common], help="files with the same SHA-256")
+    p.add_argument("--keep", type=int, metavar="ID", help="keep this one and move the others of its group to the trash")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", parents=[common], help="library statistics")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def open_library(args: argparse.Namespace, *, hashing: bool = True):
+    from .library import Library
+
+    data_dir = args.data_dir or default_data_dir()
+    return Library.open(data_dir, roots=args.lora_dir, database_url=args.db, hashing=hashing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if args.command == "serve":
+            from .hosts.standalone import serve
+
+            return serve(args)
+        library = open_library(args)
+        try:
+            return COMMANDS[args.command](library, args)
+        finally:
+            library.close()
+    except LoraManagerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, width: int = 30):
+        self.width = width
+        self.enabled = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and fraction < 1):
+            return
+        self.last = now
+        filled = int(self.width * max(0.0, min(1.0, fraction)))
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% {message[:60]:<60}")
+        if fraction >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_scan(library, args) -> int:
+    if not library.roots:
+        print("error: no LoRA folder: pass --lora-dir DIR", file=sys.stderr)
+        return 2
+    report = library.scan(progress=ProgressBar())
+    hashed = _hash_all(library) if args.hash else None
+    if args.json:
+        _print_json({**report.__dict__, **({"hashed": hashed} if hashed is not None else {})})
+    else:
+        print("scan: " + report.summary())
+        if hashed is not None:
+            print(f"hashed {hashed} files")
+    return 0
+
+
+def _hash_all(library) -> int:
+    bar = ProgressBar()
+    count = library.hash_pending(progress=lambda n, total, name: bar(n / max(total, 1), f"hashing {name}"))
+    bar(1.0, f"hashed {count} files")
+    return count
+
+
+def cmd_hash(library, args) -> int:
+    count = _hash_all(library)
+    _print_json({"hashed": count}) if args.json else print(f"hashed {count} files")
+    return 0
+
+
+def cmd_search(library, args) -> int:
+    page = library.search(args.query, page=args.page, per_page=args.per_page)
+    if args.json:
+        _print_json(page.to_dict())
+        return 0
+    print(page.description)
+    for item in page.items:
+        flags = ("★" if item["favorite"] else " ") + (f"{item['rating']}" if item["rating"] else " ")
+        state = " MISSING" if item["missing"] else (f" ERROR: {item['error']}" if item["error"] else "")
+        print(f"{item['id']:>6} {flags} {item['base_model_label']:<11} {item['token']}  {item['relpath']}{state}")
+    print(f"page {page.page} of {page.pages}, {page.total} LoRAs")
+    return 0
+
+
+def cmd_show(library, args) -> int:
+    lora = library.find(args.name)
+    data = library.detail(lora.id)
+    if args.raw_header:
+        data["raw_header"] = library.raw_header(lora.id)
+    if args.json:
+        _print_json(data)
+        return 0
+    for key in ("id", "name", "relpath", "path", "token", "base_model_label", "adapter_type", "network_dim",
+                "network_alpha", "size", "rating", "favorite", "tags", "trigger_words", "sha256", "autov2",
+                "shorthash", "missing", "error", "description"):
+        value = data.get(key)
+        if value not in (None, "", [], False):
+            print(f"{key:>16}: {value}")
+    if data.get("metadata"):
+        print(f"{'metadata':>16}: {len(data['metadata'])} keys (use --json to see them)")
+    return 0
+
+
+def cmd_tag(library, args) -> int:
+    if args.list:
+        tags = library.tags()
+        _print_json(dict(tags)) if args.json else [print(f"{count:>6}  {name}") for name, count in tags]
+        return 0
+    if args.rename:
+        count = library.rename_tag(*args.rename)
+        print(f"renamed “{args.rename[0]}” to “{args.rename[1]}” on {count} LoRAs")
+        return 0
+    if args.merge:
+        if not args.into:
+            print("error: --merge needs --into TAG", file=sys.stderr)
+            return 2
+        count = library.merge_tags(args.merge.split(","), args.into)
+        print(f"merged into “{args.into}” on {count} LoRAs")
+        return 0
+    if args.query is not None:
+        selection = args.query
+    else:
+        selection = [library.find(n).id for n in args.names]
+    if not selection or not (args.add or args.remove):
+        print("error: give LoRA names or --query, and --add and/or --remove", file=sys.stderr)
+        return 2
+    if args.add:
+        result = library.add_tags(selection, args.add)
+        print(result.summary("tagged"))
+    if args.remove:
+        result = library.remove_tags(selection, args.remove)
+        print(result.summary("untagged"))
+    return 0
+
+
+def cmd_duplicates(library, args) -> int:
+    if args.keep is not None:
+        result = library.keep_duplicate(args.keep)
+        print(result.summary("moved to the trash") + f" (undo batch {result.batch})")
+        return 0 if not result.errors else 1
+    groups = library.duplicates()
+    if args.json:
+        _print_json(groups)
+        return 0
+    for group in groups:
+        print(f"{group[0]['sha256'][:12]}  {len(group)} copies, {group[0]['size']} bytes each")
+        for item in group:
+            print(f"   {item['id']:>6}  {item['path']}")
+    print(f"{len(groups)} groups of duplicates")
+    return 0
+
+
+def cmd_stats(library, args) -> int:
+    stats = library.stats()
+    if args.json:
+        _print_json(stats)
+        return 0
+    for key, value in stats.items():
+        print(f"{key:>18}: {value}")
+    return 0
+
+
+COMMANDS = {"scan": cmd_scan, "hash": cmd_hash, "search": cmd_search, "show": cmd_show, "tag": cmd_tag,
+            "duplicates": cmd_duplicates, "stats": cmd_stats}

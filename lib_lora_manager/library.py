@@ -1,0 +1,855 @@
+"""The Library: the one object the UI, the REST API, the CLI and the hosts use.
+
+    library = Library.open(data_dir, roots=[lora_dir])
+    page = library.search("tag:anime base:sdxl sort:-rating", page=1)
+    library.edit(page.items[0]["id"], rating=5, tags=["anime", "favourite style"])
+
+It owns the database, the library folders, the background scan and the hash worker. User data
+lives in our database only: model folders are touched solely by explicit moves and trash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from . import base_models, naming, query, scanner
+from .db import Database, sqlite_url
+from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
+from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
+from .models import Lora, LoraMetadata, LoraTag, State, Tag, TrashItem
+from .safetensors_header import HeaderError, read_raw_header
+
+log = logging.getLogger("lora_manager")
+
+MAX_PER_PAGE = 200
+EDITABLE = ("display_name", "favorite", "rating", "notes", "nsfw", "trigger_words", "default_weight",
+            "weight_min", "weight_max", "base_model", "tags")
+
+
+@dataclass
+class Page:
+    total: int
+    page: int
+    per_page: int
+    items: list[dict[str, Any]]
+    description: str
+    sort: str
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "page": self.page, "per_page": self.per_page, "items": self.items}
+
+
+@dataclass
+class BulkResult:
+    done: list[int] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    batch: str | None = None  # trash batch, for undo
+
+    def summary(self, verb: str) -> str:
+        text = f"{verb} {len(self.done)} LoRA{'s' if len(self.done) != 1 else ''}"
+        if self.errors:
+            text += f"; {len(self.errors)} failed: " + "; ".join(list(self.errors.values())[:5])
+        return text
+
+
+@dataclass
+class ScanStatus:
+    running: bool = False
+    fraction: float = 0.0
+    message: str = "not scanned yet"
+    started_at: float | None = None
+    finished_at: float | None = None
+    last_report: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Library:
+    def __init__(self, db: Database, roots: Iterable[str], data_dir: str, *, hashing: bool = True):
+        self.db = db
+        self.roots = _unique_abs(roots)
+        self.data_dir = os.path.abspath(data_dir)
+        self.hashing = hashing
+        self.scan_status = ScanStatus()
+        self._scan_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake_hasher = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def open(cls, data_dir: str, roots: Iterable[str] | None = None, database_url: str | None = None, *,
+             hashing: bool = True) -> Library:
+        """Open (creating and migrating as needed) the library stored in ``data_dir``.
+
+        The database is ``database_url``, else $LORA_MANAGER_DATABASE_URL, else a SQLite file
+        in ``data_dir``. ``roots`` None means the folders remembered from the last time."""
+        os.makedirs(data_dir, exist_ok=True)
+        url = database_url or os.environ.get("LORA_MANAGER_DATABASE_URL") or sqlite_url(os.path.join(data_dir, "lora_manager.db"))
+        db = Database(url)
+        backup = db.migrate()
+        if backup:
+            log.info("LoRA Manager: database migrated; previous copy kept at %s", backup)
+        with db.read() as session:
+            saved = session.get(State, "roots")
+            saved_roots = json.loads(saved.value) if saved else []
+        library = cls(db, saved_roots if roots is None else roots, data_dir, hashing=hashing)
+        if roots is not None and library.roots != saved_roots:
+            library.set_roots(library.roots)
+        return library
+
+    @property
+    def primary_root(self) -> str | None:
+        """SDNext's own LoRA folder (names there resolve without a path)."""
+        return self.roots[0] if self.roots else None
+
+    def set_roots(self, roots: Iterable[str]) -> None:
+        """Change the library folders (remembered for the CLI and the next start)."""
+        self.roots = _unique_abs(roots)
+        with self.db.write() as session:
+            session.merge(State(key="roots", value=json.dumps(self.roots)))
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
+        """One page of LoRAs matching query ``q`` (see query.py). Raises QueryError."""
+        parsed = query.parse(q)
+        per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        page = max(1, int(page))
+        where = [Lora.trashed_at.is_(None), *parsed.where()]
+        with self.db.read() as session:
+            total = session.scalar(select(func.count(Lora.id)).where(*where))
+            loras = session.scalars(
+                select(Lora).where(*where).order_by(*parsed.order_by()).limit(per_page).offset((page - 1) * per_page)
+            ).all()
+            shared = self._shared_names(session, loras)
+            items = [self._summary(lora, shared) for lora in loras]
+        sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
+        return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
+
+    def ids(self, q: str | None) -> list[int]:
+        """Ids of every LoRA matching ``q`` (bulk operations on a whole result)."""
+        parsed = query.parse(q)
+        with self.db.read() as session:
+            return list(session.scalars(select(Lora.id).where(Lora.trashed_at.is_(None), *parsed.where()).order_by(*parsed.order_by())))
+
+    def get(self, lora_id: int) -> Lora:
+        with self.db.read() as session:
+            lora = session.get(Lora, int(lora_id))
+            if lora is None:
+                raise NotFound(f"no LoRA with id {lora_id}")
+            return lora
+
+    def find(self, name: str) -> Lora:
+        """A LoRA by id, prompt name, file name, relative path, display name or hash prefix."""
+        name = name.strip()
+        if name.isdigit():
+            try:
+                return self.get(int(name))
+            except NotFound:
+                pass
+        low = name.lower()
+        stem = os.path.splitext(low)[0]
+        candidates = (
+            func.lower(Lora.sdnext_name) == low, func.lower(Lora.stem) == stem,
+            func.lower(Lora.filename) == low, func.lower(Lora.relpath) == low,
+            func.lower(Lora.display_name) == low, Lora.path == name,
+        )
+        with self.db.read() as session:
+            for clause in candidates:
+                found = session.scalars(select(Lora).where(clause, Lora.trashed_at.is_(None)).order_by(Lora.missing, Lora.id).limit(5)).all()
+                if len(found) > 1 and clause is not candidates[-1]:
+                    names = ", ".join(f.relpath for f in found)
+                    raise InvalidInput(f"“{name}” matches several LoRAs ({names}); use the relative path or the id")
+                if found:
+                    return found[0]
+            if len(low) >= 8 and all(c in "0123456789abcdef" for c in low):
+                found = session.scalars(select(Lora).where((Lora.sha256.like(low + "%")) | (Lora.addnet_hash.like(low + "%"))).limit(1)).first()
+                if found:
+                    return found
+        raise NotFound(f"no LoRA named “{name}”")
+
+    def detail(self, lora_id: int) -> dict[str, Any]:
+        """Everything about one LoRA, JSON-ready (REST, CLI and the detail panel)."""
+        with self.db.read() as session:
+            lora = session.get(Lora, int(lora_id))
+            if lora is None:
+                raise NotFound(f"no LoRA with id {lora_id}")
+            shared = self._shared_names(session, [lora])
+            data = self._summary(lora, shared)
+            extra = session.get(LoraMetadata, lora.id)
+        data.update(
+            path=lora.path, root=lora.root, format=lora.format, mtime=lora.mtime, added_at=lora.added_at,
+            missing_since=lora.missing_since, header_size=lora.header_size,
+            base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
+            base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
+            network_module=lora.network_module, network_dim=lora.network_dim, network_alpha=lora.network_alpha,
+            title=lora.title, output_name=lora.output_name, training_model=lora.training_model,
+            resolution=lora.resolution, epochs=lora.epochs, steps=lora.steps, architecture=lora.architecture,
+            trigger_suggestions=json.loads(lora.trigger_suggestions) if lora.trigger_suggestions else [],
+            description=lora.description, civitai=json.loads(lora.civitai) if lora.civitai else None,
+            sidecar_errors=lora.sidecar_errors.splitlines() if lora.sidecar_errors else [],
+            addnet_hash=lora.addnet_hash, hash_error=lora.hash_error, notes=lora.notes,
+            default_weight=lora.default_weight, weight_min=lora.weight_min, weight_max=lora.weight_max,
+            metadata=json.loads(extra.metadata_json) if extra else {},
+        )
+        return data
+
+    def raw_header(self, lora_id: int) -> dict[str, Any]:
+        """The whole safetensors header, re-read from the file (shown collapsed in the UI)."""
+        lora = self.get(lora_id)
+        if lora.format != "safetensors":
+            raise InvalidInput(f"{lora.filename} is a {lora.format} file: it has no safetensors header")
+        try:
+            return read_raw_header(lora.path)
+        except HeaderError as e:
+            raise InvalidInput(f"{lora.filename}: {e}") from None
+
+    def prompt_name(self, lora: Lora, name_is_shared: bool = False) -> str:
+        return naming.prompt_name(lora.path, self.primary_root, name_is_shared=name_is_shared)
+
+    def _shared_names(self, session, loras: list[Lora]) -> set[str]:
+        """Prompt names used by more than one present file in SDNext's folder (need a path)."""
+        names = {lora.sdnext_name for lora in loras}
+        if not names or not self.primary_root:
+            return set()
+        rows = session.execute(
+            select(Lora.sdnext_name).where(
+                Lora.sdnext_name.in_(names), Lora.root == self.primary_root,
+                Lora.missing.is_(False), Lora.trashed_at.is_(None),
+            ).group_by(Lora.sdnext_name).having(func.count() > 1)
+        )
+        return {r[0] for r in rows}
+
+    def _summary(self, lora: Lora, shared_names: set[str]) -> dict[str, Any]:
+        name = self.prompt_name(lora, lora.sdnext_name in shared_names)
+        weight = lora.default_weight if lora.default_weight is not None else 1.0
+        return {
+            "id": lora.id, "name": lora.display_name or lora.title or lora.stem, "filename": lora.filename,
+            "relpath": lora.relpath, "folder": lora.folder, "prompt_name": name, "token": naming.token(name, weight),
+            "base_model": lora.base_model, "base_model_label": base_models.label(lora.base_model),
+            "adapter_type": lora.adapter_type, "size": lora.size, "rating": lora.rating,
+            "favorite": lora.favorite, "nsfw": lora.nsfw, "tags": [t.name for t in lora.tags],
+            "trigger_words": json.loads(lora.trigger_words) if lora.trigger_words else [],
+            "missing": lora.missing, "error": lora.error, "sha256": lora.sha256,
+            "autov2": lora.sha256[:10].upper() if lora.sha256 else None,
+            "shorthash": lora.addnet_hash[:8] if lora.addnet_hash else None,
+            "has_preview": bool(lora.preview_user or lora.sidecar_preview or lora.embedded_preview),
+            "preview_version": int(lora.updated_at or 0),
+        }
+
+    def tags(self) -> list[tuple[str, int]]:
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Tag.name, func.count(LoraTag.lora_id)).outerjoin(LoraTag, LoraTag.tag_id == Tag.id)
+                .group_by(Tag.id, Tag.name).order_by(func.count(LoraTag.lora_id).desc(), Tag.name)
+            )
+            return [(name, count) for name, count in rows]
+
+    def stats(self) -> dict[str, Any]:
+        live = (Lora.trashed_at.is_(None),)
+        with self.db.read() as session:
+            def count(*where):
+                return session.scalar(select(func.count(Lora.id)).where(*live, *where))
+            by_base = dict(session.execute(select(Lora.base_model, func.count()).where(*live).group_by(Lora.base_model)).all())
+            by_type = dict(session.execute(select(Lora.adapter_type, func.count()).where(*live).group_by(Lora.adapter_type)).all())
+            dupes = session.scalar(select(func.count()).select_from(
+                select(Lora.sha256).where(*live, Lora.sha256.is_not(None), Lora.missing.is_(False))
+                .group_by(Lora.sha256).having(func.count() > 1).subquery()))
+            return {
+                "total": count(), "missing": count(Lora.missing.is_(True)), "errors": count(Lora.error.is_not(None)),
+                "hashed": count(Lora.sha256.is_not(None)), "favorites": count(Lora.favorite.is_(True)),
+                "rated": count(Lora.rating.is_not(None)),
+                "trashed": session.scalar(select(func.count(Lora.id)).where(Lora.trashed_at.is_not(None))),
+                "size_bytes": int(session.scalar(select(func.coalesce(func.sum(Lora.size), 0)).where(*live))),
+                "duplicate_groups": dupes, "tags": session.scalar(select(func.count(Tag.id))),
+                "by_base_model": {base_models.label(k): v for k, v in sorted(by_base.items(), key=lambda kv: -kv[1])},
+                "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
+                "roots": self.roots, "database": self.db.engine.url.render_as_string(hide_password=True),
+                "scan": self.scan_status.to_dict(),
+            }
+
+    # --- editing ----------------------------------------------------------------------------
+
+    def edit(self, lora_id: int, **changes: Any) -> dict[str, Any]:
+        """Change user data of one LoRA; unknown fields and bad values raise InvalidInput."""
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise InvalidInput(f"cannot edit {', '.join(sorted(unknown))} (editable: {', '.join(EDITABLE)})")
+        values = _validated(changes)
+        with self.db.write() as session:
+            lora = session.get(Lora, int(lora_id))
+            if lora is None:
+                raise NotFound(f"no LoRA with id {lora_id}")
+            weights = {k: values.get(k, getattr(lora, k)) for k in ("default_weight", "weight_min", "weight_max")}
+            _check_weights(weights["default_weight"], weights["weight_min"], weights["weight_max"])
+            tags = values.pop("tags", None)
+            if "base_model" in values:
+                lora.base_model_user = values.pop("base_model")
+            for key, value in values.items():
+                setattr(lora, key, value)
+            if tags is not None:
+                ids = scanner.ensure_tags(session, set(tags)) if tags else {}
+                session.execute(delete(LoraTag).where(LoraTag.lora_id == lora.id))
+                if ids:
+                    session.execute(insert(LoraTag), [{"lora_id": lora.id, "tag_id": ids[t]} for t in tags])
+            lora.updated_at = time.time()
+            session.flush()
+            session.expire(lora, ["tags"])
+            scanner.refresh_search_text(session, [lora.id])
+            scanner.refresh_base_model(session, [lora.id])
+        return self.detail(lora_id)
+
+    def set_preview(self, lora_id: int, image_path: str) -> dict[str, Any]:
+        """Use an image as the LoRA's preview (copied, normalised, into our data folder)."""
+        from PIL import Image, UnidentifiedImageError
+
+        lora = self.get(lora_id)
+        target_dir = os.path.join(self.data_dir, "previews")
+        os.makedirs(target_dir, exist_ok=True)
+        target = os.path.join(target_dir, f"{lora.id}-{uuid.uuid4().hex[:8]}.webp")
+        try:
+            with Image.open(image_path) as image:
+                image.thumbnail((1024, 1024))
+                image.convert("RGB").save(target, "WEBP", quality=88)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise InvalidInput(f"not an image the preview can use: {e}") from None
+        old = lora.preview_user
+        with self.db.write() as session:
+            session.execute(update(Lora).where(Lora.id == lora.id).values(preview_user=target, updated_at=time.time()))
+        if old and old.startswith(target_dir) and os.path.exists(old):
+            os.remove(old)
+        return self.detail(lora.id)
+
+    def clear_preview(self, lora_id: int) -> dict[str, Any]:
+        lora = self.get(lora_id)
+        with self.db.write() as session:
+            session.execute(update(Lora).where(Lora.id == lora.id).values(preview_user=None, updated_at=time.time()))
+        return self.detail(lora.id)
+
+    def preview_candidates(self, lora_id: int) -> list[str]:
+        """Images next to the LoRA file that could serve as its preview."""
+        lora = self.get(lora_id)
+        directory = os.path.dirname(lora.path)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return []
+        groups = scanner.group_sidecars(names, {lora.stem})
+        return [os.path.join(directory, n) for n in groups.get(lora.stem, [])
+                if os.path.splitext(n)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif")]
+
+    def preview_file(self, lora: Lora) -> str | None:
+        """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one."""
+        candidates = [lora.preview_user]
+        if lora.sidecar_preview:
+            candidates.append(os.path.join(os.path.dirname(lora.path), lora.sidecar_preview))
+        candidates.append(lora.embedded_preview)
+        for path in candidates:
+            if path and os.path.isfile(path):
+                return path
+        return None
+
+    def thumbnail(self, lora_id: int, size: int = 320) -> str | None:
+        """A small cached WebP of the preview, for cards; None when the LoRA has no preview."""
+        from PIL import Image, UnidentifiedImageError
+
+        lora = self.get(lora_id)
+        source = self.preview_file(lora)
+        if source is None:
+            return None
+        st = os.stat(source)
+        cache_dir = os.path.join(self.data_dir, "thumbs")
+        target = os.path.join(cache_dir, f"{lora.id}-{size}-{st.st_mtime_ns}-{st.st_size}.webp")
+        if os.path.exists(target):
+            return target
+        os.makedirs(cache_dir, exist_ok=True)
+        try:
+            with Image.open(source) as image:
+                image.thumbnail((size, size))
+                tmp = target + ".tmp"
+                image.convert("RGB").save(tmp, "WEBP", quality=82)
+                os.replace(tmp, target)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            log.warning("LoRA Manager: preview of %s is unreadable: %s", lora.filename, e)
+            return None
+        return target
+
+    # --- bulk operations --------------------------------------------------------------------
+
+    def select(self, selection: Iterable[int] | str) -> list[int]:
+        """Ids from an explicit list or from a query (every result of it)."""
+        if isinstance(selection, str):
+            return self.ids(selection)
+        return [int(i) for i in selection]
+
+    def add_tags(self, selection, tags: Iterable[str]) -> BulkResult:
+        ids, names = self.select(selection), _tag_names(tags)
+        if not names:
+            raise InvalidInput("no tags given")
+        with self.db.write() as session:
+            tag_ids = scanner.ensure_tags(session, set(names))
+            for chunk in _chunks(ids):
+                have = set(session.execute(select(LoraTag.lora_id, LoraTag.tag_id).where(LoraTag.lora_id.in_(chunk))).all())
+                rows = [{"lora_id": i, "tag_id": tag_ids[n]} for i in chunk for n in names if (i, tag_ids[n]) not in have]
+                if rows:
+                    session.execute(insert(LoraTag), rows)
+            self._touched(session, ids, search=True)
+        return BulkResult(done=ids)
+
+    def remove_tags(self, selection, tags: Iterable[str]) -> BulkResult:
+        ids, names = self.select(selection), _tag_names(tags)
+        with self.db.write() as session:
+            tag_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names))))
+            for chunk in _chunks(ids):
+                session.execute(delete(LoraTag).where(LoraTag.lora_id.in_(chunk), LoraTag.tag_id.in_(tag_ids)))
+            self._touched(session, ids, search=True)
+        return BulkResult(done=ids)
+
+    def set_favorite(self, selection, favorite: bool = True) -> BulkResult:
+        return self._set_column(selection, favorite=bool(favorite))
+
+    def set_rating(self, selection, rating: int | None) -> BulkResult:
+        return self._set_column(selection, rating=_validated({"rating": rating})["rating"])
+
+    def set_nsfw(self, selection, nsfw: bool = True) -> BulkResult:
+        return self._set_column(selection, nsfw=bool(nsfw))
+
+    def set_base_model(self, selection, code: str | None) -> BulkResult:
+        value = _validated({"base_model": code})["base_model"]
+        result = self._set_column(selection, base_model_user=value)
+        with self.db.write() as session:
+            scanner.refresh_base_model(session, result.done)
+        return result
+
+    def _set_column(self, selection, **values) -> BulkResult:
+        ids = self.select(selection)
+        with self.db.write() as session:
+            for chunk in _chunks(ids):
+                session.execute(update(Lora).where(Lora.id.in_(chunk)).values(**values, updated_at=time.time()))
+        return BulkResult(done=ids)
+
+    def _touched(self, session, ids: list[int], search: bool = False) -> None:
+        for chunk in _chunks(ids):
+            session.execute(update(Lora).where(Lora.id.in_(chunk)).values(updated_at=time.time()))
+        if search:
+            scanner.refresh_search_text(session, ids)
+
+    def rename_tag(self, old: str, new: str) -> int:
+        """Rename a tag everywhere; renaming onto an existing tag merges them. Returns LoRAs affected."""
+        return self.merge_tags([old], new)
+
+    def merge_tags(self, sources: Iterable[str], target: str) -> int:
+        names = [n for n in _tag_names(sources)]
+        target_name = (_tag_names([target]) or [None])[0]
+        if not names or not target_name:
+            raise InvalidInput("give the tags to merge and the tag to merge them into")
+        with self.db.write() as session:
+            source_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names), Tag.name != target_name)))
+            if not source_ids:
+                raise NotFound(f"no tag named {', '.join(names)}")
+            target_id = scanner.ensure_tags(session, {target_name})[target_name]
+            lora_ids = list(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id.in_(source_ids)).distinct()))
+            have = set(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id == target_id)))
+            new = [{"lora_id": i, "tag_id": target_id} for i in lora_ids if i not in have]
+            if new:
+                session.execute(insert(LoraTag), new)
+            session.execute(delete(LoraTag).where(LoraTag.tag_id.in_(source_ids)))
+            session.execute(delete(Tag).where(Tag.id.in_(source_ids)))
+            self._touched(session, lora_ids, search=True)
+        return len(lora_ids)
+
+    def move(self, selection, target_root: str, subfolder: str = "") -> BulkResult:
+        """Move files (with their sidecars and previews) into another library folder."""
+        target_root = os.path.abspath(target_root)
+        if target_root not in self.roots:
+            raise InvalidInput(f"{target_root} is not one of the library folders ({', '.join(self.roots)})")
+        subfolder = subfolder.strip().strip("/\\")
+        if ".." in subfolder.replace("\\", "/").split("/"):
+            raise InvalidInput("the subfolder must stay inside the library folder")
+        destination = os.path.join(target_root, subfolder) if subfolder else target_root
+        result = BulkResult()
+        for lora_id in self.select(selection):
+            try:
+                lora = self.get(lora_id)
+                if lora.missing or lora.trashed_at:
+                    raise FileOperationError(lora.path, "the file is not there")
+                moved = _move_with_sidecars(lora, destination)
+                new_path = moved[lora.path]
+                relpath = os.path.relpath(new_path, target_root).replace(os.sep, "/")
+                with self.db.write() as session:
+                    session.execute(update(Lora).where(Lora.id == lora.id).values(
+                        path=new_path, root=target_root, relpath=relpath, folder=os.path.dirname(relpath),
+                        updated_at=time.time()))
+                result.done.append(lora.id)
+            except (FileOperationError, NotFound) as e:
+                result.errors[lora_id] = str(e)
+        return result
+
+    def trash(self, selection) -> BulkResult:
+        """Move files and their sidecars to our trash folder; ``undo_trash`` puts them back."""
+        batch = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        result = BulkResult(batch=batch)
+        for lora_id in self.select(selection):
+            try:
+                lora = self.get(lora_id)
+                if lora.trashed_at:
+                    raise FileOperationError(lora.path, "already in the trash")
+                now = time.time()
+                if lora.missing:  # nothing on disk to move: just hide it
+                    moved = {}
+                else:
+                    destination = os.path.join(self.data_dir, "trash", batch, os.path.dirname(lora.relpath))
+                    moved = _move_with_sidecars(lora, destination)
+                with self.db.write() as session:
+                    for original, trashed in moved.items():
+                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=original, trash_path=trashed, trashed_at=now))
+                    if not moved:
+                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=lora.path, trash_path="", trashed_at=now))
+                    session.execute(update(Lora).where(Lora.id == lora.id).values(
+                        trashed_at=now, path=moved.get(lora.path, lora.path + f"#trashed-{batch}"), updated_at=now))
+                    session.merge(State(key="last_trash_batch", value=batch))
+                result.done.append(lora.id)
+            except (FileOperationError, NotFound) as e:
+                result.errors[lora_id] = str(e)
+        return result
+
+    def undo_trash(self, batch: str | None = None) -> BulkResult:
+        """Restore a trash batch (default: the latest) to where the files were."""
+        with self.db.read() as session:
+            if batch is None:
+                state = session.get(State, "last_trash_batch")
+                batch = state.value if state else None
+            if not batch:
+                raise NotFound("nothing to undo: the trash is empty")
+            items = session.scalars(select(TrashItem).where(TrashItem.batch == batch)).all()
+        if not items:
+            raise NotFound(f"no trash batch {batch}")
+        result = BulkResult(batch=batch)
+        by_lora: dict[int | None, list[TrashItem]] = {}
+        for item in items:
+            by_lora.setdefault(item.lora_id, []).append(item)
+        for lora_id, group in by_lora.items():
+            try:
+                restored = [(i.trash_path, i.original_path) for i in group if i.trash_path]
+                for _src, dst in restored:
+                    if os.path.exists(dst):
+                        raise FileOperationError(dst, "a file with that name exists again; move it away first")
+                done = []
+                try:
+                    for src, dst in restored:
+                        os.makedirs(os.path.dirname(dst), exist_ok=True)
+                        shutil.move(src, dst)
+                        done.append((src, dst))
+                except OSError as e:
+                    for src, dst in reversed(done):
+                        shutil.move(dst, src)
+                    raise FileOperationError(group[0].original_path, e.strerror or str(e)) from None
+                with self.db.write() as session:
+                    lora = session.get(Lora, lora_id) if lora_id is not None else None
+                    if lora is not None:
+                        original = next((i.original_path for i in group if i.trash_path == lora.path), group[0].original_path)
+                        lora.path, lora.trashed_at, lora.updated_at = original, None, time.time()
+                    session.execute(delete(TrashItem).where(TrashItem.id.in_([i.id for i in group])))
+                if lora_id is not None:
+                    result.done.append(lora_id)
+            except FileOperationError as e:
+                result.errors[lora_id or 0] = str(e)
+        with self.db.write() as session:
+            state = session.get(State, "last_trash_batch")
+            if state and state.value == batch and not result.errors:
+                session.delete(state)
+        return result
+
+    def duplicates(self) -> list[list[dict[str, Any]]]:
+        """Groups of present files with the same SHA-256, largest groups first."""
+        with self.db.read() as session:
+            shas = select(Lora.sha256).where(
+                Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None)
+            ).group_by(Lora.sha256).having(func.count() > 1)
+            loras = session.scalars(select(Lora).where(Lora.sha256.in_(shas), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+                                    .order_by(Lora.sha256, Lora.added_at, Lora.id)).all()
+            shared = self._shared_names(session, list(loras))
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for lora in loras:
+                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": lora.path})
+        return sorted(groups.values(), key=lambda g: (-len(g), g[0]["relpath"]))
+
+    def keep_duplicate(self, keep_id: int) -> BulkResult:
+        """Keep one file of a duplicate group and trash the others."""
+        keep = self.get(keep_id)
+        if not keep.sha256:
+            raise InvalidInput(f"{keep.filename} is not hashed yet, so its duplicates are unknown")
+        with self.db.read() as session:
+            others = list(session.scalars(select(Lora.id).where(
+                Lora.sha256 == keep.sha256, Lora.id != keep.id, Lora.missing.is_(False), Lora.trashed_at.is_(None))))
+        if not others:
+            raise InvalidInput(f"{keep.filename} has no duplicates")
+        return self.trash(others)
+
+    # --- scanning and hashing ---------------------------------------------------------------
+
+    def scan(self, progress: Callable[[float, str], None] | None = None) -> scanner.ScanReport:
+        """Synchronise the index with the folders now; raises Busy if a scan is running."""
+        if not self._scan_lock.acquire(blocking=False):
+            raise Busy("a scan is already running")
+        status = self.scan_status
+        status.running, status.fraction, status.started_at, status.message = True, 0.0, time.time(), "starting"
+
+        def report(fraction: float, message: str) -> None:
+            status.fraction, status.message = fraction, message
+            if progress:
+                progress(fraction, message)
+        try:
+            result = scanner.scan(self.db, self.roots, report, should_stop=self._stop.is_set,
+                                  thumbnail_dir=os.path.join(self.data_dir, "embedded-previews"))
+            status.last_report = dict(result.__dict__)
+            status.message = "last scan: " + result.summary()
+            with self.db.write() as session:
+                session.merge(State(key="last_scan", value=json.dumps(status.last_report)))
+            self._wake_hasher.set()
+            return result
+        finally:
+            status.running, status.finished_at = False, time.time()
+            self._scan_lock.release()
+
+    def scan_in_background(self) -> bool:
+        """Start a scan on a thread; False if one is already running."""
+        if self._scan_lock.locked():
+            return False
+        thread = threading.Thread(target=self._background_scan, name="lora-manager-scan", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return True
+
+    def _background_scan(self) -> None:
+        try:
+            self.scan()
+        except Busy:
+            pass
+        except (LoraManagerError, OSError) as e:
+            self.scan_status.message = f"scan failed: {e}"
+            log.error("LoRA Manager: scan failed: %s", e)
+
+    def start_background(self, *, scan: bool = True) -> None:
+        """Background sync after startup: a scan (if asked), then the hash worker."""
+        if scan:
+            self.scan_in_background()
+        if self.hashing and not any(t.name == "lora-manager-hash" for t in self._threads if t.is_alive()):
+            thread = threading.Thread(target=self._hash_loop, name="lora-manager-hash", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake_hasher.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        self._stop.clear()
+
+    def close(self) -> None:
+        self.stop()
+        self.db.dispose()
+
+    def _hash_loop(self) -> None:
+        lower_thread_priority()
+        while not self._stop.is_set():
+            if self.hashing and self.hash_pending(limit=50, should_stop=self._stop.is_set):
+                continue
+            self._wake_hasher.wait(timeout=60)
+            self._wake_hasher.clear()
+
+    def hash_pending(self, limit: int | None = None, should_stop: Callable[[], bool] | None = None,
+                     progress: Callable[[int, int, str], None] | None = None) -> int:
+        """Hash files that have no hash yet (oldest first); returns how many were hashed.
+
+        Each file is hashed once per (size, mtime); failures are recorded on the item and not
+        retried until the file changes."""
+        with self.db.read() as session:
+            stmt = select(Lora.id, Lora.path, Lora.mtime_ns, Lora.format).where(
+                Lora.sha256.is_(None), Lora.hash_error.is_(None), Lora.missing.is_(False),
+                Lora.trashed_at.is_(None)).order_by(Lora.id)
+            todo = session.execute(stmt.limit(limit) if limit else stmt).all()
+        count = 0
+        for n, (lora_id, path, mtime_ns, fmt) in enumerate(todo):
+            if should_stop and should_stop():
+                break
+            if progress:
+                progress(n, len(todo), os.path.basename(path))
+            try:
+                hashes = hash_file(path, safetensors=fmt == "safetensors", should_stop=should_stop)
+            except HashCancelled:
+                break
+            except HashError as e:
+                with self.db.write() as session:
+                    session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=str(e)))
+                continue
+            with self.db.write() as session:
+                updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
+                    sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
+                if updated:
+                    _adopt_vanished(session, lora_id, hashes.sha256)
+            count += 1
+        return count
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _unique_abs(paths: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        if p:
+            a = os.path.abspath(os.path.expanduser(str(p)))
+            if a not in out:
+                out.append(a)
+    return out
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _tag_names(tags: Iterable[str] | str) -> list[str]:
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    out: list[str] = []
+    for t in tags:
+        name = str(t).strip().lower()[:200]
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def _float_or_none(key: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{key} must be a number, not “{value}”") from None
+    if not -20.0 <= number <= 20.0:
+        raise InvalidInput(f"{key} must be between -20 and 20")
+    return number
+
+
+def _validated(changes: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in ("display_name", "notes"):
+            text = (str(value).strip() if value is not None else "")[:20000]
+            out[key] = text or None
+        elif key in ("favorite", "nsfw"):
+            out[key] = bool(value)
+        elif key == "rating":
+            if value in (None, "", 0, "0"):
+                out[key] = None
+            else:
+                try:
+                    rating = int(value)
+                except (TypeError, ValueError):
+                    raise InvalidInput(f"rating must be 1 to 5, not “{value}”") from None
+                if not 1 <= rating <= 5:
+                    raise InvalidInput(f"rating must be 1 to 5, not {rating}")
+                out[key] = rating
+        elif key == "trigger_words":
+            words = value.split(",") if isinstance(value, str) else list(value or [])
+            cleaned = []
+            for w in words:
+                w = str(w).strip()[:500]
+                if w and w not in cleaned:
+                    cleaned.append(w)
+            out[key] = json.dumps(cleaned)
+        elif key in ("default_weight", "weight_min", "weight_max"):
+            out[key] = _float_or_none(key, value)
+        elif key == "base_model":
+            if value in (None, "", "auto"):
+                out[key] = None
+            else:
+                code = base_models.family_code(value)
+                if code is None:
+                    raise InvalidInput(f"unknown base model “{value}”")
+                out[key] = code
+        elif key == "tags":
+            out[key] = _tag_names(value or [])
+    return out
+
+
+def _check_weights(default: float | None, low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and low > high:
+        raise InvalidInput(f"the weight range is reversed ({low} > {high})")
+    if default is not None:
+        if low is not None and default < low or high is not None and default > high:
+            raise InvalidInput(f"the default weight {default} is outside the recommended range")
+
+
+def _move_with_sidecars(lora: Lora, destination: str) -> dict[str, str]:
+    """Move a LoRA file and its sidecars into ``destination``; all or nothing.
+
+    Returns {old path: new path}. Raises FileOperationError without having moved anything."""
+    directory = os.path.dirname(lora.path)
+    try:
+        names = os.listdir(directory)
+    except OSError as e:
+        raise FileOperationError(lora.path, e.strerror or str(e)) from None
+    stems = {os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in scanner.LORA_FORMATS}
+    files = [lora.path] + [os.path.join(directory, n) for n in scanner.group_sidecars(names, stems).get(lora.stem, [])]
+    plan = {src: os.path.join(destination, os.path.basename(src)) for src in files}
+    if os.path.abspath(destination) == os.path.abspath(directory):
+        raise FileOperationError(lora.path, "it is already in that folder")
+    for dst in plan.values():
+        if os.path.exists(dst):
+            raise FileOperationError(dst, "a file with that name already exists there")
+    done: list[tuple[str, str]] = []
+    try:
+        os.makedirs(destination, exist_ok=True)
+        for src, dst in plan.items():
+            shutil.move(src, dst)
+            done.append((src, dst))
+    except OSError as e:
+        for src, dst in reversed(done):
+            shutil.move(dst, src)
+        raise FileOperationError(lora.path, e.strerror or str(e)) from None
+    return plan
+
+
+def _adopt_vanished(session, lora_id: int, sha256: str) -> None:
+    """A new file with the hash of a vanished one is that file, moved: the old row (with its
+    user data) takes over the new path and the new row goes away."""
+    new = session.get(Lora, lora_id)
+    old = session.scalars(select(Lora).where(
+        Lora.sha256 == sha256, Lora.missing.is_(True), Lora.trashed_at.is_(None), Lora.id != lora_id
+    ).order_by(Lora.missing_since.desc()).limit(1)).first()
+    if new is None or old is None or new.added_at < (old.missing_since or 0) - 1:
+        return
+    file_fields = ("path", "root", "relpath", "folder", "filename", "stem", "sdnext_name", "format", "size",
+                   "mtime_ns", "mtime", "inode", "scanned_at", "error", "header_size", "sidecar_signature",
+                   "base_model_detected", "base_model_source", "base_model_sidecar", "description",
+                   "sidecar_preview", "embedded_preview", "civitai", "sidecar_errors", "addnet_hash",
+                   "hashed_mtime_ns")
+    values = {f: getattr(new, f) for f in file_fields}
+    session.delete(new)
+    session.flush()
+    for key, value in values.items():
+        setattr(old, key, value)
+    old.missing, old.missing_since, old.updated_at = False, None, time.time()
+    session.flush()
+    scanner.refresh_search_text(session, [old.id])
+    scanner.refresh_base_model(session, [old.id])

@@ -1,0 +1,146 @@
+"""The schema: LoRA files, their user data, tags, the trash and small bits of state.
+
+One row per LoRA file. File facts (what the scanner reads) and user data (what people edit)
+share the row on purpose: a moved file keeps its user data by keeping its row, and the library
+page sorts and filters on both without joins. Things people filter on are real columns or the
+``lora_tags`` join table; JSON is used only for display-only lists.
+
+Times are epoch seconds (floats): portable between SQLite and PostgreSQL and cheap to compare.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Lora(Base):
+    __tablename__ = "loras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # --- where the file is
+    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute, as found on disk
+    root: Mapped[str] = mapped_column(Text)  # the library folder it was found under
+    relpath: Mapped[str] = mapped_column(Text)  # relative to root, '/' separated
+    folder: Mapped[str] = mapped_column(Text, index=True)  # relpath's directory ('' at the root)
+    filename: Mapped[str] = mapped_column(Text)
+    stem: Mapped[str] = mapped_column(Text)
+    sdnext_name: Mapped[str] = mapped_column(Text, index=True)  # SDNext's network name: stem, '.' -> '_'
+    sort_name: Mapped[str] = mapped_column(Text, index=True)  # lower-cased display name or stem
+    format: Mapped[str] = mapped_column(String(16))  # safetensors, pt, ckpt
+    # --- file facts from the last scan
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float, index=True)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    added_at: Mapped[float] = mapped_column(Float, index=True)
+    scanned_at: Mapped[float] = mapped_column(Float)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    missing_since: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)  # why the file could not be read, for this one item
+    header_size: Mapped[int | None] = mapped_column(BigInteger)
+    sidecar_signature: Mapped[str | None] = mapped_column(Text)
+    # --- derived from the header
+    base_model_detected: Mapped[str] = mapped_column(String(32), default="unknown")
+    base_model_source: Mapped[str] = mapped_column(String(16), default="none")
+    base_model_sidecar: Mapped[str | None] = mapped_column(String(32))  # from CivitAI/peer sidecars
+    adapter_type: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
+    network_module: Mapped[str | None] = mapped_column(Text)
+    network_dim: Mapped[int | None] = mapped_column(Integer)
+    network_alpha: Mapped[float | None] = mapped_column(Float)
+    title: Mapped[str | None] = mapped_column(Text)
+    output_name: Mapped[str | None] = mapped_column(Text)
+    training_model: Mapped[str | None] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    steps: Mapped[int | None] = mapped_column(Integer)
+    architecture: Mapped[str | None] = mapped_column(Text)
+    trigger_suggestions: Mapped[str | None] = mapped_column(Text)  # JSON [[word, count], ...]
+    # --- from peers' sidecar files (read-only sources)
+    description: Mapped[str | None] = mapped_column(Text)
+    sidecar_preview: Mapped[str | None] = mapped_column(Text)  # file name next to the LoRA
+    embedded_preview: Mapped[str | None] = mapped_column(Text)  # modelspec.thumbnail, saved in our data folder
+    civitai: Mapped[str | None] = mapped_column(Text)  # JSON {model_id, version_id, ...}
+    sidecar_errors: Mapped[str | None] = mapped_column(Text)
+    # --- hashes (background worker)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    addnet_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    hashed_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    hash_error: Mapped[str | None] = mapped_column(Text)
+    # --- user data (our database only; model folders may be read-only)
+    # effective base model: the user's choice, else a sidecar's, else what the header says
+    base_model: Mapped[str] = mapped_column(String(32), default="unknown", index=True)
+    base_model_user: Mapped[str | None] = mapped_column(String(32))  # the user's override
+    display_name: Mapped[str | None] = mapped_column(Text)
+    favorite: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    rating: Mapped[int | None] = mapped_column(Integer, index=True)
+    notes: Mapped[str | None] = mapped_column(Text)
+    nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger_words: Mapped[str | None] = mapped_column(Text)  # JSON list; None = not yet seeded
+    default_weight: Mapped[float | None] = mapped_column(Float)
+    weight_min: Mapped[float | None] = mapped_column(Float)
+    weight_max: Mapped[float | None] = mapped_column(Float)
+    preview_user: Mapped[str | None] = mapped_column(Text)  # image in our data folder
+    trashed_at: Mapped[float | None] = mapped_column(Float, index=True)
+    # lower-cased name, title, tags, trigger words and notes: free text searches one column
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    tags: Mapped[list[Tag]] = relationship(secondary="lora_tags", order_by="Tag.name", lazy="selectin")
+    extra: Mapped[LoraMetadata | None] = relationship(cascade="all, delete-orphan", lazy="select", uselist=False)
+
+    __table_args__ = (
+        Index("ix_loras_inode_size", "inode", "size"),
+        Index("ix_loras_stem", "stem"),
+    )
+
+
+class LoraMetadata(Base):
+    """The (bounded) safetensors ``__metadata__``: shown in the detail panel, never filtered on.
+
+    Kept out of ``loras`` so page queries stay narrow."""
+
+    __tablename__ = "lora_metadata"
+
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
+    metadata_json: Mapped[str] = mapped_column(Text)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # lower-cased, trimmed
+
+
+class LoraTag(Base):
+    __tablename__ = "lora_tags"
+
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class TrashItem(Base):
+    """A file we moved to the trash, so the move can be undone."""
+
+    __tablename__ = "trash_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch: Mapped[str] = mapped_column(String(40), index=True)
+    lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"))
+    original_path: Mapped[str] = mapped_column(Text)
+    trash_path: Mapped[str] = mapped_column(Text)
+    trashed_at: Mapped[float] = mapped_column(Float)
+
+
+class State(Base):
+    """Small key/value facts that must survive restarts (last scan, last trash batch...)."""
+
+    __tablename__ = "state"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

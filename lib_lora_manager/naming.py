@@ -1,0 +1,37 @@
+"""How SDNext names LoRAs, so the ``<lora:NAME:W>`` tokens we write resolve to the same file.
+
+SDNext registers each file under ``name`` = basename without extension with '.' -> '_', and
+under ``fullname`` = path relative to its LoRA folder without extension. When two files share a
+basename, the last one registered wins ``name``, so only ``fullname`` is unambiguous. Files
+outside SDNext's folder (our extra folders) load when the name is an absolute path.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def sdnext_name(filename: str) -> str:
+    return os.path.splitext(os.path.basename(filename))[0].replace(".", "_")
+
+
+def prompt_name(path: str, primary_root: str | None, *, name_is_shared: bool) -> str:
+    """The NAME to put in ``<lora:NAME:W>`` for the file at ``path``."""
+    if primary_root:
+        root = os.path.abspath(primary_root)
+        absolute = os.path.abspath(path)
+        if absolute.startswith(root.rstrip(os.sep) + os.sep):
+            if not name_is_shared:
+                return sdnext_name(absolute)
+            relative = absolute[len(root):].lstrip("/\\").replace("\\", "/")
+            return os.path.splitext(relative)[0]
+    return os.path.abspath(path)
+
+
+def format_weight(weight: float) -> str:
+    text = f"{weight:.2f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def token(name: str, weight: float = 1.0) -> str:
+    return f"<lora:{name}:{format_weight(weight)}>"

@@ -1,0 +1,325 @@
+"""The one query language: parsed here, used by the search box, the CLI and the REST API.
+
+    anime "blue hair" tag:character -tag:wip base:sdxl type:lora rating:>=4 fav:yes
+    missing:no hashed:no folder:styles dupe:yes added:<30d sort:-rating
+
+Words are free text over name, title, tags, trigger words and notes (all must match). Any term
+can be negated with a leading ``-``. Each filter key is a function in ``FILTERS`` returning an
+SQL clause and a few English words; later features register more keys (``register_filter``)
+and sort orders (``register_sort``) without touching the parser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy.sql.elements import UnaryExpression
+
+from . import base_models
+from .errors import QueryError
+from .models import Lora, LoraTag, Tag
+
+FilterFn = Callable[[str], tuple[ColumnElement[bool], str]]
+
+
+@dataclass
+class Term:
+    key: str | None  # None for free text
+    value: str
+    negated: bool
+    clause: ColumnElement[bool]
+    description: str
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str = "name"
+    descending: bool = False
+
+
+@dataclass
+class Query:
+    text: str
+    terms: list[Term] = field(default_factory=list)
+    sort: Sort = Sort()
+    sort_given: bool = False
+
+    def where(self) -> list[ColumnElement[bool]]:
+        return [t.clause for t in self.terms]
+
+    def order_by(self) -> list[UnaryExpression]:
+        column, _label, _desc_label = SORTS[self.sort.key]
+        expr = column() if callable(column) else column
+        primary = expr.desc() if self.sort.descending else expr.asc()
+        # NULLs (unrated, never used) last in both directions; then a stable tie-break
+        return [expr.is_(None).asc(), primary, Lora.stem.asc(), Lora.id.asc()]
+
+    def describe(self) -> str:
+        """The query in words, shown under the search box so users see how it was understood."""
+        parts = [t.description for t in self.terms]
+        _column, asc_label, desc_label = SORTS[self.sort.key]
+        what = "All LoRAs" if not parts else "LoRAs " + ", ".join(parts)
+        return f"{what}; sorted by {desc_label if self.sort.descending else asc_label}."
+
+
+# --- tokenizing -----------------------------------------------------------------------------
+
+_TOKEN = re.compile(r'\s*(-?)(?:([A-Za-z_]+):)?("(?:[^"]*)"?|\S+)')
+_TRUE = {"yes", "y", "true", "1", "on"}
+_FALSE = {"no", "n", "false", "0", "off"}
+
+
+def _tokens(text: str):
+    pos = 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        match = _TOKEN.match(text, pos)
+        if not match:  # pragma: no cover - the pattern matches any non-space run
+            raise QueryError(f"cannot read the query near “{text[pos:pos + 20]}”", pos)
+        negated, key, value = match.group(1) == "-", match.group(2), match.group(3)
+        if value.startswith('"'):
+            if len(value) < 2 or not value.endswith('"'):
+                raise QueryError(f"unclosed quote in “{match.group(0).strip()}”", match.start(3))
+            value = value[1:-1]
+        yield match.start(), negated, key.lower() if key else None, value
+        pos = match.end()
+
+
+def parse(text: str | None) -> Query:
+    """Parse a query string. Raises QueryError with a readable message (never anything else)."""
+    text = (text or "").strip()
+    query = Query(text=text)
+    if len(text) > 2000:
+        raise QueryError("the query is too long (more than 2000 characters)")
+    for position, negated, key, value in _tokens(text):
+        if key == "sort":
+            if negated:
+                raise QueryError("sort: cannot be negated; use sort:-name for descending order", position)
+            query.sort = _parse_sort(value, position)
+            query.sort_given = True
+            continue
+        if key is None:
+            if not value:
+                continue
+            clause, words = _free_text(value)
+        else:
+            if key not in FILTERS:
+                known = ", ".join(sorted(list(FILTERS) + ["sort"]))
+                raise QueryError(f"unknown filter “{key}:” (known: {known}); put text with a colon in quotes", position)
+            if not value:
+                raise QueryError(f"“{key}:” needs a value", position)
+            clause, words = FILTERS[key](value)
+        if negated:
+            clause, words = not_(clause), f"not {words}"
+        query.terms.append(Term(key, value, negated, clause, words))
+    return query
+
+
+def _parse_sort(value: str, position: int) -> Sort:
+    descending = value.startswith("-") or value.endswith("-")
+    key = value.strip("-+").lower()
+    key = SORT_ALIASES.get(key, key)
+    if key not in SORTS:
+        raise QueryError(f"unknown sort “{value}” (known: {', '.join(SORTS)})", position)
+    return Sort(key, descending)
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _free_text(value: str) -> tuple[ColumnElement[bool], str]:
+    pattern = f"%{like_escape(value.lower())}%"
+    return Lora.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+
+
+def _bool(key: str, value: str) -> bool:
+    v = value.lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise QueryError(f"“{key}:{value}”: use yes or no")
+
+
+def _tag(value: str):
+    name = value.strip().lower()
+    ids = select(LoraTag.lora_id).join(Tag, Tag.id == LoraTag.tag_id).where(Tag.name == name)
+    return Lora.id.in_(ids), f"tagged “{name}”"
+
+
+def _base(value: str):
+    code = base_models.family_code(value)
+    if code is None:
+        known = ", ".join(f.code for f in base_models.FAMILIES)
+        raise QueryError(f"unknown base model “{value}” (known: {known})")
+    return Lora.base_model == code, f"for {base_models.label(code)}"
+
+
+ADAPTER_TYPES = ("lora", "locon", "loha", "lokr", "dora", "ia3", "oft", "boft", "glora", "full", "unknown")
+
+
+def _type(value: str):
+    v = value.lower()
+    if v not in ADAPTER_TYPES:
+        raise QueryError(f"unknown type “{value}” (known: {', '.join(ADAPTER_TYPES)})")
+    return Lora.adapter_type == v, f"of type {v}"
+
+
+_COMPARISON = re.compile(r"^(>=|<=|>|<|=)?\s*(-?\d+(?:\.\d+)?)$")
+_RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)\.\.(-?\d+(?:\.\d+)?)$")
+_OP_WORDS = {">=": "or more", "<=": "or less", ">": "more than", "<": "less than", "=": ""}
+
+
+def numeric_filter(column, key: str, value: str, noun: str) -> tuple[ColumnElement[bool], str]:
+    """``key:4``, ``key:>=4``, ``key:<3``, ``key:2..4`` and ``key:none`` on a numeric column."""
+    v = value.strip().lower()
+    if v in ("none", "no", "unset"):
+        return column.is_(None), f"without {noun}"
+    if m := _RANGE.match(v):
+        lo, hi = float(m.group(1)), float(m.group(2))
+        return and_(column >= lo, column <= hi), f"{noun} {m.group(1)} to {m.group(2)}"
+    if m := _COMPARISON.match(v):
+        op, number = m.group(1) or "=", float(m.group(2))
+        clause = {">=": column >= number, "<=": column <= number, ">": column > number,
+                  "<": column < number, "=": column == number}[op]
+        if op == "=":
+            return clause, f"{noun} {m.group(2)}"
+        if op in (">", "<"):
+            return clause, f"{noun} {_OP_WORDS[op]} {m.group(2)}"
+        return clause, f"{noun} {m.group(2)} {_OP_WORDS[op]}"
+    raise QueryError(f"“{key}:{value}”: use a number, >=N, <=N, >N, <N, A..B or none")
+
+
+def _rating(value: str):
+    return numeric_filter(Lora.rating, "rating", value, "rated")
+
+
+def _fav(value: str):
+    yes = _bool("fav", value)
+    return Lora.favorite.is_(yes), "favorites" if yes else "not favorites"
+
+
+def _missing(value: str):
+    yes = _bool("missing", value)
+    return Lora.missing.is_(yes), "whose file is missing" if yes else "whose file is present"
+
+
+def _hashed(value: str):
+    yes = _bool("hashed", value)
+    return (Lora.sha256.is_not(None) if yes else Lora.sha256.is_(None)), "hashed" if yes else "not hashed yet"
+
+
+def _nsfw(value: str):
+    yes = _bool("nsfw", value)
+    return Lora.nsfw.is_(yes), "flagged NSFW" if yes else "not flagged NSFW"
+
+
+def _error(value: str):
+    yes = _bool("error", value)
+    return (Lora.error.is_not(None) if yes else Lora.error.is_(None)), "that could not be read" if yes else "read without errors"
+
+
+def _folder(value: str):
+    folder = value.strip().strip("/").replace("\\", "/")
+    if not folder:
+        return Lora.folder == "", "in the top folder"
+    prefix = like_escape(folder) + "/%"
+    return or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\")), f"in folder “{folder}”"
+
+
+def _dupe(value: str):
+    yes = _bool("dupe", value)
+    shared = (
+        select(Lora.sha256)
+        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+        .group_by(Lora.sha256)
+        .having(func.count() > 1)
+    )
+    clause = Lora.sha256.in_(shared)
+    return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
+
+
+def _hash(value: str):
+    v = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,64}", v):
+        raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
+    pattern = like_escape(v) + "%"
+    return or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\")), f"with hash {v}…"
+
+
+_AGE = re.compile(r"^(<|>|<=|>=)?\s*(\d+(?:\.\d+)?)\s*(h|d|w|m|y)$")
+_DATE = re.compile(r"^(<|>|<=|>=)?\s*(\d{4}-\d{2}-\d{2})$")
+_UNIT_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
+_UNIT_WORDS = {"h": "hours", "d": "days", "w": "weeks", "m": "months", "y": "years"}
+
+
+def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[bool], str]:
+    """``<30d`` (within the last 30 days), ``>1y`` (longer ago), ``>2026-01-01``, ``<2026-01-01``."""
+    v = value.strip().lower()
+    if m := _AGE.match(v):
+        op, amount, unit = m.group(1) or "<", float(m.group(2)), m.group(3)
+        cutoff = time.time() - amount * _UNIT_SECONDS[unit]
+        span = f"{m.group(2)} {_UNIT_WORDS[unit]}"
+        if op.startswith("<"):
+            return column >= cutoff, f"{verb} in the last {span}"
+        return column < cutoff, f"{verb} more than {span} ago"
+    if m := _DATE.match(v):
+        op = m.group(1) or ">="
+        try:
+            day = dt.datetime.strptime(m.group(2), "%Y-%m-%d")
+        except ValueError:
+            raise QueryError(f"“{key}:{value}”: {m.group(2)} is not a valid date") from None
+        cutoff = day.timestamp()
+        if op.startswith(">"):
+            return column >= cutoff, f"{verb} on or after {m.group(2)}"
+        return column < cutoff, f"{verb} before {m.group(2)}"
+    raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y) or a date like >2026-01-31")
+
+
+FILTERS: dict[str, FilterFn] = {
+    "tag": _tag,
+    "base": _base,
+    "type": _type,
+    "rating": _rating,
+    "fav": _fav,
+    "favorite": _fav,
+    "missing": _missing,
+    "hashed": _hashed,
+    "nsfw": _nsfw,
+    "error": _error,
+    "folder": _folder,
+    "dupe": _dupe,
+    "hash": _hash,
+    "added": lambda v: time_filter(Lora.added_at, "added", v, "added"),
+    "modified": lambda v: time_filter(Lora.mtime, "modified", v, "modified"),
+}
+
+# key -> (column or callable returning one, ascending words, descending words)
+SORTS: dict[str, tuple] = {
+    "name": (Lora.sort_name, "name (A to Z)", "name (Z to A)"),
+    "added": (Lora.added_at, "date added (oldest first)", "date added (newest first)"),
+    "modified": (Lora.mtime, "file date (oldest first)", "file date (newest first)"),
+    "size": (Lora.size, "size (smallest first)", "size (largest first)"),
+    "rating": (Lora.rating, "rating (lowest first)", "rating (highest first)"),
+}
+SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name"}
+
+
+def register_filter(key: str, fn: FilterFn) -> None:
+    """Add a filter key (e.g. ``used:`` from generation history)."""
+    FILTERS[key] = fn
+
+
+def register_sort(key: str, column, ascending_words: str, descending_words: str) -> None:
+    SORTS[key] = (column, ascending_words, descending_words)

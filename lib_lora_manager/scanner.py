@@ -1,0 +1,476 @@
+"""Keep the index in step with the LoRA folders.
+
+A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
+sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
+match a vanished row are moves: the row follows the file and keeps its user data. Files that
+vanished are marked missing, never deleted (NAS and offline drives come back). Writes happen in
+short batches so the UI and other writers never wait for a whole scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from . import naming, sidecars
+from .db import Database
+from .lora_info import LoraInfo, extract
+from .models import Lora, LoraMetadata, LoraTag, Tag
+from .safetensors_header import HeaderError, read_header
+
+log = logging.getLogger("lora_manager")
+
+LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
+BATCH = 500
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Found:
+    """A LoRA file seen on disk during this scan."""
+
+    path: str
+    root: str
+    relpath: str
+    directory: str
+    filename: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sidecar_names: list[str]
+
+
+@dataclass
+class ScanReport:
+    roots: list[str]
+    files: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    returned: int = 0  # missing files that came back
+    errors: int = 0  # files indexed with a read error
+    folder_errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{self.files} files", f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
+                 f"{self.missing} missing", f"{self.errors} unreadable"]
+        if self.returned:
+            parts.append(f"{self.returned} back")
+        text = ", ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.folder_errors:
+            text += "; " + "; ".join(self.folder_errors)
+        return text
+
+
+# --- walking ----------------------------------------------------------------------------------
+
+
+def group_sidecars(names: list[str], lora_stems: set[str]) -> dict[str, list[str]]:
+    """Assign each non-LoRA file of a folder to the LoRA whose stem is its longest prefix.
+
+    ``a.json`` belongs to ``a.safetensors`` and ``a.b.json`` to ``a.b.safetensors`` when both
+    exist. Linear in the folder size (folders can hold thousands of LoRAs)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        if os.path.splitext(name)[1].lower() in LORA_FORMATS:
+            continue
+        cut = len(name)
+        while (cut := name.rfind(".", 0, cut)) > 0:
+            stem = name[:cut]
+            if stem in lora_stems:
+                groups.setdefault(stem, []).append(name)
+                break
+    return groups
+
+
+def walk(root: str, errors: list[str]) -> Iterator[Found]:
+    """Every LoRA file under ``root``; unreadable folders are reported in ``errors``."""
+    stack = [root]
+    seen_dirs: set[tuple[int, int]] = set()
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as e:
+            errors.append(f"cannot read folder {directory}: {e.strerror or e}")
+            continue
+        loras = []
+        for entry in entries:
+            name = entry.name
+            try:
+                if entry.is_dir():
+                    if name.startswith("."):
+                        continue  # hidden folders: VCS data, trash folders of other tools
+                    if entry.is_symlink():  # follow links, but never loop
+                        st = entry.stat()
+                        if (st.st_dev, st.st_ino) in seen_dirs:
+                            continue
+                        seen_dirs.add((st.st_dev, st.st_ino))
+                    stack.append(entry.path)
+                elif os.path.splitext(name)[1].lower() in LORA_FORMATS:
+                    loras.append((entry, entry.stat()))
+            except OSError as e:
+                errors.append(f"cannot read {entry.path}: {e.strerror or e}")
+        if not loras:
+            continue
+        stems = {os.path.splitext(e.name)[0] for e, _ in loras}
+        groups = group_sidecars([e.name for e in entries], stems)
+        for entry, st in loras:
+            stem = os.path.splitext(entry.name)[0]
+            relpath = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            yield Found(
+                path=entry.path, root=root, relpath=relpath, directory=directory, filename=entry.name,
+                size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sidecar_names=groups.get(stem, []),
+            )
+
+
+# --- reading one file -------------------------------------------------------------------------
+
+
+def file_columns(found: Found) -> dict[str, Any]:
+    """Columns describing where the file is and what the filesystem says about it."""
+    stem, ext = os.path.splitext(found.filename)
+    folder = os.path.dirname(found.relpath)
+    return {
+        "path": found.path, "root": found.root, "relpath": found.relpath, "folder": folder,
+        "filename": found.filename, "stem": stem, "sdnext_name": naming.sdnext_name(found.filename),
+        "format": LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
+        "mtime": found.mtime_ns / 1e9, "inode": found.inode,
+    }
+
+
+def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict[str, Any], dict[str, str], LoraInfo | None]:
+    """Columns derived from the safetensors header, the bounded metadata, and the info.
+
+    A file that cannot be read gets ``error`` set and everything else empty: one error on one
+    item, never a failed scan."""
+    empty = {
+        "error": None, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
+        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
+        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
+        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
+    }
+    if not found.filename.lower().endswith(".safetensors"):
+        return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
+    try:
+        header = read_header(found.path)
+        info = extract(header, found.filename)
+    except HeaderError as e:
+        return {**empty, "error": str(e)}, {}, None
+    columns = {
+        **empty,
+        "header_size": header.header_size, "base_model_detected": info.base_model,
+        "base_model_source": info.base_model_source, "adapter_type": info.adapter_type,
+        "network_module": info.network_module, "network_dim": info.network_dim,
+        "network_alpha": info.network_alpha, "title": info.title, "output_name": info.output_name,
+        "training_model": info.training_model, "resolution": info.resolution, "epochs": info.epochs,
+        "steps": info.steps, "architecture": info.architecture,
+        "trigger_suggestions": json.dumps(info.trigger_suggestions) if info.trigger_suggestions else None,
+        "embedded_preview": _save_thumbnail(found, info, thumbnail_dir),
+    }
+    return columns, info.metadata, info
+
+
+_MIME_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+
+
+def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> str | None:
+    """Write a modelspec.thumbnail to our data folder (never next to the LoRA)."""
+    if not info.thumbnail or not thumbnail_dir:
+        return None
+    mime, data = info.thumbnail
+    ext = _MIME_EXT.get(mime)
+    if ext is None:
+        return None
+    name = hashlib.sha1(f"{found.path}\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
+    target = os.path.join(thumbnail_dir, name)
+    try:
+        os.makedirs(thumbnail_dir, exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        log.warning("LoRA Manager: cannot save embedded thumbnail of %s: %s", found.path, e)
+        return None
+    return target
+
+
+def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]:
+    stem = os.path.splitext(found.filename)[0]
+    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names)
+    columns = {
+        "sidecar_signature": sidecars.sidecar_signature(found.directory, found.sidecar_names),
+        "description": data.description,
+        "sidecar_preview": data.preview,
+        "civitai": json.dumps(data.civitai) if data.civitai else None,
+        "sidecar_errors": "\n".join(data.errors) if data.errors else None,
+        "base_model_sidecar": data.base_model,
+    }
+    return columns, data
+
+
+def seeded_user_data(info: LoraInfo | None, data: sidecars.SidecarData) -> dict[str, Any]:
+    """First values of user-editable fields for a new row, from metadata and sidecars."""
+    words: list[str] = []
+    for word in list(data.trigger_words) + ([info.trigger_phrase] if info and info.trigger_phrase else []):
+        if word and word not in words:
+            words.append(word)
+    seeded: dict[str, Any] = {"trigger_words": json.dumps(words) if words else None}
+    if data.preferred_weight is not None:
+        seeded["default_weight"] = data.preferred_weight
+    if data.weight_range:
+        seeded["weight_min"], seeded["weight_max"] = data.weight_range
+    if data.notes:
+        seeded["notes"] = data.notes
+    if data.nsfw:
+        seeded["nsfw"] = True
+    if data.display_name:
+        seeded["display_name"] = data.display_name
+    return seeded
+
+
+def search_text(*parts: Any) -> str:
+    """The lower-cased haystack free-text queries search (one LIKE over one column)."""
+    out = []
+    for part in parts:
+        if not part:
+            continue
+        if isinstance(part, (list, tuple)):
+            out.extend(str(p) for p in part if p)
+        else:
+            out.append(str(part))
+    return "\n".join(out).lower()
+
+
+def sort_name(display_name: str | None, stem: str) -> str:
+    return (display_name or stem).lower()
+
+
+# --- the scan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Indexed:
+    id: int
+    size: int
+    mtime_ns: int
+    signature: str | None
+    missing: bool
+    inode: int | None
+    root: str
+
+
+def scan(db: Database, roots: list[str], progress: Progress | None = None,
+         should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None) -> ScanReport:
+    """Synchronise the index with ``roots``. Safe to run while the UI reads and edits."""
+    started = time.perf_counter()
+    roots = [os.path.abspath(r) for r in roots]
+    report = ScanReport(roots=roots)
+    progress = progress or (lambda _f, _m: None)
+
+    indexed = _load_index(db, roots)
+    seen: set[str] = set()
+    changed: list[Found] = []
+    sidecar_only: list[tuple[int, Found]] = []
+    returned: list[int] = []
+    progress(0.0, "listing folders")
+    for root in roots:
+        if not os.path.isdir(root):
+            report.folder_errors.append(f"library folder not found: {root}")
+            continue
+        for found in walk(root, report.folder_errors):
+            if found.path in seen:  # nested roots
+                continue
+            seen.add(found.path)
+            report.files += 1
+            row = indexed.get(found.path)
+            if row is None or row.size != found.size or row.mtime_ns != found.mtime_ns:
+                changed.append(found)
+                continue
+            if row.missing:
+                returned.append(row.id)
+            signature = sidecars.sidecar_signature(found.directory, found.sidecar_names) if found.sidecar_names else None
+            if signature != row.signature:
+                sidecar_only.append((row.id, found))
+            else:
+                report.unchanged += 1
+            if report.files % 5000 == 0:
+                progress(0.0, f"listing folders: {report.files} files")
+
+    vanished = {path: row for path, row in indexed.items() if path not in seen and not row.missing}
+    moves = _match_moves(changed, indexed, vanished)
+    total = len(changed) + len(sidecar_only)
+    done = 0
+    for start in range(0, len(changed), BATCH):
+        if should_stop and should_stop():
+            break
+        batch = changed[start:start + BATCH]
+        _write_changed(db, batch, indexed, moves, report, thumbnail_dir)
+        done += len(batch)
+        progress(done / max(total, 1), f"reading {done}/{total} changed files")
+    for start in range(0, len(sidecar_only), BATCH):
+        batch = sidecar_only[start:start + BATCH]
+        _write_sidecars(db, batch)
+        report.updated += len(batch)
+        done += len(batch)
+        progress(done / max(total, 1), f"reading sidecars {done}/{total}")
+
+    moved_from = {indexed_path for indexed_path in moves.values()}
+    gone = [row.id for path, row in vanished.items() if path not in moved_from]
+    now = time.time()
+    with db.write() as session:
+        for start in range(0, len(gone), BATCH):
+            ids = gone[start:start + BATCH]
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=True, missing_since=now))
+        for start in range(0, len(returned), BATCH):
+            ids = returned[start:start + BATCH]
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=False, missing_since=None))
+    report.missing = len(gone)
+    report.returned = len(returned)
+    report.seconds = time.perf_counter() - started
+    progress(1.0, "done: " + report.summary())
+    return report
+
+
+def _load_index(db: Database, roots: list[str]) -> dict[str, _Indexed]:
+    columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature, Lora.missing, Lora.inode, Lora.root)
+    with db.read() as session:
+        rows = session.execute(select(*columns).where(Lora.trashed_at.is_(None), Lora.root.in_(roots)))
+        return {r[0]: _Indexed(*r[1:]) for r in rows}
+
+
+def _match_moves(changed: list[Found], indexed: dict[str, _Indexed], vanished: dict[str, _Indexed]) -> dict[str, str]:
+    """New path -> old path for files that were moved or renamed (same inode and size)."""
+    by_identity = {(row.inode, row.size): path for path, row in vanished.items() if row.inode}
+    moves = {}
+    for found in changed:
+        if found.path in indexed:
+            continue
+        old = by_identity.pop((found.inode, found.size), None)
+        if old is not None:
+            moves[found.path] = old
+    return moves
+
+
+def _write_changed(db: Database, batch: list[Found], indexed: dict[str, _Indexed],
+                   moves: dict[str, str], report: ScanReport, thumbnail_dir: str | None) -> None:
+    now = time.time()
+    inserts: list[dict[str, Any]] = []
+    insert_extras: list[tuple[dict[str, str], list[str]]] = []
+    updates: list[dict[str, Any]] = []
+    update_metadata: list[tuple[int, dict[str, str]]] = []
+    for found in batch:
+        columns = file_columns(found)
+        head, metadata, info = header_columns(found, thumbnail_dir)
+        side, data = sidecar_columns(found)
+        if head["error"]:
+            report.errors += 1
+        old_path = moves.get(found.path)
+        row = indexed.get(old_path or found.path)
+        values = {**columns, **head, **side, "scanned_at": now, "missing": False, "missing_since": None}
+        if row is None:
+            seeded = seeded_user_data(info, data)
+            words = json.loads(seeded["trigger_words"]) if seeded.get("trigger_words") else []
+            values.update(seeded)
+            values.update(
+                added_at=now, updated_at=now, base_model=data.base_model or head["base_model_detected"],
+                sort_name=sort_name(seeded.get("display_name"), columns["stem"]),
+                search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
+                                        data.tags, words, seeded.get("notes")),
+            )
+            inserts.append(values)
+            insert_extras.append((metadata, data.tags))
+            report.added += 1
+        else:
+            # the file changed (or moved): its hashes are stale; user data stays untouched
+            values.update(id=row.id, sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
+            if old_path is not None and row.size == found.size:
+                report.moved += 1
+            else:
+                report.updated += 1
+            updates.append(values)
+            update_metadata.append((row.id, metadata))
+    with db.write() as session:
+        if inserts:
+            ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), inserts).scalars().all()
+            meta_rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, (m, _t) in zip(ids, insert_extras) if m]
+            if meta_rows:
+                session.execute(insert(LoraMetadata), meta_rows)
+            tag_rows = _tag_links(session, [(i, tags) for i, (_m, tags) in zip(ids, insert_extras) if tags])
+            if tag_rows:
+                session.execute(insert(LoraTag), tag_rows)
+        if updates:
+            for values in updates:  # rare: changed files; ORM-free column updates keep user data intact
+                lora_id = values.pop("id")
+                session.execute(update(Lora).where(Lora.id == lora_id).values(**values))
+            ids = [i for i, _ in update_metadata]
+            session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
+            rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, m in update_metadata if m]
+            if rows:
+                session.execute(insert(LoraMetadata), rows)
+            refresh_search_text(session, ids)
+            refresh_base_model(session, ids)
+
+
+def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
+    rows = []
+    for lora_id, found in batch:
+        side, _data = sidecar_columns(found)
+        rows.append({"b_id": lora_id, **side})
+    with db.write() as session:
+        stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
+        session.connection().execute(stmt, rows)
+        refresh_base_model(session, [lora_id for lora_id, _ in batch])
+
+
+def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, int]]:
+    names = {t.strip().lower()[:200] for _, tags in pairs for t in tags if t and t.strip()}
+    if not names:
+        return []
+    tag_ids = ensure_tags(session, names)
+    links = set()
+    for lora_id, tags in pairs:
+        for t in tags:
+            name = t.strip().lower()[:200]
+            if name:
+                links.add((lora_id, tag_ids[name]))
+    return [{"lora_id": a, "tag_id": b} for a, b in links]
+
+
+def ensure_tags(session, names: set[str]) -> dict[str, int]:
+    """Tag ids by name, creating the missing tags."""
+    existing = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
+    new = [{"name": n} for n in sorted(names - existing.keys())]
+    if new:
+        for name, tag_id in session.execute(insert(Tag).returning(Tag.name, Tag.id), new):
+            existing[name] = tag_id
+    return existing
+
+
+def refresh_search_text(session, ids: list[int]) -> None:
+    """Recompute ``search_text`` and ``sort_name`` after names, tags, trigger words or notes changed."""
+    for start in range(0, len(ids), BATCH):
+        for lora in session.scalars(select(Lora).where(Lora.id.in_(ids[start:start + BATCH]))):
+            words = json.loads(lora.trigger_words) if lora.trigger_words else []
+            lora.search_text = search_text(lora.stem, lora.display_name, lora.title, lora.output_name,
+                                           [t.name for t in lora.tags], words, lora.notes)
+            lora.sort_name = sort_name(lora.display_name, lora.stem)
+
+
+def refresh_base_model(session, ids: list[int]) -> None:
+    """Effective base model = the user's choice, else a sidecar's, else the header's."""
+    effective = func.coalesce(Lora.base_model_user, Lora.base_model_sidecar, Lora.base_model_detected)
+    for start in range(0, len(ids), BATCH):
+        session.execute(update(Lora).where(Lora.id.in_(ids[start:start + BATCH])).values(base_model=effective))

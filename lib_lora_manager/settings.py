@@ -1,0 +1,66 @@
+"""Every user-facing setting, as data.
+
+One table drives SDNext's Settings section, the standalone command line defaults and the
+README's settings table (a test keeps the README in step with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SECTION = ("lora_manager", "LoRA Manager")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Any
+    label: str
+    help: str = ""
+    restart: bool = False  # takes effect after a restart of SDNext
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "lora_manager_extra_dirs",
+        "",
+        "Extra LoRA folders",
+        "Folders indexed in addition to SDNext's LoRA folder, one per line (or separated by ';'). "
+        "LoRAs outside SDNext's folder are referenced by absolute path in prompts.",
+    ),
+    Setting(
+        "lora_manager_database_url",
+        "",
+        "Database URL",
+        "Empty: a SQLite file in SDNext's data folder. A PostgreSQL URL "
+        "(postgresql+psycopg://user@host/db) lets several machines share one library. "
+        "The environment variable LORA_MANAGER_DATABASE_URL takes precedence.",
+        restart=True,
+    ),
+    Setting(
+        "lora_manager_hashing",
+        True,
+        "Hash files in the background",
+        "Computes SHA-256, AutoV2 and SDNext's short hash at low priority; needed for duplicates "
+        "and CivitAI lookups. Turn off on metered network drives.",
+    ),
+    Setting(
+        "lora_manager_scan_on_start",
+        True,
+        "Sync the index in the background at startup",
+        "Rescans changed files after SDNext has started; unchanged files are not reopened.",
+    ),
+    Setting("lora_manager_page_size", 48, "Cards per page", "Between 12 and 200."),
+    Setting("lora_manager_show_nsfw", True, "Show NSFW previews", "Off: previews of LoRAs flagged NSFW are blurred."),
+)
+
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def parse_dirs(value: str | None) -> list[str]:
+    """Split the extra-folders setting: newline or ';' separated, blanks ignored."""
+    if not value:
+        return []
+    parts = [p.strip() for chunk in str(value).splitlines() for p in chunk.split(";")]
+    return [p for p in parts if p]
