@@ -1,0 +1,29 @@
+"""What the UI needs to know about the program it runs in (SDNext or standalone).
+
+The hosts build one of these; the core and the UI never import a host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import settings
+
+
+def _defaults(key: str) -> Any:
+    return settings.BY_KEY[key].default
+
+
+@dataclass
+class HostInfo:
+    name: str  # "sdnext" or "standalone"
+    api_base: str = ""  # URL prefix the browser uses for our REST routes (SDNext's subpath)
+    setting: Callable[[str], Any] = field(default=_defaults)  # current value of a settings.SETTINGS key
+
+    def page_size(self) -> int:
+        try:
+            size = int(self.setting("lora_manager_page_size"))
+        except (TypeError, ValueError):
+            size = 48
+        return max(12, min(size, 200))

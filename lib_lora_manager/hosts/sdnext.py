@@ -1,0 +1,104 @@
+"""SDNext host: the only module that imports SDNext's ``modules``.
+
+Registered from scripts/lora_manager.py while SDNext imports extension scripts. Startup stays
+cheap: nothing is scanned or hashed synchronously; the library opens when the tab is built
+(one small query) and syncs in a background thread once the app has started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from modules import paths, script_callbacks, shared
+
+from .. import api, settings
+from ..hostinfo import HostInfo
+from ..library import Library
+
+log = logging.getLogger("lora_manager")
+_library: Library | None = None
+_library_lock = threading.Lock()
+
+
+def setting(key: str):
+    """Current value of one of our settings (saved values sit in opts.data before registration)."""
+    default = settings.BY_KEY[key].default
+    value = shared.opts.data.get(key, default)
+    return default if value is None else value
+
+
+def data_dir() -> str:
+    return os.path.join(paths.data_path, "data", "lora-manager")
+
+
+def library_roots() -> list[str]:
+    """SDNext's LoRA folder first (names there resolve without a path), then our extra folders."""
+    lora_dir = getattr(shared.cmd_opts, "lora_dir", None) or shared.opts.data.get("lora_dir")
+    return [p for p in [lora_dir, *settings.parse_dirs(setting("lora_manager_extra_dirs"))] if p]
+
+
+def database_url() -> str | None:
+    return os.environ.get("LORA_MANAGER_DATABASE_URL") or setting("lora_manager_database_url") or None
+
+
+def library() -> Library:
+    global _library
+    with _library_lock:
+        if _library is None:
+            _library = Library.open(data_dir(), roots=library_roots(), database_url=database_url(),
+                                    hashing=bool(setting("lora_manager_hashing")) and not getattr(shared.cmd_opts, "no_hashing", False))
+        return _library
+
+
+def host_info() -> HostInfo:
+    return HostInfo(name="sdnext", setting=setting)
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+
+def on_ui_settings() -> None:
+    for s in settings.SETTINGS:
+        info = shared.OptionInfo(default=s.default, label=s.label, section=settings.SECTION)
+        if s.help:
+            info = info.info(s.help)
+        if s.restart:
+            info = info.needs_restart()
+        shared.opts.add_option(s.key, info)
+    shared.opts.onchange("lora_manager_extra_dirs", _roots_changed, call=False)
+    shared.opts.onchange("lora_dir", _roots_changed, call=False)
+    shared.opts.onchange("lora_manager_hashing", _hashing_changed, call=False)
+
+
+def on_ui_tabs():
+    from ..ui import build_tabs
+
+    return build_tabs(library(), host_info())
+
+
+def on_app_started(_demo, _app) -> None:
+    lib = library()
+    for path, endpoint, methods in api.routes(lib):
+        shared.api.add_api_route(path, endpoint, methods=methods)
+    lib.start_background(scan=bool(setting("lora_manager_scan_on_start")))
+
+
+def _roots_changed() -> None:
+    lib = library()
+    lib.set_roots(library_roots())
+    lib.scan_in_background()
+
+
+def _hashing_changed() -> None:
+    lib = library()
+    lib.hashing = bool(setting("lora_manager_hashing"))
+    if lib.hashing:
+        lib.start_background(scan=False)
+
+
+def register() -> None:
+    script_callbacks.on_ui_settings(on_ui_settings)
+    script_callbacks.on_ui_tabs(on_ui_tabs)
+    script_callbacks.on_app_started(on_app_started)

@@ -1,0 +1,86 @@
+"""Standalone host: the same tabs in our own Gradio app (gradio 3.43.2, as in SDNext), with the
+REST API at the same paths, served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from .. import api, settings
+from ..hostinfo import HostInfo
+from ..library import Library
+
+log = logging.getLogger("lora_manager")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the extension folder: style.css, javascript/
+
+
+def page_assets() -> tuple[str, str]:
+    """Our style.css and javascript/*.js, which SDNext injects itself and we inject here."""
+    css = (PACKAGE_ROOT / "style.css").read_text(encoding="utf-8") if (PACKAGE_ROOT / "style.css").exists() else ""
+    scripts = sorted((PACKAGE_ROOT / "javascript").glob("*.js"))
+    js = "\n".join(p.read_text(encoding="utf-8") for p in scripts)
+    return css, js
+
+
+def build_blocks(library: Library, host: HostInfo):
+    import gradio as gr
+
+    from ..ui import build_tabs
+
+    css, js = page_assets()
+    with gr.Blocks(title="LoRA Manager", css=css, analytics_enabled=False) as demo:
+        with gr.Tabs(elem_id="tabs"):
+            for blocks, title, elem_id in build_tabs(library, host):
+                with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    blocks.render()
+        if js:
+            # SDNext loads javascript/*.js as page scripts; standalone runs the same code once on load
+            demo.load(None, None, None, _js=f"() => {{ {js}\n}}")
+    return demo
+
+
+def build_app(library: Library, host: HostInfo | None = None):
+    """A FastAPI app with the REST routes and the UI mounted at /."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    host = host or HostInfo(name="standalone")
+    app = FastAPI(title="LoRA Manager")
+    for path, endpoint, methods in api.routes(library):
+        app.add_api_route(path, endpoint, methods=methods)
+    demo = build_blocks(library, host)
+    demo.queue(concurrency_count=4, api_open=False)
+    return gr.mount_gradio_app(app, demo, path="")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..cli import default_data_dir
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    data_dir = args.data_dir or default_data_dir()
+    roots = list(args.lora_dir or [])
+    if args.demo:
+        from ..demo import create_demo_library
+
+        data_dir = os.path.join(data_dir, "demo")
+        demo_root = os.path.join(data_dir, "loras")
+        create_demo_library(Path(demo_root))
+        roots = [demo_root] + roots
+    library = Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing)
+    if not library.roots:
+        log.error("No LoRA folder: pass --lora-dir DIR (or --demo)")
+        return 2
+    values = {s.key: s.default for s in settings.SETTINGS}
+    host = HostInfo(name="standalone", setting=values.__getitem__)
+    app = build_app(library, host)
+    library.start_background(scan=not args.no_scan)
+    log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/", len(library.roots), data_dir, args.host, args.port)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        library.close()
+    return 0
