@@ -1,0 +1,84 @@
+"""The REST API through a real FastAPI app: shapes, edits, scans and 4xx errors as JSON."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from lib_lora_manager import api
+
+
+@pytest.fixture
+def client(library, lora_dir):
+    make_lora(lora_dir, "alpha", "sd1", seed=1)
+    make_lora(lora_dir / "xl", "beta", "sdxl", seed=2)
+    make_lora(lora_dir, "<img src=x onerror=alert(1)>", "sd1", seed=3)
+    library.scan()
+    app = FastAPI()
+    for path, endpoint, methods in api.routes(library):
+        app.add_api_route(path, endpoint, methods=methods)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_list_search_sort_and_page(client):
+    body = client.get("/lora-manager/v1/loras").json()
+    assert set(body) == {"total", "page", "per_page", "items"} and body["total"] == 3
+    body = client.get("/lora-manager/v1/loras", params={"q": "base:sdxl"}).json()
+    assert [i["filename"] for i in body["items"]] == ["beta.safetensors"]
+    assert body["items"][0]["token"] == "<lora:beta:1>"
+    body = client.get("/lora-manager/v1/loras", params={"sort": "-name", "per_page": 1, "page": 2}).json()
+    assert body["page"] == 2 and body["per_page"] == 1 and len(body["items"]) == 1
+
+
+def test_get_and_patch(client):
+    lora_id = client.get("/lora-manager/v1/loras", params={"q": "alpha"}).json()["items"][0]["id"]
+    detail = client.get(f"/lora-manager/v1/loras/{lora_id}").json()
+    assert detail["metadata"] and detail["error"] is None
+    changed = client.patch(f"/lora-manager/v1/loras/{lora_id}", json={"rating": 4, "tags": ["a", "b"], "favorite": True}).json()
+    assert changed["rating"] == 4 and changed["tags"] == ["a", "b"] and changed["favorite"] is True
+    assert client.get("/lora-manager/v1/loras", params={"q": "tag:a fav:yes rating:4"}).json()["total"] == 1
+
+
+@pytest.mark.parametrize("method,path,kwargs,status", [
+    ("get", "/lora-manager/v1/loras", {"params": {"q": "rating:>>4"}}, 422),
+    ("get", "/lora-manager/v1/loras", {"params": {"q": "nonsense:1"}}, 422),
+    ("get", "/lora-manager/v1/loras/999999", {}, 404),
+    ("patch", "/lora-manager/v1/loras/999999", {"json": {"rating": 3}}, 404),
+    ("patch", "/lora-manager/v1/loras/{id}", {"json": {"rating": 7}}, 422),
+    ("patch", "/lora-manager/v1/loras/{id}", {"json": {"path": "/etc"}}, 422),
+    ("patch", "/lora-manager/v1/loras/{id}", {"json": {}}, 422),
+    ("get", "/lora-manager/v1/loras/{id}/preview", {}, 404),
+    ("post", "/lora-manager/v1/bulk", {"json": {"action": "explode", "ids": [1]}}, 422),
+])
+def test_bad_input_is_a_json_4xx(client, method, path, kwargs, status):
+    lora_id = client.get("/lora-manager/v1/loras", params={"q": "alpha"}).json()["items"][0]["id"]
+    response = getattr(client, method)(path.replace("{id}", str(lora_id)), **kwargs)
+    assert response.status_code == status
+    body = response.json()
+    assert body.get("error") or body.get("detail")
+
+
+def test_scan_and_status(client, lora_dir):
+    make_lora(lora_dir, "gamma", seed=9)
+    response = client.post("/lora-manager/v1/scan")
+    assert response.status_code in (202, 409)
+    deadline = time.time() + 20
+    while client.get("/lora-manager/v1/scan/status").json()["running"] and time.time() < deadline:
+        time.sleep(0.05)
+    status = client.get("/lora-manager/v1/scan/status").json()
+    assert status["last_report"]["added"] == 1
+    assert client.get("/lora-manager/v1/loras").json()["total"] == 4
+
+
+def test_bulk_and_undo(client):
+    body = client.post("/lora-manager/v1/bulk", json={"q": "alpha", "action": "trash"}).json()
+    assert len(body["done"]) == 1 and body["batch"]
+    assert client.get("/lora-manager/v1/loras").json()["total"] == 2
+    restored = client.post("/lora-manager/v1/trash/undo", json={}).json()
+    assert restored["restored"] == body["done"]
+    assert client.get("/lora-manager/v1/loras").json()["total"] == 3

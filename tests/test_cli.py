@@ -1,0 +1,84 @@
+"""The command line, run as users run it: a subprocess with --data-dir and --lora-dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from factories import make_lora
+
+from lib_lora_manager import synth
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, data_dir, check=True):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LORA_MANAGER_DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "lib_lora_manager", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def lib_dir(tmp_path):
+    loras = tmp_path / "loras"
+    make_lora(loras, "first", "sd1", seed=1)
+    make_lora(loras / "xl", "second", "sdxl", seed=2)
+    synth.write_hostile(loras / "bad.safetensors", "invalid_json")
+    return loras
+
+
+def test_scan_search_show_tag_stats(tmp_path, lib_dir):
+    data = tmp_path / "data"
+    out = run("scan", "--lora-dir", str(lib_dir), "--hash", "--json", data_dir=data).stdout
+    report = json.loads(out)
+    assert report["added"] == 3 and report["errors"] == 1 and report["hashed"] == 3
+
+    result = json.loads(run("search", "", "--json", data_dir=data).stdout)  # roots remembered
+    assert result["total"] == 3 and set(result) == {"total", "page", "per_page", "items"}
+    bad = next(i for i in result["items"] if i["filename"] == "bad.safetensors")
+    assert "JSON" in bad["error"] or "json" in bad["error"]
+    assert all(i["token"].startswith("<lora:") for i in result["items"])
+
+    result = json.loads(run("search", "base:sdxl", "--json", data_dir=data).stdout)
+    assert [i["filename"] for i in result["items"]] == ["second.safetensors"]
+
+    run("tag", "first", "second", "--add", "keep,best", data_dir=data)
+    assert json.loads(run("search", "tag:best", "--json", data_dir=data).stdout)["total"] == 2
+    run("tag", "--rename", "best", "top", data_dir=data)
+    tags = json.loads(run("tag", "--list", "--json", data_dir=data).stdout)
+    assert tags == {"keep": 2, "top": 2}
+
+    shown = json.loads(run("show", "first", "--json", "--raw-header", data_dir=data).stdout)
+    assert shown["token"] == "<lora:first:1>" and "__metadata__" in shown["raw_header"]
+    stats = json.loads(run("stats", "--json", data_dir=data).stdout)
+    assert stats["total"] == 3 and stats["hashed"] == 3 and stats["errors"] == 1
+    text = run("search", "tag:keep", data_dir=data).stdout
+    assert "first.safetensors" in text and "2 LoRAs" in text
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path, lib_dir):
+    data = tmp_path / "data"
+    run("scan", "--lora-dir", str(lib_dir), data_dir=data)
+    proc = run("search", "rating:>>1", data_dir=data, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    proc = run("show", "does-not-exist", data_dir=data, check=False)
+    assert proc.returncode == 2 and "no LoRA named" in proc.stderr
+
+
+def test_duplicates_keep(tmp_path, lib_dir):
+    data = tmp_path / "data"
+    (lib_dir / "copy.safetensors").write_bytes((lib_dir / "first.safetensors").read_bytes())
+    run("scan", "--lora-dir", str(lib_dir), "--hash", data_dir=data)
+    groups = json.loads(run("duplicates", "--json", data_dir=data).stdout)
+    assert len(groups) == 1 and len(groups[0]) == 2
+    keep = groups[0][0]["id"]
+    run("duplicates", "--keep", str(keep), data_dir=data)
+    assert json.loads(run("duplicates", "--json", data_dir=data).stdout) == []

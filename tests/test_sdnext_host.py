@@ -1,0 +1,91 @@
+"""The extension inside SDNext (the test double in tests/sdnext): loaded the way SDNext loads it,
+with its tab, settings section, routes, library folders and background sync."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from factories import make_lora
+
+
+def sdnext_host():
+    return sys.modules["lib_lora_manager.hosts.sdnext"]
+
+
+def wait_for_scan(library, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if library.scan_status.finished_at and not library.scan_status.running:
+            return
+        time.sleep(0.05)
+    raise AssertionError("background scan did not finish")
+
+
+def test_loads_like_sdnext_loads_it(sdnext, tmp_path):
+    lora_dir = tmp_path / "models" / "Lora"
+    make_lora(lora_dir, "in_sdnext", "sdxl")
+    extra = tmp_path / "more-loras"
+    make_lora(extra, "elsewhere", "sd1")
+
+    double = sdnext(lora_dir=lora_dir, settings={"lora_manager_extra_dirs": str(extra)})
+    try:
+        assert double.errors == [] and double.displayed == []
+        # the scripts file was imported under SDNext's module name, not as a package module
+        assert [m.__name__ for _p, m in double.script_modules] == ["lora_manager.py"]
+        assert [(title, elem_id) for _i, title, elem_id in double.tabs] == [("LoRA Manager", "lora_manager")]
+        assert ("lora_manager", "LoRA Manager") in double.settings_sections
+        for key in ("lora_manager_extra_dirs", "lora_manager_database_url", "lora_manager_hashing"):
+            assert double.opts.data_labels[key].section == ("lora_manager", "LoRA Manager")
+
+        library = sdnext_host().library()
+        assert library.roots == [str(lora_dir), str(extra)]
+        assert library.data_dir.endswith("data/lora-manager")
+        wait_for_scan(library)
+        with double.client() as client:
+            body = client.get("/lora-manager/v1/loras", params={"q": "sort:name"}).json()
+        tokens = {i["filename"]: i["token"] for i in body["items"]}
+        assert tokens == {"in_sdnext.safetensors": "<lora:in_sdnext:1>",
+                          "elsewhere.safetensors": f"<lora:{extra / 'elsewhere.safetensors'}:1>"}
+    finally:
+        sdnext_host().library().close()
+
+
+def test_routes_are_behind_sdnext_auth(sdnext, tmp_path):
+    double = sdnext(cmd_args={"auth": "user:secret"})
+    try:
+        with double.client() as client:
+            assert client.get("/lora-manager/v1/loras").status_code == 401
+            assert client.get("/lora-manager/v1/loras", auth=("user", "secret")).status_code == 200
+    finally:
+        sdnext_host().library().close()
+
+
+def test_startup_does_no_synchronous_scan(sdnext, tmp_path):
+    lora_dir = tmp_path / "models" / "Lora"
+    for i in range(30):
+        make_lora(lora_dir, f"f{i}", seed=i)
+    double = sdnext(lora_dir=lora_dir, settings={"lora_manager_scan_on_start": False})
+    try:
+        library = sdnext_host().library()
+        assert library.search("").total == 0  # nothing was read during startup
+        assert library.scan_status.started_at is None
+        library.scan()
+        assert library.search("").total == 30
+        assert double.errors == []
+    finally:
+        sdnext_host().library().close()
+
+
+def test_settings_changes_apply_without_restart(sdnext, tmp_path):
+    extra = tmp_path / "later"
+    make_lora(extra, "late_arrival")
+    double = sdnext(settings={"lora_manager_scan_on_start": False})
+    try:
+        library = sdnext_host().library()
+        assert double.opts.set("lora_manager_extra_dirs", str(extra))
+        assert str(extra) in library.roots
+        wait_for_scan(library)
+        assert library.search("late_arrival").total == 1
+    finally:
+        sdnext_host().library().close()
