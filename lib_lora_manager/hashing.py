@@ -20,7 +20,9 @@ a 50 GB library does not evict everything else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import queue
 import stat
@@ -40,6 +42,7 @@ __all__ = [
 _SAFETENSORS_LENGTH_BYTES = 8
 # Below this size the second thread costs more than it saves: hash both digests inline.
 _THREADED_MIN_SIZE = 8 << 20
+_OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 # Niceness given to background hashing threads by lower_thread_priority().
 _BACKGROUND_NICENESS = 10
 
@@ -98,11 +101,13 @@ def hash_file(
     if safetensors is None:
         safetensors = os.fspath(path).lower().endswith(".safetensors")
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        # O_NONBLOCK: opening a FIFO must not hang; it is rejected below as not a regular file.
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError as e:
         raise HashError(path, f"cannot open: {_reason(e)}") from e
     try:
-        return _hash_fd(fd, path, safetensors, should_stop, chunk_size, drop_cache)
+        return _hash_fd(fd, path, safetensors=safetensors, should_stop=should_stop,
+                        chunk_size=chunk_size, drop_cache=drop_cache)
     finally:
         os.close(fd)
 
@@ -110,6 +115,7 @@ def hash_file(
 def _hash_fd(
     fd: int,
     path: str | os.PathLike[str],
+    *,
     safetensors: bool,
     should_stop: Callable[[], bool] | None,
     chunk_size: int,
@@ -126,12 +132,11 @@ def _hash_fd(
     addnet = hashlib.sha256() if body_start is not None else None
     side = _SideHasher(addnet) if addnet is not None and size >= _THREADED_MIN_SIZE else None
     try:
-        done = _feed(fd, path, full, addnet, side, body_start or 0, should_stop, chunk_size, drop_cache)
+        _feed(fd, path, full, addnet, side=side, size=size, body_start=body_start or 0,
+              should_stop=should_stop, chunk_size=chunk_size, drop_cache=drop_cache)
     finally:
         if side is not None:
             side.close()
-    if done != size:
-        raise HashError(path, "file changed while hashing")
     _check_unchanged(fd, path, before)
     return FileHashes(full.hexdigest(), addnet.hexdigest() if addnet is not None else None)
 
@@ -141,26 +146,31 @@ def _feed(
     path: str | os.PathLike[str],
     full: hashlib._Hash,
     addnet: hashlib._Hash | None,
+    *,
     side: _SideHasher | None,
+    size: int,
     body_start: int,
     should_stop: Callable[[], bool] | None,
     chunk_size: int,
     drop_cache: bool,
-) -> int:
-    """Read the file to its end, feeding every byte to ``full`` and bytes from ``body_start`` on
-    to ``addnet`` (through ``side`` when given). Returns the number of bytes read."""
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
+) -> None:
+    """Read the ``size`` bytes the file had when opened, feeding all of them to ``full`` and
+    those from ``body_start`` on to ``addnet`` (through ``side`` when given).
+
+    Reading stops at ``size`` even if the file grows (a download in progress); the stat check
+    afterwards reports that."""
+    raw = io.FileIO(fd, "r", closefd=False)  # os.readv/pread are POSIX-only; this works everywhere
+    view = memoryview(bytearray(min(chunk_size, max(size, 1))))
     offset = 0
-    while True:
+    while offset < size:
         if should_stop is not None and should_stop():
             raise HashCancelled(os.fspath(path))
         try:
-            n = os.readv(fd, [buffer])
+            n = _read_into(raw, view[: min(len(view), size - offset)])
         except OSError as e:
             raise HashError(path, f"read error at byte {offset}: {_reason(e)}") from e
-        if n == 0:
-            return offset
+        if not n:
+            raise HashError(path, "file changed while hashing (it got shorter)")
         chunk = view[:n]
         body = chunk[max(0, body_start - offset):] if addnet is not None and offset + n > body_start else None
         if side is not None and body is not None:
@@ -174,6 +184,11 @@ def _feed(
         if drop_cache:
             _advise(fd, offset, n, "POSIX_FADV_DONTNEED")
         offset += n
+
+
+def _read_into(raw: io.FileIO, buffer: memoryview) -> int | None:
+    """One read into ``buffer``; short reads are fine (network filesystems return them)."""
+    return raw.readinto(buffer)
 
 
 class _SideHasher:
@@ -222,7 +237,8 @@ def _body_offset(fd: int, path: str | os.PathLike[str], size: int) -> int:
     if size < _SAFETENSORS_LENGTH_BYTES:
         raise HashError(path, f"truncated safetensors: {size} bytes, shorter than the 8-byte header length")
     try:
-        head = os.pread(fd, _SAFETENSORS_LENGTH_BYTES, 0)
+        head = os.read(fd, _SAFETENSORS_LENGTH_BYTES)  # at offset 0: the fd was just opened
+        os.lseek(fd, 0, os.SEEK_SET)
     except OSError as e:
         raise HashError(path, f"read error at byte 0: {_reason(e)}") from e
     if len(head) < _SAFETENSORS_LENGTH_BYTES:
@@ -262,10 +278,8 @@ def _advise(fd: int, offset: int, length: int, advice_name: str) -> None:
     advice = getattr(os, advice_name, None)
     if advice is None or not hasattr(os, "posix_fadvise"):
         return
-    try:
+    with contextlib.suppress(OSError):  # e.g. EINVAL on some network filesystems
         os.posix_fadvise(fd, offset, length, advice)
-    except OSError:
-        pass  # e.g. ESPIPE or EINVAL on some network filesystems
 
 
 def _reason(error: OSError) -> str:

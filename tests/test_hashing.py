@@ -146,12 +146,18 @@ def test_read_error_becomes_hash_error(tmp_path: Path, body: bytes, monkeypatch:
     # only simulate; root bypasses permission checks, so this also covers "unreadable" there.
     path = write_safetensors(tmp_path / "a.safetensors", body)
 
-    def failing_readv(fd: int, buffers: list) -> int:
-        raise OSError(5, "Input/output error")
+    calls: list[int] = []
 
-    monkeypatch.setattr(hashing.os, "readv", failing_readv)
-    with pytest.raises(HashError, match=r"read error at byte 0: Input/output error"):
-        hash_file(path)
+    def failing_second_read(raw: object, buffer: memoryview) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        buffer[:] = b"\0" * len(buffer)
+        return len(buffer)
+
+    monkeypatch.setattr(hashing, "_read_into", failing_second_read)
+    with pytest.raises(HashError, match=r"read error at byte 4096: Input/output error"):
+        hash_file(path, chunk_size=4096)
 
 
 def test_directory_is_not_a_regular_file(tmp_path: Path) -> None:
@@ -202,6 +208,20 @@ def test_file_appended_while_hashing(tmp_path: Path, body: bytes) -> None:
 
     with pytest.raises(HashError, match="file changed while hashing"):
         hash_file(path, chunk_size=4096, should_stop=grow_once)
+
+
+def test_file_truncated_while_hashing(tmp_path: Path, body: bytes) -> None:
+    path = write_safetensors(tmp_path / "a.safetensors", body)
+    done: list[bool] = []
+
+    def truncate_once() -> bool:
+        if not done:
+            done.append(True)
+            os.truncate(path, 10_000)
+        return False
+
+    with pytest.raises(HashError, match="file changed while hashing"):
+        hash_file(path, chunk_size=4096, should_stop=truncate_once)
 
 
 def test_file_rewritten_in_place_while_hashing(tmp_path: Path, body: bytes) -> None:
