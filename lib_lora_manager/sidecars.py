@@ -287,7 +287,7 @@ def _read_bytes(directory: str, file: _File) -> bytes | None:
         if st.st_size > MAX_SIDECAR_BYTES:
             file.problem(f"{st.st_size:,} bytes is over the {_size_text(MAX_SIDECAR_BYTES)} limit for sidecars; skipped")
             return None
-        with os.fdopen(os.dup(fd), "rb") as f:
+        with open(fd, "rb", closefd=False) as f:
             data = f.read(MAX_SIDECAR_BYTES + 1)  # bounded even if the file grows meanwhile
     except OSError as e:
         file.problem(f"cannot read: {e.strerror or e}")
@@ -322,7 +322,7 @@ def _read_json(directory: str, file: _File) -> dict | None:
         file.problem("invalid JSON: nested too deeply")
         return None
     except ValueError as e:  # e.g. an integer literal with thousands of digits
-        file.problem(f"invalid JSON: {e}")
+        file.problem(f"invalid JSON: {str(e)[:200]}")
         return None
     if not isinstance(value, dict):
         file.problem(f"expected a JSON object, found {_kind(value)}")
@@ -435,7 +435,7 @@ def _read_description_txt(directory: str, file: _File, merge: _Merge) -> None:
         # SDNext reads it with errors="replace"; keep the text and say why it looks odd.
         file.problem(f"not UTF-8 text (invalid byte at offset {e.start}); undecodable bytes replaced")
         text = data.decode("utf-8", errors="replace")
-    merge.offer("description", _plain_text(text, MAX_DESCRIPTION_CHARS), _USER, file)
+    merge.offer("description", _plain_text(_clean_text(text), MAX_DESCRIPTION_CHARS), _USER, file)
 
 
 def _read_model_payload(doc: dict, file: _File, merge: _Merge, priority: int, *, with_description: bool = True) -> None:
@@ -517,7 +517,7 @@ class _Fields:
         if not isinstance(value, str):
             self._wrong(key, "text", value)
             return None
-        value = value.strip()
+        value = _clean_text(value).strip()
         return value[:limit] if value else None
 
     def get_number(self, key: str) -> float | None:
@@ -581,7 +581,7 @@ class _Fields:
         not_text = [item for item in value if not isinstance(item, str)]
         if not_text:
             self._wrong(key, "a list of text", not_text[0])
-        words = [w for item in value if isinstance(item, str) for w in split_trigger_words(item)]
+        words = [w for item in value if isinstance(item, str) for w in split_trigger_words(_clean_text(item))]
         self.merge.extend("user_trigger_words" if user else "trigger_words", words, priority, self.file)
 
     def tags(self, key: str, priority: int) -> None:
@@ -760,8 +760,20 @@ def split_trigger_words(text: str) -> list[str]:
     return [w for w in cleaned if w and len(w) <= _MAX_WORD_CHARS]
 
 
+def _clean_text(text: str) -> str:
+    """Text every database accepts: no NUL (PostgreSQL rejects it) and no lone surrogates, which
+    JSON escapes like "\\ud83d" produce from a half emoji and which cannot be encoded as UTF-8."""
+    if "\0" in text:
+        text = text.replace("\0", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _normalize_tag(text: str) -> str | None:
-    tag = " ".join(text.split()).lower()
+    tag = " ".join(_clean_text(text).split()).lower()
     return tag[:_MAX_TAG_CHARS] if tag else None
 
 

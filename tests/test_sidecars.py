@@ -330,6 +330,18 @@ def test_non_finite_numbers_are_not_weights(lora_dir: Path) -> None:
     assert "ink.metadata.json: 'usage_tips.strength_min' should be a finite number, found text" in data.errors
 
 
+def test_text_is_storable_in_any_database(lora_dir: Path) -> None:
+    # A half emoji escaped in JSON becomes a lone surrogate; NUL is valid JSON but not PostgreSQL text.
+    write(lora_dir, "ink.json", '{"notes": "half \\ud83d emoji", "activation text": "a\\u0000b, c",'
+                                ' "description": "nul\\u0000here"}')
+    data = read(lora_dir)
+    assert data.notes == "half ? emoji"
+    assert data.trigger_words == ["ab", "c"]
+    assert data.description == "nulhere"
+    for text in (data.notes, data.description, *data.trigger_words):
+        text.encode("utf-8")
+
+
 def test_oversized_sidecar_is_skipped(lora_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sidecars, "MAX_SIDECAR_BYTES", 1024)
     write(lora_dir, "ink.civitai.info", {"id": 1, "modelId": 2, "description": "x" * 2000})
