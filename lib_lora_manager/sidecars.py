@@ -127,6 +127,9 @@ _VIDEO_SUFFIXES = tuple(infix + ext for ext in _VIDEO_EXTENSIONS for infix in ("
 # Every suffix that makes a file part of a LoRA, in the order sidecar_names lists them.
 _ALL_SUFFIXES = _DATA_SUFFIXES + _PREVIEW_SUFFIXES + _VIDEO_SUFFIXES + _OTHER_SUFFIXES
 _ALL_SUFFIXES_LOWER = frozenset(_ALL_SUFFIXES)
+# Exact (lower-case) suffixes first, then the same with an upper-case extension (".PNG").
+_NAME_SUFFIX_PASSES = (_ALL_SUFFIXES, tuple(_upper_extension(s) for s in _ALL_SUFFIXES))
+_PREVIEW_SUFFIX_PASSES = (_PREVIEW_SUFFIXES, tuple(_upper_extension(s) for s in _PREVIEW_SUFFIXES))
 
 
 # --- which files belong to a LoRA ----------------------------------------------------------------
@@ -147,7 +150,7 @@ def sidecar_names(stem: str, names: Collection[str], *, lora_stems: Collection[s
     names = _as_set(names)
     lora_stems = _as_set(lora_stems)
     found: list[str] = []
-    for suffixes in (_ALL_SUFFIXES, tuple(_upper_extension(s) for s in _ALL_SUFFIXES)):
+    for suffixes in _NAME_SUFFIX_PASSES:
         for suffix in suffixes:
             name = stem + suffix
             if name in names and name not in found and not _owned_by_longer_stem(stem, suffix, lora_stems):
@@ -165,7 +168,7 @@ def find_preview(stem: str, names: Collection[str], *, lora_stems: Collection[st
         return None
     names = _as_set(names)
     lora_stems = _as_set(lora_stems)
-    for suffixes in (_PREVIEW_SUFFIXES, tuple(_upper_extension(s) for s in _PREVIEW_SUFFIXES)):
+    for suffixes in _PREVIEW_SUFFIX_PASSES:
         for suffix in suffixes:
             if stem + suffix in names and not _owned_by_longer_stem(stem, suffix, lora_stems):
                 return stem + suffix
