@@ -1,0 +1,217 @@
+// LoRA Manager: browser glue for the Library tab.
+// SDNext loads this file as a deferred page script; the standalone app runs it once on load.
+// Everything is event delegation on `document`, so it works before Gradio has rendered and
+// survives every re-render of the result cards. The server renders all markup (escaped).
+(function loraManagerInit() {
+  'use strict';
+
+  if (window.loraManager && window.loraManager.initialised) return;
+
+  const OPEN_ID = 'lora_manager_open_id';
+  const OPEN_BUTTON = 'lora_manager_open_btn';
+  const SELECTED = 'lora_manager_selected';
+  const REFRESH_BUTTON = 'lora_manager_refresh_btn';
+  const RESULTS = 'lora_manager_results';
+  const DETAIL = 'lora_manager_detail';
+  const SIDEBAR_BUTTON = '#other_extensions > button.xtabs-tab[tabitemid*="#tab_lora_manager_tabitem"]';
+
+  // SDNext defines gradioApp(); standalone Gradio does not.
+  function root() {
+    if (typeof window.gradioApp === 'function') {
+      const app = window.gradioApp();
+      if (app) return app;
+    }
+    return document;
+  }
+
+  function byId(id) {
+    return root().querySelector(`#${id}`) || document.getElementById(id);
+  }
+
+  // Write a value into a Gradio textbox so that Gradio sees it (it listens to `input`).
+  function setTextbox(id, value) {
+    const box = byId(id);
+    const input = box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
+    if (!input) return false;
+    input.value = value;
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    return true;
+  }
+
+  function readTextbox(id) {
+    const box = byId(id);
+    const input = box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
+    return input ? input.value : '';
+  }
+
+  function clickButton(id) {
+    const button = byId(id);
+    if (button) button.click();
+    return Boolean(button);
+  }
+
+  function eventTarget(event) {
+    const path = typeof event.composedPath === 'function' ? event.composedPath() : [];
+    const first = path.length ? path[0] : event.target;
+    return first instanceof Element ? first : event.target;
+  }
+
+  // --- opening a card --------------------------------------------------------------------
+
+  function openCard(card) {
+    const id = card.getAttribute('data-id');
+    if (!id) return;
+    root().querySelectorAll('.lm-card.lm-active, .lm-row.lm-active').forEach((el) => el.classList.remove('lm-active'));
+    card.classList.add('lm-active');
+    if (setTextbox(OPEN_ID, id)) clickButton(OPEN_BUTTON);
+  }
+
+  function showDetail() {
+    const detail = byId(DETAIL);
+    if (!detail) return;
+    const rect = detail.getBoundingClientRect();
+    if (rect.top < 0 || rect.top > window.innerHeight - 80) detail.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
+
+  // --- selection (hidden textbox "3,17,42" is the single source of truth) -----------------
+
+  function selectedIds() {
+    return readTextbox(SELECTED).split(',').map((s) => s.trim()).filter((s) => /^\d+$/.test(s));
+  }
+
+  function writeSelection(ids) {
+    const unique = Array.from(new Set(ids));
+    setTextbox(SELECTED, unique.join(','));
+    const count = root().querySelector('#lora_manager_selection .lm-sel-count');
+    if (count) count.textContent = unique.length ? `${unique.length.toLocaleString()} selected` : 'No cards selected';
+    const wanted = new Set(unique);
+    root().querySelectorAll(`#${RESULTS} .lm-select-box`).forEach((box) => {
+      const on = wanted.has(box.getAttribute('data-id'));
+      box.checked = on;
+      const holder = box.closest('.lm-card, .lm-row');
+      if (holder) holder.classList.toggle('lm-selected', on);
+    });
+  }
+
+  function toggleSelection(id, on) {
+    const ids = selectedIds().filter((x) => x !== id);
+    if (on) ids.push(id);
+    writeSelection(ids);
+  }
+
+  function selectPage() {
+    const ids = selectedIds();
+    root().querySelectorAll(`#${RESULTS} .lm-select-box`).forEach((box) => ids.push(box.getAttribute('data-id')));
+    writeSelection(ids);
+  }
+
+  // --- copy --------------------------------------------------------------------------------
+
+  function flash(buttonId, text) {
+    const button = byId(buttonId);
+    if (!button) return;
+    const original = button.dataset.lmLabel || button.textContent;
+    button.dataset.lmLabel = original;
+    button.textContent = text;
+    setTimeout(() => { button.textContent = original; }, 1200);
+  }
+
+  function copyFallback(text) {
+    const area = document.createElement('textarea');
+    area.value = text;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+
+  function copy(text, buttonId) {
+    const value = String(text || '');
+    if (!value) return;
+    const done = (ok) => { if (buttonId) flash(buttonId, ok ? 'Copied' : 'Copy failed'); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(() => done(true), () => done(copyFallback(value)));
+    } else {
+      done(copyFallback(value));
+    }
+  }
+
+  // --- delegated listeners ---------------------------------------------------------------------
+
+  document.addEventListener('click', (event) => {
+    const target = eventTarget(event);
+    if (!target || !target.closest) return;
+    if (target.closest('.lm-select-page')) { selectPage(); return; }
+    if (target.closest('.lm-clear-selection')) { writeSelection([]); return; }
+    if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
+    const card = target.closest('.lm-card, .lm-row');
+    if (card && card.closest(`#${RESULTS}`)) openCard(card);
+  });
+
+  document.addEventListener('change', (event) => {
+    const target = eventTarget(event);
+    if (target && target.classList && target.classList.contains('lm-select-box')) {
+      toggleSelection(target.getAttribute('data-id'), target.checked);
+    }
+  });
+
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter' && event.key !== ' ') return;
+    const target = eventTarget(event);
+    if (!target || !target.matches || !target.matches('.lm-card, .lm-row')) return;
+    event.preventDefault();
+    openCard(target);
+  });
+
+  // Images do not bubble `error`; capture it to fall back to the placeholder under the image.
+  document.addEventListener('error', (event) => {
+    const target = event.target;
+    if (target && target.classList && target.classList.contains('lm-thumb-img')) target.classList.add('lm-broken');
+  }, true);
+
+  // --- once the page is there --------------------------------------------------------------------
+
+  let refreshed = false;
+  let titled = false;
+
+  // The tab's first page is rendered when the UI is built; refresh it the first time the
+  // results become visible (SDNext/ModernUI fire no tab events we could use).
+  function watchResults() {
+    const results = byId(RESULTS);
+    if (!results || refreshed) return Boolean(results);
+    if (!('IntersectionObserver' in window)) { refreshed = clickButton(REFRESH_BUTTON); return true; }
+    const observer = new IntersectionObserver((entries) => {
+      if (!refreshed && entries.some((e) => e.isIntersecting)) {
+        refreshed = clickButton(REFRESH_BUTTON);
+        if (refreshed) observer.disconnect();
+      }
+    });
+    observer.observe(results);
+    return true;
+  }
+
+  // ModernUI shows extension tabs as sidebar icons without a tooltip: give ours a name.
+  function titleSidebarButton() {
+    const button = document.querySelector(SIDEBAR_BUTTON) || root().querySelector(SIDEBAR_BUTTON);
+    if (!button) return false;
+    button.title = 'LoRA Manager';
+    button.setAttribute('aria-label', 'LoRA Manager');
+    return true;
+  }
+
+  let tries = 0;
+  let observing = false;
+  const timer = setInterval(() => {
+    tries += 1;
+    if (!observing) observing = watchResults();
+    if (!titled) titled = titleSidebarButton();
+    if ((observing && titled) || tries > 180) clearInterval(timer);
+  }, 1000);
+
+  window.loraManager = { initialised: true, root, copy, openCard, showDetail, selectedIds, writeSelection };
+}());

@@ -1,0 +1,362 @@
+"""HTML for the Library tab: cards, the table view, the detail panel and small status lines.
+
+Everything that came from a file, a sidecar or the internet (names, tags, metadata, errors,
+descriptions, paths) is untrusted: it passes through ``esc`` before it reaches markup or an
+attribute, and long values are cut. Nothing here runs a query; callers pass Library results.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .. import base_models
+
+PREVIEW_PATH = "/lora-manager/v1/loras/{id}/preview?size={size}&v={version}"
+CARD_TAGS = 4  # tags shown on a card; the rest are counted
+MAX_VALUE = 4000  # characters of one metadata value shown in the detail panel
+MAX_DESCRIPTION = 8000
+
+
+def esc(value: Any) -> str:
+    """Escape for HTML text and quoted attribute values; None is empty."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def cut(value: Any, limit: int) -> str:
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def when(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def initials(code: str | None) -> str:
+    """Two or three characters standing for a base model on a card without a preview."""
+    label = base_models.label(code)
+    if code in (None, "", "unknown"):
+        return "?"
+    if label.upper().startswith("SD") and len(label) > 2:
+        return label[2:].lstrip(".")[:3] or "SD"
+    digits = [c for c in label if c.isdigit()]
+    if digits:
+        return label[0].upper() + digits[0]
+    capitals = [c for c in label if c.isupper()]
+    if len(capitals) >= 2:
+        return "".join(capitals[:2])
+    return label[:2].capitalize()
+
+
+def _css_token(value: Any) -> str:
+    """A value usable inside a class name (family codes, adapter types)."""
+    return re.sub(r"[^a-z0-9_-]", "", str(value or "").lower())[:40] or "unknown"
+
+
+def preview_url(api_base: str, lora_id: int, version: int | None, size: int) -> str:
+    return (api_base or "").rstrip("/") + PREVIEW_PATH.format(id=int(lora_id), size=int(size), version=int(version or 0))
+
+
+def stars(rating: int | None) -> str:
+    if not rating:
+        return '<span class="lm-stars lm-unrated" title="not rated">☆☆☆☆☆</span>'
+    rating = max(0, min(5, int(rating)))
+    return f'<span class="lm-stars" title="rated {rating} of 5">{"★" * rating}{"☆" * (5 - rating)}</span>'
+
+
+def base_badge(item: dict[str, Any]) -> str:
+    code = item.get("base_model") or "unknown"
+    label = item.get("base_model_label") or base_models.label(code)
+    return f'<span class="lm-badge lm-base lm-base-{_css_token(code)}" title="base model">{esc(label)}</span>'
+
+
+def status_badges(item: dict[str, Any]) -> str:
+    out = []
+    if item.get("missing"):
+        out.append('<span class="lm-badge lm-bad" title="the file is not in its folder any more">missing</span>')
+    if item.get("error"):
+        out.append(f'<span class="lm-badge lm-bad" title="{esc(cut(item["error"], 500))}">error</span>')
+    if item.get("nsfw"):
+        out.append('<span class="lm-badge lm-nsfw">nsfw</span>')
+    return "".join(out)
+
+
+def tag_chips(tags: Iterable[str], limit: int | None = CARD_TAGS) -> str:
+    tags = list(tags or [])
+    shown = tags if limit is None else tags[:limit]
+    chips = "".join(f'<span class="lm-tag">{esc(t)}</span>' for t in shown)
+    if limit is not None and len(tags) > limit:
+        rest = ", ".join(tags[limit:])
+        chips += f'<span class="lm-tag lm-more" title="{esc(cut(rest, 500))}">+{len(tags) - limit}</span>'
+    return chips
+
+
+def thumb(item: dict[str, Any], api_base: str, blur: bool, size: int = 320, css: str = "lm-thumb") -> str:
+    """Preview image (lazy) over a placeholder with the base-model initials.
+
+    The placeholder is always there: if the image fails to load, the script hides the image."""
+    classes = css + (" lm-blur" if blur else "") + ("" if item.get("has_preview") else " lm-no-preview")
+    placeholder = f'<span class="lm-placeholder lm-base-{_css_token(item.get("base_model"))}">{esc(initials(item.get("base_model")))}</span>'
+    image = ""
+    if item.get("has_preview"):
+        src = preview_url(api_base, item["id"], item.get("preview_version"), size)
+        image = f'<img class="lm-thumb-img" loading="lazy" decoding="async" alt="" src="{esc(src)}">'
+    return f'<div class="{classes}">{placeholder}{image}</div>'
+
+
+def _blurred(item: dict[str, Any], show_nsfw: bool) -> bool:
+    return bool(item.get("nsfw")) and not show_nsfw
+
+
+def card(item: dict[str, Any], api_base: str, show_nsfw: bool, selected: bool = False) -> str:
+    lora_id = int(item["id"])
+    name = item.get("name") or item.get("filename") or f"LoRA {lora_id}"
+    classes = ["lm-card"]
+    if selected:
+        classes.append("lm-selected")
+    if item.get("missing") or item.get("error"):
+        classes.append("lm-has-problem")
+    fav = '<span class="lm-fav" title="favorite">♥</span>' if item.get("favorite") else ""
+    adapter = item.get("adapter_type") or "unknown"
+    return (
+        f'<div class="{" ".join(classes)}" data-id="{lora_id}" tabindex="0" role="button" '
+        f'aria-label="Open {esc(name)}" title="{esc(item.get("relpath") or name)}">'
+        f'<label class="lm-check" title="select for bulk actions"><input type="checkbox" class="lm-select-box" '
+        f'data-id="{lora_id}"{" checked" if selected else ""} aria-label="select {esc(name)}"></label>'
+        f'{fav}{thumb(item, api_base, _blurred(item, show_nsfw))}'
+        f'<div class="lm-card-body"><div class="lm-name">{esc(name)}</div>'
+        f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>{status_badges(item)}</div>'
+        f'<div class="lm-card-foot">{stars(item.get("rating"))}</div>'
+        f'<div class="lm-tags">{tag_chips(item.get("tags") or [])}</div></div></div>'
+    )
+
+
+def grid(items: list[dict[str, Any]], api_base: str, show_nsfw: bool, selected: set[int]) -> str:
+    if not items:
+        return empty_results()
+    cards = "".join(card(i, api_base, show_nsfw, int(i["id"]) in selected) for i in items)
+    return f'<div class="lm-grid">{cards}</div>'
+
+
+def table(items: list[dict[str, Any]], selected: set[int]) -> str:
+    """The same page as a compact table (no images): for scanning many names quickly."""
+    if not items:
+        return empty_results()
+    rows = []
+    for i in items:
+        lora_id = int(i["id"])
+        name = i.get("name") or i.get("filename")
+        checked = " checked" if lora_id in selected else ""
+        rows.append(
+            f'<tr class="lm-row{" lm-selected" if checked else ""}" data-id="{lora_id}" tabindex="0">'
+            f'<td><input type="checkbox" class="lm-select-box" data-id="{lora_id}"{checked} aria-label="select {esc(name)}"></td>'
+            f'<td class="lm-row-name">{"♥ " if i.get("favorite") else ""}{esc(name)}</td>'
+            f'<td>{base_badge(i)}</td><td>{esc(i.get("adapter_type"))}</td><td>{stars(i.get("rating"))}</td>'
+            f'<td class="lm-row-tags">{tag_chips(i.get("tags") or [], limit=6)}</td>'
+            f'<td class="lm-num">{esc(human_size(i.get("size")))}</td><td class="lm-row-folder">{esc(i.get("folder"))}</td>'
+            f'<td>{status_badges(i)}</td></tr>'
+        )
+    head = ("<tr><th></th><th>Name</th><th>Base</th><th>Type</th><th>Rating</th><th>Tags</th>"
+            "<th>Size</th><th>Folder</th><th></th></tr>")
+    return f'<div class="lm-table-wrap"><table class="lm-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def empty_results() -> str:
+    return '<div class="lm-empty">No LoRA matches this query.</div>'
+
+
+def pager(page: int, pages: int, total: int) -> str:
+    noun = "LoRA" if total == 1 else "LoRAs"
+    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {total:,} {noun}</div>'
+
+
+def description(text: str, effective_query: str) -> str:
+    query_part = f' <code class="lm-query" title="the query that ran">{esc(effective_query)}</code>' if effective_query else ""
+    return f'<div class="lm-description">{esc(text)}{query_part}</div>'
+
+
+def message(text: str, kind: str = "info") -> str:
+    """A one-line status (kind: info, ok, error)."""
+    if not text:
+        return ""
+    return f'<div class="lm-message lm-{_css_token(kind)}" role="status">{esc(text)}</div>'
+
+
+def stats_line(stats: dict[str, Any], scan_message: str = "") -> str:
+    parts = [f"{stats.get('total', 0):,} LoRAs", f"{stats.get('hashed', 0):,} hashed",
+             f"{stats.get('missing', 0):,} missing", f"{stats.get('errors', 0):,} unreadable"]
+    text = " · ".join(parts)
+    scan = f' <span class="lm-scan-status">{esc(scan_message)}</span>' if scan_message else ""
+    return f'<div class="lm-stats">{esc(text)}{scan}</div>'
+
+
+# --- detail panel ---------------------------------------------------------------------------
+
+
+def _row(label: str, value: Any, *, raw_html: bool = False, css: str = "") -> str:
+    if value in (None, "", [], {}):
+        return ""
+    shown = value if raw_html else esc(value)
+    return f'<tr class="{css}"><th>{esc(label)}</th><td>{shown}</td></tr>'
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def civitai_rows(civitai: dict[str, Any] | None) -> str:
+    if not isinstance(civitai, dict) or not civitai:
+        return ""
+    model = _int_or_none(civitai.get("model_id") or civitai.get("modelId"))
+    version = _int_or_none(civitai.get("version_id") or civitai.get("modelVersionId"))
+    out = []
+    if model:
+        url = f"https://civitai.com/models/{model}" + (f"?modelVersionId={version}" if version else "")
+        link = f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(url)}</a>'
+        out.append(_row("CivitAI page", link, raw_html=True))
+    for key, value in civitai.items():
+        if isinstance(value, (str, int, float, bool)) and key not in ("description",):
+            out.append(_row(f"CivitAI {key.replace('_', ' ')}", cut(value, 500)))
+        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            out.append(_row(f"CivitAI {key.replace('_', ' ')}", cut(", ".join(map(str, value)), 1000)))
+    return "".join(out)
+
+
+def base_model_text(d: dict[str, Any]) -> str:
+    parts = [f"detected {base_models.label(d.get('base_model_detected'))}"
+             + (f" (from {d['base_model_source']})" if d.get("base_model_source") not in (None, "", "none") else "")]
+    if d.get("base_model_sidecar"):
+        parts.append(f"sidecar says {base_models.label(d['base_model_sidecar'])}")
+    if d.get("base_model_user"):
+        parts.append(f"your override: {base_models.label(d['base_model_user'])}")
+    return "; ".join(parts)
+
+
+def trigger_text(suggestions: list[Any]) -> str:
+    words = []
+    for s in suggestions or []:
+        if isinstance(s, (list, tuple)) and s:
+            words.append(f"{s[0]} ×{s[1]}" if len(s) > 1 else str(s[0]))
+        else:
+            words.append(str(s))
+    return ", ".join(words)
+
+
+def suggestion_words(suggestions: list[Any], limit: int = 30) -> list[str]:
+    words: list[str] = []
+    for s in suggestions or []:
+        word = str(s[0] if isinstance(s, (list, tuple)) and s else s).strip()
+        if word and word not in words:
+            words.append(word[:200])
+    return words[:limit]
+
+
+def metadata_table(metadata: dict[str, Any] | None) -> str:
+    """The file's ``__metadata__`` (ss_*, modelspec.*, …) as an escaped key/value table."""
+    if not metadata:
+        return '<p class="lm-muted">This file has no training metadata.</p>'
+    rows = []
+    for key in sorted(metadata, key=lambda k: (not str(k).startswith("ss_"), str(k))):
+        value = metadata[key]
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        rows.append(f'<tr><th>{esc(cut(key, 200))}</th><td><div class="lm-meta-value">{esc(cut(text, MAX_VALUE))}</div></td></tr>')
+    return (f'<details class="lm-meta"><summary>Training metadata ({len(metadata):,} keys)</summary>'
+            f'<table class="lm-kv">{"".join(rows)}</table></details>')
+
+
+def detail(d: dict[str, Any], api_base: str, show_nsfw: bool) -> str:
+    """The read-only part of the detail panel: preview, badges, every field, metadata."""
+    name = d.get("name") or d.get("filename")
+    errors = [e for e in [d.get("error"), *(d.get("sidecar_errors") or []), d.get("hash_error")] if e]
+    if d.get("missing"):
+        errors.insert(0, f"the file is missing from its folder (since {when(d.get('missing_since')) or 'the last scan'})")
+    dim = d.get("network_dim")
+    alpha = d.get("network_alpha")
+    dim_alpha = " / ".join(str(x) for x in (dim, alpha) if x is not None) if dim is not None or alpha is not None else ""
+    description_text = (d.get("description") or "").strip()  # plain text (sidecars strip HTML)
+    rows = "".join([
+        _row("File", d.get("path"), css="lm-path"),
+        _row("Library folder", d.get("root")),
+        _row("Size", human_size(d.get("size"))),
+        _row("Format", d.get("format")),
+        _row("Added", when(d.get("added_at"))),
+        _row("File date", when(d.get("mtime"))),
+        _row("Base model", f"{base_models.label(d.get('base_model'))} — {base_model_text(d)}"),
+        _row("Adapter type", d.get("adapter_type")),
+        _row("Network module", d.get("network_module")),
+        _row("Dim / alpha", dim_alpha),
+        _row("Architecture", d.get("architecture")),
+        _row("Title", d.get("title")),
+        _row("Output name", d.get("output_name")),
+        _row("Training model", d.get("training_model")),
+        _row("Resolution", d.get("resolution")),
+        _row("Epochs", d.get("epochs")),
+        _row("Steps", d.get("steps")),
+        _row("Prompt name", d.get("prompt_name")),
+        _row("SHA-256", d.get("sha256") or ("not hashed yet" if not d.get("hash_error") else ""), css="lm-hash"),
+        _row("AutoV2", d.get("autov2"), css="lm-hash"),
+        _row("Short hash", d.get("shorthash"), css="lm-hash"),
+        civitai_rows(d.get("civitai")),
+        _row("Trigger suggestions", trigger_text(d.get("trigger_suggestions") or [])),
+        _row("Tags", ", ".join(d.get("tags") or [])),
+    ])
+    problems = "".join(f'<li>{esc(cut(e, 2000))}</li>' for e in errors)
+    problems_html = f'<ul class="lm-errors">{problems}</ul>' if problems else ""
+    desc_html = (f'<details class="lm-desc" open><summary>Description</summary>'
+                 f'<div class="lm-desc-text">{esc(cut(description_text, MAX_DESCRIPTION))}</div></details>') if description_text else ""
+    fav = '<span class="lm-fav-inline" title="favorite">♥</span>' if d.get("favorite") else ""
+    return (
+        f'<div class="lm-detail-view" data-id="{int(d["id"])}">'
+        f'{thumb(d, api_base, _blurred(d, show_nsfw), size=640, css="lm-detail-preview")}'
+        f'<div class="lm-detail-head"><h3 class="lm-detail-name">{fav}{esc(name)}</h3>'
+        f'<div class="lm-badges">{base_badge(d)}<span class="lm-badge lm-type">{esc(d.get("adapter_type"))}</span>'
+        f'{status_badges(d)}{stars(d.get("rating"))}</div>'
+        f'<div class="lm-relpath">{esc(d.get("relpath"))}</div></div>'
+        f'{problems_html}<table class="lm-kv lm-fields">{rows}</table>{desc_html}{metadata_table(d.get("metadata"))}</div>'
+    )
+
+
+def duplicates(groups: list[list[dict[str, Any]]]) -> str:
+    if not groups:
+        return '<p class="lm-muted">No duplicate files (same SHA-256) among the hashed LoRAs.</p>'
+    parts = []
+    for n, group in enumerate(groups, 1):
+        items = "".join(
+            f'<li><span class="lm-dupe-id">#{int(i["id"])}</span> {esc(i.get("relpath"))} '
+            f'<span class="lm-muted">{esc(human_size(i.get("size")))}{" · " + esc(", ".join(i.get("tags") or [])) if i.get("tags") else ""}'
+            f'{" · ★" + str(i["rating"]) if i.get("rating") else ""}{" · ♥" if i.get("favorite") else ""}</span></li>'
+            for i in group)
+        sha = esc((group[0].get("sha256") or "")[:12])
+        parts.append(f'<div class="lm-dupe-group"><div class="lm-dupe-head">Group {n} · {len(group)} files · {sha}…</div><ul>{items}</ul></div>')
+    return f'<div class="lm-dupes">{"".join(parts)}</div>'
+
+
+def tag_list(tags: list[tuple[str, int]], limit: int = 300) -> str:
+    if not tags:
+        return '<p class="lm-muted">No tags yet.</p>'
+    chips = "".join(f'<span class="lm-tag">{esc(name)} <span class="lm-count">{count:,}</span></span>' for name, count in tags[:limit])
+    more = f'<span class="lm-muted"> and {len(tags) - limit:,} more</span>' if len(tags) > limit else ""
+    return f'<div class="lm-tag-list">{chips}{more}</div>'
