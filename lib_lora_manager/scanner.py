@@ -211,7 +211,7 @@ def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]
     stem = os.path.splitext(found.filename)[0]
     data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names)
     columns = {
-        "sidecar_signature": sidecars.sidecar_signature(found.directory, found.sidecar_names),
+        "sidecar_signature": _signature(found),
         "description": data.description,
         "sidecar_preview": data.preview,
         "civitai": json.dumps(data.civitai) if data.civitai else None,
@@ -219,6 +219,10 @@ def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]
         "base_model_sidecar": data.base_model,
     }
     return columns, data
+
+
+def _signature(found: Found) -> str | None:
+    return sidecars.sidecar_signature(found.directory, found.sidecar_names) if found.sidecar_names else None
 
 
 def seeded_user_data(info: LoraInfo | None, data: sidecars.SidecarData) -> dict[str, Any]:
@@ -301,8 +305,7 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
                 continue
             if row.missing:
                 returned.append(row.id)
-            signature = sidecars.sidecar_signature(found.directory, found.sidecar_names) if found.sidecar_names else None
-            if signature != row.signature:
+            if _signature(found) != row.signature:
                 sidecar_only.append((row.id, found))
             else:
                 report.unchanged += 1
