@@ -234,7 +234,10 @@ def _declared_adapter(md: dict[str, str]) -> str | None:
     if not module:
         return None
     if "lycoris" in module:
-        args = _json_object(md.get("ss_network_args"))
+        raw_args = md.get("ss_network_args")
+        args = _json_object(raw_args)
+        if raw_args and not args:
+            return None  # arguments we cannot read name no algorithm
         if str(args.get("dora_wd", "")).lower() == "true":
             return "dora"
         return _ALGOS.get(str(args.get("algo", "lora")).strip().lower())

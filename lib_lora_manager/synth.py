@@ -115,7 +115,7 @@ def _sd_unet(ctx: int, proj: str, conv: bool, compact: bool) -> Iterator[Module]
         for i in range(n):
             yield from _transformer(f"{block}_attentions_{i}", ch, ctx, 1, proj, compact)
     yield from _transformer("mid_block_attentions_0", 1280, ctx, 1, proj, compact)
-    for block, ch, n in _SD_UP:
+    for block, ch, n in () if compact else _SD_UP:
         for i in range(n):
             yield from _transformer(f"{block}_attentions_{i}", ch, ctx, 1, proj, compact)
     if conv:
@@ -127,7 +127,8 @@ def _sd_unet(ctx: int, proj: str, conv: bool, compact: bool) -> Iterator[Module]
 
 def _xl_unet(conv: bool, compact: bool) -> Iterator[Module]:
     for block, ch, depth in _XL_ATTN:
-        yield from _transformer(block, ch, 2048, depth, "linear", compact)
+        if not (compact and block.startswith("output")):
+            yield from _transformer(block, ch, 2048, depth, "linear", compact)
     if conv:
         for name, cin, cout in _XL_RES[: 2 if compact else None]:
             yield from _res_block(name, cin, cout, ("in_layers_2", "emb_layers_1", "out_layers_3", "skip_connection"))
@@ -150,10 +151,12 @@ def _flux(compact: bool) -> Iterator[Module]:
         for side in ("img", "txt"):
             yield f"double_blocks_{i}_{side}_attn_qkv", h, 3 * h, "linear"
             yield f"double_blocks_{i}_{side}_attn_proj", h, h, "linear"
-            yield f"double_blocks_{i}_{side}_mlp_0", h, 4 * h, "linear"
-            yield f"double_blocks_{i}_{side}_mlp_2", 4 * h, h, "linear"
+            if not compact:
+                yield f"double_blocks_{i}_{side}_mlp_0", h, 4 * h, "linear"
+                yield f"double_blocks_{i}_{side}_mlp_2", 4 * h, h, "linear"
     for i in range(1 if compact else 38):
-        yield f"single_blocks_{i}_linear1", h, 3 * h + 4 * h, "linear"
+        if not compact:
+            yield f"single_blocks_{i}_linear1", h, 3 * h + 4 * h, "linear"
         yield f"single_blocks_{i}_linear2", h + 4 * h, h, "linear"
 
 
@@ -166,8 +169,9 @@ def _sd3(compact: bool) -> Iterator[Module]:
             if side == "context_block" and i == depth - 1:
                 continue  # the last context block only projects qkv (pre-only)
             yield f"{base}_attn_proj", h, h, "linear"
-            yield f"{base}_mlp_fc1", h, 4 * h, "linear"
-            yield f"{base}_mlp_fc2", 4 * h, h, "linear"
+            if not compact:
+                yield f"{base}_mlp_fc1", h, 4 * h, "linear"
+                yield f"{base}_mlp_fc2", 4 * h, h, "linear"
 
 
 def _modules(family: str, text_encoder: bool, conv: bool, compact: bool) -> list[Module]:
@@ -198,9 +202,10 @@ def kohya_keys(family: str, rank: int = 8, *, text_encoder: bool = True, conv: b
                compact: bool = False) -> list[TensorSpec]:
     """(key, dtype, shape) for every tensor of a kohya LoRA: lora_down, lora_up, alpha per module.
 
-    ``conv`` adds ResNet/resample convolutions (3x3 kernels: LoCon). ``compact`` keeps only the
-    first block's cross-attention and the first text-encoder layer (same names and shapes) for
-    small demo files.
+    ``conv`` adds ResNet/resample convolutions (3x3 kernels: LoCon; UNets only). ``compact``
+    keeps a small subset with the same names and shapes, for small demo files: UNet
+    cross-attention on the down and middle path (first transformer block of each), the
+    attention of the first transformer blocks, the first text-encoder layer's attention.
     """
     keys: list[TensorSpec] = []
     for name, fin, fout, kind in _modules(family, text_encoder, conv, compact):
