@@ -589,6 +589,6 @@ def write_pickle_placeholder(path: str | Path) -> Path:
     stem = path.stem.replace(" ", "_") or "archive"
     payload = pickle.dumps({"note": "placeholder network weights"}, protocol=2)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{stem}/data.pkl", payload)
-        z.writestr(f"{stem}/version", "3\n")
+        for name, data in ((f"{stem}/data.pkl", payload), (f"{stem}/version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)  # fixed: reproducible
     return path
