@@ -13,11 +13,11 @@ The formats (field names checked against each project's source):
     user saved from the info editor. SDNext picks the version whose file hashes match; we do not
     hash here, so the first version is taken. A1111's Lora extension writes user metadata to the
     same name: ``description, "sd version", "activation text", "preferred weight", "negative
-    text", notes``; Civitai Browser+ and the zixaphir Civitai Helper write that shape too. The
+    text", notes``; Civitai Browser+ and a fork of CH (below) write that shape too. The
     two are told apart by their keys; a file with both is read as both.
 ``<stem>.txt`` (SDNext)
     Plain-text description; SDNext prefers it over the JSON's.
-``<stem>.civitai.info`` (Civitai Helper)
+``<stem>.civitai.info`` (CH: butaixianran's Stable-Diffusion-Webui-Civitai-Helper and forks)
     The CivitAI model-*version* payload found by hash (``id, modelId, name, baseModel,
     trainedWords, description, model{name, type, nsfw}, files, images``).
 ``<stem>.metadata.json`` (ComfyUI-Lora-Manager)
@@ -32,7 +32,7 @@ The formats (field names checked against each project's source):
 
 Previews are looked up the way SDNext does (``modules/ui_extra_networks.py``): for each
 extension in ``PREVIEW_EXTENSIONS``, ``<stem>.thumb.<ext>``, ``<stem>.<ext>``,
-``<stem>.preview.<ext>``. That already covers the peers' ``.preview.png`` (Civitai Helper),
+``<stem>.preview.<ext>``. That already covers the peers' ``.preview.png`` (CH),
 ``.webp`` and ``.preview.webp`` (Lora Manager) and ``.preview.jpeg`` conventions; GIF previews
 (Lora Manager) come after, and upper-case extensions (``.PNG`` from Windows tools, which SDNext
 misses) after all exact matches.
@@ -40,7 +40,7 @@ misses) after all exact matches.
 Precedence when several sidecars say different things: what a user typed (A1111 activation
 text, preferred weight, notes; Lora Manager notes and usage tips; a ``.txt`` description) wins
 over data fetched from CivitAI, and among CivitAI data the sources tied to this exact file
-(Civitai Helper and Stability Matrix looked it up by hash or downloaded it) win over SDNext's
+(CH and Stability Matrix looked it up by hash or downloaded it) win over SDNext's
 model JSON, whose version is a guess.
 """
 
@@ -78,7 +78,7 @@ _VIDEO_EXTENSIONS = ("mp4", "webm")  # Lora Manager previews: they belong to the
 
 # Data sidecars, in reading order.
 METADATA_JSON = ".metadata.json"  # ComfyUI-Lora-Manager
-CIVITAI_INFO = ".civitai.info"  # Civitai Helper
+CIVITAI_INFO = ".civitai.info"  # CH
 CM_INFO = ".cm-info.json"  # Stability Matrix
 INFO_JSON = ".json"  # SDNext info / A1111 user metadata
 DESCRIPTION_TXT = ".txt"  # SDNext description
@@ -378,7 +378,7 @@ def _read_usage_tips(f: _Fields, raw: Any) -> None:
         f.merge.offer("weight_range", (low, high), _LM_USER, f.file)
 
 
-def _read_civitai_helper(directory: str, file: _File, merge: _Merge) -> None:
+def _read_civitai_info(directory: str, file: _File, merge: _Merge) -> None:
     doc = _read_json(directory, file)
     if doc is not None:
         _read_version_payload(doc, file, merge, _CH)
@@ -467,7 +467,7 @@ def _read_model_payload(doc: dict, file: _File, merge: _Merge, priority: int, *,
 
 
 def _read_version_payload(doc: dict, file: _File, merge: _Merge, priority: int) -> None:
-    """A CivitAI ``/model-versions/…`` payload (Civitai Helper, Lora Manager's ``civitai``)."""
+    """A CivitAI ``/model-versions/…`` payload (CH's .civitai.info, Lora Manager's ``civitai``)."""
     f = _Fields(doc, file, merge, label="civitai." if priority == _LM_CIVITAI else "")
     f.base_model("baseModel", priority)
     f.trigger_words("trainedWords", priority)
@@ -492,7 +492,7 @@ def _read_version_payload(doc: dict, file: _File, merge: _Merge, priority: int) 
 
 _READERS = (
     (METADATA_JSON, _read_lora_manager),
-    (CIVITAI_INFO, _read_civitai_helper),
+    (CIVITAI_INFO, _read_civitai_info),
     (CM_INFO, _read_stability_matrix),
     (INFO_JSON, _read_info_json),
     (DESCRIPTION_TXT, _read_description_txt),
@@ -731,7 +731,7 @@ def _civitai_url(model_id: int | None, version_id: int | None) -> str | None:
     return f"{url}?modelVersionId={version_id}" if version_id else url
 
 
-# --- text helpers ----------------------------------------------------------------------------
+# --- text utilities --------------------------------------------------------------------------
 
 
 _SPLIT_CHARS = {",", "\n", "\r"}

@@ -42,7 +42,7 @@ CIVITAI_MODEL = {  # SDNext's <stem>.json: /api/v1/models/{id}
     ],
 }
 
-CIVITAI_VERSION = {  # Civitai Helper's <stem>.civitai.info: /api/v1/model-versions/by-hash/{hash}
+CIVITAI_VERSION = {  # <stem>.civitai.info (CH): /api/v1/model-versions/by-hash/{hash}
     "id": 9901,
     "modelId": 4201,
     "name": "v2.0",
@@ -175,7 +175,7 @@ def test_a1111_defaults_mean_no_preference(lora_dir: Path) -> None:
     assert data.trigger_words == [] and data.sources == [] and data.errors == []
 
 
-def test_civitai_helper_info(lora_dir: Path) -> None:
+def test_civitai_info(lora_dir: Path) -> None:
     write(lora_dir, "ink.civitai.info", CIVITAI_VERSION)
     data = read(lora_dir)
     assert data.trigger_words == ["inksketch", "(ink, wash:1.2)"]  # commas inside brackets kept
@@ -245,7 +245,7 @@ def test_all_formats_merge_with_user_data_first(lora_dir: Path) -> None:
     assert data.display_name == "Ink (SM title)"  # user titles over CivitAI names
     assert data.base_model_text == "Illustrious"  # LM's (editable) base model over CivitAI's
     assert data.tags[:2] == ["style", "monochrome"] and "anime" in data.tags and len(set(data.tags)) == len(data.tags)
-    assert data.civitai["nsfw"] is True and data.nsfw is True  # Civitai Helper is the best-ranked identity
+    assert data.civitai["nsfw"] is True and data.nsfw is True  # .civitai.info is the best-ranked identity
     assert sorted(data.sources) == sorted(["ink.json", "ink.civitai.info", "ink.metadata.json", "ink.cm-info.json", "ink.txt"])
     assert data.errors == []
 
