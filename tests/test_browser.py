@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
@@ -77,7 +80,9 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+            page = context.new_page()
             page.set_default_timeout(10_000)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(url + "/")
@@ -111,6 +116,26 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
             expect(card.locator(".lm-stars")).to_have_attribute("title", "rated 4 of 5")
             shot(page, "2-detail")
 
+            # copy the prompt token; load the raw header only when asked
+            page.locator("#lora_manager_copy_token").click()
+            expect(page.locator("#lora_manager_copy_token")).to_have_text("Copied")
+            assert page.evaluate("() => navigator.clipboard.readText()") == "<lora:style_13:1>"
+            raw = page.locator("#lora_manager_raw_header textarea")
+            assert raw.input_value() == ""
+            page.locator("#lora_manager_raw_header_acc").get_by_text("Raw header", exact=True).click()
+            page.locator("#lora_manager_load_header").click()
+            expect(raw).to_have_value(re.compile(r'"ss_output_name": "style_13"'))
+
+            # upload a preview: the card shows the thumbnail from the REST route
+            image = Path(library.data_dir) / "upload.png"
+            Image.new("RGB", (60, 80), (30, 120, 200)).save(image)
+            page.locator("#lora_manager_preview_acc").get_by_text("Preview image", exact=True).click()
+            page.locator("#lora_manager_preview_upload input[type=file]").set_input_files(str(image))
+            expect(page.locator("#lora_manager_detail_status .lm-message")).to_contain_text("Preview updated.")
+            thumb = card.locator("img.lm-thumb-img")
+            expect(thumb).to_have_attribute("src", re.compile(rf"^/lora-manager/v1/loras/{lora_id}/preview\?size=320&v=\d+$"))
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+
             # select two cards and tag them with the bulk bar
             for name in ("style_10", "style_11"):
                 results.locator(".lm-card", has_text=name).locator(".lm-select-box").check()
@@ -123,6 +148,12 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
             page.locator("#lora_manager_bulk_apply").click()
             expect(page.locator("#lora_manager_bulk_message .lm-message")).to_contain_text("done for 2 LoRAs")
             assert sorted(i["id"] for i in library.search("tag:picked").items) == ids
+
+            # a scan from the UI: progress, then the summary and fresh stats
+            write_safetensors(Path(library.roots[0]) / "new_one.safetensors", kohya("new_one"))
+            page.locator("#lora_manager_scan").click()
+            expect(page.locator("#lora_manager_scan_message .lm-message")).to_contain_text("Scan finished: 22 files, 1 new")
+            expect(page.locator("#lora_manager_stats .lm-stats")).to_contain_text("22 LoRAs")
 
             # the LoRA named like an HTML tag is text, not markup
             search.fill("onerror")

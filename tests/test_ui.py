@@ -253,6 +253,7 @@ def test_bulk_on_selected_cards_rate_and_trash_with_undo(tab, library):
     a, b = by_name(library, "style_01"), by_name(library, "style_02")
     state = search(tab)[3]
     assert "No cards are selected" in tab.bulk_review("Rate", "5", "auto", None, SELECTED, "", state)[0]
+    assert "from 1 to 5" in tab.bulk_review("Rate", "9", "auto", None, SELECTED, f"{a}", state)[0]
     _msg, _btn, pending = tab.bulk_review("Rate", "5", "auto", None, SELECTED, f"{a},{b}", state)
     tab.bulk_apply(pending, f"{a},{b}")
     assert library.detail(a)["rating"] == 5 and library.detail(b)["rating"] == 5

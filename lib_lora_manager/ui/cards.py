@@ -144,6 +144,7 @@ def card(item: dict[str, Any], api_base: str, show_nsfw: bool, selected: bool = 
         f'data-id="{lora_id}"{" checked" if selected else ""} aria-label="select {esc(name)}"></label>'
         f'{fav}{thumb(item, api_base, _blurred(item, show_nsfw))}'
         f'<div class="lm-card-body"><div class="lm-name">{esc(name)}</div>'
+        f'<div class="lm-folder">{esc(item.get("folder") or "")}</div>'
         f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>{status_badges(item)}</div>'
         f'<div class="lm-card-foot">{stars(item.get("rating"))}</div>'
         f'<div class="lm-tags">{tag_chips(item.get("tags") or [])}</div></div></div>'

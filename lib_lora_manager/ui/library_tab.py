@@ -306,6 +306,8 @@ class LibraryTab:
                 return cards.message("Type the tags (comma-separated).", "error"), hidden, None
         elif name == "rate":
             request_value = (value or "").strip() or "0"
+            if request_value not in ("0", "1", "2", "3", "4", "5"):
+                return cards.message("Type a rating from 1 to 5, or 0 to clear it.", "error"), hidden, None
         elif name == "set_base_model":
             request_value = AUTO if base in (None, "", AUTO) else base
         elif name == "move":
