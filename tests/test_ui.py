@@ -103,6 +103,35 @@ def test_blocks_have_the_glue_elements_and_no_hotkey_suffixes(library):
     assert len(card_ids(results.value)) == PAGE_SIZE
 
 
+def test_tab_is_laid_out_once_in_the_host_blocks(library):
+    """SDNext builds the tabs first and renders them into its Blocks; the standalone app builds
+    them inside its own. Either way each component appears once in the page layout."""
+    import gradio as gr
+
+    from lib_lora_manager.hosts.standalone import build_blocks
+
+    def layout_ids(config: dict) -> list[int]:
+        out, todo = [], [config["layout"]]
+        while todo:
+            node = todo.pop()
+            out.append(node["id"])
+            todo.extend(node.get("children", []))
+        return out
+
+    tabs = ui.build_tabs(library, host_with())
+    with gr.Blocks() as sdnext_like:
+        with gr.Tabs(elem_id="tabs"):
+            for blocks, title, elem_id in tabs:
+                with gr.TabItem(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                    blocks.render()
+    for demo in (sdnext_like, build_blocks(library, host_with())):
+        ids = layout_ids(demo.get_config_file())
+        assert len(ids) == len(set(ids))
+        search = [b._id for b in demo.blocks.values() if getattr(b, "elem_id", None) == "lora_manager_search"]
+        assert len(search) == 1 and search[0] in ids
+        assert any(d["trigger"] == "submit" and search[0] in d["targets"] for d in demo.get_config_file()["dependencies"])
+
+
 # --- searching and paging -------------------------------------------------------------------
 
 def test_search_returns_one_page_of_escaped_cards(tab):
