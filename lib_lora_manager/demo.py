@@ -112,7 +112,7 @@ def create_demo_library(root: Path, *, seed: int = 0) -> list[Path]:
     """Write the demo library under ``root`` and return its LoRA files (.safetensors and .pt).
 
     Idempotent: a marker file written last records the files; when it is present nothing is
-    written again. Never touches files it did not create other than by overwriting its own names.
+    written again and the recorded files that still exist are returned.
     """
     root = Path(root)
     done = _read_marker(root)
@@ -141,7 +141,8 @@ def _read_marker(root: Path) -> list[Path] | None:
         return None
     if not isinstance(doc, dict) or doc.get("version") != _VERSION or not isinstance(doc.get("files"), list):
         return None
-    return [root / rel for rel in doc["files"] if isinstance(rel, str)]
+    # Files the user deleted since stay deleted: the demo is not recreated behind their back.
+    return [root / rel for rel in doc["files"] if isinstance(rel, str) and (root / rel).is_file()]
 
 
 # --- one LoRA -----------------------------------------------------------------------------

@@ -104,8 +104,8 @@ def test_blocks_have_the_glue_elements_and_no_hotkey_suffixes(library):
 
 
 def test_tab_is_laid_out_once_in_the_host_blocks(library):
-    """SDNext builds the tabs first and renders them into its Blocks; the standalone app builds
-    them inside its own. Either way each component appears once in the page layout."""
+    """SDNext and the standalone app build the tabs first and render them into their own Blocks;
+    each component appears once in the page layout."""
     import gradio as gr
 
     from lib_lora_manager.hosts.standalone import build_blocks

@@ -30,9 +30,10 @@ def build_blocks(library: Library, host: HostInfo):
     from ..ui import build_tabs
 
     css, js = page_assets()
+    tabs = build_tabs(library, host)  # like SDNext: built first, then rendered into the page
     with gr.Blocks(title="LoRA Manager", css=css, analytics_enabled=False) as demo:
         with gr.Tabs(elem_id="tabs"):
-            for blocks, title, elem_id in build_tabs(library, host):
+            for blocks, title, elem_id in tabs:
                 with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
                     blocks.render()
         if js:

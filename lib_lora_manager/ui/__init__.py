@@ -6,27 +6,8 @@ later sections sit side by side inside it."""
 
 from __future__ import annotations
 
-import contextlib
-
 from ..hostinfo import HostInfo
 from ..library import Library
-
-
-@contextlib.contextmanager
-def _detached():
-    """Build our Blocks outside any Blocks the caller has open.
-
-    SDNext calls on_ui_tabs outside its Blocks and renders ours later with ``render()``. A Blocks
-    created inside an open one is also added to it on exit, so a caller that builds the tabs
-    inside its own Blocks would get the whole tab twice (duplicate elem_ids)."""
-    from gradio.context import Context
-
-    saved = Context.block, Context.root_block
-    Context.block = Context.root_block = None
-    try:
-        yield
-    finally:
-        Context.block, Context.root_block = saved
 
 
 def build_tabs(library: Library, host: HostInfo) -> list[tuple[object, str, str]]:
@@ -35,7 +16,8 @@ def build_tabs(library: Library, host: HostInfo) -> list[tuple[object, str, str]
 
     from . import library_tab
 
-    with _detached(), gr.Blocks(analytics_enabled=False) as blocks:
+    # built outside any open Blocks (SDNext renders it into its own later, as the standalone host does)
+    with gr.Blocks(analytics_enabled=False) as blocks:
         with gr.Tabs(elem_id="lora_manager_tabs", elem_classes=["lm-tabs"]):
             with gr.Tab("Library", id="lora_manager_library_tab", elem_id="lora_manager_library_tab"):
                 library_tab.build_content(library, host)
