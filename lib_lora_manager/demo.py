@@ -3,8 +3,9 @@
 Three dozen tiny but real ``.safetensors`` LoRAs (kohya key names and shapes, compact module
 sets, rank 4–8) across SD1.5, SD2, SDXL, Pony, Illustrious, Flux and SD3; nested folders;
 the same file name in two folders; non-ASCII names and an HTML-injection name; previews the
-way SDNext looks for them; sidecars of SDNext, AUTOMATIC1111, Civitai Helper,
-ComfyUI-Lora-Manager and Stability Matrix in their own formats; LyCORIS LoCon/LoHa/LoKr and
+way SDNext looks for them; sidecars of SDNext, AUTOMATIC1111, CH (butaixianran's
+Stable-Diffusion-Webui-Civitai-Helper: ``.civitai.info``), ComfyUI-Lora-Manager and Stability
+Matrix in their own formats; LyCORIS LoCon/LoHa/LoKr and
 DoRA files; an exact duplicate; a pickle ``.pt`` and one corrupt file. Deterministic for a seed.
 """
 
@@ -40,7 +41,7 @@ class _Entry:
     metadata: bool = True  # False: no metadata at all, detection falls back to the keys
     text_encoder: bool = True
     data: str = "random"
-    sidecars: tuple[str, ...] = ()  # sdnext, txt, a1111, civitai_helper, lora_manager, stability_matrix
+    sidecars: tuple[str, ...] = ()  # sdnext, txt, a1111, civitai_info, lora_manager, stability_matrix
     previews: tuple[str, ...] = ()  # suffixes such as ".png", ".preview.png", ".thumb.jpg"
     thumbnail: bool = False  # embed a modelspec.thumbnail
     title: str | None = None
@@ -52,7 +53,7 @@ class _Entry:
 _ENTRIES = (
     _Entry("characters/aria_knight", "sd1", sidecars=("sdnext", "txt"), previews=(".png",),
            trigger="aria knight", tags=("character", "fantasy", "armor")),
-    _Entry("characters/captain_mira", "sdxl", sidecars=("civitai_helper",), previews=(".preview.png",),
+    _Entry("characters/captain_mira", "sdxl", sidecars=("civitai_info",), previews=(".preview.png",),
            trigger="captain mira", tags=("character", "sci-fi")),
     _Entry("characters/ryuu_dragon", "pony", sidecars=("a1111",), previews=(".thumb.jpg",),
            trigger="ryuu, dragon horns", tags=("character", "furry")),
@@ -70,7 +71,7 @@ _ENTRIES = (
     _Entry("styles/neon_noir", "flux", sidecars=("stability_matrix", "txt"), previews=(".thumb.jpg",),
            trigger="neon noir", tags=("style", "cinematic")),
     _Entry("styles/film_grain", "sd3", previews=(".png",), trigger="film grain", tags=("style", "photo")),
-    _Entry("styles/pastel_dream", "illustrious", sidecars=("civitai_helper",), trigger="pastel dream",
+    _Entry("styles/pastel_dream", "illustrious", sidecars=("civitai_info",), trigger="pastel dream",
            tags=("style", "anime")),
     _Entry("styles/pixel_art", "sdxl", thumbnail=True, trigger="pixel art", tags=("style", "retro")),
     _Entry("styles/oil_painting", "sd1", rank=8, sidecars=("sdnext",), previews=(".png",),
@@ -91,7 +92,7 @@ _ENTRIES = (
     _Entry("sdxl/cinematic_light", "sdxl", rank=8, text_encoder=False, previews=(".png",),
            trigger="cinematic lighting", tags=("photo", "lighting")),
     _Entry("sdxl/clay_figures", "sdxl", sidecars=("lora_manager",), trigger="clay figure", tags=("style", "3d")),
-    _Entry("flux/detail_tweaker", "flux", text_encoder=False, sidecars=("civitai_helper",),
+    _Entry("flux/detail_tweaker", "flux", text_encoder=False, sidecars=("civitai_info",),
            previews=(".png",), tags=("concept", "detail")),
     _Entry("flux/realism_boost", "flux", rank=8, text_encoder=False, trigger="realistic photo",
            tags=("photo",)),
@@ -337,8 +338,8 @@ def _a1111(path: Path, info: _Civitai) -> None:
     }, indent=4)
 
 
-def _civitai_helper(path: Path, info: _Civitai) -> None:
-    """Civitai Helper's ``.civitai.info``: the model-version payload found by hash."""
+def _civitai_info(path: Path, info: _Civitai) -> None:
+    """CH's ``.civitai.info``: the model-version payload it found by hash."""
     _write_json(path.with_name(path.stem + ".civitai.info"), info.version(), indent=4)
 
 
@@ -391,5 +392,5 @@ def _stability_matrix(path: Path, info: _Civitai) -> None:
 
 
 _SIDECAR_WRITERS = {"sdnext": _sdnext, "txt": _description_txt, "a1111": _a1111,
-                    "civitai_helper": _civitai_helper, "lora_manager": _lora_manager,
+                    "civitai_info": _civitai_info, "lora_manager": _lora_manager,
                     "stability_matrix": _stability_matrix}

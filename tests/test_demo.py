@@ -106,9 +106,9 @@ def test_sidecars_in_each_peer_format(demo) -> None:
     assert (root / "characters/aria_knight.txt").read_text(encoding="utf-8").strip()
     a1111 = json.loads((root / "characters/ryuu_dragon.json").read_text(encoding="utf-8"))
     assert set(a1111) == {"description", "sd version", "activation text", "preferred weight", "negative text", "notes"}
-    helper = json.loads((root / "characters/captain_mira.civitai.info").read_text(encoding="utf-8"))
-    assert {"id", "modelId", "name", "baseModel", "trainedWords", "model", "images", "files"} <= set(helper)
-    assert {"name", "type", "nsfw"} <= set(helper["model"])
+    version = json.loads((root / "characters/captain_mira.civitai.info").read_text(encoding="utf-8"))
+    assert {"id", "modelId", "name", "baseModel", "trainedWords", "model", "images", "files"} <= set(version)
+    assert {"name", "type", "nsfw"} <= set(version["model"])
     manager = json.loads((root / "characters/hikari_student.metadata.json").read_text(encoding="utf-8"))
     assert {"file_name", "model_name", "file_path", "size", "modified", "sha256", "base_model", "civitai",
             "usage_tips", "tags", "favorite"} <= set(manager)

@@ -243,7 +243,7 @@ def read_header_size(raw: bytes) -> int:
     return struct.unpack("<Q", raw[:8])[0]
 
 
-def test_framing_helper_matches_the_writer(tmp_path: Path) -> None:
+def test_hand_framed_file_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "hand.safetensors"
     path.write_bytes(framed(json.dumps({"t": ENTRY}), bytes(16)))
     assert read_header(path).tensors == {"t": ENTRY}
