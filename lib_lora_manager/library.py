@@ -131,12 +131,27 @@ class Library:
         parsed = query.parse(q)
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
         page = max(1, int(page))
-        where = [Lora.trashed_at.is_(None), *parsed.where()]
+        indexed_live = Lora.trashed_at.is_(None)
+        scanned_live = (Lora.trashed_at + 0).is_(None)  # ``+ 0`` hides the partial indexes
         with self.db.read() as session:
-            total = session.scalar(select(func.count(Lora.id)).where(*where))
-            loras = session.scalars(
-                select(Lora).where(*where).order_by(*parsed.order_by()).limit(per_page).offset((page - 1) * per_page)
+            if parsed.terms:
+                total = session.scalar(select(func.count(Lora.id)).where(scanned_live, *parsed.where()))
+                live_total = session.scalar(select(func.count(Lora.id)).where(indexed_live))
+                # Few matches: one scan plus a sort of the matches. Most rows match: walk the
+                # partial index on the sort key, which stops after the page.
+                use_index = total * 2 > live_total
+            else:
+                total = session.scalar(select(func.count(Lora.id)).where(indexed_live))
+                use_index = True
+            where = [indexed_live if use_index else scanned_live, *parsed.where()]
+            # ids first, rows second: sorting narrow (key, id) pairs is far cheaper than sorting
+            # whole rows, and deep pages are skipped within the index
+            ids = session.scalars(
+                select(Lora.id).where(*where).order_by(*parsed.order_by(use_index=use_index))
+                .limit(per_page).offset((page - 1) * per_page)
             ).all()
+            by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
+            loras = [by_id[i] for i in ids if i in by_id]
             shared = self._shared_names(session, loras)
             items = [self._summary(lora, shared) for lora in loras]
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
@@ -231,7 +246,7 @@ class Library:
         rows = session.execute(
             select(Lora.sdnext_name).where(
                 Lora.sdnext_name.in_(names), Lora.root == self.primary_root,
-                Lora.missing.is_(False), Lora.trashed_at.is_(None),
+                Lora.missing.is_(False), (Lora.trashed_at + 0).is_(None),  # + 0: use the name index
             ).group_by(Lora.sdnext_name).having(func.count() > 1)
         )
         return {r[0] for r in rows}

@@ -10,12 +10,15 @@ Times are epoch seconds (floats): portable between SQLite and PostgreSQL and che
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
     pass
+
+
+_LIVE = text("trashed_at IS NULL")
 
 
 class Lora(Base):
@@ -30,16 +33,16 @@ class Lora(Base):
     filename: Mapped[str] = mapped_column(Text)
     stem: Mapped[str] = mapped_column(Text)
     sdnext_name: Mapped[str] = mapped_column(Text, index=True)  # SDNext's network name: stem, '.' -> '_'
-    sort_name: Mapped[str] = mapped_column(Text, index=True)  # lower-cased display name or stem
+    sort_name: Mapped[str] = mapped_column(Text)  # lower-cased display name or stem
     format: Mapped[str] = mapped_column(String(16))  # safetensors, pt, ckpt
     # --- file facts from the last scan
-    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    mtime: Mapped[float] = mapped_column(Float, index=True)
+    mtime: Mapped[float] = mapped_column(Float)
     inode: Mapped[int | None] = mapped_column(BigInteger)
-    added_at: Mapped[float] = mapped_column(Float, index=True)
+    added_at: Mapped[float] = mapped_column(Float)
     scanned_at: Mapped[float] = mapped_column(Float)
-    missing: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
     missing_since: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)  # why the file could not be read, for this one item
     header_size: Mapped[int | None] = mapped_column(BigInteger)
@@ -48,7 +51,7 @@ class Lora(Base):
     base_model_detected: Mapped[str] = mapped_column(String(32), default="unknown")
     base_model_source: Mapped[str] = mapped_column(String(16), default="none")
     base_model_sidecar: Mapped[str | None] = mapped_column(String(32))  # from CivitAI/peer sidecars
-    adapter_type: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
+    adapter_type: Mapped[str] = mapped_column(String(16), default="unknown")
     network_module: Mapped[str | None] = mapped_column(Text)
     network_dim: Mapped[int | None] = mapped_column(Integer)
     network_alpha: Mapped[float | None] = mapped_column(Float)
@@ -67,17 +70,17 @@ class Lora(Base):
     civitai: Mapped[str | None] = mapped_column(Text)  # JSON {model_id, version_id, ...}
     sidecar_errors: Mapped[str | None] = mapped_column(Text)
     # --- hashes (background worker)
-    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
     addnet_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     hashed_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     hash_error: Mapped[str | None] = mapped_column(Text)
     # --- user data (our database only; model folders may be read-only)
     # effective base model: the user's choice, else a sidecar's, else what the header says
-    base_model: Mapped[str] = mapped_column(String(32), default="unknown", index=True)
+    base_model: Mapped[str] = mapped_column(String(32), default="unknown")
     base_model_user: Mapped[str | None] = mapped_column(String(32))  # the user's override
     display_name: Mapped[str | None] = mapped_column(Text)
-    favorite: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
-    rating: Mapped[int | None] = mapped_column(Integer, index=True)
+    favorite: Mapped[bool] = mapped_column(Boolean, default=False)
+    rating: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
     trigger_words: Mapped[str | None] = mapped_column(Text)  # JSON list; None = not yet seeded
@@ -85,7 +88,7 @@ class Lora(Base):
     weight_min: Mapped[float | None] = mapped_column(Float)
     weight_max: Mapped[float | None] = mapped_column(Float)
     preview_user: Mapped[str | None] = mapped_column(Text)  # image in our data folder
-    trashed_at: Mapped[float | None] = mapped_column(Float, index=True)
+    trashed_at: Mapped[float | None] = mapped_column(Float)
     # lower-cased name, title, tags, trigger words and notes: free text searches one column
     search_text: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[float] = mapped_column(Float)
@@ -96,6 +99,14 @@ class Lora(Base):
     __table_args__ = (
         Index("ix_loras_inode_size", "inode", "size"),
         Index("ix_loras_stem", "stem"),
+        # covers the duplicate finder's GROUP BY without reading rows
+        Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
+        # No indexes on low-cardinality columns (missing, favorite, base model, type): without
+        # statistics SQLite would trust them and read rows in index order, slower than a scan.
+        # Library pages always exclude trashed rows: partial indexes on the sort keys let a page
+        # (even the last of 50,000) be found from the index alone, without reading rows.
+        *(Index(f"ix_loras_live_{column}", column, sqlite_where=_LIVE, postgresql_where=_LIVE)
+          for column in ("sort_name", "added_at", "mtime", "size", "rating")),
     )
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, String, Text, and_, func, not_, or_, select
 from sqlalchemy.sql.elements import UnaryExpression
 
 from . import base_models
@@ -52,12 +52,20 @@ class Query:
     def where(self) -> list[ColumnElement[bool]]:
         return [t.clause for t in self.terms]
 
-    def order_by(self) -> list[UnaryExpression]:
+    def order_by(self, use_index: bool = True) -> list[UnaryExpression]:
+        """ORDER BY clauses. ``use_index=False`` hides the sort key from the planner: for a
+        filtered page, scanning and sorting the matches beats walking the whole sort index
+        and reading every row to test the filter (SQLite cannot estimate LIKE selectivity)."""
         column, _label, _desc_label = SORTS[self.sort.key]
         expr = column() if callable(column) else column
-        primary = expr.desc() if self.sort.descending else expr.asc()
-        # NULLs (unrated, never used) last in both directions; then a stable tie-break
-        return [expr.is_(None).asc(), primary, Lora.stem.asc(), Lora.id.asc()]
+        if not use_index:
+            expr = func.lower(expr) if isinstance(expr.type, (String, Text)) else expr + 0
+        descending = self.sort.descending
+        primary = expr.desc() if descending else expr.asc()
+        if getattr(expr, "nullable", True):
+            primary = primary.nulls_last()  # unrated / never used last, in both directions
+        # the id tie-break runs in the same direction, so an index on the sort key serves it
+        return [primary, Lora.id.desc() if descending else Lora.id.asc()]
 
     def describe(self) -> str:
         """The query in words, shown under the search box so users see how it was understood."""
