@@ -116,6 +116,8 @@ def parse(text: str | None) -> Query:
         if key is None:
             if not value:
                 continue
+            if value.endswith(":") and (value[:-1].lower() in FILTERS or value[:-1].lower() == "sort"):
+                raise QueryError(f"“{value}” needs a value (no space after the colon)", position)
             clause, words = _free_text(value)
         else:
             if key not in FILTERS:
@@ -213,29 +215,20 @@ def _rating(value: str):
     return numeric_filter(Lora.rating, "rating", value, "rated")
 
 
-def _fav(value: str):
-    yes = _bool("fav", value)
-    return Lora.favorite.is_(yes), "favorites" if yes else "not favorites"
+def flag_filter(key: str, yes_clause, yes_words: str, no_words: str, no_clause=None) -> FilterFn:
+    """A yes/no filter; ``no_clause`` defaults to the negation of ``yes_clause``."""
+    def parse_flag(value: str):
+        if _bool(key, value):
+            return yes_clause, yes_words
+        return (no_clause if no_clause is not None else not_(yes_clause)), no_words
+    return parse_flag
 
 
-def _missing(value: str):
-    yes = _bool("missing", value)
-    return Lora.missing.is_(yes), "whose file is missing" if yes else "whose file is present"
-
-
-def _hashed(value: str):
-    yes = _bool("hashed", value)
-    return (Lora.sha256.is_not(None) if yes else Lora.sha256.is_(None)), "hashed" if yes else "not hashed yet"
-
-
-def _nsfw(value: str):
-    yes = _bool("nsfw", value)
-    return Lora.nsfw.is_(yes), "flagged NSFW" if yes else "not flagged NSFW"
-
-
-def _error(value: str):
-    yes = _bool("error", value)
-    return (Lora.error.is_not(None) if yes else Lora.error.is_(None)), "that could not be read" if yes else "read without errors"
+_fav = flag_filter("fav", Lora.favorite.is_(True), "favorites", "not favorites", Lora.favorite.is_(False))
+_missing = flag_filter("missing", Lora.missing.is_(True), "whose file is missing", "whose file is present", Lora.missing.is_(False))
+_hashed = flag_filter("hashed", Lora.sha256.is_not(None), "hashed", "not hashed yet", Lora.sha256.is_(None))
+_nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
+_error = flag_filter("error", Lora.error.is_not(None), "that could not be read", "read without errors", Lora.error.is_(None))
 
 
 def _folder(value: str):
