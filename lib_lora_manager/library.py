@@ -27,7 +27,7 @@ from . import base_models, naming, query, scanner
 from .db import Database, sqlite_url
 from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
-from .models import Lora, LoraMetadata, LoraTag, State, Tag, TrashItem
+from .models import Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
 from .safetensors_header import HeaderError, read_raw_header
 
 log = logging.getLogger("lora_manager")
@@ -131,8 +131,7 @@ class Library:
         parsed = query.parse(q)
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
         page = max(1, int(page))
-        indexed_live = Lora.trashed_at.is_(None)
-        scanned_live = (Lora.trashed_at + 0).is_(None)  # ``+ 0`` hides the partial indexes
+        indexed_live, scanned_live = live(indexed=True), live()
         with self.db.read() as session:
             if parsed.terms:
                 total = session.scalar(select(func.count(Lora.id)).where(scanned_live, *parsed.where()))
@@ -161,7 +160,7 @@ class Library:
         """Ids of every LoRA matching ``q`` (bulk operations on a whole result)."""
         parsed = query.parse(q)
         with self.db.read() as session:
-            return list(session.scalars(select(Lora.id).where(Lora.trashed_at.is_(None), *parsed.where()).order_by(*parsed.order_by())))
+            return list(session.scalars(select(Lora.id).where(live(), *parsed.where()).order_by(*parsed.order_by())))
 
     def get(self, lora_id: int) -> Lora:
         with self.db.read() as session:
@@ -187,7 +186,7 @@ class Library:
         )
         with self.db.read() as session:
             for clause in candidates:
-                found = session.scalars(select(Lora).where(clause, Lora.trashed_at.is_(None)).order_by(Lora.missing, Lora.id).limit(5)).all()
+                found = session.scalars(select(Lora).where(clause, live()).order_by(Lora.missing, Lora.id).limit(5)).all()
                 if len(found) > 1 and clause is not candidates[-1]:
                     names = ", ".join(f.relpath for f in found)
                     raise InvalidInput(f"“{name}” matches several LoRAs ({names}); use the relative path or the id")
@@ -246,7 +245,7 @@ class Library:
         rows = session.execute(
             select(Lora.sdnext_name).where(
                 Lora.sdnext_name.in_(names), Lora.root == self.primary_root,
-                Lora.missing.is_(False), (Lora.trashed_at + 0).is_(None),  # + 0: use the name index
+                Lora.missing.is_(False), live(),
             ).group_by(Lora.sdnext_name).having(func.count() > 1)
         )
         return {r[0] for r in rows}
@@ -277,21 +276,21 @@ class Library:
             return [(name, count) for name, count in rows]
 
     def stats(self) -> dict[str, Any]:
-        live = (Lora.trashed_at.is_(None),)
+        present = (live(),)
         with self.db.read() as session:
             def count(*where):
-                return session.scalar(select(func.count(Lora.id)).where(*live, *where))
-            by_base = dict(session.execute(select(Lora.base_model, func.count()).where(*live).group_by(Lora.base_model)).all())
-            by_type = dict(session.execute(select(Lora.adapter_type, func.count()).where(*live).group_by(Lora.adapter_type)).all())
+                return session.scalar(select(func.count(Lora.id)).where(*present, *where))
+            by_base = dict(session.execute(select(Lora.base_model, func.count()).where(*present).group_by(Lora.base_model)).all())
+            by_type = dict(session.execute(select(Lora.adapter_type, func.count()).where(*present).group_by(Lora.adapter_type)).all())
             dupes = session.scalar(select(func.count()).select_from(
-                select(Lora.sha256).where(*live, Lora.sha256.is_not(None), Lora.missing.is_(False))
+                select(Lora.sha256).where(*present, Lora.sha256.is_not(None), Lora.missing.is_(False))
                 .group_by(Lora.sha256).having(func.count() > 1).subquery()))
             return {
                 "total": count(), "missing": count(Lora.missing.is_(True)), "errors": count(Lora.error.is_not(None)),
                 "hashed": count(Lora.sha256.is_not(None)), "favorites": count(Lora.favorite.is_(True)),
                 "rated": count(Lora.rating.is_not(None)),
                 "trashed": session.scalar(select(func.count(Lora.id)).where(Lora.trashed_at.is_not(None))),
-                "size_bytes": int(session.scalar(select(func.coalesce(func.sum(Lora.size), 0)).where(*live))),
+                "size_bytes": int(session.scalar(select(func.coalesce(func.sum(Lora.size), 0)).where(*present))),
                 "duplicate_groups": dupes, "tags": session.scalar(select(func.count(Tag.id))),
                 "by_base_model": {base_models.label(k): v for k, v in sorted(by_base.items(), key=lambda kv: -kv[1])},
                 "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
@@ -595,9 +594,9 @@ class Library:
         """Groups of present files with the same SHA-256, largest groups first."""
         with self.db.read() as session:
             shas = select(Lora.sha256).where(
-                Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None)
+                Lora.sha256.is_not(None), Lora.missing.is_(False), live()
             ).group_by(Lora.sha256).having(func.count() > 1)
-            loras = session.scalars(select(Lora).where(Lora.sha256.in_(shas), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+            loras = session.scalars(select(Lora).where(Lora.sha256.in_(shas), Lora.missing.is_(False), live())
                                     .order_by(Lora.sha256, Lora.added_at, Lora.id)).all()
             shared = self._shared_names(session, list(loras))
             groups: dict[str, list[dict[str, Any]]] = {}
@@ -612,7 +611,7 @@ class Library:
             raise InvalidInput(f"{keep.filename} is not hashed yet, so its duplicates are unknown")
         with self.db.read() as session:
             others = list(session.scalars(select(Lora.id).where(
-                Lora.sha256 == keep.sha256, Lora.id != keep.id, Lora.missing.is_(False), Lora.trashed_at.is_(None))))
+                Lora.sha256 == keep.sha256, Lora.id != keep.id, Lora.missing.is_(False), live())))
         if not others:
             raise InvalidInput(f"{keep.filename} has no duplicates")
         return self.trash(others)
@@ -699,7 +698,7 @@ class Library:
         with self.db.read() as session:
             stmt = select(Lora.id, Lora.path, Lora.mtime_ns, Lora.format).where(
                 Lora.sha256.is_(None), Lora.hash_error.is_(None), Lora.missing.is_(False),
-                Lora.trashed_at.is_(None)).order_by(Lora.id)
+                live()).order_by(Lora.id)
             todo = session.execute(stmt.limit(limit) if limit else stmt).all()
         count = 0
         for n, (lora_id, path, mtime_ns, fmt) in enumerate(todo):
@@ -850,7 +849,7 @@ def _adopt_vanished(session, lora_id: int, sha256: str) -> None:
     user data) takes over the new path and the new row goes away."""
     new = session.get(Lora, lora_id)
     old = session.scalars(select(Lora).where(
-        Lora.sha256 == sha256, Lora.missing.is_(True), Lora.trashed_at.is_(None), Lora.id != lora_id
+        Lora.sha256 == sha256, Lora.missing.is_(True), live(), Lora.id != lora_id
     ).order_by(Lora.missing_since.desc()).limit(1)).first()
     if new is None or old is None or new.added_at < (old.missing_since or 0) - 1:
         return
