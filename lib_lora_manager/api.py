@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Body, Query
 from fastapi.responses import FileResponse, JSONResponse
 
 from .errors import InvalidInput, LoraManagerError, NotFound
-from .library import EDITABLE, Library
+
+if TYPE_CHECKING:  # the library (and SQLAlchemy) load after SDNext has started
+    from .library import Library
 
 PREFIX = "/lora-manager/v1"
 
@@ -28,59 +30,63 @@ def _errors_as_json(fn):
     return wrapper
 
 
-def routes(library: Library) -> list[Route]:
-    """(path, endpoint, methods) for the host to mount with its own add_api_route."""
+def routes(open_library: Callable[[], Library]) -> list[Route]:
+    """(path, endpoint, methods) for the host to mount with its own add_api_route.
+
+    ``open_library`` returns the Library (the SDNext host opens it after startup)."""
 
     @_errors_as_json
     def list_loras(q: str = "", sort: str = "", page: int = Query(1, ge=1), per_page: int = Query(48, ge=1, le=200)):
         if sort:
             q = f"{q} sort:{sort}"
-        return library.search(q, page=page, per_page=per_page).to_dict()
+        return open_library().search(q, page=page, per_page=per_page).to_dict()
 
     @_errors_as_json
     def get_lora(lora_id: int):
-        return library.detail(lora_id)
+        return open_library().detail(lora_id)
 
     @_errors_as_json
     def patch_lora(lora_id: int, changes: dict[str, Any] = Body(...)):
         if not changes:
+            from .library import EDITABLE
+
             raise InvalidInput(f"send a JSON object with any of: {', '.join(EDITABLE)}")
-        return library.edit(lora_id, **changes)
+        return open_library().edit(lora_id, **changes)
 
     @_errors_as_json
     def get_preview(lora_id: int, size: int = Query(320, ge=32, le=1024)):
-        path = library.thumbnail(lora_id, size=size)
+        path = open_library().thumbnail(lora_id, size=size)
         if path is None:
             raise NotFound(f"LoRA {lora_id} has no preview")
         return FileResponse(path, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
 
     @_errors_as_json
     def get_raw_header(lora_id: int):
-        return library.raw_header(lora_id)
+        return open_library().raw_header(lora_id)
 
     def start_scan():
-        started = library.scan_in_background()
-        return JSONResponse({"started": started, **library.scan_status.to_dict()}, status_code=202 if started else 409)
+        started = open_library().scan_in_background()
+        return JSONResponse({"started": started, **open_library().scan_status.to_dict()}, status_code=202 if started else 409)
 
     def scan_status():
-        return library.scan_status.to_dict()
+        return open_library().scan_status.to_dict()
 
     def list_tags():
-        return [{"name": name, "count": count} for name, count in library.tags()]
+        return [{"name": name, "count": count} for name, count in open_library().tags()]
 
     def duplicates():
-        return library.duplicates()
+        return open_library().duplicates()
 
     def stats():
-        return library.stats()
+        return open_library().stats()
 
     @_errors_as_json
     def bulk(request: dict[str, Any] = Body(...)):
-        return run_bulk(library, request)
+        return run_bulk(open_library(), request)
 
     @_errors_as_json
     def undo_trash(batch: str | None = Body(None, embed=True)):
-        result = library.undo_trash(batch)
+        result = open_library().undo_trash(batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
     return [

@@ -16,13 +16,16 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, String, Text, and_, func, not_, or_, select
 from sqlalchemy.sql.elements import UnaryExpression
 
 from . import base_models
 from .errors import QueryError
+from .lora_info import ADAPTER_TYPES
 from .models import Lora, LoraTag, Tag
+from .vocabulary import SORT_WORDS
 
 FilterFn = Callable[[str], tuple[ColumnElement[bool], str]]
 
@@ -56,7 +59,7 @@ class Query:
         """ORDER BY clauses. ``use_index=False`` hides the sort key from the planner: for a
         filtered page, scanning and sorting the matches beats walking the whole sort index
         and reading every row to test the filter (SQLite cannot estimate LIKE selectivity)."""
-        column, _label, _desc_label = SORTS[self.sort.key]
+        column = SORTS[self.sort.key]
         expr = column() if callable(column) else column
         if not use_index:
             expr = func.lower(expr) if isinstance(expr.type, (String, Text)) else expr + 0
@@ -70,7 +73,7 @@ class Query:
     def describe(self) -> str:
         """The query in words, shown under the search box so users see how it was understood."""
         parts = [t.description for t in self.terms]
-        _column, asc_label, desc_label = SORTS[self.sort.key]
+        asc_label, desc_label = SORT_WORDS[self.sort.key]
         what = "All LoRAs" if not parts else "LoRAs " + ", ".join(parts)
         return f"{what}; sorted by {desc_label if self.sort.descending else asc_label}."
 
@@ -174,9 +177,6 @@ def _base(value: str):
         known = ", ".join(f.code for f in base_models.FAMILIES)
         raise QueryError(f"unknown base model “{value}” (known: {known})")
     return Lora.base_model == code, f"for {base_models.label(code)}"
-
-
-ADAPTER_TYPES = ("lora", "locon", "loha", "lokr", "dora", "ia3", "oft", "boft", "glora", "full", "unknown")
 
 
 def _type(value: str):
@@ -306,13 +306,13 @@ FILTERS: dict[str, FilterFn] = {
     "modified": lambda v: time_filter(Lora.mtime, "modified", v, "modified"),
 }
 
-# key -> (column or callable returning one, ascending words, descending words)
-SORTS: dict[str, tuple] = {
-    "name": (Lora.sort_name, "name (A to Z)", "name (Z to A)"),
-    "added": (Lora.added_at, "date added (oldest first)", "date added (newest first)"),
-    "modified": (Lora.mtime, "file date (oldest first)", "file date (newest first)"),
-    "size": (Lora.size, "size (smallest first)", "size (largest first)"),
-    "rating": (Lora.rating, "rating (lowest first)", "rating (highest first)"),
+# key -> column (or a callable returning one); the words for each are in vocabulary.SORT_WORDS
+SORTS: dict[str, Any] = {
+    "name": Lora.sort_name,
+    "added": Lora.added_at,
+    "modified": Lora.mtime,
+    "size": Lora.size,
+    "rating": Lora.rating,
 }
 SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name"}
 
@@ -323,4 +323,5 @@ def register_filter(key: str, fn: FilterFn) -> None:
 
 
 def register_sort(key: str, column, ascending_words: str, descending_words: str) -> None:
-    SORTS[key] = (column, ascending_words, descending_words)
+    SORTS[key] = column
+    SORT_WORDS[key] = (ascending_words, descending_words)

@@ -19,7 +19,7 @@ def client(library, lora_dir):
     make_lora(lora_dir, "<img src=x onerror=alert(1)>", "sd1", seed=3)
     library.scan()
     app = FastAPI()
-    for path, endpoint, methods in api.routes(library):
+    for path, endpoint, methods in api.routes(lambda: library):
         app.add_api_route(path, endpoint, methods=methods)
     with TestClient(app) as c:
         yield c

@@ -89,3 +89,33 @@ def test_settings_changes_apply_without_restart(sdnext, tmp_path):
         assert library.search("late_arrival").total == 1
     finally:
         sdnext_host().library().close()
+
+
+STARTUP_PROBE = """
+import sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+import gradio  # SDNext has gradio loaded long before it imports extensions
+import sdnext
+sdnext.activate()
+from modules import cmd_args
+cmd_args.configure(data_dir={data!r})
+from modules import shared
+from lib_lora_manager.hosts import sdnext as host
+host.register()
+host.on_ui_settings()
+host.on_ui_tabs()
+print(any(m.startswith("sqlalchemy") for m in sys.modules), "lib_lora_manager.library" in sys.modules)
+"""
+
+
+def test_startup_path_loads_neither_sqlalchemy_nor_the_library(tmp_path):
+    """Importing the scripts and building the tab must stay cheap: the library (and SQLAlchemy,
+    a quarter of a second to import) load on a background thread after SDNext has started."""
+    import subprocess
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    code = STARTUP_PROBE.format(tests=str(tests), repo=str(tests.parent), data=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

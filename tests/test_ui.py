@@ -69,9 +69,9 @@ def host_with(**values) -> HostInfo:
 @pytest.fixture
 def tab(library) -> LibraryTab:
     host = host_with()
-    [(blocks, title, elem_id)] = ui.build_tabs(library, host)
+    [(blocks, title, elem_id)] = ui.build_tabs(lambda: library, host)
     assert (title, elem_id) == ("LoRA Manager", "lora_manager")
-    return LibraryTab(library, host)
+    return LibraryTab(lambda: library, host)
 
 
 def search(tab: LibraryTab, text: str = "", view: str = "Grid", selected: str = "", **quick) -> tuple:
@@ -92,15 +92,25 @@ def by_name(library: Library, name: str) -> int:
 # --- building -------------------------------------------------------------------------------
 
 def test_blocks_have_the_glue_elements_and_no_hotkey_suffixes(library):
-    [(blocks, _title, _elem_id)] = ui.build_tabs(library, host_with())
+    opened = []
+
+    def open_library():
+        opened.append(1)
+        return library
+
+    [(blocks, _title, _elem_id)] = ui.build_tabs(open_library, host_with())
+    assert opened == []  # building the tab never touches the database (SDNext's startup budget)
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()} - {None}
     assert {"lora_manager_search", "lora_manager_open_id", "lora_manager_open_btn", "lora_manager_selected",
             "lora_manager_results", "lora_manager_token", "lora_manager_copy_token"} <= ids
     assert not [i for i in ids if i.endswith(("_generate", "_interrupt"))]
     assert all(i.startswith("lora_manager") for i in ids)
-    # the first page is in the initial value, and it is only one page
+    # the page script's first refresh brings one page
     results = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "lora_manager_results")
-    assert len(card_ids(results.value)) == PAGE_SIZE
+    assert "Loading" in results.value and card_ids(results.value) == []
+    state = next(b for b in blocks.blocks.values() if isinstance(getattr(b, "value", None), dict) and "q" in b.value)
+    html, _description, _pager, _state = LibraryTab(open_library, host_with()).refresh(state.value, "Grid", "")
+    assert len(card_ids(html)) == PAGE_SIZE
 
 
 def test_tab_is_laid_out_once_in_the_host_blocks(library):
@@ -118,7 +128,7 @@ def test_tab_is_laid_out_once_in_the_host_blocks(library):
             todo.extend(node.get("children", []))
         return out
 
-    tabs = ui.build_tabs(library, host_with())
+    tabs = ui.build_tabs(lambda: library, host_with())
     with gr.Blocks() as sdnext_like:
         with gr.Tabs(elem_id="tabs"):
             for blocks, title, elem_id in tabs:
@@ -255,7 +265,7 @@ def test_preview_upload_candidate_clear_and_nsfw_blur(tab, library, lora_dir, tm
     html = search(tab, "portrait")[0]
     assert f'src="/base/lora-manager/v1/loras/{lora_id}/preview?size=320&amp;v=' in html
     assert "lm-blur" not in html  # NSFW previews are shown by default
-    hidden = LibraryTab(library, host_with(lora_manager_show_nsfw=False))
+    hidden = LibraryTab(lambda: library, host_with(lora_manager_show_nsfw=False))
     assert 'class="lm-thumb lm-blur"' in search(hidden, "portrait")[0]
 
     shutil.copy(upload, lora_dir / "portrait.preview.png")

@@ -1,8 +1,9 @@
 """SDNext host: the only module that imports SDNext's ``modules``.
 
 Registered from scripts/lora_manager.py while SDNext imports extension scripts. Startup stays
-cheap: nothing is scanned or hashed synchronously; the library opens when the tab is built
-(one small query) and syncs in a background thread once the app has started.
+cheap: importing this module loads neither SQLAlchemy nor the library; the tab is built without
+reading the database; the library opens on a background thread once the app has started (or on
+the first request that needs it), then syncs the index and hashes in the background.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from modules import paths, script_callbacks, shared
 
-from .. import api, settings
+from .. import settings
 from ..hostinfo import HostInfo
-from ..library import Library
+
+if TYPE_CHECKING:
+    from ..library import Library
 
 log = logging.getLogger("lora_manager")
 _library: Library | None = None
@@ -44,9 +48,12 @@ def database_url() -> str | None:
 
 
 def library() -> Library:
+    """The library, opened (and migrated) on first use; later calls return the same object."""
     global _library
     with _library_lock:
         if _library is None:
+            from ..library import Library
+
             _library = Library.open(data_dir(), roots=library_roots(), database_url=database_url(),
                                     hashing=bool(setting("lora_manager_hashing")) and not getattr(shared.cmd_opts, "no_hashing", False))
         return _library
@@ -75,14 +82,19 @@ def on_ui_settings() -> None:
 def on_ui_tabs():
     from ..ui import build_tabs
 
-    return build_tabs(library(), host_info())
+    return build_tabs(library, host_info())
 
 
 def on_app_started(_demo, _app) -> None:
-    lib = library()
-    for path, endpoint, methods in api.routes(lib):
+    from .. import api
+
+    for path, endpoint, methods in api.routes(library):
         shared.api.add_api_route(path, endpoint, methods=methods)
-    lib.start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    threading.Thread(target=_open_and_sync, name="lora-manager-start", daemon=True).start()
+
+
+def _open_and_sync() -> None:
+    library().start_background(scan=bool(setting("lora_manager_scan_on_start")))
 
 
 def _roots_changed() -> None:

@@ -30,7 +30,7 @@ def build_blocks(library: Library, host: HostInfo):
     from ..ui import build_tabs
 
     css, js = page_assets()
-    tabs = build_tabs(library, host)  # like SDNext: built first, then rendered into the page
+    tabs = build_tabs(lambda: library, host)  # like SDNext: built first, then rendered into the page
     with gr.Blocks(title="LoRA Manager", css=css, analytics_enabled=False) as demo:
         with gr.Tabs(elem_id="tabs"):
             for blocks, title, elem_id in tabs:
@@ -49,7 +49,7 @@ def build_app(library: Library, host: HostInfo | None = None):
 
     host = host or HostInfo(name="standalone")
     app = FastAPI(title="LoRA Manager")
-    for path, endpoint, methods in api.routes(library):
+    for path, endpoint, methods in api.routes(lambda: library):
         app.add_api_route(path, endpoint, methods=methods)
     demo = build_blocks(library, host)
     demo.queue(concurrency_count=4, api_open=False)

@@ -6,12 +6,20 @@ later sections sit side by side inside it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from ..hostinfo import HostInfo
-from ..library import Library
+
+if TYPE_CHECKING:
+    from ..library import Library
 
 
-def build_tabs(library: Library, host: HostInfo) -> list[tuple[object, str, str]]:
-    """(blocks, title, elem_id) for each tab, the shape SDNext's on_ui_tabs expects."""
+def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tuple[object, str, str]]:
+    """(blocks, title, elem_id) for each tab, the shape SDNext's on_ui_tabs expects.
+
+    ``open_library`` returns the Library, opening it on first use: building the tabs does not
+    read the database (SDNext's startup budget)."""
     import gradio as gr
 
     from . import library_tab
@@ -20,5 +28,5 @@ def build_tabs(library: Library, host: HostInfo) -> list[tuple[object, str, str]
     with gr.Blocks(analytics_enabled=False) as blocks:
         with gr.Tabs(elem_id="lora_manager_tabs", elem_classes=["lm-tabs"]):
             with gr.Tab("Library", id="lora_manager_library_tab", elem_id="lora_manager_library_tab"):
-                library_tab.build_content(library, host)
+                library_tab.build_content(open_library, host)
     return [(blocks, "LoRA Manager", "lora_manager")]

@@ -10,12 +10,14 @@ Gradio 3.43 dropdowns take plain strings, so choices are labels mapped back to t
 
 from __future__ import annotations
 
-from .. import base_models, query
+from .. import base_models
+from ..lora_info import ADAPTER_TYPES
+from ..vocabulary import SORT_WORDS
 
 ANY = "Any"
 
 BASE_CHOICES: list[str] = [ANY] + [f.label for f in base_models.FAMILIES]
-TYPE_CHOICES: list[str] = [ANY] + list(query.ADAPTER_TYPES)
+TYPE_CHOICES: list[str] = [ANY] + list(ADAPTER_TYPES)
 RATING_CHOICES: dict[str, str] = {
     ANY: "", "★ 1 or more": "rating:>=1", "★★ 2 or more": "rating:>=2", "★★★ 3 or more": "rating:>=3",
     "★★★★ 4 or more": "rating:>=4", "★★★★★ 5": "rating:5", "Unrated": "rating:none",
@@ -33,7 +35,7 @@ HELP = ('Words search names, tags, trigger words and notes. Keys: tag:anime  bas
 def sort_choices() -> dict[str, str]:
     """Label -> ``sort:`` term, both directions of every sort the query language knows."""
     out: dict[str, str] = {}
-    for key, (_column, ascending, descending) in query.SORTS.items():
+    for key, (ascending, descending) in SORT_WORDS.items():
         out[ascending[:1].upper() + ascending[1:]] = f"sort:{key}"
         out[descending[:1].upper() + descending[1:]] = f"sort:-{key}"
     return out
@@ -65,7 +67,7 @@ def effective_query(text: str | None, base: str | None = ANY, adapter: str | Non
         code = base_models.family_code(base)
         if code:
             terms.append(f"base:{code}")
-    if adapter and adapter != ANY and adapter in query.ADAPTER_TYPES:
+    if adapter and adapter != ANY and adapter in ADAPTER_TYPES:
         terms.append(f"type:{adapter}")
     if favorites:
         terms.append("fav:yes")

@@ -17,11 +17,16 @@ import json
 import re
 from typing import Any
 
-from .. import api, base_models
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
 from ..hostinfo import HostInfo
-from ..library import Library, Page
 from . import cards, filters
+
+if TYPE_CHECKING:  # the Library (and SQLAlchemy) load after startup: SDNext's startup budget
+    from ..library import Library, Page
 
 VIEWS = ("Grid", "Table")
 RATINGS = ("unrated", "1", "2", "3", "4", "5")
@@ -71,9 +76,14 @@ def _plural(n: int, noun: str = "LoRA") -> str:
 class LibraryTab:
     """Handlers of the Library tab, bound to one Library and host."""
 
-    def __init__(self, library: Library, host: HostInfo):
-        self.library = library
+    def __init__(self, open_library: Callable[[], Library], host: HostInfo):
+        self._open_library = open_library
         self.host = host
+
+    @property
+    def library(self) -> Library:
+        """The library, opened by the host on first use (not while the tab is built)."""
+        return self._open_library()
 
     # --- results ------------------------------------------------------------------------------
 
@@ -104,10 +114,13 @@ class LibraryTab:
             text = f"No LoRA files are indexed yet. Folders: {roots}. Add files there and click “Scan folders”."
         return f'<div class="lm-empty">{cards.esc(text)}</div>'
 
-    def initial(self) -> tuple[str, str, str, dict[str, Any]]:
-        """First page at build time (one query) so the tab is never blank."""
+    @staticmethod
+    def initial() -> tuple[str, str, str, dict[str, Any]]:
+        """What the tab shows before its first refresh: the page script refreshes it as soon as
+        the results are visible, so building the tab never touches the database."""
         q = filters.effective_query("", sort=filters.default_sort())
-        return self._results(q, 1, VIEWS[0], "")
+        loading = '<div class="lm-results-inner"><div class="lm-empty">Loading the library…</div></div>'
+        return loading, "", "", {"q": q, "page": 1, "pages": 1, "total": 0}
 
     def search(self, text: str, base: str, adapter: str, favorites: bool, rating: str, tag: str,
                problems: str, sort: str, view: str, selected: str) -> tuple:
@@ -272,8 +285,10 @@ class LibraryTab:
     def bulk_action_changed(self, action: str) -> tuple:
         gr = _gr()
         name = BULK_ACTIONS.get(action, ("", None))[0]
+        roots = self.library.roots if name == "move" else []
         return (gr.update(visible=name in VALUE_LABELS, label=VALUE_LABELS.get(name, "Value"), value=""),
-                gr.update(visible=name == "set_base_model"), gr.update(visible=name == "move"),
+                gr.update(visible=name == "set_base_model"),
+                gr.update(visible=name == "move", **({"choices": roots, "value": roots[0]} if roots else {})),
                 gr.update(visible=False), None, "")
 
     def bulk_review(self, action, value, base, root, scope, selected, state) -> tuple:
@@ -339,6 +354,8 @@ class LibraryTab:
             return cards.message("Review an action first.", "error"), hidden, None, gr.update(), gr.update()
         request = {k: pending[k] for k in ("ids", "action", "value")}
         try:
+            from .. import api
+
             result = api.run_bulk(self.library, request)
         except LoraManagerError as e:
             return cards.message(str(e), "error"), hidden, None, gr.update(), gr.update()
@@ -457,14 +474,16 @@ def _no_config(*components) -> None:
         component.do_not_save_to_config = True
 
 
-def build_content(library: Library, host: HostInfo) -> LibraryTab:
-    """Create the Library tab's components inside the current Blocks context and wire them."""
+def build_content(open_library: Callable[[], Library], host: HostInfo) -> LibraryTab:
+    """Create the Library tab's components inside the current Blocks context and wire them.
+
+    Nothing here reads the library: contents arrive with the first refresh."""
     import gradio as gr
 
-    tab = LibraryTab(library, host)
+    tab = LibraryTab(open_library, host)
     results0, description0, pager0, state0 = tab.initial()
-    all_tags = library.tags()
-    tag_names = filters.tag_choices(all_tags)
+    all_tags: list[tuple[str, int]] = []
+    tag_names: list[str] = []
 
     with gr.Column(elem_classes=["lm-root"], elem_id="lora_manager_library"):
         # search and quick filters
@@ -486,7 +505,7 @@ def build_content(library: Library, host: HostInfo) -> LibraryTab:
         _no_config(f_tag)
         with gr.Row(elem_classes=["lm-status-row"]):
             description = gr.HTML(description0, elem_id="lora_manager_description")
-            stats = gr.HTML(tab.stats(), elem_id="lora_manager_stats")
+            stats = gr.HTML("", elem_id="lora_manager_stats")
         scan_message = gr.HTML("", elem_id="lora_manager_scan_message")
 
         # hidden glue driven by javascript/lora_manager.js (hidden by CSS: gradio 3 does not
@@ -565,7 +584,7 @@ def build_content(library: Library, host: HostInfo) -> LibraryTab:
                 b_value = gr.Textbox(label=VALUE_LABELS["add_tags"], lines=1, max_lines=1, elem_id="lora_manager_bulk_value")
                 b_base = gr.Dropdown([AUTO] + [f.label for f in base_models.FAMILIES], value=AUTO, label="Base model",
                                      visible=False, elem_id="lora_manager_bulk_base")
-                b_root = gr.Dropdown(list(library.roots), value=library.roots[0] if library.roots else None,
+                b_root = gr.Dropdown([], value=None,
                                      label="Library folder", visible=False, elem_id="lora_manager_bulk_root")
                 b_scope = gr.Radio([SELECTED, EVERY_RESULT], value=SELECTED, label="Apply to", elem_id="lora_manager_bulk_scope")
             with gr.Row(elem_classes=["lm-bulk-buttons"]):
@@ -615,7 +634,8 @@ def build_content(library: Library, host: HostInfo) -> LibraryTab:
     next_btn.click(tab.next_page, page_inputs, result_outputs)
     last_btn.click(tab.last_page, page_inputs, result_outputs)
     refresh_visible.click(tab.refresh, page_inputs, result_outputs).then(tab.stats, None, [stats], **quiet)
-    refresh_btn.click(tab.refresh, page_inputs, result_outputs, **quiet).then(tab.stats, None, [stats], **quiet)
+    refresh_btn.click(tab.refresh, page_inputs, result_outputs, **quiet).then(tab.stats, None, [stats], **quiet).then(
+        lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
 
     detail_outputs_by_name = {
         "column": detail_col, "view": detail_view, "token": token, "name": e_name, "tags": e_tags,
