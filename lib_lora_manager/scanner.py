@@ -295,7 +295,7 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
     report = ScanReport(roots=roots)
     progress = progress or (lambda _f, _m: None)
 
-    indexed = _load_index(db, roots)
+    indexed = _load_index(db)
     seen: set[str] = set()
     changed: list[Found] = []
     sidecar_only: list[tuple[int, Found]] = []
@@ -312,7 +312,9 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
                     continue
                 seen.add(path)
                 row = indexed.get(path)
-                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns:
+                # a row found under another library folder (folders were re-arranged) is re-read
+                # too, so its root and relative path follow
+                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != root:
                     changed.append(listing.found(entry, st))
                     continue
                 if row.missing:
@@ -328,7 +330,9 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
             report.files = len(seen)
             progress(0.0, f"listing folders: {report.files} files")
 
-    vanished = {path: row for path, row in indexed.items() if path not in seen and not row.missing}
+    under_roots = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+    vanished = {path: row for path, row in indexed.items()
+                if path not in seen and not row.missing and path.startswith(under_roots)}
     moves = _match_moves(changed, indexed, vanished)
     total = len(changed) + len(sidecar_only)
     done = 0
@@ -363,15 +367,16 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
     return report
 
 
-def _load_index(db: Database, roots: list[str]) -> dict[str, Any]:
-    """path -> (id, size, mtime_ns, signature, missing, inode) of every live row under ``roots``.
+def _load_index(db: Database) -> dict[str, Any]:
+    """path -> (id, size, mtime_ns, signature, missing, inode, root) of every live row.
 
-    Core rows straight from the driver: at 50,000 files this load is half of a no-change rescan."""
+    All rows, not only those of ``roots``: a file may be indexed under a folder that is no
+    longer a library folder of its own (an extra folder inside SDNext's, say). Core rows
+    straight from the driver: at 50,000 files this load is half of a no-change rescan."""
     columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature.label("signature"),
-               Lora.missing, Lora.inode)
+               Lora.missing, Lora.inode, Lora.root)
     with db.engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(live(), Lora.root.in_(roots)))
-        return {row.path: row for row in rows}
+        return {row.path: row for row in conn.execute(select(*columns).where(live()))}
 
 
 def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:
@@ -417,8 +422,11 @@ def _write_changed(db: Database, batch: list[Found], indexed: dict[str, Any],
             insert_extras.append((metadata, data.tags))
             report.added += 1
         else:
-            # the file changed (or moved): its hashes are stale; user data stays untouched
-            values.update(id=row.id, sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
+            # user data stays untouched; hashes only go when the content may have changed (a
+            # move or a re-arranged library folder keeps size and mtime)
+            values["id"] = row.id
+            if row.size != found.size or row.mtime_ns != found.mtime_ns:
+                values.update(sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
             if old_path is not None and row.size == found.size:
                 report.moved += 1
             else:

@@ -318,3 +318,23 @@ def test_sidecars_seed_user_data_once(library, lora_dir):
     assert report.updated == 1
     detail = library.detail(item["id"])
     assert detail["trigger_words"] == ["mine"] and detail["base_model"] == "sdxl"
+
+
+def test_library_folders_rearranged_keep_rows(library, lora_dir):
+    """An extra folder indexed on its own, later covered by its parent: same rows, new root."""
+    inner = lora_dir / "extra"
+    make_lora(inner, "inside")
+    library.set_roots([str(inner)])
+    library.scan()
+    library.hash_pending()
+    lora_id = library.search("").items[0]["id"]
+    library.edit(lora_id, rating=3)
+
+    library.set_roots([str(lora_dir)])
+    report = library.scan()
+
+    assert report.added == 0 and report.missing == 0
+    detail = library.detail(lora_id)
+    assert detail["root"] == str(lora_dir) and detail["relpath"] == "extra/inside.safetensors"
+    assert detail["rating"] == 3 and detail["sha256"]  # same file: the hash is kept
+    assert library.search("").total == 1
