@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from . import naming, sidecars
 from .db import Database
@@ -435,7 +436,8 @@ def _write_changed(db: Database, batch: list[Found], indexed: dict[str, Any],
             update_metadata.append((row.id, metadata))
     with db.write() as session:
         if inserts:
-            ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), inserts).scalars().all()
+            ids, inserts, insert_extras = _insert_new(session, inserts, insert_extras)
+            report.added -= len(batch) - len(updates) - len(inserts)
             meta_rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, (m, _t) in zip(ids, insert_extras) if m]
             if meta_rows:
                 session.execute(insert(LoraMetadata), meta_rows)
@@ -453,6 +455,25 @@ def _write_changed(db: Database, batch: list[Found], indexed: dict[str, Any],
                 session.execute(insert(LoraMetadata), rows)
             refresh_search_text(session, ids)
             refresh_base_model(session, ids)
+
+
+def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list[int], list[dict[str, Any]], list]:
+    """Insert new rows; rows whose path another process indexed meanwhile are left to it.
+
+    Several SDNext machines can share one PostgreSQL library (and two processes one SQLite
+    file): between our index load and this insert, another scanner may have added a file."""
+    while rows:
+        try:
+            with session.begin_nested():
+                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), rows).scalars().all()
+            return list(ids), rows, extras
+        except IntegrityError:
+            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r["path"] for r in rows]))))
+            if not taken:
+                raise
+            keep = [i for i, r in enumerate(rows) if r["path"] not in taken]
+            rows, extras = [rows[i] for i in keep], [extras[i] for i in keep]
+    return [], [], []
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:

@@ -338,3 +338,19 @@ def test_library_folders_rearranged_keep_rows(library, lora_dir):
     assert detail["root"] == str(lora_dir) and detail["relpath"] == "extra/inside.safetensors"
     assert detail["rating"] == 3 and detail["sha256"]  # same file: the hash is kept
     assert library.search("").total == 1
+
+
+def test_files_indexed_meanwhile_by_another_process_are_left_to_it(library, lora_dir, monkeypatch):
+    """Two scanners sharing one database: rows the other one inserted after our index load."""
+    from lib_lora_manager import scanner
+
+    for i in range(3):
+        make_lora(lora_dir, f"shared{i}", seed=i)
+    library.scan()
+    (lora_dir / "late.safetensors").write_bytes(make_lora(lora_dir.parent, "late").read_bytes())
+    monkeypatch.setattr(scanner, "_load_index", lambda db: {})  # our index was loaded before theirs
+
+    report = library.scan()
+
+    assert report.added == 1  # only the file nobody had indexed
+    assert library.search("").total == 4
