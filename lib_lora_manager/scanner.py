@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger("lora_manager")
 
 LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
+READERS = 4  # files read at once during a scan
 
 Progress = Callable[[float, str], None]
 
@@ -337,13 +339,17 @@ def scan(db: Database, roots: list[str], progress: Progress | None = None,
     moves = _match_moves(changed, indexed, vanished)
     total = len(changed) + len(sidecar_only)
     done = 0
-    for start in range(0, len(changed), BATCH):
-        if should_stop and should_stop():
-            break
-        batch = changed[start:start + BATCH]
-        _write_changed(db, batch, indexed, moves, report, thumbnail_dir)
-        done += len(batch)
-        progress(done / max(total, 1), f"reading {done}/{total} changed files")
+    # Several files are read at once: on a cold cache, a slow disk or a NAS, the next headers are
+    # on their way while this thread parses one (reads release the GIL; parsing does not).
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lora-manager-read") as readers:
+        for start in range(0, len(changed), BATCH):
+            if should_stop and should_stop():
+                break
+            batch = changed[start:start + BATCH]
+            analysed = list(readers.map(lambda found: analyse(found, thumbnail_dir), batch))
+            _write_changed(db, analysed, indexed, moves, report)
+            done += len(batch)
+            progress(done / max(total, 1), f"reading {done}/{total} changed files")
     for start in range(0, len(sidecar_only), BATCH):
         batch = sidecar_only[start:start + BATCH]
         _write_sidecars(db, batch)
@@ -393,17 +399,35 @@ def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[s
     return moves
 
 
-def _write_changed(db: Database, batch: list[Found], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport, thumbnail_dir: str | None) -> None:
+@dataclass
+class Analysis:
+    """Everything read from one changed file and its sidecars, ready to be written."""
+
+    found: Found
+    columns: dict[str, Any]
+    head: dict[str, Any]
+    metadata: dict[str, str]
+    info: LoraInfo | None
+    side: dict[str, Any]
+    data: sidecars.SidecarData
+
+
+def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
+    head, metadata, info = header_columns(found, thumbnail_dir)
+    side, data = sidecar_columns(found)
+    return Analysis(found, file_columns(found), head, metadata, info, side, data)
+
+
+def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
+                   moves: dict[str, str], report: ScanReport) -> None:
     now = time.time()
     inserts: list[dict[str, Any]] = []
     insert_extras: list[tuple[dict[str, str], list[str]]] = []
     updates: list[dict[str, Any]] = []
     update_metadata: list[tuple[int, dict[str, str]]] = []
-    for found in batch:
-        columns = file_columns(found)
-        head, metadata, info = header_columns(found, thumbnail_dir)
-        side, data = sidecar_columns(found)
+    for analysis in batch:
+        found, columns, head, metadata, info, side, data = (
+            analysis.found, analysis.columns, analysis.head, analysis.metadata, analysis.info, analysis.side, analysis.data)
         if head["error"]:
             report.errors += 1
         old_path = moves.get(found.path)
