@@ -60,7 +60,9 @@ def library() -> Library:
 
 
 def host_info() -> HostInfo:
-    return HostInfo(name="sdnext", setting=setting)
+    # behind a reverse proxy SDNext serves under --subpath; our routes are mounted there too
+    subpath = (getattr(shared.cmd_opts, "subpath", None) or shared.opts.data.get("subpath") or "").strip("/")
+    return HostInfo(name="sdnext", api_base=f"/{subpath}" if subpath else "", setting=setting)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
