@@ -116,18 +116,32 @@ class GcClock:
 
 
 def profile_text(fn: Callable, *args, limit: int = 25, **kwargs) -> str:
-    """Run ``fn`` under cProfile; the top functions by own time and by cumulative time, and the
-    time the garbage collector took (attributed by cProfile to whichever call allocated)."""
-    profiler = cProfile.Profile()
+    """Run ``fn`` under cProfile, in its thread and in every thread it starts (the scanner reads
+    files on worker threads); the top functions by own and by cumulative time, summed over
+    threads, and the time the garbage collector took (cProfile books it to whichever call
+    allocated)."""
+    import threading
+
+    profilers = [cProfile.Profile()]
+
+    def profile_new_thread(_frame, _event, _arg):
+        sys.setprofile(None)  # replaced by a profiler of this thread's own
+        profilers.append(cProfile.Profile())
+        profilers[-1].enable()
+
+    threading.setprofile(profile_new_thread)
     with GcClock() as collector:
-        profiler.enable()
+        profilers[0].enable()
         try:
             fn(*args, **kwargs)
         finally:
-            profiler.disable()
+            profilers[0].disable()
+            threading.setprofile(None)  # type: ignore[arg-type]
     out = io.StringIO()
-    out.write(f"garbage collector during this run: {collector}\n")
-    stats = pstats.Stats(profiler, stream=out)
+    out.write(f"garbage collector during this run: {collector}; profiled threads: {len(profilers)}\n")
+    stats = pstats.Stats(profilers[0], stream=out)
+    for profiler in profilers[1:]:
+        stats.add(profiler)
     stats.strip_dirs().sort_stats("tottime").print_stats(limit)
     stats.sort_stats("cumulative").print_stats(limit)
     return out.getvalue()
