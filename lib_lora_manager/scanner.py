@@ -9,12 +9,14 @@ short batches so the UI and other writers never wait for a whole scan.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,9 +292,31 @@ def sort_name(display_name: str | None, stem: str) -> str:
 # --- the scan ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def _postponed_collections():
+    """Run the cyclic garbage collector rarely while scanning.
+
+    Parsing one SDXL header allocates some 10,000 objects; at the default threshold (700) the
+    collector runs a dozen times per file, and in a process as large as SDNext its full passes
+    cost more than the parsing itself (measured: half the CPU time of a cold scan). Headers hold
+    no reference cycles, so nothing is lost by collecting later."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 100_000), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def scan(db: Database, roots: list[str], progress: Progress | None = None,
          should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None) -> ScanReport:
     """Synchronise the index with ``roots``. Safe to run while the UI reads and edits."""
+    with _postponed_collections():
+        return _scan(db, roots, progress, should_stop, thumbnail_dir)
+
+
+def _scan(db: Database, roots: list[str], progress: Progress | None,
+          should_stop: Callable[[], bool] | None, thumbnail_dir: str | None) -> ScanReport:
     started = time.perf_counter()
     roots = [os.path.abspath(r) for r in roots]
     report = ScanReport(roots=roots)
