@@ -69,6 +69,7 @@
   function showDetail() {
     const detail = byId(DETAIL);
     if (!detail) return;
+    detail.scrollTop = 0; // a newly opened LoRA starts at its name, not where the last one was left
     const rect = detail.getBoundingClientRect();
     if (rect.top < 0 || rect.top > window.innerHeight - 80) detail.scrollIntoView({ behavior: 'smooth', block: 'start' });
   }

@@ -256,6 +256,7 @@ class Library:
         return {
             "id": lora.id, "name": lora.display_name or lora.title or lora.stem, "filename": lora.filename,
             "relpath": lora.relpath, "folder": lora.folder, "prompt_name": name, "token": naming.token(name, weight),
+            "token_problem": naming.token_problem(name),
             "base_model": lora.base_model, "base_model_label": base_models.label(lora.base_model),
             "adapter_type": lora.adapter_type, "size": lora.size, "rating": lora.rating,
             "favorite": lora.favorite, "nsfw": lora.nsfw, "tags": [t.name for t in lora.tags],

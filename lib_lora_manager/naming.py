@@ -28,6 +28,22 @@ def prompt_name(path: str, primary_root: str | None, *, name_is_shared: bool) ->
     return os.path.abspath(path)
 
 
+def token_problem(name: str) -> str | None:
+    """Why SDNext could not load ``name`` from a ``<lora:NAME:W>`` token, or None.
+
+    Its prompt parser ends the token at the first '>' and splits arguments at ':' (an argument
+    with one '=' becomes a named one), so such names cannot be written at all; Windows paths
+    of files outside SDNext's folder fail the same way (``C:``)."""
+    if "<" in name or ">" in name:
+        return "SDNext cannot load this file from a prompt: its name contains '<' or '>'. Rename the file."
+    if ":" in name:
+        return ("SDNext cannot load this file from a prompt: its name or path contains ':'. "
+                "Rename it, or move it into SDNext's LoRA folder.")
+    if name.count("=") == 1:
+        return "SDNext would read this name as an option because it contains one '='. Rename the file."
+    return None
+
+
 def format_weight(weight: float) -> str:
     text = f"{weight:.2f}".rstrip("0").rstrip(".")
     return text if text not in ("", "-0") else "0"

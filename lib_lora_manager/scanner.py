@@ -285,8 +285,9 @@ def search_text(*parts: Any) -> str:
     return "\n".join(out).lower()
 
 
-def sort_name(display_name: str | None, stem: str) -> str:
-    return (display_name or stem).lower()
+def sort_name(display_name: str | None, title: str | None, stem: str) -> str:
+    """The name cards show (display name, else title, else file name), lower-cased for sorting."""
+    return (display_name or title or stem).lower()
 
 
 # --- the scan ---------------------------------------------------------------------------------
@@ -357,9 +358,9 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
             report.files = len(seen)
             progress(0.0, f"listing folders: {report.files} files")
 
-    under_roots = tuple(r.rstrip(os.sep) + os.sep for r in roots)
-    vanished = {path: row for path, row in indexed.items()
-                if path not in seen and not row.missing and path.startswith(under_roots)}
+    # Not seen: vanished, or under a folder that is no longer a library folder. Either way the
+    # LoRA is not available; it is marked missing and keeps its user data.
+    vanished = {path: row for path, row in indexed.items() if path not in seen and not row.missing}
     moves = _match_moves(changed, indexed, vanished)
     total = len(changed) + len(sidecar_only)
     done = 0
@@ -463,7 +464,7 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
             values.update(seeded)
             values.update(
                 added_at=now, updated_at=now, base_model=data.base_model or head["base_model_detected"],
-                sort_name=sort_name(seeded.get("display_name"), columns["stem"]),
+                sort_name=sort_name(seeded.get("display_name"), head["title"], columns["stem"]),
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
@@ -566,7 +567,7 @@ def refresh_search_text(session, ids: list[int]) -> None:
             words = json.loads(lora.trigger_words) if lora.trigger_words else []
             lora.search_text = search_text(lora.stem, lora.display_name, lora.title, lora.output_name,
                                            [t.name for t in lora.tags], words, lora.notes)
-            lora.sort_name = sort_name(lora.display_name, lora.stem)
+            lora.sort_name = sort_name(lora.display_name, lora.title, lora.stem)
 
 
 def refresh_base_model(session, ids: list[int]) -> None:

@@ -25,14 +25,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "lora_manager_extra_dirs",
         "",
-        "Extra LoRA folders",
+        "Extra LoRA folders (one per line or ';'-separated)",
         "Folders indexed in addition to SDNext's LoRA folder, one per line (or separated by ';'). "
         "LoRAs outside SDNext's folder are referenced by absolute path in prompts.",
     ),
+    # The key ends in "_secret" so SDNext keeps it in secrets.json, out of config.json and
+    # /sdapi/v1/options: a PostgreSQL URL may carry a password.
     Setting(
-        "lora_manager_database_url",
+        "lora_manager_database_secret",
         "",
-        "Database URL",
+        "Database URL (empty: SQLite in SDNext's data folder; restart needed)",
         "Empty: a SQLite file in SDNext's data folder. A PostgreSQL URL "
         "(postgresql+psycopg://user@host/db) lets several machines share one library. "
         "The environment variable LORA_MANAGER_DATABASE_URL takes precedence.",
@@ -41,18 +43,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "lora_manager_hashing",
         True,
-        "Hash files in the background",
+        "Hash files in the background (SHA-256, AutoV2, SDNext short hash)",
         "Computes SHA-256, AutoV2 and SDNext's short hash at low priority; needed for duplicates "
         "and CivitAI lookups. Turn off on metered network drives.",
     ),
     Setting(
         "lora_manager_scan_on_start",
         True,
-        "Sync the index in the background at startup",
+        "Sync the index in the background after startup",
         "Rescans changed files after SDNext has started; unchanged files are not reopened.",
     ),
-    Setting("lora_manager_page_size", 48, "Cards per page", "Between 12 and 200."),
-    Setting("lora_manager_show_nsfw", True, "Show NSFW previews", "Off: previews of LoRAs flagged NSFW are blurred."),
+    Setting("lora_manager_page_size", 48, "Cards per page (12 to 200)", "Between 12 and 200."),
+    Setting("lora_manager_show_nsfw", True, "Show NSFW previews (off: blurred)", "Off: previews of LoRAs flagged NSFW are blurred."),
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}

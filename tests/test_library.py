@@ -354,3 +354,24 @@ def test_files_indexed_meanwhile_by_another_process_are_left_to_it(library, lora
 
     assert report.added == 1  # only the file nobody had indexed
     assert library.search("").total == 4
+
+
+def test_folders_removed_from_the_library_mark_their_loras_missing(library, lora_dir, tmp_path):
+    extra = tmp_path / "Extra"
+    make_lora(extra, "outside")
+    make_lora(lora_dir, "inside")
+    library.set_roots([str(lora_dir), str(extra)])
+    library.scan()
+    library.set_roots([str(lora_dir)])
+    report = library.scan()
+    assert report.missing == 1
+    assert [i["filename"] for i in library.search("missing:yes").items] == ["outside.safetensors"]
+
+
+def test_tokens_sdnext_cannot_parse_are_flagged(library, lora_dir):
+    make_lora(lora_dir, "<img src=x onerror=alert(1)>")
+    make_lora(lora_dir, "fine name")
+    library.scan()
+    problems = {i["filename"]: i["token_problem"] for i in library.search("").items}
+    assert problems["fine name.safetensors"] is None
+    assert "'<' or '>'" in problems["<img src=x onerror=alert(1)>.safetensors"]

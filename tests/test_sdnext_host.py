@@ -35,9 +35,14 @@ def test_loads_like_sdnext_loads_it(sdnext, tmp_path):
         assert [m.__name__ for _p, m in double.script_modules] == ["lora_manager.py"]
         assert [(title, elem_id) for _i, title, elem_id in double.tabs] == [("LoRA Manager", "lora_manager")]
         assert ("lora_manager", "LoRA Manager") in double.settings_sections
-        for key in ("lora_manager_extra_dirs", "lora_manager_database_url", "lora_manager_hashing"):
+        for key in ("lora_manager_extra_dirs", "lora_manager_database_secret", "lora_manager_hashing"):
             assert double.opts.data_labels[key].section == ("lora_manager", "LoRA Manager")
 
+        # the database URL may hold a password: SDNext keeps "_secret" keys out of config.json
+        double.opts.set("lora_manager_database_secret", "postgresql+psycopg://u:pw@db/lib")
+        assert "lora_manager_database_secret" not in double.opts.data
+        assert double.opts.secrets["lora_manager_database_secret"].endswith("@db/lib")
+        double.opts.set("lora_manager_database_secret", "")
         library = sdnext_host().library()
         assert library.roots == [str(lora_dir), str(extra)]
         assert library.data_dir.endswith("data/lora-manager")

@@ -44,7 +44,7 @@ def library_roots() -> list[str]:
 
 
 def database_url() -> str | None:
-    return os.environ.get("LORA_MANAGER_DATABASE_URL") or setting("lora_manager_database_url") or None
+    return os.environ.get("LORA_MANAGER_DATABASE_URL") or setting("lora_manager_database_secret") or None
 
 
 def library() -> Library:

@@ -291,7 +291,7 @@ def metadata_table(metadata: dict[str, Any] | None) -> str:
 def detail(d: dict[str, Any], api_base: str, show_nsfw: bool) -> str:
     """The read-only part of the detail panel: preview, badges, every field, metadata."""
     name = d.get("name") or d.get("filename")
-    errors = [e for e in [d.get("error"), *(d.get("sidecar_errors") or []), d.get("hash_error")] if e]
+    errors = [e for e in [d.get("token_problem"), d.get("error"), *(d.get("sidecar_errors") or []), d.get("hash_error")] if e]
     if d.get("missing"):
         errors.insert(0, f"the file is missing from its folder (since {when(d.get('missing_since')) or 'the last scan'})")
     dim = d.get("network_dim")

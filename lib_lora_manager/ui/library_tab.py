@@ -537,12 +537,13 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
             with gr.Column(visible=False, elem_classes=["lm-detail-col"], elem_id="lora_manager_detail") as detail_col:
                 with gr.Row(elem_classes=["lm-detail-bar"]):
                     close_btn = gr.Button("Close", size="sm", elem_id="lora_manager_close_detail", elem_classes=["lm-btn"])
-                detail_view = gr.HTML("", elem_id="lora_manager_detail_view")
+                # the token comes first: copying it is what the panel is opened for most
                 with gr.Row(elem_classes=["lm-token-row"]):
                     token = gr.Textbox(label="Prompt token", elem_id="lora_manager_token", lines=1, max_lines=1,
                                        elem_classes=["lm-token"])
                     copy_btn = gr.Button("Copy", size="sm", elem_id="lora_manager_copy_token", elem_classes=["lm-btn"])
                 detail_status = gr.HTML("", elem_id="lora_manager_detail_status")
+                detail_view = gr.HTML("", elem_id="lora_manager_detail_view")
                 with gr.Group(elem_classes=["lm-edit"]):
                     e_name = gr.Textbox(label="Display name", elem_id="lora_manager_edit_name", lines=1, max_lines=1)
                     e_tags = gr.Textbox(label="Tags (comma-separated)", elem_id="lora_manager_edit_tags", lines=1)
