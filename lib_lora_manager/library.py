@@ -198,6 +198,26 @@ class Library:
                     return found
         raise NotFound(f"no LoRA named “{name}”")
 
+    def read_prompt(self, prompt: str) -> dict[str, Any]:
+        """A prompt (or a whole infotext) back into its text and LoRAs, each resolved to a library
+        entry by SDNext name, relative path, file name or hash prefix; unresolved ones say why."""
+        from .prompts import extract_loras, parse_infotext
+
+        fields = parse_infotext(prompt) if "\n" in (prompt or "") else {"Prompt": prompt or ""}
+        text, refs = extract_loras(fields.get("Prompt", ""))
+        loras = []
+        for ref in refs:
+            item: dict[str, Any] = {"name": ref.name, "weight": ref.weight, "te": ref.te, "unet": ref.unet,
+                                    "lora_id": None, "problem": None}
+            try:
+                lora = self.find(ref.name)
+                item["lora_id"], item["token"] = lora.id, self.detail(lora.id)["token"]
+            except (NotFound, InvalidInput) as e:
+                item["problem"] = str(e)
+            loras.append(item)
+        return {"text": text, "negative": fields.get("Negative prompt", ""), "loras": loras,
+                "parameters": {k: v for k, v in fields.items() if k not in ("Prompt", "Negative prompt")}}
+
     def detail(self, lora_id: int) -> dict[str, Any]:
         """Everything about one LoRA, JSON-ready (REST, CLI and the detail panel)."""
         with self.db.read() as session:

@@ -1,0 +1,178 @@
+"""Prompts in SDNext's syntax: ``<lora:NAME:W>`` tokens in, compositions out, and infotext.
+
+SDNext's parser (modules/extra_networks.py) finds ``<type:args>`` with args split on ':'; an
+argument with one '=' is named (``te=``, ``unet=``, ``in=``, ``mid=``, ``out=``, ``dyn=``), the
+others are positional (NAME, then the weight). The text-encoder weight defaults to the weight,
+the UNet weight to the text-encoder weight. Tokens stay in the prompt text SDNext records, so
+parsing a prompt back gives the LoRAs and weights it used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .naming import format_weight
+
+_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+_SPACES = re.compile(r"[ \t]{2,}")
+_SEPARATORS = re.compile(r"\s*(,\s*){2,}")
+
+
+@dataclass
+class LoraRef:
+    """One ``<lora:...>`` token as written in a prompt."""
+
+    name: str
+    weight: float | None = None  # None: SDNext's default multiplier
+    te: float | str | None = None  # a float, or a step schedule such as "0.2@0,1@0.5"
+    unet: float | str | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # in=, mid=, out=, dyn=, module=
+    text: str = ""
+
+    @property
+    def te_weight(self) -> float | str | None:
+        return self.te if self.te is not None else self.weight
+
+    @property
+    def unet_weight(self) -> float | str | None:
+        return self.unet if self.unet is not None else self.te_weight
+
+
+def _number(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value.strip()  # a step schedule: kept as written
+
+
+def parse_token(args: str, text: str = "") -> LoraRef | None:
+    """The arguments of one ``<lora:ARGS>`` token; None when there is no name."""
+    positional, named = [], {}
+    for item in args.split(":"):
+        parts = item.split("=", 2)
+        if len(parts) == 2:
+            named[parts[0].strip()] = parts[1].strip()
+        else:
+            positional.append(item.strip())
+    if not positional or not positional[0]:
+        return None
+    weight = _number(positional[1]) if len(positional) > 1 and positional[1] else None
+    return LoraRef(
+        name=positional[0],
+        weight=weight if isinstance(weight, float) else None,
+        te=_number(named.pop("te")) if "te" in named else None,
+        unet=_number(named.pop("unet")) if "unet" in named else None,
+        extra=named,
+        text=text,
+    )
+
+
+def extract_loras(prompt: str) -> tuple[str, list[LoraRef]]:
+    """Split a prompt into its text without LoRA tokens and the tokens, in order."""
+    refs: list[LoraRef] = []
+
+    def take(match: re.Match) -> str:
+        if match.group(1) != "lora":
+            return match.group(0)  # other extra networks (styles) stay in the text
+        ref = parse_token(match.group(2), match.group(0))
+        if ref is None:
+            return match.group(0)
+        refs.append(ref)
+        return ""
+
+    text = _NETWORK.sub(take, prompt or "")
+    return tidy(text), refs
+
+
+def tidy(text: str) -> str:
+    """Collapse the separators and spaces that removing tokens leaves behind."""
+    text = _SEPARATORS.sub(", ", text)
+    text = _SPACES.sub(" ", text)
+    return text.strip().strip(",").strip()
+
+
+def format_lora(name: str, weight: float = 1.0, te: float | None = None, unet: float | None = None) -> str:
+    """A token SDNext parses back to the same weights (separate te/unet only when they differ)."""
+    if te is None and unet is None:
+        return f"<lora:{name}:{format_weight(weight)}>"
+    te_value = weight if te is None else te
+    unet_value = te_value if unet is None else unet
+    return f"<lora:{name}:te={format_weight(te_value)}:unet={format_weight(unet_value)}>"
+
+
+@dataclass
+class ComposedLora:
+    """A LoRA in a composition: its prompt name, weights, and the trigger words switched on."""
+
+    name: str
+    weight: float = 1.0
+    te: float | None = None
+    unet: float | None = None
+    enabled: bool = True
+    triggers: list[str] = field(default_factory=list)
+    lora_id: int | None = None
+
+
+def compose(prompt: str, loras: list[ComposedLora]) -> str:
+    """The base prompt, then the enabled LoRAs' trigger words, then their tokens.
+
+    Trigger words already in the prompt are not repeated; tokens come last so the readable
+    part of the prompt stays first, as SDNext's own networks panel writes them."""
+    base = tidy(prompt or "")
+    present = base.lower()
+    words: list[str] = []
+    tokens: list[str] = []
+    for lora in loras:
+        if not lora.enabled:
+            continue
+        for word in lora.triggers:
+            word = word.strip()
+            if word and word.lower() not in present and word.lower() not in (w.lower() for w in words):
+                words.append(word)
+        tokens.append(format_lora(lora.name, lora.weight, lora.te, lora.unet))
+    text = ", ".join(part for part in [base, *words] if part)
+    return " ".join(part for part in [text, *tokens] if part)
+
+
+# --- infotext -----------------------------------------------------------------------------------
+
+_PARAM = re.compile(r'\s*([\w][\w \-/+.()]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+
+def parse_infotext(text: str) -> dict:
+    """SDNext/A1111 generation parameters: {"Prompt", "Negative prompt", and each "Key": value}.
+
+    The last line holding ``Steps:`` (or any ``key: value`` list) carries the parameters; quoted
+    values are JSON strings; numbers become int/float."""
+    lines = (text or "").strip().splitlines()
+    params: dict = {}
+    if lines and _looks_like_params(lines[-1]):
+        for key, value in _PARAM.findall(lines.pop()):
+            params[key.strip()] = _param_value(value.strip())
+    prompt_lines, negative_lines, target = [], [], None
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            target = negative_lines
+            line = line[len("Negative prompt:"):].strip()
+        (negative_lines if target is negative_lines else prompt_lines).append(line)
+    return {"Prompt": "\n".join(prompt_lines).strip(), "Negative prompt": "\n".join(negative_lines).strip(), **params}
+
+
+def _looks_like_params(line: str) -> bool:
+    return len(_PARAM.findall(line)) >= 2 and ("Steps:" in line or "Seed:" in line or "Sampler:" in line)
+
+
+def _param_value(value: str):
+    if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value[1:-1]
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
