@@ -85,10 +85,9 @@ class Database:
         backup = self._backup_sqlite(current) if current is not None else None
         import logging
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO chatter is not for users
         from alembic import command
         from alembic.config import Config
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO chatter is not for users
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
