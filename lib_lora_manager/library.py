@@ -767,7 +767,7 @@ def _tag_names(tags: Iterable[str] | str) -> list[str]:
         tags = tags.split(",")
     out: list[str] = []
     for t in tags:
-        name = str(t).strip().lower()[:200]
+        name = scanner.tag_name(t)
         if name and name not in out:
             out.append(name)
     return out

@@ -50,7 +50,6 @@ class Query:
     text: str
     terms: list[Term] = field(default_factory=list)
     sort: Sort = Sort()
-    sort_given: bool = False
 
     def where(self) -> list[ColumnElement[bool]]:
         return [t.clause for t in self.terms]
@@ -114,7 +113,6 @@ def parse(text: str | None) -> Query:
             if negated:
                 raise QueryError("sort: cannot be negated; use sort:-name for descending order", position)
             query.sort = _parse_sort(value, position)
-            query.sort_given = True
             continue
         if key is None:
             if not value:

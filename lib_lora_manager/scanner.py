@@ -537,17 +537,22 @@ def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
 
 
 def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, int]]:
-    names = {t.strip().lower()[:200] for _, tags in pairs for t in tags if t and t.strip()}
+    names = {tag_name(t) for _, tags in pairs for t in tags if t and t.strip()}
     if not names:
         return []
     tag_ids = ensure_tags(session, names)
     links = set()
     for lora_id, tags in pairs:
         for t in tags:
-            name = t.strip().lower()[:200]
+            name = tag_name(t)
             if name:
                 links.add((lora_id, tag_ids[name]))
     return [{"lora_id": a, "tag_id": b} for a, b in links]
+
+
+def tag_name(text: str) -> str:
+    """Tags are compared and stored lower-cased and trimmed ("Anime " and "anime" are one tag)."""
+    return str(text).strip().lower()[:200]
 
 
 def ensure_tags(session, names: set[str]) -> dict[str, int]:
