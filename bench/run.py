@@ -1091,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
     logging_quiet()
     base = args.dir.resolve()
     base.mkdir(parents=True, exist_ok=True)
+    hold_lock(base)
     work = base / "work"
     results = Results(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                                 if k not in ("startup_probe", "only")})
@@ -1133,6 +1134,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(table(results))
     return 0 if all(f.passed is not False for f in results.figures) else 1
+
+
+_HELD_LOCKS: list = []  # open lock files: a flock lasts as long as its file stays open
+
+
+def hold_lock(base: Path) -> None:
+    """One run per ``--dir``: two runs would rebuild each other's databases and drop each other's
+    caches mid-measurement."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, runs are the user's to keep apart
+        return
+    handle = open(base / ".lock", "w")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"another benchmark is running in {base}; wait for it or use another --dir") from None
+    _HELD_LOCKS.append(handle)
 
 
 def logging_quiet() -> None:
