@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Body, Query
 from fastapi.responses import FileResponse, JSONResponse
 
+from . import base_models
 from .errors import InvalidInput, LoraManagerError, NotFound
 
 if TYPE_CHECKING:  # the library (and SQLAlchemy) load after SDNext has started
@@ -85,6 +86,15 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         return run_bulk(open_library(), request)
 
     @_errors_as_json
+    def compose(request: dict[str, Any] = Body(...)):
+        family = request.get("model")
+        if family is not None and base_models.family_code(str(family)) is None:
+            raise InvalidInput(f"unknown base model “{family}”")
+        return open_library().compose(str(request.get("prompt") or ""), request.get("loras") or [],
+                                      negative=str(request.get("negative_prompt") or ""),
+                                      model_family=base_models.family_code(str(family)) if family else None)
+
+    @_errors_as_json
     def undo_trash(batch: str | None = Body(None, embed=True)):
         result = open_library().undo_trash(batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
@@ -102,6 +112,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/stats", stats, ["GET"]),
         (f"{PREFIX}/bulk", bulk, ["POST"]),
         (f"{PREFIX}/trash/undo", undo_trash, ["POST"]),
+        (f"{PREFIX}/compose", compose, ["POST"]),
     ]
 
 

@@ -198,6 +198,58 @@ class Library:
                     return found
         raise NotFound(f"no LoRA named “{name}”")
 
+    def compose(self, prompt: str, loras: list[dict[str, Any]], negative: str = "",
+                model_family: str | None = None) -> dict[str, Any]:
+        """Build a prompt from LoRAs; never fails on one bad entry, says what is wrong instead.
+
+        Each entry: ``{"id" or "name", "weight", "te", "unet", "enabled", "triggers"}`` where
+        ``triggers`` is True (the LoRA's trigger words, the default), False, or a list of words;
+        a missing weight is the LoRA's default weight. Warnings cover unknown and missing files,
+        the same LoRA twice, names SDNext cannot parse, weights outside the recommended range
+        and, when ``model_family`` is given, LoRAs made for another base model."""
+        from .prompts import ComposedLora, compose
+
+        if not isinstance(loras, list):
+            raise InvalidInput("loras must be a list")
+        warnings: list[str] = []
+        composed: list[ComposedLora] = []
+        used: dict[int, str] = {}
+        for n, entry in enumerate(loras, 1):
+            if not isinstance(entry, dict):
+                raise InvalidInput(f"LoRA {n}: expected an object with an id or a name")
+            label = str(entry.get("name") or entry.get("id") or f"#{n}")
+            try:
+                lora = self.get(int(entry["id"])) if entry.get("id") is not None else self.find(str(entry.get("name") or ""))
+            except (NotFound, InvalidInput, ValueError, TypeError) as e:
+                warnings.append(f"{label}: {e}; left out")
+                continue
+            item = self.detail(lora.id)
+            if lora.id in used:
+                warnings.append(f"{item['name']} is in the composition twice")
+            used[lora.id] = item["name"]
+            if item["missing"]:
+                warnings.append(f"{item['name']}: the file is missing, SDNext cannot load it")
+            elif item["error"]:
+                warnings.append(f"{item['name']}: the file could not be read ({item['error']})")
+            if item["token_problem"]:
+                warnings.append(f"{item['name']}: {item['token_problem']}")
+            fits = base_models.compatible(item["base_model"], model_family)
+            if fits is False:
+                warnings.append(f"{item['name']} is a {base_models.label(item['base_model'])} LoRA; "
+                                f"the model is {base_models.label(model_family)}")
+            weights = {k: _float_or_none(k, entry.get(k)) for k in ("weight", "te", "unet")}
+            weight = weights["weight"] if weights["weight"] is not None else (item["default_weight"] if item["default_weight"] is not None else 1.0)
+            low, high = item["weight_min"], item["weight_max"]
+            if low is not None and weight < low or high is not None and weight > high:
+                warnings.append(f"{item['name']}: weight {weight:g} is outside its recommended range "
+                                f"{low if low is not None else ''}..{high if high is not None else ''}")
+            triggers = entry.get("triggers", True)
+            words = item["trigger_words"] if triggers is True else ([] if not triggers else [str(w) for w in triggers])
+            composed.append(ComposedLora(name=item["prompt_name"], weight=weight, te=weights["te"], unet=weights["unet"],
+                                         enabled=bool(entry.get("enabled", True)), triggers=words, lora_id=lora.id))
+        return {"prompt": compose(prompt, composed), "negative_prompt": negative or "", "warnings": warnings,
+                "loras": [c.__dict__ for c in composed]}
+
     def read_prompt(self, prompt: str) -> dict[str, Any]:
         """A prompt (or a whole infotext) back into its text and LoRAs, each resolved to a library
         entry by SDNext name, relative path, file name or hash prefix; unresolved ones say why."""

@@ -82,3 +82,23 @@ def test_bulk_and_undo(client):
     restored = client.post("/lora-manager/v1/trash/undo", json={}).json()
     assert restored["restored"] == body["done"]
     assert client.get("/lora-manager/v1/loras").json()["total"] == 3
+
+
+def test_compose_builds_the_prompt_and_warns(client):
+    items = client.get("/lora-manager/v1/loras", params={"q": "sort:name"}).json()["items"]
+    alpha = next(i for i in items if i["filename"] == "alpha.safetensors")
+    beta = next(i for i in items if i["filename"] == "beta.safetensors")
+    client.patch(f"/lora-manager/v1/loras/{alpha['id']}", json={"trigger_words": ["alpha style"], "default_weight": 0.7,
+                                                                  "weight_min": 0.2, "weight_max": 1.0})
+    body = client.post("/lora-manager/v1/compose", json={
+        "prompt": "a castle", "negative_prompt": "blurry", "model": "sd1",
+        "loras": [{"id": alpha["id"]}, {"name": "beta", "weight": 1.4, "triggers": False},
+                  {"name": "nowhere"}, {"id": alpha["id"], "weight": 2.0, "triggers": False}],
+    }).json()
+    assert body["prompt"].startswith("a castle, alpha style <lora:alpha:0.7> <lora:beta:1.4>")
+    assert body["negative_prompt"] == "blurry"
+    warnings = " | ".join(body["warnings"])
+    assert "nowhere" in warnings and "twice" in warnings and "outside its recommended range" in warnings
+    assert "SDXL LoRA; the model is SD1.5" in warnings
+    bad = client.post("/lora-manager/v1/compose", json={"prompt": "x", "loras": "nope"})
+    assert bad.status_code == 422 and "list" in bad.json()["error"]
