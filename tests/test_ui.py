@@ -363,3 +363,15 @@ def test_card_markup_is_escaped():
     assert "<script" not in html and "<b " not in html and 'src="/p&quot;re/lora-manager/v1/loras/3/preview?size=320&amp;v=5"' in html
     assert cards.initials("sdxl") == "XL" and cards.initials("flux") == "F1" and cards.initials(None) == "?"
     assert cards.human_size(1536) == "1.5 KB"
+
+
+def test_saving_the_form_keeps_tags_added_meanwhile(tab, library):
+    lora_id = by_name(library, "portrait")
+    library.edit(lora_id, tags=["faces"])
+    opened = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(lora_id))))
+    assert opened["loaded_tags"] == ["faces"]
+    library.add_tags([lora_id], ["added elsewhere"])  # e.g. a bulk action while the panel is open
+    tab.save(lora_id, "", "faces, mine", "unrated", False, False, "", "", None, None, None, "auto", opened["loaded_tags"])
+    assert library.detail(lora_id)["tags"] == ["added elsewhere", "faces", "mine"]
+    tab.save(lora_id, "", "mine", "unrated", False, False, "", "", None, None, None, "auto", ["faces", "mine"])
+    assert library.detail(lora_id)["tags"] == ["added elsewhere", "mine"]

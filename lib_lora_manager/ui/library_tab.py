@@ -160,7 +160,7 @@ class LibraryTab:
 
     DETAIL_FIELDS = ("column", "view", "token", "name", "tags", "rating", "favorite", "nsfw", "notes",
                      "triggers", "suggestions", "add_suggestions", "weight", "weight_min", "weight_max",
-                     "base", "candidates", "raw_header", "status", "id")
+                     "base", "candidates", "raw_header", "status", "id", "loaded_tags")
 
     def _detail(self, lora_id: int, status: str = "") -> tuple:
         gr = _gr()
@@ -192,6 +192,7 @@ class LibraryTab:
             "raw_header": "",
             "status": status,
             "id": int(d["id"]),
+            "loaded_tags": list(d.get("tags") or []),
         }
         return tuple(values[k] for k in self.DETAIL_FIELDS)
 
@@ -214,17 +215,28 @@ class LibraryTab:
         return _gr().update(visible=False)
 
     def save(self, lora_id, display_name, tags, rating, favorite, nsfw, notes, triggers,
-             weight, weight_min, weight_max, base) -> tuple:
+             weight, weight_min, weight_max, base, loaded_tags=None) -> tuple:
+        """Save the form. Tags are saved as the changes made in the form since it was opened
+        (``loaded_tags``), so tags another action added meanwhile are kept."""
         if lora_id is None:
             return self._detail_error("Open a LoRA first.")
         rating_value = RATINGS.index(rating) if rating in RATINGS else rating
+        wanted = [t.strip().lower() for t in (tags or "").split(",") if t.strip()]
+        changes = {} if loaded_tags is not None else {"tags": tags or ""}
         try:
             self.library.edit(
-                int(lora_id), display_name=display_name, tags=tags or "", rating=rating_value,
+                int(lora_id), display_name=display_name, rating=rating_value,
                 favorite=bool(favorite), nsfw=bool(nsfw), notes=notes, trigger_words=triggers or "",
                 default_weight=weight, weight_min=weight_min, weight_max=weight_max,
-                base_model=AUTO if base in (None, "", AUTO) else base,
+                base_model=AUTO if base in (None, "", AUTO) else base, **changes,
             )
+            if loaded_tags is not None:
+                added = [t for t in wanted if t not in loaded_tags]
+                removed = [t for t in loaded_tags if t not in wanted]
+                if added:
+                    self.library.add_tags([int(lora_id)], added)
+                if removed:
+                    self.library.remove_tags([int(lora_id)], removed)
             return self._detail(int(lora_id), cards.message("Saved.", "ok"))
         except LoraManagerError as e:
             return self._detail_error(f"Not saved: {e}")
@@ -518,6 +530,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
         _no_config(open_id, open_btn, selected, refresh_btn)
         state = gr.State(state0)
         detail_id = gr.State(None)
+        loaded_tags = gr.State(None)  # the tags shown when the detail opened: save sends changes only
         pending = gr.State(None)
 
         with gr.Row(elem_classes=["lm-main"]):
@@ -643,7 +656,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
         "rating": e_rating, "favorite": e_fav, "nsfw": e_nsfw, "notes": e_notes, "triggers": e_triggers,
         "suggestions": e_suggestions, "add_suggestions": add_sugg_btn, "weight": e_weight,
         "weight_min": e_wmin, "weight_max": e_wmax, "base": e_base, "candidates": p_candidates,
-        "raw_header": raw_header, "status": detail_status, "id": detail_id,
+        "raw_header": raw_header, "status": detail_status, "id": detail_id, "loaded_tags": loaded_tags,
     }
     detail_outputs = [detail_outputs_by_name[k] for k in LibraryTab.DETAIL_FIELDS]
     show_detail_js = "() => { if (window.loraManager) window.loraManager.showDetail(); return []; }"
@@ -651,7 +664,8 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
     close_btn.click(tab.close_detail, None, [detail_col], **quiet)
     copy_btn.click(None, [token], None, _js="(text) => { if (window.loraManager) window.loraManager.copy(text, 'lora_manager_copy_token'); return []; }")
 
-    edit_inputs = [detail_id, e_name, e_tags, e_rating, e_fav, e_nsfw, e_notes, e_triggers, e_weight, e_wmin, e_wmax, e_base]
+    edit_inputs = [detail_id, e_name, e_tags, e_rating, e_fav, e_nsfw, e_notes, e_triggers, e_weight, e_wmin, e_wmax, e_base,
+                   loaded_tags]
     save_btn.click(tab.save, edit_inputs, detail_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
         lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
     add_sugg_btn.click(tab.add_suggestions, [e_triggers, e_suggestions], [e_triggers, detail_status], **quiet)
