@@ -27,7 +27,8 @@ from . import base_models, naming, query, scanner
 from .db import Database, sqlite_url
 from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
-from .models import Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
+from .history import STATUSES, GenerationRecord
+from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
 from .safetensors_header import HeaderError, read_raw_header
 
 log = logging.getLogger("lora_manager")
@@ -249,6 +250,40 @@ class Library:
                                          enabled=bool(entry.get("enabled", True)), triggers=words, lora_id=lora.id))
         return {"prompt": compose(prompt, composed), "negative_prompt": negative or "", "warnings": warnings,
                 "loras": [c.__dict__ for c in composed]}
+
+    def record_generation(self, record: GenerationRecord) -> int:
+        """Store one generation; its LoRAs are resolved to library entries where possible and
+        their use count and last use move on. Returns the generation's id."""
+        if record.status not in STATUSES:
+            raise InvalidInput(f"unknown generation status “{record.status}” (known: {', '.join(STATUSES)})")
+        resolved: list[int | None] = []
+        for used in record.loras:
+            try:
+                resolved.append(self.find(used.name).id)
+            except (NotFound, InvalidInput):
+                resolved.append(None)  # unknown or ambiguous: kept by name
+        with self.db.write() as session:
+            generation = Generation(
+                started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
+                prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
+                seeds=json.dumps(record.seeds) if record.seeds else None, width=record.width, height=record.height,
+                steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
+                model_hash=record.model_hash, infotext=record.infotext, error=record.error,
+                loras=[GenerationLora(position=n, lora_id=lora_id, name=used.name[:1000], te_weight=used.te_weight,
+                                      unet_weight=used.unet_weight)
+                       for n, (used, lora_id) in enumerate(zip(record.loras, resolved))],
+                images=[GenerationImage(position=n, path=image.path, thumbnail=image.thumbnail, seed=image.seed)
+                        for n, image in enumerate(record.images)],
+            )
+            session.add(generation)
+            used_ids = sorted({i for i in resolved if i is not None})
+            if used_ids:
+                session.execute(update(Lora).where(Lora.id.in_(used_ids)).values(
+                    use_count=Lora.use_count + 1,
+                    last_used_at=func.max(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)
+                    if self.db.is_sqlite else func.greatest(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)))
+            session.flush()
+            return generation.id
 
     def read_prompt(self, prompt: str) -> dict[str, Any]:
         """A prompt (or a whole infotext) back into its text and LoRAs, each resolved to a library

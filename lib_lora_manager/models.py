@@ -92,6 +92,9 @@ class Lora(Base):
     # lower-cased name, title, tags, trigger words and notes: free text searches one column
     search_text: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[float] = mapped_column(Float)
+    # kept with each recorded generation, so "last used" and "use count" sort like any column
+    use_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_used_at: Mapped[float | None] = mapped_column(Float)
 
     tags: Mapped[list[Tag]] = relationship(secondary="lora_tags", order_by="Tag.name", lazy="selectin")
     extra: Mapped[LoraMetadata | None] = relationship(cascade="all, delete-orphan", lazy="select", uselist=False)
@@ -106,7 +109,7 @@ class Lora(Base):
         # Library pages always exclude trashed rows: partial indexes on the sort keys let a page
         # (even the last of 50,000) be found from the index alone, without reading rows.
         *(Index(f"ix_loras_live_{column}", column, sqlite_where=_LIVE, postgresql_where=_LIVE)
-          for column in ("sort_name", "added_at", "mtime", "size", "rating")),
+          for column in ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")),
     )
 
 
@@ -146,6 +149,62 @@ class TrashItem(Base):
     original_path: Mapped[str] = mapped_column(Text)
     trash_path: Mapped[str] = mapped_column(Text)
     trashed_at: Mapped[float] = mapped_column(Float)
+
+
+class Generation(Base):
+    """One image generation (one process_images call), from any tab, the API or our own jobs."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[float] = mapped_column(Float, index=True)
+    duration: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # succeeded, interrupted, failed, no_model
+    source: Mapped[str | None] = mapped_column(String(40))  # txt2img, img2img, control, api, lora-manager...
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    seeds: Mapped[str | None] = mapped_column(Text)  # JSON list
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    steps: Mapped[int | None] = mapped_column(Integer)
+    sampler: Mapped[str | None] = mapped_column(Text)
+    cfg_scale: Mapped[float | None] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(Text)
+    model_hash: Mapped[str | None] = mapped_column(String(64))
+    infotext: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    favorite: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    loras: Mapped[list[GenerationLora]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                       order_by="GenerationLora.position")
+    images: Mapped[list[GenerationImage]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                         order_by="GenerationImage.position")
+
+
+class GenerationLora(Base):
+    """A LoRA a generation used, as named in its prompt; ``lora_id`` when it resolved to the library."""
+
+    __tablename__ = "generation_loras"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    te_weight: Mapped[float | None] = mapped_column(Float)
+    unet_weight: Mapped[float | None] = mapped_column(Float)
+
+
+class GenerationImage(Base):
+    __tablename__ = "generation_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    path: Mapped[str | None] = mapped_column(Text)  # where the host saved it (None: not saved)
+    thumbnail: Mapped[str | None] = mapped_column(Text)  # our own copy when the host did not save
+    seed: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class State(Base):

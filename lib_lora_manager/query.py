@@ -286,7 +286,19 @@ def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[
     raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y) or a date like >2026-01-31")
 
 
+def _used(value: str):
+    """``used:never``, ``used:yes``, ``used:<30d`` (used in the last 30 days), ``used:>1y``."""
+    v = value.strip().lower()
+    if v in ("never", "no"):
+        return Lora.use_count == 0, "never used"
+    if v in ("yes", "ever"):
+        return Lora.use_count > 0, "used at least once"
+    return time_filter(Lora.last_used_at, "used", value, "last used")
+
+
 FILTERS: dict[str, FilterFn] = {
+    "used": _used,
+    "uses": lambda v: numeric_filter(Lora.use_count, "uses", v, "used"),
     "tag": _tag,
     "base": _base,
     "type": _type,
@@ -311,8 +323,11 @@ SORTS: dict[str, Any] = {
     "modified": Lora.mtime,
     "size": Lora.size,
     "rating": Lora.rating,
+    "used": Lora.last_used_at,
+    "uses": Lora.use_count,
 }
-SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name"}
+SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name",
+                "last_used": "used", "lastused": "used", "use_count": "uses", "count": "uses"}
 
 
 def register_filter(key: str, fn: FilterFn) -> None:

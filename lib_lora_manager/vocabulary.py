@@ -12,4 +12,6 @@ SORT_WORDS: dict[str, tuple[str, str]] = {
     "modified": ("file date (oldest first)", "file date (newest first)"),
     "size": ("size (smallest first)", "size (largest first)"),
     "rating": ("rating (lowest first)", "rating (highest first)"),
+    "used": ("last used (longest ago first)", "last used (most recent first)"),
+    "uses": ("use count (fewest first)", "use count (most first)"),
 }
