@@ -86,3 +86,44 @@ def test_upgrading_a_0001_database_keeps_the_library(tmp_path, lora_dir):
         assert list(data.glob("lora_manager.db.before-0001-*.bak"))
     finally:
         library.close()
+
+
+def test_recorder_hands_records_to_its_own_thread(library, lora_dir):
+    import threading
+
+    from lib_lora_manager.history import Recorder
+
+    make_lora(lora_dir, "busy", seed=1)
+    library.scan()
+    stored_on = []
+
+    def store(rec):
+        stored_on.append(threading.current_thread().name)
+        return library.record_generation(rec)
+
+    recorder = Recorder(store)
+    now = time.time()
+    workers = [threading.Thread(target=lambda: [recorder.submit(record("x <lora:busy:1>", now)) for _ in range(10)])
+               for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert recorder.flush()
+    recorder.close()
+    assert library.search("busy").items[0]["filename"] == "busy.safetensors"
+    assert library.search("uses:30").total == 1
+    assert set(stored_on) == {"lora-manager-history"}
+
+
+def test_recorder_logs_a_failed_record_and_goes_on(library, caplog):
+    from lib_lora_manager.history import Recorder
+
+    recorder = Recorder(library.record_generation)
+    recorder.submit(GenerationRecord(started_at=time.time(), status="exploded"))  # refused by the store
+    recorder.submit(GenerationRecord(started_at=time.time(), status="succeeded", prompt="fine"))
+    assert recorder.flush()
+    recorder.close()
+    assert "could not be recorded" in caplog.text
+    with library.db.read() as session:
+        assert [g.prompt for g in session.query(Generation)] == ["fine"]
