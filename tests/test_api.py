@@ -87,7 +87,6 @@ def test_bulk_and_undo(client):
 def test_compose_builds_the_prompt_and_warns(client):
     items = client.get("/lora-manager/v1/loras", params={"q": "sort:name"}).json()["items"]
     alpha = next(i for i in items if i["filename"] == "alpha.safetensors")
-    beta = next(i for i in items if i["filename"] == "beta.safetensors")
     client.patch(f"/lora-manager/v1/loras/{alpha['id']}", json={"trigger_words": ["alpha style"], "default_weight": 0.7,
                                                                   "weight_min": 0.2, "weight_max": 1.0})
     body = client.post("/lora-manager/v1/compose", json={
