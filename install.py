@@ -206,6 +206,8 @@ GRADIO_RUNTIME = (
     "aiofiles", "ffmpy", "pydub", "uvicorn", "semantic-version", "altair", "python-multipart",
     "matplotlib", "importlib-resources", "jinja2", "markupsafe",
 )
+# Standalone generation: the versions proven together with SDNext's pins (SDNext brings its own).
+DIFFUSION = ("diffusers==0.40.0", "transformers==5.17.0", "peft==0.19.1", "accelerate==1.14.0", "safetensors==0.8.0")
 DEV_TOOLS = ("pytest", "playwright", "safetensors==0.8.0")
 
 
@@ -221,6 +223,7 @@ def standalone_steps(dev: bool, torch_index_url: str | None = None) -> list[Step
         _step("gradio 3.43.2 (without dependency metadata)", GRADIO, ["--no-deps"]),
         _step("gradio runtime dependencies", GRADIO_RUNTIME, add_only=True),
         _step("LoRA Manager requirements", [r.text for r in SDNEXT_REQUIREMENTS], add_only=True),
+        _step("diffusers pipeline for standalone generation", DIFFUSION, add_only=True),
     ]
     if dev:
         steps.append(_step("test tools", DEV_TOOLS, add_only=True))

@@ -54,6 +54,8 @@ class GenerationRecord:
     model_hash: str | None = None
     infotext: str | None = None
     error: str | None = None
+    group: str | None = None  # sweep / A-B group key (GenerationRequest.group)
+    label: str | None = None
     loras: list[UsedLora] = field(default_factory=list)
     images: list[GeneratedImage] = field(default_factory=list)
 

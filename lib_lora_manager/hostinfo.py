@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import settings
+
+if TYPE_CHECKING:
+    from .generation import Generator
+    from .jobs import JobQueue
 
 
 def _defaults(key: str) -> Any:
@@ -20,6 +24,8 @@ class HostInfo:
     name: str  # "sdnext" or "standalone"
     api_base: str = ""  # URL prefix the browser uses for our REST routes (SDNext's subpath)
     setting: Callable[[str], Any] = field(default=_defaults)  # current value of a settings.SETTINGS key
+    generator: Generator | None = None  # in-process generation; None: the host cannot generate
+    jobs: Callable[[], JobQueue] | None = None  # the job queue, opened on first use (needs the library)
 
     def page_size(self) -> int:
         try:

@@ -269,6 +269,7 @@ class Library:
                 seeds=json.dumps(record.seeds) if record.seeds else None, width=record.width, height=record.height,
                 steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
                 model_hash=record.model_hash, infotext=record.infotext, error=record.error,
+                group_key=record.group, label=record.label,
                 loras=[GenerationLora(position=n, lora_id=lora_id, name=used.name[:1000], te_weight=used.te_weight,
                                       unet_weight=used.unet_weight)
                        for n, (used, lora_id) in enumerate(zip(record.loras, resolved))],

@@ -175,6 +175,9 @@ class Generation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     rating: Mapped[int | None] = mapped_column(Integer)
     favorite: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a strength sweep or an A/B comparison: its generations share a group key, each has a label
+    group_key: Mapped[str | None] = mapped_column(String(40), index=True)
+    label: Mapped[str | None] = mapped_column(Text)
 
     loras: Mapped[list[GenerationLora]] = relationship(cascade="all, delete-orphan", lazy="selectin",
                                                        order_by="GenerationLora.position")
@@ -205,6 +208,38 @@ class GenerationImage(Base):
     path: Mapped[str | None] = mapped_column(Text)  # where the host saved it (None: not saved)
     thumbnail: Mapped[str | None] = mapped_column(Text)  # our own copy when the host did not save
     seed: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """A generation request from our tab or REST, queued first-in first-out and kept across restarts."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # generate, sweep, ab
+    status: Mapped[str] = mapped_column(String(16), index=True)  # see jobs.JOB_STATUSES
+    request: Mapped[str] = mapped_column(Text)  # JSON: the GenerationRequest (and sweep settings)
+    result: Mapped[str | None] = mapped_column(Text)  # JSON: images, infotexts, grid
+    message: Mapped[str | None] = mapped_column(Text)  # why it failed / was interrupted
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Recipe(Base):
+    """A saved composition: prompt, negative, LoRAs with weights, generation parameters."""
+
+    __tablename__ = "recipes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    loras: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of composer entries
+    parameters: Mapped[str] = mapped_column(Text, default="{}")  # JSON: seed, steps, sampler, size...
+    cover: Mapped[str | None] = mapped_column(Text)  # image path (our data folder or a generated image)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class State(Base):
