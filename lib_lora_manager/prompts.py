@@ -102,6 +102,25 @@ def format_lora(name: str, weight: float = 1.0, te: float | None = None, unet: f
     return f"<lora:{name}:te={format_weight(te_value)}:unet={format_weight(unet_value)}>"
 
 
+def set_lora_weight(prompt: str, name: str, weight: float | None) -> str:
+    """The prompt with every ``<lora:NAME…>`` token of ``name`` set to ``weight`` (separate te/unet
+    weights collapse to it), or removed when ``weight`` is None: strength sweeps and A/B runs."""
+    found = False
+
+    def swap(match: re.Match) -> str:
+        nonlocal found
+        ref = parse_token(match.group(2)) if match.group(1) == "lora" else None
+        if ref is None or ref.name != name:
+            return match.group(0)
+        found = True
+        return "" if weight is None else format_lora(name, weight)
+
+    out = _NETWORK.sub(swap, prompt or "")
+    if not found:
+        raise ValueError(f"the prompt has no <lora:{name}:…> token")
+    return tidy(out) if weight is None else out
+
+
 @dataclass
 class ComposedLora:
     """A LoRA in a composition: its prompt name, weights, and the trigger words switched on."""
@@ -176,3 +195,63 @@ def _param_value(value: str):
         except ValueError:
             pass
     return value
+
+
+# GenerationRequest fields <-> the infotext keys SDNext's txt2img paste fields read
+# (modules/ui_txt2img.py); Size and Batch carry two fields each
+_INFOTEXT_KEYS = {"steps": "Steps", "sampler_name": "Sampler", "seed": "Seed", "cfg_scale": "CFG scale",
+                  "hr_scale": "Hires scale", "hr_upscaler": "Hires upscaler", "hr_second_pass_steps": "Hires steps",
+                  "denoising_strength": "Hires strength"}
+_HIRES = ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
+
+
+def format_infotext(prompt: str, negative: str, params: dict) -> str:
+    """An SDNext infotext for a prompt and GenerationRequest fields (what "paste" reads back).
+
+    Like SDNext, a random seed (-1) and empty values are left out, hires settings only appear
+    with the second pass on, and values holding ',', ':' or a newline are JSON-quoted."""
+    fields: dict[str, object] = {}
+    for key, name in _INFOTEXT_KEYS.items():
+        value = params.get(key)
+        if value in (None, "") or (key == "seed" and value < 0) or (key in _HIRES and not params.get("enable_hr")):
+            continue
+        fields[name] = value
+    if params.get("width") and params.get("height"):
+        fields["Size"] = f"{int(params['width'])}x{int(params['height'])}"
+    if params.get("n_iter", 1) > 1 or params.get("batch_size", 1) > 1:
+        fields["Batch"] = f"{int(params.get('n_iter', 1))}x{int(params.get('batch_size', 1))}"
+    if params.get("enable_hr"):
+        fields["Second pass"] = True
+    line = ", ".join(f"{name}: {_quoted(value)}" for name, value in fields.items())
+    parts = [(prompt or "").strip()]
+    if (negative or "").strip():
+        parts.append(f"Negative prompt: {negative.strip()}")
+    if line:
+        parts.append(line)
+    return "\n".join(parts)
+
+
+def infotext_parameters(fields: dict) -> dict:
+    """GenerationRequest fields from parsed infotext keys (``parse_infotext``); unknown keys are
+    ignored, values are not validated here."""
+    out: dict = {}
+    for key, name in _INFOTEXT_KEYS.items():
+        if name in fields:
+            out[key] = fields[name]
+    for name, (first, second) in (("Size", ("width", "height")), ("Batch", ("n_iter", "batch_size"))):
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get(name, "")))
+        if match:
+            out[first], out[second] = int(match.group(1)), int(match.group(2))
+    if "Hires upscale" in fields and "hr_scale" not in out:
+        out["hr_scale"] = fields["Hires upscale"]
+    second = fields.get("Second pass", fields.get("Refine"))
+    if second is not None:
+        out["enable_hr"] = second is True or str(second).lower() == "true"
+    elif any(key in out for key in _HIRES):
+        out["enable_hr"] = True
+    return out
+
+
+def _quoted(value: object) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text

@@ -1,0 +1,327 @@
+"""The generation job queue: requests from our tab and REST run one at a time, first in first out.
+
+Jobs are rows (models.Job), so the queue survives restarts: queued jobs run when the queue
+starts again, and a job that was running when the process died is marked interrupted. One
+worker thread calls the host's ``Generator``; the host serialises with its own users (SDNext's
+queue lock), so a job waits while someone generates from SDNext's own tabs.
+
+Kinds: ``generate`` (one request), ``sweep`` (one LoRA at several weights) and ``ab`` (with and
+without one LoRA). Sweeps and A/B runs use one fixed seed, share a history group and end with a
+labelled grid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from . import generation
+from .errors import InvalidInput, NotFound
+from .generation import GenerationOutcome, GenerationRequest, Generator, Progress
+from .models import Job
+from .prompts import set_lora_weight
+
+if TYPE_CHECKING:
+    from .library import Library
+
+log = logging.getLogger("lora_manager")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
+    "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+MAX_SWEEP = 16
+MAX_SEED = 4294967294  # SDNext's get_fixed_seed draws below this
+
+
+@dataclass
+class _Running:
+    """The job the worker is on: progress and images so far live in memory until it ends."""
+
+    job_id: int
+    parts: int
+    part: int = 0
+    progress: Progress = field(default_factory=Progress)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: bool = False
+
+
+class JobQueue:
+    def __init__(self, library: Library, generator: Generator, *, grid_dir: str | None = None):
+        self.library = library
+        self.generator = generator
+        self.grid_dir = grid_dir or os.path.join(library.data_dir, "grids")
+        self._changed = threading.Condition()  # signalled on submit, cancel and every job end
+        self._running: _Running | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._recover()
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> int:
+        return self._add("generate", {"request": request.to_dict()})
+
+    def submit_sweep(self, request: GenerationRequest, lora: str, weights: list[float]) -> int:
+        """One LoRA at each weight, all at one seed (a random one chosen now if the seed is -1)."""
+        try:
+            weights = [float(w) for w in weights]
+        except (TypeError, ValueError):
+            raise InvalidInput("sweep weights must be numbers") from None
+        if not 1 <= len(weights) <= MAX_SWEEP:
+            raise InvalidInput(f"a sweep takes 1 to {MAX_SWEEP} weights, got {len(weights)}")
+        self._check_token(request, lora)
+        return self._add("sweep", {"request": _fixed_seed(request).to_dict(), "lora": lora, "weights": weights})
+
+    def submit_ab(self, request: GenerationRequest, lora: str) -> int:
+        """The prompt as written (A) and without ``lora`` (B), at one seed."""
+        self._check_token(request, lora)
+        return self._add("ab", {"request": _fixed_seed(request).to_dict(), "lora": lora})
+
+    @staticmethod
+    def _check_token(request: GenerationRequest, lora: str) -> None:
+        try:
+            set_lora_weight(request.prompt, lora, None)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from None
+
+    def _add(self, kind: str, plan: dict[str, Any]) -> int:
+        with self.library.db.write() as session:
+            job = Job(kind=kind, status=QUEUED, request=json.dumps(plan), created_at=time.time())
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        self.start()
+        with self._changed:
+            self._changed.notify_all()
+        return job_id
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        with self.library.db.read() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"no job {job_id}")
+            position = None
+            if job.status == QUEUED:
+                position = 1 + session.scalar(select(func.count(Job.id)).where(Job.status == QUEUED, Job.id < job.id))
+            return self._describe(job, position)
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Queued and running jobs in the order they run, then the most recently finished."""
+        with self.library.db.read() as session:
+            active = session.scalars(select(Job).where(Job.status.in_((QUEUED, RUNNING))).order_by(Job.id)).all()
+            done = session.scalars(select(Job).where(Job.status.in_(FINISHED))
+                                   .order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit)).all()
+            out, position = [], 0
+            for job in active:
+                if job.status == QUEUED:
+                    position += 1
+                out.append(self._describe(job, position if job.status == QUEUED else None))
+            return out + [self._describe(job, None) for job in done]
+
+    def _describe(self, job: Job, position: int | None) -> dict[str, Any]:
+        plan = json.loads(job.request)
+        result = json.loads(job.result) if job.result else {}
+        running = self._running if self._running and self._running.job_id == job.id else None
+        if running is not None:
+            p = running.progress
+            progress = {"step": p.step, "steps": p.steps, "batch": p.batch, "batches": p.batches,
+                        "fraction": round(p.fraction, 4), "text": p.text}
+            images = list(running.images)
+        else:
+            done = 1.0 if job.status == SUCCEEDED else 0.0
+            progress = {"step": 0, "steps": 0, "batch": 0, "batches": 0, "fraction": done, "text": ""}
+            images = result.get("images", [])
+        return {"id": job.id, "kind": job.kind, "status": job.status, "position": position, "progress": progress,
+                "images": images, "grid": result.get("grid"), "message": job.message or "",
+                "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+                "request": plan["request"], "lora": plan.get("lora"), "weights": plan.get("weights")}
+
+    def preview(self, job_id: int):
+        running = self._running
+        if running is not None and running.job_id == job_id:
+            return running.progress.preview
+        return None
+
+    def wait(self, job_id: int, timeout: float | None = None) -> dict[str, Any]:
+        """The job once it has finished, or as it is when ``timeout`` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if job["status"] in FINISHED or (remaining is not None and remaining <= 0):
+                return job
+            with self._changed:
+                self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
+
+    # --- controlling ---------------------------------------------------------------------------
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        """A queued job never starts; a running one is interrupted and ends cancelled."""
+        with self.library.db.write() as session:
+            changed = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
+                status=CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount
+        if not changed:
+            running = self._running
+            if running is not None and running.job_id == job_id:
+                running.cancelled = True
+                self.generator.interrupt()
+            else:
+                job = self.get(job_id)  # NotFound for an unknown id
+                if job["status"] in FINISHED:
+                    raise InvalidInput(f"job {job_id} has already finished ({job['status']})")
+        with self._changed:
+            self._changed.notify_all()
+        return self.get(job_id)
+
+    def skip(self, job_id: int) -> dict[str, Any]:
+        """Abandon the running job's current batch and go on with the next."""
+        running = self._running
+        if running is None or running.job_id != job_id:
+            raise InvalidInput(f"job {job_id} is not running")
+        self.generator.skip()
+        return self.get(job_id)
+
+    # --- the worker ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker (idempotent); queued jobs from a previous run go first."""
+        with self._changed:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._work, name="lora-manager-jobs", daemon=True)
+                self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking jobs; a running job finishes (or is marked interrupted at the next start)."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _recover(self) -> None:
+        with self.library.db.write() as session:
+            session.execute(update(Job).where(Job.status == RUNNING).values(
+                status=INTERRUPTED, finished_at=time.time(),
+                message="LoRA Manager stopped while this job was running"))
+
+    def _claim(self) -> Job | None:
+        with self.library.db.write() as session:
+            job = session.scalars(select(Job).where(Job.status == QUEUED).order_by(Job.id).limit(1)).first()
+            if job is None:
+                return None
+            job.status, job.started_at = RUNNING, time.time()
+            session.flush()
+            session.expunge(job)
+            return job
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job = self._claim()
+            if job is None:
+                with self._changed:
+                    self._changed.wait(5.0)
+                continue
+            try:
+                status, message, result = self._run(job)
+            except Exception as e:  # noqa: BLE001 - the worker outlives one broken job; the error is logged in full
+                log.exception("LoRA Manager: job %s failed", job.id)
+                status, message, result = FAILED, f"internal error: {e}", {"images": list(self._running.images) if self._running else []}
+            with self.library.db.write() as session:
+                session.execute(update(Job).where(Job.id == job.id).values(
+                    status=status, message=message, result=json.dumps(result), finished_at=time.time()))
+            self._running = None
+            with self._changed:
+                self._changed.notify_all()
+
+    def _run(self, job: Job) -> tuple[str, str, dict[str, Any]]:
+        plan = json.loads(job.request)
+        parts = _parts(job.kind, job.id, plan)
+        running = self._running = _Running(job.id, parts=len(parts))
+        outcomes: list[GenerationOutcome] = []
+        for n, (label, request) in enumerate(parts):
+            if running.cancelled:
+                break
+            running.part = n
+
+            def report(progress: Progress, n=n) -> None:
+                # one bar over all parts of a sweep
+                running.progress = replace(progress, batch=n * progress.batches + progress.batch,
+                                           batches=len(parts) * progress.batches)
+
+            outcome = self.generator.generate(request, report)
+            outcomes.append(outcome)
+            running.images.extend({"path": image.path, "infotext": image.infotext, "seed": image.seed, "label": label}
+                                  for image in outcome.images)
+            if outcome.status != generation.SUCCEEDED:
+                break
+        result: dict[str, Any] = {"images": list(running.images)}
+        if job.kind != "generate" and running.images:
+            result["grid"] = self._grid(job.id, parts, running.images)
+        status, message = _status(outcomes, running.cancelled, len(parts))
+        return status, message, result
+
+    def _grid(self, job_id: int, parts, images: list[dict[str, Any]]) -> str | None:
+        from .grids import labelled_grid
+
+        firsts: dict[str, str] = {}
+        for image in images:  # one cell per part: its first image
+            firsts.setdefault(image["label"], image["path"])
+        cells = [(label, firsts[label]) for label, _ in parts if label in firsts]
+        os.makedirs(self.grid_dir, exist_ok=True)
+        path = os.path.join(self.grid_dir, f"job-{job_id}-grid.png")
+        try:
+            labelled_grid(cells).save(path)
+        except OSError as e:
+            log.error("LoRA Manager: grid of job %s not saved: %s", job_id, e)
+            return None
+        return path
+
+
+def _fixed_seed(request: GenerationRequest) -> GenerationRequest:
+    return request if request.seed != -1 else replace(request, seed=random.randrange(MAX_SEED))
+
+
+def _parts(kind: str, job_id: int, plan: dict[str, Any]) -> list[tuple[str, GenerationRequest]]:
+    """(label, request) for each generation a job makes."""
+    request = GenerationRequest.from_dict(plan["request"])
+    if kind == "generate":
+        return [(request.label or "", request)]
+    group, lora = f"job-{job_id}", plan["lora"]
+    if kind == "sweep":
+        labels = [(f"{lora} {w:g}", w) for w in plan["weights"]]
+        return [(label, replace(request, prompt=set_lora_weight(request.prompt, lora, w), group=group, label=label))
+                for label, w in labels]
+    if kind == "ab":
+        without = f"without {lora}"
+        return [(f"with {lora}", replace(request, group=group, label=f"with {lora}")),
+                (without, replace(request, prompt=set_lora_weight(request.prompt, lora, None), group=group, label=without))]
+    raise InvalidInput(f"unknown job kind “{kind}”")
+
+
+def _status(outcomes: list[GenerationOutcome], cancelled: bool, parts: int) -> tuple[str, str]:
+    """The job's status from its generations' outcomes; the message says what happened."""
+    if cancelled:
+        return CANCELLED, "cancelled while running"
+    last = outcomes[-1] if outcomes else None
+    if last is None:
+        return FAILED, "nothing was generated"
+    if last.status == generation.SUCCEEDED and len(outcomes) == parts:
+        return SUCCEEDED, last.message
+    if last.status == generation.INTERRUPTED:
+        return INTERRUPTED, last.message or "interrupted outside LoRA Manager"
+    if last.status == generation.NO_MODEL:
+        return FAILED, last.message or "no model is loaded"
+    return FAILED, last.message or "the generation failed"
