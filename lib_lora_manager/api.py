@@ -4,6 +4,7 @@ auth applies) and standalone. Domain errors become ``{"error": message}`` with a
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from . import base_models
 from .errors import InvalidInput, LoraManagerError, NotFound
 
 if TYPE_CHECKING:  # the library (and SQLAlchemy) load after SDNext has started
+    from .jobs import JobQueue
     from .library import Library
 
 PREFIX = "/lora-manager/v1"
@@ -156,3 +158,70 @@ def run_bulk(library: Library, request: dict[str, Any]) -> dict[str, Any]:
     else:
         result = library.trash(selection)
     return {"action": action, "done": result.done, "errors": result.errors, "batch": result.batch}
+
+
+def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQueue]) -> list[Route]:
+    """Generation through the host's job queue: only mounted where the host can generate."""
+
+    @_errors_as_json
+    def generate(body: dict[str, Any] = Body(...)):
+        """SDNext's /sdapi/v1/txt2img field names, plus ``loras``: [{name, weight}] composed
+        into the prompt (with their trigger words unless an entry says "triggers": false)."""
+        from .generation import GenerationRequest
+
+        body = dict(body)
+        loras = body.pop("loras", None) or []
+        warnings: list[str] = []
+        if loras:
+            composed = open_library().compose(str(body.get("prompt") or ""), loras)
+            body["prompt"], warnings = composed["prompt"], composed["warnings"]
+        job_id = open_jobs().submit(GenerationRequest.from_dict(body))
+        job = open_jobs().get(job_id)
+        return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": body.get("prompt", ""),
+                "warnings": warnings}
+
+    @_errors_as_json
+    def list_jobs(limit: int = Query(50, ge=1, le=500)):
+        return {"jobs": open_jobs().list(limit)}
+
+    @_errors_as_json
+    def get_job(job_id: int):
+        return open_jobs().get(job_id)
+
+    @_errors_as_json
+    def cancel_job(job_id: int):
+        return open_jobs().cancel(job_id)
+
+    @_errors_as_json
+    def skip_job(job_id: int):
+        return open_jobs().skip(job_id)
+
+    @_errors_as_json
+    def job_image(job_id: int, index: int):
+        images = open_jobs().get(job_id)["images"]
+        if not 0 <= index < len(images):
+            raise NotFound(f"job {job_id} has no image {index}")
+        return _file(images[index]["path"])
+
+    @_errors_as_json
+    def job_grid(job_id: int):
+        grid = open_jobs().get(job_id)["grid"]
+        if not grid:
+            raise NotFound(f"job {job_id} has no grid")
+        return _file(grid)
+
+    return [
+        (f"{PREFIX}/generate", generate, ["POST"]),
+        (f"{PREFIX}/jobs", list_jobs, ["GET"]),
+        (f"{PREFIX}/jobs/{{job_id}}", get_job, ["GET"]),
+        (f"{PREFIX}/jobs/{{job_id}}/cancel", cancel_job, ["POST"]),
+        (f"{PREFIX}/jobs/{{job_id}}/skip", skip_job, ["POST"]),
+        (f"{PREFIX}/jobs/{{job_id}}/images/{{index}}", job_image, ["GET"]),
+        (f"{PREFIX}/jobs/{{job_id}}/grid", job_grid, ["GET"]),
+    ]
+
+
+def _file(path: str):
+    if not os.path.isfile(path):
+        raise NotFound(f"the image file is gone: {path}")
+    return FileResponse(path)
