@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the web UI standalone on 127.0.0.1")
     p.add_argument("--port", type=int, default=7870)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--demo", action="store_true", help="create and open a demo library in the data folder")
+    p.add_argument("--demo", action="store_true", help="create and open a demo library in the data folder "
+                   "(with a tiny random SD1.5 model to generate with, unless --model is given)")
+    p.add_argument("--model", metavar="PATH", help="generate with this model: a local diffusers folder or a "
+                   "single-file checkpoint (without it and without --demo there is no Generate panel)")
     p.add_argument("--no-scan", action="store_true", help="do not sync the index at startup")
     p.add_argument("--no-hashing", action="store_true", help="do not hash files in the background")
 

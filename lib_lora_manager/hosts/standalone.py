@@ -49,10 +49,14 @@ def build_app(library: Library, host: HostInfo | None = None):
 
     host = host or HostInfo(name="standalone")
     app = FastAPI(title="LoRA Manager")
-    for path, endpoint, methods in api.routes(lambda: library):
+    routes = api.routes(lambda: library)
+    if host.jobs is not None:
+        routes += api.job_routes(lambda: library, host.jobs)
+    for path, endpoint, methods in routes:
         app.add_api_route(path, endpoint, methods=methods)
     demo = build_blocks(library, host)
-    demo.queue(concurrency_count=4, api_open=False)
+    # generation panels follow their job with a long-running handler each: room for several tabs
+    demo.queue(concurrency_count=16, api_open=False)
     return gr.mount_gradio_app(app, demo, path="")
 
 
@@ -77,11 +81,38 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     values = {s.key: s.default for s in settings.SETTINGS}
     host = HostInfo(name="standalone", setting=values.__getitem__)
+    model = args.model
+    if args.demo and not model:
+        from ..demo_model import build_tiny_pipeline
+
+        model = build_tiny_pipeline(os.path.join(data_dir, "model"))
+    recorder = jobs = None
+    if model:
+        recorder, jobs = start_generation(library, model, data_dir)
+        host.generator, host.jobs = jobs.generator, lambda: jobs
     app = build_app(library, host)
     library.start_background(scan=not args.no_scan)
     log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/", len(library.roots), data_dir, args.host, args.port)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
+        if jobs is not None:
+            jobs.close()
+            recorder.close()
         library.close()
     return 0
+
+
+def start_generation(library: Library, model: str, data_dir: str):
+    """The diffusers generator over ``model`` and a started job queue; every generation is
+    recorded in the history (the standalone counterpart of SDNext's process hooks)."""
+    from ..history import Recorder
+    from ..jobs import JobQueue
+    from .diffusion import DiffusersGenerator
+
+    recorder = Recorder(library.record_generation)
+    generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
+                                   resolve_lora=lambda name: library.find(name).path, record=recorder.submit)
+    jobs = JobQueue(library, generator)
+    jobs.start()
+    return recorder, jobs
