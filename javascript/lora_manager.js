@@ -13,6 +13,12 @@
   const REFRESH_BUTTON = 'lora_manager_refresh_btn';
   const RESULTS = 'lora_manager_results';
   const DETAIL = 'lora_manager_detail';
+  const HISTORY_RESULTS = 'lora_manager_history_results';
+  // each result list sends a clicked card's id to its own hidden textbox and button
+  const OPENERS = [[RESULTS, OPEN_ID, OPEN_BUTTON],
+    [HISTORY_RESULTS, 'lora_manager_history_open_id', 'lora_manager_history_open_btn']];
+  // result list -> hidden refresh button, clicked the first time the list becomes visible
+  const FIRST_VIEW = [[RESULTS, REFRESH_BUTTON], [HISTORY_RESULTS, 'lora_manager_history_refresh_btn']];
   const SIDEBAR_BUTTON = '#other_extensions > button.xtabs-tab[tabitemid*="#tab_lora_manager_tabitem"]';
 
   // SDNext defines gradioApp(); standalone Gradio does not.
@@ -61,13 +67,22 @@
   function openCard(card) {
     const id = card.getAttribute('data-id');
     if (!id) return;
-    root().querySelectorAll('.lm-card.lm-active, .lm-row.lm-active').forEach((el) => el.classList.remove('lm-active'));
+    const [results, textbox, button] = OPENERS.find(([list]) => card.closest(`#${list}`)) || OPENERS[0];
+    root().querySelectorAll(`#${results} .lm-card.lm-active, #${results} .lm-row.lm-active`).forEach((el) => el.classList.remove('lm-active'));
     card.classList.add('lm-active');
-    if (setTextbox(OPEN_ID, id)) clickButton(OPEN_BUTTON);
+    if (setTextbox(textbox, id)) clickButton(button);
   }
 
-  function showDetail() {
-    const detail = byId(DETAIL);
+  // A LoRA named in a History detail: show it in the Library tab's detail panel.
+  function openLora(loraId) {
+    const tabButton = Array.from(root().querySelectorAll('#lora_manager_tabs .tab-nav button'))
+      .find((b) => b.textContent.trim() === 'Library');
+    if (tabButton) tabButton.click();
+    setTimeout(() => { if (setTextbox(OPEN_ID, loraId)) clickButton(OPEN_BUTTON); }, 50);
+  }
+
+  function showDetail(detailId) {
+    const detail = byId(detailId || DETAIL);
     if (!detail) return;
     detail.scrollTop = 0; // a newly opened LoRA starts at its name, not where the last one was left
     const rect = detail.getBoundingClientRect();
@@ -149,9 +164,11 @@
     if (!target || !target.closest) return;
     if (target.closest('.lm-select-page')) { selectPage(); return; }
     if (target.closest('.lm-clear-selection')) { writeSelection([]); return; }
+    const loraLink = target.closest('.lm-lora-link');
+    if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
     if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
     const card = target.closest('.lm-card, .lm-row');
-    if (card && card.closest(`#${RESULTS}`)) openCard(card);
+    if (card && card.closest(`#${RESULTS}, #${HISTORY_RESULTS}`)) openCard(card);
   });
 
   document.addEventListener('change', (event) => {
@@ -177,18 +194,18 @@
 
   // --- once the page is there --------------------------------------------------------------------
 
-  let refreshed = false;
   let titled = false;
 
-  // The tab's first page is rendered when the UI is built; refresh it the first time the
+  // A tab's first page is rendered when the UI is built; refresh it the first time its
   // results become visible (SDNext/ModernUI fire no tab events we could use).
-  function watchResults() {
-    const results = byId(RESULTS);
-    if (!results || refreshed) return Boolean(results);
-    if (!('IntersectionObserver' in window)) { refreshed = clickButton(REFRESH_BUTTON); return true; }
+  function watchResults(resultsId, refreshId) {
+    const results = byId(resultsId);
+    if (!results) return false;
+    if (!('IntersectionObserver' in window)) { clickButton(refreshId); return true; }
+    let refreshed = false;
     const observer = new IntersectionObserver((entries) => {
       if (!refreshed && entries.some((e) => e.isIntersecting)) {
-        refreshed = clickButton(REFRESH_BUTTON);
+        refreshed = clickButton(refreshId);
         if (refreshed) observer.disconnect();
       }
     });
@@ -206,12 +223,14 @@
   }
 
   let tries = 0;
-  let observing = false;
+  const watching = new Set();
   const timer = setInterval(() => {
     tries += 1;
-    if (!observing) observing = watchResults();
+    FIRST_VIEW.forEach(([results, refresh]) => {
+      if (!watching.has(results) && watchResults(results, refresh)) watching.add(results);
+    });
     if (!titled) titled = titleSidebarButton();
-    if ((observing && titled) || tries > 180) clearInterval(timer);
+    if ((watching.size === FIRST_VIEW.length && titled) || tries > 180) clearInterval(timer);
   }, 1000);
 
   window.loraManager = { initialised: true, root, copy, openCard, showDetail, selectedIds, writeSelection };

@@ -4,6 +4,7 @@ auth applies) and standalone. Domain errors become ``{"error": message}`` with a
 from __future__ import annotations
 
 import functools
+import mimetypes
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,10 @@ def _errors_as_json(fn):
         try:
             return fn(*args, **kwargs)
         except LoraManagerError as e:
-            return JSONResponse({"error": str(e)}, status_code=e.status)
+            body = {"error": str(e)}
+            if getattr(e, "position", None) is not None:  # a query error: where the bad term starts
+                body["position"] = e.position
+            return JSONResponse(body, status_code=e.status)
     return wrapper
 
 
@@ -97,11 +101,90 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
                                       model_family=base_models.family_code(str(family)) if family else None)
 
     @_errors_as_json
+    def list_recipes(q: str = "", limit: int = Query(100, ge=1, le=1000)):
+        return {"items": open_library().recipes.search(q, limit=limit)}
+
+    @_errors_as_json
+    def get_recipe(recipe_id: int):
+        library = open_library()
+        recipe = library.recipes.get(recipe_id)
+        loras = [{**entry, "id": entry["lora_id"]} for entry in recipe["loras"]]
+        composed = library.compose(recipe["prompt"], loras, negative=recipe["negative_prompt"])
+        return {**recipe, "composed": {k: composed[k] for k in ("prompt", "negative_prompt", "warnings")}}
+
+    @_errors_as_json
+    def save_recipe(request: dict[str, Any] = Body(...)):
+        if not isinstance(request.get("name"), str):
+            raise InvalidInput("send a JSON object with name, and any of prompt, negative_prompt, loras, parameters")
+        return open_library().recipes.save(request["name"], request.get("prompt") or "", request.get("negative_prompt") or "",
+                                           request.get("loras") or [], request.get("parameters"))
+
+    @_errors_as_json
+    def rename_recipe(recipe_id: int, name: str = Body(..., embed=True)):
+        return open_library().recipes.rename(recipe_id, name)
+
+    @_errors_as_json
+    def delete_recipe(recipe_id: int):
+        open_library().recipes.delete(recipe_id)
+        return {"deleted": recipe_id}
+
+    @_errors_as_json
+    def get_recipe_cover(recipe_id: int):
+        cover = open_library().recipes.get(recipe_id)["cover"]
+        if cover is None:
+            raise NotFound(f"recipe {recipe_id} has no cover image")
+        return FileResponse(cover, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
+
+    @_errors_as_json
     def undo_trash(batch: str | None = Body(None, embed=True)):
         result = open_library().undo_trash(batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
+    # --- generation history
+
+    @_errors_as_json
+    def list_history(q: str = "", page: int = Query(1, ge=1), per_page: int = Query(48, ge=1, le=200)):
+        result = open_library().history.search(q, page=page, per_page=per_page)
+        return result.to_dict() | {"description": result.description, "sort": result.sort}
+
+    @_errors_as_json
+    def get_generation(generation_id: int):
+        return open_library().history.detail(generation_id)
+
+    @_errors_as_json
+    def patch_generation(generation_id: int, changes: dict[str, Any] = Body(...)):
+        unknown = set(changes) - {"rating", "favorite"}
+        if unknown or not changes:
+            raise InvalidInput("send a JSON object with rating (1 to 5, or null) and/or favorite (true or false)")
+        if "favorite" in changes and not isinstance(changes["favorite"], bool):
+            raise InvalidInput("favorite must be true or false")  # checked first: the rating is written first
+        history = open_library().history
+        if "rating" in changes:
+            history.rate(generation_id, changes["rating"])
+        if "favorite" in changes:
+            history.set_favorite(generation_id, changes["favorite"])
+        return history.detail(generation_id)
+
+    @_errors_as_json
+    def delete_generation(generation_id: int, delete_files: bool = False):
+        return open_library().history.delete(generation_id, delete_files=delete_files)
+
+    @_errors_as_json
+    def get_generation_image(generation_id: int, n: int, size: int | None = Query(None, ge=32, le=2048)):
+        history = open_library().history
+        if size is None:
+            path = history.image_file(generation_id, n)
+            media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        else:
+            path, media_type = history.thumbnail(generation_id, n, size), "image/jpeg"
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+
     return [
+        (f"{PREFIX}/history", list_history, ["GET"]),
+        (f"{PREFIX}/history/{{generation_id}}", get_generation, ["GET"]),
+        (f"{PREFIX}/history/{{generation_id}}", patch_generation, ["PATCH"]),
+        (f"{PREFIX}/history/{{generation_id}}", delete_generation, ["DELETE"]),
+        (f"{PREFIX}/history/{{generation_id}}/image/{{n}}", get_generation_image, ["GET"]),
         (f"{PREFIX}/loras", list_loras, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", get_lora, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", patch_lora, ["PATCH"]),
@@ -115,6 +198,12 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/bulk", bulk, ["POST"]),
         (f"{PREFIX}/trash/undo", undo_trash, ["POST"]),
         (f"{PREFIX}/compose", compose, ["POST"]),
+        (f"{PREFIX}/recipes", list_recipes, ["GET"]),
+        (f"{PREFIX}/recipes", save_recipe, ["POST"]),
+        (f"{PREFIX}/recipes/{{recipe_id}}", get_recipe, ["GET"]),
+        (f"{PREFIX}/recipes/{{recipe_id}}", rename_recipe, ["PATCH"]),
+        (f"{PREFIX}/recipes/{{recipe_id}}", delete_recipe, ["DELETE"]),
+        (f"{PREFIX}/recipes/{{recipe_id}}/cover", get_recipe_cover, ["GET"]),
     ]
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-SCHEMA_REVISION = "0003"  # head of migrations/versions; a test keeps them in step
+SCHEMA_REVISION = "0004"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

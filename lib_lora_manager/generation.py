@@ -17,6 +17,7 @@ from .errors import InvalidInput
 
 # outcome statuses; the history keeps the same words (history.STATUSES)
 SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL = "succeeded", "interrupted", "failed", "no_model"
+MAX_SEED = 4294967294  # SDNext's get_fixed_seed draws random seeds below this
 
 _LIMITS = {  # field: (low, high), inclusive
     "steps": (1, 500), "cfg_scale": (0.0, 100.0), "width": (64, 4096), "height": (64, 4096),

@@ -1,21 +1,40 @@
-"""Generation history: what one generation used and made, as hosts report it.
+"""Generation history: what one generation used and made, as hosts report it, and what users
+do with it afterwards.
 
 A host (SDNext's before/after-process hooks, our own jobs, the standalone pipeline) fills a
 ``GenerationRecord``; ``Library.record_generation`` stores it, resolves its LoRAs to library
 entries (unknown ones keep their name) and bumps each LoRA's use count and last use.
+
+``History`` (``library.history``) searches, rates, favorites and deletes stored generations,
+serves their images and turns one back into a request for a re-run. Its query keys live here
+(``GENERATIONS``), next to the statuses and sources they name; the grammar is query.py's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import LoraManagerError
+from . import query
+from .errors import InvalidInput, LoraManagerError, NotFound, QueryError
+from .models import Generation, GenerationImage, GenerationLora, Lora
+from .scanner import LORA_FORMATS
+from .vocabulary import HISTORY_SORT_WORDS
+
+if TYPE_CHECKING:
+    from .generation import GenerationRequest
+    from .library import Library, Page
 
 log = logging.getLogger("lora_manager")
 
@@ -119,3 +138,382 @@ class Recorder:
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
+
+
+# --- query keys -------------------------------------------------------------------------------
+
+_STATUS_ALIASES = {"success": "succeeded", "ok": "succeeded", "done": "succeeded", "interrupt": "interrupted",
+                   "stopped": "interrupted", "fail": "failed", "error": "failed", "nomodel": "no_model",
+                   "no-model": "no_model"}
+_SOURCE_ALIASES = {"lora_manager": "lora-manager", "loramanager": "lora-manager", "lm": "lora-manager"}
+
+
+def _prompt_text(value: str):
+    pattern = f"%{query.like_escape(value.lower())}%"
+    return Generation.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+
+
+def _lora(value: str):
+    """The LoRA as recorded in the prompt, or any library entry of that name the generation's
+    LoRAs resolved to (so a renamed display name or a path finds the same generations)."""
+    name = value.strip()
+    low = name.lower()
+    names = {low, os.path.splitext(low)[0]}
+    relpaths = {low} | {low + ext for ext in LORA_FORMATS}  # "styles/anime" finds styles/anime.safetensors
+    entry = [func.lower(Lora.sdnext_name).in_(names), func.lower(Lora.stem).in_(names), func.lower(Lora.filename) == low,
+             func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
+    if name.isdigit():
+        entry.append(Lora.id == int(name))
+    # a UNION, not an OR: each half has its index (PostgreSQL scans the whole table for the OR)
+    used = union(select(GenerationLora.generation_id).where(func.lower(GenerationLora.name) == low),
+                 select(GenerationLora.generation_id).where(GenerationLora.lora_id.in_(select(Lora.id).where(or_(*entry)))))
+    return Generation.id.in_(used), f"using LoRA “{name}”"
+
+
+def _model(value: str):
+    v = value.strip()
+    # coalesce: "-model:x" keeps generations whose model is unknown
+    clause = func.lower(func.coalesce(Generation.model_name, "")).like(f"%{query.like_escape(v.lower())}%", escape="\\")
+    if re.fullmatch(r"[0-9a-fA-F]{6,64}", v):
+        prefix = query.like_escape(v.lower()) + "%"
+        clause = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\"))
+    return clause, f"made with model “{v}”"
+
+
+def _status(value: str):
+    v = value.strip().lower()
+    v = _STATUS_ALIASES.get(v, v)
+    if v not in STATUSES:
+        raise QueryError(f"unknown status “{value}” (known: {', '.join(STATUSES)})")
+    return Generation.status == v, v.replace("_", " ") if v != "no_model" else "without a model loaded"
+
+
+def _source(value: str):
+    # any word is accepted: hosts may report sources beyond the usual ones
+    v = value.strip().lower()
+    v = _SOURCE_ALIASES.get(v, v)
+    return func.lower(func.coalesce(Generation.source, "")) == v, f"from {v}"
+
+
+def _group(value: str):
+    v = value.strip()
+    # "IS NOT NULL" keeps the index usable and makes "-group:x" include ungrouped generations
+    return and_(Generation.group_key == v, Generation.group_key.is_not(None)), f"in group “{v}”"
+
+
+def _rating(value: str):
+    if value.strip().lower() in ("none", "no", "unset"):
+        # most generations are unrated: "+ 0" keeps SQLite from reading them through the index
+        return query.numeric_filter(Generation.rating + 0, "rating", value, "rated")
+    clause, words = query.numeric_filter(Generation.rating, "rating", value, "rated")
+    return and_(clause, Generation.rating.is_not(None)), words  # "-rating:1" keeps unrated ones
+
+
+_fav = query.flag_filter("fav", Generation.favorite.is_(True), "favorites", "not favorites", Generation.favorite.is_(False))
+
+GENERATIONS = query.Table(
+    noun="generations",
+    id_column=Generation.id,
+    free_text=_prompt_text,
+    filters={
+        "lora": _lora, "model": _model, "status": _status, "source": _source, "group": _group,
+        "rating": _rating, "fav": _fav, "favorite": _fav,
+        "date": lambda v: query.time_filter(Generation.started_at, "date", v, "made"),
+    },
+    sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
+    sort_words=HISTORY_SORT_WORDS,
+    default_sort=query.Sort("date", True),
+    sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
+)
+
+
+# --- the history ------------------------------------------------------------------------------
+
+PROMPT_EXCERPT = 300
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".jxl")
+RERUNNABLE_SOURCES = (None, "", "txt2img", "api", "lora-manager")  # img2img/control need their input image
+
+
+def _excerpt(text: str | None, limit: int) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+class History:
+    """Stored generations: search, detail, rating, favorites, deletion, images and re-runs."""
+
+    def __init__(self, library: Library):
+        self.library = library
+        self.db = library.db
+        self.thumb_dir = os.path.join(library.data_dir, "history-thumbs")
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
+        """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError."""
+        from .library import MAX_PER_PAGE, Page
+
+        parsed = query.parse(q, GENERATIONS)
+        per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        page = max(1, int(page))
+        with self.db.read() as session:
+            def count(*where) -> int:
+                return session.scalar(select(func.count(Generation.id)).where(*where))
+
+            total = count(*parsed.where())
+            if parsed.sort.key == "date":
+                # rows are stored in time order, so walking the date index reads the table almost
+                # sequentially: worth it unless the page lies beyond half of the matches
+                use_index = page * per_page * 2 < total
+            else:  # other indexes jump around the table: walk one only when most rows match
+                use_index = not parsed.terms or total * 2 > count()
+            ids = session.scalars(
+                select(Generation.id).where(*parsed.where()).order_by(*parsed.order_by(use_index=use_index))
+                .limit(per_page).offset((page - 1) * per_page)).all()
+            rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.id.in_(ids)))} if ids else {}
+            items = [self._summary(rows[i]) for i in ids if i in rows]
+        sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
+        return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
+
+    def _get(self, session, generation_id: int) -> Generation:
+        try:
+            number = int(generation_id)
+        except (TypeError, ValueError):
+            number = 0
+        generation = session.get(Generation, number) if 0 < number < 2**31 else None  # beyond an INTEGER column
+        if generation is None:
+            raise NotFound(f"no generation with id {generation_id}")
+        return generation
+
+    @staticmethod
+    def _summary(g: Generation) -> dict[str, Any]:
+        seeds = json.loads(g.seeds) if g.seeds else []
+        images = [{"index": n, "path": i.path, "thumbnail": i.thumbnail, "seed": i.seed} for n, i in enumerate(g.images)]
+        seed = seeds[0] if seeds else next((i["seed"] for i in images if i["seed"] is not None), None)
+        return {
+            "id": g.id, "started_at": g.started_at, "duration": g.duration, "status": g.status, "source": g.source,
+            "prompt_excerpt": _excerpt(g.prompt, PROMPT_EXCERPT),
+            "loras": [{"name": u.name, "lora_id": u.lora_id, "te_weight": u.te_weight, "unet_weight": u.unet_weight}
+                      for u in g.loras],
+            "model": g.model_name, "model_hash": g.model_hash, "width": g.width, "height": g.height,
+            "steps": g.steps, "sampler": g.sampler, "cfg_scale": g.cfg_scale, "seed": seed,
+            "rating": g.rating, "favorite": bool(g.favorite), "group": g.group_key, "label": g.label,
+            "images": images, "error": _excerpt(g.error, PROMPT_EXCERPT) or None,
+        }
+
+    def detail(self, generation_id: int) -> dict[str, Any]:
+        """Everything about one generation, JSON-ready: parameters, infotext, images (and whether
+        their files are still there) and LoRAs with the library entries they resolved to."""
+        from .prompts import parse_infotext
+
+        with self.db.read() as session:
+            g = self._get(session, generation_id)
+            data = self._summary(g)
+            lora_ids = {u.lora_id for u in g.loras if u.lora_id is not None}
+            entries = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(lora_ids)))} if lora_ids else {}
+            prompt, negative, infotext, error = g.prompt, g.negative_prompt, g.infotext, g.error
+            seeds = json.loads(g.seeds) if g.seeds else []
+        for image in data["images"]:
+            image["exists"] = self._existing(image) is not None
+        for used in data["loras"]:
+            entry = entries.get(used["lora_id"])
+            used["library_name"] = (entry.display_name or entry.title or entry.stem) if entry else None
+            used["missing"] = bool(entry.missing or entry.trashed_at) if entry else None
+        fields = parse_infotext(infotext) if infotext else {}
+        parameters = {k: v for k, v in fields.items() if k not in ("Prompt", "Negative prompt")}
+        data.update(prompt=prompt, negative_prompt=negative, seeds=seeds, infotext=infotext or "", error=error,
+                    parameters=parameters, rerunnable=data["source"] in RERUNNABLE_SOURCES)
+        return data
+
+    # --- editing -------------------------------------------------------------------------------
+
+    def rate(self, generation_id: int, rating: int | str | None) -> dict[str, Any]:
+        """Rate 1 to 5; None, "" or 0 clears the rating."""
+        if isinstance(rating, bool):
+            raise InvalidInput(f"rating must be 1 to 5, not {rating}")
+        if rating in (None, "", 0, "0"):
+            value = None
+        else:
+            try:
+                value = int(rating)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"rating must be 1 to 5, not “{rating}”") from None
+            if not 1 <= value <= 5 or isinstance(rating, float) and not rating.is_integer():
+                raise InvalidInput(f"rating must be 1 to 5, not {rating}")
+        return self._set(generation_id, rating=value)
+
+    def set_favorite(self, generation_id: int, favorite: bool) -> dict[str, Any]:
+        if not isinstance(favorite, bool):
+            raise InvalidInput(f"favorite must be true or false, not “{favorite}”")
+        return self._set(generation_id, favorite=favorite)
+
+    def _set(self, generation_id: int, **values) -> dict[str, Any]:
+        with self.db.write() as session:
+            g = self._get(session, generation_id)
+            for key, value in values.items():
+                setattr(g, key, value)
+            session.flush()
+            return self._summary(g)
+
+    def delete(self, generation_id: int, delete_files: bool = False) -> dict[str, Any]:
+        """Forget a generation. With ``delete_files`` its recorded image files go too, unless
+        another generation records the same file or it is not an image; files already gone are
+        fine. Our own copies and cached thumbnails always go with the record."""
+        with self.db.read() as session:
+            g = self._get(session, generation_id)
+            images = [(i.path, i.thumbnail) for i in g.images]
+            paths = {p for pair in images for p in pair if p}
+            shared: dict[str, int] = {}  # file -> another generation that records it
+            for column in (GenerationImage.path, GenerationImage.thumbnail) if paths else ():
+                shared |= dict(session.execute(select(column, GenerationImage.generation_id).where(
+                    column.in_(paths), GenerationImage.generation_id != g.id)).all())
+        result: dict[str, Any] = {"id": int(generation_id), "deleted_files": [], "missing_files": [], "kept_files": {}}
+        ours = os.path.join(self.library.data_dir, "")
+        for path, copy in images:
+            for file in (path, copy):
+                if not file:
+                    continue
+                self._drop_thumbnails(file)
+                our_copy = file == copy and os.path.abspath(file).startswith(ours)
+                if not (delete_files or our_copy):
+                    continue
+                if file in shared:
+                    result["kept_files"][file] = f"generation {shared[file]} records it too"
+                elif not file.lower().endswith(IMAGE_TYPES):
+                    result["kept_files"][file] = "not an image file"
+                elif not os.path.lexists(file):
+                    result["missing_files"].append(file)
+                else:
+                    try:
+                        os.remove(file)
+                        result["deleted_files"].append(file)
+                    except OSError as e:
+                        result["kept_files"][file] = e.strerror or str(e)
+        with self.db.write() as session:
+            session.execute(delete(Generation).where(Generation.id == int(generation_id)))
+        return result
+
+    # --- images and re-runs ------------------------------------------------------------------
+
+    @staticmethod
+    def _existing(image: dict[str, Any]) -> str | None:
+        for path in (image["path"], image["thumbnail"]):
+            if path and os.path.isfile(path):
+                return path
+        return None
+
+    def image_file(self, generation_id: int, index: int = 0) -> str:
+        """The file of one recorded image (the host's file, else our copy), for serving and for
+        ``Library.set_preview``. Only files recorded for that generation are ever returned."""
+        with self.db.read() as session:
+            images = self._summary(self._get(session, generation_id))["images"]
+        try:
+            image = images[int(index)] if int(index) >= 0 else None
+        except (IndexError, ValueError, TypeError):
+            image = None
+        if image is None:
+            raise NotFound(f"generation {generation_id} has no image {index}")
+        path = self._existing(image)
+        if path is None:
+            raise NotFound(f"the file of image {int(index) + 1} of generation {generation_id} is gone")
+        return path
+
+    def thumbnail(self, generation_id: int, index: int = 0, size: int = 320) -> str:
+        """A small cached JPEG of an image, for the gallery: generated images can be many MB.
+        Cached by file path, mtime and size, so a replaced file gets a new thumbnail."""
+        from PIL import Image, UnidentifiedImageError
+
+        source = self.image_file(generation_id, index)
+        st = os.stat(source)
+        key = self._thumb_key(source)
+        target = os.path.join(self.thumb_dir, f"{key}-{int(size)}-{st.st_mtime_ns}-{st.st_size}.jpg")
+        if os.path.exists(target):
+            return target
+        self._drop_thumbnails(source, size)  # thumbnails of the file as it was before
+        os.makedirs(self.thumb_dir, exist_ok=True)
+        try:
+            with Image.open(source) as image:
+                image.draft("RGB", (size, size))  # JPEG sources decode at a fraction of their size
+                image.thumbnail((size, size))
+                if image.mode in ("RGBA", "LA", "P"):
+                    image = image.convert("RGBA")
+                    flat = Image.new("RGB", image.size, (128, 128, 128))
+                    flat.paste(image, mask=image.getchannel("A"))
+                    image = flat
+                tmp = f"{target}.{threading.get_ident()}.tmp"
+                image.convert("RGB").save(tmp, "JPEG", quality=82)
+                os.replace(tmp, target)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            raise InvalidInput(f"image {int(index) + 1} of generation {generation_id} cannot be read: {e}") from None
+        return target
+
+    @staticmethod
+    def _thumb_key(path: str) -> str:
+        return hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+    def _drop_thumbnails(self, path: str, size: int | None = None) -> None:
+        prefix = self._thumb_key(path) + "-" + (f"{int(size)}-" if size else "")
+        try:
+            names = [n for n in os.listdir(self.thumb_dir) if n.startswith(prefix)]
+        except OSError:
+            return
+        for name in names:
+            try:
+                os.remove(os.path.join(self.thumb_dir, name))
+            except OSError:
+                pass  # a cache file: the next thumbnail call recreates or ignores it
+
+    def request(self, generation_id: int) -> GenerationRequest:
+        """A request that makes the same generation again: same prompt, seed and parameters, from
+        the stored fields, completed from the infotext (batch layout, hires pass)."""
+        from .generation import GenerationRequest
+        from .prompts import parse_infotext
+
+        data = self.detail(generation_id)
+        if not data["rerunnable"]:
+            raise InvalidInput(f"generation {generation_id} came from {data['source']}, which needs its input image; "
+                               "only text-to-image generations can be re-run")
+        fields = parse_infotext(data["infotext"]) if data["infotext"] else {}
+        seed = data["seed"] if data["seed"] is not None else _int(fields.get("Seed"))
+        if seed is None or seed < 0:
+            raise InvalidInput(f"generation {generation_id} has no recorded seed, so it cannot be repeated")
+        size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get("Size", "")))
+        values: dict[str, Any] = {
+            "prompt": data["prompt"] or fields.get("Prompt", ""),
+            "negative_prompt": data["negative_prompt"] or fields.get("Negative prompt", ""),
+            "seed": seed,
+            "steps": data["steps"] or _int(fields.get("Steps")),
+            "cfg_scale": data["cfg_scale"] if data["cfg_scale"] is not None else _float(fields.get("CFG scale")),
+            "width": data["width"] or (int(size.group(1)) if size else None),
+            "height": data["height"] or (int(size.group(2)) if size else None),
+            "sampler_name": data["sampler"] or fields.get("Sampler") or None,
+        }
+        batch = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get("Batch", "")))
+        if batch:  # SDNext writes "Batch: <count>x<size>"
+            values["n_iter"], values["batch_size"] = int(batch.group(1)), int(batch.group(2))
+        elif len(data["seeds"]) > 1:  # seeds run on from the first, image after image
+            values["n_iter"] = min(len(data["seeds"]), 100)
+        if fields.get("Second pass") is True or "Hires upscale" in fields:
+            values.update(enable_hr=True, hr_scale=_float(fields.get("Hires upscale")),
+                          hr_upscaler=fields.get("Hires upscaler") or None,
+                          hr_second_pass_steps=_int(fields.get("Hires steps")),
+                          denoising_strength=_float(fields.get("Denoising strength")))
+        values = {k: v for k, v in values.items() if v is not None or k in ("sampler_name", "hr_upscaler")}
+        try:
+            return GenerationRequest.from_dict(values)
+        except InvalidInput as e:
+            raise InvalidInput(f"generation {generation_id} cannot be repeated: {e}") from None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None

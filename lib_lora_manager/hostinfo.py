@@ -26,6 +26,7 @@ class HostInfo:
     setting: Callable[[str], Any] = field(default=_defaults)  # current value of a settings.SETTINGS key
     generator: Generator | None = None  # in-process generation; None: the host cannot generate
     jobs: Callable[[], JobQueue] | None = None  # the job queue, opened on first use (needs the library)
+    bind_paste: Callable[[Any, Any], None] | None = None  # (button, infotext component) → SDNext sends the full parameters to txt2img
 
     def page_size(self) -> int:
         try:

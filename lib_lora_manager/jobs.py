@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 
 from . import generation
 from .errors import InvalidInput, NotFound
-from .generation import GenerationOutcome, GenerationRequest, Generator, Progress
+from .generation import MAX_SEED, GenerationOutcome, GenerationRequest, Generator, Progress
 from .models import Job
 from .prompts import set_lora_weight
 
@@ -39,7 +39,6 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
 JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 MAX_SWEEP = 16
-MAX_SEED = 4294967294  # SDNext's get_fixed_seed draws below this
 
 
 @dataclass

@@ -21,14 +21,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from . import base_models, naming, query, scanner
 from .db import Database, sqlite_url
 from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
-from .history import STATUSES, GenerationRecord
+from .history import STATUSES, GenerationRecord, History
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
+from .recipes import Recipes
 from .safetensors_header import HeaderError, read_raw_header
 
 log = logging.getLogger("lora_manager")
@@ -92,6 +93,8 @@ class Library:
         self._stop = threading.Event()
         self._wake_hasher = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.recipes = Recipes(self)
+        self.history = History(self)  # the generations recorded here: search, rate, delete, re-run
 
     @classmethod
     def open(cls, data_dir: str, roots: Iterable[str] | None = None, database_url: str | None = None, *,
@@ -183,6 +186,8 @@ class Library:
         candidates = (
             func.lower(Lora.sdnext_name) == low, func.lower(Lora.stem) == stem,
             func.lower(Lora.filename) == low, func.lower(Lora.relpath) == low,
+            # SDNext's "fullname": the relative path without extension (what tokens of shared names hold)
+            or_(*(func.lower(Lora.relpath) == low + ext for ext in scanner.LORA_FORMATS)),
             func.lower(Lora.display_name) == low, Lora.path == name,
         )
         with self.db.read() as session:
@@ -223,6 +228,9 @@ class Library:
                 lora = self.get(int(entry["id"])) if entry.get("id") is not None else self.find(str(entry.get("name") or ""))
             except (NotFound, InvalidInput, ValueError, TypeError) as e:
                 warnings.append(f"{label}: {e}; left out")
+                continue
+            if lora.trashed_at is not None:
+                warnings.append(f"{label} is in the trash; left out")
                 continue
             item = self.detail(lora.id)
             if lora.id in used:
@@ -296,7 +304,7 @@ class Library:
         loras = []
         for ref in refs:
             item: dict[str, Any] = {"name": ref.name, "weight": ref.weight, "te": ref.te, "unet": ref.unet,
-                                    "lora_id": None, "problem": None}
+                                    "extra": ref.extra, "text": ref.text, "lora_id": None, "problem": None}
             try:
                 lora = self.find(ref.name)
                 item["lora_id"], item["token"] = lora.id, self.detail(lora.id)["token"]

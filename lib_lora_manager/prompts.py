@@ -18,6 +18,7 @@ from .naming import format_weight
 _NETWORK = re.compile(r"<(\w+):([^>]+)>")
 _SPACES = re.compile(r"[ \t]{2,}")
 _SEPARATORS = re.compile(r"\s*(,\s*){2,}")
+_SPACE_BEFORE_COMMA = re.compile(r"\s+,")
 
 
 @dataclass
@@ -89,6 +90,7 @@ def extract_loras(prompt: str) -> tuple[str, list[LoraRef]]:
 def tidy(text: str) -> str:
     """Collapse the separators and spaces that removing tokens leaves behind."""
     text = _SEPARATORS.sub(", ", text)
+    text = _SPACE_BEFORE_COMMA.sub(",", text)
     text = _SPACES.sub(" ", text)
     return text.strip().strip(",").strip()
 

@@ -7,6 +7,10 @@ Words are free text over name, title, tags, trigger words and notes (all must ma
 can be negated with a leading ``-``. Each filter key is a function in ``FILTERS`` returning an
 SQL clause and a few English words; later features register more keys (``register_filter``)
 and sort orders (``register_sort``) without touching the parser.
+
+The grammar is shared by every searchable table: a ``Table`` holds one table's filter keys, sort
+columns and words. ``LORAS`` (below) is the library; the generation history brings its own
+(history.GENERATIONS) and parses with ``parse(text, GENERATIONS)``.
 """
 
 from __future__ import annotations
@@ -46,10 +50,36 @@ class Sort:
 
 
 @dataclass
+class Table:
+    """What one kind of row is searched by: filter keys, sort columns and the words for both."""
+
+    noun: str  # plural, as in "All LoRAs" / "LoRAs tagged …"
+    id_column: Any  # the tie-break of every sort
+    free_text: FilterFn
+    filters: dict[str, FilterFn]
+    sorts: dict[str, Any]  # key -> column (or a callable returning one)
+    sort_words: dict[str, tuple[str, str]]  # key -> (ascending words, descending words)
+    default_sort: Sort = Sort()
+    sort_aliases: dict[str, str] = field(default_factory=dict)
+
+    def register_filter(self, key: str, fn: FilterFn) -> None:
+        self.filters[key] = fn
+
+    def register_sort(self, key: str, column, ascending_words: str, descending_words: str) -> None:
+        self.sorts[key] = column
+        self.sort_words[key] = (ascending_words, descending_words)
+
+
+@dataclass
 class Query:
     text: str
+    table: Table
     terms: list[Term] = field(default_factory=list)
-    sort: Sort = Sort()
+    sort: Sort | None = None
+
+    def __post_init__(self):
+        if self.sort is None:
+            self.sort = self.table.default_sort
 
     def where(self) -> list[ColumnElement[bool]]:
         return [t.clause for t in self.terms]
@@ -58,7 +88,7 @@ class Query:
         """ORDER BY clauses. ``use_index=False`` hides the sort key from the planner: for a
         filtered page, scanning and sorting the matches beats walking the whole sort index
         and reading every row to test the filter (SQLite cannot estimate LIKE selectivity)."""
-        column = SORTS[self.sort.key]
+        column = self.table.sorts[self.sort.key]
         expr = column() if callable(column) else column
         if not use_index:
             expr = func.lower(expr) if isinstance(expr.type, (String, Text)) else expr + 0
@@ -67,13 +97,15 @@ class Query:
         if getattr(expr, "nullable", True):
             primary = primary.nulls_last()  # unrated / never used last, in both directions
         # the id tie-break runs in the same direction, so an index on the sort key serves it
-        return [primary, Lora.id.desc() if descending else Lora.id.asc()]
+        id_column = self.table.id_column
+        return [primary, id_column.desc() if descending else id_column.asc()]
 
     def describe(self) -> str:
         """The query in words, shown under the search box so users see how it was understood."""
         parts = [t.description for t in self.terms]
-        asc_label, desc_label = SORT_WORDS[self.sort.key]
-        what = "All LoRAs" if not parts else "LoRAs " + ", ".join(parts)
+        asc_label, desc_label = self.table.sort_words[self.sort.key]
+        noun = self.table.noun
+        what = f"All {noun}" if not parts else noun[:1].upper() + noun[1:] + " " + ", ".join(parts)
         return f"{what}; sorted by {desc_label if self.sort.descending else asc_label}."
 
 
@@ -102,43 +134,50 @@ def _tokens(text: str):
         pos = match.end()
 
 
-def parse(text: str | None) -> Query:
-    """Parse a query string. Raises QueryError with a readable message (never anything else)."""
+def parse(text: str | None, table: Table | None = None) -> Query:
+    """Parse a query string for ``table`` (default: the LoRA library). Raises QueryError with a
+    readable message and the position of the offending term (never anything else)."""
+    table = table or LORAS
     text = (text or "").strip()
-    query = Query(text=text)
+    query = Query(text=text, table=table)
     if len(text) > 2000:
         raise QueryError("the query is too long (more than 2000 characters)")
     for position, negated, key, value in _tokens(text):
         if key == "sort":
             if negated:
                 raise QueryError("sort: cannot be negated; use sort:-name for descending order", position)
-            query.sort = _parse_sort(value, position)
+            query.sort = _parse_sort(table, value, position)
             continue
         if key is None:
             if not value:
                 continue
-            if value.endswith(":") and (value[:-1].lower() in FILTERS or value[:-1].lower() == "sort"):
+            if value.endswith(":") and (value[:-1].lower() in table.filters or value[:-1].lower() == "sort"):
                 raise QueryError(f"“{value}” needs a value (no space after the colon)", position)
-            clause, words = _free_text(value)
+            clause, words = table.free_text(value)
         else:
-            if key not in FILTERS:
-                known = ", ".join(sorted(list(FILTERS) + ["sort"]))
+            if key not in table.filters:
+                known = ", ".join(sorted(list(table.filters) + ["sort"]))
                 raise QueryError(f"unknown filter “{key}:” (known: {known}); put text with a colon in quotes", position)
             if not value:
                 raise QueryError(f"“{key}:” needs a value", position)
-            clause, words = FILTERS[key](value)
+            try:
+                clause, words = table.filters[key](value)
+            except QueryError as e:  # filters judge values only: the parser knows where the term is
+                if e.position is None:
+                    e.position = position
+                raise
         if negated:
             clause, words = not_(clause), f"not {words}"
         query.terms.append(Term(key, value, negated, clause, words))
     return query
 
 
-def _parse_sort(value: str, position: int) -> Sort:
+def _parse_sort(table: Table, value: str, position: int) -> Sort:
     descending = value.startswith("-") or value.endswith("-")
     key = value.strip("-+").lower()
-    key = SORT_ALIASES.get(key, key)
-    if key not in SORTS:
-        raise QueryError(f"unknown sort “{value}” (known: {', '.join(SORTS)})", position)
+    key = table.sort_aliases.get(key, key)
+    if key not in table.sorts:
+        raise QueryError(f"unknown sort “{value}” (known: {', '.join(table.sorts)})", position)
     return Sort(key, descending)
 
 
@@ -259,12 +298,22 @@ def _hash(value: str):
 
 _AGE = re.compile(r"^(<|>|<=|>=)?\s*(\d+(?:\.\d+)?)\s*(h|d|w|m|y)$")
 _DATE = re.compile(r"^(<|>|<=|>=)?\s*(\d{4}-\d{2}-\d{2})$")
+_DATE_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})?\.\.(\d{4}-\d{2}-\d{2})?$")
 _UNIT_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 _UNIT_WORDS = {"h": "hours", "d": "days", "w": "weeks", "m": "months", "y": "years"}
 
 
+def _day(key: str, value: str, text: str) -> dt.datetime:
+    """Local midnight of a YYYY-MM-DD date."""
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise QueryError(f"“{key}:{value}”: {text} is not a valid date") from None
+
+
 def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[bool], str]:
-    """``<30d`` (within the last 30 days), ``>1y`` (longer ago), ``>2026-01-01``, ``<2026-01-01``."""
+    """``<30d`` (within the last 30 days), ``>1y`` (longer ago), ``>2026-01-01``, ``<2026-01-01``,
+    and day ranges ``2026-01-01..2026-01-31`` (both days included; either end may be left out)."""
     v = value.strip().lower()
     if m := _AGE.match(v):
         op, amount, unit = m.group(1) or "<", float(m.group(2)), m.group(3)
@@ -275,15 +324,23 @@ def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[
         return column < cutoff, f"{verb} more than {span} ago"
     if m := _DATE.match(v):
         op = m.group(1) or ">="
-        try:
-            day = dt.datetime.strptime(m.group(2), "%Y-%m-%d")
-        except ValueError:
-            raise QueryError(f"“{key}:{value}”: {m.group(2)} is not a valid date") from None
-        cutoff = day.timestamp()
+        cutoff = _day(key, value, m.group(2)).timestamp()
         if op.startswith(">"):
             return column >= cutoff, f"{verb} on or after {m.group(2)}"
         return column < cutoff, f"{verb} before {m.group(2)}"
-    raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y) or a date like >2026-01-31")
+    if (m := _DATE_RANGE.match(v)) and (m.group(1) or m.group(2)):
+        first, last = m.group(1), m.group(2)
+        start = _day(key, value, first) if first else None
+        end = _day(key, value, last) + dt.timedelta(days=1) if last else None  # the last day is included
+        if start and end and start >= end:
+            raise QueryError(f"“{key}:{value}”: the range ends before it starts")
+        if start and end:
+            return and_(column >= start.timestamp(), column < end.timestamp()), f"{verb} from {first} to {last}"
+        if start:
+            return column >= start.timestamp(), f"{verb} on or after {first}"
+        return column < end.timestamp(), f"{verb} on or before {last}"
+    raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y), a date like >2026-01-31 "
+                     "or a range like 2026-01-01..2026-01-31")
 
 
 def _used(value: str):
@@ -329,12 +386,14 @@ SORTS: dict[str, Any] = {
 SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name",
                 "last_used": "used", "lastused": "used", "use_count": "uses", "count": "uses"}
 
+LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
+              sort_words=SORT_WORDS, default_sort=Sort("name"), sort_aliases=SORT_ALIASES)
+
 
 def register_filter(key: str, fn: FilterFn) -> None:
-    """Add a filter key (e.g. ``used:`` from generation history)."""
-    FILTERS[key] = fn
+    """Add a filter key to the LoRA library's queries."""
+    LORAS.register_filter(key, fn)
 
 
 def register_sort(key: str, column, ascending_words: str, descending_words: str) -> None:
-    SORTS[key] = column
-    SORT_WORDS[key] = (ascending_words, descending_words)
+    LORAS.register_sort(key, column, ascending_words, descending_words)

@@ -15,3 +15,10 @@ SORT_WORDS: dict[str, tuple[str, str]] = {
     "used": ("last used (longest ago first)", "last used (most recent first)"),
     "uses": ("use count (fewest first)", "use count (most first)"),
 }
+
+# the generation history's sort keys (history.GENERATIONS maps them to columns); newest first by default
+HISTORY_SORT_WORDS: dict[str, tuple[str, str]] = {
+    "date": ("date (oldest first)", "date (newest first)"),
+    "rating": ("rating (lowest first)", "rating (highest first)"),
+    "duration": ("duration (shortest first)", "duration (longest first)"),
+}

@@ -7,7 +7,7 @@ import time
 import pytest
 from factories import database_url, library, lora_dir, make_lora  # noqa: F401
 
-from lib_lora_manager.errors import InvalidInput
+from lib_lora_manager.errors import InvalidInput, NotFound
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
 from lib_lora_manager.models import Generation
 
@@ -125,3 +125,120 @@ def test_recorder_logs_a_failed_record_and_goes_on(library, caplog):
     assert "could not be recorded" in caplog.text
     with library.db.read() as session:
         assert [g.prompt for g in session.query(Generation)] == ["fine"]
+
+
+# --- History: images, deletion and re-run requests -------------------------------------------
+
+
+def _png(path, colour=(255, 0, 0), size=(300, 200)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return str(path)
+
+
+def test_thumbnails_are_cached_by_file_state(library, tmp_path):
+    import os
+
+    image = _png(tmp_path / "out" / "one.png")
+    gid = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded",
+                                                     images=[GeneratedImage(path=image, seed=1)]))
+    first = library.history.thumbnail(gid, 0, 64)
+    assert first.startswith(library.data_dir) and first.endswith(".jpg")
+    assert library.history.thumbnail(gid, 0, 64) == first
+    os.utime(image, ns=(1, 1))  # the file changed: a new thumbnail, the stale one goes
+    second = library.history.thumbnail(gid, 0, 64)
+    assert second != first and os.path.exists(second) and not os.path.exists(first)
+    with pytest.raises(NotFound):
+        library.history.thumbnail(gid, 1, 64)
+    with pytest.raises(NotFound):
+        library.history.image_file(gid, -1)
+    (tmp_path / "out" / "bad.png").write_bytes(b"not an image")
+    bad = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded",
+                                                     images=[GeneratedImage(path=str(tmp_path / "out" / "bad.png"))]))
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        library.history.thumbnail(bad, 0, 64)
+
+
+def test_delete_spares_shared_files_and_non_images_and_drops_our_copies(library, tmp_path):
+    import os
+
+    shared = _png(tmp_path / "out" / "shared.png")
+    own = _png(tmp_path / "out" / "own.png")
+    notes = tmp_path / "out" / "notes.txt"
+    notes.write_text("keep me")
+    copy = _png(tmp_path / "data" / "history-copies" / "copy.png")  # our own copy (host did not save)
+    gid = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded", images=[
+        GeneratedImage(path=shared), GeneratedImage(path=own), GeneratedImage(path=str(notes)),
+        GeneratedImage(path=None, thumbnail=copy)]))
+    other = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded",
+                                                       images=[GeneratedImage(path=shared)]))
+    thumb = library.history.thumbnail(gid, 1, 64)
+    assert library.history.image_file(gid, 3) == copy  # no host file: our copy is served
+
+    result = library.history.delete(gid, delete_files=True)
+    assert result["deleted_files"] == [own, copy]
+    assert result["kept_files"] == {shared: f"generation {other} records it too", str(notes): "not an image file"}
+    assert os.path.exists(shared) and notes.exists() and not os.path.exists(own) and not os.path.exists(thumb)
+    with pytest.raises(NotFound):
+        library.history.detail(gid)
+    assert library.history.detail(other)["images"][0]["exists"]
+
+
+def test_rerun_request_comes_from_fields_then_the_infotext(library):
+    infotext = ("a knight <lora:x:1>\nNegative prompt: ugly\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 99, "
+                "Size: 768x512, Second pass: True, Hires upscale: 1.5, Hires upscaler: Latent, Hires steps: 12, "
+                "Denoising strength: 0.4")
+    from_infotext = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded",
+                                                               prompt="a knight <lora:x:1>", infotext=infotext))
+    request = library.history.request(from_infotext)
+    assert (request.seed, request.steps, request.sampler_name, request.cfg_scale, request.width, request.height) == (
+        99, 30, "Euler a", 7.0, 768, 512)
+    assert (request.enable_hr, request.hr_scale, request.hr_upscaler, request.hr_second_pass_steps,
+            request.denoising_strength) == (True, 1.5, "Latent", 12, 0.4)
+    assert request.negative_prompt == "ugly"
+    batch = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded", prompt="p",
+                                                       seeds=[7, 8, 9], steps=10))
+    assert (library.history.request(batch).seed, library.history.request(batch).n_iter) == (7, 3)
+    seedless = library.record_generation(GenerationRecord(started_at=time.time(), status="failed", prompt="p"))
+    with pytest.raises(InvalidInput, match="no recorded seed"):
+        library.history.request(seedless)
+    odd = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded", prompt="p",
+                                                     seeds=[1], steps=0))
+    assert library.history.request(odd).steps == 20  # 0 means not recorded: the request's default
+    huge = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded", prompt="p",
+                                                      seeds=[1], width=9000, height=512))
+    with pytest.raises(InvalidInput, match="cannot be repeated: width"):
+        library.history.request(huge)
+
+
+def test_upgrading_a_0003_database_makes_old_prompts_searchable(tmp_path, lora_dir):
+    from alembic import command
+    from alembic.config import Config
+
+    from lib_lora_manager.db import MIGRATIONS_DIR, Database, sqlite_url
+    from lib_lora_manager.library import Library
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = Database(sqlite_url(data / "lora_manager.db"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO generations (started_at, status, prompt, negative_prompt, favorite) "
+            "VALUES (1, 'succeeded', 'An ÉLAN of Castles', 'Blurry', 0)")
+    db.dispose()
+
+    library = Library.open(str(data), roots=[str(lora_dir)])
+    try:
+        assert library.history.search("élan castle").total == 1
+        assert library.history.search("blurry").total == 1
+        new = library.record_generation(GenerationRecord(started_at=2, status="succeeded", prompt="ÉLAN again"))
+        assert [i["id"] for i in library.history.search("élan").items] == [new, 1]
+    finally:
+        library.close()

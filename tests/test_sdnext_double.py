@@ -8,6 +8,7 @@ import textwrap
 import threading
 
 import pytest
+from PIL import Image
 
 
 def make_extension(root, scripts, files=None):
@@ -425,3 +426,269 @@ def test_modules_bound_to_the_double_are_reimported_on_the_next_start(sdnext, tm
     second.close()
     assert "probe_adapter" not in sys.modules
     assert not [name for name in sys.modules if name == "modules" or name.startswith("modules.")]
+
+
+# --- generation: processing.process_images and what surrounds it ----------------------------
+
+RECORDER = """
+    from modules import processing, script_callbacks, shared
+
+    events = []
+
+    def before(p):
+        events.append(("before", p.prompt, list(p.all_prompts), processing.processed))
+
+    def after(p):
+        events.append(("after", p.prompt, list(p.all_prompts), processing.processed))
+
+    def saved(params):
+        events.append(("saved", params.filename, params.pnginfo.get("parameters")))
+
+    script_callbacks.on_before_process(before)
+    script_callbacks.on_after_process(after)
+    script_callbacks.on_image_saved(saved)
+"""
+
+
+@pytest.fixture
+def gen(sdnext, tmp_path, monkeypatch):
+    """The double with a loaded SDXL model, a LoRA "detail" in its registry, a probe that logs
+    process callbacks and saved images, and its working folder (relative outputs) in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    lora_dir = tmp_path / "Lora"
+    header = json.dumps({"__metadata__": {"ss_base_model_version": "sdxl_base_v1-0"}}).encode()
+    lora_dir.mkdir()
+    (lora_dir / "detail.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    ext = make_extension(tmp_path / "extensions" / "rec", {"rec.py": RECORDER})
+    double = sdnext(ext, lora_dir=lora_dir, model="sdxl")
+    [(_path, module)] = double.script_modules
+    return double, module.events
+
+
+def txt2img(double, **kw):
+    values = dict(prompt="a cat <lora:detail:0.6>", steps=3, width=64, height=64, seed=100,
+                  outpath_samples="outputs/text", outpath_grids="outputs/grids")
+    values.update(kw)
+    return double.module("processing").StableDiffusionProcessingTxt2Img(**values)
+
+
+def test_processing_object_is_keyword_only_with_sdnext_defaults(gen):
+    double, _events = gen
+    processing = double.module("processing")
+    with pytest.raises(TypeError):
+        processing.StableDiffusionProcessingTxt2Img("a cat")
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="a cat", my_extension_flag=3)
+    assert (p.width, p.height, p.steps, p.cfg_scale, p.seed, p.batch_size, p.n_iter) == (1024, 1024, 20, 6.0, -1, 1, 1)
+    assert (p.sampler_name, p.denoising_strength, p.hr_denoising_strength, p.hr_upscaler) == ("Default", 0.3, 0.0, None)
+    assert p.my_extension_flag == 3 and p.all_prompts == [] and p.all_seeds == [] and p.extra_generation_params == {}
+    assert p.network_data["lora"] == [] and p.ops == [] and p.is_api is False
+    import dataclasses
+    assert isinstance(p.scripts, dataclasses.Field)  # neither None nor a runner until set
+    p.close()
+    assert p.scripts is None
+    lost = processing.StableDiffusionProcessingTxt2Img(prompt="x", sd_model_checkpoint="no such model")
+    assert lost.abort is True and processing.process_images(lost) is None  # SDNext switches models in the constructor
+
+
+def test_process_images_without_a_model_returns_none_fires_nothing_and_asks_for_one(sdnext, probe):
+    double = sdnext(probe)
+    p = double.module("processing").StableDiffusionProcessingTxt2Img(prompt="x")
+    assert double.module("processing").process_images(p) is None
+    assert double.model_requests  # it read shared.sd_model, which would load a model
+    double.load_model("sd15", "sd")
+    double.unload_model()
+    assert double.shared.sd_loaded is False
+    result = double.module("processing").process_images(double.module("processing").StableDiffusionProcessingTxt2Img(prompt="x", steps=1, width=64, height=64))
+    assert result is not None and len(result.images) == 1  # ... and here it did load one
+    assert double.model_loads and double.shared.sd_loaded and double.shared.sd_model_type == "sd"
+
+
+def test_process_images_fills_prompts_seeds_callbacks_infotext_and_files(gen, tmp_path):
+    double, events = gen
+    processing = double.module("processing")
+    p = txt2img(double, batch_size=2, n_iter=2)
+    result = processing.process_images(p)
+    assert events[0] == ("before", p.prompt, [], None)  # before: prompts and seeds not filled yet
+    assert events[-1][0] == "after" and events[-1][3] is result is processing.processed
+    assert p.all_prompts == [p.prompt] * 4 and p.all_seeds == [100, 101, 102, 103]
+    assert result.index_of_first_image == 1 and len(result.images) == 5  # the grid first
+    assert result.extra_generation_params is p.extra_generation_params
+    assert json.loads(result.js())["all_seeds"] == [100, 101, 102, 103]
+    lora_common = double.module("lora.lora_common")
+    assert [(n.name, n.te_multiplier, n.network_on_disk.name) for n in lora_common.loaded_networks] == [("detail", 0.6, "detail")]
+    saved = [e for e in events if e[0] == "saved"]
+    assert len(saved) == 5 and saved[0][1].startswith("outputs/text/00001-") and saved[-1][1].startswith("outputs/grids/")
+    for image in result.images[1:]:
+        assert image.already_saved_as.startswith("outputs/text/") and (tmp_path / image.already_saved_as).is_file()
+        fields = double.module("infotext").parse(image.info["parameters"])
+        assert fields["LoRA networks"] == "detail" and fields["Pipeline"] == "StableDiffusionXLPipeline"
+    with Image.open(tmp_path / result.images[2].already_saved_as) as jpeg:  # EXIF UserComment, as SDNext writes it
+        assert double.module("images").read_info_from_image(jpeg)[0] == result.images[2].info["parameters"]
+    assert len({i.tobytes() for i in result.images[1:]}) == 4
+    assert double.state.job == "" and double.errors == []
+
+
+def test_infotext_quotes_lora_networks_and_parses_back(gen):
+    double, _events = gen
+    p = txt2img(double, prompt="x <lora:detail:1> <lora:missing:1>, y", negative_prompt="bad, ugly")
+    p.extra_generation_params["LoRA networks"] = "detail, other"
+    text = double.module("processing_info").create_infotext(p)
+    assert text.splitlines()[1] == "Negative prompt: bad, ugly" and 'LoRA networks: "detail, other"' in text
+    fields = double.module("infotext").parse(text)
+    assert fields["Prompt"] == "x <lora:detail:1> <lora:missing:1>, y" and fields["LoRA networks"] == "detail, other"
+    assert fields["Steps"] == 3 and fields["CFG scale"] == 6.0 and fields["Size-2"] == 64
+
+
+def test_extra_network_tokens_reach_the_infotext_only_with_a_script_runner(gen):
+    """SDNext cuts <lora:…> out of p.prompts and puts them back only in the ScriptRunner branch."""
+    double, _events = gen
+    processing = double.module("processing")
+    bare = processing.process_images(txt2img(double))
+    assert bare.images[0].info["parameters"].startswith("a cat \n")
+    p = txt2img(double)
+    p.scripts = double.module("scripts_manager").ScriptRunner("mine")
+    kept = processing.process_images(p)
+    assert kept.images[0].info["parameters"].startswith("a cat <lora:detail:0.6>\n")
+
+
+def test_unknown_lora_is_logged_not_loaded_and_hashes_are_opt_in(gen):
+    double, _events = gen
+    double.opts.set("lora_add_hashes_to_infotext", True)
+    p = txt2img(double, prompt="a <lora:detail:1> <lora:nowhere:1>")
+    double.module("processing").process_images(p)
+    assert p.extra_generation_params["LoRA networks"] == "detail"
+    assert len(p.extra_generation_params["LoRA hashes"]) == 8
+    assert any('name="nowhere"' in e and "not loaded" in e for e in double.errors)
+
+
+def test_pipeline_error_sets_interrupted_logs_and_returns_no_images(gen):
+    double, events = gen
+    double.pipeline.failure = ValueError("bad shape")
+    result = double.module("processing").process_images(txt2img(double))
+    assert result is not None and result.images == [] and double.state.interrupted is True
+    assert any(e.startswith("Processing: step=base") and "bad shape" in e for e in double.errors)
+    assert [e[0] for e in events] == ["before", "after"]
+
+
+def test_exception_propagates_after_the_after_callback_and_processed_stays(gen):
+    double, events = gen
+    processing = double.module("processing")
+    first = processing.process_images(txt2img(double))
+    double.pipeline.crash = KeyError("boom")
+    with pytest.raises(KeyError):
+        processing.process_images(txt2img(double))
+    assert events[-1][0] == "after" and processing.processed is first
+
+
+def test_interrupt_keeps_the_live_preview_only_when_one_was_decoded(gen, tmp_path):
+    double, _events = gen
+    processing = double.module("processing")
+    pipeline = double.pipeline
+    original = type(pipeline).__call__
+
+    def interrupt_midway(preview):
+        def call(pipe, *args, **kwargs):
+            steps = kwargs["steps"]
+            kwargs["steps"] = 2
+            original(pipe, *args, **kwargs)  # two steps, then the Stop button
+            if preview:
+                double.state.set_current_image()  # what the progress API does for the browser
+            double.state.interrupt()
+            kwargs["steps"] = steps
+            return original(pipe, *args, **kwargs)
+        return call
+
+    type(pipeline).__call__ = interrupt_midway(preview=False)
+    try:
+        assert processing.process_images(txt2img(double, n_iter=2)).images == []
+        type(pipeline).__call__ = interrupt_midway(preview=True)
+        result = processing.process_images(txt2img(double, n_iter=2))
+    finally:
+        type(pipeline).__call__ = original
+    assert len(result.images) == 1 and pipeline.calls == 4  # the second batch never ran
+    assert (tmp_path / result.images[0].already_saved_as).is_file()  # keep_incomplete saves it
+
+
+def test_interrupt_before_a_nested_begin_is_lost(gen):
+    double, _events = gen
+    double.state.interrupt()  # too early: process_images' own state.begin() calls reset it
+    result = double.module("processing").process_images(txt2img(double))
+    assert len(result.images) == 1
+
+
+def test_skip_in_one_batch_also_skips_the_next_like_sdnext(gen):
+    double, _events = gen
+    pipeline = double.pipeline
+    original = type(pipeline).__call__
+    calls = []
+
+    def skip_first(pipe, *args, **kwargs):
+        calls.append(kwargs["seeds"])
+        if len(calls) == 1:
+            double.state.skip()
+        return original(pipe, *args, **kwargs)
+
+    type(pipeline).__call__ = skip_first
+    try:
+        result = double.module("processing").process_images(txt2img(double, n_iter=3))
+    finally:
+        type(pipeline).__call__ = original
+    assert calls == [[100], [102]] and [i.info["parameters"].count("Seed: 102") for i in result.images] == [1]
+
+
+def test_api_request_saves_nothing_by_default(gen, tmp_path):
+    double, events = gen
+    result = double.api_txt2img("api cat", steps=2, width=64, height=64, n_iter=2)
+    assert len(result.images) == 2 and not any(hasattr(i, "already_saved_as") for i in result.images)
+    assert [e for e in events if e[0] == "saved"] == [] and not (tmp_path / "outputs").exists()
+
+
+def test_process_images_nests_inside_a_script_hook(gen):
+    double, events = gen
+    processing = double.module("processing")
+    scripts_manager = double.module("scripts_manager")
+
+    class Refiner(scripts_manager.Script):
+        args_from, args_to = 0, 1
+
+        def title(self):
+            return "Refiner"
+
+        def postprocess(self, p, processed, enabled):  # pylint: disable=arguments-differ
+            if enabled:
+                inner = txt2img(double, prompt="inner", do_not_save_samples=True)
+                processing.process_images(inner)
+
+    runner = scripts_manager.ScriptRunner("txt2img")
+    runner.alwayson_scripts.append(Refiner())
+    p = txt2img(double, prompt="outer")
+    p.scripts = runner
+    p.script_args = [True]
+    outer = processing.process_images(p)
+    assert [(e[0], e[1]) for e in events if e[0] in ("before", "after")] == [
+        ("before", "outer"), ("before", "inner"), ("after", "inner"), ("after", "outer")]
+    assert processing.processed is not outer and processing.processed.prompt == "inner"  # the last one made
+
+
+def test_save_image_returns_three_values_and_callbacks_can_rename(gen, tmp_path):
+    double, _events = gen
+    from modules import images, script_callbacks
+
+    script_callbacks.on_before_image_saved(lambda params: setattr(params, "filename", params.filename.replace(".png", "-x.png")))
+    image = Image.new("RGB", (16, 16), "red")
+    filename, txt, exifinfo = images.save_image(image, str(tmp_path / "saved"), "", 1, "red", "png", info="red square")
+    assert filename.endswith("-x.png") and txt is None and exifinfo == "red square"
+    assert image.already_saved_as == filename
+    with Image.open(filename) as png:
+        assert png.info["parameters"] == "red square"
+
+
+def test_samplers_and_upscalers_lists(gen):
+    double, _events = gen
+    names = [s.name for s in double.module("sd_samplers").samplers]
+    assert names[0] == "Default" and "Euler a" in names and any(n.startswith("\u2500") for n in names)
+    upscalers = [u.name for u in double.shared.sd_upscalers]
+    assert upscalers[0] == "None" and "Latent Nearest" in upscalers
+    checkpoint = double.shared.sd_model.sd_checkpoint_info
+    assert checkpoint.title == f"sdxl_base [{checkpoint.shorthash}]" and len(checkpoint.shorthash) == 10
+    assert len(checkpoint.sha256) == 64 and checkpoint.filename.endswith("sdxl_base.safetensors")

@@ -22,11 +22,20 @@ def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tupl
     read the database (SDNext's startup budget)."""
     import gradio as gr
 
-    from . import library_tab
+    from . import compose_tab, history_tab, library_tab
 
     # built outside any open Blocks (SDNext renders it into its own later, as the standalone host does)
     with gr.Blocks(analytics_enabled=False) as blocks:
-        with gr.Tabs(elem_id="lora_manager_tabs", elem_classes=["lm-tabs"]):
+        with gr.Tabs(elem_id="lora_manager_tabs", elem_classes=["lm-tabs"]) as tabs:
             with gr.Tab("Library", id="lora_manager_library_tab", elem_id="lora_manager_library_tab"):
-                library_tab.build_content(open_library, host)
+                library = library_tab.build_content(open_library, host)
+            with gr.Tab("Compose", id="lora_manager_compose_tab", elem_id="lora_manager_compose_tab"):
+                compose = compose_tab.build_content(open_library, host)
+            # after Compose: "Load into composer" writes into the Compose tab's inbox and shows that tab
+            with gr.Tab("History", id="lora_manager_history_tab", elem_id="lora_manager_history_tab"):
+                history_tab.build_content(open_library, host, compose_inbox=compose.inbox, tabs=tabs)
+        # Library → Compose: the open LoRA goes into the composition and the Compose tab shows
+        library.compose_button.click(
+            lambda lora_id: (compose_tab.add_request(lora_id), gr.update(selected="lora_manager_compose_tab")),
+            [library.detail_id], [compose.add_box, tabs], show_progress=False)
     return [(blocks, "LoRA Manager", "lora_manager")]

@@ -28,7 +28,7 @@ PROBLEM_CHOICES: dict[str, str] = {
 }
 HELP = ('Words search names, tags, trigger words and notes. Keys: tag:anime  base:sdxl  type:locon  '
         'rating:>=4  fav:yes  nsfw:no  missing:yes  error:yes  hashed:no  folder:styles  dupe:yes  '
-        'hash:1a2b3c4d  added:<30d  modified:>1y  sort:-rating.  A leading - negates a term (-tag:wip); '
+        'hash:1a2b3c4d  added:<30d  modified:>1y  used:never  used:<7d  uses:>=10  sort:-rating  sort:-used.  A leading - negates a term (-tag:wip); '
         'quote values with spaces (tag:"blue hair").')
 
 

@@ -79,6 +79,9 @@ class LibraryTab:
     def __init__(self, open_library: Callable[[], Library], host: HostInfo):
         self._open_library = open_library
         self.host = host
+        # the detail panel's "Add to composition" button and open LoRA id (build_tabs wires them)
+        self.compose_button: Any = None
+        self.detail_id: Any = None
 
     @property
     def library(self) -> Library:
@@ -555,6 +558,8 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                     token = gr.Textbox(label="Prompt token", elem_id="lora_manager_token", lines=1, max_lines=1,
                                        elem_classes=["lm-token"])
                     copy_btn = gr.Button("Copy", size="sm", elem_id="lora_manager_copy_token", elem_classes=["lm-btn"])
+                    compose_btn = gr.Button("Add to composition", size="sm", elem_id="lora_manager_add_to_compose",
+                                            elem_classes=["lm-btn"])
                 detail_status = gr.HTML("", elem_id="lora_manager_detail_status")
                 detail_view = gr.HTML("", elem_id="lora_manager_detail_view")
                 with gr.Group(elem_classes=["lm-edit"]):
@@ -701,4 +706,5 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
 
     scan_btn.click(scan, None, [scan_message, stats]).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
         lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
+    tab.compose_button, tab.detail_id = compose_btn, detail_id
     return tab

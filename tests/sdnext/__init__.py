@@ -13,7 +13,13 @@ a running server, in SDNext's order (webui.py), timing each phase:
   launch      ``demo.queue(concurrency_count=64)`` and gradio's FastAPI app (no server)
   api         ``shared.api`` (HTTP Basic auth with ``cmd_args={'auth': 'user:pw'}``)
   app_started ``on_app_started(demo, app)``
-  after_ui    ``on_after_ui``; the model becomes loadable (it never is: ``sd_loaded`` False)
+  after_ui    ``on_after_ui``; the model becomes loadable
+  model       with ``model=``: a checkpoint is written and loaded (otherwise ``sd_loaded`` False)
+
+Generation: ``modules.processing.process_images`` runs SDNext's flow over a stand-in pipeline
+(``modules/sd_models.py``: real small images, per-step state, injectable pipeline errors and
+exceptions); ``load_model``/``unload_model``/``pipeline`` control the model, ``txt2img`` and
+``api_txt2img`` generate the way SDNext's Text tab and REST API do.
 
 An exception SDNext would not survive (the settings UI crash) propagates out of ``start``;
 everything SDNext catches and logs is recorded instead (``errors``, ``displayed``).
@@ -189,6 +195,87 @@ class SDNextDouble:
     def settings_sections(self) -> list[tuple]:
         return list(self.module("ui_settings").sections_built)
 
+    # -- the model ------------------------------------------------------------------------
+    def load_model(self, name="sdxl_base", model_type="sdxl", *, step_time=0.0):
+        """Write a checkpoint ``name`` of ``model_type`` ('sd', 'sdxl', 'f1'... SDNext's types),
+        select and load it; returns the pipeline (``shared.sd_model``)."""
+        sd_models = self.module("sd_models")
+        info = sd_models.write_checkpoint(name, model_type)
+        self.opts.data["sd_model_checkpoint"] = info.title
+        pipeline = sd_models.load_model(info)
+        pipeline.step_time = step_time
+        return pipeline
+
+    def unload_model(self):
+        """No model loaded; the checkpoint stays selected, so reading shared.sd_model loads it."""
+        self.module("sd_models").unload_model_weights()
+
+    @property
+    def pipeline(self):
+        """The loaded DoublePipeline, or None (never triggers a load)."""
+        return self.module("modeldata").model_data.sd_model
+
+    @property
+    def model_requests(self) -> list[str]:
+        """Where shared.sd_model was read while no model was loaded ("file:function")."""
+        return self.module("modeldata").model_data.requests
+
+    @property
+    def model_loads(self) -> list[str]:
+        """The reads of shared.sd_model that started loading a model."""
+        return self.module("modeldata").model_data.loads
+
+    # -- SDNext's own generation paths (paraphrased from modules/txt2img.py and api/generate.py) --
+    def txt2img(self, prompt="", script_args=(0,), **kwargs):
+        """A click on Generate in SDNext's Text tab: the handler runs behind
+        wrap_gradio_gpu_call(name='Text') (queue lock, task id, state.begin/end, errors turned
+        into an HTML message) and returns (images, generation info JSON, infotext, comments).
+        ``script_args``: the tab's script inputs, [0] the Script dropdown (0: none selected)."""
+        import uuid
+
+        from modules import call_queue, processing, scripts_manager, shared
+        from modules.paths import resolve_output_path
+
+        def handler(id_task, prompt):  # pylint: disable=unused-argument
+            if shared.sd_model is None:
+                return [], '', '', 'Error: model not loaded'
+            p = processing.StableDiffusionProcessingTxt2Img(
+                sd_model=shared.sd_model, prompt=prompt,
+                outpath_samples=resolve_output_path(shared.opts.outdir_samples, shared.opts.outdir_txt2img_samples),
+                outpath_grids=resolve_output_path(shared.opts.outdir_grids, shared.opts.outdir_txt2img_grids), **kwargs)
+            p.scripts = scripts_manager.scripts_txt2img
+            p.script_args = list(script_args)
+            processed = scripts_manager.scripts_txt2img.run(p, *p.script_args)
+            if processed is None:
+                processed = processing.process_images(p)
+            processed = scripts_manager.scripts_txt2img.after(p, processed, *p.script_args)
+            p.close()
+            if processed is None:
+                return [], '', '', 'Error: processing failed'
+            return processed.images, processed.js(), processed.info, processed.comments
+
+        wrapped = call_queue.wrap_gradio_gpu_call(handler, extra_outputs=[None, '', ''], name='Text')
+        return wrapped(f"task({uuid.uuid4().hex[:15]})", prompt)
+
+    def api_txt2img(self, prompt="", save_images=False, **kwargs):
+        """POST /sdapi/v1/txt2img: samples and grids saved only with save_images (default
+        False), state.begin('API-TXT', api=True) around the call; returns the Processed."""
+        from modules import call_queue, processing, scripts_manager, shared
+        from modules.paths import resolve_output_path
+
+        with call_queue.queue_lock:
+            p = processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, prompt=prompt, do_not_save_samples=not save_images,
+                                                            do_not_save_grid=not save_images, **kwargs)
+            p.scripts = scripts_manager.scripts_txt2img
+            p.outpath_grids = resolve_output_path(shared.opts.outdir_grids, shared.opts.outdir_txt2img_grids)
+            p.outpath_samples = resolve_output_path(shared.opts.outdir_samples, shared.opts.outdir_txt2img_samples)
+            jobid = shared.state.begin('API-TXT', api=True)
+            p.script_args = ()
+            processed = processing.process_images(p)
+            p.close()
+            shared.state.end(jobid, api=False)
+        return processed
+
     def client(self, **kwargs):
         """A starlette TestClient over the app (routes added with shared.api and gradio's)."""
         from fastapi.testclient import TestClient
@@ -202,13 +289,15 @@ class SDNextDouble:
 
 
 def start(extension_dir, lora_dir, data_dir, settings=None, *, cmd_args=None,
-          queue=True) -> SDNextDouble:
+          queue=True, model=None) -> SDNextDouble:
     """Start the double with one extension folder (see the module docstring for the phases).
 
     ``settings`` are saved option values (config.json), read before extensions register
     options. ``lora_dir`` is saved as the ``lora_dir`` option, so ``cmd_opts.lora_dir`` follows
     it (set ``cmd_args={'lora_dir': ...}`` for SDNext's --lora-dir instead). ``cmd_args`` are
-    other command-line values by their underscored names (``auth``, ``freeze``, ``no_hashing``...)."""
+    other command-line values by their underscored names (``auth``, ``freeze``, ``no_hashing``...).
+    ``model``: a model type ('sdxl', 'sd', 'f1'...) or (name, type) to load after startup, as
+    SDNext loads its selected checkpoint; None (default): no model is loaded and none can be."""
     global _active  # pylint: disable=global-statement
     if _active is not None:
         _active.close()
@@ -239,9 +328,11 @@ def start(extension_dir, lora_dir, data_dir, settings=None, *, cmd_args=None,
         lora_load.list_available_networks()
         done("lora")
 
-        from modules import scripts, scripts_manager
+        from modules import extra_networks, scripts, scripts_manager
         scripts_manager.load_scripts([str(extension_dir)])
         scripts.register_runners()
+        extra_networks.initialize()
+        extra_networks.register_default_extra_networks()
         done("scripts")
 
         from modules import script_callbacks
@@ -272,6 +363,11 @@ def start(extension_dir, lora_dir, data_dir, settings=None, *, cmd_args=None,
         from modules.modeldata import model_data
         model_data.locked = False
         done("after_ui")
+
+        if model is not None:  # SDNext loads the selected model after the UI is up
+            name, model_type = model if isinstance(model, tuple) else ("sdxl_base" if model == "sdxl" else f"{model}_model", model)
+            double.load_model(name, model_type)
+            done("model")
     except BaseException:
         _reset_gradio_context()
         raise

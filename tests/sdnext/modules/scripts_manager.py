@@ -260,6 +260,65 @@ class ScriptRunner:
         for script_class, path, _basedir, _module in sorted_scripts:
             self.add_script(script_class, path, is_img2img, is_control)
 
+    # --- hooks process_images calls; an AlwaysVisible script takes part once its UI was set up
+    # (args_to > 0), with its slice of p.script_args (or p.per_script_args[title]); an exception
+    # in one script is displayed and the others go on
+
+    def _alwayson(self, p, hook, *args, **kwargs):
+        results = []
+        for script in self.alwayson_scripts:
+            try:
+                if script.args_to > 0 and script.args_to >= script.args_from:
+                    script_args = p.per_script_args.get(script.title(), p.script_args[script.args_from:script.args_to])
+                    results.append(getattr(script, hook)(p, *args, *script_args, **kwargs))
+            except Exception as e:  # pylint: disable=broad-except
+                errors.display(e, f'Running script {hook}: {script.filename}')
+        return results
+
+    def before_process(self, p, **kwargs):
+        self._alwayson(p, 'before_process', **kwargs)
+
+    def process(self, p, **kwargs):
+        self._alwayson(p, 'process', **kwargs)
+
+    def process_images(self, p, **kwargs):
+        found = [r for r in self._alwayson(p, 'process_images', **kwargs) if r is not None]
+        return found[-1] if found else None
+
+    def before_process_batch(self, p, **kwargs):
+        self._alwayson(p, 'before_process_batch', **kwargs)
+
+    def process_batch(self, p, **kwargs):
+        self._alwayson(p, 'process_batch', **kwargs)
+
+    def postprocess_batch(self, p, images, **kwargs):
+        self._alwayson(p, 'postprocess_batch', images=images, **kwargs)
+
+    def postprocess_batch_list(self, p, pp, **kwargs):
+        self._alwayson(p, 'postprocess_batch_list', pp, **kwargs)
+
+    def postprocess_image(self, p, pp):
+        self._alwayson(p, 'postprocess_image', pp)
+
+    def postprocess(self, p, processed):
+        self._alwayson(p, 'postprocess', processed)
+
+    def run(self, p, *args):
+        """The selected script (args[0] = its 1-based index in selectable_scripts) or None."""
+        index = args[0] if args else 0
+        if not index:
+            return None
+        script = self.selectable_scripts[index - 1]
+        return script.run(p, *p.per_script_args.get(script.title(), args[script.args_from:script.args_to]))
+
+    def after(self, p, processed, *args):
+        index = args[0] if args else 0
+        if not index:
+            return processed
+        script = self.selectable_scripts[index - 1]
+        result = script.after(p, processed, *args[script.args_from:script.args_to]) if hasattr(script, 'after') else None
+        return result if result is not None else processed
+
 
 scripts_txt2img = None
 scripts_img2img = None

@@ -1,11 +1,52 @@
-"""modules.sd_checkpoint: read_metadata_from_safetensors (the header's __metadata__, with
-JSON-looking values parsed), cached by file name only, as in SDNext."""
-import json
+"""modules.sd_checkpoint: checkpoints (CheckpointInfo, the alias table) and
+read_metadata_from_safetensors (the header's __metadata__, with JSON-looking values parsed),
+cached by file name only, as in SDNext.
 
-from modules import shared
+A checkpoint's ``name`` is its path relative to ckpt_dir without extension, ``model_name`` the
+base name of that, ``shorthash`` the first 10 hex digits of the file's SHA-256 ("AutoV2"),
+known only once hashed (cache or ``calculate_shorthash``), and ``title`` is
+``"<name> [<shorthash>]"`` (just the name while the hash is unknown)."""
+import json
+import os
+
+from modules import hashes, shared
 from modules.logger import log
 
 sd_metadata = {}
+checkpoints_list = {}
+checkpoint_aliases = {}
+
+
+class CheckpointInfo:
+    def __init__(self, filename, name=None):
+        self.filename = filename
+        relname = os.path.relpath(filename, shared.opts.ckpt_dir) if filename.startswith(shared.opts.ckpt_dir) else os.path.abspath(filename)
+        relname = os.path.splitext(relname)[0]
+        self.name = name or relname
+        self.hash = None
+        self.type = os.path.splitext(filename)[1].lower()[1:]
+        self.sha256 = hashes.sha256_from_cache(filename, f"checkpoint/{relname}")
+        self.shorthash = self.sha256[0:10] if self.sha256 else None
+        self.title = self.name if self.shorthash is None else f'{self.name} [{self.shorthash}]'
+        self.path = self.filename
+        self.model_name = os.path.basename(self.name)
+        self.metadata = read_metadata_from_safetensors(filename)
+
+    def register(self):
+        checkpoints_list[self.title] = self
+        for alias in (self.name, self.filename, self.shorthash, self.title):
+            if alias is not None:
+                checkpoint_aliases[alias] = self
+
+    def calculate_shorthash(self):
+        self.sha256 = hashes.sha256(self.filename, f"checkpoint/{self.name}")
+        if self.sha256 is None:
+            return None
+        self.shorthash = self.sha256[0:10]
+        checkpoints_list.pop(self.title, None)
+        self.title = f'{self.name} [{self.shorthash}]'
+        self.register()
+        return self.shorthash
 
 
 def read_metadata_from_safetensors(filename):

@@ -30,6 +30,7 @@ restricted_opts = {
     "outdir_init_images",
 }
 max_workers = 12
+resize_modes = ["None", "Fixed", "Crop", "Fill", "Outpaint", "Context aware"]
 state = shared_state.State()
 models_path = paths.models_path
 script_path = paths.script_path
@@ -61,6 +62,18 @@ def create_settings():
         "samples_save": OptionInfo(True, "Save all generated images"),
         "keep_incomplete": OptionInfo(True, "Save interrupted images"),
         "samples_format": OptionInfo('jpg', 'File format', gr.Dropdown, {"choices": ["jpg", "png", "webp", "tiff", "jp2", "jxl"]}),
+        "jpeg_quality": OptionInfo(90, "Image quality", gr.Slider, {"minimum": 1, "maximum": 100, "step": 1}),
+        "img_max_size_mp": OptionInfo(1000, "Maximum image size (MP)", gr.Slider, {"minimum": 100, "maximum": 2000, "step": 1}),
+        "grid_save": OptionInfo(True, "Save all generated image grids"),
+        "grid_format": OptionInfo('jpg', 'File format', gr.Dropdown, {"choices": ["jpg", "png", "webp", "tiff", "jp2", "jxl"]}),
+        "n_rows": OptionInfo(-1, "Grid max rows count", gr.Slider, {"minimum": -1, "maximum": 16, "step": 1}),
+        "save_images_add_number": OptionInfo(True, "Numbered filenames", component_args=hide_dirs),
+        "samples_filename_pattern": OptionInfo("[seq]-[date]-[model_name]", "Images filename pattern", component_args=hide_dirs),
+        "directories_max_prompt_words": OptionInfo(8, "Max words", gr.Slider, {"minimum": 1, "maximum": 99, "step": 1, **hide_dirs}),
+    }))
+    templates.update(options_section(('generation', "Generation"), {
+        "sequential_seed": OptionInfo(True, "Batch mode uses sequential seeds"),
+        "return_grid": OptionInfo(True, "Show grid in results"),
     }))
     templates.update(options_section(('saving-paths', "Image Paths"), {
         "outdir_samples": OptionInfo("", "Base images folder", component_args=hide_dirs, folder=True),
@@ -72,6 +85,7 @@ def create_settings():
         "outdir_txt2img_grids": OptionInfo("outputs/grids", 'Folder for txt2img grids', component_args=hide_dirs, folder=True),
     }))
     templates.update(options_section(('image-metadata', "Image Metadata"), {
+        "image_metadata": OptionInfo(True, "Save metadata in image"),
         "save_txt": OptionInfo(False, "Save metadata to text file"),
     }))
     templates.update(options_section(('ui', "User Interface"), {
@@ -96,6 +110,28 @@ def create_settings():
         "disabled_extensions": OptionInfo([], "Disable these extensions", gr.Textbox, {"visible": False}),
     }))
     return templates
+
+
+
+
+class UpscalerData:
+    """One entry of ``sd_upscalers`` (SDNext's modules/upscaler.py): what the UI lists by name."""
+
+    def __init__(self, name, path=None, upscaler=None, scale=4, model=None):
+        self.name = name
+        self.data_path = path
+        self.scaler = upscaler
+        self.scale = scale
+        self.model = model
+        self.custom = False
+
+
+# filled by modelloader.load_upscalers() at startup in SDNext: the built-in ones, no downloads
+sd_upscalers = [UpscalerData(name) for name in (
+    "None", "Resize Nearest", "Resize Lanczos", "Resize Bicubic", "Resize Bilinear",
+    "Latent Nearest", "Latent Nearest exact", "Latent Area", "Latent Bilinear", "Latent Bicubic",
+    "ESRGAN 4x Ultrasharp", "RealESRGAN 4x+",
+)]
 
 
 log.debug('Initializing: settings')

@@ -209,6 +209,25 @@ class State:
             self.sampling_steps += (steps * jobs)
             self.job_count += jobs
 
+    def set_current_image(self):
+        """Decode the current latent into ``current_image`` (the live preview); SDNext's
+        progress API calls this, nothing else does, so without a poller ``current_image``
+        stays None. Skipped for API jobs, with lowvram and while no new step happened."""
+        from modules.shared import cmd_opts
+        if self.job in ('VAE', 'Upscale') or cmd_opts.lowvram or self.api or self.disable_preview:
+            return False
+        return self.do_set_current_image()
+
+    def do_set_current_image(self):
+        if self.disable_preview or self.current_image_sampling_step == self.sampling_step:
+            return False
+        if self.current_latent is not None:
+            from modules import images
+            self.current_image_sampling_step = self.sampling_step
+            self.assign_current_image(images.image_grid(self.current_latent))  # the double's latent: the images
+            return True
+        return False
+
     def assign_current_image(self, image):
         self.current_image = image
         self.id_live_preview += 1

@@ -47,3 +47,28 @@ def list_available_networks():
             available_network_hash_lookup[entry.shorthash] = entry
     log.info(f'Available LoRAs: path="{lora_dir}" items={len(available_networks)} folders={len(forbidden_network_aliases)}')
     return available_networks
+
+
+def gather_networks(names):
+    found = [available_network_aliases.get(name) for name in names]
+    if any(x is None for x in found):  # an unknown name refreshes the registry once
+        list_available_networks()
+        found = [available_network_aliases.get(name) for name in names]
+    return found
+
+
+def network_load(names, te_multipliers=None, unet_multipliers=None, dyn_dims=None):
+    from modules.lora import lora_common
+    on_disk = gather_networks(names)
+    lora_common.loaded_networks.clear()
+    for i, (entry, name) in enumerate(zip(on_disk, names)):
+        if entry is None:
+            log.error(f'Network load: type=LoRA name="{name}" detected=None not loaded')
+            continue
+        net = network.Network(name, entry)
+        net.mentioned_name = name
+        entry.read_hash()
+        net.te_multiplier = te_multipliers[i] if te_multipliers else shared.opts.extra_networks_default_multiplier
+        net.unet_multiplier = unet_multipliers[i] if unet_multipliers else shared.opts.extra_networks_default_multiplier
+        net.dyn_dim = dyn_dims[i] if dyn_dims else None
+        lora_common.loaded_networks.append(net)

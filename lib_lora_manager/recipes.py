@@ -1,0 +1,269 @@
+"""Recipes: named compositions kept for later — base prompt, negative prompt, the LoRAs with their
+weights and trigger words, generation parameters and an optional cover image.
+
+    recipe = library.recipes.save("castle at dusk", "a castle", "blurry",
+                                  [{"lora_id": 3, "weight": 0.8}], {"steps": 30})
+    library.recipes.search("castle")
+
+A LoRA entry is the composer's: ``{"lora_id", "name", "label", "weight", "te", "unet", "enabled",
+"triggers"}`` where ``triggers`` lists the trigger words switched on. Saving a name that exists
+(case-insensitively) updates that recipe. Covers are re-encoded copies in our data folder, never
+the user's file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_, select
+
+from .errors import InvalidInput, NotFound
+from .generation import GenerationRequest
+from .models import Recipe
+
+if TYPE_CHECKING:
+    from .library import Library
+
+MAX_NAME = 200
+MAX_PROMPT = 20000
+MAX_LORAS = 50
+MAX_WORD = 500
+MAX_COVER_BYTES = 50 * 1024 * 1024  # a bigger "image" is not a cover anyone meant to pick
+COVER_SIZE = 1024
+# parameters are GenerationRequest fields minus the ones a recipe keeps itself (or that belong to one run)
+NOT_PARAMETERS = ("prompt", "negative_prompt", "group", "label")
+
+
+class Recipes:
+    """Saved compositions of one library (``library.recipes``)."""
+
+    def __init__(self, library: Library):
+        self.library = library
+
+    @property
+    def cover_dir(self) -> str:
+        return os.path.join(self.library.data_dir, "recipes")
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, recipe_id: int) -> dict[str, Any]:
+        with self.library.db.read() as session:
+            recipe = session.get(Recipe, _id(recipe_id))
+            if recipe is None:
+                raise NotFound(f"no recipe with id {recipe_id}")
+            return _as_dict(recipe)
+
+    def find(self, name: str) -> dict[str, Any]:
+        """A recipe by its name (any case)."""
+        with self.library.db.read() as session:
+            recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.strip().lower())).first()
+            if recipe is None:
+                raise NotFound(f"no recipe named “{name.strip()}”")
+            return _as_dict(recipe)
+
+    def search(self, q: str | None = "", limit: int = 100) -> list[dict[str, Any]]:
+        """Recipes whose name, prompts or LoRA names contain every word of ``q``, newest first."""
+        words = [w for w in (q or "").lower().split() if w]
+        limit = max(1, min(int(limit), 1000))
+        with self.library.db.read() as session:
+            stmt = select(Recipe).order_by(Recipe.updated_at.desc(), Recipe.id.desc())
+            for word in words:  # a cheap pre-filter; the LoRA names are checked below, not the JSON keys
+                stmt = stmt.where(or_(*(func.lower(column).contains(word, autoescape=True) for column in
+                                        (Recipe.name, Recipe.prompt, Recipe.negative_prompt, Recipe.loras))))
+            found: list[dict[str, Any]] = []
+            for recipe in session.scalars(stmt):
+                item = _as_dict(recipe)
+                if all(word in _haystack(item) for word in words):
+                    found.append(item)
+                    if len(found) >= limit:
+                        break
+            return found
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def save(self, name: str, prompt: str = "", negative: str = "", loras: list[dict[str, Any]] | None = None,
+             parameters: dict[str, Any] | None = None, cover_image_path: str | None = None) -> dict[str, Any]:
+        """Create the recipe, or update the one with this name. ``parameters`` None keeps the saved
+        ones (a host without generation has none to give); ``cover_image_path`` None keeps the cover."""
+        name = _name(name)
+        prompt, negative = _text("prompt", prompt), _text("negative prompt", negative)
+        entries = self._entries(loras or [])
+        params = _parameters(parameters) if parameters is not None else None
+        cover = self._store_cover(cover_image_path) if cover_image_path else None
+        now = time.time()
+        old_cover = None
+        try:
+            with self.library.db.write() as session:
+                recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
+                if recipe is None:
+                    recipe = Recipe(name=name, created_at=now, parameters="{}")
+                    session.add(recipe)
+                recipe.name, recipe.prompt, recipe.negative_prompt = name, prompt, negative
+                recipe.loras = json.dumps(entries)
+                if params is not None:
+                    recipe.parameters = json.dumps(params)
+                if cover:
+                    old_cover, recipe.cover = recipe.cover, cover
+                recipe.updated_at = now
+                session.flush()
+                saved = _as_dict(recipe)
+        except BaseException:
+            self._remove_cover(cover)
+            raise
+        self._remove_cover(old_cover)
+        return saved
+
+    def rename(self, recipe_id: int, new_name: str) -> dict[str, Any]:
+        new_name = _name(new_name)
+        with self.library.db.write() as session:
+            recipe = session.get(Recipe, _id(recipe_id))
+            if recipe is None:
+                raise NotFound(f"no recipe with id {recipe_id}")
+            clash = session.scalars(select(Recipe.id).where(func.lower(Recipe.name) == new_name.lower(),
+                                                            Recipe.id != recipe.id)).first()
+            if clash is not None:
+                raise InvalidInput(f"another recipe is already named “{new_name}”")
+            recipe.name, recipe.updated_at = new_name, time.time()
+            session.flush()
+            return _as_dict(recipe)
+
+    def delete(self, recipe_id: int) -> None:
+        with self.library.db.write() as session:
+            recipe = session.get(Recipe, _id(recipe_id))
+            if recipe is None:
+                raise NotFound(f"no recipe with id {recipe_id}")
+            cover = recipe.cover
+            session.delete(recipe)
+        self._remove_cover(cover)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _entries(self, loras: Any) -> list[dict[str, Any]]:
+        """Composer entries, each resolved to a library LoRA now (by id, else by name)."""
+        if not isinstance(loras, list):
+            raise InvalidInput("loras must be a list")
+        if len(loras) > MAX_LORAS:
+            raise InvalidInput(f"a recipe holds at most {MAX_LORAS} LoRAs")
+        out = []
+        for n, entry in enumerate(loras, 1):
+            if not isinstance(entry, dict):
+                raise InvalidInput(f"LoRA {n}: expected an object with a lora_id or a name")
+            lora_id, name = entry.get("lora_id", entry.get("id")), entry.get("name")
+            try:
+                lora = self.library.get(int(lora_id)) if lora_id is not None else self.library.find(str(name or ""))
+            except (TypeError, ValueError):
+                raise InvalidInput(f"LoRA {n}: lora_id must be a number, not “{lora_id}”") from None
+            except (NotFound, InvalidInput) as e:
+                raise InvalidInput(f"LoRA {n}: {e}") from None
+            detail = self.library.detail(lora.id)
+            weights = {key: _weight(n, key, entry.get(key)) for key in ("weight", "te", "unet")}
+            if weights["weight"] is None:
+                weights["weight"] = detail["default_weight"] if detail["default_weight"] is not None else 1.0
+            triggers = entry.get("triggers", True)
+            if triggers is True:
+                words = list(detail["trigger_words"])
+            elif not triggers:
+                words = []
+            elif isinstance(triggers, list):
+                words = [str(w).strip()[:MAX_WORD] for w in triggers if str(w).strip()]
+            else:
+                raise InvalidInput(f"LoRA {n}: triggers must be a list of words, true or false")
+            out.append({"lora_id": lora.id, "name": detail["prompt_name"], "label": detail["name"], **weights,
+                        "enabled": bool(entry.get("enabled", True)), "triggers": words})
+        return out
+
+    def _store_cover(self, path: str) -> str:
+        """A re-encoded, bounded copy of the image at ``path`` in our data folder."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise InvalidInput(f"cannot read the cover image: {e.strerror or e}") from None
+        if size > MAX_COVER_BYTES:
+            raise InvalidInput(f"the cover image is too large ({size // (1024 * 1024)} MB; at most {MAX_COVER_BYTES // (1024 * 1024)} MB)")
+        os.makedirs(self.cover_dir, exist_ok=True)
+        target = os.path.join(self.cover_dir, f"{uuid.uuid4().hex}.webp")
+        try:
+            with Image.open(path) as image:
+                image.thumbnail((COVER_SIZE, COVER_SIZE))
+                image.convert("RGB").save(target, "WEBP", quality=88)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            self._remove_cover(target)
+            raise InvalidInput(f"the cover is not an image that can be used: {e}") from None
+        return target
+
+    def _remove_cover(self, path: str | None) -> None:
+        # only our own copies: a cover path from elsewhere is never deleted
+        if path and os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.cover_dir):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+
+def _as_dict(recipe: Recipe) -> dict[str, Any]:
+    cover = recipe.cover if recipe.cover and os.path.isfile(recipe.cover) else None
+    return {"id": recipe.id, "name": recipe.name, "prompt": recipe.prompt, "negative_prompt": recipe.negative_prompt,
+            "loras": json.loads(recipe.loras or "[]"), "parameters": json.loads(recipe.parameters or "{}"),
+            "cover": cover, "created_at": recipe.created_at, "updated_at": recipe.updated_at}
+
+
+def _haystack(item: dict[str, Any]) -> str:
+    names = " ".join(f"{e.get('name') or ''} {e.get('label') or ''}" for e in item["loras"])
+    return f"{item['name']}\n{item['prompt']}\n{item['negative_prompt']}\n{names}".lower()
+
+
+def _id(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"a recipe id is a number, not “{value}”") from None
+
+
+def _name(name: Any) -> str:
+    text = " ".join(str(name or "").split())  # one line, single spaces
+    if not text:
+        raise InvalidInput("give the recipe a name")
+    if len(text) > MAX_NAME:
+        raise InvalidInput(f"the recipe name is too long ({len(text)} characters; at most {MAX_NAME})")
+    return text
+
+
+def _text(what: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"the {what} must be text")
+    if len(value) > MAX_PROMPT:
+        raise InvalidInput(f"the {what} is too long ({len(value)} characters; at most {MAX_PROMPT})")
+    return value.strip()
+
+
+def _weight(n: int, key: str, value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"LoRA {n}: {key} must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"LoRA {n}: {key} must be a number, not “{value}”") from None
+    if not -20.0 <= number <= 20.0:
+        raise InvalidInput(f"LoRA {n}: {key} must be between -20 and 20")
+    return number
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """Generation parameters as validated GenerationRequest fields (only those given)."""
+    if not isinstance(parameters, dict):
+        raise InvalidInput("parameters must be an object of generation settings")
+    kept = sorted(set(parameters) & set(NOT_PARAMETERS))
+    if kept:
+        raise InvalidInput(f"parameters cannot hold {', '.join(kept)}: the prompt and negative prompt are recipe fields")
+    request = GenerationRequest.from_dict(parameters)
+    return {key: getattr(request, key) for key in parameters}

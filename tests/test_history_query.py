@@ -1,0 +1,185 @@
+"""History queries: the shared grammar over generations, on real recorded generations (SQLite,
+and PostgreSQL when LORA_MANAGER_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+
+from lib_lora_manager import history, query
+from lib_lora_manager.errors import QueryError
+from lib_lora_manager.history import GenerationRecord
+
+NOW = time.time()
+
+
+def day(y: int, m: int, d: int, hour: int = 12, minute: int = 0) -> float:
+    return dt.datetime(y, m, d, hour, minute).timestamp()  # local time, as the query reads dates
+
+
+def rec(prompt: str, started_at: float, **kw) -> GenerationRecord:
+    return GenerationRecord(started_at=started_at, status=kw.pop("status", "succeeded"), prompt=prompt,
+                            loras=GenerationRecord.loras_from_prompt(prompt), **kw)
+
+
+@pytest.fixture
+def gens(library, lora_dir):
+    """Eight generations covering every key; returns {name: id} and the library."""
+    make_lora(lora_dir / "styles", "anime_style", seed=1)
+    make_lora(lora_dir, "detail", "sdxl", seed=2)
+    library.scan()
+    anime = library.find("anime_style").id
+    library.edit(anime, display_name="Anime Look")
+    ids = {
+        "castle": library.record_generation(rec(
+            "a castle at night <lora:anime_style:0.8>", NOW - 3600, negative_prompt="blurry", model_name="sdxl_base",
+            source="txt2img", duration=3.0)),
+        "portrait": library.record_generation(rec(
+            "portrait of a girl <lora:detail:1>", NOW - 10 * 86400, negative_prompt="lowres", model_name="dreamshaper_8",
+            model_hash="abcdef1234", status="failed", source="img2img")),
+        "forest": library.record_generation(rec(
+            "a CASTLE in the forest <lora:ANIME_STYLE:0.5> <lora:gone_lora:1>", day(2025, 11, 15), status="interrupted",
+            source="api", duration=9.5)),
+        "first_day": library.record_generation(rec(
+            "500 off", day(2025, 11, 1, 0, 30), group="sweep-1", label="0.5", source="lora-manager", duration=1.0)),
+        "last_day": library.record_generation(rec(
+            "50% off", day(2025, 11, 27, 23, 30), group="sweep-1", label="1.0", source="lora-manager", duration=2.0)),
+        "after": library.record_generation(rec("detailyx", day(2025, 11, 28, 0, 30), status="no_model")),
+        "underscore": library.record_generation(rec("detail_x", day(2025, 10, 1))),
+        "unrated": library.record_generation(rec("plain", NOW - 7200)),
+    }
+    library.history.rate(ids["castle"], 5)
+    library.history.rate(ids["forest"], 2)
+    library.history.rate(ids["portrait"], 4)
+    library.history.set_favorite(ids["castle"], True)
+    return ids, library
+
+
+def found(library, q: str) -> set[int]:
+    page = library.history.search(q, per_page=200)
+    assert page.total == len(page.items)
+    return {item["id"] for item in page.items}
+
+
+def names(ids: dict[str, int], *keys: str) -> set[int]:
+    return {ids[k] for k in keys}
+
+
+def test_every_key_and_its_negation(gens):
+    ids, library = gens
+    every = set(ids.values())
+    anime = library.find("anime_style").id
+    cases = {
+        # free text over prompt and negative prompt, any case; % and _ are literal
+        "castle": ("castle", "forest"),
+        "blurry": ("castle",),
+        '"castle at night"': ("castle",),
+        "50%": ("last_day",),
+        "detail_x": ("underscore",),
+        # lora: recorded name, library names (display name, relative path, id), resolved entries
+        "lora:anime_style": ("castle", "forest"),
+        'lora:"Anime Look"': ("castle", "forest"),
+        "lora:styles/anime_style": ("castle", "forest"),
+        f"lora:{anime}": ("castle", "forest"),
+        "lora:gone_lora": ("forest",),
+        "lora:detail.safetensors": ("portrait",),
+        # model name or hash prefix
+        "model:dream": ("portrait",),
+        "model:ABCDEF": ("portrait",),
+        "status:failed": ("portrait",),
+        "status:ok": ("castle", "first_day", "last_day", "underscore", "unrated"),
+        "status:no_model": ("after",),
+        "status:interrupted": ("forest",),
+        "source:api": ("forest",),
+        "source:lm": ("first_day", "last_day"),
+        "group:sweep-1": ("first_day", "last_day"),
+        "rating:>=4": ("castle", "portrait"),
+        "rating:2..4": ("forest", "portrait"),
+        "rating:none": ("first_day", "last_day", "after", "underscore", "unrated"),
+        "fav:yes": ("castle",),
+        "date:<1d": ("castle", "unrated"),
+        "date:>5d": ("portrait", "forest", "first_day", "last_day", "after", "underscore"),
+        "date:2025-11-01..2025-11-27": ("first_day", "forest", "last_day"),
+        "date:..2025-11-01": ("first_day", "underscore"),
+        "date:2025-11-28..": ("after", "castle", "portrait", "unrated"),
+        "date:<2025-11-01": ("underscore",),
+    }
+    for q, expected in cases.items():
+        assert found(library, q) == names(ids, *expected), q
+        # negation takes exactly the rest: unknown models, sources, groups and ratings included
+        assert found(library, f"-{q}") == every - names(ids, *expected), f"-{q}"
+    assert found(library, "castle -lora:gone_lora fav:no") == set()
+    assert found(library, "castle -lora:gone_lora") == names(ids, "castle")
+
+
+def test_sorts(gens):
+    ids, library = gens
+
+    def order(q: str) -> list[int]:
+        return [i["id"] for i in library.history.search(q, per_page=200).items]
+
+    newest_first = order("")
+    assert newest_first[0] == ids["castle"] and newest_first[-1] == ids["underscore"]
+    assert order("sort:date") == list(reversed(newest_first))
+    assert order("sort:-rating")[:3] == [ids["castle"], ids["portrait"], ids["forest"]]  # unrated last
+    assert order("sort:rating")[:3] == [ids["forest"], ids["portrait"], ids["castle"]]
+    durations = order("sort:duration")
+    assert durations[:4] == [ids["first_day"], ids["last_day"], ids["castle"], ids["forest"]]
+    assert order("sort:-duration")[0] == ids["forest"]
+    assert library.history.search("sort:-rating").sort == "-rating"
+
+
+def test_paging_and_description(gens):
+    ids, library = gens
+    page = library.history.search("", page=2, per_page=3)
+    assert (page.total, page.pages, len(page.items)) == (8, 3, 3)
+    assert page.description == "All generations; sorted by date (newest first)."
+    described = library.history.search("castle lora:anime_style -status:failed rating:>=4 fav:yes "
+                                       "date:2025-11-01..2025-11-27 sort:duration")
+    assert described.description == (
+        "Generations matching “castle”, using LoRA “anime_style”, not failed, rated 4 or more, favorites, "
+        "made from 2025-11-01 to 2025-11-27; sorted by duration (shortest first).")
+    item = library.history.search("lora:gone_lora").items[0]
+    assert [u["name"] for u in item["loras"]] == ["ANIME_STYLE", "gone_lora"]
+    assert item["loras"][0]["lora_id"] == library.find("anime_style").id and item["loras"][1]["lora_id"] is None
+
+
+@pytest.mark.parametrize("text,message,position", [
+    ("castle foo:1", "unknown filter “foo:”", 7),
+    ("castle status:exploded", "unknown status “exploded”", 7),
+    ("  rating:abc", "use a number", 0),  # the query is trimmed before parsing
+    ("x date:2025-13-01..2025-12-01", "not a valid date", 2),
+    ("date:2025-11-05..2025-11-01", "ends before it starts", 0),
+    ("date:yesterday", "a range like 2026-01-01..2026-01-31", 0),
+    ("fav:maybe", "use yes or no", 0),
+    ("sort:name", "unknown sort “name” (known: date, rating, duration)", 0),
+    ("a -sort:date", "cannot be negated", 2),
+    ('castle "unclosed', "unclosed quote", 7),
+    ("lora:", "needs a value", 0),
+])
+def test_bad_queries_say_why_and_where(text, message, position):
+    with pytest.raises(QueryError) as info:
+        query.parse(text, history.GENERATIONS)
+    assert message in str(info.value)
+    assert info.value.position == position
+
+
+def test_search_refuses_a_bad_query_with_its_position(gens):
+    _ids, library = gens
+    with pytest.raises(QueryError) as info:
+        library.history.search("castle status:maybe")
+    assert info.value.position == 7
+
+
+def test_the_library_keeps_its_own_keys_and_gains_positions_and_day_ranges():
+    assert "lora" not in query.FILTERS and "tag" not in history.GENERATIONS.filters
+    with pytest.raises(QueryError) as info:
+        query.parse("anime rating:abc")
+    assert info.value.position == 6
+    assert query.parse("added:2025-01-01..2025-01-31").describe() == (
+        "LoRAs added from 2025-01-01 to 2025-01-31; sorted by name (A to Z).")
+    with pytest.raises(QueryError, match="unknown filter “status:”"):
+        query.parse("status:failed")
