@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +35,8 @@ from .vocabulary import HISTORY_SORT_WORDS
 if TYPE_CHECKING:
     from .generation import GenerationRequest
     from .library import Library, Page
+
+Item = TypeVar("Item")
 
 log = logging.getLogger("lora_manager")
 
@@ -91,25 +93,26 @@ class GenerationRecord:
         return out
 
 
-class Recorder:
-    """Takes records on the generating thread and stores them on a thread of its own.
+class Recorder(Generic[Item]):
+    """Takes items on the generating thread and stores them on a thread of its own.
 
     ``submit`` only appends to a queue, so the generating thread (SDNext holds its queue lock
-    there) never waits for the database; a record that cannot be stored is logged and dropped,
-    never raised into the host."""
+    there) never waits for the database; an item that cannot be stored is logged and dropped,
+    never raised into the host. Items are GenerationRecords, or whatever ``store`` takes (the
+    SDNext host hands over a record with the images it still has to thumbnail)."""
 
-    def __init__(self, store: Callable[[GenerationRecord], int]):
+    def __init__(self, store: Callable[[Item], Any]):
         self._store = store
-        self._queue: queue.SimpleQueue[GenerationRecord | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition()
 
-    def submit(self, record: GenerationRecord) -> None:
+    def submit(self, item: Item) -> None:
         with self._idle:
             self._pending += 1
-        self._queue.put(record)
+        self._queue.put(item)
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -117,7 +120,7 @@ class Recorder:
                     self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every submitted record was handled; False on timeout."""
+        """Wait until every submitted item was handled; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
@@ -129,11 +132,13 @@ class Recorder:
             self._thread = None
 
     def _run(self) -> None:
-        while (record := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             try:
-                self._store(record)
+                self._store(item)
             except (LoraManagerError, SQLAlchemyError, OSError, ValueError, TypeError) as e:
                 log.error("LoRA Manager: a generation could not be recorded: %s", e)
+            except Exception:  # noqa: BLE001 - a bug must not stop recording the generations after it
+                log.exception("LoRA Manager: a generation could not be recorded")
             finally:
                 with self._idle:
                     self._pending -= 1

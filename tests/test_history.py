@@ -127,6 +127,25 @@ def test_recorder_logs_a_failed_record_and_goes_on(library, caplog):
         assert [g.prompt for g in session.query(Generation)] == ["fine"]
 
 
+def test_recorder_survives_a_bug_in_its_store(caplog):
+    from lib_lora_manager.history import Recorder
+
+    stored = []
+
+    def store(item):
+        if item == "bug":
+            raise KeyError("a bug")
+        stored.append(item)
+
+    recorder = Recorder(store)
+    for item in ("first", "bug", "after"):
+        recorder.submit(item)
+    assert recorder.flush(5)
+    recorder.close()
+    assert stored == ["first", "after"]
+    assert "KeyError" in caplog.text
+
+
 # --- History: images, deletion and re-run requests -------------------------------------------
 
 

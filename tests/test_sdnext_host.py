@@ -124,3 +124,25 @@ def test_startup_path_loads_neither_sqlalchemy_nor_the_library(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_send_with_parameters_uses_sdnext_paste_bindings(sdnext):
+    """Compose and History register their "Send with parameters" buttons with SDNext's paste
+    mechanism, aimed at Control under ModernUI (its Text tab is hidden by default) and at the
+    Text tab otherwise."""
+    import gradio as gr
+
+    sdnext()
+    from modules import generation_parameters_copypaste as paste
+
+    bindings = list(paste.registered_param_bindings)
+    assert [b.tabname for b in bindings] == ["control", "control"]
+    assert all(isinstance(b.paste_button, gr.Button) and isinstance(b.source_text_component, gr.Textbox) for b in bindings)
+    sdnext_double_module = sys.modules["sdnext"]
+    sdnext_double_module.deactivate()
+    paste.registered_param_bindings.clear()
+
+    sdnext(settings={"theme_type": "Standard"})
+    from modules import generation_parameters_copypaste as paste
+
+    assert [b.tabname for b in paste.registered_param_bindings] == ["txt2img", "txt2img"]

@@ -337,7 +337,7 @@ def recorder() -> Recorder:
 
 
 def _submit(capture: Capture) -> None:
-    recorder().submit(capture)  # type: ignore[arg-type]  # _store takes a Capture
+    recorder().submit(capture)
 
 
 def _store(capture: Capture) -> int:
@@ -637,7 +637,24 @@ def host_info() -> HostInfo:
     # behind a reverse proxy SDNext serves under --subpath; our routes are mounted there too
     subpath = (getattr(shared.cmd_opts, "subpath", None) or shared.opts.data.get("subpath") or "").strip("/")
     return HostInfo(name="sdnext", api_base=f"/{subpath}" if subpath else "", setting=setting,
-                    generator=generator(), jobs=job_queue)
+                    generator=generator(), jobs=job_queue, bind_paste=bind_paste)
+
+
+def paste_target() -> str:
+    """The SDNext tab that takes pasted parameters: ModernUI hides the legacy Text tab by default
+    (``uiux_hide_legacy``), and then Control is where txt2img happens."""
+    modern = shared.opts.data.get("theme_type", "Modern") == "Modern"
+    return "control" if modern and shared.opts.data.get("uiux_hide_legacy", True) else "txt2img"
+
+
+def bind_paste(button, infotext) -> None:
+    """SDNext's own paste: the button sends every parameter of the infotext component to the
+    generation tab and switches to it. Bindings registered while tabs are built are connected
+    by SDNext once all tabs exist."""
+    from modules import generation_parameters_copypaste
+
+    generation_parameters_copypaste.register_paste_params_button(generation_parameters_copypaste.ParamBinding(
+        paste_button=button, tabname=paste_target(), source_text_component=infotext))
 
 
 # --- callbacks ---------------------------------------------------------------------------------
