@@ -22,7 +22,7 @@ def test_every_cli_command_is_in_the_readme():
 
 
 def test_every_rest_route_is_in_the_readme():
-    for path, _endpoint, methods in api.routes(lambda: None):
+    for path, _endpoint, methods in api.routes(lambda: None) + api.job_routes(lambda: None, lambda: None):
         documented = path.replace("{lora_id}", "{id}")
         short = documented.rsplit("/", 1)[-1]
         assert documented in README or f"/{short}`" in README, (methods, path)

@@ -31,7 +31,7 @@ from ..generation import GenerationRequest
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras, format_infotext, format_lora, infotext_parameters
-from . import cards
+from . import cards, no_config
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -579,12 +579,6 @@ def recipes_html(recipes: list[dict[str, Any]], api_base: str, query: str) -> st
 # --- layout ---------------------------------------------------------------------------------
 
 
-def _no_config(*components) -> None:
-    """Keep SDNext's ui-config.json from saving or overriding these (per-composition values)."""
-    for component in components:
-        component.do_not_save_to_config = True
-
-
 def _wire(event, handler: Callable[..., dict[str, Any]], inputs: list, outputs: Outputs, keys: list[str], **kwargs):
     """Attach ``handler`` (which returns a dict of named values) to ``event`` with the named outputs."""
     gr = _gr()
@@ -617,7 +611,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                     choices = gr.Dropdown([], label="Results", elem_id="lora_manager_compose_results")
                     add_btn = gr.Button("Add", variant="primary", elem_id="lora_manager_compose_add", elem_classes=["lm-btn"])
                 summary = gr.HTML(summary_html([]), elem_id="lora_manager_compose_summary")
-                _no_config(search, choices)
+                no_config(search, choices)
                 rows = []
                 for i in range(MAX_ROWS):
                     rid = f"lora_manager_compose_row{i}"
@@ -636,7 +630,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                             unet = gr.Slider(*DEFAULT_RANGE, value=1.0, step=STEP, label="UNet", elem_id=f"{rid}_unet")
                         triggers = gr.CheckboxGroup([], label="Trigger words (checked ones go into the prompt)",
                                                     visible=False, elem_id=f"{rid}_triggers")
-                    _no_config(enabled, weight, split, te, unet, triggers)
+                    no_config(enabled, weight, split, te, unet, triggers)
                     parts = dict(zip(ROW_FIELDS, (box, title, enabled, weight, split, split_row, te, unet, triggers)))
                     for name, component in parts.items():
                         out.add(f"row{i}.{name}", component)
@@ -659,7 +653,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                                           elem_id="lora_manager_compose_send_params", elem_classes=["lm-btn"])
                 warnings = gr.HTML(warnings_html([], None), elem_id="lora_manager_compose_warnings")
                 status = gr.HTML("", elem_id="lora_manager_compose_status")
-                _no_config(base, negative, prompt_out)
+                no_config(base, negative, prompt_out)
 
         with gr.Accordion("Read a prompt, an infotext or an image", open=False, elem_id="lora_manager_compose_parse_acc"):
             parse_text = gr.Textbox(label="Prompt or infotext (as SDNext writes it under an image)", lines=4,
@@ -669,7 +663,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                                       elem_classes=["lm-btn"])
             parse_image = gr.File(label="…or drop an image made by SDNext (PNG, JPEG or WebP with parameters)",
                                   file_types=["image"], elem_id="lora_manager_compose_parse_image")
-            _no_config(parse_text)
+            no_config(parse_text)
 
         with gr.Accordion("Recipes", open=True, elem_id="lora_manager_compose_recipes_acc"):
             with gr.Row(elem_classes=["lm-searchbar"]):
@@ -689,7 +683,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             recipe_cover = gr.File(label="Cover image (optional, kept with the recipe)", file_types=["image"],
                                    elem_id="lora_manager_compose_recipe_cover")
             recipe_status = gr.HTML("", elem_id="lora_manager_compose_recipe_status")
-            _no_config(recipe_query, recipe_choice, recipe_name)
+            no_config(recipe_query, recipe_choice, recipe_name)
 
         panel = None
         if host.jobs is not None:
@@ -708,7 +702,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             recipe_pick_id = gr.Textbox(show_label=False, elem_id="lora_manager_compose_recipe_pick_id")
             recipe_pick_btn = gr.Button("pick", elem_id="lora_manager_compose_recipe_pick")
             recipe_refresh = gr.Button("refresh", elem_id="lora_manager_compose_recipe_refresh")
-        _no_config(inbox, add_box, send_result, paste_source, recipe_pick_id)
+        no_config(inbox, add_box, send_result, paste_source, recipe_pick_id)
         entries = gr.State([])
         delete_pending = gr.State(None)
 

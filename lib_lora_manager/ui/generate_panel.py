@@ -27,7 +27,7 @@ from ..generation import MAX_SEED, GenerationRequest
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras
-from . import cards
+from . import cards, no_config
 
 if TYPE_CHECKING:
     import gradio
@@ -394,12 +394,6 @@ class GeneratePanel:
 # --- layout ---------------------------------------------------------------------------------
 
 
-def _no_config(*components) -> None:
-    """Keep SDNext's ui-config.json from saving or overriding these (values that change at run time)."""
-    for component in components:
-        component.do_not_save_to_config = True
-
-
 def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> GeneratePanel:
     """Create the panel inside the current Blocks context and wire it to the prompt boxes.
 
@@ -486,7 +480,7 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
                 refresh_btn = gr.Button("Refresh", elem_id="lora_manager_gen_queue_refresh", elem_classes=["lm-btn"])
         session = gr.State({})
         infos = gr.State([])
-        _no_config(lora, queue_pick, infotext, hr_upscaler, sampler)
+        no_config(lora, queue_pick, infotext, hr_upscaler, sampler)
 
     panel.parameters = {
         "seed": seed, "steps": steps, "cfg_scale": cfg, "width": width, "height": height, "sampler_name": sampler,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..vocabulary import HISTORY_SORT_WORDS
-from . import cards, history_cards
+from . import cards, history_cards, no_config
 from .library_tab import parse_ids
 
 if TYPE_CHECKING:
@@ -329,12 +329,6 @@ class HistoryTab:
 # --- layout ---------------------------------------------------------------------------------
 
 
-def _no_config(*components) -> None:
-    """Keep SDNext's ui-config.json from saving or overriding per-generation values and glue."""
-    for component in components:
-        component.do_not_save_to_config = True
-
-
 def build_content(open_library: Callable[[], Library], host: HostInfo, compose_inbox=None, tabs=None) -> HistoryTab:
     """Create the History tab's components inside the current Blocks context and wire them.
 
@@ -366,7 +360,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
             negative_box = gr.Textbox(show_label=False, elem_id="lora_manager_history_negative", elem_classes=["lm-hidden"])
             send_result = gr.Textbox(show_label=False, elem_id="lora_manager_history_send_result", elem_classes=["lm-hidden"])
             infotext_box = gr.Textbox(show_label=False, elem_id="lora_manager_history_infotext", elem_classes=["lm-hidden"])
-        _no_config(search_box, sort, open_id, prompt_box, negative_box, send_result, infotext_box)
+        no_config(search_box, sort, open_id, prompt_box, negative_box, send_result, infotext_box)
         state = gr.State(state0)
         detail_id = gr.State(None)
         job_id = gr.State(None)
@@ -420,7 +414,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
                                             elem_id="lora_manager_history_delete_confirm", elem_classes=["lm-btn"])
                     cancel_btn = gr.Button("Cancel", size="sm", visible=False, elem_id="lora_manager_history_delete_cancel",
                                            elem_classes=["lm-btn"])
-                _no_config(rating, favorite, preview_lora, preview_image, delete_files)
+                no_config(rating, favorite, preview_lora, preview_image, delete_files)
 
     # --- wiring -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
 from ..hostinfo import HostInfo
-from . import cards, filters
+from . import cards, filters, no_config
 
 if TYPE_CHECKING:  # the Library (and SQLAlchemy) load after startup: SDNext's startup budget
     from ..library import Library, Page
@@ -483,12 +483,6 @@ def selection_html(count: int = 0) -> str:
 # --- layout ---------------------------------------------------------------------------------
 
 
-def _no_config(*components) -> None:
-    """Keep SDNext's ui-config.json from saving or overriding these (per-LoRA values, hidden glue)."""
-    for component in components:
-        component.do_not_save_to_config = True
-
-
 def build_content(open_library: Callable[[], Library], host: HostInfo) -> LibraryTab:
     """Create the Library tab's components inside the current Blocks context and wire them.
 
@@ -517,7 +511,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
             f_problems = gr.Dropdown(list(filters.PROBLEM_CHOICES), value=filters.ANY, label="Problems", elem_id="lora_manager_filter_problems")
             f_sort = gr.Dropdown(list(filters.sort_choices()), value=filters.default_sort(), label="Sort", elem_id="lora_manager_sort")
             f_fav = gr.Checkbox(label="Favorites only", value=False, elem_id="lora_manager_filter_fav")
-        _no_config(f_tag)
+        no_config(f_tag)
         with gr.Row(elem_classes=["lm-status-row"]):
             description = gr.HTML(description0, elem_id="lora_manager_description")
             stats = gr.HTML("", elem_id="lora_manager_stats")
@@ -530,7 +524,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
             open_btn = gr.Button("open", elem_id="lora_manager_open_btn", elem_classes=["lm-hidden"])
             selected = gr.Textbox(show_label=False, elem_id="lora_manager_selected", elem_classes=["lm-hidden"])
             refresh_btn = gr.Button("refresh", elem_id="lora_manager_refresh_btn", elem_classes=["lm-hidden"])
-        _no_config(open_id, open_btn, selected, refresh_btn)
+        no_config(open_id, open_btn, selected, refresh_btn)
         state = gr.State(state0)
         detail_id = gr.State(None)
         loaded_tags = gr.State(None)  # the tags shown when the detail opened: save sends changes only
@@ -593,7 +587,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                     load_header_btn = gr.Button("Load raw header", size="sm", elem_id="lora_manager_load_header", elem_classes=["lm-btn"])
                     raw_header = gr.Textbox(show_label=False, lines=12, max_lines=30, interactive=False,
                                             elem_id="lora_manager_raw_header", elem_classes=["lm-mono"])
-                _no_config(e_name, e_tags, e_rating, e_fav, e_nsfw, e_triggers, e_weight, e_wmin, e_wmax, e_base,
+                no_config(e_name, e_tags, e_rating, e_fav, e_nsfw, e_triggers, e_weight, e_wmin, e_wmax, e_base,
                            e_notes, token, p_candidates, raw_header)
 
         # bulk actions
@@ -611,7 +605,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                 b_apply = gr.Button("Apply", variant="primary", visible=False, elem_id="lora_manager_bulk_apply", elem_classes=["lm-btn"])
                 b_undo = gr.Button("Undo last trash", elem_id="lora_manager_undo_trash", elem_classes=["lm-btn"])
             b_message = gr.HTML("", elem_id="lora_manager_bulk_message")
-            _no_config(b_value, b_root, b_base)
+            no_config(b_value, b_root, b_base)
 
         with gr.Accordion("Tags", open=False, elem_id="lora_manager_tags_acc"):
             tag_list = gr.HTML(cards.tag_list(all_tags), elem_id="lora_manager_tag_list")
@@ -624,7 +618,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                 t_merge_into = gr.Textbox(label="Into", lines=1, max_lines=1, elem_id="lora_manager_tag_merge_into")
                 t_merge = gr.Button("Merge", elem_id="lora_manager_tag_merge", elem_classes=["lm-btn"])
             t_msg = gr.HTML("", elem_id="lora_manager_tags_message")
-            _no_config(t_rename_from, t_rename_to, t_merge_from, t_merge_into)
+            no_config(t_rename_from, t_rename_to, t_merge_from, t_merge_into)
 
         with gr.Accordion("Duplicates", open=False, elem_id="lora_manager_dupes_acc"):
             d_find = gr.Button("Find duplicates", elem_id="lora_manager_find_dupes", elem_classes=["lm-btn"])
@@ -634,7 +628,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                 d_keep = gr.Dropdown([], label="Keep this file, trash the others of its group", elem_id="lora_manager_dupe_keep")
                 d_keep_btn = gr.Button("Keep it", variant="stop", elem_id="lora_manager_dupe_keep_btn", elem_classes=["lm-btn"])
                 d_undo = gr.Button("Undo last trash", elem_id="lora_manager_dupe_undo", elem_classes=["lm-btn"])
-            _no_config(d_keep)
+            no_config(d_keep)
 
     # --- wiring -----------------------------------------------------------------------------
 
