@@ -7,6 +7,11 @@ way SDNext looks for them; sidecars of SDNext, AUTOMATIC1111, CH (butaixianran's
 Stable-Diffusion-Webui-Civitai-Helper: ``.civitai.info``), ComfyUI-Lora-Manager and Stability
 Matrix in their own formats; LyCORIS LoCon/LoHa/LoKr and
 DoRA files; an exact duplicate; a pickle ``.pt`` and one corrupt file. Deterministic for a seed.
+
+The plain SD1.5 LoRAs marked ``tiny`` have the module set and widths of the standalone demo
+model (demo_model.py) under real SD1.5 key names, so ``serve --demo`` can generate with them
+and they visibly change its pictures; the other SD1.5 files keep real SD1.5 shapes, and the
+demo model reports them as LoRAs for another model, as a real one would.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from . import synth
 
 MARKER = ".lora-manager-demo.json"
 XSS_NAME = "<img src=x onerror=alert(1)>"
-_VERSION = 1
+_VERSION = 2  # 2: the tiny SD1.5 LoRAs that load into the demo model
 _EPOCH = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 _CIVITAI_BASE = {"sd1": "SD 1.5", "sd2": "SD 2.1", "sdxl": "SDXL 1.0", "pony": "Pony",
                  "illustrious": "Illustrious", "flux": "Flux.1 D", "sd3": "SD 3"}
@@ -48,25 +53,27 @@ class _Entry:
     trigger: str | None = None
     tags: tuple[str, ...] = ()
     overrides: dict[str, str] = field(default_factory=dict)
+    tiny: bool = False  # shaped for the demo model (synth.kohya_keys(tiny=True)); plain SD1.5 LoRAs only
 
 
 _ENTRIES = (
     _Entry("characters/aria_knight", "sd1", sidecars=("sdnext", "txt"), previews=(".png",),
-           trigger="aria knight", tags=("character", "fantasy", "armor")),
+           trigger="aria knight", tags=("character", "fantasy", "armor"), tiny=True),
     _Entry("characters/captain_mira", "sdxl", sidecars=("civitai_info",), previews=(".preview.png",),
            trigger="captain mira", tags=("character", "sci-fi")),
     _Entry("characters/ryuu_dragon", "pony", sidecars=("a1111",), previews=(".thumb.jpg",),
            trigger="ryuu, dragon horns", tags=("character", "furry")),
     _Entry("characters/hikari_student", "illustrious", sidecars=("lora_manager",), previews=(".preview.png",),
            trigger="hikari", tags=("character", "anime")),
-    _Entry("characters/café_owner", "sd1", previews=(".png",), trigger="café owner", tags=("character",)),
+    _Entry("characters/café_owner", "sd1", previews=(".png",), trigger="café owner", tags=("character",),
+           tiny=True),
     _Entry("characters/夜桜_yozakura", "sdxl", previews=(".thumb.jpg",), trigger="yozakura",
            tags=("character", "anime")),
     _Entry("characters/old_wizard", "sd2", trigger="old wizard", tags=("character",)),
     _Entry("characters/nova_pilot", "flux", sidecars=("stability_matrix",), previews=(".preview.png",),
            trigger="nova pilot", tags=("character", "sci-fi")),
     _Entry("styles/watercolor", "sd1", sidecars=("a1111",), previews=(".png",), trigger="watercolor style",
-           tags=("style", "painting")),
+           tags=("style", "painting"), tiny=True),
     _Entry("styles/ink_sketch", "sd2", previews=(".preview.png",), trigger="ink sketch", tags=("style",)),
     _Entry("styles/neon_noir", "flux", sidecars=("stability_matrix", "txt"), previews=(".thumb.jpg",),
            trigger="neon noir", tags=("style", "cinematic")),
@@ -75,7 +82,7 @@ _ENTRIES = (
            tags=("style", "anime")),
     _Entry("styles/pixel_art", "sdxl", thumbnail=True, trigger="pixel art", tags=("style", "retro")),
     _Entry("styles/oil_painting", "sd1", rank=8, sidecars=("sdnext",), previews=(".png",),
-           trigger="oil painting", tags=("style", "painting")),
+           trigger="oil painting", tags=("style", "painting"), tiny=True),
     _Entry("styles/ukiyo-e", "pony", sidecars=("lora_manager",), previews=(".png",), trigger="ukiyo-e",
            tags=("style", "japanese")),
     _Entry("concepts/detail_tweaker", "sd1", adapter="locon", previews=(".png",), tags=("concept", "detail")),
@@ -85,7 +92,7 @@ _ENTRIES = (
     _Entry("concepts/dora_lighting", "sdxl", adapter="dora", trigger="rim lighting", tags=("concept", "lighting")),
     _Entry("concepts/mystery_keys_only", "sdxl", metadata=False),
     _Entry("concepts/unlabelled_sd15", "sd1", metadata=False, data="zeros"),
-    _Entry(f"concepts/{XSS_NAME}", "sd1", title=XSS_NAME, trigger="<b>bold</b>", tags=("<script>",)),
+    _Entry(f"concepts/{XSS_NAME}", "sd1", title=XSS_NAME, trigger="<b>bold</b>", tags=("<script>",), tiny=True),
     _Entry("concepts/floating_islands", "flux", trigger="floating islands", tags=("concept", "landscape")),
     _Entry("sdxl/watercolor", "sdxl", sidecars=("sdnext",), previews=(".preview.png",),
            trigger="watercolor style", tags=("style", "painting")),
@@ -104,6 +111,8 @@ _ENTRIES = (
     _Entry("sd3/sd3_product_shot", "sd3", sidecars=("txt",), trigger="product shot", tags=("photo",)),
     _Entry("sd2/sd2_landscapes", "sd2", rank=8, trigger="vast landscape", tags=("landscape",)),
 )
+# The LoRAs (paths under the root, without extension) that load into the demo model.
+DEMO_MODEL_LORAS = tuple(e.rel for e in _ENTRIES if e.tiny)
 _DUPLICATE = ("favorites/aria_knight_copy", "characters/aria_knight")  # byte-for-byte copy
 _PICKLE = "legacy/old_hypernetwork_style.pt"
 _CORRUPT = "legacy/broken_download.safetensors"
@@ -155,7 +164,7 @@ def _write_entry(root: Path, entry: _Entry, seed: int) -> Path:
     name = entry.title or stem.replace("_", " ").title()
     metadata = _metadata(entry, name, entry.title or stem, seed) if entry.metadata else {}
     synth.write_lora(path, entry.family, rank=entry.rank, metadata=metadata, adapter=entry.adapter,
-                     text_encoder=entry.text_encoder, data=entry.data, seed=seed, compact=True)
+                     text_encoder=entry.text_encoder, data=entry.data, seed=seed, compact=True, tiny=entry.tiny)
     rng = random.Random(f"demo:{entry.rel}:{seed}")
     for suffix in entry.previews:
         _write_preview(path.with_name(stem + suffix), name, rng)

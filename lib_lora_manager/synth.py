@@ -174,8 +174,36 @@ def _sd3(compact: bool) -> Iterator[Module]:
                 yield f"{base}_mlp_fc2", 4 * h, h, "linear"
 
 
-def _modules(family: str, text_encoder: bool, conv: bool, compact: bool) -> list[Module]:
+def _tiny_sd1(text_encoder: bool) -> list[Module]:
+    """Every module of the demo model (demo_model.py: SD1.5's layout at toy width) that kohya
+    would train, named as in a real SD1.5 file, so the file loads into that pipeline."""
+    from .demo_model import TEXT_ENCODER, UNET  # plain numbers; no torch
+
+    ctx, channels, per_block = UNET["cross_attention_dim"], UNET["block_out_channels"], UNET["layers_per_block"]
+    out: list[Module] = []
+    if text_encoder:
+        spec = (TEXT_ENCODER["hidden_size"], TEXT_ENCODER["intermediate_size"], TEXT_ENCODER["num_hidden_layers"])
+        out.extend(_text_encoder("lora_te_", spec, False))
+    unet: list[Module] = []
+    for i, kind in enumerate(UNET["down_block_types"]):
+        if kind.startswith("CrossAttn"):
+            for j in range(per_block):
+                unet.extend(_transformer(f"down_blocks_{i}_attentions_{j}", channels[i], ctx, 1, "conv1x1", False))
+    unet.extend(_transformer("mid_block_attentions_0", channels[-1], ctx, 1, "conv1x1", False))
+    for i, (kind, ch) in enumerate(zip(UNET["up_block_types"], reversed(channels))):
+        if kind.startswith("CrossAttn"):
+            for j in range(per_block + 1):
+                unet.extend(_transformer(f"up_blocks_{i}_attentions_{j}", ch, ctx, 1, "conv1x1", False))
+    out.extend((f"lora_unet_{n}", i, o, k) for n, i, o, k in unet)
+    return out
+
+
+def _modules(family: str, text_encoder: bool, conv: bool, compact: bool, tiny: bool = False) -> list[Module]:
     """Every module kohya attaches a LoRA to, with the prefix it writes, in training order."""
+    if tiny:
+        if family != "sd1" or conv:
+            raise ValueError("the tiny layout is the demo model's SD1.5 UNet and text encoder: family 'sd1', no conv")
+        return _tiny_sd1(text_encoder)
     fam = {"pony": "sdxl", "illustrious": "sdxl"}.get(family, family)
     te: list[tuple[str, tuple[int, int, int]]]
     if fam == "sd1":
@@ -199,16 +227,19 @@ def _modules(family: str, text_encoder: bool, conv: bool, compact: bool) -> list
 
 
 def kohya_keys(family: str, rank: int = 8, *, text_encoder: bool = True, conv: bool = False,
-               compact: bool = False) -> list[TensorSpec]:
+               compact: bool = False, tiny: bool = False) -> list[TensorSpec]:
     """(key, dtype, shape) for every tensor of a kohya LoRA: lora_down, lora_up, alpha per module.
 
     ``conv`` adds ResNet/resample convolutions (3x3 kernels: LoCon; UNets only). ``compact``
     keeps a small subset with the same names and shapes, for small demo files: UNet
     cross-attention on the down and middle path (first transformer block of each), the
     attention of the first transformer blocks, the first text-encoder layer's attention.
+    ``tiny`` (family "sd1" only) has every module of the standalone demo model with its toy
+    widths, under real SD1.5 names (``lora_te_text_model_encoder_layers_0_self_attn_q_proj``…),
+    so the file loads into that model and changes its pictures.
     """
     keys: list[TensorSpec] = []
-    for name, fin, fout, kind in _modules(family, text_encoder, conv, compact):
+    for name, fin, fout, kind in _modules(family, text_encoder, conv, compact, tiny):
         if kind == "linear":
             down, up = (rank, fin), (fout, rank)
         else:
@@ -428,25 +459,30 @@ def _tag_frequency(rng: random.Random, trigger: str, repeats: int, images: int) 
 def write_lora(path: str | Path, family: str = "sd1", *, rank: int = 8, metadata: dict[str, str] | None = None,
                adapter: str = "lora", text_encoder: bool = True, data: str = "sparse", seed: int = 0,
                extra_tensors: dict[str, tuple[str, tuple[int, ...]]] | None = None,
-               compact: bool = False) -> Path:
+               compact: bool = False, tiny: bool = False) -> Path:
     """Write a LoRA that the official safetensors library loads; return its path.
 
     ``metadata=None`` writes realistic kohya metadata (plus ``sshs_model_hash`` when the data is
     real), ``{}`` writes none. ``data``: "sparse" (a file hole: all zeros, no bytes written),
     "zeros" (real bytes: zero weights, true alphas) or "random" (seeded small normal weights).
     ``extra_tensors`` maps name -> (dtype, shape). ``compact`` uses kohya_keys(compact=True).
+    ``tiny`` writes a plain LoRA for the demo model (kohya_keys(tiny=True)); its random weights
+    are strong enough to change that model's pictures visibly at weight 1.
     """
     path = Path(path)
     if data not in ("sparse", "zeros", "random"):
         raise ValueError(f"data must be 'sparse', 'zeros' or 'random', not {data!r}")
-    if adapter == "lora" and compact:
-        specs = kohya_keys(family, rank, text_encoder=text_encoder, compact=True)
+    if tiny and adapter != "lora":
+        raise ValueError("the tiny layout is for plain LoRAs only")
+    if adapter == "lora" and (compact or tiny):
+        specs = kohya_keys(family, rank, text_encoder=text_encoder, compact=compact and not tiny, tiny=tiny)
     else:
         specs = adapter_keys(adapter, family, rank, text_encoder=text_encoder)
     specs += [(name, dtype, tuple(shape)) for name, (dtype, shape) in (extra_tensors or {}).items()]
     ordered = _file_order(specs)
     alpha = float(max(1, rank // 2))
-    chunks = None if data == "sparse" else [_tensor_bytes(s, data, alpha, seed, i) for i, s in enumerate(ordered)]
+    scale = _TINY_SCALE if tiny else 0.02
+    chunks = None if data == "sparse" else [_tensor_bytes(s, data, alpha, seed, i, scale) for i, s in enumerate(ordered)]
     if metadata is None:
         family_md = family if family in _SPECS else "sd1"
         metadata = realistic_metadata(family_md, path.stem, seed=seed, ss_network_dim=rank,
@@ -469,6 +505,11 @@ def _adapter_metadata(adapter: str) -> dict[str, object]:
     algo = {"full": "full", "ia3": "ia3", "oft": "diag-oft", "boft": "boft"}.get(adapter, adapter)
     return {"ss_network_module": "lycoris.kohya",
             "ss_network_args": json.dumps({"algo": algo, "conv_dim": "4", "conv_alpha": "1"})}
+
+
+# Standard deviation of the tiny layout's random weights: each LoRA delta is then about the size of
+# the demo model's own (randomly initialised) weights, so weight 1 changes a picture clearly.
+_TINY_SCALE = 0.5
 
 
 def _file_order(specs: list[TensorSpec]) -> list[TensorSpec]:
@@ -497,7 +538,7 @@ def _header_bytes(ordered: list[TensorSpec], metadata: dict[str, str]) -> tuple[
     return raw + b" " * (-len(raw) % 8), offset
 
 
-def _tensor_bytes(spec: TensorSpec, data: str, alpha: float, seed: int, index: int) -> bytes:
+def _tensor_bytes(spec: TensorSpec, data: str, alpha: float, seed: int, index: int, scale: float = 0.02) -> bytes:
     import numpy as np  # only needed for real data; kept out of import time
 
     name, dtype, shape = spec
@@ -508,7 +549,7 @@ def _tensor_bytes(spec: TensorSpec, data: str, alpha: float, seed: int, index: i
         return bytes(n * DTYPE_SIZES[dtype])
     rng = np.random.default_rng([seed, index])
     if dtype in ("F16", "F32", "F64", "BF16"):
-        values = rng.standard_normal(n, dtype=np.float32) * 0.02
+        values = rng.standard_normal(n, dtype=np.float32) * scale
         if dtype == "BF16":  # the top half of each float32
             return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()
         return values.astype({"F16": np.float16, "F32": np.float32, "F64": np.float64}[dtype]).tobytes()
