@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(with a tiny random SD1.5 model to generate with, unless --model is given)")
     p.add_argument("--model", metavar="PATH", help="generate with this model: a local diffusers folder or a "
                    "single-file checkpoint (without it and without --demo there is no Generate panel)")
+    p.add_argument("--model-config", metavar="PATH", help="for a single-file checkpoint: a local diffusers folder of the "
+                   "same architecture whose configs and tokenizer to use (nothing is downloaded)")
     p.add_argument("--no-scan", action="store_true", help="do not sync the index at startup")
     p.add_argument("--no-hashing", action="store_true", help="do not hash files in the background")
 

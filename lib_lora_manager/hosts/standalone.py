@@ -88,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         model = build_tiny_pipeline(os.path.join(data_dir, "model"))
     recorder = jobs = None
     if model:
-        recorder, jobs = start_generation(library, model, data_dir)
+        recorder, jobs = start_generation(library, model, data_dir, model_config=args.model_config)
         host.generator, host.jobs = jobs.generator, lambda: jobs
     app = build_app(library, host)
     library.start_background(scan=not args.no_scan)
@@ -103,7 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_generation(library: Library, model: str, data_dir: str):
+def start_generation(library: Library, model: str, data_dir: str, model_config: str | None = None):
     """The diffusers generator over ``model`` and a started job queue; every generation is
     recorded in the history (the standalone counterpart of SDNext's process hooks)."""
     from ..history import Recorder
@@ -112,7 +112,8 @@ def start_generation(library: Library, model: str, data_dir: str):
 
     recorder = Recorder(library.record_generation)
     generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
-                                   resolve_lora=lambda name: library.find(name).path, record=recorder.submit)
+                                   resolve_lora=lambda name: library.find(name).path, record=recorder.submit,
+                                   model_config=model_config)
     jobs = JobQueue(library, generator)
     jobs.start()
     return recorder, jobs
