@@ -332,7 +332,8 @@ class GeneratePanel:
             job = self.jobs.cancel(int(job_id))
         except LoraManagerError as e:
             return cards.message(str(e), "error")
-        if job["status"] == "running":
+        if job["status"] == "running" or job["started_at"] is not None:
+            # a fast generator may already have stopped by the time we look
             return cards.message(f"Job {job_id}: stopping at the next step…", "info")
         return cards.message(f"Job {job_id} cancelled before it started: it will not run.", "ok")
 
