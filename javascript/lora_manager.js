@@ -81,6 +81,15 @@
     setTimeout(() => { if (setTextbox(OPEN_ID, loraId)) clickButton(OPEN_BUTTON); }, 50);
   }
 
+  // A card's "+": the LoRA joins the composition (the Compose tab reads "id nonce", so adding
+  // the same LoRA twice in a row is still a change) and the Compose tab shows.
+  function addToComposition(loraId) {
+    if (!setTextbox('lora_manager_compose_add_box', `${loraId} ${Date.now()}`)) return;
+    const tabButton = Array.from(root().querySelectorAll('#lora_manager_tabs .tab-nav button'))
+      .find((b) => b.textContent.trim() === 'Compose');
+    if (tabButton) tabButton.click();
+  }
+
   function showDetail(detailId) {
     const detail = byId(detailId || DETAIL);
     if (!detail) return;
@@ -166,6 +175,8 @@
     if (target.closest('.lm-clear-selection')) { writeSelection([]); return; }
     const loraLink = target.closest('.lm-lora-link');
     if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
+    const composeAdd = target.closest('.lm-compose-add');
+    if (composeAdd) { addToComposition(composeAdd.getAttribute('data-id')); return; }
     if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
     const card = target.closest('.lm-card, .lm-row');
     if (card && card.closest(`#${RESULTS}, #${HISTORY_RESULTS}`)) openCard(card);

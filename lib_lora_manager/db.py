@@ -26,6 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SCHEMA_REVISION = "0004"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
+# two threads (two libraries opening together) would run each other's operations
+_MIGRATING = threading.Lock()
 
 
 def sqlite_url(path: str | os.PathLike) -> str:
@@ -91,7 +94,7 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._write_lock, self.engine.begin() as conn:
+        with _MIGRATING, self._write_lock, self.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
         return backup

@@ -1,7 +1,7 @@
 """What a generation request is, what a host's generator must do, and what comes back.
 
 The job queue (jobs.py), the UI and REST speak these types; each host brings a ``Generator``:
-SDNext's in-process ``process_images`` (hosts/sdnext.py) or the standalone diffusers pipeline
+SDNext's in-process ``process_images`` (hosts/sdnext/) or the standalone diffusers pipeline
 (hosts/diffusion.py). Field names follow SDNext's ``/sdapi/v1/txt2img`` request, so REST bodies
 written for SDNext work here unchanged.
 """

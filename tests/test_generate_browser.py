@@ -86,12 +86,12 @@ def test_compose_generate_and_find_it_in_history(server):
             page.goto(url + "/")
             page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
 
-            # Library → a LoRA made for the demo model (demo.DEMO_MODEL_LORAS) → Add to composition
+            # Library → the "+" of a card of a LoRA made for the demo model (demo.DEMO_MODEL_LORAS)
             search = text_input(page, "lora_manager_search")
             search.fill("oil_painting")
             search.press("Enter")
-            page.locator("#lora_manager_results .lm-card", has_text="Oil Painting").first.locator(".lm-thumb").click()
-            page.locator("#lora_manager_add_to_compose").click()
+            page.locator("#lora_manager_results .lm-card", has_text="Oil Painting").first.locator(".lm-compose-add").click()
+            expect(page.locator("#lora_manager_compose_tab")).to_be_visible()
             expect(page.locator("#lora_manager_compose_row0 .lm-compose-name")).to_have_text("Oil Painting")
             text_input(page, "lora_manager_compose_base").fill("a castle on a hill")
             prompt_out = text_input(page, "lora_manager_compose_prompt")

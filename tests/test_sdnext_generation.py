@@ -327,3 +327,33 @@ def test_jobs_left_by_the_previous_run_go_on_after_a_restart(sdnext, tmp_path, m
     finally:
         host().shutdown()
         host().library().close()
+
+
+def test_rest_generate_runs_a_job_inside_sdnext_behind_its_auth(sdnext, tmp_path, monkeypatch):
+    """POST /lora-manager/v1/generate is mounted through SDNext's API (its auth applies) and runs
+    the job in-process; the job's images are served back."""
+    monkeypatch.chdir(tmp_path)
+    make_lora(tmp_path / "models" / "Lora", "castle_style", "sdxl", seed=1)
+    double = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl", cmd_args={"auth": "user:secret"})
+    try:
+        host().library().scan()
+        with double.client() as client:
+            body = {"prompt": "a castle", "loras": [{"name": "castle_style", "weight": 0.7}], "steps": 3,
+                    "width": 64, "height": 64, "seed": 3}
+            assert client.post("/lora-manager/v1/generate", json=body).status_code == 401
+            auth = ("user", "secret")
+            started = client.post("/lora-manager/v1/generate", json=body, auth=auth)
+            assert started.status_code == 200, started.text
+            job_id = started.json()["job"]
+            assert started.json()["prompt"].endswith("<lora:castle_style:0.7>")
+            deadline = time.monotonic() + 20
+            while (job := client.get(f"/lora-manager/v1/jobs/{job_id}", auth=auth).json())["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+            assert job["status"] == "succeeded", job
+            assert os.path.dirname(job["images"][0]["path"]) == str(tmp_path / "outputs" / "text")
+            image = client.get(f"/lora-manager/v1/jobs/{job_id}/images/0", auth=auth)
+            assert image.status_code == 200 and image.content[:4] in (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\x89PNG")
+    finally:
+        host().shutdown()
+        host().library().close()

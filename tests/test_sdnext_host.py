@@ -146,3 +146,14 @@ def test_send_with_parameters_uses_sdnext_paste_bindings(sdnext):
     from modules import generation_parameters_copypaste as paste
 
     assert [b.tabname for b in paste.registered_param_bindings] == ["txt2img", "txt2img"]
+
+
+def test_only_the_sdnext_host_imports_sdnext_modules():
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "lib_lora_manager"
+    host = package / "hosts" / "sdnext"
+    importing = {str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if re.search(r"^\s*(from modules[ .]|import modules\b)", path.read_text(encoding="utf-8"), re.M)}
+    assert importing and all(Path(package / p).is_relative_to(host) for p in importing), importing

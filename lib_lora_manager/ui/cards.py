@@ -146,7 +146,9 @@ def card(item: dict[str, Any], api_base: str, show_nsfw: bool, selected: bool = 
         f'<div class="lm-card-body"><div class="lm-name">{esc(name)}</div>'
         f'<div class="lm-folder">{esc(item.get("folder") or "")}</div>'
         f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>{status_badges(item)}</div>'
-        f'<div class="lm-card-foot">{stars(item.get("rating"))}</div>'
+        f'<div class="lm-card-foot">{stars(item.get("rating"))}'
+        f'<button type="button" class="lm-compose-add" data-id="{lora_id}" title="Add to composition" '
+        f'aria-label="add {esc(name)} to the composition">+</button></div>'
         f'<div class="lm-tags">{tag_chips(item.get("tags") or [])}</div></div></div>'
     )
 

@@ -655,6 +655,14 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                 status = gr.HTML("", elem_id="lora_manager_compose_status")
                 no_config(base, negative, prompt_out)
 
+        # generation right under the composition: Run is what people reach for next
+        panel = None
+        if host.jobs is not None:
+            from . import generate_panel
+
+            panel = generate_panel.build(host, prompt_out, negative)
+            tab.parameter_names = list(panel.parameters)
+
         with gr.Accordion("Read a prompt, an infotext or an image", open=False, elem_id="lora_manager_compose_parse_acc"):
             parse_text = gr.Textbox(label="Prompt or infotext (as SDNext writes it under an image)", lines=4,
                                     elem_id="lora_manager_compose_parse_text")
@@ -684,13 +692,6 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                                    elem_id="lora_manager_compose_recipe_cover")
             recipe_status = gr.HTML("", elem_id="lora_manager_compose_recipe_status")
             no_config(recipe_query, recipe_choice, recipe_name)
-
-        panel = None
-        if host.jobs is not None:
-            from . import generate_panel
-
-            panel = generate_panel.build(host, prompt_out, negative)
-            tab.parameter_names = list(panel.parameters)
 
         # hidden glue: other tabs and the page script write here (hidden by CSS, not visible=False,
         # which gradio 3 does not render at all)
