@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,26 @@ SHOTS = os.environ.get("LORA_MANAGER_SCREENSHOTS")  # a folder to save screensho
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
+@contextmanager
+def serving(app):
+    """The app served by uvicorn on a free local port, on a thread, for the block's duration."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,8 +60,6 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from lib_lora_manager.hosts.standalone import build_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -53,17 +72,8 @@ def server(tmp_path_factory):
     library.scan()
     values = {s.key: s.default for s in settings.SETTINGS} | {"lora_manager_page_size": 12}
     app = build_app(library, HostInfo(name="standalone", setting=values.__getitem__))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", library
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url, library
     library.close()
 
 

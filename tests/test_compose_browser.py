@@ -5,14 +5,12 @@ script that sends prompts to SDNext's generation tab."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, shot  # noqa: E402
+from test_browser import CHROMIUM, CHROMIUM_ARGS, serving, shot  # noqa: E402
 from test_ui import XSS, kohya, write_safetensors  # noqa: E402
 
 from lib_lora_manager import settings  # noqa: E402
@@ -24,8 +22,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from lib_lora_manager.hosts.standalone import build_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -40,17 +36,8 @@ def server(tmp_path_factory):
     library.edit(ink.id, trigger_words=["ink wash", "sumi-e"], default_weight=0.8, weight_min=0.5, weight_max=1.2)
     values = {s.key: s.default for s in settings.SETTINGS}
     app = build_app(library, HostInfo(name="standalone", setting=values.__getitem__))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="uvicorn-compose-test", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", library
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url, library
     library.close()
 
 

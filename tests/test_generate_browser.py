@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 pytest.importorskip("diffusers", reason="the diffusers stack is not installed (install.py --standalone)")
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, shot  # noqa: E402
+from test_browser import CHROMIUM, CHROMIUM_ARGS, serving, shot  # noqa: E402
 
 from lib_lora_manager import settings  # noqa: E402
 from lib_lora_manager.demo import create_demo_library  # noqa: E402
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import torch
-    import uvicorn
 
     from lib_lora_manager.demo_model import build_tiny_pipeline
     from lib_lora_manager.hosts.standalone import build_app, start_generation
@@ -46,17 +44,8 @@ def server(tmp_path_factory):
     values = {s.key: s.default for s in settings.SETTINGS}
     host = HostInfo(name="standalone", setting=values.__getitem__, generator=jobs.generator, jobs=lambda: jobs)
     app = build_app(library, host)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="uvicorn-generate-test", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", library, jobs
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url, library, jobs
     jobs.close()
     recorder.close()
     library.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 
 import pytest
@@ -13,7 +12,7 @@ from PIL import Image
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, shot  # noqa: E402
+from test_browser import CHROMIUM, CHROMIUM_ARGS, serving, shot  # noqa: E402
 from test_ui import XSS, kohya, write_safetensors  # noqa: E402
 
 from lib_lora_manager import settings  # noqa: E402
@@ -26,8 +25,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from lib_lora_manager.hosts.standalone import build_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -49,17 +46,8 @@ def server(tmp_path_factory):
             images=[GeneratedImage(path=str(image), seed=n)]))
     values = {s.key: s.default for s in settings.SETTINGS} | {"lora_manager_page_size": 12}
     app = build_app(library, HostInfo(name="standalone", setting=values.__getitem__))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="uvicorn-history-test", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", library
-    uv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield url, library
     library.close()
 
 
