@@ -48,6 +48,7 @@ class UsedLora:
     name: str  # as written in the prompt (SDNext name, relative path, absolute path or hash)
     te_weight: float | None = None
     unet_weight: float | None = None
+    path: str | None = None  # the file the host loaded for it, when it says (settles ambiguous names)
 
 
 @dataclass

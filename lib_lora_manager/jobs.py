@@ -133,13 +133,12 @@ class JobQueue:
         result = json.loads(job.result) if job.result else {}
         running = self._running if self._running and self._running.job_id == job.id else None
         if running is not None:
-            p = running.progress
-            progress = {"step": p.step, "steps": p.steps, "batch": p.batch, "batches": p.batches,
-                        "fraction": round(p.fraction, 4), "text": p.text}
+            progress = _progress(running.progress)
             images = list(running.images)
-        else:
-            done = 1.0 if job.status == SUCCEEDED else 0.0
-            progress = {"step": 0, "steps": 0, "batch": 0, "batches": 0, "fraction": done, "text": ""}
+        else:  # where it stopped (a finished job counts as complete)
+            progress = result.get("progress") or _progress(Progress())
+            if job.status == SUCCEEDED:
+                progress = {**progress, "fraction": 1.0}
             images = result.get("images", [])
         return {"id": job.id, "kind": job.kind, "status": job.status, "position": position, "progress": progress,
                 "images": images, "grid": result.get("grid"), "message": job.message or "",
@@ -266,7 +265,7 @@ class JobQueue:
                                   for image in outcome.images)
             if outcome.status != generation.SUCCEEDED:
                 break
-        result: dict[str, Any] = {"images": list(running.images)}
+        result: dict[str, Any] = {"images": list(running.images), "progress": _progress(running.progress)}
         if job.kind != "generate" and running.images:
             result["grid"] = self._grid(job.id, parts, running.images)
         status, message = _status(outcomes, running.cancelled, len(parts))
@@ -287,6 +286,11 @@ class JobQueue:
             log.error("LoRA Manager: grid of job %s not saved: %s", job_id, e)
             return None
         return path
+
+
+def _progress(p: Progress) -> dict[str, Any]:
+    return {"step": p.step, "steps": p.steps, "batch": p.batch, "batches": p.batches,
+            "fraction": round(p.fraction, 4), "text": p.text}
 
 
 def _fixed_seed(request: GenerationRequest) -> GenerationRequest:

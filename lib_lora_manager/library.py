@@ -266,6 +266,12 @@ class Library:
             raise InvalidInput(f"unknown generation status “{record.status}” (known: {', '.join(STATUSES)})")
         resolved: list[int | None] = []
         for used in record.loras:
+            if used.path:
+                with self.db.read() as session:
+                    by_path = session.scalar(select(Lora.id).where(Lora.path == used.path, live()))
+                if by_path is not None:
+                    resolved.append(by_path)
+                    continue
             try:
                 resolved.append(self.find(used.name).id)
             except (NotFound, InvalidInput):

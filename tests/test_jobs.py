@@ -42,6 +42,7 @@ def test_a_job_runs_and_keeps_its_images(queue):
     assert [i["seed"] for i in job["images"]] == [7, 8]
     assert all(Image.open(i["path"]).size == (8, 8) for i in job["images"])
     assert job["progress"]["fraction"] == 1.0 and job["position"] is None
+    assert (job["progress"]["step"], job["progress"]["steps"]) == (3, 3)  # where it ended, kept
     assert job["request"]["prompt"] == "a castle <lora:style_a:0.8>"
 
 

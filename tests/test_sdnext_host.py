@@ -157,3 +157,15 @@ def test_only_the_sdnext_host_imports_sdnext_modules():
     importing = {str(path.relative_to(package)) for path in package.rglob("*.py")
                  if re.search(r"^\s*(from modules[ .]|import modules\b)", path.read_text(encoding="utf-8"), re.M)}
     assert importing and all(Path(package / p).is_relative_to(host) for p in importing), importing
+
+
+def test_our_log_records_reach_sdnexts_log(sdnext):
+    """SDNext silences the root logger; our records go through SDNext's own handlers."""
+    import logging
+
+    double = sdnext()
+    try:
+        logging.getLogger("lora_manager").warning("LoRA Manager: a preview is unreadable")
+        assert "LoRA Manager: a preview is unreadable" in double.module("logger").warnings()
+    finally:
+        sdnext_host().library().close()

@@ -236,3 +236,26 @@ def test_recording_hooks_never_read_an_unloaded_model(double):
     assert double.model_requests == requests_before
     records = generations()
     assert [r["model"] for r in records] == ["sd15", None]
+
+
+def test_a_name_two_files_share_resolves_to_the_file_sdnext_loaded(sdnext, tmp_path, monkeypatch):
+    """Two files named knight: our library cannot tell which one "<lora:knight>" means, SDNext
+    picks one; the record points at the one SDNext loaded."""
+    monkeypatch.chdir(tmp_path)
+    lora_dir = tmp_path / "models" / "Lora"
+    make_lora(lora_dir / "people", "knight", "sdxl", seed=2)
+    make_lora(lora_dir / "old", "knight", "sdxl", seed=3)
+    double = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl")
+    try:
+        host().library().scan()
+        double.txt2img("a knight <lora:knight:0.7>", steps=2, width=64, height=64, seed=1)
+        from modules.lora import lora_common
+
+        [loaded] = lora_common.loaded_networks
+        expected = next(lora["id"] for lora in host().library().search("knight").items
+                        if os.path.join(lora_dir, lora["relpath"]) == os.path.abspath(loaded.network_on_disk.filename))
+        [record] = generations()
+        assert record["loras"] == [("knight", 0.7, expected)]
+    finally:
+        host().shutdown()
+        host().library().close()

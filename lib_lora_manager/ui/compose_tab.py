@@ -651,7 +651,8 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                                          elem_id="lora_manager_compose_send", elem_classes=["lm-btn"])
                     paste_btn = gr.Button("Send with parameters", size="sm", visible=host.bind_paste is not None,
                                           elem_id="lora_manager_compose_send_params", elem_classes=["lm-btn"])
-                warnings = gr.HTML(warnings_html([], None), elem_id="lora_manager_compose_warnings")
+                # empty until something is composed: at build time SDNext has not loaded a model yet
+                warnings = gr.HTML("", elem_id="lora_manager_compose_warnings")
                 status = gr.HTML("", elem_id="lora_manager_compose_status")
                 no_config(base, negative, prompt_out)
 

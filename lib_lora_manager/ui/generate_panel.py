@@ -454,8 +454,9 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
                                    elem_id="lora_manager_gen_preview")
                 gallery = gr.Gallery(label="Results", columns=4, object_fit="contain", height="auto",
                                      elem_id="lora_manager_gen_gallery", elem_classes=["lm-gen-gallery"])
+                # no show_copy_button: ModernUI leaves Gradio's copy button unsized, covering the box
                 infotext = gr.Textbox(label="Parameters of the selected image", lines=4, max_lines=12,
-                                      interactive=False, show_copy_button=True, elem_id="lora_manager_gen_infotext")
+                                      interactive=False, elem_id="lora_manager_gen_infotext")
 
         with gr.Accordion("LoRA testing", open=False, elem_id="lora_manager_gen_testing"):
             gr.HTML('<div class="lm-help">Compare one LoRA of the prompt at several strengths, or with and without it. '

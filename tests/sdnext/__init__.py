@@ -35,6 +35,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 
@@ -51,6 +52,12 @@ def _is_double_name(name) -> bool:
 
 def _uses_double(module: ModuleType) -> bool:
     """Whether a module holds a double module, or an object defined in one, in its globals."""
+    with warnings.catch_warnings():  # reading some libraries' deprecated globals warns
+        warnings.simplefilter("ignore")
+        return _holds_double(module)
+
+
+def _holds_double(module: ModuleType) -> bool:
     for value in list(vars(module).values()):
         try:
             if isinstance(value, ModuleType):

@@ -235,7 +235,17 @@ def _hashing_changed() -> None:
         lib.start_background(scan=False)
 
 
+def _log_through_sdnext() -> None:
+    """SDNext sends the root logger to a null handler at level ERROR (modules/logger.py), so our
+    records would vanish; as SDNext does for lycoris and ControlNet, ours share its handlers
+    (its console and sdnext.log)."""
+    ours = logging.getLogger("lora_manager")
+    ours.handlers = shared.log.handlers
+    ours.setLevel(logging.INFO)
+
+
 def register() -> None:
+    _log_through_sdnext()
     watch_sdnext_log()
     script_callbacks.on_ui_settings(on_ui_settings)
     script_callbacks.on_ui_tabs(on_ui_tabs)

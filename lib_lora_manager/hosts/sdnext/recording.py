@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modules import processing, shared
+from modules.lora import lora_common
 
 if TYPE_CHECKING:
     from ...history import GenerationRecord
@@ -61,6 +62,8 @@ class ThreadErrors(logging.Handler):
         return messages
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".")[0] == "lora_manager":
+            return  # ours share SDNext's handlers: they are not SDNext's errors
         entry = self._threads.get(record.thread)
         if entry is not None:
             entry[1].append(record.getMessage())
@@ -222,11 +225,32 @@ class Recording:
             started_at=frame.started_at, status=status, duration=time.perf_counter() - frame.clock,
             source=frame.source, prompt=prompt, negative_prompt=_first_prompt(p.all_negative_prompts, p.negative_prompt),
             seeds=[int(s) for s in (p.all_seeds or [])], width=p.width, height=p.height, steps=p.steps,
-            sampler=p.sampler_name, cfg_scale=p.cfg_scale, model_name=model_name, model_hash=model_hash,
+            sampler=p.sampler_name, cfg_scale=_given(p.cfg_scale), model_name=model_name, model_hash=model_hash,
             infotext=(made[0][1] if made else None) or (getattr(result, "info", None) or None), error=error,
             loras=GenerationRecord.loras_from_prompt(prompt), images=images,
         )
+        files = _loaded_files()
+        for used in record.loras:
+            used.path = files.get(used.name)
+
         return Capture(record, unsaved)
+
+
+def _loaded_files() -> dict[str, str]:
+    """Name as written in the prompt -> file, for the LoRAs SDNext loaded (its last batch): a
+    name several library files share resolves to the one SDNext picked."""
+    files: dict[str, str] = {}
+    for net in list(lora_common.loaded_networks):
+        filename = getattr(getattr(net, "network_on_disk", None), "filename", None)
+        for name in (getattr(net, "mentioned_name", None), getattr(net, "name", None)):
+            if name and filename:
+                files.setdefault(str(name), os.path.abspath(filename))
+    return files
+
+
+def _given(value: float | None) -> float | None:
+    """SDNext's tabs pass -1 for "the model's default"; the record leaves it unknown."""
+    return value if isinstance(value, (int, float)) and value >= 0 else None
 
 
 def _raised_in(error: BaseException, p) -> bool:
