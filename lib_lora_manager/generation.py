@@ -146,6 +146,10 @@ class Generator(Protocol):
 
     def generate(self, request: GenerationRequest, progress: ProgressCallback) -> GenerationOutcome: ...
 
+    def preview(self) -> Any:
+        """The running generation's live preview (a PIL image) made now, for hosts that make
+        one on request; None when there is none or it comes with the progress reports."""
+
     def interrupt(self) -> None: ...
 
     def skip(self) -> None: ...

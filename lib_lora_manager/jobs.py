@@ -146,10 +146,13 @@ class JobQueue:
                 "request": plan["request"], "lora": plan.get("lora"), "weights": plan.get("weights")}
 
     def preview(self, job_id: int):
+        """The running job's live preview: made on request where the host does that (SDNext
+        decodes a latent), else the one its last progress report carried."""
         running = self._running
-        if running is not None and running.job_id == job_id:
-            return running.progress.preview
-        return None
+        if running is None or running.job_id != job_id:
+            return None
+        live = self.generator.preview()
+        return live if live is not None else running.progress.preview
 
     def wait(self, job_id: int, timeout: float | None = None) -> dict[str, Any]:
         """The job once it has finished, or as it is when ``timeout`` seconds have passed."""

@@ -39,6 +39,9 @@ class PaintingGenerator:
     def model_name(self):
         return "painting"
 
+    def preview(self):
+        return None  # previews, if any, come with the progress reports
+
     def interrupt(self):
         self._interrupted.set()
 

@@ -113,11 +113,12 @@ def test_user_interrupt_is_interrupted(sdnext_with_model):
     seen = []
     thread, box = generate_in_thread(request(steps=200), seen.append)
     wait_until(lambda: any(p.step >= 3 for p in seen))
+    assert host().generator().preview() is not None  # someone watches: SDNext decodes the latent
     host().generator().interrupt()
     thread.join(10)
     outcome = box["outcome"]
     assert outcome.status == INTERRUPTED and outcome.message == "interrupted"
-    # the live preview our progress polling had SDNext decode, kept and saved as an incomplete image
+    # SDNext keeps the last live preview as the incomplete image (keep_incomplete), and saves it
     assert len(outcome.images) == 1 and os.path.isfile(outcome.images[0].path) and "Seed: 7" in outcome.images[0].infotext
     assert double.pipeline.calls == 1 and not double.module("call_queue").queue_lock.locked()
 
@@ -175,13 +176,21 @@ def test_skip_moves_on_to_later_batches(sdnext_with_model):
 def test_progress_reports_steps_and_batches(sdnext_with_model):
     double = sdnext_with_model
     double.pipeline.step_time = 0.05
-    seen = []
-    outcome = host().generator().generate(request(steps=16, n_iter=2), seen.append)
+    seen, previews = [], []
+
+    def report(progress):
+        seen.append(progress)
+        if progress.step >= 2 and not previews:
+            previews.append(host().generator().preview())  # as a watching UI asks
+
+    outcome = host().generator().generate(request(steps=16, n_iter=2), report)
     assert outcome.status == SUCCEEDED
     assert len(seen) >= 4
     assert {p.steps for p in seen if p.step} == {16} and {p.batches for p in seen} == {2}
     assert max(p.step for p in seen) >= 6 and {p.batch for p in seen} >= {0, 1}
-    assert any(p.preview is not None for p in seen)  # SDNext's live preview, decoded on request
+    # SDNext's live preview is decoded when asked, never by the progress reports themselves
+    assert previews and isinstance(previews[0], Image.Image) and all(p.preview is None for p in seen)
+    assert host().generator().preview() is None  # nothing runs
     assert all(0.0 <= p.fraction <= 1.0 for p in seen)
 
 

@@ -175,6 +175,9 @@ class DiffusersGenerator:
             self._family_known = True
         return self._family
 
+    def preview(self) -> None:
+        return None  # a latent preview comes with every progress report
+
     def interrupt(self) -> None:
         self._interrupted.set()
 

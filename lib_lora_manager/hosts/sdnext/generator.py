@@ -56,6 +56,7 @@ class SdnextGenerator:
         self._output_dir = output_dir  # for images SDNext did not save
         self._lock = threading.Lock()
         self._job: _Job | None = None
+        self._previewed_at = 0.0
         watch_sdnext_log()
 
     # -- what SDNext offers --
@@ -199,18 +200,28 @@ class SdnextGenerator:
         return p
 
     def _poll(self, job: _Job, p, progress: ProgressCallback) -> None:
-        last_preview = 0.0
         while not job.done.is_set():
             state = shared.state
             if job.stop and not state.interrupted:
                 state.interrupt()  # SDNext's nested state.begin() calls reset the flag: ask again
-            now = time.monotonic()
-            # what SDNext's progress API does for its live preview: decode the current latent
-            if now - last_preview >= _PREVIEW_EVERY and hasattr(state, "set_current_image") and state.set_current_image():
-                last_preview = now
             progress(Progress(step=state.sampling_step, steps=state.sampling_steps or p.steps, batch=p.iteration,
-                              batches=p.n_iter, text=state.textinfo or state.job or "", preview=state.current_image))
+                              batches=p.n_iter, text=state.textinfo or state.job or ""))
             job.done.wait(_POLL)
+
+    def preview(self):
+        """The running job's live preview, decoded now from the current latent, on the asking
+        thread, at most once a second: what SDNext's progress API does when its UI asks. Nobody
+        watching (a REST client) costs the generation nothing."""
+        with self._lock:
+            job = self._job
+            if job is None or not job.running:
+                return None
+            state = shared.state
+            now = time.monotonic()
+            if now - self._previewed_at >= _PREVIEW_EVERY and hasattr(state, "set_current_image"):
+                self._previewed_at = now
+                state.set_current_image()
+            return state.current_image
 
     def _outcome(self, job: _Job, result, exception, interrupted: bool, messages: list[str]) -> GenerationOutcome:
         if exception is not None:
