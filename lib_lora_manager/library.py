@@ -174,7 +174,8 @@ class Library:
             return lora
 
     def find(self, name: str) -> Lora:
-        """A LoRA by id, prompt name, file name, relative path, display name or hash prefix."""
+        """A LoRA by id, prompt name, file name, relative path, display name, alias (its training
+        output name), title or hash prefix."""
         name = name.strip()
         if name.isdigit():
             try:
@@ -188,7 +189,10 @@ class Library:
             func.lower(Lora.filename) == low, func.lower(Lora.relpath) == low,
             # SDNext's "fullname": the relative path without extension (what tokens of shared names hold)
             or_(*(func.lower(Lora.relpath) == low + ext for ext in scanner.LORA_FORMATS)),
-            func.lower(Lora.display_name) == low, Lora.path == name,
+            func.lower(Lora.display_name) == low,
+            # SDNext's alias (ss_output_name) and the model card's title
+            func.lower(Lora.output_name) == low, func.lower(Lora.title) == low,
+            Lora.path == name,
         )
         with self.db.read() as session:
             for clause in candidates:

@@ -65,3 +65,16 @@ def test_library_reads_a_prompt_back_to_its_entries(library, lora_dir):
     assert by_name[shorthash]["lora_id"] and by_name[shorthash]["te"] == 0.5
     missing = library.read_prompt("<lora:not_here:1>")["loras"][0]
     assert missing["lora_id"] is None and "not_here" in missing["problem"]
+
+
+def test_prompt_names_resolve_by_alias_and_title(library, lora_dir):
+    from lib_lora_manager import synth
+
+    metadata = synth.realistic_metadata("sd1", "inkv2", seed=4) | {"ss_output_name": "InkMaster", "modelspec.title": "Ink Master v2"}
+    make_lora(lora_dir, "ink_master_v2_final", metadata=metadata, seed=4)
+    library.scan()
+    expected = library.find("ink_master_v2_final").id
+    assert library.find("inkmaster").id == expected  # SDNext's alias: the training output name
+    assert library.find("Ink Master v2").id == expected
+    [item] = library.read_prompt("a pond <lora:InkMaster:0.6>")["loras"]
+    assert item["lora_id"] == expected and item["problem"] is None
