@@ -58,6 +58,14 @@ def painter(tmp_path):
     return PreviewPainter(tmp_path / "out", step_seconds=0.02)
 
 
+@pytest.fixture(autouse=True)
+def no_linger(monkeypatch, request):
+    """Handler tests follow one job each: no waiting for a next one after it ends (the
+    browser test keeps the real wait, which is what lets a second Run be followed)."""
+    if "browser" not in request.node.name:
+        monkeypatch.setattr(generate_panel, "LINGER_SECONDS", 0.0)
+
+
 @pytest.fixture
 def setup(painter, library):
     panel, queue, blocks = make_panel(painter, library)
@@ -460,3 +468,18 @@ def test_the_panel_in_a_browser(library, tmp_path):
     finally:
         blocks.close()
         queue.close()
+
+
+def test_a_follower_takes_over_a_job_started_as_its_own_ended(panel, painter, monkeypatch):
+    """The browser does not start a second follower while one runs: a Run clicked just as a job
+    ends must be followed by the one still running."""
+    monkeypatch.setattr(generate_panel, "LINGER_SECONDS", 5.0)
+    session: dict = {}
+    panel.run(session, PROMPT, "", *values(steps=2))
+    updates = []
+    for update in panel.follow(session):
+        updates.append(dict(zip(GeneratePanel.FOLLOW_FIELDS, update)))
+        if status_of(last(updates, "status")) == "succeeded" and len(painter.requests) == 1:
+            panel.run(session, "a second prompt", "", *values(steps=2))  # while this follower lingers
+    assert [r.prompt for r in painter.requests] == [PROMPT, "a second prompt"]
+    assert "Job 2" in last(updates, "status") and status_of(last(updates, "status")) == "succeeded"

@@ -40,6 +40,7 @@ PARAMETERS = ("seed", "steps", "cfg_scale", "width", "height", "sampler_name", "
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 KINDS = {"generate": "Generation", "sweep": "Strength sweep", "ab": "A/B test"}
 POLL_SECONDS = 0.3
+LINGER_SECONDS = 2.0  # a follower waits this long after its job ended for the next one
 QUEUE_ROWS = 30
 MAX_WEIGHTS = 16  # the job queue's limit for one sweep
 WEIGHT_LIMIT = 5.0  # |weight|; beyond this a LoRA only burns the image
@@ -309,10 +310,19 @@ class GeneratePanel:
                 preview = sent["preview"] = image
                 out[self.FOLLOW_FIELDS.index("preview")] = gr.update(value=image, visible=image is not None)
             yield tuple(out)
-            if finished and session.get("job") == job_id:
+            if finished and self._stays_done(session, job_id, me):
                 return
             if not finished:
                 time.sleep(POLL_SECONDS)
+
+    @staticmethod
+    def _stays_done(session: dict[str, Any], job_id: int, me: object) -> bool:
+        """After a job ends, linger a moment: the browser drops a new start of this follower
+        while it still runs, so a Run clicked just then is followed from here."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        while session.get("job") == job_id and session.get("follower") is me and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        return session.get("job") == job_id or session.get("follower") is not me
 
     @staticmethod
     def select_image(infos: list[str] | None, index: Any) -> str:
@@ -505,19 +515,17 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
     queue_outputs = [queue, queue_pick]
 
     # Each of these queues or shows a job, then starts a follower. The browser does not start an
-    # event again while its previous run is still going, so every click first cancels the
-    # running followers (a cancelled one stops; the new one takes over the session).
+    # event again while its previous run is still going: then the running follower, which
+    # follows whatever job the session shows, takes the new one over (no cancels: SDNext logs
+    # every Gradio cancel as an error).
     sources = [
         (run_btn, panel.run, [session, prompt, negative, *values]),
         (sweep_btn, panel.sweep, [session, prompt, negative, lora, weights, *values]),
         (ab_btn, panel.ab, [session, prompt, negative, lora, *values]),
         (show_btn, panel.show_picked, [session, queue_pick]),
     ]
-    followers = [button.click(handler, inputs, [notice], **quick).then(panel.follow, [session], follow_outputs,
-                                                                         show_progress=False)
-                 for button, handler, inputs in sources]
-    for button, _, _ in sources:
-        button.click(None, None, None, cancels=followers, queue=False)
+    for button, handler, inputs in sources:
+        button.click(handler, inputs, [notice], **quick).then(panel.follow, [session], follow_outputs, show_progress=False)
     cancel_btn.click(panel.cancel, [session], [notice], **quick).then(
         panel.refresh_queue, [session, queue_pick], queue_outputs, **quick)
     skip_btn.click(panel.skip, [session], [notice], **quick)

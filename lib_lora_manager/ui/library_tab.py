@@ -698,7 +698,9 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
     def scan(progress=gr.Progress()):
         return tab.scan(progress)
 
+    # stats again at the end: an earlier chain (a bulk action's) may have read them mid-scan
     scan_btn.click(scan, None, [scan_message, stats]).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
-        lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
+        lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet).then(
+        tab.stats, None, [stats], **quiet)
     tab.compose_button, tab.detail_id = compose_btn, detail_id
     return tab
