@@ -31,6 +31,22 @@ def queue(library, painter):
     jobs.close()
 
 
+@pytest.fixture
+def slow_queue(library, tmp_path):
+    """(queue, painter) whose painter takes ``step_seconds`` per step, so jobs can be watched,
+    cancelled and skipped while they run; made with the given painter options."""
+    made = []
+
+    def make(step_seconds=0.05, **painter_options):
+        painter = PaintingGenerator(tmp_path / "out", step_seconds=step_seconds, **painter_options)
+        made.append(JobQueue(library, painter))
+        return made[-1], painter
+
+    yield make
+    for jobs in made:
+        jobs.close()
+
+
 def request(prompt="a castle <lora:style_a:0.8>", **kw) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, steps=kw.pop("steps", 3), width=64, height=64, seed=kw.pop("seed", 7), **kw)
 
@@ -46,113 +62,86 @@ def test_a_job_runs_and_keeps_its_images(queue):
     assert job["request"]["prompt"] == "a castle <lora:style_a:0.8>"
 
 
-def test_jobs_run_first_in_first_out_and_show_their_position(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        first = jobs.submit(request("first", steps=10))
-        assert painter.started.wait(5)
-        second, third = jobs.submit(request("second")), jobs.submit(request("third"))
-        assert jobs.get(first)["status"] == "running"
-        assert (jobs.get(second)["position"], jobs.get(third)["position"]) == (1, 2)
-        listed = jobs.list()
-        assert [j["id"] for j in listed[:3]] == [first, second, third]
-        assert jobs.wait(third, timeout=20)["status"] == "succeeded"
-        assert [r.prompt for r in painter.requests] == ["first", "second", "third"]
-    finally:
-        jobs.close()
+def test_jobs_run_first_in_first_out_and_show_their_position(slow_queue):
+    jobs, painter = slow_queue()
+    first = jobs.submit(request("first", steps=10))
+    assert painter.started.wait(5)
+    second, third = jobs.submit(request("second")), jobs.submit(request("third"))
+    assert jobs.get(first)["status"] == "running"
+    assert (jobs.get(second)["position"], jobs.get(third)["position"]) == (1, 2)
+    listed = jobs.list()
+    assert [j["id"] for j in listed[:3]] == [first, second, third]
+    assert jobs.wait(third, timeout=20)["status"] == "succeeded"
+    assert [r.prompt for r in painter.requests] == ["first", "second", "third"]
 
 
-def test_progress_is_reported_while_running(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        job_id = jobs.submit(request(steps=20, n_iter=2))
-        deadline = time.monotonic() + 10
-        seen = None
-        while time.monotonic() < deadline:
-            progress = jobs.get(job_id)["progress"]
-            if progress["step"] >= 2:
-                seen = progress
-                break
-            time.sleep(0.02)
-        assert seen and seen["steps"] == 20 and seen["batches"] == 2 and 0 < seen["fraction"] < 1
-    finally:
-        jobs.close()
+def test_progress_is_reported_while_running(slow_queue):
+    jobs, painter = slow_queue()
+    job_id = jobs.submit(request(steps=20, n_iter=2))
+    deadline = time.monotonic() + 10
+    seen = None
+    while time.monotonic() < deadline:
+        progress = jobs.get(job_id)["progress"]
+        if progress["step"] >= 2:
+            seen = progress
+            break
+        time.sleep(0.02)
+    assert seen and seen["steps"] == 20 and seen["batches"] == 2 and 0 < seen["fraction"] < 1
 
 
-def test_a_queued_job_cancelled_never_starts(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        first = jobs.submit(request("first", steps=10))
-        assert painter.started.wait(5)
-        second = jobs.submit(request("second"))
-        assert jobs.cancel(second)["status"] == "cancelled"
-        jobs.wait(first, timeout=10)
-        time.sleep(0.2)
-        assert [r.prompt for r in painter.requests] == ["first"]
-        with pytest.raises(InvalidInput, match="already finished"):
-            jobs.cancel(second)
-        with pytest.raises(NotFound):
-            jobs.cancel(999)
-    finally:
-        jobs.close()
+def test_a_queued_job_cancelled_never_starts(slow_queue):
+    jobs, painter = slow_queue()
+    first = jobs.submit(request("first", steps=10))
+    assert painter.started.wait(5)
+    second = jobs.submit(request("second"))
+    assert jobs.cancel(second)["status"] == "cancelled"
+    jobs.wait(first, timeout=10)
+    time.sleep(0.2)
+    assert [r.prompt for r in painter.requests] == ["first"]
+    with pytest.raises(InvalidInput, match="already finished"):
+        jobs.cancel(second)
+    with pytest.raises(NotFound):
+        jobs.cancel(999)
 
 
-def test_cancelling_the_running_job_interrupts_it(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        job_id = jobs.submit(request(steps=200))
-        assert painter.started.wait(5)
-        jobs.cancel(job_id)
-        job = jobs.wait(job_id, timeout=10)
-        assert job["status"] == "cancelled" and job["message"] == "cancelled while running"
-    finally:
-        jobs.close()
+def test_cancelling_the_running_job_interrupts_it(slow_queue):
+    jobs, painter = slow_queue()
+    job_id = jobs.submit(request(steps=200))
+    assert painter.started.wait(5)
+    jobs.cancel(job_id)
+    job = jobs.wait(job_id, timeout=10)
+    assert job["status"] == "cancelled" and job["message"] == "cancelled while running"
 
 
-def test_skip_abandons_the_current_batch_only(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        job_id = jobs.submit(request(steps=40, n_iter=2))
-        assert painter.started.wait(5)
-        time.sleep(0.2)
+def test_skip_abandons_the_current_batch_only(slow_queue):
+    jobs, painter = slow_queue()
+    job_id = jobs.submit(request(steps=40, n_iter=2))
+    assert painter.started.wait(5)
+    time.sleep(0.2)
+    jobs.skip(job_id)
+    job = jobs.wait(job_id, timeout=20)
+    assert job["status"] == "succeeded"
+    assert [i["seed"] for i in job["images"]] == [8]  # batch 1 skipped, batch 2 made
+    with pytest.raises(InvalidInput, match="not running"):
         jobs.skip(job_id)
-        job = jobs.wait(job_id, timeout=20)
-        assert job["status"] == "succeeded"
-        assert [i["seed"] for i in job["images"]] == [8]  # batch 1 skipped, batch 2 made
-        with pytest.raises(InvalidInput, match="not running"):
-            jobs.skip(job_id)
-    finally:
-        jobs.close()
 
 
 @pytest.mark.parametrize("status, message, expected", [
     (generation.NO_MODEL, "No model is loaded in SDNext", ("failed", "No model is loaded in SDNext")),
     (generation.FAILED, "the pipeline stopped with an error", ("failed", "the pipeline stopped with an error")),
 ])
-def test_outcomes_become_truthful_job_statuses(library, tmp_path, status, message, expected):
-    jobs = JobQueue(library, PaintingGenerator(tmp_path / "out", outcome_status=status, message=message))
-    try:
-        job = jobs.wait(jobs.submit(request()), timeout=10)
-        assert (job["status"], job["message"]) == expected
-    finally:
-        jobs.close()
+def test_outcomes_become_truthful_job_statuses(slow_queue, status, message, expected):
+    jobs, _painter = slow_queue(0.0, outcome_status=status, message=message)
+    job = jobs.wait(jobs.submit(request()), timeout=10)
+    assert (job["status"], job["message"]) == expected
 
 
-def test_an_interrupt_from_outside_is_not_a_cancel(library, tmp_path):
-    painter = PaintingGenerator(tmp_path / "out", step_seconds=0.05)
-    jobs = JobQueue(library, painter)
-    try:
-        job_id = jobs.submit(request(steps=200))
-        assert painter.started.wait(5)
-        painter.interrupt()  # e.g. SDNext's own Interrupt button
-        assert jobs.wait(job_id, timeout=10)["status"] == "interrupted"
-    finally:
-        jobs.close()
+def test_an_interrupt_from_outside_is_not_a_cancel(slow_queue):
+    jobs, painter = slow_queue()
+    job_id = jobs.submit(request(steps=200))
+    assert painter.started.wait(5)
+    painter.interrupt()  # e.g. SDNext's own Interrupt button
+    assert jobs.wait(job_id, timeout=10)["status"] == "interrupted"
 
 
 def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
