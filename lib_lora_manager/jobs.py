@@ -203,6 +203,11 @@ class JobQueue:
                 self._thread = threading.Thread(target=self._work, name="lora-manager-jobs", daemon=True)
                 self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        """Whether the worker thread is there to take jobs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking jobs; a running job finishes (or is marked interrupted at the next start)."""
         self._stop.set()

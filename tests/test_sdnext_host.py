@@ -169,3 +169,17 @@ def test_our_log_records_reach_sdnexts_log(sdnext):
         assert "LoRA Manager: a preview is unreadable" in double.module("logger").warnings()
     finally:
         sdnext_host().library().close()
+
+
+def test_a_ui_restart_stores_pending_records_and_stops_the_job_worker(sdnext):
+    """SDNext fires script_unloaded when it restarts its UI."""
+    sdnext()
+    try:
+        from modules import script_callbacks
+
+        jobs = sdnext_host().job_queue()
+        assert jobs.started
+        script_callbacks.script_unloaded_callback()
+        assert not jobs.started
+    finally:
+        sdnext_host().library().close()

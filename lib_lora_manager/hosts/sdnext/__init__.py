@@ -252,3 +252,6 @@ def register() -> None:
     script_callbacks.on_app_started(on_app_started)
     script_callbacks.on_before_process(_recording.before)
     script_callbacks.on_after_process(_recording.after)
+    # SDNext's UI restart unloads scripts: pending records are stored, the worker stops (a
+    # running job finishes; the next submit starts the worker again)
+    script_callbacks.on_script_unloaded(shutdown)
