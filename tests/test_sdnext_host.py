@@ -181,5 +181,6 @@ def test_a_ui_restart_stores_pending_records_and_stops_the_job_worker(sdnext):
         assert jobs.started
         script_callbacks.script_unloaded_callback()
         assert not jobs.started
+        assert sdnext_host().job_queue() is jobs and jobs.started  # used again after the restart
     finally:
         sdnext_host().library().close()

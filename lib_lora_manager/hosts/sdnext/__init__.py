@@ -128,15 +128,15 @@ def generator() -> SdnextGenerator:
 
 
 def job_queue() -> JobQueue:
-    """The job queue over our generator, made and started on first use (jobs a previous run
-    left queued go on)."""
+    """The job queue over our generator, made on first use and (re)started on every use: jobs
+    a previous run, or the time before a UI restart, left queued go on."""
     global _jobs
     with _jobs_lock:
         if _jobs is None:
             from ...jobs import JobQueue
 
             _jobs = JobQueue(library(), generator(), grid_dir=os.path.join(data_dir(), "grids"))
-            _jobs.start()
+        _jobs.start()
         return _jobs
 
 
