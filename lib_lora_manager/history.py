@@ -473,37 +473,25 @@ class History:
         """A request that makes the same generation again: same prompt, seed and parameters, from
         the stored fields, completed from the infotext (batch layout, hires pass)."""
         from .generation import GenerationRequest
-        from .prompts import parse_infotext
+        from .prompts import infotext_parameters, parse_infotext
 
         data = self.detail(generation_id)
         if not data["rerunnable"]:
             raise InvalidInput(f"generation {generation_id} came from {data['source']}, which needs its input image; "
                                "only text-to-image generations can be re-run")
         fields = parse_infotext(data["infotext"]) if data["infotext"] else {}
-        seed = data["seed"] if data["seed"] is not None else _int(fields.get("Seed"))
+        values: dict[str, Any] = infotext_parameters(fields)
+        if "n_iter" not in values and len(data["seeds"]) > 1:  # seeds run on from the first, image after image
+            values["n_iter"] = min(len(data["seeds"]), 100)
+        # the stored fields win over the infotext's (a steps or size of 0 was not recorded)
+        stored = {"seed": data["seed"], "cfg_scale": data["cfg_scale"], "steps": data["steps"] or None,
+                  "width": data["width"] or None, "height": data["height"] or None, "sampler_name": data["sampler"] or None}
+        values.update({key: value for key, value in stored.items() if value is not None})
+        values["prompt"] = data["prompt"] or fields.get("Prompt", "")
+        values["negative_prompt"] = data["negative_prompt"] or fields.get("Negative prompt", "")
+        seed = _int(values.get("seed"))
         if seed is None or seed < 0:
             raise InvalidInput(f"generation {generation_id} has no recorded seed, so it cannot be repeated")
-        size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get("Size", "")))
-        values: dict[str, Any] = {
-            "prompt": data["prompt"] or fields.get("Prompt", ""),
-            "negative_prompt": data["negative_prompt"] or fields.get("Negative prompt", ""),
-            "seed": seed,
-            "steps": data["steps"] or _int(fields.get("Steps")),
-            "cfg_scale": data["cfg_scale"] if data["cfg_scale"] is not None else _float(fields.get("CFG scale")),
-            "width": data["width"] or (int(size.group(1)) if size else None),
-            "height": data["height"] or (int(size.group(2)) if size else None),
-            "sampler_name": data["sampler"] or fields.get("Sampler") or None,
-        }
-        batch = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get("Batch", "")))
-        if batch:  # SDNext writes "Batch: <count>x<size>"
-            values["n_iter"], values["batch_size"] = int(batch.group(1)), int(batch.group(2))
-        elif len(data["seeds"]) > 1:  # seeds run on from the first, image after image
-            values["n_iter"] = min(len(data["seeds"]), 100)
-        if fields.get("Second pass") is True or "Hires upscale" in fields:
-            values.update(enable_hr=True, hr_scale=_float(fields.get("Hires upscale")),
-                          hr_upscaler=fields.get("Hires upscaler") or None,
-                          hr_second_pass_steps=_int(fields.get("Hires steps")),
-                          denoising_strength=_float(fields.get("Denoising strength")))
         values = {k: v for k, v in values.items() if v is not None or k in ("sampler_name", "hr_upscaler")}
         try:
             return GenerationRequest.from_dict(values)
@@ -517,9 +505,3 @@ def _int(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
 
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None

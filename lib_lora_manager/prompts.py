@@ -207,30 +207,31 @@ _INFOTEXT_KEYS = {"steps": "Steps", "sampler_name": "Sampler", "seed": "Seed", "
 _HIRES = ("hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
 
 
-def format_infotext(prompt: str, negative: str, params: dict) -> str:
-    """An SDNext infotext for a prompt and GenerationRequest fields (what "paste" reads back).
+def write_infotext(prompt: str, negative: str, fields: dict[str, object]) -> str:
+    """An infotext as SDNext writes one (modules/processing_info.py): the prompt, "Negative
+    prompt: …" when there is one, then the ``key: value`` line. None, empty values and numbers
+    ≤ -1 are left out; values holding ',', ':' or a newline are JSON-quoted."""
+    kept = [f"{name}: {_quoted(value)}" for name, value in fields.items() if _kept(value)]
+    parts = [(prompt or "").strip()]
+    if (negative or "").strip():
+        parts.append(f"Negative prompt: {negative.strip()}")
+    if kept:
+        parts.append(", ".join(kept))
+    return "\n".join(parts)
 
-    Like SDNext, a random seed (-1) and empty values are left out, hires settings only appear
-    with the second pass on, and values holding ',', ':' or a newline are JSON-quoted."""
-    fields: dict[str, object] = {}
-    for key, name in _INFOTEXT_KEYS.items():
-        value = params.get(key)
-        if value in (None, "") or (key == "seed" and value < 0) or (key in _HIRES and not params.get("enable_hr")):
-            continue
-        fields[name] = value
+
+def format_infotext(prompt: str, negative: str, params: dict) -> str:
+    """An SDNext infotext for a prompt and GenerationRequest fields (what "paste" reads back);
+    hires settings only appear with the second pass on."""
+    fields: dict[str, object] = {name: params.get(key) for key, name in _INFOTEXT_KEYS.items()
+                                 if params.get("enable_hr") or key not in _HIRES}
     if params.get("width") and params.get("height"):
         fields["Size"] = f"{int(params['width'])}x{int(params['height'])}"
     if params.get("n_iter", 1) > 1 or params.get("batch_size", 1) > 1:
         fields["Batch"] = f"{int(params.get('n_iter', 1))}x{int(params.get('batch_size', 1))}"
     if params.get("enable_hr"):
         fields["Second pass"] = True
-    line = ", ".join(f"{name}: {_quoted(value)}" for name, value in fields.items())
-    parts = [(prompt or "").strip()]
-    if (negative or "").strip():
-        parts.append(f"Negative prompt: {negative.strip()}")
-    if line:
-        parts.append(line)
-    return "\n".join(parts)
+    return write_infotext(prompt, negative, fields)
 
 
 def infotext_parameters(fields: dict) -> dict:
@@ -244,8 +245,10 @@ def infotext_parameters(fields: dict) -> dict:
         match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(fields.get(name, "")))
         if match:
             out[first], out[second] = int(match.group(1)), int(match.group(2))
-    if "Hires upscale" in fields and "hr_scale" not in out:
-        out["hr_scale"] = fields["Hires upscale"]
+    # AUTOMATIC1111's names for the same settings
+    for name, key in (("Hires upscale", "hr_scale"), ("Denoising strength", "denoising_strength")):
+        if name in fields and key not in out:
+            out[key] = fields[name]
     second = fields.get("Second pass", fields.get("Refine"))
     if second is not None:
         out["enable_hr"] = second is True or str(second).lower() == "true"
@@ -254,6 +257,14 @@ def infotext_parameters(fields: dict) -> dict:
     return out
 
 
+def _kept(value: object) -> bool:
+    if value is None or value == "":
+        return False
+    return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= -1)
+
+
 def _quoted(value: object) -> str:
     text = str(value)
+    if isinstance(value, float) and text.endswith(".0"):
+        text = text[:-2]
     return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text

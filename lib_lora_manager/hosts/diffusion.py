@@ -33,7 +33,7 @@ from ..generation import (
 )
 from ..history import GeneratedImage, GenerationRecord
 from ..naming import format_weight
-from ..prompts import LoraRef, extract_loras
+from ..prompts import LoraRef, extract_loras, write_infotext
 from ..safetensors_header import HeaderError, read_header
 
 log = logging.getLogger("lora_manager")
@@ -713,7 +713,7 @@ def _infotext(plan: _Plan, seed: int) -> str:
     params: dict[str, Any] = {
         "Steps": request.steps, "Size": f"{plan.width}x{plan.height}", "Sampler": plan.sampler, "Seed": seed,
         "CFG scale": request.cfg_scale,
-        "Batch": f"{request.batch_size}x{request.n_iter}" if request.batch_size * request.n_iter > 1 else None,
+        "Batch": f"{request.n_iter}x{request.batch_size}" if request.batch_size * request.n_iter > 1 else None,  # count x size
         "Model": plan.model,
     }
     if plan.upscaler:
@@ -721,25 +721,7 @@ def _infotext(plan: _Plan, seed: int) -> str:
                        "Hires steps": plan.hr_steps, "Denoising strength": request.denoising_strength})
     params["LoRA networks"] = ", ".join(plan.loras)
     params["App"] = APP
-    fields = [f"{key}: {_infotext_value(value)}" for key, value in params.items() if _kept(value)]
-    lines = [request.prompt]
-    if request.negative_prompt:
-        lines.append(f"Negative prompt: {request.negative_prompt}")
-    lines.append(", ".join(fields))
-    return "\n".join(lines)
-
-
-def _kept(value: Any) -> bool:
-    if value is None or value == "":
-        return False
-    return not (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= -1)
-
-
-def _infotext_value(value: Any) -> str:
-    text = format_weight(value) if isinstance(value, float) else str(value)
-    if any(c in text for c in ",:\n"):
-        return json.dumps(text, ensure_ascii=False)
-    return text
+    return write_infotext(request.prompt, request.negative_prompt, params)
 
 
 def _decode(pipe: Any, latents: Any) -> list:
