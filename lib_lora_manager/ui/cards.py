@@ -187,9 +187,8 @@ def empty_results() -> str:
     return '<div class="lm-empty">No LoRA matches this query.</div>'
 
 
-def pager(page: int, pages: int, total: int) -> str:
-    noun = "LoRA" if total == 1 else "LoRAs"
-    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {total:,} {noun}</div>'
+def pager(page: int, pages: int, total: int, noun: str = "LoRA") -> str:
+    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {total:,} {noun}{"" if total == 1 else "s"}</div>'
 
 
 def description(text: str, effective_query: str) -> str:
@@ -215,7 +214,8 @@ def stats_line(stats: dict[str, Any], scan_message: str = "") -> str:
 # --- detail panel ---------------------------------------------------------------------------
 
 
-def _row(label: str, value: Any, *, raw_html: bool = False, css: str = "") -> str:
+def row(label: str, value: Any, *, raw_html: bool = False, css: str = "") -> str:
+    """A label/value row of a detail table; empty values give no row."""
     if value in (None, "", [], {}):
         return ""
     shown = value if raw_html else esc(value)
@@ -239,12 +239,12 @@ def civitai_rows(civitai: dict[str, Any] | None) -> str:
     if model:
         url = f"https://civitai.com/models/{model}" + (f"?modelVersionId={version}" if version else "")
         link = f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(url)}</a>'
-        out.append(_row("CivitAI page", link, raw_html=True))
+        out.append(row("CivitAI page", link, raw_html=True))
     for key, value in civitai.items():
         if isinstance(value, (str, int, float, bool)) and key not in ("description",):
-            out.append(_row(f"CivitAI {key.replace('_', ' ')}", cut(value, 500)))
+            out.append(row(f"CivitAI {key.replace('_', ' ')}", cut(value, 500)))
         elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-            out.append(_row(f"CivitAI {key.replace('_', ' ')}", cut(", ".join(map(str, value)), 1000)))
+            out.append(row(f"CivitAI {key.replace('_', ' ')}", cut(", ".join(map(str, value)), 1000)))
     return "".join(out)
 
 
@@ -301,30 +301,30 @@ def detail(d: dict[str, Any], api_base: str, show_nsfw: bool) -> str:
     dim_alpha = " / ".join(str(x) for x in (dim, alpha) if x is not None) if dim is not None or alpha is not None else ""
     description_text = (d.get("description") or "").strip()  # plain text (sidecars strip HTML)
     rows = "".join([
-        _row("File", d.get("path"), css="lm-path"),
-        _row("Library folder", d.get("root")),
-        _row("Size", human_size(d.get("size"))),
-        _row("Format", d.get("format")),
-        _row("Added", when(d.get("added_at"))),
-        _row("File date", when(d.get("mtime"))),
-        _row("Base model", f"{base_models.label(d.get('base_model'))} — {base_model_text(d)}"),
-        _row("Adapter type", d.get("adapter_type")),
-        _row("Network module", d.get("network_module")),
-        _row("Dim / alpha", dim_alpha),
-        _row("Architecture", d.get("architecture")),
-        _row("Title", d.get("title")),
-        _row("Output name", d.get("output_name")),
-        _row("Training model", d.get("training_model")),
-        _row("Resolution", d.get("resolution")),
-        _row("Epochs", d.get("epochs")),
-        _row("Steps", d.get("steps")),
-        _row("Prompt name", d.get("prompt_name")),
-        _row("SHA-256", d.get("sha256") or ("not hashed yet" if not d.get("hash_error") else ""), css="lm-hash"),
-        _row("AutoV2", d.get("autov2"), css="lm-hash"),
-        _row("Short hash", d.get("shorthash"), css="lm-hash"),
+        row("File", d.get("path"), css="lm-path"),
+        row("Library folder", d.get("root")),
+        row("Size", human_size(d.get("size"))),
+        row("Format", d.get("format")),
+        row("Added", when(d.get("added_at"))),
+        row("File date", when(d.get("mtime"))),
+        row("Base model", f"{base_models.label(d.get('base_model'))} — {base_model_text(d)}"),
+        row("Adapter type", d.get("adapter_type")),
+        row("Network module", d.get("network_module")),
+        row("Dim / alpha", dim_alpha),
+        row("Architecture", d.get("architecture")),
+        row("Title", d.get("title")),
+        row("Output name", d.get("output_name")),
+        row("Training model", d.get("training_model")),
+        row("Resolution", d.get("resolution")),
+        row("Epochs", d.get("epochs")),
+        row("Steps", d.get("steps")),
+        row("Prompt name", d.get("prompt_name")),
+        row("SHA-256", d.get("sha256") or ("not hashed yet" if not d.get("hash_error") else ""), css="lm-hash"),
+        row("AutoV2", d.get("autov2"), css="lm-hash"),
+        row("Short hash", d.get("shorthash"), css="lm-hash"),
         civitai_rows(d.get("civitai")),
-        _row("Trigger suggestions", trigger_text(d.get("trigger_suggestions") or [])),
-        _row("Tags", ", ".join(d.get("tags") or [])),
+        row("Trigger suggestions", trigger_text(d.get("trigger_suggestions") or [])),
+        row("Tags", ", ".join(d.get("tags") or [])),
     ])
     problems = "".join(f'<li>{esc(cut(e, 2000))}</li>' for e in errors)
     problems_html = f'<ul class="lm-errors">{problems}</ul>' if problems else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .cards import cut, esc, message, stars, when
+from .cards import cut, esc, message, row, stars, when
 
 IMAGE_PATH = "/lora-manager/v1/history/{id}/image/{index}"
 STATUS_WORDS = {"succeeded": "done", "interrupted": "interrupted", "failed": "failed", "no_model": "no model"}
@@ -137,11 +137,6 @@ def empty_history() -> str:
             'or by LoRA Manager shows up here.</div>')
 
 
-def pager(page: int, pages: int, total: int) -> str:
-    noun = "generation" if total == 1 else "generations"
-    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {total:,} {noun}</div>'
-
-
 def query_error(text: str, q: str, position: int | None) -> str:
     """The error, and the query with the offending term marked when the parser knows where it is."""
     shown = ""
@@ -157,9 +152,7 @@ def query_error(text: str, q: str, position: int | None) -> str:
 
 
 def _row(label: str, value: Any) -> str:
-    if value in (None, "", [], {}):
-        return ""
-    return f'<tr><th>{esc(label)}</th><td>{esc(cut(value, 2000))}</td></tr>'
+    return row(label, None if value in (None, "", [], {}) else cut(value, 2000))
 
 
 def _images(d: dict[str, Any], api_base: str) -> str:

@@ -102,7 +102,7 @@ class HistoryTab:
             body = history_cards.grid(result.items, self.host.api_base)
         state = {"q": q, "page": result.page, "pages": result.pages, "total": result.total}
         return (f'<div class="lm-results-inner" data-page="{result.page}">{body}</div>',
-                cards.description(result.description, q), history_cards.pager(result.page, result.pages, result.total), state)
+                cards.description(result.description, q), cards.pager(result.page, result.pages, result.total, "generation"), state)
 
     def _failed(self, q: str, error: LoraManagerError) -> tuple:
         """A bad query keeps the previous results and says what is wrong, and where."""
