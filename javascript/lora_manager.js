@@ -34,10 +34,15 @@
     return root().querySelector(`#${id}`) || document.getElementById(id);
   }
 
+  // The input element of a Gradio textbox (its elem_id sits on a wrapper).
+  function field(id) {
+    const box = byId(id);
+    return box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
+  }
+
   // Write a value into a Gradio textbox so that Gradio sees it (it listens to `input`).
   function setTextbox(id, value) {
-    const box = byId(id);
-    const input = box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
+    const input = field(id);
     if (!input) return false;
     input.value = value;
     input.dispatchEvent(new Event('input', { bubbles: true }));
@@ -45,8 +50,7 @@
   }
 
   function readTextbox(id) {
-    const box = byId(id);
-    const input = box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
+    const input = field(id);
     return input ? input.value : '';
   }
 
@@ -244,5 +248,5 @@
     if ((watching.size === FIRST_VIEW.length && titled) || tries > 180) clearInterval(timer);
   }, 1000);
 
-  window.loraManager = { initialised: true, root, copy, openCard, showDetail, selectedIds, writeSelection };
+  window.loraManager = { initialised: true, root, byId, field, copy, openCard, showDetail, selectedIds, writeSelection };
 }());

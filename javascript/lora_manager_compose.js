@@ -12,22 +12,8 @@
   const RECIPE_PICK = 'lora_manager_compose_recipe_pick';
   const TAB_LABELS = { txt2img: 'Text', control: 'Control' };
 
-  function root() {
-    if (typeof window.gradioApp === 'function') {
-      const app = window.gradioApp();
-      if (app) return app;
-    }
-    return document;
-  }
-
-  function byId(id) {
-    return root().querySelector(`#${id}`) || document.getElementById(id);
-  }
-
-  function field(id) {
-    const box = byId(id);
-    return box && (box.matches('textarea, input') ? box : box.querySelector('textarea, input'));
-  }
+  // lora_manager.js runs first (page scripts load in name order) and shares its DOM helpers
+  const { root, byId, field } = window.loraManager;
 
   // Gradio reads a textbox on its `input` event; SDNext's own helper does exactly that.
   function fill(input, value) {
