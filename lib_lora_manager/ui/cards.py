@@ -187,8 +187,12 @@ def empty_results() -> str:
     return '<div class="lm-empty">No LoRA matches this query.</div>'
 
 
+def plural(n: int, noun: str = "LoRA") -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def pager(page: int, pages: int, total: int, noun: str = "LoRA") -> str:
-    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {total:,} {noun}{"" if total == 1 else "s"}</div>'
+    return f'<div class="lm-pager-info">Page {page:,} of {pages:,} · {plural(total, noun)}</div>'
 
 
 def description(text: str, effective_query: str) -> str:

@@ -51,10 +51,6 @@ def _gr():
     return gr
 
 
-def _plural(n: int, noun: str = "LoRA") -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def first_id(text: Any) -> int | None:
     """The id at the start of a choice ("#12 name") or a request ("12 1700000000")."""
     match = re.match(r"\s*#?(\d+)", str(text or ""))
@@ -278,7 +274,7 @@ class ComposeTab:
             return {"choices": gr.update(choices=[], value=None), "status": cards.message("No LoRA matches.", "info")}
         more = f" (first {len(choices)} of {page.total:,}; refine the search)" if page.total > len(choices) else ""
         return {"choices": gr.update(choices=choices, value=choices[0]),
-                "status": cards.message(f"{_plural(page.total)} found{more}: choose one and click Add.", "info")}
+                "status": cards.message(f"{cards.plural(page.total)} found{more}: choose one and click Add.", "info")}
 
     def add(self, entries, lora_id, base, negative) -> dict[str, Any]:
         entries = list(entries or [])
@@ -337,7 +333,7 @@ class ComposeTab:
             entries.append(new_entry(detail, weight, te if split else None, unet if split else None, words))
         base = " ".join(part for part in [read["text"], *kept] if part)
         params, skipped = self._known_parameters(infotext_parameters(read["parameters"]))
-        message = f"Read {_plural(len(entries))} from the text."
+        message = f"Read {cards.plural(len(entries))} from the text."
         if notes:
             message += " Kept in the prompt as written (not in the composer): " + "; ".join(notes) + "."
         if params:
@@ -415,8 +411,8 @@ class ComposeTab:
                                                parameters, cover_image_path=cover_path)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(f"Not saved: {e}", "error")}
-        note = f"Saved “{recipe['name']}” with {_plural(len(recipe['loras']))}"
-        note += f" and {_plural(len(recipe['parameters']), 'generation setting')}." if recipe["parameters"] else "."
+        note = f"Saved “{recipe['name']}” with {cards.plural(len(recipe['loras']))}"
+        note += f" and {cards.plural(len(recipe['parameters']), 'generation setting')}." if recipe["parameters"] else "."
         return {**self.recipe_list(query, cards.message(note, "ok")), "recipe_name": recipe["name"], "recipe_cover": None}
 
     def recipe_apply(self, choice) -> dict[str, Any]:
@@ -446,8 +442,8 @@ class ComposeTab:
             entries.append(entry)
         base = " ".join(part for part in [recipe["prompt"], *kept] if part)
         params, skipped = self._known_parameters(recipe["parameters"])
-        message = f"Applied “{recipe['name']}”: {_plural(len(entries))}"
-        message += f", {_plural(len(params), 'generation setting')}." if params else "."
+        message = f"Applied “{recipe['name']}”: {cards.plural(len(entries))}"
+        message += f", {cards.plural(len(params), 'generation setting')}." if params else "."
         if notes:
             message += " Kept in the prompt as written: " + "; ".join(notes) + "."
         if skipped:
@@ -552,7 +548,7 @@ def summary_html(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return f'<div class="lm-empty lm-compose-empty">{cards.esc(EMPTY_HINT)}</div>'
     on = sum(1 for e in entries if e.get("enabled", True))
-    return f'<div class="lm-compose-summary">{_plural(len(entries))}, {on} on (up to {MAX_ROWS})</div>'
+    return f'<div class="lm-compose-summary">{cards.plural(len(entries))}, {on} on (up to {MAX_ROWS})</div>'
 
 
 def recipes_html(recipes: list[dict[str, Any]], api_base: str, query: str) -> str:

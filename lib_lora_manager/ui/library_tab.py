@@ -69,10 +69,6 @@ def parse_ids(text: str | None) -> list[int]:
     return list(seen)
 
 
-def _plural(n: int, noun: str = "LoRA") -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 class LibraryTab:
     """Handlers of the Library tab, bound to one Library and host."""
 
@@ -248,7 +244,7 @@ class LibraryTab:
         words = [w.strip() for w in (triggers or "").split(",") if w.strip()]
         added = [w for w in (chosen or []) if w not in words]
         text = ", ".join(words + added)
-        note = f"Added {_plural(len(added), 'trigger word')}; click Save to keep them." if added else "Nothing to add."
+        note = f"Added {cards.plural(len(added), 'trigger word')}; click Save to keep them." if added else "Nothing to add."
         return text, cards.message(note, "info")
 
     def set_preview_upload(self, lora_id, upload) -> tuple:
@@ -356,9 +352,9 @@ class LibraryTab:
         elif name == "move":
             what += f" {request_value['root']}/{request_value['subfolder']}".rstrip("/")
         pending = {"ids": ids, "action": name, "value": request_value, "label": what}
-        text = f"{what[:1].upper()}{what[1:]} for {_plural(len(ids))} ({where}). Click Apply to do it."
+        text = f"{what[:1].upper()}{what[1:]} for {cards.plural(len(ids))} ({where}). Click Apply to do it."
         return (cards.message(text, "info"),
-                gr.update(visible=True, value=f"Apply to {_plural(len(ids))}", variant="stop" if name == "trash" else "primary"),
+                gr.update(visible=True, value=f"Apply to {cards.plural(len(ids))}", variant="stop" if name == "trash" else "primary"),
                 pending)
 
     def bulk_apply(self, pending: dict[str, Any] | None, selected: str) -> tuple:
@@ -375,9 +371,9 @@ class LibraryTab:
         except LoraManagerError as e:
             return cards.message(str(e), "error"), hidden, None, gr.update(), gr.update()
         done, errors = result["done"], result["errors"]
-        text = f"{pending.get('label', request['action']).capitalize()}: done for {_plural(len(done))}."
+        text = f"{pending.get('label', request['action']).capitalize()}: done for {cards.plural(len(done))}."
         if errors:
-            text += f" {_plural(len(errors), 'failure')}: " + "; ".join(list(errors.values())[:5])
+            text += f" {cards.plural(len(errors), 'failure')}: " + "; ".join(list(errors.values())[:5])
         if request["action"] == "trash" and done:
             text += " “Undo last trash” puts them back."
         kind = "error" if errors and not done else "ok"
@@ -392,7 +388,7 @@ class LibraryTab:
             result = self.library.undo_trash()
         except LoraManagerError as e:
             return cards.message(str(e), "error")
-        text = f"Restored {_plural(len(result.done))} from the trash."
+        text = f"Restored {cards.plural(len(result.done))} from the trash."
         if result.errors:
             text += " Not restored: " + "; ".join(list(result.errors.values())[:5])
         return cards.message(text, "ok" if result.done else "error")
@@ -414,7 +410,7 @@ class LibraryTab:
             count = self.library.rename_tag(old, new)
         except LoraManagerError as e:
             return (cards.message(str(e), "error"),) + (_gr().update(),) * 4
-        return self.tag_updates(cards.message(f"Renamed “{old}” to “{new.strip().lower()}” on {_plural(count)}.", "ok"))
+        return self.tag_updates(cards.message(f"Renamed “{old}” to “{new.strip().lower()}” on {cards.plural(count)}.", "ok"))
 
     def merge_tags(self, sources: list[str] | None, target: str | None) -> tuple:
         if not sources or not (target or "").strip():
@@ -423,7 +419,7 @@ class LibraryTab:
             count = self.library.merge_tags(sources, target)
         except LoraManagerError as e:
             return (cards.message(str(e), "error"),) + (_gr().update(),) * 4
-        return self.tag_updates(cards.message(f"Merged {len(sources)} tag(s) into “{target.strip().lower()}” on {_plural(count)}.", "ok"))
+        return self.tag_updates(cards.message(f"Merged {len(sources)} tag(s) into “{target.strip().lower()}” on {cards.plural(count)}.", "ok"))
 
     # --- duplicates ---------------------------------------------------------------------------
 
@@ -432,7 +428,7 @@ class LibraryTab:
         groups = self.library.duplicates()
         choices = [f"#{int(i['id'])} {i.get('relpath')}" for group in groups for i in group]
         summary = message or cards.message(
-            f"{_plural(len(groups), 'group')} of identical files; keeping one file of a group moves the others to the trash."
+            f"{cards.plural(len(groups), 'group')} of identical files; keeping one file of a group moves the others to the trash."
             if groups else "No duplicates found.", "info")
         return cards.duplicates(groups), gr.update(choices=choices, value=None), summary
 
@@ -444,7 +440,7 @@ class LibraryTab:
             result = self.library.keep_duplicate(ids[0])
         except LoraManagerError as e:
             return (_gr().update(), _gr().update(), cards.message(str(e), "error"))
-        text = f"Kept #{ids[0]}; moved {_plural(len(result.done), 'file')} to the trash (Undo last trash puts them back)."
+        text = f"Kept #{ids[0]}; moved {cards.plural(len(result.done), 'file')} to the trash (Undo last trash puts them back)."
         if result.errors:
             text += " Failed: " + "; ".join(list(result.errors.values())[:5])
         return self.find_duplicates(cards.message(text, "ok" if result.done else "error"))
