@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from ..library import Library
 
 
+def gradio_module():
+    """gradio, imported when a tab is built or a handler runs (importing ui costs nothing)."""
+    import gradio
+
+    return gradio
+
+
 def no_config(*components) -> None:
     """Keep SDNext's ui-config.json from saving or overriding these (per-item values, hidden glue)."""
     for component in components:

@@ -32,6 +32,7 @@ from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras, format_infotext, format_lora, infotext_parameters
 from . import cards, no_config
+from . import gradio_module as _gr
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -44,11 +45,6 @@ MAX_RESULTS = 30
 MAX_RECIPES = 60
 EMPTY_HINT = "No LoRAs yet: find one above, or open a LoRA in the Library and click “Add to composition”."
 
-
-def _gr():
-    import gradio as gr
-
-    return gr
 
 
 def first_id(text: Any) -> int | None:

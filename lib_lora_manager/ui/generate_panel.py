@@ -28,6 +28,7 @@ from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras
 from . import cards, no_config
+from . import gradio_module as _gr
 
 if TYPE_CHECKING:
     import gradio
@@ -47,11 +48,6 @@ WEIGHT_LIMIT = 5.0  # |weight|; beyond this a LoRA only burns the image
 DEFAULT_WEIGHTS = "0, 0.25, 0.5, 0.75, 1"
 IDLE = '<div class="lm-gen-status lm-muted">No job yet. Run queues a generation of the prompt above.</div>'
 
-
-def _gr():
-    import gradio as gr
-
-    return gr
 
 
 def parse_weights(text: str | None) -> list[float]:

@@ -22,6 +22,7 @@ from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..vocabulary import HISTORY_SORT_WORDS
 from . import cards, history_cards, no_config
+from . import gradio_module as _gr
 from .library_tab import parse_ids
 
 if TYPE_CHECKING:
@@ -35,11 +36,6 @@ HELP = ('Words search the prompt and negative prompt. Keys: lora:NAME  model:sdx
         'date:<7d  date:2026-11-01..2026-11-27  rating:>=4  fav:yes  source:txt2img  group:KEY  '
         'sort:-rating  sort:duration.  A leading - negates a term (-status:succeeded); quote values with spaces.')
 
-
-def _gr():
-    import gradio as gr
-
-    return gr
 
 
 def sort_choices() -> dict[str, str]:

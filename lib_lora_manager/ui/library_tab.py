@@ -24,6 +24,7 @@ from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
 from ..hostinfo import HostInfo
 from . import cards, filters, no_config
+from . import gradio_module as _gr
 
 if TYPE_CHECKING:  # the Library (and SQLAlchemy) load after startup: SDNext's startup budget
     from ..library import Library, Page
@@ -52,11 +53,6 @@ BULK_ACTIONS: dict[str, tuple[str, Any]] = {
 VALUE_LABELS = {"add_tags": "Tags (comma-separated)", "remove_tags": "Tags (comma-separated)",
                 "rate": "Rating: 1 to 5, or 0 to clear", "move": "Subfolder (optional, created if needed)"}
 
-
-def _gr():
-    import gradio as gr
-
-    return gr
 
 
 def parse_ids(text: str | None) -> list[int]:
