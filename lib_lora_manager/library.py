@@ -29,6 +29,7 @@ from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, No
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
 from .history import STATUSES, GenerationRecord, History
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
+from .processes import ProcessRegistry
 from .recipes import Recipes
 from .safetensors_header import HeaderError, read_raw_header
 
@@ -93,6 +94,7 @@ class Library:
         self._stop = threading.Event()
         self._wake_hasher = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.processes = ProcessRegistry(db)  # registered by open(): owners of jobs and file operations
         self.recipes = Recipes(self)
         self.history = History(self)  # the generations recorded here: search, rate, delete, re-run
 
@@ -113,6 +115,7 @@ class Library:
             saved = session.get(State, "roots")
             saved_roots = json.loads(saved.value) if saved else []
         library = cls(db, saved_roots if roots is None else roots, data_dir, hashing=hashing)
+        library.processes.register()
         if roots is not None and library.roots != saved_roots:
             library.set_roots(library.roots)
         return library
@@ -806,6 +809,7 @@ class Library:
 
     def close(self) -> None:
         self.stop()
+        self.processes.close()
         self.db.dispose()
 
     def _hash_loop(self) -> None:

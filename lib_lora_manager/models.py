@@ -238,6 +238,38 @@ class Job(Base):
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+    # the process (processes.id) whose worker runs it: only that process's death interrupts it
+    owner: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class Process(Base):
+    """A process that has the library open (a server, SDNext, a CLI command), with a heartbeat.
+
+    Work in flight (a running job, a journalled file operation) names its owner; another process
+    only takes it over once that owner is gone (see processes.py)."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class FileOperation(Base):
+    """The journal of a move or trash in flight: written before any file moves, removed in the
+    transaction that records the result. A row left behind by a dead owner is reconciled."""
+
+    __tablename__ = "file_operations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # trash, move
+    batch: Mapped[str | None] = mapped_column(String(40))
+    lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"))
+    plan: Mapped[str] = mapped_column(Text)  # JSON {source path: destination path, ...} and the row's new values
+    created_at: Mapped[float] = mapped_column(Float)
 
 
 class Recipe(Base):
