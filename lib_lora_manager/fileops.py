@@ -93,6 +93,8 @@ class FileOperations:
 
     def move(self, ids: Iterable[int], target_root: str, subfolder: str = "") -> BulkResult:
         """Move LoRAs (with their sidecars) into ``subfolder`` of the library folder ``target_root``."""
+        if not isinstance(target_root, str) or not isinstance(subfolder, (str, type(None))):
+            raise InvalidInput("a move needs a library folder and a subfolder, as text")
         root = os.path.abspath(target_root)
         if root not in self.roots():
             raise InvalidInput(f"{root} is not one of the library folders ({', '.join(self.roots())})")

@@ -7,7 +7,7 @@ entries; the surviving row gets all of them:
 
 - per field, the newer edit wins (``updated_at``); a value set on one side beats an empty one;
   a row never edited since it was added only holds values seeded from its sidecars, so any real
-  edit beats them;
+  edit beats them (and they are dropped unless the merged row takes over that row's file);
 - favourite and NSFW flags are kept if either side has them; tags are united;
 - the use count is summed, the last use is the later one;
 - history entries, recipe entries, trash items and journal rows are repointed;
@@ -50,21 +50,24 @@ def _edited_at(lora: Lora) -> float:
 def merge_into(session: Session, keep: Lora, other: Lora, *, take_file: bool = False) -> None:
     """Merge ``other`` into ``keep`` and delete ``other``; ``take_file``: ``keep`` now describes
     the file of ``other`` (its path and file facts), as when a vanished row adopts a copy."""
-    newer, older = (other, keep) if _edited_at(other) > _edited_at(keep) else (keep, other)
-    merged = {}
-    for name in _FIELDS:
-        merged[name] = getattr(newer, name) if not _empty(getattr(newer, name)) else getattr(older, name)
-    source = newer if any(getattr(newer, name) is not None for name in _WEIGHTS) else older
-    merged.update({name: getattr(source, name) for name in _WEIGHTS})
-    merged.update({name: bool(getattr(keep, name) or getattr(other, name)) for name in _FLAGS})
+    merged: dict = {}
+    # a row never edited holds only what its own file's sidecars seeded: worth keeping when that
+    # file is the one the merged row describes, not otherwise
+    if take_file or _edited_at(other) > float("-inf"):
+        newer, older = (other, keep) if _edited_at(other) > _edited_at(keep) else (keep, other)
+        for name in _FIELDS:
+            merged[name] = getattr(newer, name) if not _empty(getattr(newer, name)) else getattr(older, name)
+        source = newer if any(getattr(newer, name) is not None for name in _WEIGHTS) else older
+        merged.update({name: getattr(source, name) for name in _WEIGHTS})
+        merged.update({name: bool(getattr(keep, name) or getattr(other, name)) for name in _FLAGS})
+        _unite_tags(session, keep.id, other.id)
     merged["use_count"] = (keep.use_count or 0) + (other.use_count or 0)
     merged["last_used_at"] = max((t for t in (keep.last_used_at, other.last_used_at) if t is not None), default=None)
     merged["added_at"] = min(keep.added_at or time.time(), other.added_at or time.time())
     file_facts = {name: getattr(other, name) for name in FILE_FIELDS} if take_file else {}
     _move_references(session, keep.id, other.id)
-    metadata = None
-    if take_file or session.scalar(select(LoraMetadata.lora_id).where(LoraMetadata.lora_id == keep.id)) is None:
-        metadata = session.scalar(select(LoraMetadata.metadata_json).where(LoraMetadata.lora_id == other.id))
+    # the header metadata describes a file: it follows the file facts
+    metadata = session.scalar(select(LoraMetadata.metadata_json).where(LoraMetadata.lora_id == other.id)) if take_file else None
     # Core delete: the database's foreign keys drop the other row's tag links and metadata
     session.execute(delete(Lora).where(Lora.id == other.id))
     session.expunge(other)
@@ -80,12 +83,15 @@ def merge_into(session: Session, keep: Lora, other: Lora, *, take_file: bool = F
     scanner.refresh_base_model(session, [keep.id])
 
 
-def _move_references(session: Session, keep_id: int, other_id: int) -> None:
-    """Tags, history, recipes, trash items and journal rows of ``other_id`` now name ``keep_id``."""
+def _unite_tags(session: Session, keep_id: int, other_id: int) -> None:
     have = set(session.scalars(select(LoraTag.tag_id).where(LoraTag.lora_id == keep_id)))
     theirs = set(session.scalars(select(LoraTag.tag_id).where(LoraTag.lora_id == other_id)))
     if theirs - have:
         session.execute(insert(LoraTag), [{"lora_id": keep_id, "tag_id": t} for t in sorted(theirs - have)])
+
+
+def _move_references(session: Session, keep_id: int, other_id: int) -> None:
+    """History, recipes, trash items and journal rows of ``other_id`` now name ``keep_id``."""
     for table in (GenerationLora, TrashItem, FileOperation):
         session.execute(update(table).where(table.lora_id == other_id).values(lora_id=keep_id))
     # recipes keep composer entries as JSON; a LIKE narrows the rows, the parse decides

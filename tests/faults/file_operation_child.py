@@ -4,7 +4,7 @@
 
 spec: ``data_dir``, ``roots``, ``database_url`` (None: SQLite in the data folder), ``operation``
 ("trash" or "move"), ``ids``, ``target_root``, ``subfolder`` and ``kill``: None (the parent kills
-us at a moment of its choosing), or ``{"call": "rename" | "copy2" | "unlink" | "commit", "when":
+us at a moment of its choosing), or ``{"call": "rename" | "copyfile" | "unlink" | "commit", "when":
 "before" | "after", "n": k}`` (the k-th such call) or ``{..., "path": p}`` (the call whose first
 argument is p): we SIGKILL ourselves there, which is exactly kill -9 from outside. The calls are
 the standard library's and SQLAlchemy's, so the same kill points exist whatever code moves the
@@ -29,7 +29,7 @@ def install_kill(spec: dict) -> None:
 
         module, name = DefaultDialect, "do_commit"
     else:
-        module, name = (shutil if spec["call"] == "copy2" else os), spec["call"]
+        module, name = (shutil if spec["call"] == "copyfile" else os), spec["call"]
     real = getattr(module, name)
     calls = {"n": 0}
 

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import pytest
 from factories import database_url, library, lora_dir, make_lora, reset_postgres  # noqa: F401  (fixtures)
-from sqlalchemy import func, select as sql_select
+from sqlalchemy import create_engine, func, select as sql_select
 
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.history import GenerationRecord, UsedLora
 from lib_lora_manager.library import Library
-from lib_lora_manager.models import FileOperation, GenerationLora, Lora, TrashItem
+from lib_lora_manager.models import Base, FileOperation, GenerationLora, Lora, TrashItem
 
 pytestmark = pytest.mark.faults
 
@@ -262,34 +262,58 @@ def test_the_journal_of_a_live_process_is_left_alone(library, lora_dir, database
 
 @dataclass
 class World:
-    """One library of COUNT LoRAs (each with three sidecars) in three folders, with user data."""
+    """One library of COUNT LoRAs (each with three sidecars) in three folders, with user data,
+    built once and put back to that state (files and rows) before each kill."""
 
     base: Path
     data: Path
     url: str | None
+    template: Path
     roots: list[Path] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)  # stem -> id
     homes: dict[str, Path] = field(default_factory=dict)  # stem -> original folder
+    rows: dict[str, list[dict]] = field(default_factory=dict)  # table -> rows, as built
 
     def open(self) -> Library:
         return Library.open(str(self.data), roots=[str(r) for r in self.roots], database_url=self.url, hashing=False)
+
+    def engine(self):
+        return create_engine(self.url or f"sqlite:///{self.data / 'lora_manager.db'}")
+
+    def reset(self) -> None:
+        """Files and rows exactly as built (same paths, sizes and mtimes: the index matches)."""
+        for folder in (*self.roots, self.data / "trash"):
+            shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(self.template, self.roots[0])
+        self.roots[1].mkdir()
+        engine = self.engine()
+        try:
+            with engine.begin() as conn:
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+                for table in Base.metadata.sorted_tables:
+                    if self.rows[table.name]:
+                        conn.execute(table.insert(), self.rows[table.name])
+        finally:
+            engine.dispose()
 
 
 def stem_number(stem: str) -> int:
     return int(stem[len("lora"):])
 
 
-def build_template(folder: Path) -> Path:
-    if not folder.exists():
-        for n in range(COUNT):
-            with_sidecars(folder / f"f{n % 3}", f"lora{n:02d}", seed=n)
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("template")
+    for n in range(COUNT):
+        with_sidecars(folder / f"f{n % 3}", f"lora{n:02d}", seed=n)
     return folder
 
 
 def build_world(template: Path, base: Path, url: str | None, data: Path | None = None) -> World:
     if url:
         reset_postgres(url)
-    world = World(base=base, data=data or base / "data", url=url, roots=[base / "Lora", base / "Extra"])
+    world = World(base=base, data=data or base / "data", url=url, template=template, roots=[base / "Lora", base / "Extra"])
     shutil.copytree(template, world.roots[0])
     world.roots[1].mkdir()
     library = world.open()
@@ -302,6 +326,13 @@ def build_world(template: Path, base: Path, url: str | None, data: Path | None =
             world.homes[f"lora{n:02d}"] = world.roots[0] / item["folder"]
     finally:
         library.close()
+    engine = world.engine()
+    try:
+        with engine.connect() as conn:
+            world.rows = {table.name: [dict(r) for r in conn.execute(table.select()).mappings()]
+                          for table in Base.metadata.sorted_tables}
+    finally:
+        engine.dispose()
     return world
 
 
@@ -335,10 +366,7 @@ def run_child(world: World, operation: str, kill: dict | None = None, delay: flo
 
 def pending_journal(world: World) -> int:
     """Journal rows a killed child left (read before the next open settles them)."""
-    from sqlalchemy import create_engine
-
-    url = world.url or f"sqlite:///{world.data / 'lora_manager.db'}"
-    engine = create_engine(url)
+    engine = world.engine()
     try:
         with engine.connect() as conn:
             return conn.execute(sql_select(func.count()).select_from(FileOperation.__table__)).scalar()
@@ -445,17 +473,15 @@ def kill_points(rng: random.Random, calls: int) -> list[dict]:
             + [{"call": "commit", "when": "before", "n": n} for n in (2, 7)])
 
 
-def run_suite(tmp_path: Path, url: str | None, operation: str, points: list[dict], data_dir=None) -> None:
+def run_suite(world: World, operation: str, points: list[dict]) -> None:
     rng = random.Random(f"{SEED}-{operation}-{len(points)}")
-    template = build_template(tmp_path / "template")
-    world = build_world(template, tmp_path / "calibrate", url, data_dir and data_dir / "calibrate")
     killed, seconds = run_child(world, operation)  # uninterrupted: calibrates the random moments
     assert not killed and seconds is not None
     violations = [f"uninterrupted: {v}" for v in check(world, operation)]
     exercised = []
     runs = [("point", p) for p in points] + [("timed", round(rng.uniform(0, seconds * 1.2), 4)) for _ in range(TIMED)]
-    for n, (kind, what) in enumerate(runs):
-        world = build_world(template, tmp_path / f"run{n}", url, data_dir and data_dir / f"run{n}")
+    for kind, what in runs:
+        world.reset()
         killed, _ = run_child(world, operation, kill=what if kind == "point" else None,
                               delay=what if kind == "timed" else None)
         assert killed or kind == "timed", f"kill point {what} was never reached"
@@ -464,26 +490,29 @@ def run_suite(tmp_path: Path, url: str | None, operation: str, points: list[dict
         exercised.append(f"{kind} {what}: {'killed' if killed else 'finished first'}, {journal} journal row(s) left; "
                          f"{len(found)} violation(s)")
         violations += [f"{kind} {what}: {v}" for v in found]
-    summary = f"{operation} on {'PostgreSQL' if url else 'SQLite'}: {len(runs)} kills, {len(violations)} violations"
+    summary = (f"{operation} on {'PostgreSQL' if world.url else 'SQLite'}: {sum('killed' in e for e in exercised)} kills "
+               f"in {len(runs)} runs, {len(violations)} violations")
     print("\n" + summary + "\n  " + "\n  ".join(exercised))
     assert not violations, summary + "\n" + "\n".join(violations[:40])
 
 
 @pytest.mark.parametrize("operation", ["trash", "move"])
-def test_kill_9_during_a_bulk_operation_leaves_every_file_once_with_its_row(database_url, tmp_path, operation):
-    run_suite(tmp_path, database_url, operation, kill_points(random.Random(SEED), COUNT * (1 + len(SIDECARS))))
+def test_kill_9_during_a_bulk_operation_leaves_every_file_once_with_its_row(database_url, tmp_path, template, operation):
+    world = build_world(template, tmp_path, database_url)
+    run_suite(world, operation, kill_points(random.Random(SEED), COUNT * (1 + len(SIDECARS))))
 
 
-def test_kill_9_during_a_trash_across_file_systems(database_url, tmp_path):
+def test_kill_9_during_a_trash_across_file_systems(database_url, tmp_path, template):
     """The data folder on another file system: files are copied, then the source removed; a kill
     between the two must not leave two copies (nor half a file under the real name)."""
     if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("needs /dev/shm on a file system of its own")
     other_fs = Path(tempfile.mkdtemp(prefix="lm-faults-", dir="/dev/shm"))
     try:
+        world = build_world(template, tmp_path, database_url, data=other_fs)
         # the third LoRA's file copied but not yet renamed into place; the fifth's sidecar copied, its source still there
-        points = [{"call": "copy2", "when": "after", "path": str(tmp_path / "run0" / "Lora" / "f2" / "lora02.safetensors")},
-                  {"call": "unlink", "when": "before", "path": str(tmp_path / "run1" / "Lora" / "f1" / "lora04.json")}]
-        run_suite(tmp_path, database_url, "trash", points, data_dir=other_fs)
+        points = [{"call": "copyfile", "when": "after", "path": str(world.roots[0] / "f2" / "lora02.safetensors")},
+                  {"call": "unlink", "when": "before", "path": str(world.roots[0] / "f1" / "lora04.json")}]
+        run_suite(world, "trash", points)
     finally:
         shutil.rmtree(other_fs, ignore_errors=True)
