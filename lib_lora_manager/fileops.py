@@ -271,6 +271,8 @@ class FileOperations:
                 log.error("LoRA Manager: could not settle the interrupted %s #%s: %s", entry.kind, entry.id, e)
                 continue
             if outcome == "unseen":
+                log.warning("LoRA Manager: an interrupted %s (LoRA %s) waits until all its files can be seen",
+                            entry.kind, entry.lora_id)
                 with self.db.write() as session:
                     session.execute(update(FileOperation).where(FileOperation.id == entry.id).values(owner=entry.owner))
                 continue
@@ -286,10 +288,11 @@ class FileOperations:
             _remove(_partial_name(destination))
             _remove(_partial_name(source))
             where[(source, destination)] = (os.path.lexists(source), os.path.lexists(destination))
-        seen = [w for w in where.values() if any(w)]
-        if not seen:
-            return "unseen"  # another machine's mounts: left for a process that sees these files
-        if all(at_destination for _at_source, at_destination in seen):
+        if not all(any(w) for w in where.values()):
+            # our moves never lose a file: one seen nowhere is on a folder not mounted here (now, or
+            # on this machine at all), so the operation is left for when every file can be seen
+            return "unseen"
+        if all(at_destination for _at_source, at_destination in where.values()):
             for (source, _destination), (at_source, _at_destination) in where.items():
                 if at_source:  # copied across file systems, the source not yet removed
                     _remove(source)

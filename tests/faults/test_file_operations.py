@@ -257,6 +257,47 @@ def test_the_journal_of_a_live_process_is_left_alone(library, lora_dir, database
     assert library.undo_trash().done == [lora_id] and (lora_dir / "in_flight.safetensors").exists()
 
 
+def test_journals_left_by_a_dead_process_are_settled_by_where_the_files_are(library, lora_dir, tmp_path, database_url):
+    """Half moved: put back; wholly moved: recorded; files this machine cannot see: left alone."""
+    from lib_lora_manager.fileops import Operation
+
+    other = tmp_path / "Extra"
+    other.mkdir()
+    library.set_roots([str(lora_dir), str(other)])
+    for n, stem in enumerate(("half", "whole")):
+        with_sidecars(lora_dir, stem, seed=n)
+    library.scan()
+    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
+
+    def move_plan(stem: str) -> Operation:
+        files = [(str(lora_dir / f"{stem}{ext}"), str(other / f"{stem}{ext}")) for ext in (".safetensors", *SIDECARS)]
+        return Operation("move", ids[stem], None, files, {"path": files[0][1], "root": str(other), "relpath": f"{stem}.safetensors",
+                                                          "folder": "", "updated_at": time.time()})
+
+    plans = [move_plan("half"), move_plan("whole"),
+             Operation("move", None, None, [("/mnt/not-here/x.safetensors", "/mnt/not-here/y/x.safetensors")], {})]
+    dead = "0" * 32  # a process that never registered is gone
+    with library.db.write() as session:
+        for op in plans:
+            session.add(FileOperation(owner=dead, kind=op.kind, lora_id=op.lora_id, plan=op.plan(), created_at=time.time()))
+    for source, destination in plans[0].files[:2] + plans[1].files:
+        os.rename(source, destination)
+
+    reopened = Library.open(library.data_dir, database_url=database_url)
+    try:
+        assert all((lora_dir / f"half{ext}").exists() for ext in (".safetensors", *SIDECARS))
+        assert all((other / f"whole{ext}").exists() for ext in (".safetensors", *SIDECARS))
+        assert reopened.detail(ids["half"])["path"] == str(lora_dir / "half.safetensors")
+        whole = reopened.detail(ids["whole"])
+        assert (whole["path"], whole["root"], whole["relpath"]) == (str(other / "whole.safetensors"), str(other), "whole.safetensors")
+        with reopened.db.read() as session:
+            assert list(session.scalars(sql_select(FileOperation.owner))) == [dead]  # the one it cannot see
+        report = reopened.scan()
+        assert (report.added, report.missing) == (0, 0)
+    finally:
+        reopened.close()
+
+
 # --- kill -9 during bulk trash and move ----------------------------------------------------------
 
 
