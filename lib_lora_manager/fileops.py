@@ -66,7 +66,7 @@ class Operation:
     files: list[Pair]  # (source, destination), the LoRA file first
     row: dict[str, Any]  # the LoRA's new column values
     trash_items: list[int] = field(default_factory=list)  # restore: the trash records it uses up
-    inside: tuple[str, ...] = ()  # folders the destinations must stay in (real paths)
+    inside: tuple[str, ...] = ()  # folders the destinations must stay in (judged by real paths)
     journal_id: int | None = None
 
     def plan(self) -> str:
