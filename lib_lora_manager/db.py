@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-SCHEMA_REVISION = "0005"  # head of migrations/versions; a test keeps them in step
+SCHEMA_REVISION = "0006"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
 # two threads (two libraries opening together) would run each other's operations

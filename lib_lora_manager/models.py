@@ -27,7 +27,10 @@ class Lora(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # --- where the file is
     path: Mapped[str] = mapped_column(Text, unique=True)  # absolute, as found on disk
-    root: Mapped[str] = mapped_column(Text)  # the library folder it was found under
+    root: Mapped[str] = mapped_column(Text)  # the library folder it was found under (as last seen)
+    # the library folder's identity (library_roots.id): the same for every machine, whatever path
+    # it mounts the folder at; (root_id, relpath) is where the file is
+    root_id: Mapped[str | None] = mapped_column(String(32))
     relpath: Mapped[str] = mapped_column(Text)  # relative to root, '/' separated
     folder: Mapped[str] = mapped_column(Text, index=True)  # relpath's directory ('' at the root)
     filename: Mapped[str] = mapped_column(Text)
@@ -102,6 +105,7 @@ class Lora(Base):
     __table_args__ = (
         Index("ix_loras_inode_size", "inode", "size"),
         Index("ix_loras_stem", "stem"),
+        Index("ix_loras_root_id_relpath", "root_id", "relpath"),
         # covers the duplicate finder's GROUP BY without reading rows
         Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
         # No indexes on low-cardinality columns (missing, favorite, base model, type): without
@@ -111,6 +115,27 @@ class Lora(Base):
         *(Index(f"ix_loras_live_{column}", column, sqlite_where=_LIVE, postgresql_where=_LIVE)
           for column in ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")),
     )
+
+
+class LibraryRoot(Base):
+    """A library folder, independent of the path any one machine mounts it at (see roots.py)."""
+
+    __tablename__ = "library_roots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)  # the folder's name when first seen, for people
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RootMount(Base):
+    """Where one machine mounts a library folder. Machine "*" (rows from before root ids): any
+    machine that has that path."""
+
+    __tablename__ = "root_mounts"
+
+    machine: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    root_id: Mapped[str] = mapped_column(ForeignKey("library_roots.id", ondelete="CASCADE"), index=True)
 
 
 class LoraMetadata(Base):
