@@ -73,6 +73,20 @@ class FsPath(TypeDecorator):
     def process_result_value(self, value, dialect):
         return path_from_db(value) if value is not None else None
 
+    def result_processor(self, dialect, coltype):
+        """One plain function per value instead of TypeDecorator's three nested calls: a rescan
+        loads the path and root of every row (100,000 values at 50,000 LoRAs)."""
+        inner = self.impl_instance.result_processor(dialect, coltype)
+        if inner is not None:  # no driver we support converts TEXT, but keep its conversion if one does
+            return super().result_processor(dialect, coltype)
+        return _path_from_db_or_none
+
+
+def _path_from_db_or_none(value):
+    if value is None or value.isascii():
+        return value
+    return value.translate(_FROM_DB) if _STAND_INS.search(value) else value
+
 
 class SafeText(TypeDecorator):
     """TEXT that never fails a write for what it holds (see the module docstring)."""

@@ -206,7 +206,8 @@ class Library:
                 found = session.scalars(select(Lora).where(clause, live()).order_by(Lora.missing, Lora.id).limit(5)).all()
                 if len(found) > 1 and clause is not candidates[-1]:
                     names = ", ".join(naming.display(f.relpath) for f in found)
-                    raise InvalidInput(f"“{naming.display(name)}” matches several LoRAs ({names}); use the relative path or the id")
+                    raise InvalidInput(f"“{naming.display(name)}” matches several LoRAs ({names}); "
+                                       "use the relative path or the id")
                 if found:
                     return found[0]
             if len(low) >= 8 and all(c in "0123456789abcdef" for c in low):
@@ -341,7 +342,8 @@ class Library:
             data = self._summary(lora, shared)
             extra = session.get(LoraMetadata, lora.id)
         data.update(
-            path=naming.display(lora.path), root=naming.display(lora.root), format=lora.format, mtime=lora.mtime, added_at=lora.added_at,
+            path=naming.display(lora.path), root=naming.display(lora.root), format=lora.format, mtime=lora.mtime,
+            added_at=lora.added_at,
             missing_since=lora.missing_since, header_size=lora.header_size,
             base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
             base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
@@ -431,7 +433,8 @@ class Library:
                 "duplicate_groups": dupes, "tags": session.scalar(select(func.count(Tag.id))),
                 "by_base_model": {base_models.label(k): v for k, v in sorted(by_base.items(), key=lambda kv: -kv[1])},
                 "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
-                "roots": [naming.display(r) for r in self.roots], "database": self.db.engine.url.render_as_string(hide_password=True),
+                "roots": [naming.display(r) for r in self.roots],
+                "database": self.db.engine.url.render_as_string(hide_password=True),
                 "scan": self.scan_status.to_dict(),
             }
 

@@ -38,7 +38,8 @@ log = logging.getLogger("lora_manager")
 LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
-SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists them all)
+SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
+MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
 UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
 
 Progress = Callable[[float, str], None]
@@ -76,6 +77,7 @@ class ScanReport:
     # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
     # library, names the database cannot hold
     skipped: list[str] = field(default_factory=list)
+    skipped_count: int = 0  # all of them (the list keeps the first MAX_SKIPPED)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -84,12 +86,12 @@ class ScanReport:
         if self.returned:
             parts.append(f"{self.returned} back")
         if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped")
+            parts.append(f"{max(self.skipped_count, len(self.skipped))} skipped")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.folder_errors:
             text += "; " + "; ".join(self.folder_errors)
         if self.skipped:
-            more = len(self.skipped) - SUMMARY_LINES
+            more = max(self.skipped_count, len(self.skipped)) - SUMMARY_LINES
             text += "; skipped: " + "; ".join(self.skipped[:SUMMARY_LINES]) + (f"; and {more} more" if more > 0 else "")
         return text
 
@@ -148,7 +150,8 @@ class Listing:
 
 
 class Walk:
-    """Lists the folders under one library folder, following links only as boundary.py says.
+    """Lists the folders under the library folders (one walk per scan, so a link is followed once
+    whichever folder it is met in), following links only as boundary.py says.
 
     Entries that are not indexed although they look like LoRAs or belong to one (folders named
     like LoRA files, FIFOs, dangling links, links leaving the library) each get a line in
@@ -257,12 +260,6 @@ def _kind(st: os.stat_result) -> str:
         if test(mode):
             return name
     return "not a file"
-
-
-def walk(root: str, errors: list[str], skipped: list[str] | None = None,
-         boundary: Boundary | None = None) -> Iterator[Listing]:
-    """Every folder under ``root`` that holds LoRA files; unreadable folders go to ``errors``."""
-    return Walk(boundary or Boundary([root]), errors, [] if skipped is None else skipped).listings(root)
 
 
 # --- reading one file -------------------------------------------------------------------------
@@ -504,6 +501,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
             session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=False, missing_since=None))
     report.missing = len(gone)
     report.returned = len(returned)
+    report.skipped_count = len(report.skipped)
+    del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
     progress(1.0, "done: " + report.summary())
     return report

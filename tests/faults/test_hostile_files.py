@@ -185,7 +185,9 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
 
     def header_columns(found, thumbnail_dir=None):
         head, metadata, info = headers(found, thumbnail_dir)
-        return ({**head, "network_dim": 2**70}, metadata, info) if found.filename == "big_value.safetensors" else (head, metadata, info)
+        if found.filename == "big_value.safetensors":
+            head = {**head, "network_dim": 2**70}
+        return head, metadata, info
 
     monkeypatch.setattr(scanner, "file_columns", file_columns)
     monkeypatch.setattr(scanner, "header_columns", header_columns)
