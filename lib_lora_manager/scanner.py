@@ -3,8 +3,10 @@
 A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
 sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
 match a vanished row are moves: the row follows the file and keeps its user data. Files that
-vanished are marked missing, never deleted (NAS and offline drives come back). Writes happen in
-short batches so the UI and other writers never wait for a whole scan.
+vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
+with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
+in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
+never for a batch or a whole scan.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import naming, sidecars
-from .db import Database
+from .db import Database, insert_missing
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
 from .safetensors_header import HeaderError, read_header
@@ -35,6 +37,7 @@ log = logging.getLogger("lora_manager")
 LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
+WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
 
 Progress = Callable[[float, str], None]
 
@@ -383,15 +386,15 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         progress(done / max(total, 1), f"reading sidecars {done}/{total}")
 
     moved_from = {indexed_path for indexed_path in moves.values()}
-    gone = [row.id for path, row in vanished.items() if path not in moved_from]
+    gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
     now = time.time()
-    with db.write() as session:
-        for start in range(0, len(gone), BATCH):
-            ids = gone[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=True, missing_since=now))
-        for start in range(0, len(returned), BATCH):
-            ids = returned[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=False, missing_since=None))
+
+    def mark(values: dict[str, Any]):
+        def work(session, ids: list[int]) -> None:
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
+        return work
+    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
+    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
     report.missing = len(gone)
     report.returned = len(returned)
     report.seconds = time.perf_counter() - started
@@ -443,13 +446,61 @@ def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
     return Analysis(found, file_columns(found), head, metadata, info, side, data)
 
 
+def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any]) -> list:
+    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+
+    The slice size adapts to the time a slice takes (files with large metadata or tag lists take
+    longer), so the write lock is released often whatever the files; each transaction is re-run
+    on a conflict (Database.transaction), so ``work`` must not change its arguments."""
+    results, size, start = [], 16, 0
+    while start < len(items):
+        part = items[start:start + size]
+        took = [0.0]
+
+        def timed(session, part=part, took=took):
+            began = time.perf_counter()
+            out = work(session, part)
+            session.flush()
+            took[0] = time.perf_counter() - began
+            return out
+        results.append(db.transaction(timed))
+        start += len(part)
+        if took[0] > WRITE_SECONDS:
+            size = max(1, size // 2)
+        elif took[0] < WRITE_SECONDS / 3:
+            size = min(BATCH, size * 2)
+    return results
+
+
+@dataclass
+class _NewRow:
+    values: dict[str, Any]
+    metadata: dict[str, str]
+    tags: list[str]
+
+
+@dataclass
+class _ChangedRow:
+    id: int
+    values: dict[str, Any]
+    metadata: dict[str, str]
+
+
 def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
                    moves: dict[str, str], report: ScanReport) -> None:
+    inserts, updates = _plan_changed(batch, indexed, moves, report)
+    # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows)
+    added = sum(write_in_slices(db, inserts, _insert_rows))
+    report.added -= len(inserts) - added  # paths another process indexed meanwhile
+
+
+def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[str, str],
+                  report: ScanReport) -> tuple[list[_NewRow], list[_ChangedRow]]:
+    """The rows to insert and the rows to update for a batch of changed files (no database)."""
     now = time.time()
-    inserts: list[dict[str, Any]] = []
-    insert_extras: list[tuple[dict[str, str], list[str]]] = []
-    updates: list[dict[str, Any]] = []
-    update_metadata: list[tuple[int, dict[str, str]]] = []
+    inserts: list[_NewRow] = []
+    updates: list[_ChangedRow] = []
     for analysis in batch:
         found, columns, head, metadata, info, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata, analysis.info, analysis.side, analysis.data)
@@ -468,45 +519,44 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
-            inserts.append(values)
-            insert_extras.append((metadata, data.tags))
+            inserts.append(_NewRow(values, metadata, data.tags))
             report.added += 1
         else:
             # user data stays untouched; hashes only go when the content may have changed (a
             # move or a re-arranged library folder keeps size and mtime)
-            values["id"] = row.id
             if row.size != found.size or row.mtime_ns != found.mtime_ns:
                 values.update(sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
             if old_path is not None and row.size == found.size:
                 report.moved += 1
             else:
                 report.updated += 1
-            updates.append(values)
-            update_metadata.append((row.id, metadata))
-    with db.write() as session:
-        if inserts:
-            ids, inserts, insert_extras = _insert_new(session, inserts, insert_extras)
-            report.added -= len(batch) - len(updates) - len(inserts)
-            meta_rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, (m, _t) in zip(ids, insert_extras) if m]
-            if meta_rows:
-                session.execute(insert(LoraMetadata), meta_rows)
-            tag_rows = _tag_links(session, [(i, tags) for i, (_m, tags) in zip(ids, insert_extras) if tags])
-            if tag_rows:
-                session.execute(insert(LoraTag), tag_rows)
-        if updates:
-            for values in updates:  # rare: changed files; ORM-free column updates keep user data intact
-                lora_id = values.pop("id")
-                session.execute(update(Lora).where(Lora.id == lora_id).values(**values))
-            ids = [i for i, _ in update_metadata]
-            session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
-            rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, m in update_metadata if m]
-            if rows:
-                session.execute(insert(LoraMetadata), rows)
-            refresh_search_text(session, ids)
-            refresh_base_model(session, ids)
+            updates.append(_ChangedRow(row.id, values, metadata))
+    return inserts, updates
 
 
-def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list[int], list[dict[str, Any]], list]:
+def _update_rows(session, rows: list[_ChangedRow]) -> None:
+    for row in rows:  # ORM-free column updates keep user data intact
+        session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
+    ids = [row.id for row in rows]
+    session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
+    meta_rows = [{"lora_id": row.id, "metadata_json": json.dumps(row.metadata)} for row in rows if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    refresh_search_text(session, ids)
+    refresh_base_model(session, ids)
+
+
+def _insert_rows(session, rows: list[_NewRow]) -> int:
+    """Insert new rows with their metadata and tags; returns how many were inserted."""
+    ids, kept = _insert_new(session, rows)
+    meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    link_tags(session, [(i, row.tags) for i, row in zip(ids, kept) if row.tags])
+    return len(ids)
+
+
+def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]:
     """Insert new rows; rows whose path another process indexed meanwhile are left to it.
 
     Several SDNext machines can share one PostgreSQL library (and two processes one SQLite
@@ -514,32 +564,36 @@ def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list
     while rows:
         try:
             with session.begin_nested():
-                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), rows).scalars().all()
-            return list(ids), rows, extras
+                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True),
+                                      [row.values for row in rows]).scalars().all()
+            return list(ids), rows
         except IntegrityError:
-            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r["path"] for r in rows]))))
+            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r.values["path"] for r in rows]))))
             if not taken:
                 raise
-            keep = [i for i, r in enumerate(rows) if r["path"] not in taken]
-            rows, extras = [rows[i] for i in keep], [extras[i] for i in keep]
-    return [], [], []
+            rows = [r for r in rows if r.values["path"] not in taken]
+    return [], []
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
     rows = []
-    for lora_id, found in batch:
+    for lora_id, found in batch:  # read before any transaction begins
         side, _data = sidecar_columns(found)
         rows.append({"b_id": lora_id, **side})
-    with db.write() as session:
+    rows.sort(key=lambda r: r["b_id"])
+
+    def work(session, part: list[dict[str, Any]]) -> None:
         stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
-        session.connection().execute(stmt, rows)
-        refresh_base_model(session, [lora_id for lora_id, _ in batch])
+        session.connection().execute(stmt, part)
+        refresh_base_model(session, [r["b_id"] for r in part])
+    write_in_slices(db, rows, work)
 
 
-def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, int]]:
+def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:
+    """Give each LoRA id its tags (by name), creating tags as needed; links that exist are kept."""
     names = {tag_name(t) for _, tags in pairs for t in tags if t and t.strip()}
     if not names:
-        return []
+        return
     tag_ids = ensure_tags(session, names)
     links = set()
     for lora_id, tags in pairs:
@@ -547,7 +601,7 @@ def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, in
             name = tag_name(t)
             if name:
                 links.add((lora_id, tag_ids[name]))
-    return [{"lora_id": a, "tag_id": b} for a, b in links]
+    insert_missing(session, LoraTag.__table__, [{"lora_id": a, "tag_id": b} for a, b in sorted(links)], ["lora_id", "tag_id"])
 
 
 def tag_name(text: str) -> str:
@@ -556,12 +610,20 @@ def tag_name(text: str) -> str:
 
 
 def ensure_tags(session, names: set[str]) -> dict[str, int]:
-    """Tag ids by name, creating the missing tags."""
+    """Tag ids by name, creating the missing tags.
+
+    Another process may create the same tag at the same moment: the insert skips names that
+    exist by then (on PostgreSQL it waits for the other transaction to end) and the second read
+    finds them. Names are inserted in sorted order, so two creators never wait on each other in
+    opposite orders."""
+    names = set(names)
+    if not names:
+        return {}
     existing = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
-    new = [{"name": n} for n in sorted(names - existing.keys())]
-    if new:
-        for name, tag_id in session.execute(insert(Tag).returning(Tag.name, Tag.id), new):
-            existing[name] = tag_id
+    missing = sorted(names - existing.keys())
+    if missing:
+        insert_missing(session, Tag.__table__, [{"name": n} for n in missing], ["name"])
+        existing.update(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing))).all())
     return existing
 
 
