@@ -128,8 +128,8 @@ def editor_worker(args) -> dict:
             op = rng.random()
             started = time.perf_counter()
             try:
-                if op < 0.3:
-                    lora_id = rng.choice(plan["notes"])
+                if op < 0.3:  # notes, of LoRAs whose tags others set or add to meanwhile
+                    lora_id = rng.choice(plan["notes"] + plan["lww"])
                     library.edit(lora_id, notes=f"note {token}")
                     record("notes", lora_id, f"note {token}")
                 elif op < 0.5:
@@ -301,19 +301,30 @@ _connections = threading.local()
 
 
 def request(port: int, method: str, path: str, body=None) -> tuple[int, object]:
-    """One HTTP request on this thread's keep-alive connection to ``port``."""
+    """One HTTP request on this thread's keep-alive connection to ``port`` (reopened once if the
+    server had closed it: a request that was never sent is not a server error)."""
     pool = _connections.__dict__.setdefault("pool", {})
-    conn = pool.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    pool[port] = conn
     data = json.dumps(body).encode() if body is not None else None
-    try:
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-        response = conn.getresponse()
-        raw = response.read()
-    except (OSError, http.client.HTTPException):
+    for attempt in (1, 2):
+        conn = pool.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        pool[port] = conn
+        try:
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+            response = conn.getresponse()
+            raw = response.read()
+            break
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            conn.close()
+            pool.pop(port, None)
+            if attempt == 2:
+                raise
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            pool.pop(port, None)
+            raise
+    if response.will_close:
         conn.close()
         pool.pop(port, None)
-        raise
     try:
         payload = json.loads(raw) if raw else None
     except ValueError:
@@ -337,6 +348,11 @@ def hammer(ports: list[int], plan: dict, clients: int, seconds: float) -> dict:
                 out["errors"][f"HTTP {status} (refused): {str(payload)[:120]}"] += 1
         return status < 400
 
+    def patch_tags(port: int, lora_id: int, tags: list[str], started: float) -> None:
+        if ok(*request(port, "PATCH", f"{api}/loras/{lora_id}", {"tags": tags}), started):
+            with lock:
+                out["tag_sets"].setdefault(str(lora_id), []).append(tags)
+
     def run(client: int) -> None:
         rng = random.Random(client)
         n = 0
@@ -347,19 +363,17 @@ def hammer(ports: list[int], plan: dict, clients: int, seconds: float) -> dict:
             op = rng.random()
             started = time.perf_counter()
             try:
-                if op < 0.25:  # the tag set of one LoRA, from every client at once
-                    lora_id = plan["lww"][0]
-                    tags = sorted(rng.sample(TAG_POOL, rng.randint(1, 3)))
-                    if ok(*request(port, "PATCH", f"{api}/loras/{lora_id}", {"tags": tags}), started):
-                        with lock:
-                            out["tag_sets"].setdefault(str(lora_id), []).append(tags)
-                elif op < 0.45:  # notes of LoRAs whose tags others are adding to
-                    lora_id = rng.choice(plan["notes"])
+                if op < 0.2:  # the tag set of one LoRA, from every client at once
+                    patch_tags(port, plan["lww"][0], sorted(rng.sample(TAG_POOL, rng.randint(1, 3))), started)
+                elif op < 0.4:  # notes of LoRAs whose tags others are setting or adding to
+                    lora_id = rng.choice(plan["pairs"] + plan["add"])
                     if ok(*request(port, "PATCH", f"{api}/loras/{lora_id}", {"notes": f"note {token}"}), started):
                         with lock:
                             out["notes"].setdefault(str(lora_id), []).append(f"note {token}")
-                elif op < 0.75:  # a tag of its own added to one of the same few LoRAs
-                    lora_id = rng.choice(plan["notes"] + plan["add"])
+                elif op < 0.55:  # the tags of those LoRAs, set while their notes change
+                    patch_tags(port, rng.choice(plan["pairs"]), sorted(rng.sample(TAG_POOL, rng.randint(1, 3)) + [token]), started)
+                elif op < 0.8:  # a tag of its own added to one of the same few LoRAs
+                    lora_id = rng.choice(plan["add"])
                     body = {"ids": [lora_id], "action": "add_tags", "value": token}
                     if ok(*request(port, "POST", f"{api}/bulk", body), started):
                         with lock:
@@ -411,7 +425,7 @@ def run_postgres(args, base: Path) -> dict:
     library.close()
     rng = random.Random(5)
     hot = rng.sample(ids, 10)
-    plan = {"lww": hot[:1], "notes": hot[1:4], "add": hot[4:6], "spread": hot[6:]}
+    plan = {"lww": hot[:1], "pairs": hot[1:4], "add": hot[4:6], "spread": hot[6:]}
     log(f"postgres: starting {args.servers} servers")
     servers = start_servers(args.repo, args.servers, folder, root, args.pg_url)
     try:

@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +55,8 @@ CONFLICT_ATTEMPTS = 3  # runs of a transaction that met a key another writer had
 _WRITE = "lora_manager_write"  # execution option of write sessions' connections (SQLite: BEGIN IMMEDIATE)
 _PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected: re-running succeeds
 _PG_CONFLICT = {"23505", "23503"}  # unique / foreign key violation: a concurrent insert or delete won the race
+# errors of the driver: wrapped by SQLAlchemy, or raw when raised in _sqlite_begin (an event handler)
+DB_ERRORS = (DBAPIError, sqlite3.Error)
 _MIGRATION_LOCK = 0x4C6F5241  # PostgreSQL advisory lock id taken while migrating ("LoRA")
 
 T = TypeVar("T")
@@ -76,21 +79,40 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+    if not conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN")
+        return
+    # Take the write lock, asking every few milliseconds: SQLite's own busy handler asks only
+    # every 100 ms after the first few, and would miss the short pauses a scan leaves between its
+    # transactions, making an edit wait for many of them instead of one.
+    dbapi = conn.connection.driver_connection
+    dbapi.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorcode", 5) & 0xFF != 5 or time.monotonic() > deadline:
+                    raise
+            time.sleep(random.uniform(0.001, 0.004))
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
 def is_transient(error: BaseException) -> bool:
     """Whether re-running the transaction can succeed: SQLite busy or locked, a PostgreSQL
     serialization failure or deadlock."""
-    if not isinstance(error, DBAPIError) or error.orig is None:
+    orig = error.orig if isinstance(error, DBAPIError) else error  # raw: from _sqlite_begin
+    if orig is None:
         return False
-    orig = error.orig
     if getattr(orig, "sqlstate", None) in _PG_TRANSIENT:
         return True
     code = getattr(orig, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
-    return type(orig).__module__.startswith("sqlite3") and "locked" in str(orig)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
 
 
 def is_conflict(error: BaseException) -> bool:
@@ -152,7 +174,7 @@ class Database:
         try:
             with self._sessions() as session:
                 yield session
-        except DBAPIError as e:
+        except DB_ERRORS as e:
             if is_transient(e):
                 raise busy_error(e) from e
             raise
@@ -166,24 +188,24 @@ class Database:
         try:
             with self._write_session(time.monotonic() + RETRY_FOR) as session:
                 yield session
-        except DBAPIError as e:
+        except DB_ERRORS as e:
             if is_transient(e):
                 raise busy_error(e) from e
             raise
 
-    def transaction(self, work: Callable[[Session], T], *, retry_for: float = RETRY_FOR) -> T:
+    def transaction(self, work: Callable[[Session], T], *, retry_for: float | None = None) -> T:
         """``work(session)`` in a write transaction, committed; re-run from the start after a
         conflict with another writer until ``retry_for`` seconds have passed, then ``Busy``.
 
         ``work`` must not change its arguments or anything outside the database: it may run
         more than once. Domain errors it raises roll back and pass through."""
-        deadline = time.monotonic() + retry_for
+        deadline = time.monotonic() + (RETRY_FOR if retry_for is None else retry_for)
         delay, conflicts = 0.005, 0
         while True:
             try:
                 with self._write_session(deadline) as session:
                     return work(session)
-            except DBAPIError as e:
+            except DB_ERRORS as e:
                 if is_conflict(e) and conflicts + 1 < CONFLICT_ATTEMPTS:
                     conflicts += 1
                 elif not is_transient(e):
@@ -215,7 +237,7 @@ class Database:
             try:
                 session.connection()  # BEGIN (IMMEDIATE on SQLite)
                 return session
-            except DBAPIError as e:
+            except DB_ERRORS as e:
                 session.close()
                 if not is_transient(e) or time.monotonic() + delay > deadline:
                     raise
@@ -256,7 +278,7 @@ class Database:
                     config.attributes["connection"] = conn
                     command.upgrade(config, "head")
                 return backup
-            except DBAPIError as e:
+            except DB_ERRORS as e:
                 if not is_transient(e) or time.monotonic() > deadline:
                     raise
             time.sleep(0.1)

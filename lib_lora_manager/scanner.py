@@ -38,6 +38,7 @@ LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
 WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
+WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 
 Progress = Callable[[float, str], None]
 
@@ -465,6 +466,8 @@ def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any])
             return out
         results.append(db.transaction(timed))
         start += len(part)
+        if start < len(items):
+            time.sleep(WRITE_PAUSE)
         if took[0] > WRITE_SECONDS:
             size = max(1, size // 2)
         elif took[0] < WRITE_SECONDS / 3:
