@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from . import base_models, naming, query, scanner
+from . import base_models, edits, naming, query, scanner
 from .boundary import Boundary
 from .db import Database, sqlite_url
 from .dbtypes import path_to_db
@@ -131,8 +131,8 @@ class Library:
     def set_roots(self, roots: Iterable[str]) -> None:
         """Change the library folders (remembered for the CLI and the next start)."""
         self.roots = _unique_abs(roots)
-        with self.db.write() as session:
-            session.merge(State(key="roots", value=json.dumps(self.roots)))
+        value = json.dumps(self.roots)
+        self.db.transaction(lambda session: session.merge(State(key="roots", value=value)))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -288,7 +288,9 @@ class Library:
                 resolved.append(self.find(used.name).id)
             except (NotFound, InvalidInput):
                 resolved.append(None)  # unknown or ambiguous: kept by name
-        with self.db.write() as session:
+        used_ids = sorted({i for i in resolved if i is not None})
+
+        def store(session) -> int:
             generation = Generation(
                 started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
                 prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
@@ -302,15 +304,11 @@ class Library:
                 images=[GenerationImage(position=n, path=image.path, thumbnail=image.thumbnail, seed=image.seed)
                         for n, image in enumerate(record.images)],
             )
+            edits.count_use(session, used_ids, record.started_at)  # rows first: the order every writer locks in
             session.add(generation)
-            used_ids = sorted({i for i in resolved if i is not None})
-            if used_ids:
-                session.execute(update(Lora).where(Lora.id.in_(used_ids)).values(
-                    use_count=Lora.use_count + 1,
-                    last_used_at=func.max(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)
-                    if self.db.is_sqlite else func.greatest(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)))
             session.flush()
             return generation.id
+        return self.db.transaction(store)
 
     def read_prompt(self, prompt: str) -> dict[str, Any]:
         """A prompt (or a whole infotext) back into its text and LoRAs, each resolved to a library
@@ -446,27 +444,8 @@ class Library:
         if unknown:
             raise InvalidInput(f"cannot edit {', '.join(sorted(unknown))} (editable: {', '.join(EDITABLE)})")
         values = _validated(changes)
-        with self.db.write() as session:
-            lora = session.get(Lora, int(lora_id))
-            if lora is None:
-                raise NotFound(f"no LoRA with id {lora_id}")
-            weights = {k: values.get(k, getattr(lora, k)) for k in ("default_weight", "weight_min", "weight_max")}
-            _check_weights(weights["default_weight"], weights["weight_min"], weights["weight_max"])
-            tags = values.pop("tags", None)
-            if "base_model" in values:
-                lora.base_model_user = values.pop("base_model")
-            for key, value in values.items():
-                setattr(lora, key, value)
-            if tags is not None:
-                ids = scanner.ensure_tags(session, set(tags)) if tags else {}
-                session.execute(delete(LoraTag).where(LoraTag.lora_id == lora.id))
-                if ids:
-                    session.execute(insert(LoraTag), [{"lora_id": lora.id, "tag_id": ids[t]} for t in tags])
-            lora.updated_at = time.time()
-            session.flush()
-            session.expire(lora, ["tags"])
-            scanner.refresh_search_text(session, [lora.id])
-            scanner.refresh_base_model(session, [lora.id])
+        lora_id = int(lora_id)
+        self.db.transaction(lambda session: edits.edit(session, lora_id, values))
         return self.detail(lora_id)
 
     def set_preview(self, lora_id: int, image_path: str) -> dict[str, Any]:
@@ -561,24 +540,11 @@ class Library:
         ids, names = self.select(selection), _tag_names(tags)
         if not names:
             raise InvalidInput("no tags given")
-        with self.db.write() as session:
-            tag_ids = scanner.ensure_tags(session, set(names))
-            for chunk in _chunks(ids):
-                have = set(session.execute(select(LoraTag.lora_id, LoraTag.tag_id).where(LoraTag.lora_id.in_(chunk))).all())
-                rows = [{"lora_id": i, "tag_id": tag_ids[n]} for i in chunk for n in names if (i, tag_ids[n]) not in have]
-                if rows:
-                    session.execute(insert(LoraTag), rows)
-            self._touched(session, ids, search=True)
-        return BulkResult(done=ids)
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.add_tags(session, ids, names)))
 
     def remove_tags(self, selection, tags: Iterable[str]) -> BulkResult:
         ids, names = self.select(selection), _tag_names(tags)
-        with self.db.write() as session:
-            tag_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names))))
-            for chunk in _chunks(ids):
-                session.execute(delete(LoraTag).where(LoraTag.lora_id.in_(chunk), LoraTag.tag_id.in_(tag_ids)))
-            self._touched(session, ids, search=True)
-        return BulkResult(done=ids)
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.remove_tags(session, ids, names)))
 
     def set_favorite(self, selection, favorite: bool = True) -> BulkResult:
         return self._set_column(selection, favorite=bool(favorite))
@@ -591,23 +557,12 @@ class Library:
 
     def set_base_model(self, selection, code: str | None) -> BulkResult:
         value = _validated({"base_model": code})["base_model"]
-        result = self._set_column(selection, base_model_user=value)
-        with self.db.write() as session:
-            scanner.refresh_base_model(session, result.done)
-        return result
+        return self._set_column(selection, base_model_user=value)
 
     def _set_column(self, selection, **values) -> BulkResult:
         ids = self.select(selection)
-        with self.db.write() as session:
-            for chunk in _chunks(ids):
-                session.execute(update(Lora).where(Lora.id.in_(chunk)).values(**values, updated_at=time.time()))
-        return BulkResult(done=ids)
-
-    def _touched(self, session, ids: list[int], search: bool = False) -> None:
-        for chunk in _chunks(ids):
-            session.execute(update(Lora).where(Lora.id.in_(chunk)).values(updated_at=time.time()))
-        if search:
-            scanner.refresh_search_text(session, ids)
+        base_model = "base_model_user" in values
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.set_columns(session, ids, values, base_model=base_model)))
 
     def rename_tag(self, old: str, new: str) -> int:
         """Rename a tag everywhere; renaming onto an existing tag merges them. Returns LoRAs affected."""
@@ -618,20 +573,7 @@ class Library:
         target_name = (_tag_names([target]) or [None])[0]
         if not names or not target_name:
             raise InvalidInput("give the tags to merge and the tag to merge them into")
-        with self.db.write() as session:
-            source_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names), Tag.name != target_name)))
-            if not source_ids:
-                raise NotFound(f"no tag named {', '.join(names)}")
-            target_id = scanner.ensure_tags(session, {target_name})[target_name]
-            lora_ids = list(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id.in_(source_ids)).distinct()))
-            have = set(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id == target_id)))
-            new = [{"lora_id": i, "tag_id": target_id} for i in lora_ids if i not in have]
-            if new:
-                session.execute(insert(LoraTag), new)
-            session.execute(delete(LoraTag).where(LoraTag.tag_id.in_(source_ids)))
-            session.execute(delete(Tag).where(Tag.id.in_(source_ids)))
-            self._touched(session, lora_ids, search=True)
-        return len(lora_ids)
+        return self.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
 
     def move(self, selection, target_root: str, subfolder: str = "") -> BulkResult:
         """Move files (with their sidecars and previews) into another library folder."""
@@ -780,8 +722,8 @@ class Library:
                                   thumbnail_dir=os.path.join(self.data_dir, "embedded-previews"))
             status.last_report = dict(result.__dict__)
             status.message = "last scan: " + result.summary()
-            with self.db.write() as session:
-                session.merge(State(key="last_scan", value=json.dumps(status.last_report)))
+            value = json.dumps(status.last_report)
+            self.db.transaction(lambda session: session.merge(State(key="last_scan", value=value)))
             self._wake_hasher.set()
             return result
         except Exception as e:  # recorded for the status (REST, UI), then raised as it was
@@ -868,14 +810,13 @@ class Library:
             except HashCancelled:
                 break
             except HashError as e:
-                with self.db.write() as session:
-                    session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=str(e)))
+                error = str(e)
+                self.db.transaction(lambda session: session.execute(update(Lora).where(
+                    Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=error)))
                 continue
-            with self.db.write() as session:
-                updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
-                    sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
-                if updated:
-                    _adopt_vanished(session, lora_id, hashes.sha256)
+            # one short transaction per file, after the file was read: the write lock is never
+            # held while hashing
+            self.db.transaction(lambda session: _store_hashes(session, lora_id, mtime_ns, hashes))
             count += 1
         return count
 
@@ -893,9 +834,10 @@ def _unique_abs(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def _chunks(ids: list[int], size: int = 500):
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
+def _bulk_result(ids: list[int], done: list[int]) -> BulkResult:
+    """What a bulk edit did: the LoRAs changed, and the ids that name no LoRA."""
+    found = set(done)
+    return BulkResult(done=[i for i in ids if i in found], errors={i: f"no LoRA with id {i}" for i in ids if i not in found})
 
 
 def _tag_names(tags: Iterable[str] | str) -> list[str]:
@@ -963,14 +905,6 @@ def _validated(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_weights(default: float | None, low: float | None, high: float | None) -> None:
-    if low is not None and high is not None and low > high:
-        raise InvalidInput(f"the weight range is reversed ({low} > {high})")
-    if default is not None:
-        if low is not None and default < low or high is not None and default > high:
-            raise InvalidInput(f"the default weight {default} is outside the recommended range")
-
-
 def _move_with_sidecars(lora: Lora, destination: str) -> dict[str, str]:
     """Move a LoRA file and its sidecars into ``destination``; all or nothing.
 
@@ -999,6 +933,14 @@ def _move_with_sidecars(lora: Lora, destination: str) -> dict[str, str]:
             shutil.move(dst, src)
         raise FileOperationError(lora.path, e.strerror or str(e)) from None
     return plan
+
+
+def _store_hashes(session, lora_id: int, mtime_ns: int, hashes) -> None:
+    """Record a file's hashes, unless the file changed since it was read (a newer mtime)."""
+    updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
+        sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
+    if updated:
+        _adopt_vanished(session, lora_id, hashes.sha256)
 
 
 def _adopt_vanished(session, lora_id: int, sha256: str) -> None:

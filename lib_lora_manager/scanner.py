@@ -3,8 +3,10 @@
 A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
 sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
 match a vanished row are moves: the row follows the file and keeps its user data. Files that
-vanished are marked missing, never deleted (NAS and offline drives come back). Writes happen in
-short batches so the UI and other writers never wait for a whole scan.
+vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
+with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
+in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
+never for a batch or a whole scan.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
 from .boundary import Boundary
-from .db import Database
+from .db import Database, insert_missing
 from .dbtypes import storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
@@ -41,6 +43,8 @@ READERS = 4  # files read at once during a scan
 SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
 MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
 UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
+WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
+WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 
 Progress = Callable[[float, str], None]
 
@@ -490,15 +494,15 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         progress(done / max(total, 1), f"reading sidecars {done}/{total}")
 
     moved_from = {indexed_path for indexed_path in moves.values()}
-    gone = [row.id for path, row in vanished.items() if path not in moved_from]
+    gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
     now = time.time()
-    with db.write() as session:
-        for start in range(0, len(gone), BATCH):
-            ids = gone[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=True, missing_since=now))
-        for start in range(0, len(returned), BATCH):
-            ids = returned[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=False, missing_since=None))
+
+    def mark(values: dict[str, Any]):
+        def work(session, ids: list[int]) -> None:
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
+        return work
+    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
+    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
     report.missing = len(gone)
     report.returned = len(returned)
     report.skipped_count = len(report.skipped)
@@ -563,32 +567,9 @@ def unreadable(found: Found, error: str) -> Analysis:
     return Analysis(found, file_columns(found), _empty_head(error), {}, None, side, sidecars.SidecarData())
 
 
-def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
-    """Write a batch of changed files; a row the database refuses does not lose the batch.
-
-    The batch is one transaction. If it fails for what one row holds (a value out of range, a
-    name the driver cannot encode), it is retried in halves down to the one row, which is then
-    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
-    tally = ScanReport(roots=[])
-    try:
-        _write_changed_rows(db, batch, indexed, moves, tally)
-    except _ROW_ERRORS as e:
-        if len(batch) > 1:
-            middle = len(batch) // 2
-            _write_changed(db, batch[:middle], indexed, moves, report)
-            _write_changed(db, batch[middle:], indexed, moves, report)
-            return
-        found = batch[0].found
-        log.warning("LoRA Manager: cannot store what %s holds: %s", naming.display(found.path), e)
-        if bare:  # even its file facts alone: the file cannot be indexed at all
-            report.skipped.append(f"{naming.display(found.path)}: cannot be stored in the database ({_one_line(e)})")
-            return
-        error = f"cannot store what the file holds: {_one_line(e)}"
-        _write_changed(db, [unreadable(found, error)], indexed, moves, report, bare=True)
-        return
-    for name in ("added", "updated", "moved", "errors"):
-        setattr(report, name, getattr(report, name) + getattr(tally, name))
+# Failures caused by what one row holds. Lost connections, locks and constraint races are not
+# among them: those fail the scan (or are retried and handled where they happen, see _insert_new).
+_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
 
 
 def _one_line(error: BaseException) -> str:
@@ -597,18 +578,98 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.splitlines()[:1])[:300]
 
 
-# Failures caused by what one row holds. Lost connections, locks and constraint races are not
-# among them: those fail the scan (or are handled where they happen, see _insert_new).
-_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
+def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
+                    refused: Callable[[Any, BaseException], None] | None = None) -> list:
+    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+
+    The slice size adapts to the time a slice takes (files with large metadata or tag lists take
+    longer), so the write lock is released often whatever the files; each transaction is re-run
+    on a conflict (Database.transaction), so ``work`` must not change its arguments. A slice the
+    database refuses for what a row holds is halved until the row is found, which goes to
+    ``refused(item, error)`` (without it the error is raised): the rest of the slice is written."""
+    results, size, start = [], 16, 0
+    while start < len(items):
+        part = items[start:start + size]
+        took = [0.0]
+
+        def timed(session, part=part, took=took):
+            began = time.perf_counter()
+            out = work(session, part)
+            session.flush()
+            took[0] = time.perf_counter() - began
+            return out
+        try:
+            results.append(db.transaction(timed))
+        except _ROW_ERRORS as e:
+            if refused is None:
+                raise
+            if len(part) > 1:
+                size = max(1, len(part) // 2)
+                continue
+            refused(part[0], e)
+            start += 1
+            continue
+        start += len(part)
+        if start < len(items):
+            time.sleep(WRITE_PAUSE)
+        if took[0] > WRITE_SECONDS:
+            size = max(1, size // 2)
+        elif took[0] < WRITE_SECONDS / 3:
+            size = min(BATCH, size * 2)
+    return results
 
 
-def _write_changed_rows(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                        moves: dict[str, str], report: ScanReport) -> None:
+@dataclass
+class _NewRow:
+    found: Found
+    values: dict[str, Any]
+    metadata: dict[str, str]
+    tags: list[str]
+
+
+@dataclass
+class _ChangedRow:
+    found: Found
+    id: int
+    values: dict[str, Any]
+    metadata: dict[str, str]
+
+
+def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
+                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
+    """Write a batch of changed files; a row the database refuses does not lose the batch: it is
+    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
+    inserts, updates = _plan_changed(batch, indexed, moves, report)
+    refused_inserts = 0
+
+    def refused(row: _NewRow | _ChangedRow, error: BaseException) -> None:
+        nonlocal refused_inserts
+        path = naming.display(row.found.path)
+        log.warning("LoRA Manager: cannot store what %s holds: %s", path, error)
+        if isinstance(row, _NewRow):
+            report.added -= 1
+            refused_inserts += 1
+        else:
+            report.updated -= 1
+        if bare:  # even its file facts alone: the file cannot be indexed at all
+            report.errors -= 1
+            report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
+            return
+        error_text = f"cannot store what the file holds: {_one_line(error)}"
+        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, bare=True)
+
+    # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused)
+    added = sum(write_in_slices(db, inserts, _insert_rows, refused))
+    report.added -= len(inserts) - refused_inserts - added  # paths another process indexed meanwhile
+
+
+def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[str, str],
+                  report: ScanReport) -> tuple[list[_NewRow], list[_ChangedRow]]:
+    """The rows to insert and the rows to update for a batch of changed files (no database)."""
     now = time.time()
-    inserts: list[dict[str, Any]] = []
-    insert_extras: list[tuple[dict[str, str], list[str]]] = []
-    updates: list[dict[str, Any]] = []
-    update_metadata: list[tuple[int, dict[str, str]]] = []
+    inserts: list[_NewRow] = []
+    updates: list[_ChangedRow] = []
     for analysis in batch:
         found, columns, head, metadata, info, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata, analysis.info, analysis.side, analysis.data)
@@ -627,45 +688,44 @@ def _write_changed_rows(db: Database, batch: list[Analysis], indexed: dict[str, 
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
-            inserts.append(values)
-            insert_extras.append((metadata, data.tags))
+            inserts.append(_NewRow(found, values, metadata, data.tags))
             report.added += 1
         else:
             # user data stays untouched; hashes only go when the content may have changed (a
             # move or a re-arranged library folder keeps size and mtime)
-            values["id"] = row.id
             if row.size != found.size or row.mtime_ns != found.mtime_ns:
                 values.update(sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
             if old_path is not None and row.size == found.size:
                 report.moved += 1
             else:
                 report.updated += 1
-            updates.append(values)
-            update_metadata.append((row.id, metadata))
-    with db.write() as session:
-        if inserts:
-            ids, inserts, insert_extras = _insert_new(session, inserts, insert_extras)
-            report.added -= len(batch) - len(updates) - len(inserts)
-            meta_rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, (m, _t) in zip(ids, insert_extras) if m]
-            if meta_rows:
-                session.execute(insert(LoraMetadata), meta_rows)
-            tag_rows = _tag_links(session, [(i, tags) for i, (_m, tags) in zip(ids, insert_extras) if tags])
-            if tag_rows:
-                session.execute(insert(LoraTag), tag_rows)
-        if updates:
-            for values in updates:  # rare: changed files; ORM-free column updates keep user data intact
-                lora_id = values.pop("id")
-                session.execute(update(Lora).where(Lora.id == lora_id).values(**values))
-            ids = [i for i, _ in update_metadata]
-            session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
-            rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, m in update_metadata if m]
-            if rows:
-                session.execute(insert(LoraMetadata), rows)
-            refresh_search_text(session, ids)
-            refresh_base_model(session, ids)
+            updates.append(_ChangedRow(found, row.id, values, metadata))
+    return inserts, updates
 
 
-def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list[int], list[dict[str, Any]], list]:
+def _update_rows(session, rows: list[_ChangedRow]) -> None:
+    for row in rows:  # ORM-free column updates keep user data intact
+        session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
+    ids = [row.id for row in rows]
+    session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
+    meta_rows = [{"lora_id": row.id, "metadata_json": json.dumps(row.metadata)} for row in rows if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    refresh_search_text(session, ids)
+    refresh_base_model(session, ids)
+
+
+def _insert_rows(session, rows: list[_NewRow]) -> int:
+    """Insert new rows with their metadata and tags; returns how many were inserted."""
+    ids, kept = _insert_new(session, rows)
+    meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    link_tags(session, [(i, row.tags) for i, row in zip(ids, kept) if row.tags])
+    return len(ids)
+
+
+def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]:
     """Insert new rows; rows whose path another process indexed meanwhile are left to it.
 
     Several SDNext machines can share one PostgreSQL library (and two processes one SQLite
@@ -673,27 +733,39 @@ def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list
     while rows:
         try:
             with session.begin_nested():
-                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), rows).scalars().all()
-            return list(ids), rows, extras
+                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True),
+                                      [row.values for row in rows]).scalars().all()
+            return list(ids), rows
         except IntegrityError:
-            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r["path"] for r in rows]))))
+            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r.values["path"] for r in rows]))))
             if not taken:
                 raise
-            keep = [i for i, r in enumerate(rows) if r["path"] not in taken]
-            rows, extras = [rows[i] for i in keep], [extras[i] for i in keep]
-    return [], [], []
+            rows = [r for r in rows if r.values["path"] not in taken]
+    return [], []
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
     """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
     rows = []
-    for lora_id, found in batch:
+    for lora_id, found in batch:  # read before any transaction begins
         try:
             side, _data = sidecar_columns(found)
         except (OSError, ValueError, UnicodeError) as e:
             side = _no_sidecars(found, f"cannot read the sidecars: {e}")
-        rows.append({"b_id": lora_id, **side})
-    _write_sidecar_rows(db, rows, [found for _id, found in batch])
+        rows.append((found, {"b_id": lora_id, **side}))
+    rows.sort(key=lambda r: r[1]["b_id"])
+
+    def work(session, part: list[tuple[Found, dict[str, Any]]]) -> None:
+        stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
+        session.connection().execute(stmt, [values for _found, values in part])
+        refresh_base_model(session, [values["b_id"] for _found, values in part])
+
+    def refused(row: tuple[Found, dict[str, Any]], error: BaseException) -> None:
+        found, values = row
+        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
+        side = _no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
+        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
+    write_in_slices(db, rows, work, refused)
 
 
 def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
@@ -702,30 +774,11 @@ def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
             "sidecar_errors": error, "base_model_sidecar": None}
 
 
-def _write_sidecar_rows(db: Database, rows: list[dict[str, Any]], found: list[Found], *, bare: bool = False) -> None:
-    """Store sidecar columns; a row the database refuses gets only the error (see _write_changed)."""
-    try:
-        with db.write() as session:
-            stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
-            session.connection().execute(stmt, rows)
-            refresh_base_model(session, [row["b_id"] for row in rows])
-    except _ROW_ERRORS as e:
-        if len(rows) > 1:
-            middle = len(rows) // 2
-            _write_sidecar_rows(db, rows[:middle], found[:middle])
-            _write_sidecar_rows(db, rows[middle:], found[middle:])
-            return
-        if bare:
-            raise
-        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found[0].path), e)
-        side = _no_sidecars(found[0], f"cannot store what the sidecars hold: {_one_line(e)}")
-        _write_sidecar_rows(db, [{"b_id": rows[0]["b_id"], **side}], found, bare=True)
-
-
-def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, int]]:
+def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:
+    """Give each LoRA id its tags (by name), creating tags as needed; links that exist are kept."""
     names = {tag_name(t) for _, tags in pairs for t in tags if t and t.strip()}
     if not names:
-        return []
+        return
     tag_ids = ensure_tags(session, names)
     links = set()
     for lora_id, tags in pairs:
@@ -733,7 +786,7 @@ def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, in
             name = tag_name(t)
             if name:
                 links.add((lora_id, tag_ids[name]))
-    return [{"lora_id": a, "tag_id": b} for a, b in links]
+    insert_missing(session, LoraTag.__table__, [{"lora_id": a, "tag_id": b} for a, b in sorted(links)], ["lora_id", "tag_id"])
 
 
 def tag_name(text: str) -> str:
@@ -742,12 +795,20 @@ def tag_name(text: str) -> str:
 
 
 def ensure_tags(session, names: set[str]) -> dict[str, int]:
-    """Tag ids by name, creating the missing tags."""
+    """Tag ids by name, creating the missing tags.
+
+    Another process may create the same tag at the same moment: the insert skips names that
+    exist by then (on PostgreSQL it waits for the other transaction to end) and the second read
+    finds them. Names are inserted in sorted order, so two creators never wait on each other in
+    opposite orders."""
+    names = set(names)
+    if not names:
+        return {}
     existing = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
-    new = [{"name": n} for n in sorted(names - existing.keys())]
-    if new:
-        for name, tag_id in session.execute(insert(Tag).returning(Tag.name, Tag.id), new):
-            existing[name] = tag_id
+    missing = sorted(names - existing.keys())
+    if missing:
+        insert_missing(session, Tag.__table__, [{"name": n} for n in missing], ["name"])
+        existing.update(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing))).all())
     return existing
 
 
