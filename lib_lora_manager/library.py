@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from . import base_models, edits, merging, naming, query, scanner
+from . import roots as roots_module
 from .boundary import Boundary
 from .bulk import BulkResult
 from .db import Database, sqlite_url
@@ -86,7 +87,11 @@ class Library:
         self._wake_hasher = threading.Event()
         self._threads: list[threading.Thread] = []
         self.processes = ProcessRegistry(db)  # registered by open(): owners of jobs and file operations
-        self.files = FileOperations(db, self.data_dir, self.processes, lambda: self.roots)  # move, trash, undo
+        # this machine's mounts of the library folders (resolved by open(); see roots.py)
+        self.machine = roots_module.machine_id(self.data_dir)
+        self.mounts = roots_module.RootMap([], [])
+        self.files = FileOperations(db, self.data_dir, self.processes, lambda: self.roots,
+                                    lambda: self.mounts)  # move, trash, undo
         self.recipes = Recipes(self)
         self.history = History(self)  # the generations recorded here: search, rate, delete, re-run
 
@@ -103,14 +108,15 @@ class Library:
         backup = db.migrate()
         if backup:
             log.info("LoRA Manager: database migrated; previous copy kept at %s", backup)
+        machine = roots_module.machine_id(os.path.abspath(data_dir))
         with db.read() as session:
-            saved = session.get(State, "roots")
+            # each machine remembers its own folders ("roots": from before machines had their own)
+            saved = session.get(State, f"roots:{machine}") or session.get(State, "roots")
             saved_roots = json.loads(saved.value) if saved else []
         library = cls(db, saved_roots if roots is None else roots, data_dir, hashing=hashing)
         library.processes.register()
+        library.set_roots(library.roots)
         library.files.reconcile()  # moves and trash that a dead process left half done
-        if roots is not None and library.roots != saved_roots:
-            library.set_roots(library.roots)
         return library
 
     @property
@@ -119,10 +125,23 @@ class Library:
         return self.roots[0] if self.roots else None
 
     def set_roots(self, roots: Iterable[str]) -> None:
-        """Change the library folders (remembered for the CLI and the next start)."""
+        """Change the library folders (remembered for the CLI and the next start on this machine)."""
         self.roots = _unique_abs(roots)
         value = json.dumps(self.roots)
-        self.db.transaction(lambda session: session.merge(State(key="roots", value=value)))
+        self.db.transaction(lambda session: session.merge(State(key=f"roots:{self.machine}", value=value)))
+        self.mounts = roots_module.resolve(self.db, self.machine, self.roots)
+
+    def local_path(self, lora: Lora) -> str:
+        """Where a LoRA's file is on this machine: machines sharing the database may mount its
+        library folder at another path than the one stored with the row."""
+        return self.mounts.local_path(lora.root_id, lora.relpath) or lora.path
+
+    def _path_clause(self, path: str):
+        """Rows whose file is ``path`` on this machine (stored path, or its folder and relative path)."""
+        located = self.mounts.locate(path)
+        if located is None:
+            return Lora.path == path
+        return or_(Lora.path == path, and_(Lora.root_id == located[0], Lora.relpath == located[1]))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -189,7 +208,7 @@ class Library:
             func.lower(Lora.display_name) == low,
             # SDNext's alias (ss_output_name) and the model card's title
             func.lower(Lora.output_name) == low, func.lower(Lora.title) == low,
-            Lora.path == name,
+            self._path_clause(name),
         )
         with self.db.read() as session:
             for clause in candidates:
@@ -270,7 +289,7 @@ class Library:
         for used in record.loras:
             if used.path:
                 with self.db.read() as session:
-                    by_path = session.scalar(select(Lora.id).where(Lora.path == used.path, live()))
+                    by_path = session.scalar(select(Lora.id).where(self._path_clause(used.path), live()).limit(1))
                 if by_path is not None:
                     resolved.append(by_path)
                     continue
@@ -330,7 +349,7 @@ class Library:
             data = self._summary(lora, shared)
             extra = session.get(LoraMetadata, lora.id)
         data.update(
-            path=naming.display(lora.path), root=naming.display(lora.root), format=lora.format, mtime=lora.mtime,
+            path=naming.display(self.local_path(lora)), root=naming.display(self.mounts.local_path(lora.root_id, "") or lora.root), format=lora.format, mtime=lora.mtime,
             added_at=lora.added_at,
             missing_since=lora.missing_since, header_size=lora.header_size,
             base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
@@ -352,15 +371,16 @@ class Library:
         lora = self.get(lora_id)
         if lora.format != "safetensors":
             raise InvalidInput(f"{naming.display(lora.filename)} is a {lora.format} file: it has no safetensors header")
-        if not Boundary(self.roots).allows(lora.path):
+        path = self.local_path(lora)
+        if not Boundary(self.roots).allows(path):
             raise InvalidInput(f"{naming.display(lora.filename)} is a link leading outside the library folders; not read")
         try:
-            return read_raw_header(lora.path)
+            return read_raw_header(path)
         except HeaderError as e:
             raise InvalidInput(f"{naming.display(lora.filename)}: {e}") from None
 
     def prompt_name(self, lora: Lora, name_is_shared: bool = False) -> str:
-        return naming.prompt_name(lora.path, self.primary_root, name_is_shared=name_is_shared)
+        return naming.prompt_name(self.local_path(lora), self.primary_root, name_is_shared=name_is_shared)
 
     def _shared_names(self, session, loras: list[Lora]) -> set[str]:
         """Prompt names used by more than one present file in SDNext's folder (need a path)."""
@@ -468,7 +488,7 @@ class Library:
     def preview_candidates(self, lora_id: int) -> list[str]:
         """Images next to the LoRA file that could serve as its preview."""
         lora = self.get(lora_id)
-        directory = os.path.dirname(lora.path)
+        directory = os.path.dirname(self.local_path(lora))
         try:
             names = os.listdir(directory)
         except OSError:
@@ -484,7 +504,7 @@ class Library:
         (it may have become a link elsewhere since the scan; see boundary.py)."""
         candidates = [lora.preview_user]
         if lora.sidecar_preview:
-            sidecar = os.path.join(os.path.dirname(lora.path), lora.sidecar_preview)
+            sidecar = os.path.join(os.path.dirname(self.local_path(lora)), lora.sidecar_preview)
             if Boundary(self.roots).allows(sidecar):
                 candidates.append(sidecar)
         candidates.append(lora.embedded_preview)
@@ -588,7 +608,7 @@ class Library:
             shared = self._shared_names(session, list(loras))
             groups: dict[str, list[dict[str, Any]]] = {}
             for lora in loras:
-                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": naming.display(lora.path)})
+                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": naming.display(self.local_path(lora))})
         return sorted(groups.values(), key=lambda g: (-len(g), g[0]["relpath"]))
 
     def keep_duplicate(self, keep_id: int) -> BulkResult:
@@ -618,7 +638,7 @@ class Library:
             if progress:
                 progress(fraction, message)
         try:
-            result = scanner.scan(self.db, self.roots, report, should_stop=self._stop.is_set,
+            result = scanner.scan(self.db, self.roots, report, mounts=self.mounts, should_stop=self._stop.is_set,
                                   thumbnail_dir=os.path.join(self.data_dir, "embedded-previews"))
             status.last_report = dict(result.__dict__)
             status.message = "last scan: " + result.summary()
@@ -692,13 +712,15 @@ class Library:
         Each file is hashed once per (size, mtime); failures are recorded on the item and not
         retried until the file changes."""
         with self.db.read() as session:
-            stmt = select(Lora.id, Lora.path, Lora.mtime_ns, Lora.format).where(
+            # only files of folders this machine mounts: another machine's are not ours to judge
+            stmt = select(Lora.id, Lora.path, Lora.root_id, Lora.relpath, Lora.mtime_ns, Lora.format).where(
                 Lora.sha256.is_(None), Lora.hash_error.is_(None), Lora.missing.is_(False),
-                live()).order_by(Lora.id)
+                or_(Lora.root_id.in_(self.mounts.root_ids), Lora.root_id.is_(None)), live()).order_by(Lora.id)
             todo = session.execute(stmt.limit(limit) if limit else stmt).all()
         count = 0
         boundary = Boundary(self.roots)
-        for n, (lora_id, path, mtime_ns, fmt) in enumerate(todo):
+        for n, (lora_id, stored_path, root_id, relpath, mtime_ns, fmt) in enumerate(todo):
+            path = self.mounts.local_path(root_id, relpath) or stored_path
             if should_stop and should_stop():
                 break
             if progress:

@@ -34,7 +34,7 @@ class Lora(Base):
     root: Mapped[str] = mapped_column(FsPath)  # the library folder it was found under (as last seen)
     # the library folder's identity (library_roots.id): the same for every machine, whatever path
     # it mounts the folder at; (root_id, relpath) is where the file is
-    root_id: Mapped[str | None] = mapped_column(String(32))
+    root_id: Mapped[str | None] = mapped_column(SafeString(32))
     relpath: Mapped[str] = mapped_column(FsPath)  # relative to root, '/' separated
     folder: Mapped[str] = mapped_column(FsPath, index=True)  # relpath's directory ('' at the root)
     filename: Mapped[str] = mapped_column(FsPath)
@@ -126,7 +126,7 @@ class LibraryRoot(Base):
 
     __tablename__ = "library_roots"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
     name: Mapped[str] = mapped_column(SafeText)  # the folder's name when first seen, for people
     created_at: Mapped[float] = mapped_column(Float)
 
@@ -137,7 +137,7 @@ class RootMount(Base):
 
     __tablename__ = "root_mounts"
 
-    machine: Mapped[str] = mapped_column(String(64), primary_key=True)
+    machine: Mapped[str] = mapped_column(SafeString(64), primary_key=True)
     path: Mapped[str] = mapped_column(FsPath, primary_key=True)
     root_id: Mapped[str] = mapped_column(ForeignKey("library_roots.id", ondelete="CASCADE"), index=True)
 

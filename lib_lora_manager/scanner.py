@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
@@ -33,6 +33,7 @@ from .db import Database, insert_missing
 from .dbtypes import storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .roots import RootMap
 from .safetensors_header import HeaderError, read_header
 
 log = logging.getLogger("lora_manager")
@@ -63,6 +64,7 @@ class Found:
     inode: int
     sidecar_names: list[str]
     refused: dict[str, str] = field(default_factory=dict)  # sidecars not read (links leaving the library)
+    root_id: str | None = None  # the library folder's identity (roots.py)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Listing:
     loras: list[tuple[os.DirEntry, os.stat_result]]
     sidecars: dict[str, list[str]]
     refused: dict[str, str] = field(default_factory=dict)  # sidecar name -> why it is not read
+    root_id: str | None = None
 
     def sidecars_of(self, filename: str) -> list[str]:
         return self.sidecars.get(filename[:filename.rfind(".")], []) if self.sidecars else []
@@ -150,6 +153,7 @@ class Listing:
             path=entry.path, root=self.root, relpath=relpath, directory=self.directory, filename=name,
             size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sidecar_names=sidecar_names,
             refused={n: self.refused[n] for n in sidecar_names if n in self.refused} if self.refused else {},
+            root_id=self.root_id,
         )
 
 
@@ -167,7 +171,7 @@ class Walk:
         self.skipped = skipped
         self.followed: set[str] = set()  # real paths of the linked folders and files taken
 
-    def listings(self, root: str) -> Iterator[Listing]:
+    def listings(self, root: str, root_id: str | None = None) -> Iterator[Listing]:
         stack = [root]
         while stack:
             directory = stack.pop()
@@ -204,7 +208,7 @@ class Walk:
                         if name in outside:
                             refused[name] = outside[name]
                             self._skip(os.path.join(directory, name), outside[name])
-                yield Listing(root, directory, loras, groups, refused)
+                yield Listing(root, directory, loras, groups, refused, root_id)
 
     def _skip(self, path: str, reason: str) -> None:
         self.skipped.append(f"{naming.display(path)}: {reason}")
@@ -274,7 +278,7 @@ def file_columns(found: Found) -> dict[str, Any]:
     stem, ext = os.path.splitext(found.filename)
     folder = os.path.dirname(found.relpath)
     return {
-        "path": found.path, "root": found.root, "relpath": found.relpath, "folder": folder,
+        "path": found.path, "root": found.root, "root_id": found.root_id, "relpath": found.relpath, "folder": folder,
         "filename": found.filename, "stem": stem, "sdnext_name": naming.sdnext_name(found.filename),
         "format": LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
         "mtime": found.mtime_ns / 1e9, "inode": found.inode,
@@ -417,21 +421,25 @@ def _postponed_collections():
 
 
 def scan(db: Database, roots: list[str], progress: Progress | None = None,
-         should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None) -> ScanReport:
-    """Synchronise the index with ``roots``. Safe to run while the UI reads and edits."""
+         should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None,
+         mounts: RootMap | None = None) -> ScanReport:
+    """Synchronise the index with ``roots``. Safe to run while the UI reads and edits.
+
+    With ``mounts`` (this machine's, see roots.py) only the files of folders this machine has
+    mounted are judged: machines sharing a database never mark each other's files missing."""
     with _postponed_collections():
-        return _scan(db, roots, progress, should_stop, thumbnail_dir)
+        return _scan(db, roots, progress, should_stop, thumbnail_dir, mounts)
 
 
 def _scan(db: Database, roots: list[str], progress: Progress | None,
-          should_stop: Callable[[], bool] | None, thumbnail_dir: str | None) -> ScanReport:
+          should_stop: Callable[[], bool] | None, thumbnail_dir: str | None, mounts: RootMap | None) -> ScanReport:
     started = time.perf_counter()
     roots = [os.path.abspath(r) for r in roots]
     report = ScanReport(roots=[naming.display(r) for r in roots])
     progress = progress or (lambda _f, _m: None)
     walker = Walk(Boundary(roots), report.folder_errors, report.skipped)
 
-    indexed = _load_index(db)
+    indexed = _load_index(db, mounts)
     seen: set[str] = set()
     changed: list[Found] = []
     sidecar_only: list[tuple[int, Found]] = []
@@ -441,7 +449,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         if not os.path.isdir(root):
             report.folder_errors.append(f"library folder not found: {naming.display(root)}")
             continue
-        for listing in walker.listings(root):
+        root_id = mounts.root_id(root) if mounts is not None else None
+        for listing in walker.listings(root, root_id):
             for entry, st in listing.loras:
                 path = entry.path
                 if path in seen:  # nested roots
@@ -450,7 +459,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 row = indexed.get(path)
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
-                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != root:
+                if (row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns
+                        or (row.root_id != root_id if root_id else row.root != root)):
                     if row is None and not storable_path(path):
                         report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
                         continue
@@ -512,16 +522,30 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     return report
 
 
-def _load_index(db: Database) -> dict[str, Any]:
-    """path -> (id, size, mtime_ns, signature, missing, inode, root) of every live row.
+def _load_index(db: Database, mounts: RootMap | None = None) -> dict[str, Any]:
+    """path on this machine -> (id, size, mtime_ns, signature, missing, inode, root, root_id) of
+    the live rows of every folder this machine ever mounted (all rows without ``mounts``).
 
-    All rows, not only those of ``roots``: a file may be indexed under a folder that is no
-    longer a library folder of its own (an extra folder inside SDNext's, say). Core rows
-    straight from the driver: at 50,000 files this load is half of a no-change rescan."""
+    Not only those of the current folders: a file may be indexed under a folder that is no
+    longer a library folder of its own (an extra folder inside SDNext's, say). Rows of folders
+    only other machines mount are left out: not ours to judge. Core rows straight from the
+    driver: at 50,000 files this load is half of a no-change rescan."""
     columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature.label("signature"),
-               Lora.missing, Lora.inode, Lora.root)
+               Lora.missing, Lora.inode, Lora.root, Lora.root_id, Lora.relpath)
+    where = [live()]
+    if mounts is not None:
+        where.append(or_(Lora.root_id.in_(sorted(mounts.root_ids)), Lora.root_id.is_(None)))
     with db.engine.connect() as conn:
-        return {row.path: row for row in conn.execute(select(*columns).where(live()))}
+        rows = conn.execute(select(*columns).where(*where))
+        if mounts is None:
+            return {row.path: row for row in rows}
+        mounted_at = {root_id: mounts.local_path(root_id, "") for root_id in mounts.root_ids}
+        index = {}
+        for row in rows:
+            root = mounted_at.get(row.root_id)
+            # the common case first: the row was written by this machine (same folder path)
+            index[row.path if root is None or root == row.root else mounts.local_path(row.root_id, row.relpath)] = row
+        return index
 
 
 def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:

@@ -128,7 +128,7 @@ def start_generation(library: Library, model: str, data_dir: str, model_config: 
 
     recorder = Recorder(library.record_generation)
     generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
-                                   resolve_lora=lambda name: library.find(name).path, record=recorder.submit,
+                                   resolve_lora=lambda name: library.local_path(library.find(name)), record=recorder.submit,
                                    model_config=model_config)
     jobs = JobQueue(library, generator)
     jobs.start()
