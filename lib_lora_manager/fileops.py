@@ -47,6 +47,7 @@ from .models import FileOperation, Lora, State, TrashItem
 
 if TYPE_CHECKING:
     from .processes import ProcessRegistry
+    from .roots import RootMap
 
 log = logging.getLogger("lora_manager")
 
@@ -83,11 +84,13 @@ class Operation:
 class FileOperations:
     """Moves, trash and undo over one database, its library folders and its data folder."""
 
-    def __init__(self, db: Database, data_dir: str, processes: ProcessRegistry, roots: Callable[[], list[str]]):
+    def __init__(self, db: Database, data_dir: str, processes: ProcessRegistry, roots: Callable[[], list[str]],
+                 mounts: Callable[[], RootMap]):
         self.db = db
         self.data_dir = os.path.abspath(data_dir)
         self.processes = processes
         self.roots = roots  # read at each call: the library folders can change while we run
+        self.mounts = mounts  # this machine's paths of the library folders (see roots.py)
 
     # --- moving -----------------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class FileOperations:
                 files = _plan_files(lora, destination)
                 relpath = os.path.relpath(files[0][1], root).replace(os.sep, "/")
                 self._run(Operation("move", lora.id, None, files, {
-                    "path": files[0][1], "root": root, "relpath": relpath, "folder": posixpath.dirname(relpath),
+                    "path": files[0][1], "root": root, "root_id": self.mounts().root_id(root), "relpath": relpath, "folder": posixpath.dirname(relpath),
                     "updated_at": time.time()}, inside=(root,)))
                 result.done.append(lora.id)
             except (FileOperationError, NotFound) as e:
@@ -316,6 +319,11 @@ class FileOperations:
             lora = session.get(Lora, int(lora_id))
         if lora is None:
             raise NotFound(f"no LoRA with id {lora_id}")
+        # the row as this machine sees it: its folder may be mounted elsewhere than where the row
+        # was last written (the instance is detached; rows change through _apply only)
+        local = self.mounts().local_path(lora.root_id, lora.relpath)
+        if local is not None and local != lora.path:
+            lora.path, lora.root = local, self.mounts().local_path(lora.root_id, "")
         if lora.trashed_at:
             raise FileOperationError(lora.path, "already in the trash")
         return lora
