@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import scanner
@@ -111,8 +111,8 @@ class FileOperations:
                 files = _plan_files(lora, destination)
                 relpath = os.path.relpath(files[0][1], root).replace(os.sep, "/")
                 self._run(Operation("move", lora.id, None, files, {
-                    "path": files[0][1], "root": root, "root_id": self.mounts().root_id(root), "relpath": relpath, "folder": posixpath.dirname(relpath),
-                    "updated_at": time.time()}, inside=(root,)))
+                    "path": files[0][1], "root": root, "root_id": self.mounts().root_id(root), "relpath": relpath,
+                    "folder": posixpath.dirname(relpath), "updated_at": time.time()}, inside=(root,)))
                 result.done.append(lora.id)
             except (FileOperationError, NotFound) as e:
                 result.errors[lora_id] = str(e)
@@ -186,11 +186,15 @@ class FileOperations:
         originals = [i.original_path for i in group]
         with self.db.read() as session:
             lora = session.get(Lora, lora_id) if lora_id is not None else None
-            holders = list(session.scalars(select(Lora).where(Lora.path.in_(originals), Lora.id != (lora_id or 0))))
+            # the same place on any machine: the row's library folder and relative path
+            place = (and_(Lora.root_id == lora.root_id, Lora.relpath == lora.relpath)
+                     if lora is not None and lora.root_id else false())
+            holders = list(session.scalars(select(Lora).where(or_(Lora.path.in_(originals), place), Lora.id != (lora_id or 0))))
         for holder in holders:
-            if os.path.lexists(holder.path):
-                raise FileOperationError(holder.path, f"another LoRA (“{holder.display_name or holder.stem}”, id {holder.id}) "
-                                                      "is at that path now; move or trash it first, then undo again")
+            here = self.mounts().local_path(holder.root_id, holder.relpath) or holder.path
+            if os.path.lexists(here):
+                raise FileOperationError(here, f"another LoRA (“{holder.display_name or holder.stem}”, id {holder.id}) "
+                                               "is at that path now; move or trash it first, then undo again")
         for source, original in files:
             if os.path.lexists(original):
                 raise FileOperationError(original, "a file with that name exists again; move it away first")
@@ -344,7 +348,9 @@ def _apply(session: Session, op: Operation) -> None:
     elif op.kind == "restore" and op.trash_items:
         session.execute(delete(TrashItem).where(TrashItem.id.in_(op.trash_items)))
     if lora is not None and op.row:
-        holder = holder_of(session, op.row["path"], lora.id)
+        # a trashed row gives its place up; a moved or restored one takes its new place
+        place = (op.row.get("root_id", lora.root_id), op.row.get("relpath", lora.relpath)) if op.kind != "trash" else (None, None)
+        holder = holder_of(session, op.row["path"], lora.id, *place)
         if holder is not None:  # a vanished row at the path, or a concurrent scan's: one LoRA, merged
             merge_into(session, lora, holder)
         session.execute(update(Lora).where(Lora.id == lora.id).values(**op.row))

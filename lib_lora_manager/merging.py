@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import scanner
@@ -30,7 +30,7 @@ _FIELDS = ("display_name", "rating", "notes", "trigger_words", "base_model_user"
 _WEIGHTS = ("default_weight", "weight_min", "weight_max")
 _FLAGS = ("favorite", "nsfw")
 # what describes the file rather than the user's view of it (taken over when the file is the other row's)
-FILE_FIELDS = ("path", "root", "relpath", "folder", "filename", "stem", "sdnext_name", "format", "size",
+FILE_FIELDS = ("path", "root", "root_id", "relpath", "folder", "filename", "stem", "sdnext_name", "format", "size",
                "mtime_ns", "mtime", "inode", "scanned_at", "error", "header_size", "sidecar_signature",
                "base_model_detected", "base_model_source", "base_model_sidecar", "description",
                "sidecar_preview", "embedded_preview", "civitai", "sidecar_errors", "addnet_hash",
@@ -121,9 +121,14 @@ def adopt_vanished(session: Session, lora_id: int, sha256: str) -> int | None:
     return old.id
 
 
-def holder_of(session: Session, path: str, other_than: int | None) -> Lora | None:
-    """The row (other than ``other_than``) whose path is ``path``, if any."""
-    stmt = select(Lora).where(Lora.path == path)
+def holder_of(session: Session, path: str, other_than: int | None, root_id: str | None = None,
+              relpath: str | None = None) -> Lora | None:
+    """The row (other than ``other_than``) for the file at ``path``: stored with that path, or
+    (machines mount library folders at different paths) with that folder and relative path."""
+    where = Lora.path == path
+    if root_id is not None and relpath is not None:
+        where = or_(where, and_(Lora.root_id == root_id, Lora.relpath == relpath))
+    stmt = select(Lora).where(where)
     if other_than is not None:
         stmt = stmt.where(Lora.id != other_than)
-    return session.scalars(stmt.limit(1)).first()
+    return session.scalars(stmt.order_by(Lora.id).limit(1)).first()

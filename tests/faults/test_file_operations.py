@@ -271,8 +271,9 @@ def test_journals_left_by_a_dead_process_are_settled_by_where_the_files_are(libr
 
     def move_plan(stem: str) -> Operation:
         files = [(str(lora_dir / f"{stem}{ext}"), str(other / f"{stem}{ext}")) for ext in (".safetensors", *SIDECARS)]
-        return Operation("move", ids[stem], None, files, {"path": files[0][1], "root": str(other), "relpath": f"{stem}.safetensors",
-                                                          "folder": "", "updated_at": time.time()})
+        return Operation("move", ids[stem], None, files, {
+            "path": files[0][1], "root": str(other), "root_id": library.mounts.root_id(str(other)),
+            "relpath": f"{stem}.safetensors", "folder": "", "updated_at": time.time()})
 
     plans = [move_plan("half"), move_plan("whole"),
              Operation("move", None, None, [("/mnt/not-here/x.safetensors", "/mnt/not-here/y/x.safetensors")], {})]
