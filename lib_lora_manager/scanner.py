@@ -5,6 +5,10 @@ sidecars' signature with the index, and opens only what changed. New files whose
 match a vanished row are moves: the row follows the file and keeps its user data. Files that
 vanished are marked missing, never deleted (NAS and offline drives come back). Writes happen in
 short batches so the UI and other writers never wait for a whole scan.
+
+Links are followed as boundary.py says. Whatever a file holds is one item's problem: a file that
+cannot be read, or a row the database refuses, gets an error of its own, and an entry that looks
+like a LoRA but is not indexed (a FIFO, a dangling link...) gets a line in the report.
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Text, bindparam, func, insert, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
 from .boundary import Boundary
 from .db import Database
-from .dbtypes import storable_path
+from .dbtypes import path_from_db, path_to_db, storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
 from .safetensors_header import HeaderError, read_header
@@ -437,6 +441,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         if not os.path.isdir(root):
             report.folder_errors.append(f"library folder not found: {naming.display(root)}")
             continue
+        stored_root = path_to_db(root)  # as _load_index gives row.root
         for listing in walker.listings(root):
             for entry, st in listing.loras:
                 path = entry.path
@@ -446,7 +451,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 row = indexed.get(path)
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
-                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != root:
+                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != stored_root:
                     if row is None and not storable_path(path):
                         report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
                         continue
@@ -513,11 +518,19 @@ def _load_index(db: Database) -> dict[str, Any]:
 
     All rows, not only those of ``roots``: a file may be indexed under a folder that is no
     longer a library folder of its own (an extra folder inside SDNext's, say). Core rows
-    straight from the driver: at 50,000 files this load is half of a no-change rescan."""
-    columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature.label("signature"),
-               Lora.missing, Lora.inode, Lora.root)
+    straight from the driver: at 50,000 files this load is half of a no-change rescan. So the
+    path and root come in their stored form (dbtypes.FsPath; the same text for any UTF-8 name)
+    and only the keys that are not ASCII are turned back into real names: converting every value
+    costs a tenth of the load. ``row.root`` stays stored: compare it with ``path_to_db(root)``."""
+    columns = (type_coerce(Lora.path, Text).label("path"), Lora.id, Lora.size, Lora.mtime_ns,
+               Lora.sidecar_signature.label("signature"), Lora.missing, Lora.inode, type_coerce(Lora.root, Text).label("root"))
     with db.engine.connect() as conn:
-        return {row.path: row for row in conn.execute(select(*columns).where(live()))}
+        index = {row.path: row for row in conn.execute(select(*columns).where(live()))}
+    for stored in [path for path in index if not path.isascii()]:
+        real = path_from_db(stored)
+        if real != stored:
+            index[real] = index.pop(stored)
+    return index
 
 
 def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:

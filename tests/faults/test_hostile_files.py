@@ -124,6 +124,17 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
         assert response.status_code == 200 and "caf\\xe9.safetensors" in response.json()["errors"][str(item["id"])]
 
 
+def test_a_library_folder_whose_name_is_not_utf8_rescans_as_unchanged(library, tmp_path):
+    root = tmp_path / f"{CAFE} loras"
+    make_lora(root, "one", seed=1)
+    library.set_roots([str(root)])
+    assert library.scan().added == 1
+    report = library.scan()
+    assert (report.unchanged, report.updated, report.missing) == (1, 0, 0)
+    json_safe(library.stats()["roots"])
+    assert library.stats()["roots"] == [str(tmp_path / "caf\\xe9 loras")]
+
+
 def test_a_name_holding_the_reserved_characters_is_reported_not_misread(library, lora_dir):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "odd \U0010fee9 name", seed=2)  # valid UTF-8, but our stand-in for byte 0xE9
