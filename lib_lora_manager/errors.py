@@ -32,7 +32,9 @@ class FileOperationError(LoraManagerError):
     status = 409
 
     def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
+        from .naming import display
+
+        super().__init__(f"{display(path)}: {reason}")  # a name may hold bytes that are not UTF-8
         self.path = path
         self.reason = reason
 

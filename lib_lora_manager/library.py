@@ -494,8 +494,10 @@ class Library:
         except OSError:
             return []
         groups = scanner.group_sidecars(names, {lora.stem})
-        return [os.path.join(directory, n) for n in groups.get(lora.stem, [])
-                if os.path.splitext(n)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif")]
+        boundary = Boundary(self.roots)
+        return [path for n in groups.get(lora.stem, [])
+                if os.path.splitext(n)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif")
+                and boundary.allows(path := os.path.join(directory, n))]
 
     def preview_file(self, lora: Lora) -> str | None:
         """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one.

@@ -7,6 +7,10 @@ vanished are marked missing, never deleted (NAS and offline drives come back). F
 with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
 in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
 never for a batch or a whole scan.
+
+Links are followed as boundary.py says. Whatever a file holds is one item's problem: a file that
+cannot be read, or a row the database refuses, gets an error of its own, and an entry that looks
+like a LoRA but is not indexed (a FIFO, a dangling link...) gets a line in the report.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Text, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
-from .dbtypes import storable_path
+from .dbtypes import path_from_db, path_to_db, storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
 from .roots import RootMap
@@ -450,6 +454,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
             report.folder_errors.append(f"library folder not found: {naming.display(root)}")
             continue
         root_id = mounts.root_id(root) if mounts is not None else None
+        stored_root = path_to_db(root)  # as _load_index gives row.root
         for listing in walker.listings(root, root_id):
             for entry, st in listing.loras:
                 path = entry.path
@@ -460,7 +465,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
                 if (row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns
-                        or (row.root_id != root_id if root_id else row.root != root)):
+                        or (row.root_id != root_id if root_id else row.root != stored_root)):
                     if row is None and not storable_path(path):
                         report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
                         continue
@@ -529,23 +534,33 @@ def _load_index(db: Database, mounts: RootMap | None = None) -> dict[str, Any]:
     Not only those of the current folders: a file may be indexed under a folder that is no
     longer a library folder of its own (an extra folder inside SDNext's, say). Rows of folders
     only other machines mount are left out: not ours to judge. Core rows straight from the
-    driver: at 50,000 files this load is half of a no-change rescan."""
-    columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature.label("signature"),
-               Lora.missing, Lora.inode, Lora.root, Lora.root_id, Lora.relpath)
+    driver: at 50,000 files this load is half of a no-change rescan. So the path and root come
+    in their stored form (dbtypes.FsPath; the same text for any UTF-8 name) and only the keys
+    that are not ASCII are turned back into real names: converting every value costs a tenth of
+    the load. ``row.root`` stays stored: compare it with ``path_to_db(root)``."""
+    columns = (type_coerce(Lora.path, Text).label("path"), Lora.id, Lora.size, Lora.mtime_ns,
+               Lora.sidecar_signature.label("signature"), Lora.missing, Lora.inode,
+               type_coerce(Lora.root, Text).label("root"), Lora.root_id, Lora.relpath)
     where = [live()]
     if mounts is not None:
         where.append(or_(Lora.root_id.in_(sorted(mounts.root_ids)), Lora.root_id.is_(None)))
     with db.engine.connect() as conn:
         rows = conn.execute(select(*columns).where(*where))
         if mounts is None:
-            return {row.path: row for row in rows}
-        mounted_at = {root_id: mounts.local_path(root_id, "") for root_id in mounts.root_ids}
-        index = {}
-        for row in rows:
-            root = mounted_at.get(row.root_id)
-            # the common case first: the row was written by this machine (same folder path)
-            index[row.path if root is None or root == row.root else mounts.local_path(row.root_id, row.relpath)] = row
-        return index
+            index = {row.path: row for row in rows}
+        else:
+            mounted_at = {root_id: path_to_db(mounts.local_path(root_id, "")) for root_id in mounts.root_ids}
+            index = {}
+            for row in rows:
+                root = mounted_at.get(row.root_id)
+                # the common case first: the row was written by this machine (same folder path)
+                key = row.path if root is None or root == row.root else path_to_db(mounts.local_path(row.root_id, row.relpath))
+                index[key] = row
+    for stored in [path for path in index if not path.isascii()]:
+        real = path_from_db(stored)
+        if real != stored:
+            index[real] = index.pop(stored)
+    return index
 
 
 def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:

@@ -107,11 +107,32 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
     code, out = run_cli(library, capsys, "show", str(item["id"]))
     assert code == 0 and "caf\\xe9.safetensors" in out
 
-    # trash and undo move the real file and bring it back
+    # move, trash and undo take the real file (and its sidecar) and bring it back
+    moved = library.move([item["id"]], str(lora_dir), f"{CAFE} pack/sub")
+    assert not moved.errors and (bad.parent / "sub" / bad.name).exists() and (bad.parent / "sub" / f"{CAFE}.txt").exists()
+    assert library.detail(item["id"])["relpath"] == "caf\\xe9 pack/sub/caf\\xe9.safetensors"
+    assert library.move([item["id"]], str(lora_dir), f"{CAFE} pack").done == [item["id"]] and bad.exists()
     batch = library.trash([item["id"]])
     assert not batch.errors and not bad.exists()
     assert not library.undo_trash(batch.batch).errors
     assert bad.exists() and library.get(item["id"]).path == str(bad)
+    (lora_dir / "elsewhere").mkdir()
+    (lora_dir / "elsewhere" / bad.name).write_bytes(b"")  # in the way: the error names the file, as JSON
+    with rest_client(library) as client:
+        response = client.post("/lora-manager/v1/bulk", json={"action": "move", "ids": [item["id"]],
+                                                            "value": {"root": str(lora_dir), "subfolder": "elsewhere"}})
+        assert response.status_code == 200 and "caf\\xe9.safetensors" in response.json()["errors"][str(item["id"])]
+
+
+def test_a_library_folder_whose_name_is_not_utf8_rescans_as_unchanged(library, tmp_path):
+    root = tmp_path / f"{CAFE} loras"
+    make_lora(root, "one", seed=1)
+    library.set_roots([str(root)])
+    assert library.scan().added == 1
+    report = library.scan()
+    assert (report.unchanged, report.updated, report.missing) == (1, 0, 0)
+    json_safe(library.stats()["roots"])
+    assert library.stats()["roots"] == [str(tmp_path / "caf\\xe9 loras")]
 
 
 def test_a_name_holding_the_reserved_characters_is_reported_not_misread(library, lora_dir):
@@ -245,6 +266,7 @@ def test_sidecars_and_previews_leading_outside_are_never_read_or_served(library,
     assert any("good.txt: a link leading outside the library folders" in e for e in detail["sidecar_errors"])
     assert sum("leading outside" in line for line in report.skipped) == 2
     assert library.detail(by_file(library)["inner.safetensors"]["id"])["description"] == "inside the library"
+    assert library.preview_candidates(item["id"]) == []  # nor offered as a preview to choose
     with rest_client(library) as client:
         assert "TOP-SECRET" not in client.get(f"/lora-manager/v1/loras/{item['id']}").text
         assert client.get(f"/lora-manager/v1/loras/{item['id']}/preview").status_code == 404
