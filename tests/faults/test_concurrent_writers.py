@@ -100,8 +100,15 @@ class Servers:
             return lora.notes, {t.name for t in lora.tags}, lora.search_text
 
 
+@pytest.fixture
+def servers(two_servers):
+    """The module's two servers, with this test's responses only."""
+    two_servers.responses.clear()
+    return two_servers
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def two_servers(tmp_path_factory):
     if not POSTGRES_URL:
         pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
     base = tmp_path_factory.mktemp("two-servers")
