@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from . import base_models, edits, naming, query, scanner
+from .boundary import Boundary
 from .db import Database, sqlite_url
+from .dbtypes import path_to_db
 from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
 from .history import STATUSES, GenerationRecord, History
@@ -78,6 +80,7 @@ class ScanStatus:
     started_at: float | None = None
     finished_at: float | None = None
     last_report: dict[str, Any] | None = None
+    error: str | None = None  # why the last scan failed, None when it did not
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,7 +188,8 @@ class Library:
                 return self.get(int(name))
             except NotFound:
                 pass
-        low = name.lower()
+        # compared in SQL through lower(), which keeps the column type away: stored form by hand
+        low = path_to_db(name.lower())
         stem = os.path.splitext(low)[0]
         candidates = (
             func.lower(Lora.sdnext_name) == low, func.lower(Lora.stem) == stem,
@@ -201,15 +205,16 @@ class Library:
             for clause in candidates:
                 found = session.scalars(select(Lora).where(clause, live()).order_by(Lora.missing, Lora.id).limit(5)).all()
                 if len(found) > 1 and clause is not candidates[-1]:
-                    names = ", ".join(f.relpath for f in found)
-                    raise InvalidInput(f"“{name}” matches several LoRAs ({names}); use the relative path or the id")
+                    names = ", ".join(naming.display(f.relpath) for f in found)
+                    raise InvalidInput(f"“{naming.display(name)}” matches several LoRAs ({names}); "
+                                       "use the relative path or the id")
                 if found:
                     return found[0]
             if len(low) >= 8 and all(c in "0123456789abcdef" for c in low):
                 found = session.scalars(select(Lora).where((Lora.sha256.like(low + "%")) | (Lora.addnet_hash.like(low + "%"))).limit(1)).first()
                 if found:
                     return found
-        raise NotFound(f"no LoRA named “{name}”")
+        raise NotFound(f"no LoRA named “{naming.display(name)}”")
 
     def compose(self, prompt: str, loras: list[dict[str, Any]], negative: str = "",
                 model_family: str | None = None) -> dict[str, Any]:
@@ -335,7 +340,8 @@ class Library:
             data = self._summary(lora, shared)
             extra = session.get(LoraMetadata, lora.id)
         data.update(
-            path=lora.path, root=lora.root, format=lora.format, mtime=lora.mtime, added_at=lora.added_at,
+            path=naming.display(lora.path), root=naming.display(lora.root), format=lora.format, mtime=lora.mtime,
+            added_at=lora.added_at,
             missing_since=lora.missing_since, header_size=lora.header_size,
             base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
             base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
@@ -355,11 +361,13 @@ class Library:
         """The whole safetensors header, re-read from the file (shown collapsed in the UI)."""
         lora = self.get(lora_id)
         if lora.format != "safetensors":
-            raise InvalidInput(f"{lora.filename} is a {lora.format} file: it has no safetensors header")
+            raise InvalidInput(f"{naming.display(lora.filename)} is a {lora.format} file: it has no safetensors header")
+        if not Boundary(self.roots).allows(lora.path):
+            raise InvalidInput(f"{naming.display(lora.filename)} is a link leading outside the library folders; not read")
         try:
             return read_raw_header(lora.path)
         except HeaderError as e:
-            raise InvalidInput(f"{lora.filename}: {e}") from None
+            raise InvalidInput(f"{naming.display(lora.filename)}: {e}") from None
 
     def prompt_name(self, lora: Lora, name_is_shared: bool = False) -> str:
         return naming.prompt_name(lora.path, self.primary_root, name_is_shared=name_is_shared)
@@ -380,10 +388,11 @@ class Library:
     def _summary(self, lora: Lora, shared_names: set[str]) -> dict[str, Any]:
         name = self.prompt_name(lora, lora.sdnext_name in shared_names)
         weight = lora.default_weight if lora.default_weight is not None else 1.0
+        shown = naming.display  # file names may hold bytes that are not UTF-8: JSON and HTML get \xNN
         return {
-            "id": lora.id, "name": lora.display_name or lora.title or lora.stem, "filename": lora.filename,
-            "relpath": lora.relpath, "folder": lora.folder, "prompt_name": name, "token": naming.token(name, weight),
-            "token_problem": naming.token_problem(name),
+            "id": lora.id, "name": lora.display_name or lora.title or shown(lora.stem), "filename": shown(lora.filename),
+            "relpath": shown(lora.relpath), "folder": shown(lora.folder), "prompt_name": shown(name),
+            "token": shown(naming.token(name, weight)), "token_problem": naming.token_problem(name),
             "base_model": lora.base_model, "base_model_label": base_models.label(lora.base_model),
             "adapter_type": lora.adapter_type, "size": lora.size, "rating": lora.rating,
             "favorite": lora.favorite, "nsfw": lora.nsfw, "tags": [t.name for t in lora.tags],
@@ -422,7 +431,8 @@ class Library:
                 "duplicate_groups": dupes, "tags": session.scalar(select(func.count(Tag.id))),
                 "by_base_model": {base_models.label(k): v for k, v in sorted(by_base.items(), key=lambda kv: -kv[1])},
                 "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
-                "roots": self.roots, "database": self.db.engine.url.render_as_string(hide_password=True),
+                "roots": [naming.display(r) for r in self.roots],
+                "database": self.db.engine.url.render_as_string(hide_password=True),
                 "scan": self.scan_status.to_dict(),
             }
 
@@ -478,10 +488,15 @@ class Library:
                 if os.path.splitext(n)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif")]
 
     def preview_file(self, lora: Lora) -> str | None:
-        """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one."""
+        """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one.
+
+        A sidecar preview is served only while its real path stays inside the library folders
+        (it may have become a link elsewhere since the scan; see boundary.py)."""
         candidates = [lora.preview_user]
         if lora.sidecar_preview:
-            candidates.append(os.path.join(os.path.dirname(lora.path), lora.sidecar_preview))
+            sidecar = os.path.join(os.path.dirname(lora.path), lora.sidecar_preview)
+            if Boundary(self.roots).allows(sidecar):
+                candidates.append(sidecar)
         candidates.append(lora.embedded_preview)
         for path in candidates:
             if path and os.path.isfile(path):
@@ -509,7 +524,7 @@ class Library:
                 image.convert("RGB").save(tmp, "WEBP", quality=82)
                 os.replace(tmp, target)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            log.warning("LoRA Manager: preview of %s is unreadable: %s", lora.filename, e)
+            log.warning("LoRA Manager: preview of %s is unreadable: %s", naming.display(lora.filename), e)
             return None
         return target
 
@@ -673,7 +688,7 @@ class Library:
             shared = self._shared_names(session, list(loras))
             groups: dict[str, list[dict[str, Any]]] = {}
             for lora in loras:
-                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": lora.path})
+                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": naming.display(lora.path)})
         return sorted(groups.values(), key=lambda g: (-len(g), g[0]["relpath"]))
 
     def keep_duplicate(self, keep_id: int) -> BulkResult:
@@ -696,6 +711,7 @@ class Library:
             raise Busy("a scan is already running")
         status = self.scan_status
         status.running, status.fraction, status.started_at, status.message = True, 0.0, time.time(), "starting"
+        status.error = None
 
         def report(fraction: float, message: str) -> None:
             status.fraction, status.message = fraction, message
@@ -710,6 +726,10 @@ class Library:
             self.db.transaction(lambda session: session.merge(State(key="last_scan", value=value)))
             self._wake_hasher.set()
             return result
+        except Exception as e:  # recorded for the status (REST, UI), then raised as it was
+            status.error = f"{type(e).__name__}: {e}" if not isinstance(e, LoraManagerError) else str(e)
+            status.message = f"scan failed: {status.error}"
+            raise
         finally:
             status.running, status.finished_at = False, time.time()
             self._scan_lock.release()
@@ -724,13 +744,16 @@ class Library:
         return True
 
     def _background_scan(self) -> None:
+        """The scan thread's top level: a failure is in scan_status (see scan) and in the log, with
+        its traceback; the thread never dies silently."""
         try:
             self.scan()
         except Busy:
             pass
-        except (LoraManagerError, OSError) as e:
-            self.scan_status.message = f"scan failed: {e}"
+        except LoraManagerError as e:
             log.error("LoRA Manager: scan failed: %s", e)
+        except Exception:  # noqa: BLE001  (thread top level: anything else is a bug to see)
+            log.exception("LoRA Manager: scan failed")
 
     def start_background(self, *, scan: bool = True) -> None:
         """Background sync after startup: a scan (if asked), then the hash worker."""
@@ -774,12 +797,15 @@ class Library:
                 live()).order_by(Lora.id)
             todo = session.execute(stmt.limit(limit) if limit else stmt).all()
         count = 0
+        boundary = Boundary(self.roots)
         for n, (lora_id, path, mtime_ns, fmt) in enumerate(todo):
             if should_stop and should_stop():
                 break
             if progress:
-                progress(n, len(todo), os.path.basename(path))
+                progress(n, len(todo), naming.display(os.path.basename(path)))
             try:
+                if not boundary.allows(path):  # became a link elsewhere since the scan
+                    raise HashError(path, "a link leading outside the library folders; not read")
                 hashes = hash_file(path, safetensors=fmt == "safetensors", should_stop=should_stop)
             except HashCancelled:
                 break

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
+from .boundary import Boundary
 from .db import Database, insert_missing
+from .dbtypes import storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
 from .safetensors_header import HeaderError, read_header
@@ -39,6 +42,9 @@ BATCH = 500
 READERS = 4  # files read at once during a scan
 WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
 WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
+SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
+MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
+UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
 
 Progress = Callable[[float, str], None]
 
@@ -56,6 +62,7 @@ class Found:
     mtime_ns: int
     inode: int
     sidecar_names: list[str]
+    refused: dict[str, str] = field(default_factory=dict)  # sidecars not read (links leaving the library)
 
 
 @dataclass
@@ -70,6 +77,11 @@ class ScanReport:
     returned: int = 0  # missing files that came back
     errors: int = 0  # files indexed with a read error
     folder_errors: list[str] = field(default_factory=list)
+    # "path: reason" for each entry that looks like a LoRA (or belongs to one) and was not
+    # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
+    # library, names the database cannot hold
+    skipped: list[str] = field(default_factory=list)
+    skipped_count: int = 0  # all of them (the list keeps the first MAX_SKIPPED)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -77,9 +89,14 @@ class ScanReport:
                  f"{self.missing} missing", f"{self.errors} unreadable"]
         if self.returned:
             parts.append(f"{self.returned} back")
+        if self.skipped:
+            parts.append(f"{max(self.skipped_count, len(self.skipped))} skipped")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.folder_errors:
             text += "; " + "; ".join(self.folder_errors)
+        if self.skipped:
+            more = max(self.skipped_count, len(self.skipped)) - SUMMARY_LINES
+            text += "; skipped: " + "; ".join(self.skipped[:SUMMARY_LINES]) + (f"; and {more} more" if more > 0 else "")
         return text
 
 
@@ -118,6 +135,7 @@ class Listing:
     directory: str
     loras: list[tuple[os.DirEntry, os.stat_result]]
     sidecars: dict[str, list[str]]
+    refused: dict[str, str] = field(default_factory=dict)  # sidecar name -> why it is not read
 
     def sidecars_of(self, filename: str) -> list[str]:
         return self.sidecars.get(filename[:filename.rfind(".")], []) if self.sidecars else []
@@ -127,45 +145,125 @@ class Listing:
         relpath = entry.path[len(self.root.rstrip(os.sep)) + 1:]
         if os.sep != "/":
             relpath = relpath.replace(os.sep, "/")
+        sidecar_names = self.sidecars_of(name)
         return Found(
             path=entry.path, root=self.root, relpath=relpath, directory=self.directory, filename=name,
-            size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-            sidecar_names=self.sidecars_of(name),
+            size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sidecar_names=sidecar_names,
+            refused={n: self.refused[n] for n in sidecar_names if n in self.refused} if self.refused else {},
         )
 
 
-def walk(root: str, errors: list[str]) -> Iterator[Listing]:
-    """Every folder under ``root`` that holds LoRA files; unreadable folders go to ``errors``."""
-    stack = [root]
-    seen_dirs: set[tuple[int, int]] = set()
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as e:
-            errors.append(f"cannot read folder {directory}: {e.strerror or e}")
-            continue
-        loras = []
-        for entry in entries:
+class Walk:
+    """Lists the folders under the library folders (one walk per scan, so a link is followed once
+    whichever folder it is met in), following links only as boundary.py says.
+
+    Entries that are not indexed although they look like LoRAs or belong to one (folders named
+    like LoRA files, FIFOs, dangling links, links leaving the library) each get a line in
+    ``skipped``: nothing is left out without a word. A FIFO is never opened."""
+
+    def __init__(self, boundary: Boundary, errors: list[str], skipped: list[str]):
+        self.boundary = boundary
+        self.errors = errors
+        self.skipped = skipped
+        self.followed: set[str] = set()  # real paths of the linked folders and files taken
+
+    def listings(self, root: str) -> Iterator[Listing]:
+        stack = [root]
+        while stack:
+            directory = stack.pop()
             try:
-                if lora_format(entry.name):
-                    if entry.is_file():
-                        loras.append((entry, entry.stat()))
-                elif entry.is_dir():
-                    if entry.name.startswith("."):
-                        continue  # hidden folders: VCS data, trash folders of other tools
-                    if entry.is_symlink():  # follow links, but never loop
-                        st = entry.stat()
-                        if (st.st_dev, st.st_ino) in seen_dirs:
-                            continue
-                        seen_dirs.add((st.st_dev, st.st_ino))
-                    stack.append(entry.path)
+                with os.scandir(directory) as it:
+                    entries = list(it)
             except OSError as e:
-                errors.append(f"cannot read {entry.path}: {e.strerror or e}")
-        if loras:
-            stems = {e.name[:e.name.rfind(".")] for e, _ in loras}
-            yield Listing(root, directory, loras, group_sidecars([e.name for e in entries], stems))
+                self.errors.append(f"cannot read folder {naming.display(directory)}: {e.strerror or e}")
+                continue
+            loras: list[tuple[os.DirEntry, os.stat_result]] = []
+            outside: dict[str, str] = {}  # links that leave the library: name -> reason
+            for entry in entries:
+                try:
+                    # the hot path: plain files and folders are told apart without a system call
+                    if lora_format(entry.name):
+                        if entry.is_file(follow_symlinks=False):
+                            loras.append((entry, entry.stat()))
+                            continue
+                    elif entry.is_dir(follow_symlinks=False):
+                        if not entry.name.startswith("."):  # hidden folders: VCS data, other tools' trash
+                            stack.append(entry.path)
+                        continue
+                    elif not entry.is_symlink():
+                        continue  # a sidecar, or any other file
+                    self._odd(entry, stack, loras, outside)
+                except OSError as e:
+                    self.errors.append(f"cannot read {naming.display(entry.path)}: {e.strerror or e}")
+            if loras:
+                stems = {e.name[:e.name.rfind(".")] for e, _ in loras}
+                groups = group_sidecars([e.name for e in entries], stems)
+                refused = {}
+                for names in groups.values():
+                    for name in names:
+                        if name in outside:
+                            refused[name] = outside[name]
+                            self._skip(os.path.join(directory, name), outside[name])
+                yield Listing(root, directory, loras, groups, refused)
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.skipped.append(f"{naming.display(path)}: {reason}")
+
+    def _odd(self, entry: os.DirEntry, stack: list[str], loras: list, outside: dict[str, str]) -> None:
+        """A link, or an entry named like a LoRA file that is not a regular file."""
+        is_lora = lora_format(entry.name) is not None
+        if not entry.is_symlink():
+            if entry.is_dir(follow_symlinks=False):
+                self._skip(entry.path, "a folder named like a LoRA file, not a LoRA (its contents are scanned)")
+                if not entry.name.startswith("."):
+                    stack.append(entry.path)
+            else:
+                self._skip(entry.path, f"not a regular file ({_kind(entry.stat(follow_symlinks=False))}); not read")
+            return
+        real = os.path.realpath(entry.path)
+        try:
+            st = entry.stat()
+        except OSError as e:
+            self._skip(entry.path, f"a link to something that is not there ({naming.display(real)}: {e.strerror or e})")
+            return
+        if not self.boundary.contains(real):
+            reason = f"a link leading outside the library folders (to {naming.display(real)}); not followed"
+            if is_lora or stat.S_ISDIR(st.st_mode):
+                self._skip(entry.path, reason)
+            else:
+                outside[entry.name] = reason  # reported if it is some LoRA's sidecar
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if entry.name.startswith("."):
+                return
+            if self.boundary.reached_directly(real, is_dir=True):
+                self._skip(entry.path, f"a link to the folder {naming.display(real)}, scanned under its own path")
+            elif real in self.followed:
+                self._skip(entry.path, f"a link to the folder {naming.display(real)}, already scanned through another link")
+            else:
+                self.followed.add(real)
+                stack.append(entry.path)
+            return
+        if not is_lora:
+            return  # a sidecar linked from inside the library: read as any other
+        if not stat.S_ISREG(st.st_mode):
+            self._skip(entry.path, f"a link to something that is not a regular file ({_kind(st)}); not read")
+        elif lora_format(os.path.basename(real)) and self.boundary.reached_directly(real, is_dir=False):
+            self._skip(entry.path, f"a link to {naming.display(real)}, indexed under its own path")
+        elif real in self.followed:
+            self._skip(entry.path, f"a link to {naming.display(real)}, already indexed through another link")
+        else:
+            self.followed.add(real)
+            loras.append((entry, st))
+
+
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 # --- reading one file -------------------------------------------------------------------------
@@ -183,17 +281,21 @@ def file_columns(found: Found) -> dict[str, Any]:
     }
 
 
+def _empty_head(error: str | None = None) -> dict[str, Any]:
+    return {
+        "error": error, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
+        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
+        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
+        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
+    }
+
+
 def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict[str, Any], dict[str, str], LoraInfo | None]:
     """Columns derived from the safetensors header, the bounded metadata, and the info.
 
     A file that cannot be read gets ``error`` set and everything else empty: one error on one
     item, never a failed scan."""
-    empty = {
-        "error": None, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
-        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
-        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
-        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
-    }
+    empty = _empty_head()
     if not found.filename.lower().endswith(".safetensors"):
         return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
     try:
@@ -226,7 +328,8 @@ def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> 
     ext = _MIME_EXT.get(mime)
     if ext is None:
         return None
-    name = hashlib.sha1(f"{found.path}\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
+    # fsencode: the path's own bytes, whatever they are (a name need not be valid UTF-8)
+    name = hashlib.sha1(os.fsencode(found.path) + f"\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
     target = os.path.join(thumbnail_dir, name)
     try:
         os.makedirs(thumbnail_dir, exist_ok=True)
@@ -240,7 +343,7 @@ def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> 
 
 def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]:
     stem = os.path.splitext(found.filename)[0]
-    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names)
+    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names, refused=found.refused)
     columns = {
         "sidecar_signature": _signature(found),
         "description": data.description,
@@ -324,8 +427,9 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
           should_stop: Callable[[], bool] | None, thumbnail_dir: str | None) -> ScanReport:
     started = time.perf_counter()
     roots = [os.path.abspath(r) for r in roots]
-    report = ScanReport(roots=roots)
+    report = ScanReport(roots=[naming.display(r) for r in roots])
     progress = progress or (lambda _f, _m: None)
+    walker = Walk(Boundary(roots), report.folder_errors, report.skipped)
 
     indexed = _load_index(db)
     seen: set[str] = set()
@@ -335,9 +439,9 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     progress(0.0, "listing folders")
     for root in roots:
         if not os.path.isdir(root):
-            report.folder_errors.append(f"library folder not found: {root}")
+            report.folder_errors.append(f"library folder not found: {naming.display(root)}")
             continue
-        for listing in walk(root, report.folder_errors):
+        for listing in walker.listings(root):
             for entry, st in listing.loras:
                 path = entry.path
                 if path in seen:  # nested roots
@@ -347,6 +451,9 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
                 if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != root:
+                    if row is None and not storable_path(path):
+                        report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
+                        continue
                     changed.append(listing.found(entry, st))
                     continue
                 if row.missing:
@@ -376,7 +483,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 break
             batch = changed[start:start + BATCH]
             analysed = list(readers.map(lambda found: analyse(found, thumbnail_dir), batch))
-            _write_changed(db, analysed, indexed, moves, report)
+            write_in_slices(analysed, lambda part: _write_changed(db, part, indexed, moves, report))
             done += len(batch)
             progress(done / max(total, 1), f"reading {done}/{total} changed files")
     for start in range(0, len(sidecar_only), BATCH):
@@ -390,14 +497,14 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
     now = time.time()
 
-    def mark(values: dict[str, Any]):
-        def work(session, ids: list[int]) -> None:
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
-        return work
-    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
-    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
+    def mark(values: dict[str, Any]) -> Callable[[list[int]], float]:
+        return lambda ids: held(db, lambda session: session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values)))[1]
+    write_in_slices(gone, mark({"missing": True, "missing_since": now}))
+    write_in_slices(sorted(returned), mark({"missing": False, "missing_since": None}))
     report.missing = len(gone)
     report.returned = len(returned)
+    report.skipped_count = len(report.skipped)
+    del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
     progress(1.0, "done: " + report.summary())
     return report
@@ -442,37 +549,89 @@ class Analysis:
 
 
 def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
-    head, metadata, info = header_columns(found, thumbnail_dir)
-    side, data = sidecar_columns(found)
+    """Read one changed file; whatever goes wrong reading it is an error on this one item."""
+    try:
+        head, metadata, info = header_columns(found, thumbnail_dir)
+        side, data = sidecar_columns(found)
+    except (OSError, ValueError, UnicodeError) as e:
+        log.warning("LoRA Manager: cannot read %s: %s", naming.display(found.path), e)
+        return unreadable(found, f"cannot read the file: {e}")
     return Analysis(found, file_columns(found), head, metadata, info, side, data)
 
 
-def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any]) -> list:
-    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+def unreadable(found: Found, error: str) -> Analysis:
+    """The analysis of a file known only by its directory entry: listed, with ``error`` set."""
+    side = {**_no_sidecars(found, None), "sidecar_signature": None}
+    return Analysis(found, file_columns(found), _empty_head(error), {}, None, side, sidecars.SidecarData())
+
+
+def write_in_slices(items: list, write: Callable[[list], float]) -> None:
+    """``write(slice)`` over ``items``, in slices whose transactions hold the write lock about
+    ``WRITE_SECONDS`` each (``write`` returns how long it held it), with a pause between them.
 
     The slice size adapts to the time a slice takes (files with large metadata or tag lists take
-    longer), so the write lock is released often whatever the files; each transaction is re-run
-    on a conflict (Database.transaction), so ``work`` must not change its arguments."""
-    results, size, start = [], 16, 0
+    longer), so the lock is released often whatever the files, and writers in other processes
+    get it between two slices."""
+    size, start = 16, 0
     while start < len(items):
         part = items[start:start + size]
-        took = [0.0]
-
-        def timed(session, part=part, took=took):
-            began = time.perf_counter()
-            out = work(session, part)
-            session.flush()
-            took[0] = time.perf_counter() - began
-            return out
-        results.append(db.transaction(timed))
+        seconds = write(part)
         start += len(part)
         if start < len(items):
             time.sleep(WRITE_PAUSE)
-        if took[0] > WRITE_SECONDS:
+        if seconds > WRITE_SECONDS:
             size = max(1, size // 2)
-        elif took[0] < WRITE_SECONDS / 3:
+        elif seconds < WRITE_SECONDS / 3:
             size = min(BATCH, size * 2)
-    return results
+
+
+def held(db: Database, work: Callable[[Any], Any]) -> tuple[Any, float]:
+    """``db.transaction(work)`` and the seconds its last run held the transaction open (the wait
+    for the lock excluded)."""
+    took = [0.0]
+
+    def timed(session):
+        began = time.perf_counter()
+        out = work(session)
+        session.flush()
+        took[0] = time.perf_counter() - began
+        return out
+    return db.transaction(timed), took[0]
+
+
+def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
+                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> float:
+    """Write a slice of changed files; a row the database refuses does not lose the slice.
+    Returns the seconds the write lock was held.
+
+    The slice is one transaction. If it fails for what one row holds (a value out of range, a
+    name the driver cannot encode), it is retried in halves down to the one row, which is then
+    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
+    try:
+        return _write_changed_rows(db, batch, indexed, moves, report)
+    except _ROW_ERRORS as e:
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            return (_write_changed(db, batch[:middle], indexed, moves, report)
+                    + _write_changed(db, batch[middle:], indexed, moves, report))
+        found = batch[0].found
+        log.warning("LoRA Manager: cannot store what %s holds: %s", naming.display(found.path), e)
+        if bare:  # even its file facts alone: the file cannot be indexed at all
+            report.skipped.append(f"{naming.display(found.path)}: cannot be stored in the database ({_one_line(e)})")
+            return 0.0
+        error = f"cannot store what the file holds: {_one_line(e)}"
+        return _write_changed(db, [unreadable(found, error)], indexed, moves, report, bare=True)
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of a driver's message, without the SQL and parameters SQLAlchemy adds."""
+    text = str(getattr(error, "orig", None) or error)
+    return " ".join(text.splitlines()[:1])[:300]
+
+
+# Failures caused by what one row holds. Lost connections, locks and constraint races are not
+# among them: those fail the scan (or are handled where they happen, see _insert_new).
+_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
 
 
 @dataclass
@@ -489,18 +648,26 @@ class _ChangedRow:
     metadata: dict[str, str]
 
 
-def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport) -> None:
-    inserts, updates = _plan_changed(batch, indexed, moves, report)
-    # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
-    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows)
-    added = sum(write_in_slices(db, inserts, _insert_rows))
-    report.added -= len(inserts) - added  # paths another process indexed meanwhile
+def _write_changed_rows(db: Database, batch: list[Analysis], indexed: dict[str, Any],
+                        moves: dict[str, str], report: ScanReport) -> float:
+    """One transaction for the slice; ``report`` is counted only once it has committed."""
+    tally = ScanReport(roots=[])
+    inserts, updates = _plan_changed(batch, indexed, moves, tally)
+
+    def work(session) -> int:
+        # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
+        _update_rows(session, sorted(updates, key=lambda u: u.id))
+        return _insert_rows(session, inserts)
+    added, seconds = held(db, work)
+    tally.added -= len(inserts) - added  # paths another process indexed meanwhile
+    for name in ("added", "updated", "moved", "errors"):
+        setattr(report, name, getattr(report, name) + getattr(tally, name))
+    return seconds
 
 
 def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[str, str],
                   report: ScanReport) -> tuple[list[_NewRow], list[_ChangedRow]]:
-    """The rows to insert and the rows to update for a batch of changed files (no database)."""
+    """The rows to insert and the rows to update for changed files (no database)."""
     now = time.time()
     inserts: list[_NewRow] = []
     updates: list[_ChangedRow] = []
@@ -538,6 +705,8 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
 
 
 def _update_rows(session, rows: list[_ChangedRow]) -> None:
+    if not rows:
+        return
     for row in rows:  # ORM-free column updates keep user data intact
         session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
     ids = [row.id for row in rows]
@@ -551,6 +720,8 @@ def _update_rows(session, rows: list[_ChangedRow]) -> None:
 
 def _insert_rows(session, rows: list[_NewRow]) -> int:
     """Insert new rows with their metadata and tags; returns how many were inserted."""
+    if not rows:
+        return 0
     ids, kept = _insert_new(session, rows)
     meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
     if meta_rows:
@@ -579,17 +750,41 @@ def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
-    rows = []
-    for lora_id, found in batch:  # read before any transaction begins
-        side, _data = sidecar_columns(found)
-        rows.append({"b_id": lora_id, **side})
-    rows.sort(key=lambda r: r["b_id"])
+    """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
+    pairs = []
+    for lora_id, found in sorted(batch, key=lambda b: b[0]):  # read before any transaction begins; rows in id order
+        try:
+            side, _data = sidecar_columns(found)
+        except (OSError, ValueError, UnicodeError) as e:
+            side = _no_sidecars(found, f"cannot read the sidecars: {e}")
+        pairs.append(({"b_id": lora_id, **side}, found))
+    write_in_slices(pairs, lambda part: _write_sidecar_rows(db, [r for r, _f in part], [f for _r, f in part]))
 
-    def work(session, part: list[dict[str, Any]]) -> None:
+
+def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
+    """Sidecar columns of a LoRA whose sidecars could not be read or stored: only the error."""
+    return {"sidecar_signature": _signature(found), "description": None, "sidecar_preview": None, "civitai": None,
+            "sidecar_errors": error, "base_model_sidecar": None}
+
+
+def _write_sidecar_rows(db: Database, rows: list[dict[str, Any]], found: list[Found], *, bare: bool = False) -> float:
+    """Store sidecar columns; a row the database refuses gets only the error (see _write_changed).
+    Returns the seconds the write lock was held."""
+    def work(session) -> None:
         stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
-        session.connection().execute(stmt, part)
-        refresh_base_model(session, [r["b_id"] for r in part])
-    write_in_slices(db, rows, work)
+        session.connection().execute(stmt, rows)
+        refresh_base_model(session, [row["b_id"] for row in rows])
+    try:
+        return held(db, work)[1]
+    except _ROW_ERRORS as e:
+        if len(rows) > 1:
+            middle = len(rows) // 2
+            return _write_sidecar_rows(db, rows[:middle], found[:middle]) + _write_sidecar_rows(db, rows[middle:], found[middle:])
+        if bare:
+            raise
+        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found[0].path), e)
+        side = _no_sidecars(found[0], f"cannot store what the sidecars hold: {_one_line(e)}")
+        return _write_sidecar_rows(db, [{"b_id": rows[0]["b_id"], **side}], found, bare=True)
 
 
 def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from factories import POSTGRES_URL, database_url, lora_dir, make_lora, reset_postgres  # noqa: F401
+from factories import POSTGRES_URL, database_url, lora_dir, reset_postgres  # noqa: F401
 from painting import PaintingGenerator
 from sqlalchemy import func, select
 
