@@ -2,7 +2,7 @@
 
 - Two real servers (``serve``) on one PostgreSQL database, hammered over HTTP by threads: tag sets
   of one LoRA, the same new tag created on several LoRAs at once, notes and tags of one LoRA at
-  once. No response is a 500; the final state holds every acknowledged write (additive fields)
+  once, the same new recipe. No response is a 500; the final state holds every acknowledged write (additive fields)
   or one of the values written (last writer wins); the search text holds the notes and tags.
 - Jobs belong to the process that runs them: a second process starting does not interrupt the
   first one's running job, a dead process's running job is interrupted, and workers of several
@@ -263,6 +263,18 @@ def test_tags_added_to_one_lora_from_many_clients_are_all_kept(servers):
     expected = {f"added {n} {i}" for n in range(8) for i in range(6)} | {"shared tag"}
     assert tags == expected and notes == "kept notes"
     assert "kept notes" in text and all(t in text for t in expected)
+
+
+def test_the_same_new_recipe_saved_from_two_servers_at_once(servers):
+    """Both find no recipe of that name and insert one; the loser runs again and updates it."""
+    def work(n: int) -> None:
+        for r in range(5):
+            body = {"name": f"shared recipe {r}", "prompt": f"from client {n}"}
+            assert servers.call(n + r, "POST", "/recipes", body)[0] == 200
+    _together(6, work)
+    assert servers.failures() == []
+    status, page = servers.call(0, "GET", "/recipes?q=shared%20recipe")
+    assert status == 200 and sorted(item["name"] for item in page["items"]) == [f"shared recipe {r}" for r in range(5)]
 
 
 # --- jobs belong to the process that runs them -----------------------------------------------------
