@@ -13,24 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 
-from . import base_models, edits, naming, query, scanner
+from . import base_models, edits, merging, naming, query, scanner
 from .boundary import Boundary
+from .bulk import BulkResult
 from .db import Database, sqlite_url
 from .dbtypes import path_to_db
-from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
+from .errors import Busy, InvalidInput, LoraManagerError, NotFound
+from .fileops import FileOperations
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
 from .history import STATUSES, GenerationRecord, History
-from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
+from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, live
 from .processes import ProcessRegistry
 from .recipes import Recipes
 from .safetensors_header import HeaderError, read_raw_header
@@ -60,19 +61,6 @@ class Page:
 
 
 @dataclass
-class BulkResult:
-    done: list[int] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)
-    batch: str | None = None  # trash batch, for undo
-
-    def summary(self, verb: str) -> str:
-        text = f"{verb} {len(self.done)} LoRA{'s' if len(self.done) != 1 else ''}"
-        if self.errors:
-            text += f"; {len(self.errors)} failed: " + "; ".join(list(self.errors.values())[:5])
-        return text
-
-
-@dataclass
 class ScanStatus:
     running: bool = False
     fraction: float = 0.0
@@ -98,6 +86,7 @@ class Library:
         self._wake_hasher = threading.Event()
         self._threads: list[threading.Thread] = []
         self.processes = ProcessRegistry(db)  # registered by open(): owners of jobs and file operations
+        self.files = FileOperations(db, self.data_dir, self.processes, lambda: self.roots)  # move, trash, undo
         self.recipes = Recipes(self)
         self.history = History(self)  # the generations recorded here: search, rate, delete, re-run
 
@@ -119,6 +108,7 @@ class Library:
             saved_roots = json.loads(saved.value) if saved else []
         library = cls(db, saved_roots if roots is None else roots, data_dir, hashing=hashing)
         library.processes.register()
+        library.files.reconcile()  # moves and trash that a dead process left half done
         if roots is not None and library.roots != saved_roots:
             library.set_roots(library.roots)
         return library
@@ -576,106 +566,16 @@ class Library:
         return self.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
 
     def move(self, selection, target_root: str, subfolder: str = "") -> BulkResult:
-        """Move files (with their sidecars and previews) into another library folder."""
-        target_root = os.path.abspath(target_root)
-        if target_root not in self.roots:
-            raise InvalidInput(f"{target_root} is not one of the library folders ({', '.join(self.roots)})")
-        subfolder = subfolder.strip().strip("/\\")
-        if ".." in subfolder.replace("\\", "/").split("/"):
-            raise InvalidInput("the subfolder must stay inside the library folder")
-        destination = os.path.join(target_root, subfolder) if subfolder else target_root
-        result = BulkResult()
-        for lora_id in self.select(selection):
-            try:
-                lora = self.get(lora_id)
-                if lora.missing or lora.trashed_at:
-                    raise FileOperationError(lora.path, "the file is not there")
-                moved = _move_with_sidecars(lora, destination)
-                new_path = moved[lora.path]
-                relpath = os.path.relpath(new_path, target_root).replace(os.sep, "/")
-                with self.db.write() as session:
-                    session.execute(update(Lora).where(Lora.id == lora.id).values(
-                        path=new_path, root=target_root, relpath=relpath, folder=os.path.dirname(relpath),
-                        updated_at=time.time()))
-                result.done.append(lora.id)
-            except (FileOperationError, NotFound) as e:
-                result.errors[lora_id] = str(e)
-        return result
+        """Move files (with their sidecars and previews) into a folder inside a library folder."""
+        return self.files.move(self.select(selection), target_root, subfolder)
 
     def trash(self, selection) -> BulkResult:
         """Move files and their sidecars to our trash folder; ``undo_trash`` puts them back."""
-        batch = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        result = BulkResult(batch=batch)
-        for lora_id in self.select(selection):
-            try:
-                lora = self.get(lora_id)
-                if lora.trashed_at:
-                    raise FileOperationError(lora.path, "already in the trash")
-                now = time.time()
-                if lora.missing:  # nothing on disk to move: just hide it
-                    moved = {}
-                else:
-                    destination = os.path.join(self.data_dir, "trash", batch, os.path.dirname(lora.relpath))
-                    moved = _move_with_sidecars(lora, destination)
-                with self.db.write() as session:
-                    for original, trashed in moved.items():
-                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=original, trash_path=trashed, trashed_at=now))
-                    if not moved:
-                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=lora.path, trash_path="", trashed_at=now))
-                    session.execute(update(Lora).where(Lora.id == lora.id).values(
-                        trashed_at=now, path=moved.get(lora.path, lora.path + f"#trashed-{batch}"), updated_at=now))
-                    session.merge(State(key="last_trash_batch", value=batch))
-                result.done.append(lora.id)
-            except (FileOperationError, NotFound) as e:
-                result.errors[lora_id] = str(e)
-        return result
+        return self.files.trash(self.select(selection))
 
     def undo_trash(self, batch: str | None = None) -> BulkResult:
         """Restore a trash batch (default: the latest) to where the files were."""
-        with self.db.read() as session:
-            if batch is None:
-                state = session.get(State, "last_trash_batch")
-                batch = state.value if state else None
-            if not batch:
-                raise NotFound("nothing to undo: the trash is empty")
-            items = session.scalars(select(TrashItem).where(TrashItem.batch == batch)).all()
-        if not items:
-            raise NotFound(f"no trash batch {batch}")
-        result = BulkResult(batch=batch)
-        by_lora: dict[int | None, list[TrashItem]] = {}
-        for item in items:
-            by_lora.setdefault(item.lora_id, []).append(item)
-        for lora_id, group in by_lora.items():
-            try:
-                restored = [(i.trash_path, i.original_path) for i in group if i.trash_path]
-                for _src, dst in restored:
-                    if os.path.exists(dst):
-                        raise FileOperationError(dst, "a file with that name exists again; move it away first")
-                done = []
-                try:
-                    for src, dst in restored:
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                        shutil.move(src, dst)
-                        done.append((src, dst))
-                except OSError as e:
-                    for src, dst in reversed(done):
-                        shutil.move(dst, src)
-                    raise FileOperationError(group[0].original_path, e.strerror or str(e)) from None
-                with self.db.write() as session:
-                    lora = session.get(Lora, lora_id) if lora_id is not None else None
-                    if lora is not None:
-                        original = next((i.original_path for i in group if i.trash_path == lora.path), group[0].original_path)
-                        lora.path, lora.trashed_at, lora.updated_at = original, None, time.time()
-                    session.execute(delete(TrashItem).where(TrashItem.id.in_([i.id for i in group])))
-                if lora_id is not None:
-                    result.done.append(lora_id)
-            except FileOperationError as e:
-                result.errors[lora_id or 0] = str(e)
-        with self.db.write() as session:
-            state = session.get(State, "last_trash_batch")
-            if state and state.value == batch and not result.errors:
-                session.delete(state)
-        return result
+        return self.files.undo_trash(batch)
 
     def duplicates(self) -> list[list[dict[str, Any]]]:
         """Groups of present files with the same SHA-256, largest groups first."""
@@ -905,64 +805,9 @@ def _validated(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _move_with_sidecars(lora: Lora, destination: str) -> dict[str, str]:
-    """Move a LoRA file and its sidecars into ``destination``; all or nothing.
-
-    Returns {old path: new path}. Raises FileOperationError without having moved anything."""
-    directory = os.path.dirname(lora.path)
-    try:
-        names = os.listdir(directory)
-    except OSError as e:
-        raise FileOperationError(lora.path, e.strerror or str(e)) from None
-    stems = {os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in scanner.LORA_FORMATS}
-    files = [lora.path] + [os.path.join(directory, n) for n in scanner.group_sidecars(names, stems).get(lora.stem, [])]
-    plan = {src: os.path.join(destination, os.path.basename(src)) for src in files}
-    if os.path.abspath(destination) == os.path.abspath(directory):
-        raise FileOperationError(lora.path, "it is already in that folder")
-    for dst in plan.values():
-        if os.path.exists(dst):
-            raise FileOperationError(dst, "a file with that name already exists there")
-    done: list[tuple[str, str]] = []
-    try:
-        os.makedirs(destination, exist_ok=True)
-        for src, dst in plan.items():
-            shutil.move(src, dst)
-            done.append((src, dst))
-    except OSError as e:
-        for src, dst in reversed(done):
-            shutil.move(dst, src)
-        raise FileOperationError(lora.path, e.strerror or str(e)) from None
-    return plan
-
-
 def _store_hashes(session, lora_id: int, mtime_ns: int, hashes) -> None:
     """Record a file's hashes, unless the file changed since it was read (a newer mtime)."""
     updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
         sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
     if updated:
-        _adopt_vanished(session, lora_id, hashes.sha256)
-
-
-def _adopt_vanished(session, lora_id: int, sha256: str) -> None:
-    """A new file with the hash of a vanished one is that file, moved: the old row (with its
-    user data) takes over the new path and the new row goes away."""
-    new = session.get(Lora, lora_id)
-    old = session.scalars(select(Lora).where(
-        Lora.sha256 == sha256, Lora.missing.is_(True), live(), Lora.id != lora_id
-    ).order_by(Lora.missing_since.desc()).limit(1)).first()
-    if new is None or old is None or new.added_at < (old.missing_since or 0) - 1:
-        return
-    file_fields = ("path", "root", "relpath", "folder", "filename", "stem", "sdnext_name", "format", "size",
-                   "mtime_ns", "mtime", "inode", "scanned_at", "error", "header_size", "sidecar_signature",
-                   "base_model_detected", "base_model_source", "base_model_sidecar", "description",
-                   "sidecar_preview", "embedded_preview", "civitai", "sidecar_errors", "addnet_hash",
-                   "hashed_mtime_ns")
-    values = {f: getattr(new, f) for f in file_fields}
-    session.delete(new)
-    session.flush()
-    for key, value in values.items():
-        setattr(old, key, value)
-    old.missing, old.missing_since, old.updated_at = False, None, time.time()
-    session.flush()
-    scanner.refresh_search_text(session, [old.id])
-    scanner.refresh_base_model(session, [old.id])
+        merging.adopt_vanished(session, lora_id, hashes.sha256)

@@ -40,11 +40,11 @@ log = logging.getLogger("lora_manager")
 LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
-WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
-WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
 MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
 UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
+WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
+WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 
 Progress = Callable[[float, str], None]
 
@@ -483,7 +483,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 break
             batch = changed[start:start + BATCH]
             analysed = list(readers.map(lambda found: analyse(found, thumbnail_dir), batch))
-            write_in_slices(analysed, lambda part: _write_changed(db, part, indexed, moves, report))
+            _write_changed(db, analysed, indexed, moves, report)
             done += len(batch)
             progress(done / max(total, 1), f"reading {done}/{total} changed files")
     for start in range(0, len(sidecar_only), BATCH):
@@ -497,10 +497,12 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
     now = time.time()
 
-    def mark(values: dict[str, Any]) -> Callable[[list[int]], float]:
-        return lambda ids: held(db, lambda session: session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values)))[1]
-    write_in_slices(gone, mark({"missing": True, "missing_since": now}))
-    write_in_slices(sorted(returned), mark({"missing": False, "missing_since": None}))
+    def mark(values: dict[str, Any]):
+        def work(session, ids: list[int]) -> None:
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
+        return work
+    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
+    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
     report.missing = len(gone)
     report.returned = len(returned)
     report.skipped_count = len(report.skipped)
@@ -565,62 +567,9 @@ def unreadable(found: Found, error: str) -> Analysis:
     return Analysis(found, file_columns(found), _empty_head(error), {}, None, side, sidecars.SidecarData())
 
 
-def write_in_slices(items: list, write: Callable[[list], float]) -> None:
-    """``write(slice)`` over ``items``, in slices whose transactions hold the write lock about
-    ``WRITE_SECONDS`` each (``write`` returns how long it held it), with a pause between them.
-
-    The slice size adapts to the time a slice takes (files with large metadata or tag lists take
-    longer), so the lock is released often whatever the files, and writers in other processes
-    get it between two slices."""
-    size, start = 16, 0
-    while start < len(items):
-        part = items[start:start + size]
-        seconds = write(part)
-        start += len(part)
-        if start < len(items):
-            time.sleep(WRITE_PAUSE)
-        if seconds > WRITE_SECONDS:
-            size = max(1, size // 2)
-        elif seconds < WRITE_SECONDS / 3:
-            size = min(BATCH, size * 2)
-
-
-def held(db: Database, work: Callable[[Any], Any]) -> tuple[Any, float]:
-    """``db.transaction(work)`` and the seconds its last run held the transaction open (the wait
-    for the lock excluded)."""
-    took = [0.0]
-
-    def timed(session):
-        began = time.perf_counter()
-        out = work(session)
-        session.flush()
-        took[0] = time.perf_counter() - began
-        return out
-    return db.transaction(timed), took[0]
-
-
-def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> float:
-    """Write a slice of changed files; a row the database refuses does not lose the slice.
-    Returns the seconds the write lock was held.
-
-    The slice is one transaction. If it fails for what one row holds (a value out of range, a
-    name the driver cannot encode), it is retried in halves down to the one row, which is then
-    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
-    try:
-        return _write_changed_rows(db, batch, indexed, moves, report)
-    except _ROW_ERRORS as e:
-        if len(batch) > 1:
-            middle = len(batch) // 2
-            return (_write_changed(db, batch[:middle], indexed, moves, report)
-                    + _write_changed(db, batch[middle:], indexed, moves, report))
-        found = batch[0].found
-        log.warning("LoRA Manager: cannot store what %s holds: %s", naming.display(found.path), e)
-        if bare:  # even its file facts alone: the file cannot be indexed at all
-            report.skipped.append(f"{naming.display(found.path)}: cannot be stored in the database ({_one_line(e)})")
-            return 0.0
-        error = f"cannot store what the file holds: {_one_line(e)}"
-        return _write_changed(db, [unreadable(found, error)], indexed, moves, report, bare=True)
+# Failures caused by what one row holds. Lost connections, locks and constraint races are not
+# among them: those fail the scan (or are retried and handled where they happen, see _insert_new).
+_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
 
 
 def _one_line(error: BaseException) -> str:
@@ -629,13 +578,50 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.splitlines()[:1])[:300]
 
 
-# Failures caused by what one row holds. Lost connections, locks and constraint races are not
-# among them: those fail the scan (or are handled where they happen, see _insert_new).
-_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
+def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
+                    refused: Callable[[Any, BaseException], None] | None = None) -> list:
+    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+
+    The slice size adapts to the time a slice takes (files with large metadata or tag lists take
+    longer), so the write lock is released often whatever the files; each transaction is re-run
+    on a conflict (Database.transaction), so ``work`` must not change its arguments. A slice the
+    database refuses for what a row holds is halved until the row is found, which goes to
+    ``refused(item, error)`` (without it the error is raised): the rest of the slice is written."""
+    results, size, start = [], 16, 0
+    while start < len(items):
+        part = items[start:start + size]
+        took = [0.0]
+
+        def timed(session, part=part, took=took):
+            began = time.perf_counter()
+            out = work(session, part)
+            session.flush()
+            took[0] = time.perf_counter() - began
+            return out
+        try:
+            results.append(db.transaction(timed))
+        except _ROW_ERRORS as e:
+            if refused is None:
+                raise
+            if len(part) > 1:
+                size = max(1, len(part) // 2)
+                continue
+            refused(part[0], e)
+            start += 1
+            continue
+        start += len(part)
+        if start < len(items):
+            time.sleep(WRITE_PAUSE)
+        if took[0] > WRITE_SECONDS:
+            size = max(1, size // 2)
+        elif took[0] < WRITE_SECONDS / 3:
+            size = min(BATCH, size * 2)
+    return results
 
 
 @dataclass
 class _NewRow:
+    found: Found
     values: dict[str, Any]
     metadata: dict[str, str]
     tags: list[str]
@@ -643,31 +629,44 @@ class _NewRow:
 
 @dataclass
 class _ChangedRow:
+    found: Found
     id: int
     values: dict[str, Any]
     metadata: dict[str, str]
 
 
-def _write_changed_rows(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                        moves: dict[str, str], report: ScanReport) -> float:
-    """One transaction for the slice; ``report`` is counted only once it has committed."""
-    tally = ScanReport(roots=[])
-    inserts, updates = _plan_changed(batch, indexed, moves, tally)
+def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
+                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
+    """Write a batch of changed files; a row the database refuses does not lose the batch: it is
+    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
+    inserts, updates = _plan_changed(batch, indexed, moves, report)
+    refused_inserts = 0
 
-    def work(session) -> int:
-        # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
-        _update_rows(session, sorted(updates, key=lambda u: u.id))
-        return _insert_rows(session, inserts)
-    added, seconds = held(db, work)
-    tally.added -= len(inserts) - added  # paths another process indexed meanwhile
-    for name in ("added", "updated", "moved", "errors"):
-        setattr(report, name, getattr(report, name) + getattr(tally, name))
-    return seconds
+    def refused(row: _NewRow | _ChangedRow, error: BaseException) -> None:
+        nonlocal refused_inserts
+        path = naming.display(row.found.path)
+        log.warning("LoRA Manager: cannot store what %s holds: %s", path, error)
+        if isinstance(row, _NewRow):
+            report.added -= 1
+            refused_inserts += 1
+        else:
+            report.updated -= 1
+        if bare:  # even its file facts alone: the file cannot be indexed at all
+            report.errors -= 1
+            report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
+            return
+        error_text = f"cannot store what the file holds: {_one_line(error)}"
+        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, bare=True)
+
+    # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused)
+    added = sum(write_in_slices(db, inserts, _insert_rows, refused))
+    report.added -= len(inserts) - refused_inserts - added  # paths another process indexed meanwhile
 
 
 def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[str, str],
                   report: ScanReport) -> tuple[list[_NewRow], list[_ChangedRow]]:
-    """The rows to insert and the rows to update for changed files (no database)."""
+    """The rows to insert and the rows to update for a batch of changed files (no database)."""
     now = time.time()
     inserts: list[_NewRow] = []
     updates: list[_ChangedRow] = []
@@ -689,7 +688,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
-            inserts.append(_NewRow(values, metadata, data.tags))
+            inserts.append(_NewRow(found, values, metadata, data.tags))
             report.added += 1
         else:
             # user data stays untouched; hashes only go when the content may have changed (a
@@ -700,13 +699,11 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
                 report.moved += 1
             else:
                 report.updated += 1
-            updates.append(_ChangedRow(row.id, values, metadata))
+            updates.append(_ChangedRow(found, row.id, values, metadata))
     return inserts, updates
 
 
 def _update_rows(session, rows: list[_ChangedRow]) -> None:
-    if not rows:
-        return
     for row in rows:  # ORM-free column updates keep user data intact
         session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
     ids = [row.id for row in rows]
@@ -720,8 +717,6 @@ def _update_rows(session, rows: list[_ChangedRow]) -> None:
 
 def _insert_rows(session, rows: list[_NewRow]) -> int:
     """Insert new rows with their metadata and tags; returns how many were inserted."""
-    if not rows:
-        return 0
     ids, kept = _insert_new(session, rows)
     meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
     if meta_rows:
@@ -751,40 +746,32 @@ def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
     """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
-    pairs = []
-    for lora_id, found in sorted(batch, key=lambda b: b[0]):  # read before any transaction begins; rows in id order
+    rows = []
+    for lora_id, found in batch:  # read before any transaction begins
         try:
             side, _data = sidecar_columns(found)
         except (OSError, ValueError, UnicodeError) as e:
             side = _no_sidecars(found, f"cannot read the sidecars: {e}")
-        pairs.append(({"b_id": lora_id, **side}, found))
-    write_in_slices(pairs, lambda part: _write_sidecar_rows(db, [r for r, _f in part], [f for _r, f in part]))
+        rows.append((found, {"b_id": lora_id, **side}))
+    rows.sort(key=lambda r: r[1]["b_id"])
+
+    def work(session, part: list[tuple[Found, dict[str, Any]]]) -> None:
+        stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
+        session.connection().execute(stmt, [values for _found, values in part])
+        refresh_base_model(session, [values["b_id"] for _found, values in part])
+
+    def refused(row: tuple[Found, dict[str, Any]], error: BaseException) -> None:
+        found, values = row
+        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
+        side = _no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
+        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
+    write_in_slices(db, rows, work, refused)
 
 
 def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
     """Sidecar columns of a LoRA whose sidecars could not be read or stored: only the error."""
     return {"sidecar_signature": _signature(found), "description": None, "sidecar_preview": None, "civitai": None,
             "sidecar_errors": error, "base_model_sidecar": None}
-
-
-def _write_sidecar_rows(db: Database, rows: list[dict[str, Any]], found: list[Found], *, bare: bool = False) -> float:
-    """Store sidecar columns; a row the database refuses gets only the error (see _write_changed).
-    Returns the seconds the write lock was held."""
-    def work(session) -> None:
-        stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
-        session.connection().execute(stmt, rows)
-        refresh_base_model(session, [row["b_id"] for row in rows])
-    try:
-        return held(db, work)[1]
-    except _ROW_ERRORS as e:
-        if len(rows) > 1:
-            middle = len(rows) // 2
-            return _write_sidecar_rows(db, rows[:middle], found[:middle]) + _write_sidecar_rows(db, rows[middle:], found[middle:])
-        if bare:
-            raise
-        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found[0].path), e)
-        side = _no_sidecars(found[0], f"cannot store what the sidecars hold: {_one_line(e)}")
-        return _write_sidecar_rows(db, [{"b_id": rows[0]["b_id"], **side}], found, bare=True)
 
 
 def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:

@@ -301,6 +301,9 @@ def wait_for_scan(library, timeout=30.0) -> None:
     while library.scan_status.running or library.scan_status.finished_at is None:
         assert time.time() < deadline, "the background scan did not finish"
         time.sleep(0.05)
+    for thread in library._threads:  # the thread logs after the status says it ended
+        if thread.name == "lora-manager-scan":
+            thread.join(timeout)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
