@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -275,6 +276,50 @@ def test_the_same_new_recipe_saved_from_two_servers_at_once(servers):
     assert servers.failures() == []
     status, page = servers.call(0, "GET", "/recipes?q=shared%20recipe")
     assert status == 200 and sorted(item["name"] for item in page["items"]) == [f"shared recipe {r}" for r in range(5)]
+
+
+def test_an_edit_made_while_hashing_merges_two_rows_is_kept(tmp_path, lora_dir, database_url, monkeypatch):
+    """Hashing finds that a new file is a vanished one and merges the rows; an edit of the
+    vanished row that another process commits meanwhile is part of the merge, not overwritten
+    by what the merge had read before."""
+    from lib_lora_manager import merging
+
+    original = write_lora(lora_dir / "original.safetensors", "sd1", rank=2, seed=3)
+    data = str(tmp_path / "data")
+    hasher = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
+    editor = Library.open(data, database_url=database_url, hashing=False)  # another process
+    try:
+        hasher.scan()
+        hasher.hash_pending()
+        vanished, = hasher.ids("")
+        editor.edit(vanished, notes="written before")
+        shutil.copy(original, lora_dir / "renamed.safetensors")  # an identical copy (a new row)...
+        original.unlink()  # ...and the original vanishes (its row is missing)
+        hasher.scan()
+        copy, = hasher.ids("renamed")
+        editor.edit(copy, notes="written on the copy")  # newer than "written before"
+        paused, go = threading.Event(), threading.Event()
+        merge_into = merging.merge_into
+
+        def slow_merge(*args, **kwargs):  # the hashing transaction has read both rows; hold it there
+            paused.set()
+            go.wait(10)
+            return merge_into(*args, **kwargs)
+        monkeypatch.setattr(merging, "merge_into", slow_merge)
+        hashing = threading.Thread(target=hasher.hash_pending)
+        hashing.start()
+        assert paused.wait(10)
+        editing = threading.Thread(target=editor.edit, args=(vanished,), kwargs={"notes": "written while hashing"})
+        editing.start()
+        time.sleep(0.5)  # the edit commits now, or waits for the merge's lock on the row
+        go.set()
+        hashing.join(30)
+        editing.join(30)
+        survivor, = hasher.ids("")
+        assert hasher.detail(survivor)["notes"] == "written while hashing"  # the newest edit wins
+    finally:
+        editor.close()
+        hasher.close()
 
 
 # --- jobs belong to the process that runs them -----------------------------------------------------
