@@ -1,12 +1,13 @@
 """Contention benchmark: writers in several processes at once, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/contention.py [--repo DIR] [--only sqlite,postgres] [--pg-url URL] [--seconds 20]
-                                         [--files 1000] [--editors 2] [--threads 3] [--servers 2] [--clients 8]
+                                         [--files 1000] [--editors 2] [--threads 2] [--servers 2] [--clients 8]
                                          [--dir /tmp/lora-manager-contention] [--json]
 
 SQLite: one process keeps changing a quarter of the files, re-scanning and hashing (SDNext's
 background work), while ``--editors`` other processes (the CLI, a second SDNext) edit through the
-Library API with ``--threads`` threads each: notes, ratings, tag sets, tags added in bulk.
+Library API with ``--threads`` threads each: notes, ratings, tag sets, tags added in bulk (some
+of them new tags that every editor creates at the same moment).
 PostgreSQL (``--pg-url``, a database this benchmark may empty): ``--servers`` standalone servers
 (``serve --no-scan --no-hashing``) on that one database, hammered over HTTP by ``--clients``
 threads: tag sets of one LoRA, tags added to the same LoRAs, the same new tag created on
@@ -128,19 +129,24 @@ def editor_worker(args) -> dict:
             op = rng.random()
             started = time.perf_counter()
             try:
-                if op < 0.3:  # notes, of LoRAs whose tags others set or add to meanwhile
+                if op < 0.25:  # notes, of LoRAs whose tags others set or add to meanwhile
                     lora_id = rng.choice(plan["notes"] + plan["lww"])
                     library.edit(lora_id, notes=f"note {token}")
                     record("notes", lora_id, f"note {token}")
-                elif op < 0.5:
+                elif op < 0.45:  # tag sets (last writer wins)
                     lora_id = rng.choice(plan["lww"])
                     tags = sorted(rng.sample(TAG_POOL, rng.randint(1, 3)))
                     library.edit(lora_id, tags=tags)
                     record("tag_sets", lora_id, tags)
-                elif op < 0.8:
+                elif op < 0.7:  # a tag of its own added (kept whatever else happens)
                     lora_id = rng.choice(plan["notes"] + plan["add"])
                     library.add_tags([lora_id], [token])
                     record("added", lora_id, token)
+                elif op < 0.85:  # the same new tag, created by every editor at once (a new name every 250 ms)
+                    lora_id = rng.choice(plan["add"])
+                    tag = f"fresh{int(time.time() * 4)}"
+                    library.add_tags([lora_id], [tag])
+                    record("added", lora_id, tag)
                 else:
                     lora_id = rng.choice(plan["all"])
                     library.edit(lora_id, rating=rng.randint(1, 5))
@@ -456,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--editors", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--dir", default="/tmp/lora-manager-contention")

@@ -57,7 +57,6 @@ _PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected: 
 _PG_CONFLICT = {"23505", "23503"}  # unique / foreign key violation: a concurrent insert or delete won the race
 # errors of the driver: wrapped by SQLAlchemy, or raw when raised in _sqlite_begin (an event handler)
 DB_ERRORS = (DBAPIError, sqlite3.Error)
-_MIGRATION_LOCK = 0x4C6F5241  # PostgreSQL advisory lock id taken while migrating ("LoRA")
 
 T = TypeVar("T")
 
@@ -267,21 +266,11 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        deadline = time.monotonic() + RETRY_FOR
-        while True:
-            # one transaction, one migrating process: two servers starting together on a new
-            # database must not both create the tables (the second finds the schema at head)
-            try:
-                with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
-                    if not self.is_sqlite:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-                    config.attributes["connection"] = conn
-                    command.upgrade(config, "head")
-                return backup
-            except DB_ERRORS as e:
-                if not is_transient(e) or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
+        # one transaction; on SQLite it holds the write lock (BEGIN IMMEDIATE) throughout
+        with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        return backup
 
     def _backup_sqlite(self, revision: str) -> str | None:
         if not self.is_sqlite:

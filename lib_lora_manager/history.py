@@ -19,6 +19,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -27,7 +28,7 @@ from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import query
-from .errors import InvalidInput, LoraManagerError, NotFound, QueryError
+from .errors import Busy, InvalidInput, LoraManagerError, NotFound, QueryError
 from .models import Generation, GenerationImage, GenerationLora, Lora
 from .scanner import LORA_FORMATS
 from .vocabulary import HISTORY_SORT_WORDS
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 Item = TypeVar("Item")
 
 log = logging.getLogger("lora_manager")
+BUSY_ATTEMPTS = 4  # runs of the store (each retried for db.RETRY_FOR seconds) before a record is dropped
 
 STATUSES = ("succeeded", "interrupted", "failed", "no_model")
 
@@ -135,7 +137,7 @@ class Recorder(Generic[Item]):
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             try:
-                self._store(item)
+                self._store_patiently(item)
             except (LoraManagerError, SQLAlchemyError, OSError, ValueError, TypeError) as e:
                 log.error("LoRA Manager: a generation could not be recorded: %s", e)
             except Exception:  # noqa: BLE001 - a bug must not stop recording the generations after it
@@ -144,6 +146,20 @@ class Recorder(Generic[Item]):
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
+
+
+    def _store_patiently(self, item: Item) -> None:
+        """Store one item; a database that stays busy (a long write of another process) is
+        waited for a few more times before the item is given up: nobody waits on this thread."""
+        for attempt in range(BUSY_ATTEMPTS):
+            try:
+                self._store(item)
+                return
+            except Busy as e:
+                if attempt + 1 == BUSY_ATTEMPTS:
+                    raise
+                log.warning("LoRA Manager: recording a generation waits for the database: %s", e)
+                time.sleep(1.0)
 
 
 # --- query keys -------------------------------------------------------------------------------

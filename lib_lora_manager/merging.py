@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import scanner
+from .db import lock_rows
 from .models import FileOperation, GenerationLora, Lora, LoraMetadata, LoraTag, Recipe, TrashItem, live
 
 # user data decided field by field (the weights travel together: a range is one edit)
@@ -50,6 +51,12 @@ def _edited_at(lora: Lora) -> float:
 def merge_into(session: Session, keep: Lora, other: Lora, *, take_file: bool = False) -> None:
     """Merge ``other`` into ``keep`` and delete ``other``; ``take_file``: ``keep`` now describes
     the file of ``other`` (its path and file facts), as when a vanished row adopts a copy."""
+    # both rows as committed now, and no edit by another process until this transaction ends:
+    # the merge must not write back values it read before such an edit (PostgreSQL; on SQLite
+    # the write transaction holds the database lock already)
+    lock_rows(session, Lora.id, [keep.id, other.id])
+    session.refresh(keep)
+    session.refresh(other)
     merged: dict = {}
     # a row never edited holds only what its own file's sidecars seeded: worth keeping when that
     # file is the one the merged row describes, not otherwise

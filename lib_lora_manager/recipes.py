@@ -95,22 +95,26 @@ class Recipes:
         params = _parameters(parameters) if parameters is not None else None
         cover = self._store_cover(cover_image_path) if cover_image_path else None
         now = time.time()
-        old_cover = None
+
+        def store(session) -> tuple[dict[str, Any], str | None]:
+            # a recipe of this name that another process saves at the same moment makes this
+            # insert conflict; the transaction is then run again and updates that one
+            recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
+            if recipe is None:
+                recipe = Recipe(name=name, created_at=now, parameters="{}")
+                session.add(recipe)
+            old_cover = None
+            recipe.name, recipe.prompt, recipe.negative_prompt = name, prompt, negative
+            recipe.loras = json.dumps(entries)
+            if params is not None:
+                recipe.parameters = json.dumps(params)
+            if cover:
+                old_cover, recipe.cover = recipe.cover, cover
+            recipe.updated_at = now
+            session.flush()
+            return _as_dict(recipe), old_cover
         try:
-            with self.library.db.write() as session:
-                recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
-                if recipe is None:
-                    recipe = Recipe(name=name, created_at=now, parameters="{}")
-                    session.add(recipe)
-                recipe.name, recipe.prompt, recipe.negative_prompt = name, prompt, negative
-                recipe.loras = json.dumps(entries)
-                if params is not None:
-                    recipe.parameters = json.dumps(params)
-                if cover:
-                    old_cover, recipe.cover = recipe.cover, cover
-                recipe.updated_at = now
-                session.flush()
-                saved = _as_dict(recipe)
+            saved, old_cover = self.library.db.transaction(store)
         except BaseException:
             self._remove_cover(cover)
             raise

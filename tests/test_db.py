@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 from factories import POSTGRES_URL, reset_postgres
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
+from lib_lora_manager.errors import Busy
 from lib_lora_manager.models import State
 
 
@@ -95,3 +97,74 @@ def test_postgres_migrates_and_reports_head():
     db.migrate()
     assert db.current_revision() == SCHEMA_REVISION
     db.dispose()
+
+
+def test_a_write_holds_the_write_lock_from_its_start_and_a_read_never_takes_it(tmp_path):
+    """Otherwise a write that read first must upgrade its lock, which SQLite refuses at once
+    ("database is locked", no busy wait) when another process wrote meanwhile."""
+    path = tmp_path / "lib.db"
+    db = Database(sqlite_url(path))
+    db.migrate()
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)  # another process
+    with db.read() as session:
+        session.execute(select(State)).all()
+        other.execute("BEGIN IMMEDIATE")  # readers leave the write lock free
+        other.execute("ROLLBACK")
+    with db.write():
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")  # taken at BEGIN, before any statement of ours
+    other.close()
+
+
+def test_a_write_waits_for_another_process_then_says_busy(tmp_path, monkeypatch):
+    from lib_lora_manager import db as db_module
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(db_module, "RETRY_FOR", 0.6)
+    path = tmp_path / "lib.db"
+    db = Database(sqlite_url(path))
+    db.migrate()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writes, for too long
+    started = time.monotonic()
+    with pytest.raises(Busy, match="database is busy: another process .* nothing was changed, please try again"):
+        db.transaction(lambda session: session.merge(State(key="k", value="lost")))
+    with pytest.raises(Busy):
+        with db.write() as session:
+            session.merge(State(key="k", value="lost"))
+    assert time.monotonic() - started < 5
+    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()  # a short write: waited for
+    db.transaction(lambda session: session.merge(State(key="k", value="kept")))
+    with db.read() as session:
+        assert session.get(State, "k").value == "kept"
+    other.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LORA_MANAGER_TEST_POSTGRES_URL is not set")
+def test_a_deadlocked_transaction_is_run_again():
+    reset_postgres(POSTGRES_URL)
+    dbs = [Database(POSTGRES_URL), Database(POSTGRES_URL)]  # two processes' engines
+    dbs[0].migrate()
+    with dbs[0].write() as session:
+        session.add_all([State(key="a", value="0"), State(key="b", value="0")])
+    both_locked_one = threading.Barrier(2)
+    runs = {"a": 0, "b": 0}
+
+    def work(first: str, second: str):
+        def body(session):
+            runs[first] += 1
+            session.execute(update(State).where(State.key == first).values(value=State.value + "1"))
+            if runs[first] == 1:
+                both_locked_one.wait(10)  # each holds one row and wants the other's: a deadlock
+            session.execute(update(State).where(State.key == second).values(value=State.value + "1"))
+        return body
+    threads = [threading.Thread(target=d.transaction, args=(work(*keys),)) for d, keys in zip(dbs, [("a", "b"), ("b", "a")])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    with dbs[0].read() as session:
+        assert {s.key: s.value for s in session.scalars(select(State))} == {"a": "011", "b": "011"}
+    assert sorted(runs.values()) == [1, 2]  # PostgreSQL aborted one; it ran again, whole
+    for d in dbs:
+        d.dispose()

@@ -146,6 +146,34 @@ def test_recorder_survives_a_bug_in_its_store(caplog):
     assert "KeyError" in caplog.text
 
 
+def test_recorder_waits_out_a_database_another_process_keeps_busy(tmp_path, lora_dir, monkeypatch):
+    """A write that stays busy past the retry bound is tried again later, not dropped."""
+    import sqlite3
+    import threading
+
+    from lib_lora_manager import db as db_module
+    from lib_lora_manager.history import Recorder
+    from lib_lora_manager.library import Library
+
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(db_module, "RETRY_FOR", 0.5)
+    monkeypatch.delenv("LORA_MANAGER_DATABASE_URL", raising=False)
+    lib = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)])
+    other = sqlite3.connect(tmp_path / "data" / "lora_manager.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process writes for longer than a write is retried
+    threading.Timer(1.2, lambda: other.execute("COMMIT")).start()
+    recorder = Recorder(lib.record_generation)
+    try:
+        recorder.submit(GenerationRecord(started_at=time.time(), status="succeeded", prompt="kept"))
+        assert recorder.flush(20)
+        with lib.db.read() as session:
+            assert [g.prompt for g in session.query(Generation)] == ["kept"]
+    finally:
+        recorder.close()
+        other.close()
+        lib.close()
+
+
 # --- History: images, deletion and re-run requests -------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 - Two real servers (``serve``) on one PostgreSQL database, hammered over HTTP by threads: tag sets
   of one LoRA, the same new tag created on several LoRAs at once, notes and tags of one LoRA at
-  once. No response is a 500; the final state holds every acknowledged write (additive fields)
+  once, the same new recipe. No response is a 500; the final state holds every acknowledged write (additive fields)
   or one of the values written (last writer wins); the search text holds the notes and tags.
 - Jobs belong to the process that runs them: a second process starting does not interrupt the
   first one's running job, a dead process's running job is interrupted, and workers of several
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from factories import POSTGRES_URL, database_url, lora_dir, make_lora, reset_postgres  # noqa: F401
+from factories import POSTGRES_URL, database_url, lora_dir, reset_postgres  # noqa: F401
 from painting import PaintingGenerator
 from sqlalchemy import func, select
 
@@ -100,8 +101,15 @@ class Servers:
             return lora.notes, {t.name for t in lora.tags}, lora.search_text
 
 
+@pytest.fixture
+def servers(two_servers):
+    """The module's two servers, with this test's responses only."""
+    two_servers.responses.clear()
+    return two_servers
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def two_servers(tmp_path_factory):
     if not POSTGRES_URL:
         pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
     base = tmp_path_factory.mktemp("two-servers")
@@ -256,6 +264,62 @@ def test_tags_added_to_one_lora_from_many_clients_are_all_kept(servers):
     expected = {f"added {n} {i}" for n in range(8) for i in range(6)} | {"shared tag"}
     assert tags == expected and notes == "kept notes"
     assert "kept notes" in text and all(t in text for t in expected)
+
+
+def test_the_same_new_recipe_saved_from_two_servers_at_once(servers):
+    """Both find no recipe of that name and insert one; the loser runs again and updates it."""
+    def work(n: int) -> None:
+        for r in range(5):
+            body = {"name": f"shared recipe {r}", "prompt": f"from client {n}"}
+            assert servers.call(n + r, "POST", "/recipes", body)[0] == 200
+    _together(6, work)
+    assert servers.failures() == []
+    status, page = servers.call(0, "GET", "/recipes?q=shared%20recipe")
+    assert status == 200 and sorted(item["name"] for item in page["items"]) == [f"shared recipe {r}" for r in range(5)]
+
+
+def test_an_edit_made_while_hashing_merges_two_rows_is_kept(tmp_path, lora_dir, database_url, monkeypatch):
+    """Hashing finds that a new file is a vanished one and merges the rows; an edit of the
+    vanished row that another process commits meanwhile is part of the merge, not overwritten
+    by what the merge had read before."""
+    from lib_lora_manager import merging
+
+    original = write_lora(lora_dir / "original.safetensors", "sd1", rank=2, seed=3)
+    data = str(tmp_path / "data")
+    hasher = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
+    editor = Library.open(data, database_url=database_url, hashing=False)  # another process
+    try:
+        hasher.scan()
+        hasher.hash_pending()
+        vanished, = hasher.ids("")
+        editor.edit(vanished, notes="written before")
+        shutil.copy(original, lora_dir / "renamed.safetensors")  # an identical copy (a new row)...
+        original.unlink()  # ...and the original vanishes (its row is missing)
+        hasher.scan()
+        copy, = hasher.ids("renamed")
+        editor.edit(copy, notes="written on the copy")  # newer than "written before"
+        paused, go = threading.Event(), threading.Event()
+        merge_into = merging.merge_into
+
+        def slow_merge(*args, **kwargs):  # the hashing transaction has read both rows; hold it there
+            paused.set()
+            go.wait(10)
+            return merge_into(*args, **kwargs)
+        monkeypatch.setattr(merging, "merge_into", slow_merge)
+        hashing = threading.Thread(target=hasher.hash_pending)
+        hashing.start()
+        assert paused.wait(10)
+        editing = threading.Thread(target=editor.edit, args=(vanished,), kwargs={"notes": "written while hashing"})
+        editing.start()
+        time.sleep(0.5)  # the edit commits now, or waits for the merge's lock on the row
+        go.set()
+        hashing.join(30)
+        editing.join(30)
+        survivor, = hasher.ids("")
+        assert hasher.detail(survivor)["notes"] == "written while hashing"  # the newest edit wins
+    finally:
+        editor.close()
+        hasher.close()
 
 
 # --- jobs belong to the process that runs them -----------------------------------------------------
