@@ -197,8 +197,7 @@ def on_ui_tabs():
 def on_app_started(_demo, _app) -> None:
     from ... import api
 
-    for path, endpoint, methods in api.routes(library) + api.job_routes(library, job_queue):
-        shared.api.add_api_route(path, endpoint, methods=methods)
+    api.mount(shared.api.add_api_route, api.routes(library) + api.job_routes(library, job_queue))
     threading.Thread(target=_open_and_sync, name="lora-manager-start", daemon=True).start()
 
 
