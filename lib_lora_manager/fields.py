@@ -60,8 +60,10 @@ def shown(value: Any, limit: int = 60) -> str:
     if isinstance(value, str):
         text = value if len(value) <= limit else value[:limit] + "…"
         return f"“{text.encode('utf-8', 'backslashreplace').decode('utf-8')}”"
-    if isinstance(value, (int, float)):
-        return f"{value:g}" if isinstance(value, float) or abs(value) >= 10**15 else str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):  # str() of a huge int is slow (and refused past 4300 digits)
+        return str(value) if value.bit_length() <= 128 else f"a number of about {int(value.bit_length() * 0.30103)} digits"
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, (list, tuple)):
