@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import FileResponse, JSONResponse
 
-from . import bulk, fields, schemas
+from . import bulk_actions, fields, schemas
 from .errors import InvalidInput, NotFound
 from .rest import Param, endpoint, route_options
 
@@ -93,10 +93,10 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     def stats():
         return open_library().stats()
 
-    @endpoint(body=bulk.BulkRequest)
-    def run_bulk_action(body: bulk.BulkRequest):
+    @endpoint(body=bulk_actions.BulkRequest)
+    def run_bulk_action(body: bulk_actions.BulkRequest):
         """One action on the LoRAs ``ids`` or on every result of the query ``q``."""
-        return bulk.run(open_library(), body)
+        return bulk_actions.run(open_library(), body)
 
     @endpoint(body=schemas.ComposeRequest)
     def compose(body: schemas.ComposeRequest):
@@ -209,8 +209,8 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     ]
 
 
-BULK_ACTIONS = bulk.ACTIONS
-run_bulk = bulk.run  # the Library tab's bulk bar runs the same checked request as REST
+BULK_ACTIONS = bulk_actions.ACTIONS
+run_bulk = bulk_actions.run  # the Library tab's bulk bar runs the same checked request as REST
 
 
 def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQueue]) -> list[Route]:

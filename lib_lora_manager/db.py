@@ -1,9 +1,20 @@
-"""The database: engine, sessions, the write lock and migrations.
+"""The database: engine, sessions, transactions that survive other writers, and migrations.
 
-SQLite (default) runs in WAL mode so readers never wait for the writer; writes from Gradio
-handlers, background workers and SDNext's generating thread are serialised by one process-wide
-lock, because SQLite has a single writer and "database is locked" must never reach a user.
-PostgreSQL (a URL) needs no lock but gets the same code path.
+Several processes may write at once: SDNext and the CLI on one SQLite file, servers on several
+machines on one PostgreSQL database. So:
+
+- SQLite runs in WAL mode (readers never wait for the writer) and a write transaction starts with
+  ``BEGIN IMMEDIATE``: it takes the write lock before it reads anything, so it never has to turn a
+  read into a write, which SQLite refuses at once with "database is locked" when another process
+  wrote meanwhile (the busy timeout does not apply to that upgrade). Reads stay deferred. Within
+  one process, writers also queue on a lock, so threads wait in Python rather than in SQLite.
+- ``transaction(work)`` runs ``work(session)`` and re-runs all of it when another writer got in
+  the way (SQLite busy, a PostgreSQL deadlock or serialization failure, a unique key another
+  process inserted first), for a bounded time; then the user gets ``errors.Busy`` with a plain
+  message, never a 500. ``write()`` is the context-manager form for bodies that cannot be re-run:
+  it waits for the lock the same way and turns a conflict into ``Busy``.
+- ``lock_rows`` (SELECT … FOR UPDATE on PostgreSQL, in id order) and ``insert_missing`` (INSERT …
+  ON CONFLICT DO NOTHING on both) are the two tools transaction bodies use against other writers.
 
 Migrations are Alembic revisions in ``migrations/versions``, applied at startup. Alembic is only
 imported when the stored revision differs from ``SCHEMA_REVISION`` (startup budget), and a
@@ -12,62 +23,226 @@ SQLite file is copied aside before it is migrated.
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import shutil
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-SCHEMA_REVISION = "0005"  # head of migrations/versions; a test keeps them in step
+from .errors import Busy
+
+log = logging.getLogger("lora_manager")
+
+SCHEMA_REVISION = "0006"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
 # two threads (two libraries opening together) would run each other's operations
 _MIGRATING = threading.Lock()
+BUSY_TIMEOUT = 10.0  # seconds SQLite waits for another process's write lock before "database is locked"
+RETRY_FOR = 20.0  # seconds a write is retried after conflicts before the user is told the library is busy
+CONFLICT_ATTEMPTS = 3  # runs of a transaction that met a key another writer had just inserted or deleted
+_WRITE = "lora_manager_write"  # execution option of write sessions' connections (SQLite: BEGIN IMMEDIATE)
+_PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected: re-running succeeds
+_PG_CONFLICT = {"23505", "23503"}  # unique / foreign key violation: a concurrent insert or delete won the race
+# errors of the driver: wrapped by SQLAlchemy, or raw when raised in _sqlite_begin (an event handler)
+DB_ERRORS = (DBAPIError, sqlite3.Error)
+_MIGRATION_LOCK = 0x4C6F5241  # PostgreSQL advisory lock id taken while migrating ("LoRA")
+
+T = TypeVar("T")
 
 
 def sqlite_url(path: str | os.PathLike) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    # the driver's own BEGIN (deferred, and only before the first INSERT/UPDATE/DELETE) is off:
+    # _sqlite_begin sends ours, so reads are in the transaction and writes can take the lock first
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
+def _sqlite_begin(conn) -> None:
+    if not conn.get_execution_options().get(_WRITE):
+        conn.exec_driver_sql("BEGIN")
+        return
+    # Take the write lock, asking every few milliseconds: SQLite's own busy handler asks only
+    # every 100 ms after the first few, and would miss the short pauses a scan leaves between its
+    # transactions, making an edit wait for many of them instead of one.
+    dbapi = conn.connection.driver_connection
+    dbapi.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                dbapi.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorcode", 5) & 0xFF != 5 or time.monotonic() > deadline:
+                    raise
+            time.sleep(random.uniform(0.001, 0.004))
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether re-running the transaction can succeed: SQLite busy or locked, a PostgreSQL
+    serialization failure or deadlock."""
+    orig = error.orig if isinstance(error, DBAPIError) else error  # raw: from _sqlite_begin
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) in _PG_TRANSIENT:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def is_conflict(error: BaseException) -> bool:
+    """A PostgreSQL key violation: another process inserted (or deleted) the same key between our
+    read and our write; the re-run sees it. (On SQLite a write transaction reads under the lock.)"""
+    return isinstance(error, IntegrityError) and getattr(error.orig, "sqlstate", None) in _PG_CONFLICT
+
+
+def busy_error(error: BaseException) -> Busy:
+    return Busy("the library database is busy: another process (a scan, a second LoRA Manager or the CLI) kept it "
+                f"locked for over {RETRY_FOR:g} s; nothing was changed, please try again ({str(error).splitlines()[0][:120]})")
+
+
+def lock_rows(session: Session, id_column, ids: Iterable[int], chunk: int = 500) -> list[int]:
+    """Lock the rows with these ids for the rest of the transaction; returns the ids that exist.
+
+    PostgreSQL: SELECT … FOR UPDATE in ascending id order, so that two transactions locking
+    overlapping sets wait for each other instead of deadlocking. SQLite: the write transaction
+    holds the database's write lock already (BEGIN IMMEDIATE), so this only reads."""
+    found: list[int] = []
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), chunk):
+        stmt = select(id_column).where(id_column.in_(ordered[start:start + chunk])).order_by(id_column)
+        found.extend(session.scalars(stmt.with_for_update()))
+    return found
+
+
+def insert_missing(session: Session, table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO NOTHING: rows another writer inserted first are left as they are."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
 class Database:
-    """Owns the engine. ``read()`` for queries, ``write()`` for anything that changes rows."""
+    """Owns the engine. ``read()`` for queries; ``transaction(work)`` or ``write()`` for changes."""
 
     def __init__(self, url: str):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT})
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # the same pool; on SQLite its transactions begin IMMEDIATE
+        self._write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._sessions() as session:
-            yield session
+        try:
+            with self._sessions() as session:
+                yield session
+        except DB_ERRORS as e:
+            if is_transient(e):
+                raise busy_error(e) from e
+            raise
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on error, one writer at a time."""
-        with self._write_lock, self._sessions() as session, session.begin():
-            yield session
+        """A transaction that commits on success and rolls back on error, one writer at a time.
+
+        Its body runs once: a conflict with another process's writer becomes ``Busy``. Prefer
+        ``transaction``, which re-runs the body instead."""
+        try:
+            with self._write_session(time.monotonic() + RETRY_FOR) as session:
+                yield session
+        except DB_ERRORS as e:
+            if is_transient(e):
+                raise busy_error(e) from e
+            raise
+
+    def transaction(self, work: Callable[[Session], T], *, retry_for: float | None = None) -> T:
+        """``work(session)`` in a write transaction, committed; re-run from the start after a
+        conflict with another writer until ``retry_for`` seconds have passed, then ``Busy``.
+
+        ``work`` must not change its arguments or anything outside the database: it may run
+        more than once. Domain errors it raises roll back and pass through."""
+        deadline = time.monotonic() + (RETRY_FOR if retry_for is None else retry_for)
+        delay, conflicts = 0.005, 0
+        while True:
+            try:
+                with self._write_session(deadline) as session:
+                    return work(session)
+            except DB_ERRORS as e:
+                if is_conflict(e) and conflicts + 1 < CONFLICT_ATTEMPTS:
+                    conflicts += 1
+                elif not is_transient(e):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise busy_error(e) from e
+                log.debug("LoRA Manager: write conflict, running the transaction again: %s", e.orig)
+            time.sleep(delay * random.uniform(0.5, 1.5))  # jitter: two losers must not collide again
+            delay = min(delay * 2, 0.25)
+
+    @contextmanager
+    def _write_session(self, deadline: float) -> Iterator[Session]:
+        with self._write_lock:
+            session = self._begin(deadline)
+            with session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+
+    def _begin(self, deadline: float) -> Session:
+        """A write session whose transaction has begun: on SQLite it holds the write lock, which
+        is waited for (SQLite's busy timeout, then again) until ``deadline``."""
+        delay = 0.005
+        while True:
+            session = self._write_sessions()
+            try:
+                session.connection()  # BEGIN (IMMEDIATE on SQLite)
+                return session
+            except DB_ERRORS as e:
+                session.close()
+                if not is_transient(e) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.1)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -86,18 +261,27 @@ class Database:
         if current == SCHEMA_REVISION:
             return None
         backup = self._backup_sqlite(current) if current is not None else None
-        import logging
-
         logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO chatter is not for users
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with _MIGRATING, self._write_lock, self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-        return backup
+        deadline = time.monotonic() + RETRY_FOR
+        while True:
+            # one transaction, one migrating process: two servers starting together on a new
+            # database must not both create the tables (the second finds the schema at head)
+            try:
+                with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
+                    if not self.is_sqlite:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                return backup
+            except DB_ERRORS as e:
+                if not is_transient(e) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def _backup_sqlite(self, revision: str) -> str | None:
         if not self.is_sqlite:

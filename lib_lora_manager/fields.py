@@ -106,19 +106,23 @@ class Text(Field[str]):
     """Text of bounded length, without NUL or lone surrogates (no database stores them).
 
     ``one_line`` folds runs of white space into single spaces; ``nullable`` lets None through
-    (as None, or as "" with ``none_as_empty``); ``empty_is_none`` turns blank text into None."""
+    (as None, or as "" with ``none_as_empty``); ``empty_is_none`` turns blank text into None.
+    ``file_names``: the text may name files, so it may hold surrogate escapes (the bytes of a
+    name that is not UTF-8, as Python hands them over; dbtypes.FsPath stores them)."""
 
     def __init__(self, max_length: int, name: str = "text", *, nullable: bool = False, strip: bool = True,
-                 one_line: bool = False, empty_is_none: bool = False, none_as_empty: bool = False, description: str = ""):
+                 one_line: bool = False, empty_is_none: bool = False, none_as_empty: bool = False,
+                 file_names: bool = False, description: str = ""):
         self.max_length, self.name, self.nullable, self.strip = max_length, name, nullable, strip
-        self.one_line, self.empty_is_none, self.none_as_empty, self.description = one_line, empty_is_none, none_as_empty, description
+        self.one_line, self.empty_is_none, self.none_as_empty = one_line, empty_is_none, none_as_empty
+        self.file_names, self.description = file_names, description
 
     def _parse(self, value: Any, name: str) -> str | None:
         if value is None and self.nullable:
             return "" if self.none_as_empty else None
         if not isinstance(value, str):
             self.fail(f"{name} must be text, not {shown(value)}")
-        text = clean_text(value, name, self.max_length)
+        text = clean_text(value, name, self.max_length, file_names=self.file_names)
         if self.one_line:
             text = " ".join(text.split())
         elif self.strip:
@@ -129,16 +133,18 @@ class Text(Field[str]):
         return _nullable({"type": "string", "maxLength": self.max_length}, self.nullable)
 
 
-def clean_text(value: str, name: str, max_length: int) -> str:
-    """``value`` if it is text a database can store and no longer than ``max_length``."""
+def clean_text(value: str, name: str, max_length: int, *, file_names: bool = False) -> str:
+    """``value`` if it is text a database can store and no longer than ``max_length``
+    (``file_names``: surrogate escapes allowed, see Text)."""
     if len(value) > max_length:
         Field.fail(f"{name} is too long ({len(value)} characters; at most {max_length})")
     if "\x00" in value:
         Field.fail(f"{name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: JSON "\ud800", or undecodable bytes in a CLI argument
-        Field.fail(f"{name} contains characters that are not valid Unicode text")
+    if not value.isascii():
+        try:
+            value.encode("utf-8", "surrogateescape" if file_names else "strict")
+        except UnicodeEncodeError:  # a lone surrogate: JSON "\ud800", or undecodable bytes in a CLI argument
+            Field.fail(f"{name} contains characters that are not valid Unicode text")
     return value
 
 
@@ -429,7 +435,7 @@ IDS = IdList("ids")
 PAGE = Integer(1, MAX_PAGE, "page")
 PER_PAGE = Integer(1, MAX_PER_PAGE, "per_page")
 SEED = Integer(-1, MAX_SEED, "seed", description=f"-1 for a random seed, else 0 to {MAX_SEED}")
-QUERY = Text(MAX_QUERY_LENGTH, "q", strip=False, description="a query in the query language (see the README)")
+QUERY = Text(MAX_QUERY_LENGTH, "q", strip=False, file_names=True, description="a query in the query language (see the README)")
 SORT = Text(40, "sort", description="a sort key, - in front for descending (name, -rating, …)")
 TAGS = WordList("tags", MAX_TAGS, MAX_TAG_LENGTH, lower=True, description="tags (compared lower-cased)")
 TAG = Text(MAX_TAG_LENGTH, "tag")
@@ -437,19 +443,19 @@ TRIGGER_WORDS = WordList("trigger_words", MAX_TRIGGER_WORDS, MAX_TRIGGER_WORD_LE
 TRIGGERS = Triggers()
 DISPLAY_NAME = Text(MAX_NAME, "display_name", nullable=True, empty_is_none=True)
 NOTES = Text(MAX_NOTES, "notes", nullable=True, empty_is_none=True)
-LORA_NAME = Text(MAX_PATH, "name", description="a LoRA's prompt name, file name, relative path, display name or hash prefix")
+LORA_NAME = Text(MAX_PATH, "name", file_names=True, description="a LoRA's prompt name, file name, relative path, display name or hash prefix")
 PROMPT = Text(MAX_PROMPT, "prompt", nullable=True, strip=False, none_as_empty=True)
 BASE_MODEL = BaseModelCode()
-PATH = Text(MAX_PATH, "path")
-ROOT = Text(MAX_PATH, "root", description="one of the library folders")
-SUBFOLDER = Text(MAX_PATH, "subfolder", nullable=True, none_as_empty=True, description="a folder inside it (created if needed)")
+PATH = Text(MAX_PATH, "path", file_names=True)
+ROOT = Text(MAX_PATH, "root", file_names=True, description="one of the library folders")
+SUBFOLDER = Text(MAX_PATH, "subfolder", nullable=True, none_as_empty=True, file_names=True, description="a folder inside it (created if needed)")
 MOVE_TARGET = Record({"root": ROOT, "subfolder": SUBFOLDER}, "move target", required=("root",),
                      usage='{"root": library folder, "subfolder": optional}')
 TRASH_BATCH = Text(100, "batch", nullable=True, empty_is_none=True, description="a trash batch; none for the latest")
 
 # a LoRA in a composition (compose, recipes, generate): by id (or lora_id) or by name
 COMPOSE_ENTRY = Record({
-    "id": Id("id", nullable=True), "lora_id": Id("lora_id", nullable=True), "name": Text(MAX_PATH, "name", nullable=True),
+    "id": Id("id", nullable=True), "lora_id": Id("lora_id", nullable=True), "name": Text(MAX_PATH, "name", nullable=True, file_names=True),
     "label": Text(MAX_NOTES, "label", nullable=True), "weight": WEIGHT, "te": WEIGHT, "unet": WEIGHT,
     "enabled": Flag("enabled"), "triggers": TRIGGERS,
 }, "LoRA", usage="with an id or a name")

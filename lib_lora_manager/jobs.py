@@ -5,6 +5,14 @@ starts again, and a job that was running when the process died is marked interru
 worker thread calls the host's ``Generator``; the host serialises with its own users (SDNext's
 queue lock), so a job waits while someone generates from SDNext's own tabs.
 
+Several processes may share the jobs table (servers on several machines on one PostgreSQL
+database). A job belongs to the process that accepted it (``owner``, see processes.py): that
+process's worker runs it, on its own GPU, writing images to its own disk, with the live progress,
+preview and cancel that only it can give. Queued jobs whose owner is gone are adopted by any
+live worker; a running job is marked interrupted only once its owner is gone, never because
+another process started. Claiming is one conditional UPDATE (… WHERE status = 'queued') whose
+row count decides, after SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL, so a job runs once.
+
 Kinds: ``generate`` (one request), ``sweep`` (one LoRA at several weights) and ``ab`` (with and
 without one LoRA). Sweeps and A/B runs use one fixed seed, share a history group and end with a
 labelled grid.
@@ -21,10 +29,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, or_, select, update
 
 from . import generation
-from .errors import InvalidInput, NotFound
+from .errors import Busy, InvalidInput, NotFound
 from .generation import MAX_SEED, GenerationOutcome, GenerationRequest, Generator, Progress
 from .models import Job
 from .prompts import set_lora_weight
@@ -92,12 +100,18 @@ class JobQueue:
         except ValueError as e:
             raise InvalidInput(str(e)) from None
 
+    @property
+    def owner(self) -> str:
+        """This process's id: the owner of the jobs it accepts and runs."""
+        return self.library.processes.id
+
     def _add(self, kind: str, plan: dict[str, Any]) -> int:
-        with self.library.db.write() as session:
-            job = Job(kind=kind, status=QUEUED, request=json.dumps(plan), created_at=time.time())
+        def add(session) -> int:
+            job = Job(kind=kind, status=QUEUED, request=json.dumps(plan), created_at=time.time(), owner=self.owner)
             session.add(job)
             session.flush()
-            job_id = job.id
+            return job.id
+        job_id = self.library.db.transaction(add)
         self.start()
         with self._changed:
             self._changed.notify_all()
@@ -111,8 +125,9 @@ class JobQueue:
             if job is None:
                 raise NotFound(f"no job {job_id}")
             position = None
-            if job.status == QUEUED:
-                position = 1 + session.scalar(select(func.count(Job.id)).where(Job.status == QUEUED, Job.id < job.id))
+            if job.status == QUEUED:  # among the jobs its owner's worker runs before it
+                position = 1 + session.scalar(select(func.count(Job.id)).where(
+                    Job.status == QUEUED, Job.id < job.id, Job.owner.is_not_distinct_from(job.owner)))
             return self._describe(job, position)
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -121,11 +136,11 @@ class JobQueue:
             active = session.scalars(select(Job).where(Job.status.in_((QUEUED, RUNNING))).order_by(Job.id)).all()
             done = session.scalars(select(Job).where(Job.status.in_(FINISHED))
                                    .order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit)).all()
-            out, position = [], 0
+            out, positions = [], {}
             for job in active:
                 if job.status == QUEUED:
-                    position += 1
-                out.append(self._describe(job, position if job.status == QUEUED else None))
+                    positions[job.owner] = positions.get(job.owner, 0) + 1
+                out.append(self._describe(job, positions[job.owner] if job.status == QUEUED else None))
             return out + [self._describe(job, None) for job in done]
 
     def _describe(self, job: Job, position: int | None) -> dict[str, Any]:
@@ -169,9 +184,9 @@ class JobQueue:
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         """A queued job never starts; a running one is interrupted and ends cancelled."""
-        with self.library.db.write() as session:
-            changed = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
-                status=CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount
+        changed = self.library.db.transaction(lambda session: session.execute(
+            update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
+                status=CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount)
         if not changed:
             running = self._running
             if running is not None and running.job_id == job_id:
@@ -181,6 +196,8 @@ class JobQueue:
                 job = self.get(job_id)  # NotFound for an unknown id
                 if job["status"] in FINISHED:
                     raise InvalidInput(f"job {job_id} has already finished ({job['status']})")
+                if job["status"] == RUNNING:
+                    raise InvalidInput(f"job {job_id} is running in another LoRA Manager process; cancel it there")
         with self._changed:
             self._changed.notify_all()
         return self.get(job_id)
@@ -218,24 +235,47 @@ class JobQueue:
             self._thread = None
 
     def _recover(self) -> None:
-        with self.library.db.write() as session:
-            session.execute(update(Job).where(Job.status == RUNNING).values(
-                status=INTERRUPTED, finished_at=time.time(),
-                message="LoRA Manager stopped while this job was running"))
+        """Running jobs whose owner is gone (it died mid-job) end interrupted; those of live
+        processes, another server on the same database say, are theirs."""
+        gone = self._gone_owners(RUNNING)
+        if not gone:
+            return
+        self.library.db.transaction(lambda session: session.execute(
+            update(Job).where(Job.status == RUNNING, _owned_by(gone)).values(
+                status=INTERRUPTED, finished_at=time.time(), message="LoRA Manager stopped while this job was running")))
+
+    def _gone_owners(self, status: str) -> set[str | None]:
+        with self.library.db.read() as session:
+            owners = set(session.scalars(select(Job.owner).where(Job.status == status).distinct()))
+        return self.library.processes.gone(owners)
 
     def _claim(self) -> Job | None:
-        with self.library.db.write() as session:
-            job = session.scalars(select(Job).where(Job.status == QUEUED).order_by(Job.id).limit(1)).first()
-            if job is None:
-                return None
-            job.status, job.started_at = RUNNING, time.time()
-            session.flush()
-            session.expunge(job)
-            return job
+        """The next job for this worker, now running and owned by this process: its own queued
+        jobs first in, then those whose owner is gone; None when there is none."""
+        owners = {self.owner} | self._gone_owners(QUEUED)
+        me = self.owner
+
+        def claim(session) -> Job | None:
+            # SKIP LOCKED: a job another worker is claiming right now is not waited for
+            candidates = select(Job.id).where(Job.status == QUEUED, _owned_by(owners)).order_by(Job.id).limit(5)
+            for job_id in session.scalars(candidates.with_for_update(skip_locked=True)).all():
+                taken = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
+                    status=RUNNING, owner=me, started_at=time.time())).rowcount
+                if taken:  # the condition decides: a job whose status changed meanwhile is not ours
+                    job = session.get(Job, job_id, populate_existing=True)
+                    session.flush()
+                    session.expunge(job)
+                    return job
+            return None
+        return self.library.db.transaction(claim)
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            job = self._claim()
+            try:
+                job = self._claim()
+            except Busy as e:  # the database stayed locked: the worker tries again later
+                log.warning("LoRA Manager: %s", e)
+                job = None
             if job is None:
                 with self._changed:
                     self._changed.wait(5.0)
@@ -245,12 +285,22 @@ class JobQueue:
             except Exception as e:  # noqa: BLE001 - the worker outlives one broken job; the error is logged in full
                 log.exception("LoRA Manager: job %s failed", job.id)
                 status, message, result = FAILED, f"internal error: {e}", {"images": list(self._running.images) if self._running else []}
-            with self.library.db.write() as session:
-                session.execute(update(Job).where(Job.id == job.id).values(
-                    status=status, message=message, result=json.dumps(result), finished_at=time.time()))
+            self._finish(job.id, {"status": status, "message": message, "result": json.dumps(result), "finished_at": time.time()})
             self._running = None
             with self._changed:
                 self._changed.notify_all()
+
+    def _finish(self, job_id: int, values: dict[str, Any]) -> None:
+        """Store how the job ended; while the database is busy, again until it is stored or the
+        queue closes (the job, still running and ours, is then interrupted at the next start)."""
+        while True:
+            try:
+                self.library.db.transaction(lambda session: session.execute(update(Job).where(Job.id == job_id).values(**values)))
+                return
+            except Busy as e:
+                log.warning("LoRA Manager: the end of job %s is not stored yet: %s", job_id, e)
+                if self._stop.wait(1.0):
+                    return
 
     def _run(self, job: Job) -> tuple[str, str, dict[str, Any]]:
         plan = json.loads(job.request)
@@ -294,6 +344,13 @@ class JobQueue:
             log.error("LoRA Manager: grid of job %s not saved: %s", job_id, e)
             return None
         return path
+
+
+def _owned_by(owners: set[str | None]):
+    """Jobs whose owner is one of ``owners`` (None: jobs nobody owns, from before owners existed)."""
+    named = [o for o in owners if o is not None]
+    clauses = ([Job.owner.in_(named)] if named else []) + ([Job.owner.is_(None)] if None in owners else [])
+    return or_(*clauses) if clauses else false()
 
 
 def _progress(p: Progress) -> dict[str, Any]:

@@ -13,22 +13,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
-from . import base_models, fields, naming, query, scanner
+from . import base_models, edits, fields, merging, naming, query, scanner
+from . import roots as roots_module
+from .boundary import Boundary
+from .bulk import BulkResult
 from .db import Database, sqlite_url
-from .errors import Busy, FileOperationError, InvalidInput, LoraManagerError, NotFound
+from .dbtypes import path_to_db
+from .errors import Busy, InvalidInput, LoraManagerError, NotFound
+from .fileops import FileOperations
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
 from .history import STATUSES, GenerationRecord, History
-from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, TrashItem, live
+from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, live
 from .processes import ProcessRegistry
 from .recipes import Recipes
 from .safetensors_header import HeaderError, read_raw_header
@@ -57,19 +61,6 @@ class Page:
 
 
 @dataclass
-class BulkResult:
-    done: list[int] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)
-    batch: str | None = None  # trash batch, for undo
-
-    def summary(self, verb: str) -> str:
-        text = f"{verb} {len(self.done)} LoRA{'s' if len(self.done) != 1 else ''}"
-        if self.errors:
-            text += f"; {len(self.errors)} failed: " + "; ".join(list(self.errors.values())[:5])
-        return text
-
-
-@dataclass
 class ScanStatus:
     running: bool = False
     fraction: float = 0.0
@@ -77,6 +68,7 @@ class ScanStatus:
     started_at: float | None = None
     finished_at: float | None = None
     last_report: dict[str, Any] | None = None
+    error: str | None = None  # why the last scan failed, None when it did not
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,6 +86,11 @@ class Library:
         self._wake_hasher = threading.Event()
         self._threads: list[threading.Thread] = []
         self.processes = ProcessRegistry(db)  # registered by open(): owners of jobs and file operations
+        # this machine's mounts of the library folders (resolved by open(); see roots.py)
+        self.machine = roots_module.machine_id(self.data_dir)
+        self.mounts = roots_module.RootMap([], [])
+        self.files = FileOperations(db, self.data_dir, self.processes, lambda: self.roots,
+                                    lambda: self.mounts)  # move, trash, undo
         self.recipes = Recipes(self)
         self.history = History(self)  # the generations recorded here: search, rate, delete, re-run
 
@@ -110,13 +107,15 @@ class Library:
         backup = db.migrate()
         if backup:
             log.info("LoRA Manager: database migrated; previous copy kept at %s", backup)
+        machine = roots_module.machine_id(os.path.abspath(data_dir))
         with db.read() as session:
-            saved = session.get(State, "roots")
+            # each machine remembers its own folders ("roots": from before machines had their own)
+            saved = session.get(State, f"roots:{machine}") or session.get(State, "roots")
             saved_roots = json.loads(saved.value) if saved else []
         library = cls(db, saved_roots if roots is None else roots, data_dir, hashing=hashing)
         library.processes.register()
-        if roots is not None and library.roots != saved_roots:
-            library.set_roots(library.roots)
+        library.set_roots(library.roots)
+        library.files.reconcile()  # moves and trash that a dead process left half done
         return library
 
     @property
@@ -125,10 +124,23 @@ class Library:
         return self.roots[0] if self.roots else None
 
     def set_roots(self, roots: Iterable[str]) -> None:
-        """Change the library folders (remembered for the CLI and the next start)."""
+        """Change the library folders (remembered for the CLI and the next start on this machine)."""
         self.roots = _unique_abs(roots)
-        with self.db.write() as session:
-            session.merge(State(key="roots", value=json.dumps(self.roots)))
+        value = json.dumps(self.roots)
+        self.db.transaction(lambda session: session.merge(State(key=f"roots:{self.machine}", value=value)))
+        self.mounts = roots_module.resolve(self.db, self.machine, self.roots)
+
+    def local_path(self, lora: Lora) -> str:
+        """Where a LoRA's file is on this machine: machines sharing the database may mount its
+        library folder at another path than the one stored with the row."""
+        return self.mounts.local_path(lora.root_id, lora.relpath) or lora.path
+
+    def _path_clause(self, path: str):
+        """Rows whose file is ``path`` on this machine (stored path, or its folder and relative path)."""
+        located = self.mounts.locate(path)
+        if located is None:
+            return Lora.path == path
+        return or_(Lora.path == path, and_(Lora.root_id == located[0], Lora.relpath == located[1]))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -184,7 +196,8 @@ class Library:
                 return self.get(int(name))
             except (NotFound, InvalidInput):  # no such id, or a number beyond any id: maybe a name
                 pass
-        low = name.lower()
+        # compared in SQL through lower(), which keeps the column type away: stored form by hand
+        low = path_to_db(name.lower())
         stem = os.path.splitext(low)[0]
         candidates = (
             func.lower(Lora.sdnext_name) == low, func.lower(Lora.stem) == stem,
@@ -194,21 +207,22 @@ class Library:
             func.lower(Lora.display_name) == low,
             # SDNext's alias (ss_output_name) and the model card's title
             func.lower(Lora.output_name) == low, func.lower(Lora.title) == low,
-            Lora.path == name,
+            self._path_clause(name),
         )
         with self.db.read() as session:
             for clause in candidates:
                 found = session.scalars(select(Lora).where(clause, live()).order_by(Lora.missing, Lora.id).limit(5)).all()
                 if len(found) > 1 and clause is not candidates[-1]:
-                    names = ", ".join(f.relpath for f in found)
-                    raise InvalidInput(f"“{name}” matches several LoRAs ({names}); use the relative path or the id")
+                    names = ", ".join(naming.display(f.relpath) for f in found)
+                    raise InvalidInput(f"“{naming.display(name)}” matches several LoRAs ({names}); "
+                                       "use the relative path or the id")
                 if found:
                     return found[0]
             if len(low) >= 8 and all(c in "0123456789abcdef" for c in low):
                 found = session.scalars(select(Lora).where((Lora.sha256.like(low + "%")) | (Lora.addnet_hash.like(low + "%"))).limit(1)).first()
                 if found:
                     return found
-        raise NotFound(f"no LoRA named “{name}”")
+        raise NotFound(f"no LoRA named “{naming.display(name)}”")
 
     def compose(self, prompt: str, loras: list[dict[str, Any]], negative: str = "",
                 model_family: str | None = None) -> dict[str, Any]:
@@ -272,7 +286,7 @@ class Library:
         for used in record.loras:
             if used.path:
                 with self.db.read() as session:
-                    by_path = session.scalar(select(Lora.id).where(Lora.path == used.path, live()))
+                    by_path = session.scalar(select(Lora.id).where(self._path_clause(used.path), live()).limit(1))
                 if by_path is not None:
                     resolved.append(by_path)
                     continue
@@ -280,7 +294,9 @@ class Library:
                 resolved.append(self.find(used.name).id)
             except (NotFound, InvalidInput):
                 resolved.append(None)  # unknown or ambiguous: kept by name
-        with self.db.write() as session:
+        used_ids = sorted({i for i in resolved if i is not None})
+
+        def store(session) -> int:
             generation = Generation(
                 started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
                 prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
@@ -294,15 +310,11 @@ class Library:
                 images=[GenerationImage(position=n, path=image.path, thumbnail=image.thumbnail, seed=image.seed)
                         for n, image in enumerate(record.images)],
             )
+            edits.count_use(session, used_ids, record.started_at)  # rows first: the order every writer locks in
             session.add(generation)
-            used_ids = sorted({i for i in resolved if i is not None})
-            if used_ids:
-                session.execute(update(Lora).where(Lora.id.in_(used_ids)).values(
-                    use_count=Lora.use_count + 1,
-                    last_used_at=func.max(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)
-                    if self.db.is_sqlite else func.greatest(func.coalesce(Lora.last_used_at, record.started_at), record.started_at)))
             session.flush()
             return generation.id
+        return self.db.transaction(store)
 
     def read_prompt(self, prompt: str) -> dict[str, Any]:
         """A prompt (or a whole infotext) back into its text and LoRAs, each resolved to a library
@@ -334,7 +346,8 @@ class Library:
             data = self._summary(lora, shared)
             extra = session.get(LoraMetadata, lora.id)
         data.update(
-            path=lora.path, root=lora.root, format=lora.format, mtime=lora.mtime, added_at=lora.added_at,
+            path=naming.display(self.local_path(lora)), root=naming.display(self.mounts.local_path(lora.root_id, "") or lora.root), format=lora.format, mtime=lora.mtime,
+            added_at=lora.added_at,
             missing_since=lora.missing_since, header_size=lora.header_size,
             base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
             base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
@@ -354,14 +367,17 @@ class Library:
         """The whole safetensors header, re-read from the file (shown collapsed in the UI)."""
         lora = self.get(lora_id)
         if lora.format != "safetensors":
-            raise InvalidInput(f"{lora.filename} is a {lora.format} file: it has no safetensors header")
+            raise InvalidInput(f"{naming.display(lora.filename)} is a {lora.format} file: it has no safetensors header")
+        path = self.local_path(lora)
+        if not Boundary(self.roots).allows(path):
+            raise InvalidInput(f"{naming.display(lora.filename)} is a link leading outside the library folders; not read")
         try:
-            return read_raw_header(lora.path)
+            return read_raw_header(path)
         except HeaderError as e:
-            raise InvalidInput(f"{lora.filename}: {e}") from None
+            raise InvalidInput(f"{naming.display(lora.filename)}: {e}") from None
 
     def prompt_name(self, lora: Lora, name_is_shared: bool = False) -> str:
-        return naming.prompt_name(lora.path, self.primary_root, name_is_shared=name_is_shared)
+        return naming.prompt_name(self.local_path(lora), self.primary_root, name_is_shared=name_is_shared)
 
     def _shared_names(self, session, loras: list[Lora]) -> set[str]:
         """Prompt names used by more than one present file in SDNext's folder (need a path)."""
@@ -379,10 +395,11 @@ class Library:
     def _summary(self, lora: Lora, shared_names: set[str]) -> dict[str, Any]:
         name = self.prompt_name(lora, lora.sdnext_name in shared_names)
         weight = lora.default_weight if lora.default_weight is not None else 1.0
+        shown = naming.display  # file names may hold bytes that are not UTF-8: JSON and HTML get \xNN
         return {
-            "id": lora.id, "name": lora.display_name or lora.title or lora.stem, "filename": lora.filename,
-            "relpath": lora.relpath, "folder": lora.folder, "prompt_name": name, "token": naming.token(name, weight),
-            "token_problem": naming.token_problem(name),
+            "id": lora.id, "name": lora.display_name or lora.title or shown(lora.stem), "filename": shown(lora.filename),
+            "relpath": shown(lora.relpath), "folder": shown(lora.folder), "prompt_name": shown(name),
+            "token": shown(naming.token(name, weight)), "token_problem": naming.token_problem(name),
             "base_model": lora.base_model, "base_model_label": base_models.label(lora.base_model),
             "adapter_type": lora.adapter_type, "size": lora.size, "rating": lora.rating,
             "favorite": lora.favorite, "nsfw": lora.nsfw, "tags": [t.name for t in lora.tags],
@@ -421,7 +438,8 @@ class Library:
                 "duplicate_groups": dupes, "tags": session.scalar(select(func.count(Tag.id))),
                 "by_base_model": {base_models.label(k): v for k, v in sorted(by_base.items(), key=lambda kv: -kv[1])},
                 "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
-                "roots": self.roots, "database": self.db.engine.url.render_as_string(hide_password=True),
+                "roots": [naming.display(r) for r in self.roots],
+                "database": self.db.engine.url.render_as_string(hide_password=True),
                 "scan": self.scan_status.to_dict(),
             }
 
@@ -433,27 +451,8 @@ class Library:
         if unknown:
             raise InvalidInput(f"cannot edit {', '.join(sorted(unknown))} (editable: {', '.join(EDITABLE)})")
         values = _validated(changes)
-        with self.db.write() as session:
-            lora = session.get(Lora, fields.LORA_ID.parse(lora_id))
-            if lora is None:
-                raise NotFound(f"no LoRA with id {lora_id}")
-            weights = {k: values.get(k, getattr(lora, k)) for k in ("default_weight", "weight_min", "weight_max")}
-            _check_weights(weights["default_weight"], weights["weight_min"], weights["weight_max"])
-            tags = values.pop("tags", None)
-            if "base_model" in values:
-                lora.base_model_user = values.pop("base_model")
-            for key, value in values.items():
-                setattr(lora, key, value)
-            if tags is not None:
-                ids = scanner.ensure_tags(session, set(tags)) if tags else {}
-                session.execute(delete(LoraTag).where(LoraTag.lora_id == lora.id))
-                if ids:
-                    session.execute(insert(LoraTag), [{"lora_id": lora.id, "tag_id": ids[t]} for t in tags])
-            lora.updated_at = time.time()
-            session.flush()
-            session.expire(lora, ["tags"])
-            scanner.refresh_search_text(session, [lora.id])
-            scanner.refresh_base_model(session, [lora.id])
+        lora_id = fields.LORA_ID.parse(lora_id)
+        self.db.transaction(lambda session: edits.edit(session, lora_id, values))
         return self.detail(lora_id)
 
     def set_preview(self, lora_id: int, image_path: str) -> dict[str, Any]:
@@ -486,7 +485,7 @@ class Library:
     def preview_candidates(self, lora_id: int) -> list[str]:
         """Images next to the LoRA file that could serve as its preview."""
         lora = self.get(lora_id)
-        directory = os.path.dirname(lora.path)
+        directory = os.path.dirname(self.local_path(lora))
         try:
             names = os.listdir(directory)
         except OSError:
@@ -496,10 +495,15 @@ class Library:
                 if os.path.splitext(n)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif")]
 
     def preview_file(self, lora: Lora) -> str | None:
-        """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one."""
+        """The image shown for a LoRA: the user's choice, a sidecar preview, or the embedded one.
+
+        A sidecar preview is served only while its real path stays inside the library folders
+        (it may have become a link elsewhere since the scan; see boundary.py)."""
         candidates = [lora.preview_user]
         if lora.sidecar_preview:
-            candidates.append(os.path.join(os.path.dirname(lora.path), lora.sidecar_preview))
+            sidecar = os.path.join(os.path.dirname(self.local_path(lora)), lora.sidecar_preview)
+            if Boundary(self.roots).allows(sidecar):
+                candidates.append(sidecar)
         candidates.append(lora.embedded_preview)
         for path in candidates:
             if path and os.path.isfile(path):
@@ -527,7 +531,7 @@ class Library:
                 image.convert("RGB").save(tmp, "WEBP", quality=82)
                 os.replace(tmp, target)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            log.warning("LoRA Manager: preview of %s is unreadable: %s", lora.filename, e)
+            log.warning("LoRA Manager: preview of %s is unreadable: %s", naming.display(lora.filename), e)
             return None
         return target
 
@@ -539,33 +543,15 @@ class Library:
             return self.ids(selection)
         return fields.IDS.parse(list(selection))
 
-    def known(self, ids: list[int]) -> set[int]:
-        """Which of ``ids`` name a LoRA (trashed ones too): bulk requests report the others."""
-        with self.db.read() as session:
-            return {i for chunk in _chunks(ids) for i in session.scalars(select(Lora.id).where(Lora.id.in_(chunk)))}
-
     def add_tags(self, selection, tags: Iterable[str]) -> BulkResult:
         ids, names = self.select(selection), _tag_names(tags)
         if not names:
             raise InvalidInput("no tags given")
-        with self.db.write() as session:
-            tag_ids = scanner.ensure_tags(session, set(names))
-            for chunk in _chunks(ids):
-                have = set(session.execute(select(LoraTag.lora_id, LoraTag.tag_id).where(LoraTag.lora_id.in_(chunk))).all())
-                rows = [{"lora_id": i, "tag_id": tag_ids[n]} for i in chunk for n in names if (i, tag_ids[n]) not in have]
-                if rows:
-                    session.execute(insert(LoraTag), rows)
-            self._touched(session, ids, search=True)
-        return BulkResult(done=ids)
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.add_tags(session, ids, names)))
 
     def remove_tags(self, selection, tags: Iterable[str]) -> BulkResult:
         ids, names = self.select(selection), _tag_names(tags)
-        with self.db.write() as session:
-            tag_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names))))
-            for chunk in _chunks(ids):
-                session.execute(delete(LoraTag).where(LoraTag.lora_id.in_(chunk), LoraTag.tag_id.in_(tag_ids)))
-            self._touched(session, ids, search=True)
-        return BulkResult(done=ids)
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.remove_tags(session, ids, names)))
 
     def set_favorite(self, selection, favorite: bool = True) -> BulkResult:
         return self._set_column(selection, favorite=EDITABLE["favorite"].parse(favorite, "favorite"))
@@ -578,23 +564,12 @@ class Library:
 
     def set_base_model(self, selection, code: str | None) -> BulkResult:
         value = _validated({"base_model": code})["base_model"]
-        result = self._set_column(selection, base_model_user=value)
-        with self.db.write() as session:
-            scanner.refresh_base_model(session, result.done)
-        return result
+        return self._set_column(selection, base_model_user=value)
 
     def _set_column(self, selection, **values) -> BulkResult:
         ids = self.select(selection)
-        with self.db.write() as session:
-            for chunk in _chunks(ids):
-                session.execute(update(Lora).where(Lora.id.in_(chunk)).values(**values, updated_at=time.time()))
-        return BulkResult(done=ids)
-
-    def _touched(self, session, ids: list[int], search: bool = False) -> None:
-        for chunk in _chunks(ids):
-            session.execute(update(Lora).where(Lora.id.in_(chunk)).values(updated_at=time.time()))
-        if search:
-            scanner.refresh_search_text(session, ids)
+        base_model = "base_model_user" in values
+        return _bulk_result(ids, self.db.transaction(lambda session: edits.set_columns(session, ids, values, base_model=base_model)))
 
     def rename_tag(self, old: str, new: str) -> int:
         """Rename a tag everywhere; renaming onto an existing tag merges them. Returns LoRAs affected."""
@@ -605,124 +580,19 @@ class Library:
         target_name = (fields.TAGS.parse([target], "tag") or [None])[0]
         if not names or not target_name:
             raise InvalidInput("give the tags to merge and the tag to merge them into")
-        with self.db.write() as session:
-            source_ids = list(session.scalars(select(Tag.id).where(Tag.name.in_(names), Tag.name != target_name)))
-            if not source_ids:
-                raise NotFound(f"no tag named {', '.join(names)}")
-            target_id = scanner.ensure_tags(session, {target_name})[target_name]
-            lora_ids = list(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id.in_(source_ids)).distinct()))
-            have = set(session.scalars(select(LoraTag.lora_id).where(LoraTag.tag_id == target_id)))
-            new = [{"lora_id": i, "tag_id": target_id} for i in lora_ids if i not in have]
-            if new:
-                session.execute(insert(LoraTag), new)
-            session.execute(delete(LoraTag).where(LoraTag.tag_id.in_(source_ids)))
-            session.execute(delete(Tag).where(Tag.id.in_(source_ids)))
-            self._touched(session, lora_ids, search=True)
-        return len(lora_ids)
+        return self.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
 
     def move(self, selection, target_root: str, subfolder: str = "") -> BulkResult:
-        """Move files (with their sidecars and previews) into another library folder."""
-        target_root = os.path.abspath(fields.ROOT.parse(target_root))
-        subfolder = fields.SUBFOLDER.parse(subfolder)
-        if target_root not in self.roots:
-            raise InvalidInput(f"{target_root} is not one of the library folders ({', '.join(self.roots)})")
-        subfolder = subfolder.strip().strip("/\\")
-        if ".." in subfolder.replace("\\", "/").split("/"):
-            raise InvalidInput("the subfolder must stay inside the library folder")
-        destination = os.path.join(target_root, subfolder) if subfolder else target_root
-        result = BulkResult()
-        for lora_id in self.select(selection):
-            try:
-                lora = self.get(lora_id)
-                if lora.missing or lora.trashed_at:
-                    raise FileOperationError(lora.path, "the file is not there")
-                moved = _move_with_sidecars(lora, destination)
-                new_path = moved[lora.path]
-                relpath = os.path.relpath(new_path, target_root).replace(os.sep, "/")
-                with self.db.write() as session:
-                    session.execute(update(Lora).where(Lora.id == lora.id).values(
-                        path=new_path, root=target_root, relpath=relpath, folder=os.path.dirname(relpath),
-                        updated_at=time.time()))
-                result.done.append(lora.id)
-            except (FileOperationError, NotFound) as e:
-                result.errors[lora_id] = str(e)
-        return result
+        """Move files (with their sidecars and previews) into a folder inside a library folder."""
+        return self.files.move(self.select(selection), fields.ROOT.parse(target_root), fields.SUBFOLDER.parse(subfolder))
 
     def trash(self, selection) -> BulkResult:
         """Move files and their sidecars to our trash folder; ``undo_trash`` puts them back."""
-        batch = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        result = BulkResult(batch=batch)
-        for lora_id in self.select(selection):
-            try:
-                lora = self.get(lora_id)
-                if lora.trashed_at:
-                    raise FileOperationError(lora.path, "already in the trash")
-                now = time.time()
-                if lora.missing:  # nothing on disk to move: just hide it
-                    moved = {}
-                else:
-                    destination = os.path.join(self.data_dir, "trash", batch, os.path.dirname(lora.relpath))
-                    moved = _move_with_sidecars(lora, destination)
-                with self.db.write() as session:
-                    for original, trashed in moved.items():
-                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=original, trash_path=trashed, trashed_at=now))
-                    if not moved:
-                        session.add(TrashItem(batch=batch, lora_id=lora.id, original_path=lora.path, trash_path="", trashed_at=now))
-                    session.execute(update(Lora).where(Lora.id == lora.id).values(
-                        trashed_at=now, path=moved.get(lora.path, lora.path + f"#trashed-{batch}"), updated_at=now))
-                    session.merge(State(key="last_trash_batch", value=batch))
-                result.done.append(lora.id)
-            except (FileOperationError, NotFound) as e:
-                result.errors[lora_id] = str(e)
-        return result
+        return self.files.trash(self.select(selection))
 
     def undo_trash(self, batch: str | None = None) -> BulkResult:
         """Restore a trash batch (default: the latest) to where the files were."""
-        batch = fields.TRASH_BATCH.parse(batch)
-        with self.db.read() as session:
-            if batch is None:
-                state = session.get(State, "last_trash_batch")
-                batch = state.value if state else None
-            if not batch:
-                raise NotFound("nothing to undo: the trash is empty")
-            items = session.scalars(select(TrashItem).where(TrashItem.batch == batch)).all()
-        if not items:
-            raise NotFound(f"no trash batch {batch}")
-        result = BulkResult(batch=batch)
-        by_lora: dict[int | None, list[TrashItem]] = {}
-        for item in items:
-            by_lora.setdefault(item.lora_id, []).append(item)
-        for lora_id, group in by_lora.items():
-            try:
-                restored = [(i.trash_path, i.original_path) for i in group if i.trash_path]
-                for _src, dst in restored:
-                    if os.path.exists(dst):
-                        raise FileOperationError(dst, "a file with that name exists again; move it away first")
-                done = []
-                try:
-                    for src, dst in restored:
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                        shutil.move(src, dst)
-                        done.append((src, dst))
-                except OSError as e:
-                    for src, dst in reversed(done):
-                        shutil.move(dst, src)
-                    raise FileOperationError(group[0].original_path, e.strerror or str(e)) from None
-                with self.db.write() as session:
-                    lora = session.get(Lora, lora_id) if lora_id is not None else None
-                    if lora is not None:
-                        original = next((i.original_path for i in group if i.trash_path == lora.path), group[0].original_path)
-                        lora.path, lora.trashed_at, lora.updated_at = original, None, time.time()
-                    session.execute(delete(TrashItem).where(TrashItem.id.in_([i.id for i in group])))
-                if lora_id is not None:
-                    result.done.append(lora_id)
-            except FileOperationError as e:
-                result.errors[lora_id or 0] = str(e)
-        with self.db.write() as session:
-            state = session.get(State, "last_trash_batch")
-            if state and state.value == batch and not result.errors:
-                session.delete(state)
-        return result
+        return self.files.undo_trash(fields.TRASH_BATCH.parse(batch))
 
     def duplicates(self) -> list[list[dict[str, Any]]]:
         """Groups of present files with the same SHA-256, largest groups first."""
@@ -735,7 +605,7 @@ class Library:
             shared = self._shared_names(session, list(loras))
             groups: dict[str, list[dict[str, Any]]] = {}
             for lora in loras:
-                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": lora.path})
+                groups.setdefault(lora.sha256, []).append(self._summary(lora, shared) | {"path": naming.display(self.local_path(lora))})
         return sorted(groups.values(), key=lambda g: (-len(g), g[0]["relpath"]))
 
     def keep_duplicate(self, keep_id: int) -> BulkResult:
@@ -758,20 +628,25 @@ class Library:
             raise Busy("a scan is already running")
         status = self.scan_status
         status.running, status.fraction, status.started_at, status.message = True, 0.0, time.time(), "starting"
+        status.error = None
 
         def report(fraction: float, message: str) -> None:
             status.fraction, status.message = fraction, message
             if progress:
                 progress(fraction, message)
         try:
-            result = scanner.scan(self.db, self.roots, report, should_stop=self._stop.is_set,
+            result = scanner.scan(self.db, self.roots, report, mounts=self.mounts, should_stop=self._stop.is_set,
                                   thumbnail_dir=os.path.join(self.data_dir, "embedded-previews"))
             status.last_report = dict(result.__dict__)
             status.message = "last scan: " + result.summary()
-            with self.db.write() as session:
-                session.merge(State(key="last_scan", value=json.dumps(status.last_report)))
+            value = json.dumps(status.last_report)
+            self.db.transaction(lambda session: session.merge(State(key="last_scan", value=value)))
             self._wake_hasher.set()
             return result
+        except Exception as e:  # recorded for the status (REST, UI), then raised as it was
+            status.error = f"{type(e).__name__}: {e}" if not isinstance(e, LoraManagerError) else str(e)
+            status.message = f"scan failed: {status.error}"
+            raise
         finally:
             status.running, status.finished_at = False, time.time()
             self._scan_lock.release()
@@ -786,13 +661,16 @@ class Library:
         return True
 
     def _background_scan(self) -> None:
+        """The scan thread's top level: a failure is in scan_status (see scan) and in the log, with
+        its traceback; the thread never dies silently."""
         try:
             self.scan()
         except Busy:
             pass
-        except (LoraManagerError, OSError) as e:
-            self.scan_status.message = f"scan failed: {e}"
+        except LoraManagerError as e:
             log.error("LoRA Manager: scan failed: %s", e)
+        except Exception:  # noqa: BLE001  (thread top level: anything else is a bug to see)
+            log.exception("LoRA Manager: scan failed")
 
     def start_background(self, *, scan: bool = True) -> None:
         """Background sync after startup: a scan (if asked), then the hash worker."""
@@ -831,29 +709,33 @@ class Library:
         Each file is hashed once per (size, mtime); failures are recorded on the item and not
         retried until the file changes."""
         with self.db.read() as session:
-            stmt = select(Lora.id, Lora.path, Lora.mtime_ns, Lora.format).where(
+            # only files of folders this machine mounts: another machine's are not ours to judge
+            stmt = select(Lora.id, Lora.path, Lora.root_id, Lora.relpath, Lora.mtime_ns, Lora.format).where(
                 Lora.sha256.is_(None), Lora.hash_error.is_(None), Lora.missing.is_(False),
-                live()).order_by(Lora.id)
+                or_(Lora.root_id.in_(self.mounts.root_ids), Lora.root_id.is_(None)), live()).order_by(Lora.id)
             todo = session.execute(stmt.limit(limit) if limit else stmt).all()
         count = 0
-        for n, (lora_id, path, mtime_ns, fmt) in enumerate(todo):
+        boundary = Boundary(self.roots)
+        for n, (lora_id, stored_path, root_id, relpath, mtime_ns, fmt) in enumerate(todo):
+            path = self.mounts.local_path(root_id, relpath) or stored_path
             if should_stop and should_stop():
                 break
             if progress:
-                progress(n, len(todo), os.path.basename(path))
+                progress(n, len(todo), naming.display(os.path.basename(path)))
             try:
+                if not boundary.allows(path):  # became a link elsewhere since the scan
+                    raise HashError(path, "a link leading outside the library folders; not read")
                 hashes = hash_file(path, safetensors=fmt == "safetensors", should_stop=should_stop)
             except HashCancelled:
                 break
             except HashError as e:
-                with self.db.write() as session:
-                    session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=str(e)))
+                error = str(e)
+                self.db.transaction(lambda session: session.execute(update(Lora).where(
+                    Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=error)))
                 continue
-            with self.db.write() as session:
-                updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
-                    sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
-                if updated:
-                    _adopt_vanished(session, lora_id, hashes.sha256)
+            # one short transaction per file, after the file was read: the write lock is never
+            # held while hashing
+            self.db.transaction(lambda session: _store_hashes(session, lora_id, mtime_ns, hashes))
             count += 1
         return count
 
@@ -871,9 +753,10 @@ def _unique_abs(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def _chunks(ids: list[int], size: int = 500):
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
+def _bulk_result(ids: list[int], done: list[int]) -> BulkResult:
+    """What a bulk edit did: the LoRAs changed, and the ids that name no LoRA."""
+    found = set(done)
+    return BulkResult(done=[i for i in ids if i in found], errors={i: f"no LoRA with id {i}" for i in ids if i not in found})
 
 
 def _tag_names(tags: Iterable[str] | str) -> list[str]:
@@ -888,64 +771,9 @@ def _validated(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_weights(default: float | None, low: float | None, high: float | None) -> None:
-    if low is not None and high is not None and low > high:
-        raise InvalidInput(f"the weight range is reversed ({low} > {high})")
-    if default is not None:
-        if low is not None and default < low or high is not None and default > high:
-            raise InvalidInput(f"the default weight {default} is outside the recommended range")
-
-
-def _move_with_sidecars(lora: Lora, destination: str) -> dict[str, str]:
-    """Move a LoRA file and its sidecars into ``destination``; all or nothing.
-
-    Returns {old path: new path}. Raises FileOperationError without having moved anything."""
-    directory = os.path.dirname(lora.path)
-    try:
-        names = os.listdir(directory)
-    except OSError as e:
-        raise FileOperationError(lora.path, e.strerror or str(e)) from None
-    stems = {os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in scanner.LORA_FORMATS}
-    files = [lora.path] + [os.path.join(directory, n) for n in scanner.group_sidecars(names, stems).get(lora.stem, [])]
-    plan = {src: os.path.join(destination, os.path.basename(src)) for src in files}
-    if os.path.abspath(destination) == os.path.abspath(directory):
-        raise FileOperationError(lora.path, "it is already in that folder")
-    for dst in plan.values():
-        if os.path.exists(dst):
-            raise FileOperationError(dst, "a file with that name already exists there")
-    done: list[tuple[str, str]] = []
-    try:
-        os.makedirs(destination, exist_ok=True)
-        for src, dst in plan.items():
-            shutil.move(src, dst)
-            done.append((src, dst))
-    except OSError as e:
-        for src, dst in reversed(done):
-            shutil.move(dst, src)
-        raise FileOperationError(lora.path, e.strerror or str(e)) from None
-    return plan
-
-
-def _adopt_vanished(session, lora_id: int, sha256: str) -> None:
-    """A new file with the hash of a vanished one is that file, moved: the old row (with its
-    user data) takes over the new path and the new row goes away."""
-    new = session.get(Lora, lora_id)
-    old = session.scalars(select(Lora).where(
-        Lora.sha256 == sha256, Lora.missing.is_(True), live(), Lora.id != lora_id
-    ).order_by(Lora.missing_since.desc()).limit(1)).first()
-    if new is None or old is None or new.added_at < (old.missing_since or 0) - 1:
-        return
-    file_fields = ("path", "root", "relpath", "folder", "filename", "stem", "sdnext_name", "format", "size",
-                   "mtime_ns", "mtime", "inode", "scanned_at", "error", "header_size", "sidecar_signature",
-                   "base_model_detected", "base_model_source", "base_model_sidecar", "description",
-                   "sidecar_preview", "embedded_preview", "civitai", "sidecar_errors", "addnet_hash",
-                   "hashed_mtime_ns")
-    values = {f: getattr(new, f) for f in file_fields}
-    session.delete(new)
-    session.flush()
-    for key, value in values.items():
-        setattr(old, key, value)
-    old.missing, old.missing_since, old.updated_at = False, None, time.time()
-    session.flush()
-    scanner.refresh_search_text(session, [old.id])
-    scanner.refresh_base_model(session, [old.id])
+def _store_hashes(session, lora_id: int, mtime_ns: int, hashes) -> None:
+    """Record a file's hashes, unless the file changed since it was read (a newer mtime)."""
+    updated = session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(
+        sha256=hashes.sha256, addnet_hash=hashes.addnet, hashed_mtime_ns=mtime_ns, hash_error=None)).rowcount
+    if updated:
+        merging.adopt_vanished(session, lora_id, hashes.sha256)

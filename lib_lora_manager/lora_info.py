@@ -516,14 +516,15 @@ def _stem(filename: str) -> str | None:
 
 
 def _int(value: str | None) -> int | None:
-    """A positive count from text like "8", "8.0"; None for "None", "", garbage or huge."""
+    """A positive count from text like "8", "8.0"; None for "None", "", garbage or huge (2**31 and
+    more is no rank, epoch or step count, and would not fit the column)."""
     if not value or len(value) > 30:
         return None
     try:
         number = float(value)
     except ValueError:
         return None
-    if not math.isfinite(number) or number <= 0 or number != int(number):
+    if not math.isfinite(number) or number <= 0 or number >= 2**31 or number != int(number):
         return None
     return int(number)
 

@@ -6,12 +6,16 @@ page sorts and filters on both without joins. Things people filter on are real c
 ``lora_tags`` join table; JSON is used only for display-only lists.
 
 Times are epoch seconds (floats): portable between SQLite and PostgreSQL and cheap to compare.
+Text columns are ``dbtypes`` types: ``FsPath`` for file paths and names (any bytes a file name
+holds), ``SafeText``/``SafeString`` for the rest (nothing read from a file can fail a write).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .dbtypes import FsPath, SafeString, SafeText
 
 
 class Base(DeclarativeBase):
@@ -26,15 +30,18 @@ class Lora(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # --- where the file is
-    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute, as found on disk
-    root: Mapped[str] = mapped_column(Text)  # the library folder it was found under
-    relpath: Mapped[str] = mapped_column(Text)  # relative to root, '/' separated
-    folder: Mapped[str] = mapped_column(Text, index=True)  # relpath's directory ('' at the root)
-    filename: Mapped[str] = mapped_column(Text)
-    stem: Mapped[str] = mapped_column(Text)
-    sdnext_name: Mapped[str] = mapped_column(Text, index=True)  # SDNext's network name: stem, '.' -> '_'
-    sort_name: Mapped[str] = mapped_column(Text)  # lower-cased display name or stem
-    format: Mapped[str] = mapped_column(String(16))  # safetensors, pt, ckpt
+    path: Mapped[str] = mapped_column(FsPath, unique=True)  # absolute, as found on disk
+    root: Mapped[str] = mapped_column(FsPath)  # the library folder it was found under (as last seen)
+    # the library folder's identity (library_roots.id): the same for every machine, whatever path
+    # it mounts the folder at; (root_id, relpath) is where the file is
+    root_id: Mapped[str | None] = mapped_column(SafeString(32))
+    relpath: Mapped[str] = mapped_column(FsPath)  # relative to root, '/' separated
+    folder: Mapped[str] = mapped_column(FsPath, index=True)  # relpath's directory ('' at the root)
+    filename: Mapped[str] = mapped_column(FsPath)
+    stem: Mapped[str] = mapped_column(FsPath)
+    sdnext_name: Mapped[str] = mapped_column(FsPath, index=True)  # SDNext's network name: stem, '.' -> '_'
+    sort_name: Mapped[str] = mapped_column(SafeText)  # lower-cased display name or stem
+    format: Mapped[str] = mapped_column(SafeString(16))  # safetensors, pt, ckpt
     # --- file facts from the last scan
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -44,53 +51,53 @@ class Lora(Base):
     scanned_at: Mapped[float] = mapped_column(Float)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
     missing_since: Mapped[float | None] = mapped_column(Float)
-    error: Mapped[str | None] = mapped_column(Text)  # why the file could not be read, for this one item
+    error: Mapped[str | None] = mapped_column(SafeText)  # why the file could not be read, for this one item
     header_size: Mapped[int | None] = mapped_column(BigInteger)
-    sidecar_signature: Mapped[str | None] = mapped_column(Text)
+    sidecar_signature: Mapped[str | None] = mapped_column(SafeText)
     # --- derived from the header
-    base_model_detected: Mapped[str] = mapped_column(String(32), default="unknown")
-    base_model_source: Mapped[str] = mapped_column(String(16), default="none")
-    base_model_sidecar: Mapped[str | None] = mapped_column(String(32))  # from CivitAI/peer sidecars
-    adapter_type: Mapped[str] = mapped_column(String(16), default="unknown")
-    network_module: Mapped[str | None] = mapped_column(Text)
+    base_model_detected: Mapped[str] = mapped_column(SafeString(32), default="unknown")
+    base_model_source: Mapped[str] = mapped_column(SafeString(16), default="none")
+    base_model_sidecar: Mapped[str | None] = mapped_column(SafeString(32))  # from CivitAI/peer sidecars
+    adapter_type: Mapped[str] = mapped_column(SafeString(16), default="unknown")
+    network_module: Mapped[str | None] = mapped_column(SafeText)
     network_dim: Mapped[int | None] = mapped_column(Integer)
     network_alpha: Mapped[float | None] = mapped_column(Float)
-    title: Mapped[str | None] = mapped_column(Text)
-    output_name: Mapped[str | None] = mapped_column(Text)
-    training_model: Mapped[str | None] = mapped_column(Text)
-    resolution: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(SafeText)
+    output_name: Mapped[str | None] = mapped_column(SafeText)
+    training_model: Mapped[str | None] = mapped_column(SafeText)
+    resolution: Mapped[str | None] = mapped_column(SafeText)
     epochs: Mapped[int | None] = mapped_column(Integer)
     steps: Mapped[int | None] = mapped_column(Integer)
-    architecture: Mapped[str | None] = mapped_column(Text)
-    trigger_suggestions: Mapped[str | None] = mapped_column(Text)  # JSON [[word, count], ...]
+    architecture: Mapped[str | None] = mapped_column(SafeText)
+    trigger_suggestions: Mapped[str | None] = mapped_column(SafeText)  # JSON [[word, count], ...]
     # --- from peers' sidecar files (read-only sources)
-    description: Mapped[str | None] = mapped_column(Text)
-    sidecar_preview: Mapped[str | None] = mapped_column(Text)  # file name next to the LoRA
-    embedded_preview: Mapped[str | None] = mapped_column(Text)  # modelspec.thumbnail, saved in our data folder
-    civitai: Mapped[str | None] = mapped_column(Text)  # JSON {model_id, version_id, ...}
-    sidecar_errors: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(SafeText)
+    sidecar_preview: Mapped[str | None] = mapped_column(FsPath)  # file name next to the LoRA
+    embedded_preview: Mapped[str | None] = mapped_column(FsPath)  # modelspec.thumbnail, saved in our data folder
+    civitai: Mapped[str | None] = mapped_column(SafeText)  # JSON {model_id, version_id, ...}
+    sidecar_errors: Mapped[str | None] = mapped_column(SafeText)
     # --- hashes (background worker)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    addnet_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    sha256: Mapped[str | None] = mapped_column(SafeString(64))
+    addnet_hash: Mapped[str | None] = mapped_column(SafeString(64), index=True)
     hashed_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-    hash_error: Mapped[str | None] = mapped_column(Text)
+    hash_error: Mapped[str | None] = mapped_column(SafeText)
     # --- user data (our database only; model folders may be read-only)
     # effective base model: the user's choice, else a sidecar's, else what the header says
-    base_model: Mapped[str] = mapped_column(String(32), default="unknown")
-    base_model_user: Mapped[str | None] = mapped_column(String(32))  # the user's override
-    display_name: Mapped[str | None] = mapped_column(Text)
+    base_model: Mapped[str] = mapped_column(SafeString(32), default="unknown")
+    base_model_user: Mapped[str | None] = mapped_column(SafeString(32))  # the user's override
+    display_name: Mapped[str | None] = mapped_column(SafeText)
     favorite: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer)
-    notes: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(SafeText)
     nsfw: Mapped[bool] = mapped_column(Boolean, default=False)
-    trigger_words: Mapped[str | None] = mapped_column(Text)  # JSON list; None = not yet seeded
+    trigger_words: Mapped[str | None] = mapped_column(SafeText)  # JSON list; None = not yet seeded
     default_weight: Mapped[float | None] = mapped_column(Float)
     weight_min: Mapped[float | None] = mapped_column(Float)
     weight_max: Mapped[float | None] = mapped_column(Float)
-    preview_user: Mapped[str | None] = mapped_column(Text)  # image in our data folder
+    preview_user: Mapped[str | None] = mapped_column(FsPath)  # image in our data folder
     trashed_at: Mapped[float | None] = mapped_column(Float)
     # lower-cased name, title, tags, trigger words and notes: free text searches one column
-    search_text: Mapped[str] = mapped_column(Text, default="")
+    search_text: Mapped[str] = mapped_column(SafeText, default="")
     updated_at: Mapped[float] = mapped_column(Float)
     # kept with each recorded generation, so "last used" and "use count" sort like any column
     use_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -102,6 +109,7 @@ class Lora(Base):
     __table_args__ = (
         Index("ix_loras_inode_size", "inode", "size"),
         Index("ix_loras_stem", "stem"),
+        Index("ix_loras_root_id_relpath", "root_id", "relpath"),
         # covers the duplicate finder's GROUP BY without reading rows
         Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
         # No indexes on low-cardinality columns (missing, favorite, base model, type): without
@@ -113,6 +121,27 @@ class Lora(Base):
     )
 
 
+class LibraryRoot(Base):
+    """A library folder, independent of the path any one machine mounts it at (see roots.py)."""
+
+    __tablename__ = "library_roots"
+
+    id: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
+    name: Mapped[str] = mapped_column(SafeText)  # the folder's name when first seen, for people
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class RootMount(Base):
+    """Where one machine mounts a library folder. Machine "*" (rows from before root ids): any
+    machine that has that path."""
+
+    __tablename__ = "root_mounts"
+
+    machine: Mapped[str] = mapped_column(SafeString(64), primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, primary_key=True)
+    root_id: Mapped[str] = mapped_column(ForeignKey("library_roots.id", ondelete="CASCADE"), index=True)
+
+
 class LoraMetadata(Base):
     """The (bounded) safetensors ``__metadata__``: shown in the detail panel, never filtered on.
 
@@ -121,14 +150,14 @@ class LoraMetadata(Base):
     __tablename__ = "lora_metadata"
 
     lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
-    metadata_json: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str] = mapped_column(SafeText)
 
 
 class Tag(Base):
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)  # lower-cased, trimmed
+    name: Mapped[str] = mapped_column(SafeString(200), unique=True)  # lower-cased, trimmed
 
 
 class LoraTag(Base):
@@ -144,10 +173,10 @@ class TrashItem(Base):
     __tablename__ = "trash_items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch: Mapped[str] = mapped_column(String(40), index=True)
+    batch: Mapped[str] = mapped_column(SafeString(40), index=True)
     lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"))
-    original_path: Mapped[str] = mapped_column(Text)
-    trash_path: Mapped[str] = mapped_column(Text)
+    original_path: Mapped[str] = mapped_column(FsPath)
+    trash_path: Mapped[str] = mapped_column(FsPath)
     trashed_at: Mapped[float] = mapped_column(Float)
 
 
@@ -165,27 +194,27 @@ class Generation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[float] = mapped_column(Float, index=True)
     duration: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # succeeded, interrupted, failed, no_model
-    source: Mapped[str | None] = mapped_column(String(40))  # txt2img, img2img, control, api, lora-manager...
-    prompt: Mapped[str] = mapped_column(Text, default="")
-    negative_prompt: Mapped[str] = mapped_column(Text, default="")
-    seeds: Mapped[str | None] = mapped_column(Text)  # JSON list
+    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # succeeded, interrupted, failed, no_model
+    source: Mapped[str | None] = mapped_column(SafeString(40))  # txt2img, img2img, control, api, lora-manager...
+    prompt: Mapped[str] = mapped_column(SafeText, default="")
+    negative_prompt: Mapped[str] = mapped_column(SafeText, default="")
+    seeds: Mapped[str | None] = mapped_column(SafeText)  # JSON list
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     steps: Mapped[int | None] = mapped_column(Integer)
-    sampler: Mapped[str | None] = mapped_column(Text)
+    sampler: Mapped[str | None] = mapped_column(SafeText)
     cfg_scale: Mapped[float | None] = mapped_column(Float)
-    model_name: Mapped[str | None] = mapped_column(Text)
-    model_hash: Mapped[str | None] = mapped_column(String(64))
-    infotext: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(SafeText)
+    model_hash: Mapped[str | None] = mapped_column(SafeString(64))
+    infotext: Mapped[str | None] = mapped_column(SafeText)
+    error: Mapped[str | None] = mapped_column(SafeText)
     rating: Mapped[int | None] = mapped_column(Integer)
     favorite: Mapped[bool] = mapped_column(Boolean, default=False)
     # a strength sweep or an A/B comparison: its generations share a group key, each has a label
-    group_key: Mapped[str | None] = mapped_column(String(40), index=True)
-    label: Mapped[str | None] = mapped_column(Text)
+    group_key: Mapped[str | None] = mapped_column(SafeString(40), index=True)
+    label: Mapped[str | None] = mapped_column(SafeText)
     # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower)
-    search_text: Mapped[str] = mapped_column(Text, default=_prompt_search_text, server_default="")
+    search_text: Mapped[str] = mapped_column(SafeText, default=_prompt_search_text, server_default="")
 
     loras: Mapped[list[GenerationLora]] = relationship(cascade="all, delete-orphan", lazy="selectin",
                                                        order_by="GenerationLora.position")
@@ -205,7 +234,7 @@ class GenerationLora(Base):
     generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"), index=True)
-    name: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(SafeText)
     te_weight: Mapped[float | None] = mapped_column(Float)
     unet_weight: Mapped[float | None] = mapped_column(Float)
 
@@ -219,8 +248,8 @@ class GenerationImage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
-    path: Mapped[str | None] = mapped_column(Text)  # where the host saved it (None: not saved)
-    thumbnail: Mapped[str | None] = mapped_column(Text)  # our own copy when the host did not save
+    path: Mapped[str | None] = mapped_column(FsPath)  # where the host saved it (None: not saved)
+    thumbnail: Mapped[str | None] = mapped_column(FsPath)  # our own copy when the host did not save
     seed: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -230,16 +259,16 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # generate, sweep, ab
-    status: Mapped[str] = mapped_column(String(16), index=True)  # see jobs.JOB_STATUSES
-    request: Mapped[str] = mapped_column(Text)  # JSON: the GenerationRequest (and sweep settings)
-    result: Mapped[str | None] = mapped_column(Text)  # JSON: images, infotexts, grid
-    message: Mapped[str | None] = mapped_column(Text)  # why it failed / was interrupted
+    kind: Mapped[str] = mapped_column(SafeString(16))  # generate, sweep, ab
+    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # see jobs.JOB_STATUSES
+    request: Mapped[str] = mapped_column(SafeText)  # JSON: the GenerationRequest (and sweep settings)
+    result: Mapped[str | None] = mapped_column(SafeText)  # JSON: images, infotexts, grid
+    message: Mapped[str | None] = mapped_column(SafeText)  # why it failed / was interrupted
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     # the process (processes.id) whose worker runs it: only that process's death interrupts it
-    owner: Mapped[str | None] = mapped_column(String(32), index=True)
+    owner: Mapped[str | None] = mapped_column(SafeString(32), index=True)
 
 
 class Process(Base):
@@ -250,8 +279,8 @@ class Process(Base):
 
     __tablename__ = "processes"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
+    id: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
+    host: Mapped[str] = mapped_column(SafeString(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
@@ -264,11 +293,11 @@ class FileOperation(Base):
     __tablename__ = "file_operations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner: Mapped[str] = mapped_column(String(32), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # trash, move
-    batch: Mapped[str | None] = mapped_column(String(40))
+    owner: Mapped[str] = mapped_column(SafeString(32), index=True)
+    kind: Mapped[str] = mapped_column(SafeString(16))  # trash, move
+    batch: Mapped[str | None] = mapped_column(SafeString(40))
     lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"))
-    plan: Mapped[str] = mapped_column(Text)  # JSON {source path: destination path, ...} and the row's new values
+    plan: Mapped[str] = mapped_column(SafeText)  # JSON {source path: destination path, ...} and the row's new values
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -278,12 +307,12 @@ class Recipe(Base):
     __tablename__ = "recipes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(Text, unique=True)
-    prompt: Mapped[str] = mapped_column(Text, default="")
-    negative_prompt: Mapped[str] = mapped_column(Text, default="")
-    loras: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of composer entries
-    parameters: Mapped[str] = mapped_column(Text, default="{}")  # JSON: seed, steps, sampler, size...
-    cover: Mapped[str | None] = mapped_column(Text)  # image path (our data folder or a generated image)
+    name: Mapped[str] = mapped_column(SafeText, unique=True)
+    prompt: Mapped[str] = mapped_column(SafeText, default="")
+    negative_prompt: Mapped[str] = mapped_column(SafeText, default="")
+    loras: Mapped[str] = mapped_column(SafeText, default="[]")  # JSON list of composer entries
+    parameters: Mapped[str] = mapped_column(SafeText, default="{}")  # JSON: seed, steps, sampler, size...
+    cover: Mapped[str | None] = mapped_column(FsPath)  # image path (our data folder or a generated image)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -293,8 +322,8 @@ class State(Base):
 
     __tablename__ = "state"
 
-    key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(SafeString(100), primary_key=True)
+    value: Mapped[str] = mapped_column(SafeText)
 
 
 def live(indexed: bool = False):

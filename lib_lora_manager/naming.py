@@ -9,6 +9,22 @@ outside SDNext's folder (our extra folders) load when the name is an absolute pa
 from __future__ import annotations
 
 import os
+import re
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def display(name: str) -> str:
+    """A file name or path as text anyone can print or send as JSON: the bytes of a name that
+    is not valid UTF-8 (surrogate escapes in Python) shown as ``\\xNN``."""
+    if name.isascii() or not _SURROGATES.search(name):
+        return name
+    return _SURROGATES.sub(_escape, name)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def sdnext_name(filename: str) -> str:
@@ -33,7 +49,10 @@ def token_problem(name: str) -> str | None:
 
     Its prompt parser ends the token at the first '>' and splits arguments at ':' (an argument
     with one '=' becomes a named one), so such names cannot be written at all; Windows paths
-    of files outside SDNext's folder fail the same way (``C:``)."""
+    of files outside SDNext's folder fail the same way (``C:``). A name that is not valid UTF-8
+    cannot be typed into a prompt either."""
+    if not name.isascii() and _SURROGATES.search(name):
+        return "SDNext cannot load this file from a prompt: its name is not valid UTF-8. Rename the file."
     if "<" in name or ">" in name:
         return "SDNext cannot load this file from a prompt: its name contains '<' or '>'. Rename the file."
     if ":" in name:

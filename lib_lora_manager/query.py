@@ -173,7 +173,8 @@ def parse(text: str | None, table: Table | None = None) -> Query:
 
 
 def _checked_text(text: str | None) -> str:
-    """The query text, if it is text a database can compare: bounded, no NUL, no lone surrogates."""
+    """The query text, if it is text a database can compare: bounded, no NUL, no lone surrogates
+    but surrogate escapes (the bytes of a file name that is not UTF-8, for folder: and names)."""
     if text is None:
         return ""
     if not isinstance(text, str):
@@ -182,7 +183,7 @@ def _checked_text(text: str | None) -> str:
     if len(text) > fields.MAX_QUERY_LENGTH:
         raise QueryError(f"the query is too long (more than {fields.MAX_QUERY_LENGTH} characters)")
     for position, char in enumerate(text):
-        if char == "\x00" or "\ud800" <= char <= "\udfff":
+        if char == "\x00" or "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff":
             raise QueryError("the query contains a character that is not text (NUL or a lone surrogate)", position)
     return text
 

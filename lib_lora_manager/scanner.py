@@ -3,8 +3,10 @@
 A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
 sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
 match a vanished row are moves: the row follows the file and keeps its user data. Files that
-vanished are marked missing, never deleted (NAS and offline drives come back). Writes happen in
-short batches so the UI and other writers never wait for a whole scan.
+vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
+with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
+in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
+never for a batch or a whole scan.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,13 +24,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
-from .db import Database
+from .boundary import Boundary
+from .db import Database, insert_missing
+from .dbtypes import storable_path
 from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .roots import RootMap
 from .safetensors_header import HeaderError, read_header
 
 log = logging.getLogger("lora_manager")
@@ -35,6 +41,11 @@ log = logging.getLogger("lora_manager")
 LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
+SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
+MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
+UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
+WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about this long at most
+WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 
 Progress = Callable[[float, str], None]
 
@@ -52,6 +63,8 @@ class Found:
     mtime_ns: int
     inode: int
     sidecar_names: list[str]
+    refused: dict[str, str] = field(default_factory=dict)  # sidecars not read (links leaving the library)
+    root_id: str | None = None  # the library folder's identity (roots.py)
 
 
 @dataclass
@@ -66,6 +79,11 @@ class ScanReport:
     returned: int = 0  # missing files that came back
     errors: int = 0  # files indexed with a read error
     folder_errors: list[str] = field(default_factory=list)
+    # "path: reason" for each entry that looks like a LoRA (or belongs to one) and was not
+    # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
+    # library, names the database cannot hold
+    skipped: list[str] = field(default_factory=list)
+    skipped_count: int = 0  # all of them (the list keeps the first MAX_SKIPPED)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -73,9 +91,14 @@ class ScanReport:
                  f"{self.missing} missing", f"{self.errors} unreadable"]
         if self.returned:
             parts.append(f"{self.returned} back")
+        if self.skipped:
+            parts.append(f"{max(self.skipped_count, len(self.skipped))} skipped")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.folder_errors:
             text += "; " + "; ".join(self.folder_errors)
+        if self.skipped:
+            more = max(self.skipped_count, len(self.skipped)) - SUMMARY_LINES
+            text += "; skipped: " + "; ".join(self.skipped[:SUMMARY_LINES]) + (f"; and {more} more" if more > 0 else "")
         return text
 
 
@@ -114,6 +137,8 @@ class Listing:
     directory: str
     loras: list[tuple[os.DirEntry, os.stat_result]]
     sidecars: dict[str, list[str]]
+    refused: dict[str, str] = field(default_factory=dict)  # sidecar name -> why it is not read
+    root_id: str | None = None
 
     def sidecars_of(self, filename: str) -> list[str]:
         return self.sidecars.get(filename[:filename.rfind(".")], []) if self.sidecars else []
@@ -123,45 +148,126 @@ class Listing:
         relpath = entry.path[len(self.root.rstrip(os.sep)) + 1:]
         if os.sep != "/":
             relpath = relpath.replace(os.sep, "/")
+        sidecar_names = self.sidecars_of(name)
         return Found(
             path=entry.path, root=self.root, relpath=relpath, directory=self.directory, filename=name,
-            size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-            sidecar_names=self.sidecars_of(name),
+            size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sidecar_names=sidecar_names,
+            refused={n: self.refused[n] for n in sidecar_names if n in self.refused} if self.refused else {},
+            root_id=self.root_id,
         )
 
 
-def walk(root: str, errors: list[str]) -> Iterator[Listing]:
-    """Every folder under ``root`` that holds LoRA files; unreadable folders go to ``errors``."""
-    stack = [root]
-    seen_dirs: set[tuple[int, int]] = set()
-    while stack:
-        directory = stack.pop()
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as e:
-            errors.append(f"cannot read folder {directory}: {e.strerror or e}")
-            continue
-        loras = []
-        for entry in entries:
+class Walk:
+    """Lists the folders under the library folders (one walk per scan, so a link is followed once
+    whichever folder it is met in), following links only as boundary.py says.
+
+    Entries that are not indexed although they look like LoRAs or belong to one (folders named
+    like LoRA files, FIFOs, dangling links, links leaving the library) each get a line in
+    ``skipped``: nothing is left out without a word. A FIFO is never opened."""
+
+    def __init__(self, boundary: Boundary, errors: list[str], skipped: list[str]):
+        self.boundary = boundary
+        self.errors = errors
+        self.skipped = skipped
+        self.followed: set[str] = set()  # real paths of the linked folders and files taken
+
+    def listings(self, root: str, root_id: str | None = None) -> Iterator[Listing]:
+        stack = [root]
+        while stack:
+            directory = stack.pop()
             try:
-                if lora_format(entry.name):
-                    if entry.is_file():
-                        loras.append((entry, entry.stat()))
-                elif entry.is_dir():
-                    if entry.name.startswith("."):
-                        continue  # hidden folders: VCS data, trash folders of other tools
-                    if entry.is_symlink():  # follow links, but never loop
-                        st = entry.stat()
-                        if (st.st_dev, st.st_ino) in seen_dirs:
-                            continue
-                        seen_dirs.add((st.st_dev, st.st_ino))
-                    stack.append(entry.path)
+                with os.scandir(directory) as it:
+                    entries = list(it)
             except OSError as e:
-                errors.append(f"cannot read {entry.path}: {e.strerror or e}")
-        if loras:
-            stems = {e.name[:e.name.rfind(".")] for e, _ in loras}
-            yield Listing(root, directory, loras, group_sidecars([e.name for e in entries], stems))
+                self.errors.append(f"cannot read folder {naming.display(directory)}: {e.strerror or e}")
+                continue
+            loras: list[tuple[os.DirEntry, os.stat_result]] = []
+            outside: dict[str, str] = {}  # links that leave the library: name -> reason
+            for entry in entries:
+                try:
+                    # the hot path: plain files and folders are told apart without a system call
+                    if lora_format(entry.name):
+                        if entry.is_file(follow_symlinks=False):
+                            loras.append((entry, entry.stat()))
+                            continue
+                    elif entry.is_dir(follow_symlinks=False):
+                        if not entry.name.startswith("."):  # hidden folders: VCS data, other tools' trash
+                            stack.append(entry.path)
+                        continue
+                    elif not entry.is_symlink():
+                        continue  # a sidecar, or any other file
+                    self._odd(entry, stack, loras, outside)
+                except OSError as e:
+                    self.errors.append(f"cannot read {naming.display(entry.path)}: {e.strerror or e}")
+            if loras:
+                stems = {e.name[:e.name.rfind(".")] for e, _ in loras}
+                groups = group_sidecars([e.name for e in entries], stems)
+                refused = {}
+                for names in groups.values():
+                    for name in names:
+                        if name in outside:
+                            refused[name] = outside[name]
+                            self._skip(os.path.join(directory, name), outside[name])
+                yield Listing(root, directory, loras, groups, refused, root_id)
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.skipped.append(f"{naming.display(path)}: {reason}")
+
+    def _odd(self, entry: os.DirEntry, stack: list[str], loras: list, outside: dict[str, str]) -> None:
+        """A link, or an entry named like a LoRA file that is not a regular file."""
+        is_lora = lora_format(entry.name) is not None
+        if not entry.is_symlink():
+            if entry.is_dir(follow_symlinks=False):
+                self._skip(entry.path, "a folder named like a LoRA file, not a LoRA (its contents are scanned)")
+                if not entry.name.startswith("."):
+                    stack.append(entry.path)
+            else:
+                self._skip(entry.path, f"not a regular file ({_kind(entry.stat(follow_symlinks=False))}); not read")
+            return
+        real = os.path.realpath(entry.path)
+        try:
+            st = entry.stat()
+        except OSError as e:
+            self._skip(entry.path, f"a link to something that is not there ({naming.display(real)}: {e.strerror or e})")
+            return
+        if not self.boundary.contains(real):
+            reason = f"a link leading outside the library folders (to {naming.display(real)}); not followed"
+            if is_lora or stat.S_ISDIR(st.st_mode):
+                self._skip(entry.path, reason)
+            else:
+                outside[entry.name] = reason  # reported if it is some LoRA's sidecar
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if entry.name.startswith("."):
+                return
+            if self.boundary.reached_directly(real, is_dir=True):
+                self._skip(entry.path, f"a link to the folder {naming.display(real)}, scanned under its own path")
+            elif real in self.followed:
+                self._skip(entry.path, f"a link to the folder {naming.display(real)}, already scanned through another link")
+            else:
+                self.followed.add(real)
+                stack.append(entry.path)
+            return
+        if not is_lora:
+            return  # a sidecar linked from inside the library: read as any other
+        if not stat.S_ISREG(st.st_mode):
+            self._skip(entry.path, f"a link to something that is not a regular file ({_kind(st)}); not read")
+        elif lora_format(os.path.basename(real)) and self.boundary.reached_directly(real, is_dir=False):
+            self._skip(entry.path, f"a link to {naming.display(real)}, indexed under its own path")
+        elif real in self.followed:
+            self._skip(entry.path, f"a link to {naming.display(real)}, already indexed through another link")
+        else:
+            self.followed.add(real)
+            loras.append((entry, st))
+
+
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 # --- reading one file -------------------------------------------------------------------------
@@ -172,10 +278,19 @@ def file_columns(found: Found) -> dict[str, Any]:
     stem, ext = os.path.splitext(found.filename)
     folder = os.path.dirname(found.relpath)
     return {
-        "path": found.path, "root": found.root, "relpath": found.relpath, "folder": folder,
+        "path": found.path, "root": found.root, "root_id": found.root_id, "relpath": found.relpath, "folder": folder,
         "filename": found.filename, "stem": stem, "sdnext_name": naming.sdnext_name(found.filename),
         "format": LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
         "mtime": found.mtime_ns / 1e9, "inode": found.inode,
+    }
+
+
+def _empty_head(error: str | None = None) -> dict[str, Any]:
+    return {
+        "error": error, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
+        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
+        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
+        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
     }
 
 
@@ -184,12 +299,7 @@ def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict
 
     A file that cannot be read gets ``error`` set and everything else empty: one error on one
     item, never a failed scan."""
-    empty = {
-        "error": None, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
-        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
-        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
-        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
-    }
+    empty = _empty_head()
     if not found.filename.lower().endswith(".safetensors"):
         return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
     try:
@@ -222,7 +332,8 @@ def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> 
     ext = _MIME_EXT.get(mime)
     if ext is None:
         return None
-    name = hashlib.sha1(f"{found.path}\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
+    # fsencode: the path's own bytes, whatever they are (a name need not be valid UTF-8)
+    name = hashlib.sha1(os.fsencode(found.path) + f"\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
     target = os.path.join(thumbnail_dir, name)
     try:
         os.makedirs(thumbnail_dir, exist_ok=True)
@@ -236,7 +347,7 @@ def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> 
 
 def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]:
     stem = os.path.splitext(found.filename)[0]
-    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names)
+    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names, refused=found.refused)
     columns = {
         "sidecar_signature": _signature(found),
         "description": data.description,
@@ -310,20 +421,25 @@ def _postponed_collections():
 
 
 def scan(db: Database, roots: list[str], progress: Progress | None = None,
-         should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None) -> ScanReport:
-    """Synchronise the index with ``roots``. Safe to run while the UI reads and edits."""
+         should_stop: Callable[[], bool] | None = None, thumbnail_dir: str | None = None,
+         mounts: RootMap | None = None) -> ScanReport:
+    """Synchronise the index with ``roots``. Safe to run while the UI reads and edits.
+
+    With ``mounts`` (this machine's, see roots.py) only the files of folders this machine has
+    mounted are judged: machines sharing a database never mark each other's files missing."""
     with _postponed_collections():
-        return _scan(db, roots, progress, should_stop, thumbnail_dir)
+        return _scan(db, roots, progress, should_stop, thumbnail_dir, mounts)
 
 
 def _scan(db: Database, roots: list[str], progress: Progress | None,
-          should_stop: Callable[[], bool] | None, thumbnail_dir: str | None) -> ScanReport:
+          should_stop: Callable[[], bool] | None, thumbnail_dir: str | None, mounts: RootMap | None) -> ScanReport:
     started = time.perf_counter()
     roots = [os.path.abspath(r) for r in roots]
-    report = ScanReport(roots=roots)
+    report = ScanReport(roots=[naming.display(r) for r in roots])
     progress = progress or (lambda _f, _m: None)
+    walker = Walk(Boundary(roots), report.folder_errors, report.skipped)
 
-    indexed = _load_index(db)
+    indexed = _load_index(db, mounts)
     seen: set[str] = set()
     changed: list[Found] = []
     sidecar_only: list[tuple[int, Found]] = []
@@ -331,9 +447,10 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     progress(0.0, "listing folders")
     for root in roots:
         if not os.path.isdir(root):
-            report.folder_errors.append(f"library folder not found: {root}")
+            report.folder_errors.append(f"library folder not found: {naming.display(root)}")
             continue
-        for listing in walk(root, report.folder_errors):
+        root_id = mounts.root_id(root) if mounts is not None else None
+        for listing in walker.listings(root, root_id):
             for entry, st in listing.loras:
                 path = entry.path
                 if path in seen:  # nested roots
@@ -342,7 +459,11 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                 row = indexed.get(path)
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
-                if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.root != root:
+                if (row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns
+                        or (row.root_id != root_id if root_id else row.root != root)):
+                    if row is None and not storable_path(path):
+                        report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
+                        continue
                     changed.append(listing.found(entry, st))
                     continue
                 if row.missing:
@@ -383,32 +504,48 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         progress(done / max(total, 1), f"reading sidecars {done}/{total}")
 
     moved_from = {indexed_path for indexed_path in moves.values()}
-    gone = [row.id for path, row in vanished.items() if path not in moved_from]
+    gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
     now = time.time()
-    with db.write() as session:
-        for start in range(0, len(gone), BATCH):
-            ids = gone[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=True, missing_since=now))
-        for start in range(0, len(returned), BATCH):
-            ids = returned[start:start + BATCH]
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(missing=False, missing_since=None))
+
+    def mark(values: dict[str, Any]):
+        def work(session, ids: list[int]) -> None:
+            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
+        return work
+    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
+    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
     report.missing = len(gone)
     report.returned = len(returned)
+    report.skipped_count = len(report.skipped)
+    del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
     progress(1.0, "done: " + report.summary())
     return report
 
 
-def _load_index(db: Database) -> dict[str, Any]:
-    """path -> (id, size, mtime_ns, signature, missing, inode, root) of every live row.
+def _load_index(db: Database, mounts: RootMap | None = None) -> dict[str, Any]:
+    """path on this machine -> (id, size, mtime_ns, signature, missing, inode, root, root_id) of
+    the live rows of every folder this machine ever mounted (all rows without ``mounts``).
 
-    All rows, not only those of ``roots``: a file may be indexed under a folder that is no
-    longer a library folder of its own (an extra folder inside SDNext's, say). Core rows
-    straight from the driver: at 50,000 files this load is half of a no-change rescan."""
+    Not only those of the current folders: a file may be indexed under a folder that is no
+    longer a library folder of its own (an extra folder inside SDNext's, say). Rows of folders
+    only other machines mount are left out: not ours to judge. Core rows straight from the
+    driver: at 50,000 files this load is half of a no-change rescan."""
     columns = (Lora.path, Lora.id, Lora.size, Lora.mtime_ns, Lora.sidecar_signature.label("signature"),
-               Lora.missing, Lora.inode, Lora.root)
+               Lora.missing, Lora.inode, Lora.root, Lora.root_id, Lora.relpath)
+    where = [live()]
+    if mounts is not None:
+        where.append(or_(Lora.root_id.in_(sorted(mounts.root_ids)), Lora.root_id.is_(None)))
     with db.engine.connect() as conn:
-        return {row.path: row for row in conn.execute(select(*columns).where(live()))}
+        rows = conn.execute(select(*columns).where(*where))
+        if mounts is None:
+            return {row.path: row for row in rows}
+        mounted_at = {root_id: mounts.local_path(root_id, "") for root_id in mounts.root_ids}
+        index = {}
+        for row in rows:
+            root = mounted_at.get(row.root_id)
+            # the common case first: the row was written by this machine (same folder path)
+            index[row.path if root is None or root == row.root else mounts.local_path(row.root_id, row.relpath)] = row
+        return index
 
 
 def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:
@@ -438,18 +575,125 @@ class Analysis:
 
 
 def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
-    head, metadata, info = header_columns(found, thumbnail_dir)
-    side, data = sidecar_columns(found)
+    """Read one changed file; whatever goes wrong reading it is an error on this one item."""
+    try:
+        head, metadata, info = header_columns(found, thumbnail_dir)
+        side, data = sidecar_columns(found)
+    except (OSError, ValueError, UnicodeError) as e:
+        log.warning("LoRA Manager: cannot read %s: %s", naming.display(found.path), e)
+        return unreadable(found, f"cannot read the file: {e}")
     return Analysis(found, file_columns(found), head, metadata, info, side, data)
 
 
+def unreadable(found: Found, error: str) -> Analysis:
+    """The analysis of a file known only by its directory entry: listed, with ``error`` set."""
+    side = {**_no_sidecars(found, None), "sidecar_signature": None}
+    return Analysis(found, file_columns(found), _empty_head(error), {}, None, side, sidecars.SidecarData())
+
+
+# Failures caused by what one row holds. Lost connections, locks and constraint races are not
+# among them: those fail the scan (or are retried and handled where they happen, see _insert_new).
+_ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of a driver's message, without the SQL and parameters SQLAlchemy adds."""
+    text = str(getattr(error, "orig", None) or error)
+    return " ".join(text.splitlines()[:1])[:300]
+
+
+def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
+                    refused: Callable[[Any, BaseException], None] | None = None) -> list:
+    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+
+    The slice size adapts to the time a slice takes (files with large metadata or tag lists take
+    longer), so the write lock is released often whatever the files; each transaction is re-run
+    on a conflict (Database.transaction), so ``work`` must not change its arguments. A slice the
+    database refuses for what a row holds is halved until the row is found, which goes to
+    ``refused(item, error)`` (without it the error is raised): the rest of the slice is written."""
+    results, size, start = [], 16, 0
+    while start < len(items):
+        part = items[start:start + size]
+        took = [0.0]
+
+        def timed(session, part=part, took=took):
+            began = time.perf_counter()
+            out = work(session, part)
+            session.flush()
+            took[0] = time.perf_counter() - began
+            return out
+        try:
+            results.append(db.transaction(timed))
+        except _ROW_ERRORS as e:
+            if refused is None:
+                raise
+            if len(part) > 1:
+                size = max(1, len(part) // 2)
+                continue
+            refused(part[0], e)
+            start += 1
+            continue
+        start += len(part)
+        if start < len(items):
+            time.sleep(WRITE_PAUSE)
+        if took[0] > WRITE_SECONDS:
+            size = max(1, size // 2)
+        elif took[0] < WRITE_SECONDS / 3:
+            size = min(BATCH, size * 2)
+    return results
+
+
+@dataclass
+class _NewRow:
+    found: Found
+    values: dict[str, Any]
+    metadata: dict[str, str]
+    tags: list[str]
+
+
+@dataclass
+class _ChangedRow:
+    found: Found
+    id: int
+    values: dict[str, Any]
+    metadata: dict[str, str]
+
+
 def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport) -> None:
+                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
+    """Write a batch of changed files; a row the database refuses does not lose the batch: it is
+    stored with only its file facts and the error, or, if even that fails, reported as skipped."""
+    inserts, updates = _plan_changed(batch, indexed, moves, report)
+    refused_inserts = 0
+
+    def refused(row: _NewRow | _ChangedRow, error: BaseException) -> None:
+        nonlocal refused_inserts
+        path = naming.display(row.found.path)
+        log.warning("LoRA Manager: cannot store what %s holds: %s", path, error)
+        if isinstance(row, _NewRow):
+            report.added -= 1
+            refused_inserts += 1
+        else:
+            report.updated -= 1
+        if bare:  # even its file facts alone: the file cannot be indexed at all
+            report.errors -= 1
+            report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
+            return
+        error_text = f"cannot store what the file holds: {_one_line(error)}"
+        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, bare=True)
+
+    # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused)
+    added = sum(write_in_slices(db, inserts, _insert_rows, refused))
+    report.added -= len(inserts) - refused_inserts - added  # paths another process indexed meanwhile
+
+
+def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[str, str],
+                  report: ScanReport) -> tuple[list[_NewRow], list[_ChangedRow]]:
+    """The rows to insert and the rows to update for a batch of changed files (no database)."""
     now = time.time()
-    inserts: list[dict[str, Any]] = []
-    insert_extras: list[tuple[dict[str, str], list[str]]] = []
-    updates: list[dict[str, Any]] = []
-    update_metadata: list[tuple[int, dict[str, str]]] = []
+    inserts: list[_NewRow] = []
+    updates: list[_ChangedRow] = []
     for analysis in batch:
         found, columns, head, metadata, info, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata, analysis.info, analysis.side, analysis.data)
@@ -468,45 +712,44 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
-            inserts.append(values)
-            insert_extras.append((metadata, data.tags))
+            inserts.append(_NewRow(found, values, metadata, data.tags))
             report.added += 1
         else:
             # user data stays untouched; hashes only go when the content may have changed (a
             # move or a re-arranged library folder keeps size and mtime)
-            values["id"] = row.id
             if row.size != found.size or row.mtime_ns != found.mtime_ns:
                 values.update(sha256=None, addnet_hash=None, hashed_mtime_ns=None, hash_error=None)
             if old_path is not None and row.size == found.size:
                 report.moved += 1
             else:
                 report.updated += 1
-            updates.append(values)
-            update_metadata.append((row.id, metadata))
-    with db.write() as session:
-        if inserts:
-            ids, inserts, insert_extras = _insert_new(session, inserts, insert_extras)
-            report.added -= len(batch) - len(updates) - len(inserts)
-            meta_rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, (m, _t) in zip(ids, insert_extras) if m]
-            if meta_rows:
-                session.execute(insert(LoraMetadata), meta_rows)
-            tag_rows = _tag_links(session, [(i, tags) for i, (_m, tags) in zip(ids, insert_extras) if tags])
-            if tag_rows:
-                session.execute(insert(LoraTag), tag_rows)
-        if updates:
-            for values in updates:  # rare: changed files; ORM-free column updates keep user data intact
-                lora_id = values.pop("id")
-                session.execute(update(Lora).where(Lora.id == lora_id).values(**values))
-            ids = [i for i, _ in update_metadata]
-            session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
-            rows = [{"lora_id": i, "metadata_json": json.dumps(m)} for i, m in update_metadata if m]
-            if rows:
-                session.execute(insert(LoraMetadata), rows)
-            refresh_search_text(session, ids)
-            refresh_base_model(session, ids)
+            updates.append(_ChangedRow(found, row.id, values, metadata))
+    return inserts, updates
 
 
-def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list[int], list[dict[str, Any]], list]:
+def _update_rows(session, rows: list[_ChangedRow]) -> None:
+    for row in rows:  # ORM-free column updates keep user data intact
+        session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
+    ids = [row.id for row in rows]
+    session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
+    meta_rows = [{"lora_id": row.id, "metadata_json": json.dumps(row.metadata)} for row in rows if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    refresh_search_text(session, ids)
+    refresh_base_model(session, ids)
+
+
+def _insert_rows(session, rows: list[_NewRow]) -> int:
+    """Insert new rows with their metadata and tags; returns how many were inserted."""
+    ids, kept = _insert_new(session, rows)
+    meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
+    if meta_rows:
+        session.execute(insert(LoraMetadata), meta_rows)
+    link_tags(session, [(i, row.tags) for i, row in zip(ids, kept) if row.tags])
+    return len(ids)
+
+
+def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]:
     """Insert new rows; rows whose path another process indexed meanwhile are left to it.
 
     Several SDNext machines can share one PostgreSQL library (and two processes one SQLite
@@ -514,32 +757,52 @@ def _insert_new(session, rows: list[dict[str, Any]], extras: list) -> tuple[list
     while rows:
         try:
             with session.begin_nested():
-                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True), rows).scalars().all()
-            return list(ids), rows, extras
+                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True),
+                                      [row.values for row in rows]).scalars().all()
+            return list(ids), rows
         except IntegrityError:
-            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r["path"] for r in rows]))))
+            taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r.values["path"] for r in rows]))))
             if not taken:
                 raise
-            keep = [i for i, r in enumerate(rows) if r["path"] not in taken]
-            rows, extras = [rows[i] for i in keep], [extras[i] for i in keep]
-    return [], [], []
+            rows = [r for r in rows if r.values["path"] not in taken]
+    return [], []
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
+    """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
     rows = []
-    for lora_id, found in batch:
-        side, _data = sidecar_columns(found)
-        rows.append({"b_id": lora_id, **side})
-    with db.write() as session:
+    for lora_id, found in batch:  # read before any transaction begins
+        try:
+            side, _data = sidecar_columns(found)
+        except (OSError, ValueError, UnicodeError) as e:
+            side = _no_sidecars(found, f"cannot read the sidecars: {e}")
+        rows.append((found, {"b_id": lora_id, **side}))
+    rows.sort(key=lambda r: r[1]["b_id"])
+
+    def work(session, part: list[tuple[Found, dict[str, Any]]]) -> None:
         stmt = update(Lora.__table__).where(Lora.__table__.c.id == bindparam("b_id"))
-        session.connection().execute(stmt, rows)
-        refresh_base_model(session, [lora_id for lora_id, _ in batch])
+        session.connection().execute(stmt, [values for _found, values in part])
+        refresh_base_model(session, [values["b_id"] for _found, values in part])
+
+    def refused(row: tuple[Found, dict[str, Any]], error: BaseException) -> None:
+        found, values = row
+        log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
+        side = _no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
+        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
+    write_in_slices(db, rows, work, refused)
 
 
-def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, int]]:
+def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
+    """Sidecar columns of a LoRA whose sidecars could not be read or stored: only the error."""
+    return {"sidecar_signature": _signature(found), "description": None, "sidecar_preview": None, "civitai": None,
+            "sidecar_errors": error, "base_model_sidecar": None}
+
+
+def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:
+    """Give each LoRA id its tags (by name), creating tags as needed; links that exist are kept."""
     names = {tag_name(t) for _, tags in pairs for t in tags if t and t.strip()}
     if not names:
-        return []
+        return
     tag_ids = ensure_tags(session, names)
     links = set()
     for lora_id, tags in pairs:
@@ -547,7 +810,7 @@ def _tag_links(session, pairs: list[tuple[int, list[str]]]) -> list[dict[str, in
             name = tag_name(t)
             if name:
                 links.add((lora_id, tag_ids[name]))
-    return [{"lora_id": a, "tag_id": b} for a, b in links]
+    insert_missing(session, LoraTag.__table__, [{"lora_id": a, "tag_id": b} for a, b in sorted(links)], ["lora_id", "tag_id"])
 
 
 def tag_name(text: str) -> str:
@@ -556,12 +819,20 @@ def tag_name(text: str) -> str:
 
 
 def ensure_tags(session, names: set[str]) -> dict[str, int]:
-    """Tag ids by name, creating the missing tags."""
+    """Tag ids by name, creating the missing tags.
+
+    Another process may create the same tag at the same moment: the insert skips names that
+    exist by then (on PostgreSQL it waits for the other transaction to end) and the second read
+    finds them. Names are inserted in sorted order, so two creators never wait on each other in
+    opposite orders."""
+    names = set(names)
+    if not names:
+        return {}
     existing = dict(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
-    new = [{"name": n} for n in sorted(names - existing.keys())]
-    if new:
-        for name, tag_id in session.execute(insert(Tag).returning(Tag.name, Tag.id), new):
-            existing[name] = tag_id
+    missing = sorted(names - existing.keys())
+    if missing:
+        insert_missing(session, Tag.__table__, [{"name": n} for n in missing], ["name"])
+        existing.update(session.execute(select(Tag.name, Tag.id).where(Tag.name.in_(missing))).all())
     return existing
 
 

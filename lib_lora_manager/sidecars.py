@@ -52,7 +52,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -230,15 +230,21 @@ class SidecarData:
     negative_text: str | None = None  # A1111 "negative text", added to negative prompts
 
 
-def read_sidecars(directory: str, stem: str, names: Collection[str], *, lora_stems: Collection[str] = ()) -> SidecarData:
+def read_sidecars(directory: str, stem: str, names: Collection[str], *, lora_stems: Collection[str] = (),
+                  refused: Mapping[str, str] | None = None) -> SidecarData:
     """Read and merge every sidecar of ``<directory>/<stem>.*`` found in ``names``.
 
     ``names`` is the directory listing (or the part of it the caller already grouped for this
     LoRA); nothing else is listed. Files over MAX_SIDECAR_BYTES, invalid JSON or UTF-8 and
     wrongly typed fields become ``errors`` entries; this never raises for file content or I/O.
+    ``refused`` names (links leaving the library, see boundary.py) are neither read nor used as
+    the preview; each is an error entry with its reason.
     """
     owned = sidecar_names(stem, names, lora_stems=lora_stems)
     merge = _Merge()
+    if refused:
+        merge.errors.extend(f"{name}: {refused[name]}" for name in owned if name in refused)
+        owned = [name for name in owned if name not in refused]
     for suffix, reader in _READERS:
         name = _pick(stem, suffix, owned)
         if name is None:

@@ -56,7 +56,23 @@ def build_app(library: Library, host: HostInfo | None = None):
     demo = build_blocks(library, host)
     # generation panels follow their job with a long-running handler each: room for several tabs
     demo.queue(concurrency_count=16, api_open=False)
-    return gr.mount_gradio_app(app, demo, path="")
+    app = gr.mount_gradio_app(app, demo, path="")
+    _protect_data(app, demo, library)
+    return app
+
+
+def _protect_data(app, demo, library: Library) -> None:
+    """The database and data folder are never served by Gradio's /file= route, whatever the
+    working directory (see file_guard.py)."""
+    from starlette.routing import Mount
+
+    from .file_guard import private_paths, protect
+
+    url = library.db.engine.url
+    paths = private_paths(library.data_dir, f"sqlite:///{url.database}" if library.db.is_sqlite else None)
+    for route in app.routes:
+        if isinstance(route, Mount) and getattr(route.app, "get_blocks", None) is not None:
+            protect(demo, route.app, paths)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -111,7 +127,7 @@ def start_generation(library: Library, model: str, data_dir: str, model_config: 
 
     recorder = Recorder(library.record_generation)
     generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
-                                   resolve_lora=lambda name: library.find(name).path, record=recorder.submit,
+                                   resolve_lora=lambda name: library.local_path(library.find(name)), record=recorder.submit,
                                    model_config=model_config)
     jobs = JobQueue(library, generator)
     jobs.start()

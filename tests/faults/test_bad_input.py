@@ -295,7 +295,7 @@ def test_library_and_history_agree_on_ratings_and_flags(setup):
             library.set_favorite([names["alpha"]], bad)
 
 
-@pytest.mark.parametrize("q", [WORDS_999, "a\x00b", "caf\udce9"], ids=["999 words", "NUL", "lone surrogate"])
+@pytest.mark.parametrize("q", [WORDS_999, "a\x00b", "caf\ud800"], ids=["999 words", "NUL", "lone surrogate"])
 def test_query_parse_refuses_what_the_database_cannot_run(setup, q):
     _client, library, _names, _root = setup
     with pytest.raises(QueryError):
@@ -318,7 +318,7 @@ def test_library_lookups_of_impossible_ids_are_clean_errors(setup):
 @pytest.mark.parametrize("argv", [
     ["search", "--page", str(10**18)],
     ["search", WORDS_999],
-    ["search", "caf\udce9"],
+    ["search", "x\x00"],
     ["search", "--page", "abc"],
     ["show", str(BIG)],
     ["tag", "alpha", "--add", "a\x00b"],
@@ -326,7 +326,7 @@ def test_library_lookups_of_impossible_ids_are_clean_errors(setup):
     ["tag", "--rename", "kept", "new\x00"],
     ["duplicates", "--keep", str(BIG)],
     ["search", "--db", "not a database url"],
-], ids=["page 10^18", "999 words", "undecodable query", "page not a number", "show id 10^30", "NUL tag",
+], ids=["page 10^18", "999 words", "NUL query", "page not a number", "show id 10^30", "NUL tag",
         "undecodable tag", "rename to NUL", "keep id 10^30", "bad --db"])
 def test_cli_bad_input_is_one_line_and_status_2(setup, capsys, argv, database_url):
     _client, library, _names, root = setup

@@ -10,7 +10,8 @@ a running server, in SDNext's order (webui.py), timing each phase:
   before_ui   ``on_before_ui`` callbacks
   ui          System tab: settings UI (fires ``on_ui_settings``, crashes on section=None like
               SDNext), then ``on_ui_tabs``, then the root Blocks rendering every tab
-  launch      ``demo.queue(concurrency_count=64)`` and gradio's FastAPI app (no server)
+  launch      ``demo.queue(concurrency_count=64)`` and gradio's FastAPI app (no server), with
+              SDNext's ``allowed_paths`` (its root, data and models folders) for ``/file=``
   api         ``shared.api`` (HTTP Basic auth with ``cmd_args={'auth': 'user:pw'}``)
   app_started ``on_app_started(demo, app)``
   after_ui    ``on_after_ui``; the model becomes loadable
@@ -295,6 +296,17 @@ class SDNextDouble:
                 deactivate()
 
 
+def _allowed_paths(cmd_opts) -> list[str]:
+    """The folders SDNext lets Gradio's /file= route serve (webui.py, before demo.launch): its
+    root, --data-dir, --models-dir and --allowed-paths, each when it is a folder."""
+    from modules import paths
+    allowed = [paths.script_path]
+    for folder in (cmd_opts.data_dir, cmd_opts.models_dir):
+        if folder is not None and os.path.isdir(folder):
+            allowed.append(folder)
+    return allowed + [p for p in (cmd_opts.allowed_paths or []) if os.path.isdir(p)]
+
+
 def start(extension_dir, lora_dir, data_dir, settings=None, *, cmd_args=None,
           queue=True, model=None) -> SDNextDouble:
     """Start the double with one extension folder (see the module docstring for the phases).
@@ -354,6 +366,7 @@ def start(extension_dir, lora_dir, data_dir, settings=None, *, cmd_args=None,
         import gradio.routes
         if queue and not shared.cmd_opts.disable_queue:
             double.demo.queue(concurrency_count=64)
+        double.demo.allowed_paths = _allowed_paths(shared.cmd_opts)  # what launch() is given
         double.app = gradio.routes.App.create_app(double.demo)
         done("launch")
 

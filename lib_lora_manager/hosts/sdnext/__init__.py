@@ -194,10 +194,13 @@ def on_ui_tabs():
     return build_tabs(library, host_info())
 
 
-def on_app_started(_demo, _app) -> None:
+def on_app_started(demo, app) -> None:
     from ... import api
+    from ..file_guard import private_paths, protect
 
     api.mount(shared.api.add_api_route, api.routes(library) + api.job_routes(library, job_queue))
+    # SDNext serves its data folder (which holds ours) through Gradio's /file= route
+    protect(demo, app, private_paths(data_dir(), database_url()))
     threading.Thread(target=_open_and_sync, name="lora-manager-start", daemon=True).start()
 
 
