@@ -1,19 +1,20 @@
 """REST API under /lora-manager/v1, the same in SDNext (mounted through ``shared.api`` so its
-auth applies) and standalone. Domain errors become ``{"error": message}`` with a 4xx status."""
+auth applies) and standalone. Requests are read and checked by rest.py (typed parameters, a
+capped JSON body, pydantic models from schemas.py); domain errors and refused input become
+``{"error": message}`` with a 4xx status. Hosts mount the routes with ``mount``."""
 
 from __future__ import annotations
 
-import functools
 import mimetypes
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Body, Query
 from fastapi.responses import FileResponse, JSONResponse
 
-from . import base_models
-from .errors import InvalidInput, LoraManagerError, NotFound
+from . import bulk_actions, fields, schemas
+from .errors import InvalidInput, NotFound
+from .rest import Param, endpoint, route_options
 
 if TYPE_CHECKING:  # the library (and SQLAlchemy) load after SDNext has started
     from .jobs import JobQueue
@@ -23,88 +24,90 @@ PREFIX = "/lora-manager/v1"
 
 Route = tuple[str, Callable[..., Any], list[str]]
 
+LORA = {"lora_id": fields.LORA_ID}
+GENERATION = {"generation_id": fields.GENERATION_ID}
+RECIPE = {"recipe_id": fields.RECIPE_ID}
+JOB = {"job_id": fields.JOB_ID}
+PAGED = {"q": Param(fields.QUERY, ""), "page": Param(fields.PAGE, 1), "per_page": Param(fields.PER_PAGE, 48)}
 
-def _errors_as_json(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except LoraManagerError as e:
-            body = {"error": str(e)}
-            if getattr(e, "position", None) is not None:  # a query error: where the bad term starts
-                body["position"] = e.position
-            return JSONResponse(body, status_code=e.status)
-    return wrapper
+
+def mount(add_api_route: Callable[..., Any], routes: list[Route]) -> None:
+    """Add ``routes`` through the host's ``add_api_route`` (SDNext's applies its auth), with
+    their OpenAPI description."""
+    for path, handler, methods in routes:
+        add_api_route(path, handler, methods=methods, **route_options(handler))
 
 
 def routes(open_library: Callable[[], Library]) -> list[Route]:
-    """(path, endpoint, methods) for the host to mount with its own add_api_route.
+    """(path, endpoint, methods) for the host to mount with ``mount``.
 
     ``open_library`` returns the Library (the SDNext host opens it after startup)."""
 
-    @_errors_as_json
-    def list_loras(q: str = "", sort: str = "", page: int = Query(1, ge=1), per_page: int = Query(48, ge=1, le=200)):
+    @endpoint(query=PAGED | {"sort": Param(fields.SORT, "")})
+    def list_loras(q: str, page: int, per_page: int, sort: str):
         if sort:
             q = f"{q} sort:{sort}"
         return open_library().search(q, page=page, per_page=per_page).to_dict()
 
-    @_errors_as_json
+    @endpoint(path=LORA)
     def get_lora(lora_id: int):
         return open_library().detail(lora_id)
 
-    @_errors_as_json
-    def patch_lora(lora_id: int, changes: dict[str, Any] = Body(...)):
+    @endpoint(path=LORA, body=schemas.LoraChanges)
+    def patch_lora(lora_id: int, body: schemas.LoraChanges):
+        """Change a LoRA's user data; keys left out stay as they are."""
+        changes = body.given()
         if not changes:
-            from .library import EDITABLE
-
-            raise InvalidInput(f"send a JSON object with any of: {', '.join(EDITABLE)}")
+            raise InvalidInput(body.usage)
         return open_library().edit(lora_id, **changes)
 
-    @_errors_as_json
-    def get_preview(lora_id: int, size: int = Query(320, ge=32, le=1024)):
+    @endpoint(path=LORA, query={"size": Param(fields.Integer(32, 1024, "size"), 320)})
+    def get_preview(lora_id: int, size: int):
         path = open_library().thumbnail(lora_id, size=size)
         if path is None:
             raise NotFound(f"LoRA {lora_id} has no preview")
         return FileResponse(path, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
 
-    @_errors_as_json
+    @endpoint(path=LORA)
     def get_raw_header(lora_id: int):
         return open_library().raw_header(lora_id)
 
+    @endpoint()
     def start_scan():
         started = open_library().scan_in_background()
         return JSONResponse({"started": started, **open_library().scan_status.to_dict()}, status_code=202 if started else 409)
 
+    @endpoint()
     def scan_status():
         return open_library().scan_status.to_dict()
 
+    @endpoint()
     def list_tags():
         return [{"name": name, "count": count} for name, count in open_library().tags()]
 
+    @endpoint()
     def duplicates():
         return open_library().duplicates()
 
+    @endpoint()
     def stats():
         return open_library().stats()
 
-    @_errors_as_json
-    def bulk(request: dict[str, Any] = Body(...)):
-        return run_bulk(open_library(), request)
+    @endpoint(body=bulk_actions.BulkRequest)
+    def run_bulk_action(body: bulk_actions.BulkRequest):
+        """One action on the LoRAs ``ids`` or on every result of the query ``q``."""
+        return bulk_actions.run(open_library(), body)
 
-    @_errors_as_json
-    def compose(request: dict[str, Any] = Body(...)):
-        family = request.get("model")
-        if family is not None and base_models.family_code(str(family)) is None:
-            raise InvalidInput(f"unknown base model “{family}”")
-        return open_library().compose(str(request.get("prompt") or ""), request.get("loras") or [],
-                                      negative=str(request.get("negative_prompt") or ""),
-                                      model_family=base_models.family_code(str(family)) if family else None)
+    @endpoint(body=schemas.ComposeRequest)
+    def compose(body: schemas.ComposeRequest):
+        """A prompt with LoRAs composed into it; warnings say what is wrong with any of them."""
+        return open_library().compose(body.prompt, body.loras, negative=body.negative_prompt, model_family=body.model)
 
-    @_errors_as_json
-    def list_recipes(q: str = "", limit: int = Query(100, ge=1, le=1000)):
+    @endpoint(query={"q": Param(fields.QUERY, ""), "limit": Param(fields.Integer(1, 1000, "limit"), 100)})
+    def list_recipes(q: str, limit: int):
         return {"items": open_library().recipes.search(q, limit=limit)}
 
-    @_errors_as_json
+    @endpoint(path=RECIPE)
     def get_recipe(recipe_id: int):
         library = open_library()
         recipe = library.recipes.get(recipe_id)
@@ -112,52 +115,50 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         composed = library.compose(recipe["prompt"], loras, negative=recipe["negative_prompt"])
         return {**recipe, "composed": {k: composed[k] for k in ("prompt", "negative_prompt", "warnings")}}
 
-    @_errors_as_json
-    def save_recipe(request: dict[str, Any] = Body(...)):
-        if not isinstance(request.get("name"), str):
-            raise InvalidInput("send a JSON object with name, and any of prompt, negative_prompt, loras, parameters")
-        return open_library().recipes.save(request["name"], request.get("prompt") or "", request.get("negative_prompt") or "",
-                                           request.get("loras") or [], request.get("parameters"))
+    @endpoint(body=schemas.RecipeBody)
+    def save_recipe(body: schemas.RecipeBody):
+        """Save a recipe; one with the same name (in any case) is updated."""
+        return open_library().recipes.save(body.name, body.prompt, body.negative_prompt, body.loras, body.parameters)
 
-    @_errors_as_json
-    def rename_recipe(recipe_id: int, name: str = Body(..., embed=True)):
-        return open_library().recipes.rename(recipe_id, name)
+    @endpoint(path=RECIPE, body=schemas.RecipeRename)
+    def rename_recipe(recipe_id: int, body: schemas.RecipeRename):
+        return open_library().recipes.rename(recipe_id, body.name)
 
-    @_errors_as_json
+    @endpoint(path=RECIPE)
     def delete_recipe(recipe_id: int):
         open_library().recipes.delete(recipe_id)
         return {"deleted": recipe_id}
 
-    @_errors_as_json
+    @endpoint(path=RECIPE)
     def get_recipe_cover(recipe_id: int):
         cover = open_library().recipes.get(recipe_id)["cover"]
         if cover is None:
             raise NotFound(f"recipe {recipe_id} has no cover image")
         return FileResponse(cover, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
 
-    @_errors_as_json
-    def undo_trash(batch: str | None = Body(None, embed=True)):
-        result = open_library().undo_trash(batch)
+    @endpoint(body=schemas.UndoTrash)
+    def undo_trash(body: schemas.UndoTrash):
+        """Put a trash batch (default: the latest) back where its files were."""
+        result = open_library().undo_trash(body.batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
     # --- generation history
 
-    @_errors_as_json
-    def list_history(q: str = "", page: int = Query(1, ge=1), per_page: int = Query(48, ge=1, le=200)):
+    @endpoint(query=PAGED)
+    def list_history(q: str, page: int, per_page: int):
         result = open_library().history.search(q, page=page, per_page=per_page)
         return result.to_dict() | {"description": result.description, "sort": result.sort}
 
-    @_errors_as_json
+    @endpoint(path=GENERATION)
     def get_generation(generation_id: int):
         return open_library().history.detail(generation_id)
 
-    @_errors_as_json
-    def patch_generation(generation_id: int, changes: dict[str, Any] = Body(...)):
-        unknown = set(changes) - {"rating", "favorite"}
-        if unknown or not changes:
-            raise InvalidInput("send a JSON object with rating (1 to 5, or null) and/or favorite (true or false)")
-        if "favorite" in changes and not isinstance(changes["favorite"], bool):
-            raise InvalidInput("favorite must be true or false")  # checked first: the rating is written first
+    @endpoint(path=GENERATION, body=schemas.GenerationChanges)
+    def patch_generation(generation_id: int, body: schemas.GenerationChanges):
+        """Rate a generation and/or mark it as a favorite."""
+        changes = body.given()
+        if not changes:
+            raise InvalidInput(body.usage)
         history = open_library().history
         if "rating" in changes:
             history.rate(generation_id, changes["rating"])
@@ -165,12 +166,13 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
             history.set_favorite(generation_id, changes["favorite"])
         return history.detail(generation_id)
 
-    @_errors_as_json
-    def delete_generation(generation_id: int, delete_files: bool = False):
+    @endpoint(path=GENERATION, query={"delete_files": Param(fields.Flag("delete_files", words=True), False)})
+    def delete_generation(generation_id: int, delete_files: bool):
         return open_library().history.delete(generation_id, delete_files=delete_files)
 
-    @_errors_as_json
-    def get_generation_image(generation_id: int, n: int, size: int | None = Query(None, ge=32, le=2048)):
+    @endpoint(path=GENERATION | {"n": fields.Integer(0, 100_000, "image number")},
+              query={"size": Param(fields.Integer(32, 2048, "size", nullable=True))})
+    def get_generation_image(generation_id: int, n: int, size: int | None):
         history = open_library().history
         if size is None:
             path = history.image_file(generation_id, n)
@@ -195,7 +197,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/tags", list_tags, ["GET"]),
         (f"{PREFIX}/duplicates", duplicates, ["GET"]),
         (f"{PREFIX}/stats", stats, ["GET"]),
-        (f"{PREFIX}/bulk", bulk, ["POST"]),
+        (f"{PREFIX}/bulk", run_bulk_action, ["POST"]),
         (f"{PREFIX}/trash/undo", undo_trash, ["POST"]),
         (f"{PREFIX}/compose", compose, ["POST"]),
         (f"{PREFIX}/recipes", list_recipes, ["GET"]),
@@ -207,92 +209,56 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     ]
 
 
-BULK_ACTIONS = ("add_tags", "remove_tags", "favorite", "unfavorite", "rate", "set_base_model", "nsfw", "move", "trash")
-
-
-def run_bulk(library: Library, request: dict[str, Any]) -> dict[str, Any]:
-    """One bulk action on ``ids`` (a list) or on every result of ``q`` (a query).
-
-    {"ids": [1, 2] | "q": "tag:wip", "action": "add_tags", "value": "a, b"} — the same shape
-    the UI's bulk bar sends."""
-    action = request.get("action")
-    if action not in BULK_ACTIONS:
-        raise InvalidInput(f"unknown action “{action}” (known: {', '.join(BULK_ACTIONS)})")
-    if "ids" in request:
-        ids = request["ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise InvalidInput("ids must be a list of integers")
-        selection: list[int] | str = ids
-    elif "q" in request:
-        selection = str(request["q"])
-    else:
-        raise InvalidInput("give ids or q (a query) to choose the LoRAs")
-    value = request.get("value")
-    if action == "add_tags":
-        result = library.add_tags(selection, value or "")
-    elif action == "remove_tags":
-        result = library.remove_tags(selection, value or "")
-    elif action in ("favorite", "unfavorite"):
-        result = library.set_favorite(selection, action == "favorite")
-    elif action == "nsfw":
-        result = library.set_nsfw(selection, bool(value) if value is not None else True)
-    elif action == "rate":
-        result = library.set_rating(selection, value)
-    elif action == "set_base_model":
-        result = library.set_base_model(selection, value)
-    elif action == "move":
-        if not isinstance(value, dict) or "root" not in value:
-            raise InvalidInput('move needs value {"root": folder, "subfolder": optional}')
-        result = library.move(selection, value["root"], value.get("subfolder", ""))
-    else:
-        result = library.trash(selection)
-    return {"action": action, "done": result.done, "errors": result.errors, "batch": result.batch}
+BULK_ACTIONS = bulk_actions.ACTIONS
+run_bulk = bulk_actions.run  # the Library tab's bulk bar runs the same checked request as REST
 
 
 def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQueue]) -> list[Route]:
     """Generation through the host's job queue: only mounted where the host can generate."""
 
-    @_errors_as_json
-    def generate(body: dict[str, Any] = Body(...)):
+    generate_body = schemas.generate_body()
+
+    @endpoint(body=generate_body)
+    def generate(body: schemas.Body):
         """SDNext's /sdapi/v1/txt2img field names, plus ``loras``: [{name, weight}] composed
         into the prompt (with their trigger words unless an entry says "triggers": false)."""
         from .generation import GenerationRequest
 
-        body = dict(body)
-        loras = body.pop("loras", None) or []
+        values = body.given()
+        loras = values.pop("loras", None) or []
         warnings: list[str] = []
         if loras:
-            composed = open_library().compose(str(body.get("prompt") or ""), loras)
-            body["prompt"], warnings = composed["prompt"], composed["warnings"]
-        job_id = open_jobs().submit(GenerationRequest.from_dict(body))
+            composed = open_library().compose(values.get("prompt") or "", loras)
+            values["prompt"], warnings = composed["prompt"], composed["warnings"]
+        job_id = open_jobs().submit(GenerationRequest.from_dict(values))
         job = open_jobs().get(job_id)
-        return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": body.get("prompt", ""),
+        return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": values.get("prompt", ""),
                 "warnings": warnings}
 
-    @_errors_as_json
-    def list_jobs(limit: int = Query(50, ge=1, le=500)):
+    @endpoint(query={"limit": Param(fields.Integer(1, 500, "limit"), 50)})
+    def list_jobs(limit: int):
         return {"jobs": open_jobs().list(limit)}
 
-    @_errors_as_json
+    @endpoint(path=JOB)
     def get_job(job_id: int):
         return open_jobs().get(job_id)
 
-    @_errors_as_json
+    @endpoint(path=JOB)
     def cancel_job(job_id: int):
         return open_jobs().cancel(job_id)
 
-    @_errors_as_json
+    @endpoint(path=JOB)
     def skip_job(job_id: int):
         return open_jobs().skip(job_id)
 
-    @_errors_as_json
+    @endpoint(path=JOB | {"index": fields.Integer(0, 100_000, "image index")})
     def job_image(job_id: int, index: int):
         images = open_jobs().get(job_id)["images"]
         if not 0 <= index < len(images):
             raise NotFound(f"job {job_id} has no image {index}")
         return _file(images[index]["path"])
 
-    @_errors_as_json
+    @endpoint(path=JOB)
     def job_grid(job_id: int):
         grid = open_jobs().get(job_id)["grid"]
         if not grid:

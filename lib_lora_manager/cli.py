@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from .errors import LoraManagerError
+from .errors import InvalidInput, LoraManagerError
 
 
 def default_data_dir() -> str:
@@ -25,13 +25,21 @@ def default_data_dir() -> str:
     return os.path.join(base, "lora-manager")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (``error: …``) and status 2, like every
+    other error: no usage block (``--help`` shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR or ~/.local/share/lora-manager)")
     common.add_argument("--db", default=None, metavar="URL", help="database URL (default: $LORA_MANAGER_DATABASE_URL or SQLite in the data folder)")
     common.add_argument("--lora-dir", action="append", default=None, metavar="DIR", help="a LoRA folder (repeat for several; the first is the primary)")
 
-    parser = argparse.ArgumentParser(prog="python -m lib_lora_manager", description="LoRA Manager: index, search and curate LoRA files.")
+    parser = Parser(prog="python -m lib_lora_manager", description="LoRA Manager: index, search and curate LoRA files.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", parents=[common], help="run the web UI standalone on 127.0.0.1")
@@ -85,10 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_library(args: argparse.Namespace, *, hashing: bool = True):
+    from sqlalchemy.exc import ArgumentError
+
     from .library import Library
 
     data_dir = args.data_dir or default_data_dir()
-    return Library.open(data_dir, roots=args.lora_dir, database_url=args.db, hashing=hashing)
+    try:
+        return Library.open(data_dir, roots=args.lora_dir, database_url=args.db, hashing=hashing)
+    except ArgumentError:  # from --db or $LORA_MANAGER_DATABASE_URL
+        url = args.db or os.environ.get("LORA_MANAGER_DATABASE_URL")
+        raise InvalidInput(f"“{url}” is not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,3 +41,9 @@ class FileOperationError(LoraManagerError):
 
 class Busy(LoraManagerError):
     status = 409
+
+
+class TooLarge(LoraManagerError):
+    """A request body past the size any honest request has; refused before it is read."""
+
+    status = 413

@@ -13,16 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import fields
 from .errors import InvalidInput
 
 # outcome statuses; the history keeps the same words (history.STATUSES)
 SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL = "succeeded", "interrupted", "failed", "no_model"
-MAX_SEED = 4294967294  # SDNext's get_fixed_seed draws random seeds below this
+MAX_SEED = fields.MAX_SEED
 
-_LIMITS = {  # field: (low, high), inclusive
-    "steps": (1, 500), "cfg_scale": (0.0, 100.0), "width": (64, 4096), "height": (64, 4096),
-    "batch_size": (1, 64), "n_iter": (1, 100), "hr_scale": (1.0, 4.0), "hr_second_pass_steps": (0, 500),
-    "denoising_strength": (0.0, 1.0),
+_SHORT = 200  # sampler and upscaler names, group keys and labels
+
+# each request field's type: REST bodies, recipes' parameters and the UI's panels parse with these
+FIELDS: dict[str, fields.Field] = {
+    "prompt": fields.PROMPT, "negative_prompt": fields.PROMPT, "seed": fields.SEED,
+    "steps": fields.Integer(1, 500), "cfg_scale": fields.Number(0.0, 100.0),
+    "width": fields.Integer(64, 4096), "height": fields.Integer(64, 4096),
+    "sampler_name": fields.Text(_SHORT, nullable=True, description="null: the host's default"),
+    "batch_size": fields.Integer(1, 64), "n_iter": fields.Integer(1, 100, description="batch count"),
+    "enable_hr": fields.Flag(), "hr_scale": fields.Number(1.0, 4.0), "hr_upscaler": fields.Text(_SHORT, nullable=True),
+    "hr_second_pass_steps": fields.Integer(0, 500), "denoising_strength": fields.Number(0.0, 1.0),
+    "group": fields.Text(_SHORT, nullable=True), "label": fields.Text(_SHORT, nullable=True),
 }
 
 
@@ -52,39 +61,10 @@ class GenerationRequest:
         """Validated request from JSON-like input; a bad field is one readable InvalidInput."""
         if not isinstance(data, dict):
             raise InvalidInput("a generation request must be an object")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - set(FIELDS))
         if unknown:
-            raise InvalidInput(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(known)})")
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            default = known[name].default
-            if value is None and name in ("sampler_name", "hr_upscaler", "group", "label"):
-                values[name] = None
-                continue
-            try:
-                if isinstance(default, bool):
-                    if not isinstance(value, bool):
-                        raise ValueError
-                    values[name] = value
-                elif isinstance(default, int):
-                    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                        raise ValueError
-                    values[name] = int(value)
-                elif isinstance(default, float):
-                    if isinstance(value, bool):
-                        raise ValueError
-                    values[name] = float(value)
-                else:
-                    if not isinstance(value, str):
-                        raise ValueError
-                    values[name] = value
-            except (TypeError, ValueError):
-                raise InvalidInput(f"{name}: expected {type(default).__name__ if default is not None else 'text'}, got {value!r}") from None
-            if name in _LIMITS:
-                low, high = _LIMITS[name]
-                if not low <= values[name] <= high:
-                    raise InvalidInput(f"{name} must be between {low:g} and {high:g}, got {values[name]:g}")
+            raise InvalidInput(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(FIELDS)})")
+        values = {name: FIELDS[name].parse(value, name) for name, value in data.items()}
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

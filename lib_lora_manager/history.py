@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import query
+from . import fields, query
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound, QueryError
 from .models import Generation, GenerationImage, GenerationLora, Lora
 from .scanner import LORA_FORMATS
@@ -43,6 +43,7 @@ log = logging.getLogger("lora_manager")
 BUSY_ATTEMPTS = 4  # runs of the store (each retried for db.RETRY_FOR seconds) before a record is dropped
 
 STATUSES = ("succeeded", "interrupted", "failed", "no_model")
+EDITABLE = fields.GENERATION_EDITS  # what users change: field name -> its type
 
 
 @dataclass
@@ -277,7 +278,7 @@ class History:
 
         parsed = query.parse(q, GENERATIONS)
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-        page = max(1, int(page))
+        page = fields.PAGE.parse(page)
         with self.db.read() as session:
             def count(*where) -> int:
                 return session.scalar(select(func.count(Generation.id)).where(*where))
@@ -302,7 +303,7 @@ class History:
             number = int(generation_id)
         except (TypeError, ValueError):
             number = 0
-        generation = session.get(Generation, number) if 0 < number < 2**31 else None  # beyond an INTEGER column
+        generation = session.get(Generation, number) if 0 < number <= fields.MAX_ID else None  # beyond an INTEGER column
         if generation is None:
             raise NotFound(f"no generation with id {generation_id}")
         return generation
@@ -351,23 +352,10 @@ class History:
 
     def rate(self, generation_id: int, rating: int | str | None) -> dict[str, Any]:
         """Rate 1 to 5; None, "" or 0 clears the rating."""
-        if isinstance(rating, bool):
-            raise InvalidInput(f"rating must be 1 to 5, not {rating}")
-        if rating in (None, "", 0, "0"):
-            value = None
-        else:
-            try:
-                value = int(rating)
-            except (TypeError, ValueError):
-                raise InvalidInput(f"rating must be 1 to 5, not “{rating}”") from None
-            if not 1 <= value <= 5 or isinstance(rating, float) and not rating.is_integer():
-                raise InvalidInput(f"rating must be 1 to 5, not {rating}")
-        return self._set(generation_id, rating=value)
+        return self._set(generation_id, rating=EDITABLE["rating"].parse(rating, "rating"))
 
     def set_favorite(self, generation_id: int, favorite: bool) -> dict[str, Any]:
-        if not isinstance(favorite, bool):
-            raise InvalidInput(f"favorite must be true or false, not “{favorite}”")
-        return self._set(generation_id, favorite=favorite)
+        return self._set(generation_id, favorite=EDITABLE["favorite"].parse(favorite, "favorite"))
 
     def _set(self, generation_id: int, **values) -> dict[str, Any]:
         with self.db.write() as session:

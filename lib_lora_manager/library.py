@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
-from . import base_models, edits, merging, naming, query, scanner
+from . import base_models, edits, fields, merging, naming, query, scanner
 from . import roots as roots_module
 from .boundary import Boundary
 from .bulk import BulkResult
@@ -39,9 +39,8 @@ from .safetensors_header import HeaderError, read_raw_header
 
 log = logging.getLogger("lora_manager")
 
-MAX_PER_PAGE = 200
-EDITABLE = ("display_name", "favorite", "rating", "notes", "nsfw", "trigger_words", "default_weight",
-            "weight_min", "weight_max", "base_model", "tags")
+MAX_PER_PAGE = fields.MAX_PER_PAGE
+EDITABLE = fields.LORA_EDITS  # field name -> its type
 
 
 @dataclass
@@ -149,7 +148,7 @@ class Library:
         """One page of LoRAs matching query ``q`` (see query.py). Raises QueryError."""
         parsed = query.parse(q)
         per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-        page = max(1, int(page))
+        page = fields.PAGE.parse(page)
         indexed_live, scanned_live = live(indexed=True), live()
         with self.db.read() as session:
             if parsed.terms:
@@ -183,7 +182,7 @@ class Library:
 
     def get(self, lora_id: int) -> Lora:
         with self.db.read() as session:
-            lora = session.get(Lora, int(lora_id))
+            lora = session.get(Lora, fields.LORA_ID.parse(lora_id))
             if lora is None:
                 raise NotFound(f"no LoRA with id {lora_id}")
             return lora
@@ -191,11 +190,11 @@ class Library:
     def find(self, name: str) -> Lora:
         """A LoRA by id, prompt name, file name, relative path, display name, alias (its training
         output name), title or hash prefix."""
-        name = name.strip()
+        name = fields.LORA_NAME.parse(name)
         if name.isdigit():
             try:
                 return self.get(int(name))
-            except NotFound:
+            except (NotFound, InvalidInput):  # no such id, or a number beyond any id: maybe a name
                 pass
         # compared in SQL through lower(), which keeps the column type away: stored form by hand
         low = path_to_db(name.lower())
@@ -236,18 +235,16 @@ class Library:
         and, when ``model_family`` is given, LoRAs made for another base model."""
         from .prompts import ComposedLora, compose
 
-        if not isinstance(loras, list):
-            raise InvalidInput("loras must be a list")
+        prompt, negative = fields.PROMPT.parse(prompt), fields.PROMPT.parse(negative, "negative_prompt")
         warnings: list[str] = []
         composed: list[ComposedLora] = []
         used: dict[int, str] = {}
-        for n, entry in enumerate(loras, 1):
-            if not isinstance(entry, dict):
-                raise InvalidInput(f"LoRA {n}: expected an object with an id or a name")
-            label = str(entry.get("name") or entry.get("id") or f"#{n}")
+        for n, entry in enumerate(fields.COMPOSE_ENTRIES.parse(loras), 1):
+            lora_id = entry.get("id") if entry.get("id") is not None else entry.get("lora_id")
+            label = str(entry.get("name") or lora_id or f"#{n}")
             try:
-                lora = self.get(int(entry["id"])) if entry.get("id") is not None else self.find(str(entry.get("name") or ""))
-            except (NotFound, InvalidInput, ValueError, TypeError) as e:
+                lora = self.get(lora_id) if lora_id is not None else self.find(entry.get("name") or "")
+            except (NotFound, InvalidInput) as e:
                 warnings.append(f"{label}: {e}; left out")
                 continue
             if lora.trashed_at is not None:
@@ -267,16 +264,16 @@ class Library:
             if fits is False:
                 warnings.append(f"{item['name']} is a {base_models.label(item['base_model'])} LoRA; "
                                 f"the model is {base_models.label(model_family)}")
-            weights = {k: _float_or_none(k, entry.get(k)) for k in ("weight", "te", "unet")}
+            weights = {k: entry.get(k) for k in ("weight", "te", "unet")}
             weight = weights["weight"] if weights["weight"] is not None else (item["default_weight"] if item["default_weight"] is not None else 1.0)
             low, high = item["weight_min"], item["weight_max"]
             if low is not None and weight < low or high is not None and weight > high:
                 warnings.append(f"{item['name']}: weight {weight:g} is outside its recommended range "
                                 f"{low if low is not None else ''}..{high if high is not None else ''}")
             triggers = entry.get("triggers", True)
-            words = item["trigger_words"] if triggers is True else ([] if not triggers else [str(w) for w in triggers])
+            words = item["trigger_words"] if triggers is True else triggers
             composed.append(ComposedLora(name=item["prompt_name"], weight=weight, te=weights["te"], unet=weights["unet"],
-                                         enabled=bool(entry.get("enabled", True)), triggers=words, lora_id=lora.id))
+                                         enabled=entry.get("enabled", True), triggers=words, lora_id=lora.id))
         return {"prompt": compose(prompt, composed), "negative_prompt": negative or "", "warnings": warnings,
                 "loras": [c.__dict__ for c in composed]}
 
@@ -342,7 +339,7 @@ class Library:
     def detail(self, lora_id: int) -> dict[str, Any]:
         """Everything about one LoRA, JSON-ready (REST, CLI and the detail panel)."""
         with self.db.read() as session:
-            lora = session.get(Lora, int(lora_id))
+            lora = session.get(Lora, fields.LORA_ID.parse(lora_id))
             if lora is None:
                 raise NotFound(f"no LoRA with id {lora_id}")
             shared = self._shared_names(session, [lora])
@@ -454,7 +451,7 @@ class Library:
         if unknown:
             raise InvalidInput(f"cannot edit {', '.join(sorted(unknown))} (editable: {', '.join(EDITABLE)})")
         values = _validated(changes)
-        lora_id = int(lora_id)
+        lora_id = fields.LORA_ID.parse(lora_id)
         self.db.transaction(lambda session: edits.edit(session, lora_id, values))
         return self.detail(lora_id)
 
@@ -546,7 +543,7 @@ class Library:
         """Ids from an explicit list or from a query (every result of it)."""
         if isinstance(selection, str):
             return self.ids(selection)
-        return [int(i) for i in selection]
+        return fields.IDS.parse(list(selection))
 
     def add_tags(self, selection, tags: Iterable[str]) -> BulkResult:
         ids, names = self.select(selection), _tag_names(tags)
@@ -559,13 +556,13 @@ class Library:
         return _bulk_result(ids, self.db.transaction(lambda session: edits.remove_tags(session, ids, names)))
 
     def set_favorite(self, selection, favorite: bool = True) -> BulkResult:
-        return self._set_column(selection, favorite=bool(favorite))
+        return self._set_column(selection, favorite=EDITABLE["favorite"].parse(favorite, "favorite"))
 
     def set_rating(self, selection, rating: int | None) -> BulkResult:
         return self._set_column(selection, rating=_validated({"rating": rating})["rating"])
 
     def set_nsfw(self, selection, nsfw: bool = True) -> BulkResult:
-        return self._set_column(selection, nsfw=bool(nsfw))
+        return self._set_column(selection, nsfw=EDITABLE["nsfw"].parse(nsfw, "nsfw"))
 
     def set_base_model(self, selection, code: str | None) -> BulkResult:
         value = _validated({"base_model": code})["base_model"]
@@ -581,15 +578,15 @@ class Library:
         return self.merge_tags([old], new)
 
     def merge_tags(self, sources: Iterable[str], target: str) -> int:
-        names = [n for n in _tag_names(sources)]
-        target_name = (_tag_names([target]) or [None])[0]
+        names = _tag_names(sources)
+        target_name = (fields.TAGS.parse([target], "tag") or [None])[0]
         if not names or not target_name:
             raise InvalidInput("give the tags to merge and the tag to merge them into")
         return self.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
 
     def move(self, selection, target_root: str, subfolder: str = "") -> BulkResult:
         """Move files (with their sidecars and previews) into a folder inside a library folder."""
-        return self.files.move(self.select(selection), target_root, subfolder)
+        return self.files.move(self.select(selection), fields.ROOT.parse(target_root), fields.SUBFOLDER.parse(subfolder))
 
     def trash(self, selection) -> BulkResult:
         """Move files and their sidecars to our trash folder; ``undo_trash`` puts them back."""
@@ -597,7 +594,7 @@ class Library:
 
     def undo_trash(self, batch: str | None = None) -> BulkResult:
         """Restore a trash batch (default: the latest) to where the files were."""
-        return self.files.undo_trash(batch)
+        return self.files.undo_trash(fields.TRASH_BATCH.parse(batch))
 
     def duplicates(self) -> list[list[dict[str, Any]]]:
         """Groups of present files with the same SHA-256, largest groups first."""
@@ -765,67 +762,14 @@ def _bulk_result(ids: list[int], done: list[int]) -> BulkResult:
 
 
 def _tag_names(tags: Iterable[str] | str) -> list[str]:
-    if isinstance(tags, str):
-        tags = tags.split(",")
-    out: list[str] = []
-    for t in tags:
-        name = scanner.tag_name(t)
-        if name and name not in out:
-            out.append(name)
-    return out
-
-
-def _float_or_none(key: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{key} must be a number, not “{value}”") from None
-    if not -20.0 <= number <= 20.0:
-        raise InvalidInput(f"{key} must be between -20 and 20")
-    return number
+    return fields.TAGS.parse(tags if isinstance(tags, (str, list, tuple)) or tags is None else list(tags), "tags")
 
 
 def _validated(changes: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in changes.items():
-        if key in ("display_name", "notes"):
-            text = (str(value).strip() if value is not None else "")[:20000]
-            out[key] = text or None
-        elif key in ("favorite", "nsfw"):
-            out[key] = bool(value)
-        elif key == "rating":
-            if value in (None, "", 0, "0"):
-                out[key] = None
-            else:
-                try:
-                    rating = int(value)
-                except (TypeError, ValueError):
-                    raise InvalidInput(f"rating must be 1 to 5, not “{value}”") from None
-                if not 1 <= rating <= 5:
-                    raise InvalidInput(f"rating must be 1 to 5, not {rating}")
-                out[key] = rating
-        elif key == "trigger_words":
-            words = value.split(",") if isinstance(value, str) else list(value or [])
-            cleaned = []
-            for w in words:
-                w = str(w).strip()[:500]
-                if w and w not in cleaned:
-                    cleaned.append(w)
-            out[key] = json.dumps(cleaned)
-        elif key in ("default_weight", "weight_min", "weight_max"):
-            out[key] = _float_or_none(key, value)
-        elif key == "base_model":
-            if value in (None, "", "auto"):
-                out[key] = None
-            else:
-                code = base_models.family_code(value)
-                if code is None:
-                    raise InvalidInput(f"unknown base model “{value}”")
-                out[key] = code
-        elif key == "tags":
-            out[key] = _tag_names(value or [])
+    """Column values for ``edit``, each parsed by its field type (fields.LORA_EDITS)."""
+    out = {key: EDITABLE[key].parse(value, key) for key, value in changes.items()}
+    if "trigger_words" in out:
+        out["trigger_words"] = json.dumps(out["trigger_words"])
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, Text, and_, func, not_, or_, select
 from sqlalchemy.sql.elements import UnaryExpression
 
-from . import base_models
+from . import base_models, fields
 from .errors import QueryError
 from .lora_info import ADAPTER_TYPES
 from .models import Lora, LoraTag, Tag
@@ -138,11 +138,11 @@ def parse(text: str | None, table: Table | None = None) -> Query:
     """Parse a query string for ``table`` (default: the LoRA library). Raises QueryError with a
     readable message and the position of the offending term (never anything else)."""
     table = table or LORAS
-    text = (text or "").strip()
+    text = _checked_text(text)
     query = Query(text=text, table=table)
-    if len(text) > 2000:
-        raise QueryError("the query is too long (more than 2000 characters)")
-    for position, negated, key, value in _tokens(text):
+    for count, (position, negated, key, value) in enumerate(_tokens(text), 1):
+        if count > fields.MAX_QUERY_TERMS:  # each term deepens the SQL expression; SQLite stops at 1000
+            raise QueryError(f"the query has too many terms (at most {fields.MAX_QUERY_TERMS})", position)
         if key == "sort":
             if negated:
                 raise QueryError("sort: cannot be negated; use sort:-name for descending order", position)
@@ -170,6 +170,22 @@ def parse(text: str | None, table: Table | None = None) -> Query:
             clause, words = not_(clause), f"not {words}"
         query.terms.append(Term(key, value, negated, clause, words))
     return query
+
+
+def _checked_text(text: str | None) -> str:
+    """The query text, if it is text a database can compare: bounded, no NUL, no lone surrogates
+    but surrogate escapes (the bytes of a file name that is not UTF-8, for folder: and names)."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise QueryError(f"a query is text, not {fields.shown(text)}")
+    text = text.strip()
+    if len(text) > fields.MAX_QUERY_LENGTH:
+        raise QueryError(f"the query is too long (more than {fields.MAX_QUERY_LENGTH} characters)")
+    for position, char in enumerate(text):
+        if char == "\x00" or "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff":
+            raise QueryError("the query contains a character that is not text (NUL or a lone surrogate)", position)
+    return text
 
 
 def _parse_sort(table: Table, value: str, position: int) -> Sort:
@@ -301,14 +317,19 @@ _DATE = re.compile(r"^(<|>|<=|>=)?\s*(\d{4}-\d{2}-\d{2})$")
 _DATE_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})?\.\.(\d{4}-\d{2}-\d{2})?$")
 _UNIT_SECONDS = {"h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
 _UNIT_WORDS = {"h": "hours", "d": "days", "w": "weeks", "m": "months", "y": "years"}
+_MAX_TIMESTAMP = 253402300799.0  # 9999-12-31 23:59:59 UTC: dates beyond sort after every stored time
 
 
-def _day(key: str, value: str, text: str) -> dt.datetime:
-    """Local midnight of a YYYY-MM-DD date."""
+def _day(key: str, value: str, text: str, days: int = 0) -> float:
+    """The timestamp of local midnight of a YYYY-MM-DD date, ``days`` later."""
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%d")
+        day = dt.datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
         raise QueryError(f"“{key}:{value}”: {text} is not a valid date") from None
+    try:
+        return (day + dt.timedelta(days=days)).timestamp()
+    except (OverflowError, ValueError, OSError):  # beyond year 9999, or before what the platform's clock knows
+        return _MAX_TIMESTAMP if day.year > 1970 else -_MAX_TIMESTAMP
 
 
 def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[bool], str]:
@@ -317,28 +338,29 @@ def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[
     v = value.strip().lower()
     if m := _AGE.match(v):
         op, amount, unit = m.group(1) or "<", float(m.group(2)), m.group(3)
-        cutoff = time.time() - amount * _UNIT_SECONDS[unit]
+        # clamped: a thousand-digit age is "ever", not an infinity the database may refuse
+        cutoff = max(-_MAX_TIMESTAMP, time.time() - min(amount * _UNIT_SECONDS[unit], 2 * _MAX_TIMESTAMP))
         span = f"{m.group(2)} {_UNIT_WORDS[unit]}"
         if op.startswith("<"):
             return column >= cutoff, f"{verb} in the last {span}"
         return column < cutoff, f"{verb} more than {span} ago"
     if m := _DATE.match(v):
         op = m.group(1) or ">="
-        cutoff = _day(key, value, m.group(2)).timestamp()
+        cutoff = _day(key, value, m.group(2))
         if op.startswith(">"):
             return column >= cutoff, f"{verb} on or after {m.group(2)}"
         return column < cutoff, f"{verb} before {m.group(2)}"
     if (m := _DATE_RANGE.match(v)) and (m.group(1) or m.group(2)):
         first, last = m.group(1), m.group(2)
         start = _day(key, value, first) if first else None
-        end = _day(key, value, last) + dt.timedelta(days=1) if last else None  # the last day is included
-        if start and end and start >= end:
+        end = _day(key, value, last, days=1) if last else None  # the last day is included
+        if start is not None and end is not None and start >= end:
             raise QueryError(f"“{key}:{value}”: the range ends before it starts")
-        if start and end:
-            return and_(column >= start.timestamp(), column < end.timestamp()), f"{verb} from {first} to {last}"
-        if start:
-            return column >= start.timestamp(), f"{verb} on or after {first}"
-        return column < end.timestamp(), f"{verb} on or before {last}"
+        if start is not None and end is not None:
+            return and_(column >= start, column < end), f"{verb} from {first} to {last}"
+        if start is not None:
+            return column >= start, f"{verb} on or after {first}"
+        return column < end, f"{verb} on or before {last}"
     raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y), a date like >2026-01-31 "
                      "or a range like 2026-01-01..2026-01-31")
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
 
+from . import fields
 from .errors import InvalidInput, NotFound
 from .generation import GenerationRequest
 from .models import Recipe
@@ -29,9 +30,8 @@ if TYPE_CHECKING:
     from .library import Library
 
 MAX_NAME = 200
-MAX_PROMPT = 20000
-MAX_LORAS = 50
-MAX_WORD = 500
+MAX_PROMPT = fields.MAX_PROMPT
+MAX_LORAS = fields.MAX_COMPOSE_LORAS
 MAX_COVER_BYTES = 50 * 1024 * 1024  # a bigger "image" is not a cover anyone meant to pick
 COVER_SIZE = 1024
 # parameters are GenerationRequest fields minus the ones a recipe keeps itself (or that belong to one run)
@@ -59,15 +59,16 @@ class Recipes:
 
     def find(self, name: str) -> dict[str, Any]:
         """A recipe by its name (any case)."""
+        name = _NAME.parse(name)
         with self.library.db.read() as session:
-            recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.strip().lower())).first()
+            recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
             if recipe is None:
-                raise NotFound(f"no recipe named “{name.strip()}”")
+                raise NotFound(f"no recipe named “{name}”")
             return _as_dict(recipe)
 
     def search(self, q: str | None = "", limit: int = 100) -> list[dict[str, Any]]:
         """Recipes whose name, prompts or LoRA names contain every word of ``q``, newest first."""
-        words = [w for w in (q or "").lower().split() if w]
+        words = [w for w in fields.QUERY.parse(q or "").lower().split() if w]
         limit = max(1, min(int(limit), 1000))
         with self.library.db.read() as session:
             stmt = select(Recipe).order_by(Recipe.updated_at.desc(), Recipe.id.desc())
@@ -147,37 +148,23 @@ class Recipes:
     # --- helpers ----------------------------------------------------------------------------
 
     def _entries(self, loras: Any) -> list[dict[str, Any]]:
-        """Composer entries, each resolved to a library LoRA now (by id, else by name)."""
-        if not isinstance(loras, list):
-            raise InvalidInput("loras must be a list")
-        if len(loras) > MAX_LORAS:
-            raise InvalidInput(f"a recipe holds at most {MAX_LORAS} LoRAs")
+        """Composer entries (fields.COMPOSE_ENTRIES), each resolved to a library LoRA now (by id,
+        else by name)."""
         out = []
-        for n, entry in enumerate(loras, 1):
-            if not isinstance(entry, dict):
-                raise InvalidInput(f"LoRA {n}: expected an object with a lora_id or a name")
-            lora_id, name = entry.get("lora_id", entry.get("id")), entry.get("name")
+        for n, entry in enumerate(fields.COMPOSE_ENTRIES.parse(loras), 1):
+            lora_id = entry.get("lora_id") if entry.get("lora_id") is not None else entry.get("id")
             try:
-                lora = self.library.get(int(lora_id)) if lora_id is not None else self.library.find(str(name or ""))
-            except (TypeError, ValueError):
-                raise InvalidInput(f"LoRA {n}: lora_id must be a number, not “{lora_id}”") from None
+                lora = self.library.get(lora_id) if lora_id is not None else self.library.find(entry.get("name") or "")
             except (NotFound, InvalidInput) as e:
                 raise InvalidInput(f"LoRA {n}: {e}") from None
             detail = self.library.detail(lora.id)
-            weights = {key: _weight(n, key, entry.get(key)) for key in ("weight", "te", "unet")}
+            weights = {key: entry.get(key) for key in ("weight", "te", "unet")}
             if weights["weight"] is None:
                 weights["weight"] = detail["default_weight"] if detail["default_weight"] is not None else 1.0
             triggers = entry.get("triggers", True)
-            if triggers is True:
-                words = list(detail["trigger_words"])
-            elif not triggers:
-                words = []
-            elif isinstance(triggers, list):
-                words = [str(w).strip()[:MAX_WORD] for w in triggers if str(w).strip()]
-            else:
-                raise InvalidInput(f"LoRA {n}: triggers must be a list of words, true or false")
+            words = list(detail["trigger_words"]) if triggers is True else triggers
             out.append({"lora_id": lora.id, "name": detail["prompt_name"], "label": detail["name"], **weights,
-                        "enabled": bool(entry.get("enabled", True)), "triggers": words})
+                        "enabled": entry.get("enabled", True), "triggers": words})
         return out
 
     def _store_cover(self, path: str) -> str:
@@ -222,15 +209,15 @@ def _haystack(item: dict[str, Any]) -> str:
     return f"{item['name']}\n{item['prompt']}\n{item['negative_prompt']}\n{names}".lower()
 
 
+_NAME = fields.Text(fields.MAX_NAME, "name", one_line=True, nullable=True, none_as_empty=True)
+
+
 def _id(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"a recipe id is a number, not “{value}”") from None
+    return fields.RECIPE_ID.parse(value)
 
 
 def _name(name: Any) -> str:
-    text = " ".join(str(name or "").split())  # one line, single spaces
+    text = _NAME.parse(name)  # one line, single spaces
     if not text:
         raise InvalidInput("give the recipe a name")
     if len(text) > MAX_NAME:
@@ -239,27 +226,7 @@ def _name(name: Any) -> str:
 
 
 def _text(what: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"the {what} must be text")
-    if len(value) > MAX_PROMPT:
-        raise InvalidInput(f"the {what} is too long ({len(value)} characters; at most {MAX_PROMPT})")
-    return value.strip()
-
-
-def _weight(n: int, key: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidInput(f"LoRA {n}: {key} must be a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"LoRA {n}: {key} must be a number, not “{value}”") from None
-    if not -20.0 <= number <= 20.0:
-        raise InvalidInput(f"LoRA {n}: {key} must be between -20 and 20")
-    return number
+    return fields.Text(MAX_PROMPT, what, nullable=True, none_as_empty=True).parse(value)
 
 
 def _parameters(parameters: Any) -> dict[str, Any]:

@@ -52,8 +52,7 @@ def build_app(library: Library, host: HostInfo | None = None):
     routes = api.routes(lambda: library)
     if host.jobs is not None:
         routes += api.job_routes(lambda: library, host.jobs)
-    for path, endpoint, methods in routes:
-        app.add_api_route(path, endpoint, methods=methods)
+    api.mount(app.add_api_route, routes)
     demo = build_blocks(library, host)
     # generation panels follow their job with a long-running handler each: room for several tabs
     demo.queue(concurrency_count=16, api_open=False)

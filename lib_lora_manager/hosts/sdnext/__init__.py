@@ -198,8 +198,7 @@ def on_app_started(demo, app) -> None:
     from ... import api
     from ..file_guard import private_paths, protect
 
-    for path, endpoint, methods in api.routes(library) + api.job_routes(library, job_queue):
-        shared.api.add_api_route(path, endpoint, methods=methods)
+    api.mount(shared.api.add_api_route, api.routes(library) + api.job_routes(library, job_queue))
     # SDNext serves its data folder (which holds ours) through Gradio's /file= route
     protect(demo, app, private_paths(data_dir(), database_url()))
     threading.Thread(target=_open_and_sync, name="lora-manager-start", daemon=True).start()
