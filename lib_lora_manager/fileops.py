@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from . import scanner
 from .bulk import BulkResult
-from .db import Database
+from .db import Database, insert_missing
 from .errors import FileOperationError, InvalidInput, NotFound
 from .merging import holder_of, merge_into
 from .models import FileOperation, Lora, State, TrashItem
@@ -342,9 +342,10 @@ def _apply(session: Session, op: Operation) -> None:
         for original, trashed in records:
             session.add(TrashItem(batch=op.batch, lora_id=lora.id if lora else None, original_path=original,
                                   trash_path=trashed, trashed_at=op.row["trashed_at"]))
-        state = session.get(State, LAST_BATCH)
-        if state is None or state.value < op.batch:  # batch names start with their time
-            session.merge(State(key=LAST_BATCH, value=op.batch))
+        # the latest batch (names start with their time); an upsert: another process may be
+        # recording the first trash batch of this database at the same moment
+        insert_missing(session, State.__table__, [{"key": LAST_BATCH, "value": op.batch}], ["key"])
+        session.execute(update(State).where(State.key == LAST_BATCH, State.value < op.batch).values(value=op.batch))
     elif op.kind == "restore" and op.trash_items:
         session.execute(delete(TrashItem).where(TrashItem.id.in_(op.trash_items)))
     if lora is not None and op.row:
