@@ -7,8 +7,9 @@
 Every way in uses these types: REST bodies and parameters (schemas.py and rest.py build on them),
 the CLI, the UI's handlers through the Library, and the Library's, History's, recipes' and the
 generation request's own checks. So a rule (a rating is 1 to 5 and never a boolean; a flag is a
-real boolean, never the string "false"; text holds no NUL and no lone surrogates, which
-PostgreSQL and SQLite refuse to store) is written here and nowhere else.
+real boolean, never the string "false"; text from a request holds no NUL and no lone surrogate,
+which PostgreSQL refuses and dbtypes.SafeText would silently alter) is written here and nowhere
+else. Text from files is cleaned instead (dbtypes): only requests can be asked to say it again.
 
 Each type has one ``parse(value, name=None)`` that returns the clean value or raises
 ``InvalidInput`` with a sentence naming the field, and ``json_schema()`` for the REST docs.
@@ -38,7 +39,7 @@ MAX_TRIGGER_WORDS = 100
 MAX_TRIGGER_WORD_LENGTH = 500
 MAX_COMPOSE_LORAS = 50  # LoRAs in one composition or recipe
 MAX_NOTES = 20_000
-MAX_NAME = 1_000  # display names, LoRA names and labels
+MAX_NAME = 1_000  # display names and recipe names
 MAX_PROMPT = 20_000
 MAX_PATH = 4_096
 MAX_QUERY_LENGTH = 2_000
@@ -239,10 +240,11 @@ class Rating(Integer):
             self.fail(f"{name} must be 1 to 5 (or null to clear it), not {shown(value)}")
 
 
+_FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
 class Flag(Field[bool]):
     """A real boolean. ``words`` (query strings) also takes true/false, yes/no, on/off, 1/0."""
-
-    _WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
     def __init__(self, name: str = "flag", *, words: bool = False, description: str = ""):
         self.name, self.words, self.description = name, words, description
@@ -250,8 +252,8 @@ class Flag(Field[bool]):
     def _parse(self, value: Any, name: str) -> bool:
         if isinstance(value, bool):
             return value
-        if self.words and isinstance(value, str) and value.strip().lower() in self._WORDS:
-            return self._WORDS[value.strip().lower()]
+        if self.words and isinstance(value, str) and value.strip().lower() in _FLAG_WORDS:
+            return _FLAG_WORDS[value.strip().lower()]
         self.fail(f"{name} must be true or false, not {shown(value)}")
 
     def _schema(self) -> dict[str, Any]:

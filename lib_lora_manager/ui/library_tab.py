@@ -1,7 +1,7 @@
 """The Library tab: search, paged cards or table, detail panel with editing, bulk actions, tags,
 duplicates and scanning.
 
-``LibraryTab`` holds the handlers: small methods that call the Library (or ``api.run_bulk``)
+``LibraryTab`` holds the handlers: small methods that call the Library (or ``bulk_actions.run``)
 and return values or ``gr.update`` dicts in the order of their outputs. They are plain methods,
 so tests call them without a browser. ``build_content`` lays out the components (gradio 3.43.2
 API) and wires them. Server-side paging only: a response carries one page of cards.
@@ -354,16 +354,16 @@ class LibraryTab:
                 pending)
 
     def bulk_apply(self, pending: dict[str, Any] | None, selected: str) -> tuple:
-        """Run the reviewed action through api.run_bulk (the same path as REST)."""
+        """Run the reviewed action through bulk_actions.run (the same checked request as REST)."""
         gr = _gr()
         hidden = gr.update(visible=False)
         if not pending:
             return cards.message("Review an action first.", "error"), hidden, None, gr.update(), gr.update()
         request = {k: pending[k] for k in ("ids", "action", "value")}
         try:
-            from .. import api
+            from .. import bulk_actions
 
-            result = api.run_bulk(self.library, request)
+            result = bulk_actions.run(self.library, request)
         except LoraManagerError as e:
             return cards.message(str(e), "error"), hidden, None, gr.update(), gr.update()
         done, errors = result["done"], result["errors"]
