@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -72,7 +73,7 @@ def shown(value: Any, limit: int = 60) -> str:
     return type(value).__name__
 
 
-class Field(Generic[T]):
+class Field(ABC, Generic[T]):
     """One kind of value. Subclasses implement ``_parse``; ``name`` is the default field name
     in messages (callers pass the name they know, e.g. a JSON key)."""
 
@@ -82,8 +83,9 @@ class Field(Generic[T]):
     def parse(self, value: Any, name: str | None = None) -> T:
         return self._parse(value, name or self.name)
 
-    def _parse(self, value: Any, name: str) -> T:  # pragma: no cover - every type overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def _parse(self, value: Any, name: str) -> T:
+        """The value checked and converted; ``self.fail(message)`` when it is not acceptable."""
 
     def json_schema(self) -> dict[str, Any]:
         schema = self._schema()
