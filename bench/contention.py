@@ -82,7 +82,7 @@ def scanner_worker(args) -> dict:
 
     library = Library.open(args.data, roots=None, database_url=args.db, hashing=True)
     rng = random.Random(7)
-    folder = Path(library.roots[0])
+    folder = Path(library.store.roots[0])
     names = sorted(p.stem for p in folder.glob("*.safetensors"))
     deadline = time.monotonic() + args.seconds
     scans, errors, durations = 0, Counter(), []
@@ -93,8 +93,8 @@ def scanner_worker(args) -> dict:
         write_files(folder, changed, seed=round_ * 100_000)
         started = time.perf_counter()
         try:
-            library.scan()
-            library.hash_pending(limit=200)
+            library.indexer.scan()
+            library.indexer.hash_pending(limit=200)
             scans += 1
         except Exception as e:  # noqa: BLE001 - counted, the run goes on
             errors[error_text(e)] += 1
@@ -184,7 +184,7 @@ def lost_updates(library, added, notes, tag_sets) -> dict[str, int]:
 
     lost = Counter()
     ids = {int(i) for i, _ in added} | {int(i) for i in notes} | {int(i) for i in tag_sets}
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         rows = {i: session.get(Lora, i) for i in ids}
         final = {i: (row.notes, sorted(t.name for t in row.tags), row.search_text or "") for i, row in rows.items() if row}
     for lora_id, tag in added:
@@ -215,8 +215,8 @@ def run_sqlite(args, base: Path) -> dict:
     log(f"sqlite: writing {args.files} files")
     write_files(folder, names, seed=1)
     library = Library.open(str(data), roots=[str(folder)], hashing=True)
-    library.scan()
-    library.hash_pending()
+    library.indexer.scan()
+    library.indexer.hash_pending()
     ids = library.ids("")
     library.close()
     rng = random.Random(3)
@@ -426,7 +426,7 @@ def run_postgres(args, base: Path) -> dict:
     write_files(folder, [f"lora {i:05d}" for i in range(count)], seed=1)
     reset_postgres(args.pg_url)
     library = Library.open(str(root / "data"), roots=[str(folder)], database_url=args.pg_url, hashing=False)
-    library.scan()
+    library.indexer.scan()
     ids = library.ids("")
     library.close()
     rng = random.Random(5)

@@ -44,7 +44,7 @@ def build(library, count: int, seed: int = 1) -> float:
     rng = random.Random(seed)
     started = time.perf_counter()
     now = time.time()
-    with library.db.write() as session:
+    with library.store.db.write() as session:
         session.execute(insert(Lora), [dict(
             path=f"/bench/l{i}.safetensors", root="/bench", relpath=f"l{i}.safetensors", folder="", filename=f"l{i}.safetensors",
             stem=f"l{i}", sdnext_name=f"l{i}", sort_name=f"l{i}", format="safetensors", size=1, mtime_ns=1, mtime=0,
@@ -65,7 +65,7 @@ def build(library, count: int, seed: int = 1) -> float:
             used += [dict(generation_id=i, position=0, lora_id=lora + 1, name=f"l{lora}", te_weight=0.8, unet_weight=0.8),
                      dict(generation_id=i, position=1, lora_id=None, name=f"gone{i % 300}", te_weight=1.0, unet_weight=1.0)]
             images.append(dict(generation_id=i, position=0, path=f"/bench/out/{i}.png", seed=1))
-        with library.db.write() as session:
+        with library.store.db.write() as session:
             session.execute(insert(Generation), generations)
             session.execute(insert(GenerationLora), used)
             session.execute(insert(GenerationImage), images)
@@ -79,7 +79,7 @@ def open_history(folder: Path, url: str | None, count: int):
     from lib_lora_manager.models import Generation
 
     library = Library.open(str(folder), roots=[], database_url=url, hashing=False)
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         have = session.scalar(select(func.count(Generation.id)))
     if have != count:
         if have:  # another size: start again from an empty database

@@ -491,7 +491,7 @@ def bench_cold_scan(results: Results, cache: Cache, cold_dir: Path, work: Path, 
     library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
     cache.reset()
     with GcClock() as scan_gc:
-        scan_s, report = timed(library.scan)
+        scan_s, report = timed(library.indexer.scan)
     library.close()
     cache.reset()
     after_s, _ = timed(floor_read_headers, cold_dir)
@@ -505,7 +505,7 @@ def bench_cold_scan(results: Results, cache: Cache, cold_dir: Path, work: Path, 
     if profile and ratio > 1.5:
         library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
         cache.reset()
-        results.profiles["cold scan"] = profile_text(library.scan)
+        results.profiles["cold scan"] = profile_text(library.indexer.scan)
         library.close()
 
 
@@ -524,13 +524,13 @@ def bench_rescan(results: Results, cache: Cache, root: Path, work: Path, profile
     log(f"indexing the whole library: {root}")
     cache.reset()
     with GcClock() as collector:
-        index_s, report = timed(library.scan)
+        index_s, report = timed(library.indexer.scan)
     results.add("rescan", f"first index of {report.files} files", index_s, "s",
                 note=f"{report.files / index_s:.0f} files/s; garbage collector: {collector}; {report.summary()}")
     log("no-change rescan")
     floor_stat_all(root)  # both warm: a rescan right after an index, or a second one later
     floor_s, floor_n = timed(floor_stat_all, root)
-    rescan_s, report = timed(library.scan)
+    rescan_s, report = timed(library.indexer.scan)
     results.add("rescan", f"no-change rescan of {report.files} files (warm)", rescan_s, "s", floor_s,
                 f"os.walk + stat of {floor_n} files", "≤ 1 s", rescan_s <= 1.0,
                 f"{rescan_s / floor_s:.1f} × floor; {report.unchanged} unchanged, {report.updated} re-read")
@@ -538,11 +538,11 @@ def bench_rescan(results: Results, cache: Cache, root: Path, work: Path, profile
         cache.reset()
         cold_floor_s, _ = timed(floor_stat_all, root)
         cache.reset()
-        cold_s, _ = timed(library.scan)
+        cold_s, _ = timed(library.indexer.scan)
         results.add("rescan", "no-change rescan, caches dropped (info)", cold_s, "s", cold_floor_s,
                     "os.walk + stat, caches dropped", note=f"{cold_s / cold_floor_s:.1f} × floor")
     if profile and rescan_s > 1.0:
-        results.profiles["no-change rescan"] = profile_text(library.scan)
+        results.profiles["no-change rescan"] = profile_text(library.indexer.scan)
     return library
 
 
@@ -648,7 +648,7 @@ def bench_queries(results: Results, library, count: int, profile: bool) -> None:
         results.add("query", f"setup: {what} through the Library API", seconds, "s")
     stats = library.stats()
     folders = _folders(library)
-    stems = [item["name"] for item in library.search("sort:-size", 1, 200).items]
+    stems = [item.name for item in library.search("sort:-size", 1, 200).items]
     queries = make_queries(rng, count, folders, stems)
     first_s, _ = timed(library.search, "", 1, 48)  # opens the connection, fills SQLite's cache
     log(f"queries: running {len(queries)} searches over {stats['total']} LoRAs")
@@ -687,7 +687,7 @@ def sql_breakdown(library, queries: list[tuple[str, tuple[str, int]]]) -> str:
     and why (a full scan, a temporary B-tree for ORDER BY), is what a fix needs."""
     from sqlalchemy import event
 
-    engine = library.db.engine
+    engine = library.store.db.engine
     records: list[tuple[float, str, object]] = []
     started: list[float] = []
 
@@ -746,7 +746,7 @@ def _folders(library) -> list[str]:
 
     from lib_lora_manager.models import Lora
 
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         return sorted({f for f in session.scalars(select(Lora.folder).distinct()) if f})
 
 
@@ -831,12 +831,12 @@ def bench_hashing(results: Results, cache: Cache, base: Path, work: Path, megaby
             hash_file(path)
 
     library = Library.open(str(fresh_dir(work / "hash")), roots=[str(root)], hashing=False)
-    library.scan()
+    library.indexer.scan()
     log(f"hashing: {len(files)} files, {mb:.0f} MB")
     if cache.can_drop:  # cold: each run reads from disk
         floor_s = _cold(cache, run_sha256sum)
         ours_s = _cold(cache, run_hash_file)
-        pending_s = _cold(cache, library.hash_pending)
+        pending_s = _cold(cache, library.indexer.hash_pending)
         one_digest_s = _cold(cache, floor_hashlib, files)
         mode = "cold"
     else:  # warm: sha256sum run twice; hash_file drops the pages it hashed, so re-warm before it
@@ -844,14 +844,14 @@ def bench_hashing(results: Results, cache: Cache, base: Path, work: Path, megaby
         floor_s, _ = timed(run_sha256sum)
         ours_s, _ = timed(run_hash_file)
         run_sha256sum()
-        pending_s, _ = timed(library.hash_pending)
+        pending_s, _ = timed(library.indexer.hash_pending)
         run_sha256sum()
         one_digest_s, _ = timed(floor_hashlib, files)
         mode = "warm"
     library.close()
     floor_rate = mb / floor_s
     for name, seconds in ((f"hash_file, {mode} ({len(files)} files)", ours_s),
-                          (f"library.hash_pending(), {mode}", pending_s)):
+                          (f"library.indexer.hash_pending(), {mode}", pending_s)):
         share = mb / seconds / floor_rate
         results.add("hash", name, mb / seconds, "MB/s", floor_rate, f"sha256sum, {mode}", "≥ 90 % of floor",
                     share >= 0.9, f"{share:.0%} of sha256sum; SHA-256 + addnet in one pass")
@@ -980,7 +980,7 @@ def _after_startup(host) -> dict:
     ready = time.perf_counter() - started
     library = host.library()
     first_page, page = timed(library.search, "", 1, 48)
-    library.stop()
+    library.indexer.stop()
     return {"ready_after": ready, "first_page": first_page, "loras": page.total}
 
 

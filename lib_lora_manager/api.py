@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from . import bulk_actions, fields, schemas
 from .errors import InvalidInput, NotFound
 from .rest import Param, endpoint, route_options
+from .results import to_json
 
 if TYPE_CHECKING:  # the library (and SQLAlchemy) load after SDNext has started
     from .jobs import JobQueue
@@ -47,11 +48,11 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     def list_loras(q: str, page: int, per_page: int, sort: str):
         if sort:
             q = f"{q} sort:{sort}"
-        return open_library().search(q, page=page, per_page=per_page).to_dict()
+        return open_library().search(q, page=page, per_page=per_page)
 
     @endpoint(path=LORA)
     def get_lora(lora_id: int):
-        return open_library().detail(lora_id)
+        return open_library().get(lora_id)
 
     @endpoint(path=LORA, body=schemas.LoraChanges)
     def patch_lora(lora_id: int, body: schemas.LoraChanges):
@@ -63,23 +64,24 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(path=LORA, query={"size": Param(fields.Integer(32, 1024, "size"), 320)})
     def get_preview(lora_id: int, size: int):
-        path = open_library().thumbnail(lora_id, size=size)
+        path = open_library().previews.thumbnail(lora_id, size=size)
         if path is None:
             raise NotFound(f"LoRA {lora_id} has no preview")
         return FileResponse(path, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
 
     @endpoint(path=LORA)
     def get_raw_header(lora_id: int):
-        return open_library().raw_header(lora_id)
+        return open_library().files.raw_header(lora_id)
 
     @endpoint()
     def start_scan():
-        started = open_library().scan_in_background()
-        return JSONResponse({"started": started, **open_library().scan_status.to_dict()}, status_code=202 if started else 409)
+        indexer = open_library().indexer
+        started = indexer.scan_in_background()
+        return JSONResponse({"started": started, **to_json(indexer.status)}, status_code=202 if started else 409)
 
     @endpoint()
     def scan_status():
-        return open_library().scan_status.to_dict()
+        return open_library().indexer.status
 
     @endpoint()
     def list_tags():
@@ -87,7 +89,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint()
     def duplicates():
-        return open_library().duplicates()
+        return open_library().files.duplicates()
 
     @endpoint()
     def stats():
@@ -101,7 +103,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     @endpoint(body=schemas.ComposeRequest)
     def compose(body: schemas.ComposeRequest):
         """A prompt with LoRAs composed into it; warnings say what is wrong with any of them."""
-        return open_library().compose(body.prompt, body.loras, negative=body.negative_prompt, model_family=body.model)
+        return open_library().composer.compose(body.prompt, body.loras, negative=body.negative_prompt, model_family=body.model)
 
     @endpoint(query={"q": Param(fields.QUERY, ""), "limit": Param(fields.Integer(1, 1000, "limit"), 100)})
     def list_recipes(q: str, limit: int):
@@ -111,9 +113,10 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     def get_recipe(recipe_id: int):
         library = open_library()
         recipe = library.recipes.get(recipe_id)
-        loras = [{**entry, "id": entry["lora_id"]} for entry in recipe["loras"]]
-        composed = library.compose(recipe["prompt"], loras, negative=recipe["negative_prompt"])
-        return {**recipe, "composed": {k: composed[k] for k in ("prompt", "negative_prompt", "warnings")}}
+        loras = [{**entry, "id": entry["lora_id"]} for entry in recipe.loras]
+        composed = library.composer.compose(recipe.prompt, loras, negative=recipe.negative_prompt)
+        return to_json(recipe) | {"composed": {"prompt": composed.prompt, "negative_prompt": composed.negative_prompt,
+                                               "warnings": composed.warnings}}
 
     @endpoint(body=schemas.RecipeBody)
     def save_recipe(body: schemas.RecipeBody):
@@ -131,7 +134,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(path=RECIPE)
     def get_recipe_cover(recipe_id: int):
-        cover = open_library().recipes.get(recipe_id)["cover"]
+        cover = open_library().recipes.get(recipe_id).cover
         if cover is None:
             raise NotFound(f"recipe {recipe_id} has no cover image")
         return FileResponse(cover, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
@@ -139,15 +142,14 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     @endpoint(body=schemas.UndoTrash)
     def undo_trash(body: schemas.UndoTrash):
         """Put a trash batch (default: the latest) back where its files were."""
-        result = open_library().undo_trash(body.batch)
+        result = open_library().files.undo_trash(body.batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
     # --- generation history
 
     @endpoint(query=PAGED)
     def list_history(q: str, page: int, per_page: int):
-        result = open_library().history.search(q, page=page, per_page=per_page)
-        return result.to_dict() | {"description": result.description, "sort": result.sort}
+        return open_library().history.search(q, page=page, per_page=per_page)
 
     @endpoint(path=GENERATION)
     def get_generation(generation_id: int):
@@ -209,10 +211,6 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     ]
 
 
-BULK_ACTIONS = bulk_actions.ACTIONS
-run_bulk = bulk_actions.run  # the Library tab's bulk bar runs the same checked request as REST
-
-
 def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQueue]) -> list[Route]:
     """Generation through the host's job queue: only mounted where the host can generate."""
 
@@ -228,8 +226,8 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
         loras = values.pop("loras", None) or []
         warnings: list[str] = []
         if loras:
-            composed = open_library().compose(values.get("prompt") or "", loras)
-            values["prompt"], warnings = composed["prompt"], composed["warnings"]
+            composed = open_library().composer.compose(values.get("prompt") or "", loras)
+            values["prompt"], warnings = composed.prompt, composed.warnings
         job_id = open_jobs().submit(GenerationRequest.from_dict(values))
         job = open_jobs().get(job_id)
         return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": values.get("prompt", ""),

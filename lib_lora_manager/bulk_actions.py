@@ -5,7 +5,7 @@
 The request is checked whole before anything changes: exactly one of ``ids`` (real ids) and
 ``q`` (query text: ``"q": null`` is refused, never run as the query "None"), a known action, and
 the value that action takes (none for favorite, unfavorite and trash). The Library reports ids
-that name no LoRA per id (bulk.BulkResult); none is counted as done.
+that name no LoRA per id (results.BulkResult); none is counted as done.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def run(library: Library, request: dict[str, Any] | BulkRequest) -> dict[str, An
     elif action == "set_base_model":
         result = library.set_base_model(selection, value)
     elif action == "move":
-        result = library.move(selection, value["root"], value.get("subfolder", ""))
+        result = library.files.move(selection, value["root"], value.get("subfolder", ""))
     else:
-        result = library.trash(selection)
+        result = library.files.trash(selection)
     return {"action": action, "done": result.done, "errors": result.errors, "batch": result.batch}

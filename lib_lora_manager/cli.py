@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from .errors import InvalidInput, LoraManagerError
+from .results import to_json
 
 
 def default_data_dir() -> str:
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    """Results (results.py) and plain data as JSON on stdout."""
+    json.dump(to_json(data), sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
 
 
@@ -152,10 +154,10 @@ class ProgressBar:
 
 
 def cmd_scan(library, args) -> int:
-    if not library.roots:
+    if not library.store.roots:
         print("error: no LoRA folder: pass --lora-dir DIR", file=sys.stderr)
         return 2
-    report = library.scan(progress=ProgressBar())
+    report = library.indexer.scan(progress=ProgressBar())
     hashed = _hash_all(library) if args.hash else None
     if args.json:
         _print_json({**report.__dict__, **({"hashed": hashed} if hashed is not None else {})})
@@ -168,7 +170,7 @@ def cmd_scan(library, args) -> int:
 
 def _hash_all(library) -> int:
     bar = ProgressBar()
-    count = library.hash_pending(progress=lambda n, total, name: bar(n / max(total, 1), f"hashing {name}"))
+    count = library.indexer.hash_pending(progress=lambda n, total, name: bar(n / max(total, 1), f"hashing {name}"))
     bar(1.0, f"hashed {count} files")
     return count
 
@@ -182,22 +184,21 @@ def cmd_hash(library, args) -> int:
 def cmd_search(library, args) -> int:
     page = library.search(args.query, page=args.page, per_page=args.per_page)
     if args.json:
-        _print_json(page.to_dict())
+        _print_json(page)
         return 0
     print(page.description)
     for item in page.items:
-        flags = ("★" if item["favorite"] else " ") + (f"{item['rating']}" if item["rating"] else " ")
-        state = " MISSING" if item["missing"] else (f" ERROR: {item['error']}" if item["error"] else "")
-        print(f"{item['id']:>6} {flags} {item['base_model_label']:<11} {item['token']}  {item['relpath']}{state}")
+        flags = ("★" if item.favorite else " ") + (f"{item.rating}" if item.rating else " ")
+        state = " MISSING" if item.missing else (f" ERROR: {item.error}" if item.error else "")
+        print(f"{item.id:>6} {flags} {item.base_model_label:<11} {item.token}  {item.relpath}{state}")
     print(f"page {page.page} of {page.pages}, {page.total} LoRAs")
     return 0
 
 
 def cmd_show(library, args) -> int:
-    lora = library.find(args.name)
-    data = library.detail(lora.id)
+    data = to_json(library.find(args.name))
     if args.raw_header:
-        data["raw_header"] = library.raw_header(lora.id)
+        data["raw_header"] = library.files.raw_header(data["id"])
     if args.json:
         _print_json(data)
         return 0
@@ -246,17 +247,17 @@ def cmd_tag(library, args) -> int:
 
 def cmd_duplicates(library, args) -> int:
     if args.keep is not None:
-        result = library.keep_duplicate(args.keep)
+        result = library.files.keep_duplicate(args.keep)
         print(result.summary("moved to the trash") + f" (undo batch {result.batch})")
         return 0 if not result.errors else 1
-    groups = library.duplicates()
+    groups = library.files.duplicates()
     if args.json:
         _print_json(groups)
         return 0
     for group in groups:
-        print(f"{group[0]['sha256'][:12]}  {len(group)} copies, {group[0]['size']} bytes each")
+        print(f"{group[0].sha256[:12]}  {len(group)} copies, {group[0].size} bytes each")
         for item in group:
-            print(f"   {item['id']:>6}  {item['path']}")
+            print(f"   {item.id:>6}  {item.path}")
     print(f"{len(groups)} groups of duplicates")
     return 0
 

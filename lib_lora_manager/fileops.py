@@ -31,23 +31,21 @@ import posixpath
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import and_, delete, false, or_, select, update
+from sqlalchemy import and_, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import scanner
-from .bulk import BulkResult
-from .db import Database, insert_missing
+from . import catalog, fields, naming, scanner
+from .db import insert_missing
 from .errors import FileOperationError, InvalidInput, NotFound
 from .merging import holder_of, merge_into
-from .models import FileOperation, Lora, State, TrashItem
-
-if TYPE_CHECKING:
-    from .processes import ProcessRegistry
-    from .roots import RootMap
+from .models import FileOperation, Lora, State, TrashItem, live
+from .results import BulkResult, DuplicateFile
+from .safetensors_header import HeaderError, read_raw_header
+from .store import Store
 
 log = logging.getLogger("lora_manager")
 
@@ -82,25 +80,22 @@ class Operation:
 
 
 class FileOperations:
-    """Moves, trash and undo over one database, its library folders and its data folder."""
+    """The LoRA files (``library.files``): moves, trash and undo over one database, its library
+    folders and its data folder; duplicates; the raw header of a file."""
 
-    def __init__(self, db: Database, data_dir: str, processes: ProcessRegistry, roots: Callable[[], list[str]],
-                 mounts: Callable[[], RootMap]):
-        self.db = db
-        self.data_dir = os.path.abspath(data_dir)
-        self.processes = processes
-        self.roots = roots  # read at each call: the library folders can change while we run
-        self.mounts = mounts  # this machine's paths of the library folders (see roots.py)
+    def __init__(self, store: Store):
+        self.store = store  # its library folders can change while we run: read them at each call
 
     # --- moving -----------------------------------------------------------------------------
 
-    def move(self, ids: Iterable[int], target_root: str, subfolder: str = "") -> BulkResult:
-        """Move LoRAs (with their sidecars) into ``subfolder`` of the library folder ``target_root``."""
-        if not isinstance(target_root, str) or not isinstance(subfolder, (str, type(None))):
-            raise InvalidInput("a move needs a library folder and a subfolder, as text")
+    def move(self, selection: Iterable[int] | str, target_root: str, subfolder: str = "") -> BulkResult:
+        """Move LoRAs (ids, or every result of a query) with their sidecars into ``subfolder``
+        of the library folder ``target_root``."""
+        ids = catalog.select_ids(self.store, selection)
+        target_root, subfolder = fields.ROOT.parse(target_root), fields.SUBFOLDER.parse(subfolder)
         root = os.path.abspath(target_root)
-        if root not in self.roots():
-            raise InvalidInput(f"{root} is not one of the library folders ({', '.join(self.roots())})")
+        if root not in self.store.roots:
+            raise InvalidInput(f"{root} is not one of the library folders ({', '.join(self.store.roots)})")
         destination = _destination_in(root, subfolder)
         result = BulkResult()
         for lora_id in ids:
@@ -111,18 +106,61 @@ class FileOperations:
                 files = _plan_files(lora, destination)
                 relpath = os.path.relpath(files[0][1], root).replace(os.sep, "/")
                 self._run(Operation("move", lora.id, None, files, {
-                    "path": files[0][1], "root": root, "root_id": self.mounts().root_id(root), "relpath": relpath,
+                    "path": files[0][1], "root": root, "root_id": self.store.mounts.root_id(root), "relpath": relpath,
                     "folder": posixpath.dirname(relpath), "updated_at": time.time()}, inside=(root,)))
                 result.done.append(lora.id)
             except (FileOperationError, NotFound) as e:
                 result.errors[lora_id] = str(e)
         return result
 
+    # --- reading -----------------------------------------------------------------------------
+
+    def raw_header(self, lora_id: int) -> dict[str, Any]:
+        """The whole safetensors header, re-read from the file (shown collapsed in the UI)."""
+        lora = catalog.row(self.store, lora_id)
+        if lora.format != "safetensors":
+            raise InvalidInput(f"{naming.display(lora.filename)} is a {lora.format} file: it has no safetensors header")
+        path = self.store.local_path(lora)
+        if not self.store.boundary().allows(path):
+            raise InvalidInput(f"{naming.display(lora.filename)} is a link leading outside the library folders; not read")
+        try:
+            return read_raw_header(path)
+        except HeaderError as e:
+            raise InvalidInput(f"{naming.display(lora.filename)}: {e}") from None
+
+    # --- duplicates ---------------------------------------------------------------------------
+
+    def duplicates(self) -> list[list[DuplicateFile]]:
+        """Groups of present files with the same SHA-256, largest groups first."""
+        with self.store.db.read() as session:
+            shas = select(Lora.sha256).where(
+                Lora.sha256.is_not(None), Lora.missing.is_(False), live()
+            ).group_by(Lora.sha256).having(func.count() > 1)
+            loras = list(session.scalars(select(Lora).where(Lora.sha256.in_(shas), Lora.missing.is_(False), live())
+                                         .order_by(Lora.sha256, Lora.added_at, Lora.id)))
+            groups: dict[str, list[DuplicateFile]] = {}
+            for lora, file in zip(loras, catalog.duplicate_files(self.store, session, loras)):
+                groups.setdefault(lora.sha256, []).append(file)
+        return sorted(groups.values(), key=lambda g: (-len(g), g[0].relpath))
+
+    def keep_duplicate(self, keep_id: int) -> BulkResult:
+        """Keep one file of a duplicate group and trash the others."""
+        keep = catalog.row(self.store, keep_id)
+        if not keep.sha256:
+            raise InvalidInput(f"{naming.display(keep.filename)} is not hashed yet, so its duplicates are unknown")
+        with self.store.db.read() as session:
+            others = list(session.scalars(select(Lora.id).where(
+                Lora.sha256 == keep.sha256, Lora.id != keep.id, Lora.missing.is_(False), live())))
+        if not others:
+            raise InvalidInput(f"{naming.display(keep.filename)} has no duplicates")
+        return self.trash(others)
+
     # --- trash --------------------------------------------------------------------------------
 
-    def trash(self, ids: Iterable[int]) -> BulkResult:
-        """Move LoRAs and their sidecars to ``<data>/trash/<batch>/<n>-<library folder>/<relpath>``;
-        ``undo_trash`` puts them back. Same relative paths from two library folders do not meet."""
+    def trash(self, selection: Iterable[int] | str) -> BulkResult:
+        """Move LoRAs (ids, or every result of a query) and their sidecars to
+        ``<data>/trash/<batch>/<n>-<library folder>/<relpath>``; ``undo_trash`` puts them back. Same relative paths from two library folders do not meet."""
+        ids = catalog.select_ids(self.store, selection)
         batch = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         result = BulkResult(batch=batch)
         folders: dict[str, str] = {}  # library folder -> its folder in this batch
@@ -131,19 +169,19 @@ class FileOperations:
                 lora = self._live(lora_id)
                 now = time.time()
                 if lora.missing:  # nothing on disk to move: the row is hidden, and can come back
-                    with self.db.write() as session:
+                    with self.store.db.write() as session:
                         _apply(session, Operation("trash", lora.id, batch, [], {
                             "trashed_at": now, "path": f"{lora.path}#trashed-{batch}", "updated_at": now}))
                 else:
                     folder = folders.setdefault(lora.root, f"{len(folders) + 1}-{_folder_name(lora.root)}")
-                    destination = os.path.join(self.data_dir, TRASH_FOLDER, batch, folder,
+                    destination = os.path.join(self.store.data_dir, TRASH_FOLDER, batch, folder,
                                                *[p for p in posixpath.dirname(lora.relpath).split("/") if p])
-                    if not _inside(destination, self.data_dir):
+                    if not _inside(destination, self.store.data_dir):
                         raise FileOperationError(lora.path, f"the trash folder {destination} is outside the data folder "
-                                                            f"{self.data_dir}; nothing was moved")
+                                                            f"{self.store.data_dir}; nothing was moved")
                     files = _plan_files(lora, destination)
                     self._run(Operation("trash", lora.id, batch, files,
-                                        {"trashed_at": now, "path": files[0][1], "updated_at": now}, inside=(self.data_dir,)))
+                                        {"trashed_at": now, "path": files[0][1], "updated_at": now}, inside=(self.store.data_dir,)))
                 result.done.append(lora.id)
             except (FileOperationError, NotFound) as e:
                 result.errors[lora_id] = str(e)
@@ -155,7 +193,8 @@ class FileOperations:
         The database is checked before any file moves: a path that another LoRA holds now is
         refused while that LoRA's file is there; if its file is gone, the two rows are merged so
         the user data of both follows the restored file."""
-        with self.db.read() as session:
+        batch = fields.TRASH_BATCH.parse(batch)
+        with self.store.db.read() as session:
             if batch is None:
                 state = session.get(State, LAST_BATCH)
                 batch = state.value if state else None
@@ -175,7 +214,7 @@ class FileOperations:
                     result.done.append(lora_id)
             except FileOperationError as e:
                 result.errors[lora_id or 0] = str(e)
-        with self.db.write() as session:
+        with self.store.db.write() as session:
             state = session.get(State, LAST_BATCH)
             if state and state.value == batch and not result.errors:
                 session.delete(state)
@@ -184,14 +223,14 @@ class FileOperations:
     def _restore(self, batch: str, lora_id: int | None, group: list[TrashItem]) -> None:
         files = [(i.trash_path, i.original_path) for i in group if i.trash_path]
         originals = [i.original_path for i in group]
-        with self.db.read() as session:
+        with self.store.db.read() as session:
             lora = session.get(Lora, lora_id) if lora_id is not None else None
             # the same place on any machine: the row's library folder and relative path
             place = (and_(Lora.root_id == lora.root_id, Lora.relpath == lora.relpath)
                      if lora is not None and lora.root_id else false())
             holders = list(session.scalars(select(Lora).where(or_(Lora.path.in_(originals), place), Lora.id != (lora_id or 0))))
         for holder in holders:
-            here = self.mounts().local_path(holder.root_id, holder.relpath) or holder.path
+            here = self.store.mounts.local_path(holder.root_id, holder.relpath) or holder.path
             if os.path.lexists(here):
                 raise FileOperationError(here, f"another LoRA (“{holder.display_name or holder.stem}”, id {holder.id}) "
                                                "is at that path now; move or trash it first, then undo again")
@@ -207,20 +246,20 @@ class FileOperations:
                    "trashed_at": None, "updated_at": time.time()}
             if main:
                 row.update(missing=False, missing_since=None)
-        inside = tuple(self.roots()) + ((lora.root,) if lora is not None else ())
+        inside = tuple(self.store.roots) + ((lora.root,) if lora is not None else ())
         operation = Operation("restore", lora_id, batch, files, row, trash_items=[i.id for i in group], inside=inside)
         if files:
             self._run(operation)
         else:
-            with self.db.write() as session:
+            with self.store.db.write() as session:
                 _apply(session, operation)
 
     # --- the journal --------------------------------------------------------------------------
 
     def _run(self, op: Operation) -> None:
         """Journal, move the files, record the result; on an error put back what moved."""
-        with self.db.write() as session:
-            entry = FileOperation(owner=self.processes.id, kind=op.kind, batch=op.batch, lora_id=op.lora_id,
+        with self.store.db.write() as session:
+            entry = FileOperation(owner=self.store.processes.id, kind=op.kind, batch=op.batch, lora_id=op.lora_id,
                                   plan=op.plan(), created_at=time.time())
             session.add(entry)
             session.flush()
@@ -241,7 +280,7 @@ class FileOperations:
             if isinstance(e, FileOperationError):
                 raise
             raise FileOperationError(op.files[0][0], e.strerror or str(e)) from None
-        with self.db.write() as session:
+        with self.store.db.write() as session:
             _apply(session, op)
 
     def _undo_partial(self, op: Operation, done: list[Pair]) -> None:
@@ -253,23 +292,23 @@ class FileOperations:
             log.error("LoRA Manager: could not put %s back after a failed %s: %s", op.files[0][0], op.kind, e)
             raise FileOperationError(op.files[0][0], f"failed half way and could not be put back ({e.strerror or e}); "
                                                       "it will be put right when the library is next opened") from None
-        with self.db.write() as session:
+        with self.store.db.write() as session:
             session.execute(delete(FileOperation).where(FileOperation.id == op.journal_id))
 
     def reconcile(self) -> int:
         """Finish or undo the operations of processes that died; returns how many were settled."""
-        with self.db.read() as session:
+        with self.store.db.read() as session:
             entries = session.scalars(select(FileOperation).order_by(FileOperation.id)).all()
         if not entries:
             return 0
-        gone = self.processes.gone({e.owner for e in entries})
+        gone = self.store.processes.gone({e.owner for e in entries})
         settled = 0
         for entry in entries:
             if entry.owner not in gone:
                 continue
-            with self.db.write() as session:  # claim it: two processes starting at once settle it once
+            with self.store.db.write() as session:  # claim it: two processes starting at once settle it once
                 claimed = session.execute(update(FileOperation).where(
-                    FileOperation.id == entry.id, FileOperation.owner == entry.owner).values(owner=self.processes.id)).rowcount
+                    FileOperation.id == entry.id, FileOperation.owner == entry.owner).values(owner=self.store.processes.id)).rowcount
             if not claimed:
                 continue
             try:
@@ -280,7 +319,7 @@ class FileOperations:
             if outcome == "unseen":
                 log.warning("LoRA Manager: an interrupted %s (LoRA %s) waits until all its files can be seen",
                             entry.kind, entry.lora_id)
-                with self.db.write() as session:
+                with self.store.db.write() as session:
                     session.execute(update(FileOperation).where(FileOperation.id == entry.id).values(owner=entry.owner))
                 continue
             log.warning("LoRA Manager: an interrupted %s (LoRA %s) was %s", entry.kind, entry.lora_id, outcome)
@@ -303,7 +342,7 @@ class FileOperations:
             for (source, _destination), (at_source, _at_destination) in where.items():
                 if at_source:  # copied across file systems, the source not yet removed
                     _remove(source)
-            with self.db.write() as session:
+            with self.store.db.write() as session:
                 _apply(session, op)
             return "completed"
         for (source, destination), (at_source, at_destination) in where.items():
@@ -312,22 +351,22 @@ class FileOperations:
             elif at_destination:
                 os.makedirs(os.path.dirname(source), exist_ok=True)
                 move_file(destination, source)
-        with self.db.write() as session:
+        with self.store.db.write() as session:
             session.execute(delete(FileOperation).where(FileOperation.id == op.journal_id))
         return "rolled back"
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _live(self, lora_id: int) -> Lora:
-        with self.db.read() as session:
+        with self.store.db.read() as session:
             lora = session.get(Lora, int(lora_id))
         if lora is None:
             raise NotFound(f"no LoRA with id {lora_id}")
         # the row as this machine sees it: its folder may be mounted elsewhere than where the row
         # was last written (the instance is detached; rows change through _apply only)
-        local = self.mounts().local_path(lora.root_id, lora.relpath)
+        local = self.store.mounts.local_path(lora.root_id, lora.relpath)
         if local is not None and local != lora.path:
-            lora.path, lora.root = local, self.mounts().local_path(lora.root_id, "")
+            lora.path, lora.root = local, self.store.mounts.local_path(lora.root_id, "")
         if lora.trashed_at:
             raise FileOperationError(lora.path, "already in the trash")
         return lora

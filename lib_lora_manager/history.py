@@ -2,8 +2,8 @@
 do with it afterwards.
 
 A host (SDNext's before/after-process hooks, our own jobs, the standalone pipeline) fills a
-``GenerationRecord``; ``Library.record_generation`` stores it, resolves its LoRAs to library
-entries (unknown ones keep their name) and bumps each LoRA's use count and last use.
+``GenerationRecord``; ``History.record`` stores it, resolves its LoRAs to library entries
+(unknown ones keep their name) and bumps each LoRA's use count and last use.
 
 ``History`` (``library.history``) searches, rates, favorites and deletes stored generations,
 serves their images and turns one back into a request for a re-run. Its query keys live here
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import fields, query
+from . import catalog, edits, fields, naming, query
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound, QueryError
-from .models import Generation, GenerationImage, GenerationLora, Lora
-from .scanner import LORA_FORMATS
+from .models import Generation, GenerationImage, GenerationLora, Lora, live
+from .results import DeletedGeneration, GenerationDetail, GenerationSummary, Page, RecordedImage, RecordedLora
+from .store import Store
 from .vocabulary import HISTORY_SORT_WORDS
 
 if TYPE_CHECKING:
     from .generation import GenerationRequest
-    from .library import Library, Page
 
 Item = TypeVar("Item")
 
@@ -182,7 +182,7 @@ def _lora(value: str):
     name = value.strip()
     low = name.lower()
     names = {low, os.path.splitext(low)[0]}
-    relpaths = {low} | {low + ext for ext in LORA_FORMATS}  # "styles/anime" finds styles/anime.safetensors
+    relpaths = {low} | {low + ext for ext in naming.LORA_FORMATS}  # "styles/anime" finds styles/anime.safetensors
     entry = [func.lower(Lora.sdnext_name).in_(names), func.lower(Lora.stem).in_(names), func.lower(Lora.filename) == low,
              func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
     if name.isdigit():
@@ -265,19 +265,58 @@ def _excerpt(text: str | None, limit: int) -> str:
 class History:
     """Stored generations: search, detail, rating, favorites, deletion, images and re-runs."""
 
-    def __init__(self, library: Library):
-        self.library = library
-        self.db = library.db
-        self.thumb_dir = os.path.join(library.data_dir, "history-thumbs")
+    def __init__(self, store: Store):
+        self.store = store
+        self.db = store.db
+        self.thumb_dir = os.path.join(store.data_dir, "history-thumbs")
+
+    # --- recording -----------------------------------------------------------------------------
+
+    def record(self, record: GenerationRecord) -> int:
+        """Store one generation; its LoRAs are resolved to library entries where possible and
+        their use count and last use move on. Returns the generation's id."""
+        if record.status not in STATUSES:
+            raise InvalidInput(f"unknown generation status “{record.status}” (known: {', '.join(STATUSES)})")
+        resolved: list[int | None] = []
+        for used in record.loras:
+            if used.path:
+                with self.db.read() as session:
+                    by_path = session.scalar(select(Lora.id).where(self.store.path_clause(used.path), live()).limit(1))
+                if by_path is not None:
+                    resolved.append(by_path)
+                    continue
+            try:
+                resolved.append(catalog.find_row(self.store, used.name).id)
+            except (NotFound, InvalidInput):
+                resolved.append(None)  # unknown or ambiguous: kept by name
+        used_ids = sorted({i for i in resolved if i is not None})
+
+        def write(session) -> int:
+            generation = Generation(
+                started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
+                prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
+                seeds=json.dumps(record.seeds) if record.seeds else None, width=record.width, height=record.height,
+                steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
+                model_hash=record.model_hash, infotext=record.infotext, error=record.error,
+                group_key=record.group, label=record.label,
+                loras=[GenerationLora(position=n, lora_id=lora_id, name=used.name[:1000], te_weight=used.te_weight,
+                                      unet_weight=used.unet_weight)
+                       for n, (used, lora_id) in enumerate(zip(record.loras, resolved))],
+                images=[GenerationImage(position=n, path=image.path, thumbnail=image.thumbnail, seed=image.seed)
+                        for n, image in enumerate(record.images)],
+            )
+            edits.count_use(session, used_ids, record.started_at)  # rows first: the order every writer locks in
+            session.add(generation)
+            session.flush()
+            return generation.id
+        return self.db.transaction(write)
 
     # --- reading -------------------------------------------------------------------------------
 
     def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
         """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError."""
-        from .library import MAX_PER_PAGE, Page
-
         parsed = query.parse(q, GENERATIONS)
-        per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        per_page = max(1, min(int(per_page), fields.MAX_PER_PAGE))
         page = fields.PAGE.parse(page)
         with self.db.read() as session:
             def count(*where) -> int:
@@ -309,55 +348,58 @@ class History:
         return generation
 
     @staticmethod
-    def _summary(g: Generation) -> dict[str, Any]:
+    def _summary_fields(g: Generation) -> dict[str, Any]:
         seeds = json.loads(g.seeds) if g.seeds else []
-        images = [{"index": n, "path": i.path, "thumbnail": i.thumbnail, "seed": i.seed} for n, i in enumerate(g.images)]
-        seed = seeds[0] if seeds else next((i["seed"] for i in images if i["seed"] is not None), None)
-        return {
-            "id": g.id, "started_at": g.started_at, "duration": g.duration, "status": g.status, "source": g.source,
-            "prompt_excerpt": _excerpt(g.prompt, PROMPT_EXCERPT),
-            "loras": [{"name": u.name, "lora_id": u.lora_id, "te_weight": u.te_weight, "unet_weight": u.unet_weight}
-                      for u in g.loras],
-            "model": g.model_name, "model_hash": g.model_hash, "width": g.width, "height": g.height,
-            "steps": g.steps, "sampler": g.sampler, "cfg_scale": g.cfg_scale, "seed": seed,
-            "rating": g.rating, "favorite": bool(g.favorite), "group": g.group_key, "label": g.label,
-            "images": images, "error": _excerpt(g.error, PROMPT_EXCERPT) or None,
-        }
+        images = [RecordedImage(index=n, path=i.path, thumbnail=i.thumbnail, seed=i.seed) for n, i in enumerate(g.images)]
+        seed = seeds[0] if seeds else next((i.seed for i in images if i.seed is not None), None)
+        return dict(
+            id=g.id, started_at=g.started_at, duration=g.duration, status=g.status, source=g.source,
+            prompt_excerpt=_excerpt(g.prompt, PROMPT_EXCERPT),
+            loras=[RecordedLora(name=u.name, lora_id=u.lora_id, te_weight=u.te_weight, unet_weight=u.unet_weight)
+                   for u in g.loras],
+            model=g.model_name, model_hash=g.model_hash, width=g.width, height=g.height,
+            steps=g.steps, sampler=g.sampler, cfg_scale=g.cfg_scale, seed=seed,
+            rating=g.rating, favorite=bool(g.favorite), group=g.group_key, label=g.label,
+            images=images, error=_excerpt(g.error, PROMPT_EXCERPT) or None,
+        )
 
-    def detail(self, generation_id: int) -> dict[str, Any]:
-        """Everything about one generation, JSON-ready: parameters, infotext, images (and whether
-        their files are still there) and LoRAs with the library entries they resolved to."""
+    def _summary(self, g: Generation) -> GenerationSummary:
+        return GenerationSummary(**self._summary_fields(g))
+
+    def detail(self, generation_id: int) -> GenerationDetail:
+        """Everything about one generation: parameters, infotext, images (and whether their
+        files are still there) and LoRAs with the library entries they resolved to."""
         from .prompts import parse_infotext
 
         with self.db.read() as session:
             g = self._get(session, generation_id)
-            data = self._summary(g)
+            data = self._summary_fields(g)
             lora_ids = {u.lora_id for u in g.loras if u.lora_id is not None}
             entries = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(lora_ids)))} if lora_ids else {}
             prompt, negative, infotext, error = g.prompt, g.negative_prompt, g.infotext, g.error
             seeds = json.loads(g.seeds) if g.seeds else []
         for image in data["images"]:
-            image["exists"] = self._existing(image) is not None
+            image.exists = self._existing(image) is not None
         for used in data["loras"]:
-            entry = entries.get(used["lora_id"])
-            used["library_name"] = (entry.display_name or entry.title or entry.stem) if entry else None
-            used["missing"] = bool(entry.missing or entry.trashed_at) if entry else None
-        fields = parse_infotext(infotext) if infotext else {}
-        parameters = {k: v for k, v in fields.items() if k not in ("Prompt", "Negative prompt")}
+            entry = entries.get(used.lora_id)
+            used.library_name = (entry.display_name or entry.title or entry.stem) if entry else None
+            used.missing = bool(entry.missing or entry.trashed_at) if entry else None
+        values = parse_infotext(infotext) if infotext else {}
+        parameters = {k: v for k, v in values.items() if k not in ("Prompt", "Negative prompt")}
         data.update(prompt=prompt, negative_prompt=negative, seeds=seeds, infotext=infotext or "", error=error,
                     parameters=parameters, rerunnable=data["source"] in RERUNNABLE_SOURCES)
-        return data
+        return GenerationDetail(**data)
 
     # --- editing -------------------------------------------------------------------------------
 
-    def rate(self, generation_id: int, rating: int | str | None) -> dict[str, Any]:
+    def rate(self, generation_id: int, rating: int | str | None) -> GenerationSummary:
         """Rate 1 to 5; None, "" or 0 clears the rating."""
         return self._set(generation_id, rating=EDITABLE["rating"].parse(rating, "rating"))
 
-    def set_favorite(self, generation_id: int, favorite: bool) -> dict[str, Any]:
+    def set_favorite(self, generation_id: int, favorite: bool) -> GenerationSummary:
         return self._set(generation_id, favorite=EDITABLE["favorite"].parse(favorite, "favorite"))
 
-    def _set(self, generation_id: int, **values) -> dict[str, Any]:
+    def _set(self, generation_id: int, **values) -> GenerationSummary:
         with self.db.write() as session:
             g = self._get(session, generation_id)
             for key, value in values.items():
@@ -365,7 +407,7 @@ class History:
             session.flush()
             return self._summary(g)
 
-    def delete(self, generation_id: int, delete_files: bool = False) -> dict[str, Any]:
+    def delete(self, generation_id: int, delete_files: bool = False) -> DeletedGeneration:
         """Forget a generation. With ``delete_files`` its recorded image files go too, unless
         another generation records the same file or it is not an image; files already gone are
         fine. Our own copies and cached thumbnails always go with the record."""
@@ -377,8 +419,8 @@ class History:
             for column in (GenerationImage.path, GenerationImage.thumbnail) if paths else ():
                 shared |= dict(session.execute(select(column, GenerationImage.generation_id).where(
                     column.in_(paths), GenerationImage.generation_id != g.id)).all())
-        result: dict[str, Any] = {"id": int(generation_id), "deleted_files": [], "missing_files": [], "kept_files": {}}
-        ours = os.path.join(self.library.data_dir, "")
+        result = DeletedGeneration(id=int(generation_id))
+        ours = os.path.join(self.store.data_dir, "")
         for path, copy in images:
             for file in (path, copy):
                 if not file:
@@ -388,17 +430,17 @@ class History:
                 if not (delete_files or our_copy):
                     continue
                 if file in shared:
-                    result["kept_files"][file] = f"generation {shared[file]} records it too"
+                    result.kept_files[file] = f"generation {shared[file]} records it too"
                 elif not file.lower().endswith(IMAGE_TYPES):
-                    result["kept_files"][file] = "not an image file"
+                    result.kept_files[file] = "not an image file"
                 elif not os.path.lexists(file):
-                    result["missing_files"].append(file)
+                    result.missing_files.append(file)
                 else:
                     try:
                         os.remove(file)
-                        result["deleted_files"].append(file)
+                        result.deleted_files.append(file)
                     except OSError as e:
-                        result["kept_files"][file] = e.strerror or str(e)
+                        result.kept_files[file] = e.strerror or str(e)
         with self.db.write() as session:
             session.execute(delete(Generation).where(Generation.id == int(generation_id)))
         return result
@@ -406,17 +448,17 @@ class History:
     # --- images and re-runs ------------------------------------------------------------------
 
     @staticmethod
-    def _existing(image: dict[str, Any]) -> str | None:
-        for path in (image["path"], image["thumbnail"]):
+    def _existing(image: RecordedImage) -> str | None:
+        for path in (image.path, image.thumbnail):
             if path and os.path.isfile(path):
                 return path
         return None
 
     def image_file(self, generation_id: int, index: int = 0) -> str:
         """The file of one recorded image (the host's file, else our copy), for serving and for
-        ``Library.set_preview``. Only files recorded for that generation are ever returned."""
+        ``library.previews.use``. Only files recorded for that generation are ever returned."""
         with self.db.read() as session:
-            images = self._summary(self._get(session, generation_id))["images"]
+            images = self._summary(self._get(session, generation_id)).images
         try:
             image = images[int(index)] if int(index) >= 0 else None
         except (IndexError, ValueError, TypeError):
@@ -480,19 +522,19 @@ class History:
         from .prompts import infotext_parameters, parse_infotext
 
         data = self.detail(generation_id)
-        if not data["rerunnable"]:
-            raise InvalidInput(f"generation {generation_id} came from {data['source']}, which needs its input image; "
+        if not data.rerunnable:
+            raise InvalidInput(f"generation {generation_id} came from {data.source}, which needs its input image; "
                                "only text-to-image generations can be re-run")
-        fields = parse_infotext(data["infotext"]) if data["infotext"] else {}
+        fields = parse_infotext(data.infotext) if data.infotext else {}
         values: dict[str, Any] = infotext_parameters(fields)
-        if "n_iter" not in values and len(data["seeds"]) > 1:  # seeds run on from the first, image after image
-            values["n_iter"] = min(len(data["seeds"]), 100)
+        if "n_iter" not in values and len(data.seeds) > 1:  # seeds run on from the first, image after image
+            values["n_iter"] = min(len(data.seeds), 100)
         # the stored fields win over the infotext's (a steps or size of 0 was not recorded)
-        stored = {"seed": data["seed"], "cfg_scale": data["cfg_scale"], "steps": data["steps"] or None,
-                  "width": data["width"] or None, "height": data["height"] or None, "sampler_name": data["sampler"] or None}
+        stored = {"seed": data.seed, "cfg_scale": data.cfg_scale, "steps": data.steps or None,
+                  "width": data.width or None, "height": data.height or None, "sampler_name": data.sampler or None}
         values.update({key: value for key, value in stored.items() if value is not None})
-        values["prompt"] = data["prompt"] or fields.get("Prompt", "")
-        values["negative_prompt"] = data["negative_prompt"] or fields.get("Negative prompt", "")
+        values["prompt"] = data.prompt or fields.get("Prompt", "")
+        values["negative_prompt"] = data.negative_prompt or fields.get("Negative prompt", "")
         seed = _int(values.get("seed"))
         if seed is None or seed < 0:
             raise InvalidInput(f"generation {generation_id} has no recorded seed, so it cannot be repeated")

@@ -38,7 +38,7 @@ from .models import Job
 from .prompts import set_lora_weight
 
 if TYPE_CHECKING:
-    from .library import Library
+    from .store import Store
 
 log = logging.getLogger("lora_manager")
 
@@ -62,10 +62,10 @@ class _Running:
 
 
 class JobQueue:
-    def __init__(self, library: Library, generator: Generator, *, grid_dir: str | None = None):
-        self.library = library
+    def __init__(self, store: Store, generator: Generator, *, grid_dir: str | None = None):
+        self.store = store
         self.generator = generator
-        self.grid_dir = grid_dir or os.path.join(library.data_dir, "grids")
+        self.grid_dir = grid_dir or os.path.join(store.data_dir, "grids")
         self._changed = threading.Condition()  # signalled on submit, cancel and every job end
         self._running: _Running | None = None
         self._thread: threading.Thread | None = None
@@ -103,7 +103,7 @@ class JobQueue:
     @property
     def owner(self) -> str:
         """This process's id: the owner of the jobs it accepts and runs."""
-        return self.library.processes.id
+        return self.store.processes.id
 
     def _add(self, kind: str, plan: dict[str, Any]) -> int:
         def add(session) -> int:
@@ -111,7 +111,7 @@ class JobQueue:
             session.add(job)
             session.flush()
             return job.id
-        job_id = self.library.db.transaction(add)
+        job_id = self.store.db.transaction(add)
         self.start()
         with self._changed:
             self._changed.notify_all()
@@ -120,7 +120,7 @@ class JobQueue:
     # --- reading ----------------------------------------------------------------------------
 
     def get(self, job_id: int) -> dict[str, Any]:
-        with self.library.db.read() as session:
+        with self.store.db.read() as session:
             job = session.get(Job, job_id)
             if job is None:
                 raise NotFound(f"no job {job_id}")
@@ -132,7 +132,7 @@ class JobQueue:
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         """Queued and running jobs in the order they run, then the most recently finished."""
-        with self.library.db.read() as session:
+        with self.store.db.read() as session:
             active = session.scalars(select(Job).where(Job.status.in_((QUEUED, RUNNING))).order_by(Job.id)).all()
             done = session.scalars(select(Job).where(Job.status.in_(FINISHED))
                                    .order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit)).all()
@@ -184,7 +184,7 @@ class JobQueue:
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         """A queued job never starts; a running one is interrupted and ends cancelled."""
-        changed = self.library.db.transaction(lambda session: session.execute(
+        changed = self.store.db.transaction(lambda session: session.execute(
             update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
                 status=CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount)
         if not changed:
@@ -240,14 +240,14 @@ class JobQueue:
         gone = self._gone_owners(RUNNING)
         if not gone:
             return
-        self.library.db.transaction(lambda session: session.execute(
+        self.store.db.transaction(lambda session: session.execute(
             update(Job).where(Job.status == RUNNING, _owned_by(gone)).values(
                 status=INTERRUPTED, finished_at=time.time(), message="LoRA Manager stopped while this job was running")))
 
     def _gone_owners(self, status: str) -> set[str | None]:
-        with self.library.db.read() as session:
+        with self.store.db.read() as session:
             owners = set(session.scalars(select(Job.owner).where(Job.status == status).distinct()))
-        return self.library.processes.gone(owners)
+        return self.store.processes.gone(owners)
 
     def _claim(self) -> Job | None:
         """The next job for this worker, now running and owned by this process: its own queued
@@ -267,7 +267,7 @@ class JobQueue:
                     session.expunge(job)
                     return job
             return None
-        return self.library.db.transaction(claim)
+        return self.store.db.transaction(claim)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -295,7 +295,7 @@ class JobQueue:
         queue closes (the job, still running and ours, is then interrupted at the next start)."""
         while True:
             try:
-                self.library.db.transaction(lambda session: session.execute(update(Job).where(Job.id == job_id).values(**values)))
+                self.store.db.transaction(lambda session: session.execute(update(Job).where(Job.id == job_id).values(**values)))
                 return
             except Busy as e:
                 log.warning("LoRA Manager: the end of job %s is not stored yet: %s", job_id, e)

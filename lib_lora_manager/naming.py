@@ -13,6 +13,9 @@ import re
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
+# the extensions SDNext loads as LoRAs -> our format names
+LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
+
 
 def display(name: str) -> str:
     """A file name or path as text anyone can print or send as JSON: the bytes of a name that

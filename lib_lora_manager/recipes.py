@@ -17,17 +17,16 @@ import json
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from . import fields
+from . import catalog, fields
 from .errors import InvalidInput, NotFound
 from .generation import GenerationRequest
 from .models import Recipe
-
-if TYPE_CHECKING:
-    from .library import Library
+from .results import SavedRecipe
+from .store import Store
 
 MAX_NAME = 200
 MAX_PROMPT = fields.MAX_PROMPT
@@ -41,43 +40,43 @@ NOT_PARAMETERS = ("prompt", "negative_prompt", "group", "label")
 class Recipes:
     """Saved compositions of one library (``library.recipes``)."""
 
-    def __init__(self, library: Library):
-        self.library = library
+    def __init__(self, store: Store):
+        self.store = store
 
     @property
     def cover_dir(self) -> str:
-        return os.path.join(self.library.data_dir, "recipes")
+        return os.path.join(self.store.data_dir, "recipes")
 
     # --- reading ----------------------------------------------------------------------------
 
-    def get(self, recipe_id: int) -> dict[str, Any]:
-        with self.library.db.read() as session:
+    def get(self, recipe_id: int) -> SavedRecipe:
+        with self.store.db.read() as session:
             recipe = session.get(Recipe, _id(recipe_id))
             if recipe is None:
                 raise NotFound(f"no recipe with id {recipe_id}")
-            return _as_dict(recipe)
+            return _result(recipe)
 
-    def find(self, name: str) -> dict[str, Any]:
+    def find(self, name: str) -> SavedRecipe:
         """A recipe by its name (any case)."""
         name = _NAME.parse(name)
-        with self.library.db.read() as session:
+        with self.store.db.read() as session:
             recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
             if recipe is None:
                 raise NotFound(f"no recipe named “{name}”")
-            return _as_dict(recipe)
+            return _result(recipe)
 
-    def search(self, q: str | None = "", limit: int = 100) -> list[dict[str, Any]]:
+    def search(self, q: str | None = "", limit: int = 100) -> list[SavedRecipe]:
         """Recipes whose name, prompts or LoRA names contain every word of ``q``, newest first."""
         words = [w for w in fields.QUERY.parse(q or "").lower().split() if w]
         limit = max(1, min(int(limit), 1000))
-        with self.library.db.read() as session:
+        with self.store.db.read() as session:
             stmt = select(Recipe).order_by(Recipe.updated_at.desc(), Recipe.id.desc())
             for word in words:  # a cheap pre-filter; the LoRA names are checked below, not the JSON keys
                 stmt = stmt.where(or_(*(func.lower(column).contains(word, autoescape=True) for column in
                                         (Recipe.name, Recipe.prompt, Recipe.negative_prompt, Recipe.loras))))
-            found: list[dict[str, Any]] = []
+            found: list[SavedRecipe] = []
             for recipe in session.scalars(stmt):
-                item = _as_dict(recipe)
+                item = _result(recipe)
                 if all(word in _haystack(item) for word in words):
                     found.append(item)
                     if len(found) >= limit:
@@ -87,7 +86,7 @@ class Recipes:
     # --- writing ----------------------------------------------------------------------------
 
     def save(self, name: str, prompt: str = "", negative: str = "", loras: list[dict[str, Any]] | None = None,
-             parameters: dict[str, Any] | None = None, cover_image_path: str | None = None) -> dict[str, Any]:
+             parameters: dict[str, Any] | None = None, cover_image_path: str | None = None) -> SavedRecipe:
         """Create the recipe, or update the one with this name. ``parameters`` None keeps the saved
         ones (a host without generation has none to give); ``cover_image_path`` None keeps the cover."""
         name = _name(name)
@@ -97,7 +96,7 @@ class Recipes:
         cover = self._store_cover(cover_image_path) if cover_image_path else None
         now = time.time()
 
-        def store(session) -> tuple[dict[str, Any], str | None]:
+        def write(session) -> tuple[SavedRecipe, str | None]:
             # a recipe of this name that another process saves at the same moment makes this
             # insert conflict; the transaction is then run again and updates that one
             recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
@@ -113,18 +112,18 @@ class Recipes:
                 old_cover, recipe.cover = recipe.cover, cover
             recipe.updated_at = now
             session.flush()
-            return _as_dict(recipe), old_cover
+            return _result(recipe), old_cover
         try:
-            saved, old_cover = self.library.db.transaction(store)
+            saved, old_cover = self.store.db.transaction(write)
         except BaseException:
             self._remove_cover(cover)
             raise
         self._remove_cover(old_cover)
         return saved
 
-    def rename(self, recipe_id: int, new_name: str) -> dict[str, Any]:
+    def rename(self, recipe_id: int, new_name: str) -> SavedRecipe:
         new_name = _name(new_name)
-        with self.library.db.write() as session:
+        with self.store.db.write() as session:
             recipe = session.get(Recipe, _id(recipe_id))
             if recipe is None:
                 raise NotFound(f"no recipe with id {recipe_id}")
@@ -134,10 +133,10 @@ class Recipes:
                 raise InvalidInput(f"another recipe is already named “{new_name}”")
             recipe.name, recipe.updated_at = new_name, time.time()
             session.flush()
-            return _as_dict(recipe)
+            return _result(recipe)
 
     def delete(self, recipe_id: int) -> None:
-        with self.library.db.write() as session:
+        with self.store.db.write() as session:
             recipe = session.get(Recipe, _id(recipe_id))
             if recipe is None:
                 raise NotFound(f"no recipe with id {recipe_id}")
@@ -154,16 +153,16 @@ class Recipes:
         for n, entry in enumerate(fields.COMPOSE_ENTRIES.parse(loras), 1):
             lora_id = entry.get("lora_id") if entry.get("lora_id") is not None else entry.get("id")
             try:
-                lora = self.library.get(lora_id) if lora_id is not None else self.library.find(entry.get("name") or "")
+                lora = catalog.row(self.store, lora_id) if lora_id is not None else catalog.find_row(self.store, entry.get("name") or "")
             except (NotFound, InvalidInput) as e:
                 raise InvalidInput(f"LoRA {n}: {e}") from None
-            detail = self.library.detail(lora.id)
+            detail = catalog.detail(self.store, lora.id)
             weights = {key: entry.get(key) for key in ("weight", "te", "unet")}
             if weights["weight"] is None:
-                weights["weight"] = detail["default_weight"] if detail["default_weight"] is not None else 1.0
+                weights["weight"] = detail.default_weight if detail.default_weight is not None else 1.0
             triggers = entry.get("triggers", True)
-            words = list(detail["trigger_words"]) if triggers is True else triggers
-            out.append({"lora_id": lora.id, "name": detail["prompt_name"], "label": detail["name"], **weights,
+            words = list(detail.trigger_words) if triggers is True else triggers
+            out.append({"lora_id": lora.id, "name": detail.prompt_name, "label": detail.name, **weights,
                         "enabled": entry.get("enabled", True), "triggers": words})
         return out
 
@@ -197,16 +196,16 @@ class Recipes:
                 pass
 
 
-def _as_dict(recipe: Recipe) -> dict[str, Any]:
+def _result(recipe: Recipe) -> SavedRecipe:
     cover = recipe.cover if recipe.cover and os.path.isfile(recipe.cover) else None
-    return {"id": recipe.id, "name": recipe.name, "prompt": recipe.prompt, "negative_prompt": recipe.negative_prompt,
-            "loras": json.loads(recipe.loras or "[]"), "parameters": json.loads(recipe.parameters or "{}"),
-            "cover": cover, "created_at": recipe.created_at, "updated_at": recipe.updated_at}
+    return SavedRecipe(id=recipe.id, name=recipe.name, prompt=recipe.prompt, negative_prompt=recipe.negative_prompt,
+                       loras=json.loads(recipe.loras or "[]"), parameters=json.loads(recipe.parameters or "{}"),
+                       cover=cover, created_at=recipe.created_at, updated_at=recipe.updated_at)
 
 
-def _haystack(item: dict[str, Any]) -> str:
-    names = " ".join(f"{e.get('name') or ''} {e.get('label') or ''}" for e in item["loras"])
-    return f"{item['name']}\n{item['prompt']}\n{item['negative_prompt']}\n{names}".lower()
+def _haystack(item: SavedRecipe) -> str:
+    names = " ".join(f"{e.get('name') or ''} {e.get('label') or ''}" for e in item.loras)
+    return f"{item.name}\n{item.prompt}\n{item.negative_prompt}\n{names}".lower()
 
 
 _NAME = fields.Text(fields.MAX_NAME, "name", one_line=True, nullable=True, none_as_empty=True)

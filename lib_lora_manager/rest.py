@@ -22,10 +22,11 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from .errors import InvalidInput, LoraManagerError, TooLarge
 from .fields import Field
+from .results import to_json
 from .schemas import Body
 
 MAX_BODY_BYTES = 1024 * 1024  # our largest honest body (100,000 ids) is under 1 MB
@@ -66,9 +67,11 @@ def endpoint(*, path: dict[str, Field] | None = None, query: dict[str, Param] | 
                     kwargs[name] = param.default if raw is None else param.field.parse(raw, name)
                 if body is not None:
                     kwargs["body"] = body.from_json(_json(await read_body(request)))
-                return await run_in_threadpool(fn, **kwargs)
+                result = await run_in_threadpool(fn, **kwargs)
             except LoraManagerError as e:
                 return error_response(e)
+            # results (dataclasses) become JSON here, the one place REST serialises them
+            return result if isinstance(result, Response) else to_json(result)
 
         # not functools.wraps: FastAPI would read the wrapped signature and validate it itself
         handler.__name__, handler.__qualname__, handler.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__

@@ -42,7 +42,6 @@ from .safetensors_header import HeaderError, read_header
 
 log = logging.getLogger("lora_manager")
 
-LORA_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".ckpt": "ckpt"}
 BATCH = 500
 READERS = 4  # files read at once during a scan
 SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
@@ -112,7 +111,7 @@ class ScanReport:
 def lora_format(name: str) -> str | None:
     """'safetensors', 'pt' or 'ckpt' for a LoRA file name, else None (hot path: no splitext)."""
     dot = name.rfind(".")
-    return LORA_FORMATS.get(name[dot:].lower()) if dot > 0 else None
+    return naming.LORA_FORMATS.get(name[dot:].lower()) if dot > 0 else None
 
 
 def group_sidecars(names: list[str], lora_stems: set[str]) -> dict[str, list[str]]:
@@ -284,7 +283,7 @@ def file_columns(found: Found) -> dict[str, Any]:
     return {
         "path": found.path, "root": found.root, "root_id": found.root_id, "relpath": found.relpath, "folder": folder,
         "filename": found.filename, "stem": stem, "sdnext_name": naming.sdnext_name(found.filename),
-        "format": LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
+        "format": naming.LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
         "mtime": found.mtime_ns / 1e9, "inode": found.inode,
     }
 

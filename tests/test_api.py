@@ -17,7 +17,7 @@ def client(library, lora_dir):
     make_lora(lora_dir, "alpha", "sd1", seed=1)
     make_lora(lora_dir / "xl", "beta", "sdxl", seed=2)
     make_lora(lora_dir, "<img src=x onerror=alert(1)>", "sd1", seed=3)
-    library.scan()
+    library.indexer.scan()
     app = FastAPI()
     for path, endpoint, methods in api.routes(lambda: library):
         app.add_api_route(path, endpoint, methods=methods)

@@ -20,14 +20,14 @@ PREFIX = "/lora-manager/v1/history"
 @pytest.fixture
 def setup(library, lora_dir, tmp_path):
     make_lora(lora_dir, "alpha", seed=1)
-    library.scan()
+    library.indexer.scan()
     image = tmp_path / "out" / "big.png"
     image.parent.mkdir()
     Image.new("RGB", (1200, 800), (0, 128, 255)).save(image)
     stray = tmp_path / "out" / "not-recorded.png"
     Image.new("RGB", (8, 8)).save(stray)
     now = time.time()
-    ids = [library.record_generation(GenerationRecord(
+    ids = [library.history.record(GenerationRecord(
         started_at=now - n, status="succeeded", prompt=f"picture {n} <lora:alpha:0.6>", seeds=[n],
         loras=GenerationRecord.loras_from_prompt(f"picture {n} <lora:alpha:0.6>"),
         images=[GeneratedImage(path=str(image) if n == 0 else str(tmp_path / "out" / f"gone-{n}.png"), seed=n)]))

@@ -20,9 +20,9 @@ def painter(tmp_path):
 @pytest.fixture
 def client(library, lora_dir, painter):
     make_lora(lora_dir, "alpha", "sd1", seed=1)
-    library.scan()
+    library.indexer.scan()
     library.edit(library.find("alpha").id, trigger_words=["alpha style"])
-    jobs = JobQueue(library, painter)
+    jobs = JobQueue(library.store, painter)
     app = FastAPI()
     for path, endpoint, methods in api.routes(lambda: library) + api.job_routes(lambda: library, lambda: jobs):
         app.add_api_route(path, endpoint, methods=methods)

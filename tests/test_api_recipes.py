@@ -17,7 +17,7 @@ BASE = "/lora-manager/v1/recipes"
 def client(library, lora_dir):
     make_lora(lora_dir, "alpha", "sd1", seed=1)
     make_lora(lora_dir, "beta", "sdxl", seed=2)
-    library.scan()
+    library.indexer.scan()
     app = FastAPI()
     for path, endpoint, methods in api.routes(lambda: library):
         app.add_api_route(path, endpoint, methods=methods)

@@ -68,8 +68,8 @@ def server(tmp_path_factory):
     for n in range(20):
         write_safetensors(root / "styles" / f"style_{n:02d}.safetensors", kohya(f"style_{n:02d}"))
     write_safetensors(root / f"{XSS}.safetensors", kohya(XSS, "sd_v1", ss_training_comment="<script>alert(2)</script>"))
-    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.db'}", hashing=False)
-    library.scan()
+    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.store.db'}", hashing=False)
+    library.indexer.scan()
     values = {s.key: s.default for s in settings.SETTINGS} | {"lora_manager_page_size": 12}
     app = build_app(library, HostInfo(name="standalone", setting=values.__getitem__))
     with serving(app) as url:
@@ -120,7 +120,7 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
             page.locator("#lora_manager_edit_rating label", has_text="4").click()
             page.locator("#lora_manager_save").click()
             expect(page.locator("#lora_manager_detail_status .lm-message")).to_contain_text("Saved.")
-            assert library.detail(lora_id)["rating"] == 4
+            assert library.get(lora_id).rating == 4
             with urllib.request.urlopen(f"{url}/lora-manager/v1/loras/{lora_id}") as response:
                 assert json.load(response)["rating"] == 4
             expect(card.locator(".lm-stars")).to_have_attribute("title", "rated 4 of 5")
@@ -137,7 +137,7 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
             expect(raw).to_have_value(re.compile(r'"ss_output_name": "style_13"'))
 
             # upload a preview: the card shows the thumbnail from the REST route
-            image = Path(library.data_dir) / "upload.png"
+            image = Path(library.store.data_dir) / "upload.png"
             Image.new("RGB", (60, 80), (30, 120, 200)).save(image)
             page.locator("#lora_manager_preview_acc").get_by_text("Preview image", exact=True).click()
             page.locator("#lora_manager_preview_upload input[type=file]").set_input_files(str(image))
@@ -157,10 +157,10 @@ def test_search_open_rate_select_and_xss_in_the_browser(server):
             expect(page.locator("#lora_manager_bulk_message .lm-message")).to_contain_text("for 2 LoRAs (the selected cards)")
             page.locator("#lora_manager_bulk_apply").click()
             expect(page.locator("#lora_manager_bulk_message .lm-message")).to_contain_text("done for 2 LoRAs")
-            assert sorted(i["id"] for i in library.search("tag:picked").items) == ids
+            assert sorted(i.id for i in library.search("tag:picked").items) == ids
 
             # a scan from the UI: progress, then the summary and fresh stats
-            write_safetensors(Path(library.roots[0]) / "new_one.safetensors", kohya("new_one"))
+            write_safetensors(Path(library.store.roots[0]) / "new_one.safetensors", kohya("new_one"))
             page.locator("#lora_manager_scan").click()
             expect(page.locator("#lora_manager_scan_message .lm-message")).to_contain_text("Scan finished: 22 files, 1 new")
             expect(page.locator("#lora_manager_stats .lm-stats")).to_contain_text("22 LoRAs")

@@ -30,8 +30,8 @@ def server(tmp_path_factory):
     write_safetensors(root / "ink_style.safetensors", kohya("ink_style", "sd_v1"))
     write_safetensors(root / "xl_detail.safetensors", kohya("xl_detail"))
     write_safetensors(root / f"{XSS}.safetensors", kohya(XSS, "sd_v1"))
-    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.db'}", hashing=False)
-    library.scan()
+    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.store.db'}", hashing=False)
+    library.indexer.scan()
     ink = library.find("ink_style")
     library.edit(ink.id, trigger_words=["ink wash", "sumi-e"], default_weight=0.8, weight_min=0.5, weight_max=1.2)
     values = {s.key: s.default for s in settings.SETTINGS}
@@ -104,7 +104,7 @@ def test_compose_in_the_browser(server):
             box(page, "lora_manager_compose_recipe_name").fill("Heron")
             page.locator("#lora_manager_compose_recipe_save").click()
             expect(page.locator("#lora_manager_compose_recipe_status .lm-message")).to_contain_text("Saved “Heron” with 2 LoRAs")
-            assert library.recipes.find("heron")["prompt"] == "a heron"
+            assert library.recipes.find("heron").prompt == "a heron"
             page.locator("#lora_manager_compose_clear").click()
             expect(page.locator("#lora_manager_compose_row0")).to_be_hidden()
             page.locator("#lora_manager_compose_recipe_list .lm-recipe", has_text="Heron").click()

@@ -50,8 +50,8 @@ def ids(library, lora_dir):
     make_lora(lora_dir, "detail_tweaker", "sdxl", seed=2)
     make_lora(lora_dir, "plain", "sd1", seed=3)
     make_lora(lora_dir, XSS, "sd1", seed=4)
-    library.scan()
-    found = {item["filename"].rsplit(".", 1)[0]: item["id"] for item in library.search("").items}
+    library.indexer.scan()
+    found = {item.filename.rsplit(".", 1)[0]: item.id for item in library.search("").items}
     library.edit(found["anime_style"], display_name="Anime Style", trigger_words=["anime style", "cel shading"],
                  default_weight=0.7, weight_min=0.4, weight_max=1.2)
     library.edit(found["detail_tweaker"], trigger_words=["sharp"])
@@ -170,8 +170,8 @@ def test_find_lists_matches_and_reports_bad_queries(tab, ids):
     [choice] = out["choices"]["choices"]
     assert choice.startswith(f"#{ids['detail_tweaker']} ") and choice.endswith("(SDXL)")
     assert compose_tab.first_id(out["choices"]["value"]) == ids["detail_tweaker"]
-    assert "error" in tab.find("rating:>>4")["status"]
-    assert tab.find("nothing-matches-this")["choices"]["choices"] == []
+    assert "error" in tab.find("rating:>>4").status
+    assert tab.find("nothing-matches-this").choices["choices"] == []
     assert "Choose a LoRA" in tab.add([], None, "", "")["status"]
 
 
@@ -240,7 +240,7 @@ def test_warnings_base_model_missing_file_duplicate_range_and_unresolved(library
     assert "outside its recommended range" in outside["warnings"]
 
     os.remove(lora_dir / "plain.safetensors")
-    library.scan()
+    library.indexer.scan()
     missing = add(unknown, [], ids["plain"])
     assert "the file is missing" in missing["warnings"] and "missing" in missing["rows"][0]["title"]
 
@@ -380,7 +380,7 @@ def test_recipe_with_a_lost_lora_and_bad_input(tab, library, ids, lora_dir):
     assert "Not saved: steps must be between" in tab.recipe_save("r", None, "", entries, "x", "", *bad)["recipe_status"]
     saved = tab.recipe_save("lost", None, "", entries, "x", "", *[None] * len(PARAMS))
     choice = saved["recipe_choice"]["choices"][0]
-    library.trash([ids["plain"]])  # the LoRA goes away after the recipe was saved
+    library.files.trash([ids["plain"]])  # the LoRA goes away after the recipe was saved
     applied = tab.recipe_apply(choice)
     assert [e["lora_id"] for e in applied["entries"]] == [ids["anime_style"]]
     assert applied["base"] == "x <lora:plain:1>" and "Kept in the prompt as written" in applied["recipe_status"]
@@ -396,8 +396,8 @@ def test_a_composed_prompt_reads_back_to_the_same_composition(tab, library, lora
     # two files share a basename: their tokens carry SDNext's "fullname" (relative path, no extension)
     make_lora(lora_dir / "one", "twin", "sd1", seed=11)
     make_lora(lora_dir / "two", "twin", "sd1", seed=12)
-    library.scan()
-    twins = [i["id"] for i in sorted(library.search("twin").items, key=lambda i: i["relpath"])]  # one/, two/
+    library.indexer.scan()
+    twins = [i.id for i in sorted(library.search("twin").items, key=lambda i: i.relpath)]  # one/, two/
     entries = add(tab, [], twins[0])["entries"]
     entries = add(tab, entries, twins[1])["entries"]
     entries = add(tab, entries, ids["detail_tweaker"])["entries"]

@@ -35,8 +35,8 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("generate-browser")
     create_demo_library(tmp / "Lora")
     data = str(tmp / "data")
-    library = Library.open(data, roots=[str(tmp / "Lora")], database_url=f"sqlite:///{tmp / 'lm.db'}", hashing=False)
-    library.scan()
+    library = Library.open(data, roots=[str(tmp / "Lora")], database_url=f"sqlite:///{tmp / 'lm.store.db'}", hashing=False)
+    library.indexer.scan()
     model = build_tiny_pipeline(tmp / "model")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model is faster on one thread than on two shared cores

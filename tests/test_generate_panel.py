@@ -45,7 +45,7 @@ class UpscalingPainter(PaintingGenerator):
 
 def make_panel(generator, library) -> tuple[GeneratePanel, JobQueue, gr.Blocks]:
     """The panel built inside Blocks as the Compose tab builds it, over a real job queue."""
-    queue = JobQueue(library, generator)
+    queue = JobQueue(library.store, generator)
     host = HostInfo(name="test", generator=generator, jobs=lambda: queue)
     with gr.Blocks() as blocks:
         prompt, negative = gr.Textbox(elem_id="test_prompt"), gr.Textbox(elem_id="test_negative")
@@ -394,7 +394,7 @@ def test_the_panel_in_a_browser(library, tmp_path):
         pytest.skip(f"{CHROMIUM} is missing")
     expect = sync_api.expect
     painter = PreviewPainter(tmp_path / "out", step_seconds=0.03)
-    queue = JobQueue(library, painter)
+    queue = JobQueue(library.store, painter)
     host = HostInfo(name="test", generator=painter, jobs=lambda: queue)
     css = (Path(__file__).resolve().parents[1] / "style.css").read_text(encoding="utf-8")
     with gr.Blocks(css=css, analytics_enabled=False) as blocks:
@@ -459,7 +459,7 @@ def test_the_panel_in_a_browser(library, tmp_path):
                 page.locator("#lora_manager_gen_cancel").click()
                 expect(status.locator('[data-status="cancelled"]')).to_contain_text("cancelled before it started")
                 running_id = queue.list()[0]["id"]
-                assert queue.get(running_id)["status"] == "running"
+                assert queue.get(running_id).status == "running"
                 queue.cancel(running_id)
                 assert queue.wait(running_id, timeout=20)["status"] == "cancelled"
                 assert len(painter.requests) == 4  # run, two sweep weights, the long run; never the cancelled one

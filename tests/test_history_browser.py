@@ -31,16 +31,16 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("history-browser")
     root = tmp / "Lora"
     write_safetensors(root / "anime_style.safetensors", kohya("anime_style"))
-    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.db'}",
+    library = Library.open(str(tmp / "data"), roots=[str(root)], database_url=f"sqlite:///{tmp / 'data' / 'lm.store.db'}",
                            hashing=False)
-    library.scan()
+    library.indexer.scan()
     now = time.time()
     for n in range(15):
         image = tmp / "out" / f"{n}.png"
         image.parent.mkdir(exist_ok=True)
         Image.new("RGB", (512, 384), (15 * n, 90, 160)).save(image)
         prompt = f"{XSS} castle {n} <lora:anime_style:0.8>" if n == 14 else f"meadow {n} <lora:anime_style:0.5>"
-        library.record_generation(GenerationRecord(
+        library.history.record(GenerationRecord(
             started_at=now - 100 + n, status="succeeded", source="txt2img", prompt=prompt, seeds=[n], steps=20,
             width=512, height=384, model_name="tiny", loras=GenerationRecord.loras_from_prompt(prompt),
             images=[GeneratedImage(path=str(image), seed=n)]))

@@ -30,26 +30,26 @@ def gens(library, lora_dir):
     """Eight generations covering every key; returns {name: id} and the library."""
     make_lora(lora_dir / "styles", "anime_style", seed=1)
     make_lora(lora_dir, "detail", "sdxl", seed=2)
-    library.scan()
+    library.indexer.scan()
     anime = library.find("anime_style").id
     library.edit(anime, display_name="Anime Look")
     ids = {
-        "castle": library.record_generation(rec(
+        "castle": library.history.record(rec(
             "a castle at night <lora:anime_style:0.8>", NOW - 3600, negative_prompt="blurry", model_name="sdxl_base",
             source="txt2img", duration=3.0)),
-        "portrait": library.record_generation(rec(
+        "portrait": library.history.record(rec(
             "portrait of a girl <lora:detail:1>", NOW - 10 * 86400, negative_prompt="lowres", model_name="dreamshaper_8",
             model_hash="abcdef1234", status="failed", source="img2img")),
-        "forest": library.record_generation(rec(
+        "forest": library.history.record(rec(
             "a CASTLE in the forest <lora:ANIME_STYLE:0.5> <lora:gone_lora:1>", day(2025, 11, 15), status="interrupted",
             source="api", duration=9.5)),
-        "first_day": library.record_generation(rec(
+        "first_day": library.history.record(rec(
             "500 off", day(2025, 11, 1, 0, 30), group="sweep-1", label="0.5", source="lora-manager", duration=1.0)),
-        "last_day": library.record_generation(rec(
+        "last_day": library.history.record(rec(
             "50% off", day(2025, 11, 27, 23, 30), group="sweep-1", label="1.0", source="lora-manager", duration=2.0)),
-        "after": library.record_generation(rec("detailyx", day(2025, 11, 28, 0, 30), status="no_model")),
-        "underscore": library.record_generation(rec("detail_x", day(2025, 10, 1))),
-        "unrated": library.record_generation(rec("plain", NOW - 7200)),
+        "after": library.history.record(rec("detailyx", day(2025, 11, 28, 0, 30), status="no_model")),
+        "underscore": library.history.record(rec("detail_x", day(2025, 10, 1))),
+        "unrated": library.history.record(rec("plain", NOW - 7200)),
     }
     library.history.rate(ids["castle"], 5)
     library.history.rate(ids["forest"], 2)
@@ -61,7 +61,7 @@ def gens(library, lora_dir):
 def found(library, q: str) -> set[int]:
     page = library.history.search(q, per_page=200)
     assert page.total == len(page.items)
-    return {item["id"] for item in page.items}
+    return {item.id for item in page.items}
 
 
 def names(ids: dict[str, int], *keys: str) -> set[int]:
@@ -119,7 +119,7 @@ def test_sorts(gens):
     ids, library = gens
 
     def order(q: str) -> list[int]:
-        return [i["id"] for i in library.history.search(q, per_page=200).items]
+        return [i.id for i in library.history.search(q, per_page=200).items]
 
     newest_first = order("")
     assert newest_first[0] == ids["castle"] and newest_first[-1] == ids["underscore"]

@@ -39,7 +39,7 @@ def png(path, colour=(200, 30, 30), size=(96, 64)):
 
 
 def record(library, prompt: str, *, started_at: float | None = None, images=(), **kw) -> int:
-    return library.record_generation(GenerationRecord(
+    return library.history.record(GenerationRecord(
         started_at=started_at or time.time(), status=kw.pop("status", "succeeded"), prompt=prompt,
         loras=GenerationRecord.loras_from_prompt(prompt), images=[GeneratedImage(path=p, seed=s) for p, s in images], **kw))
 
@@ -49,7 +49,7 @@ def world(library, lora_dir, tmp_path):
     """Two LoRAs; 20 plain generations and one with a hostile prompt, two images and full parameters."""
     make_lora(lora_dir, "anime_style", seed=1)
     make_lora(lora_dir, "detail", "sdxl", seed=2)
-    library.scan()
+    library.indexer.scan()
     out = tmp_path / "outputs"
     now = time.time()
     for n in range(20):
@@ -156,7 +156,7 @@ def test_rate_and_favorite(tab, world):
     assert "Marked as a favorite" in tab.set_favorite(gid, True)
     values = detail_values(tab, gid)
     assert (values["rating"], values["favorite"]) == ("4", True)
-    assert [i["id"] for i in world["library"].history.search("rating:4 fav:yes").items] == [gid]
+    assert [i.id for i in world["library"].history.search("rating:4 fav:yes").items] == [gid]
     assert "Rating cleared" in tab.rate(gid, RATINGS[0])
     assert world["library"].history.search("rating:none").total == 21
     assert "Open a generation first" in tab.rate(None, "3")
@@ -165,10 +165,10 @@ def test_rate_and_favorite(tab, world):
 def test_set_a_generated_image_as_a_lora_preview(tab, world):
     library = world["library"]
     anime = library.find("anime_style").id
-    assert not library.detail(anime)["has_preview"]
+    assert not library.get(anime).has_preview
     message = tab.set_preview(world["special"], f"Anime Style (#{anime})", "Image 2 · seed 1235")
     assert "Image 2 is now the preview of Anime Style" in message
-    with Image.open(library.preview_file(library.get(anime))) as preview:
+    with Image.open(library.previews.file(library.get(anime))) as preview:
         assert preview.convert("RGB").getpixel((5, 5)) == pytest.approx((10, 10, 200), abs=8)  # image 2 is blue
     assert "Choose the LoRA" in tab.set_preview(world["special"], None, None)
 
@@ -177,7 +177,7 @@ def test_load_into_composer_sends_the_infotext(tab, world):
     text, status, tabs = tab.load_into_composer(world["special"])
     assert text.startswith(XSS) and "Steps: 24" in text and "loaded into the composer" in status
     assert tabs["selected"] == "lora_manager_compose_tab"
-    plain = world["library"].history.search("landscape 03").items[0]["id"]
+    plain = world["library"].history.search("landscape 03").items[0].id
     assert tab.load_into_composer(plain)[0] == "landscape 03"  # no infotext recorded: the prompt
 
 
@@ -191,7 +191,7 @@ def test_delete_asks_first_and_keeps_or_deletes_files(tab, world):
     message, confirm, cancel = tab.ask_delete(gid, True)
     assert "its 2 image files" in message and confirm["value"] == "Delete record and files"
 
-    keep = library.history.search("landscape 05").items[0]["id"]
+    keep = library.history.search("landscape 05").items[0].id
     status, *_rest, column, detail_id = tab.delete(keep, False)
     assert "Deleted generation" in status and column["visible"] is False and detail_id is None
     assert (out / "plain-5.png").exists() and library.history.search("landscape 05").total == 0
@@ -206,7 +206,7 @@ def test_delete_asks_first_and_keeps_or_deletes_files(tab, world):
 def test_rerun_queues_the_same_seed_and_parameters(world, tmp_path):
     library = world["library"]
     painter = PaintingGenerator(tmp_path / "rerun")
-    queue = JobQueue(library, painter)
+    queue = JobQueue(library.store, painter)
     try:
         tab = HistoryTab(lambda: library, host_with(jobs=lambda: queue))
         assert detail_values(tab, world["special"])["rerun"]["visible"] is True

@@ -26,7 +26,7 @@ def painter(tmp_path):
 
 @pytest.fixture
 def queue(library, painter):
-    jobs = JobQueue(library, painter)
+    jobs = JobQueue(library.store, painter)
     yield jobs
     jobs.close()
 
@@ -39,7 +39,7 @@ def slow_queue(library, tmp_path):
 
     def make(step_seconds=0.05, **painter_options):
         painter = PaintingGenerator(tmp_path / "out", step_seconds=step_seconds, **painter_options)
-        made.append(JobQueue(library, painter))
+        made.append(JobQueue(library.store, painter))
         return made[-1], painter
 
     yield make
@@ -67,8 +67,8 @@ def test_jobs_run_first_in_first_out_and_show_their_position(slow_queue):
     first = jobs.submit(request("first", steps=10))
     assert painter.started.wait(5)
     second, third = jobs.submit(request("second")), jobs.submit(request("third"))
-    assert jobs.get(first)["status"] == "running"
-    assert (jobs.get(second)["position"], jobs.get(third)["position"]) == (1, 2)
+    assert jobs.get(first).status == "running"
+    assert (jobs.get(second).position, jobs.get(third).position) == (1, 2)
     listed = jobs.list()
     assert [j["id"] for j in listed[:3]] == [first, second, third]
     assert jobs.wait(third, timeout=20)["status"] == "succeeded"
@@ -81,7 +81,7 @@ def test_progress_is_reported_while_running(slow_queue):
     deadline = time.monotonic() + 10
     seen = None
     while time.monotonic() < deadline:
-        progress = jobs.get(job_id)["progress"]
+        progress = jobs.get(job_id).progress
         if progress["step"] >= 2:
             seen = progress
             break
@@ -147,7 +147,7 @@ def test_an_interrupt_from_outside_is_not_a_cancel(slow_queue):
 def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
     data = str(tmp_path / "data")
     lib = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
-    with lib.db.write() as session:  # what a process that died mid-job leaves behind
+    with lib.store.db.write() as session:  # what a process that died mid-job leaves behind
         session.add(Job(kind="generate", status="running", request=json.dumps({"request": request("was running").to_dict()}),
                         created_at=time.time(), started_at=time.time()))
         session.add(Job(kind="generate", status="queued", request=json.dumps({"request": request("was waiting").to_dict()}),
@@ -156,7 +156,7 @@ def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
 
     lib = Library.open(data, database_url=database_url)
     painter = PaintingGenerator(tmp_path / "out")
-    jobs = JobQueue(lib, painter)
+    jobs = JobQueue(lib.store, painter)
     try:
         running, waiting = jobs.list()[0], None
         assert running["status"] == "queued"  # only the waiting one is still queued

@@ -16,7 +16,7 @@ from lib_lora_manager.errors import Busy, InvalidInput, NotFound, QueryError
 
 
 def names(page):
-    return sorted(item["filename"] for item in page.items)
+    return sorted(item.filename for item in page.items)
 
 
 def test_scan_indexes_metadata_base_models_and_errors(library, lora_dir):
@@ -26,21 +26,21 @@ def test_scan_indexes_metadata_base_models_and_errors(library, lora_dir):
     synth.write_hostile(lora_dir / "broken.safetensors", "truncated")
     synth.write_pickle_placeholder(lora_dir / "old.pt")
 
-    report = library.scan()
+    report = library.indexer.scan()
 
     assert (report.files, report.added, report.errors) == (5, 5, 1)
     page = library.search("", per_page=10)
     assert page.total == 5
-    by_name = {item["filename"]: item for item in page.items}
-    assert by_name["anime_style.safetensors"]["base_model"] == "sd1"
-    assert by_name["detail.v2.safetensors"]["base_model"] == "sdxl"
-    assert by_name["keys_only.safetensors"]["base_model"] == "flux"
-    assert by_name["old.pt"]["error"] is None
-    assert "truncated" in by_name["broken.safetensors"]["error"] or "header" in by_name["broken.safetensors"]["error"]
+    by_name = {item.filename: item for item in page.items}
+    assert by_name["anime_style.safetensors"].base_model == "sd1"
+    assert by_name["detail.v2.safetensors"].base_model == "sdxl"
+    assert by_name["keys_only.safetensors"].base_model == "flux"
+    assert by_name["old.pt"].error is None
+    assert "truncated" in by_name["broken.safetensors"].error or "header" in by_name["broken.safetensors"].error
     # SDNext's name mangling: dots become underscores
-    assert by_name["detail.v2.safetensors"]["token"] == "<lora:detail_v2:1>"
-    detail = library.detail(by_name["anime_style.safetensors"]["id"])
-    assert detail["metadata"]["ss_output_name"]
+    assert by_name["detail.v2.safetensors"].token == "<lora:detail_v2:1>"
+    detail = library.get(by_name["anime_style.safetensors"].id)
+    assert detail.metadata.ss_output_name
     assert detail["network_dim"] == 2
     assert detail["trigger_suggestions"]
 
@@ -48,95 +48,95 @@ def test_scan_indexes_metadata_base_models_and_errors(library, lora_dir):
 def test_rescan_reopens_only_changed_files(library, lora_dir):
     for i in range(5):
         make_lora(lora_dir, f"l{i}", seed=i)
-    library.scan()
-    second = library.scan()
+    library.indexer.scan()
+    second = library.indexer.scan()
     assert (second.added, second.updated, second.unchanged) == (0, 0, 5)
 
     make_lora(lora_dir, "l3", "sdxl", seed=99)  # rewritten in place: size and mtime change
-    third = library.scan()
+    third = library.indexer.scan()
     assert (third.updated, third.unchanged) == (1, 4)
     assert library.search("base:sdxl").total == 1
 
 
 def test_vanished_file_is_marked_missing_and_keeps_user_data(library, lora_dir):
     path = make_lora(lora_dir, "nas_lora")
-    library.scan()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, rating=5, tags=["keeper"], notes="on the NAS")
     moved_away = lora_dir.parent / "elsewhere.safetensors"
     shutil.move(path, moved_away)
 
-    report = library.scan()
+    report = library.indexer.scan()
 
     assert report.missing == 1
     item = library.search("missing:yes").items[0]
-    assert item["id"] == lora_id and item["rating"] == 5 and item["tags"] == ["keeper"]
+    assert item.id == lora_id and item.rating == 5 and item.tags == ["keeper"]
     shutil.move(moved_away, path)
-    back = library.scan()
+    back = library.indexer.scan()
     assert back.returned == 1
     assert library.search("missing:no").total == 1
 
 
 def test_moved_file_keeps_its_row_by_inode(library, lora_dir):
     path = make_lora(lora_dir, "wanderer")
-    library.scan()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, favorite=True, rating=4)
     (lora_dir / "sub").mkdir()
     os.rename(path, lora_dir / "sub" / "renamed.safetensors")
 
-    report = library.scan()
+    report = library.indexer.scan()
 
     assert report.moved == 1 and report.missing == 0 and report.added == 0
-    detail = library.detail(lora_id)
-    assert detail["relpath"] == "sub/renamed.safetensors" and detail["favorite"] and detail["rating"] == 4
+    detail = library.get(lora_id)
+    assert detail.relpath == "sub/renamed.safetensors" and detail.favorite and detail.rating == 4
 
 
 def test_copied_then_deleted_file_is_matched_by_hash(library, lora_dir):
     path = make_lora(lora_dir, "copied")
-    library.scan()
-    library.hash_pending()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, tags=["precious"])
     shutil.copy(path, lora_dir / "copy.safetensors")  # a new inode: only the hash can tell
     path.unlink()
 
-    library.scan()
+    library.indexer.scan()
     assert library.search("missing:yes").total == 1
-    library.hash_pending()
+    library.indexer.hash_pending()
 
     page = library.search("")
     assert page.total == 1
     item = page.items[0]
-    assert item["id"] == lora_id and item["filename"] == "copy.safetensors" and item["tags"] == ["precious"]
-    assert not item["missing"]
+    assert item.id == lora_id and item.filename == "copy.safetensors" and item.tags == ["precious"]
+    assert not item.missing
 
 
 def test_hashes_match_sha256_and_kohya_addnet(library, lora_dir):
     path = make_lora(lora_dir, "hashme")
-    library.scan()
+    library.indexer.scan()
     assert library.search("hashed:no").total == 1
-    assert library.hash_pending() == 1
-    assert library.hash_pending() == 0  # never twice for an unchanged file
+    assert library.indexer.hash_pending() == 1
+    assert library.indexer.hash_pending() == 0  # never twice for an unchanged file
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    detail = library.detail(library.search("hashed:yes").items[0]["id"])
-    assert detail["sha256"] == hashlib.sha256(raw).hexdigest()
-    assert detail["addnet_hash"] == hashlib.sha256(raw[8 + header_len:]).hexdigest()
-    assert detail["autov2"] == detail["sha256"][:10].upper()
-    assert detail["shorthash"] == detail["addnet_hash"][:8]
-    assert library.find(detail["sha256"][:12]).id == detail["id"]
+    detail = library.get(library.search("hashed:yes").items[0].id)
+    assert detail.sha256 == hashlib.sha256(raw).hexdigest()
+    assert detail.addnet_hash == hashlib.sha256(raw[8 + header_len:]).hexdigest()
+    assert detail.autov2 == detail.sha256[:10].upper()
+    assert detail.shorthash == detail.addnet_hash[:8]
+    assert library.find(detail.sha256[:12]).id == detail.id
 
 
 def test_edit_validates_and_updates_search(library, lora_dir):
     make_lora(lora_dir, "editable")
-    library.scan()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, display_name="Shiny Armor", trigger_words="shiny armor, metal", notes="great at 0.7",
                  default_weight=0.7, weight_min=0.4, weight_max=1.0, base_model="Pony")
-    detail = library.detail(lora_id)
-    assert detail["name"] == "Shiny Armor" and detail["trigger_words"] == ["shiny armor", "metal"]
-    assert detail["token"] == "<lora:editable:0.7>" and detail["base_model"] == "pony"
+    detail = library.get(lora_id)
+    assert detail.name == "Shiny Armor" and detail.trigger_words == ["shiny armor", "metal"]
+    assert detail.token == "<lora:editable:0.7>" and detail.base_model == "pony"
     for text in ("armor", "metal", "0.7"):
         assert library.search(text).total == 1
     with pytest.raises(InvalidInput):
@@ -148,15 +148,15 @@ def test_edit_validates_and_updates_search(library, lora_dir):
     with pytest.raises(NotFound):
         library.edit(999999, rating=1)
     library.edit(lora_id, base_model="auto")
-    assert library.detail(lora_id)["base_model"] == "sd1"
+    assert library.get(lora_id).base_model == "sd1"
 
 
 def test_query_filters_and_sorts(library, lora_dir):
     make_lora(lora_dir / "styles", "a_style", "sdxl", seed=1)
     make_lora(lora_dir / "styles" / "deep", "b_style", "sd1", seed=2)
     make_lora(lora_dir / "chars", "c_char", "sd1", seed=3)
-    library.scan()
-    ids = {i["filename"]: i["id"] for i in library.search("").items}
+    library.indexer.scan()
+    ids = {i.filename: i.id for i in library.search("").items}
     library.edit(ids["a_style.safetensors"], rating=5, favorite=True, tags=["style", "colour"])
     library.edit(ids["b_style.safetensors"], rating=3, tags=["style"])
 
@@ -169,9 +169,9 @@ def test_query_filters_and_sorts(library, lora_dir):
     assert names(library.search("base:sd1.5")) == ["b_style.safetensors", "c_char.safetensors"]
     assert names(library.search("added:<1d")) == names(library.search(""))
     assert library.search("added:>30d").total == 0
-    assert [i["filename"] for i in library.search("sort:-rating").items] == ["a_style.safetensors", "b_style.safetensors", "c_char.safetensors"]
-    assert [i["filename"] for i in library.search("sort:rating").items][:2] == ["b_style.safetensors", "a_style.safetensors"]
-    assert [i["filename"] for i in library.search("sort:-name").items][0] == "c_char.safetensors"
+    assert [i.filename for i in library.search("sort:-rating").items] == ["a_style.safetensors", "b_style.safetensors", "c_char.safetensors"]
+    assert [i.filename for i in library.search("sort:rating").items][:2] == ["b_style.safetensors", "a_style.safetensors"]
+    assert [i.filename for i in library.search("sort:-name").items][0] == "c_char.safetensors"
     page = library.search("", page=2, per_page=2)
     assert page.total == 3 and len(page.items) == 1 and page.pages == 2
     with pytest.raises(QueryError):
@@ -181,7 +181,7 @@ def test_query_filters_and_sorts(library, lora_dir):
 def test_bulk_operations_on_a_query(library, lora_dir):
     for i in range(4):
         make_lora(lora_dir, f"bulk{i}", seed=i)
-    library.scan()
+    library.indexer.scan()
     result = library.add_tags("bulk", ["batch", "Mixed Case"])
     assert len(result.done) == 4
     assert library.search("tag:batch tag:\"mixed case\"").total == 4
@@ -200,50 +200,50 @@ def test_bulk_operations_on_a_query(library, lora_dir):
 def test_move_takes_sidecars_and_index_follows(library, lora_dir, tmp_path):
     other = tmp_path / "Extra"
     other.mkdir()
-    library.set_roots([str(lora_dir), str(other)])
+    library.store.set_roots([str(lora_dir), str(other)])
     path = make_lora(lora_dir, "mover")
     (lora_dir / "mover.preview.png").write_bytes(b"png")
     (lora_dir / "mover.civitai.info").write_text("{}")
     (lora_dir / "mover.v2.json").write_text("{}")  # no "mover.v2" LoRA here, so this is mover's too
-    library.scan()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, rating=4)
 
-    result = library.move([lora_id], str(other), "sorted")
+    result = library.files.move([lora_id], str(other), "sorted")
 
     assert result.done == [lora_id], result.errors
     assert not path.exists() and (other / "sorted" / "mover.safetensors").exists()
     for sidecar in ("mover.preview.png", "mover.civitai.info", "mover.v2.json"):
         assert (other / "sorted" / sidecar).exists()
-    detail = library.detail(lora_id)
-    assert detail["relpath"] == "sorted/mover.safetensors" and detail["rating"] == 4
-    assert detail["token"].startswith("<lora:" + str(other))  # outside SDNext's folder: absolute path
-    report = library.scan()
+    detail = library.get(lora_id)
+    assert detail.relpath == "sorted/mover.safetensors" and detail.rating == 4
+    assert detail.token.startswith("<lora:" + str(other))  # outside SDNext's folder: absolute path
+    report = library.indexer.scan()
     assert report.missing == 0 and report.added == 0
     with pytest.raises(InvalidInput):
-        library.move([lora_id], str(tmp_path), "")
+        library.files.move([lora_id], str(tmp_path), "")
 
 
 def test_trash_and_undo(library, lora_dir, tmp_path):
     path = make_lora(lora_dir / "sub", "doomed")
     (lora_dir / "sub" / "doomed.txt").write_text("description")
-    library.scan()
-    lora_id = library.search("").items[0]["id"]
+    library.indexer.scan()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, notes="keep me")
 
-    result = library.trash([lora_id])
+    result = library.files.trash([lora_id])
 
     assert result.done == [lora_id] and result.batch
     assert not path.exists() and not (lora_dir / "sub" / "doomed.txt").exists()
     assert library.search("").total == 0
-    assert library.scan().missing == 0  # trashed files are not "missing"
-    restored = library.undo_trash()
+    assert library.indexer.scan().missing == 0  # trashed files are not "missing"
+    restored = library.files.undo_trash()
     assert restored.done == [lora_id]
     assert path.exists() and (lora_dir / "sub" / "doomed.txt").exists()
-    assert library.detail(lora_id)["notes"] == "keep me"
-    assert library.scan().added == 0
+    assert library.get(lora_id).notes == "keep me"
+    assert library.indexer.scan().added == 0
     with pytest.raises(NotFound):
-        library.undo_trash()
+        library.files.undo_trash()
 
 
 def test_duplicates_grouped_and_resolved(library, lora_dir):
@@ -252,21 +252,21 @@ def test_duplicates_grouped_and_resolved(library, lora_dir):
     shutil.copy(original, lora_dir / "b" / "same.safetensors")
     shutil.copy(original, lora_dir / "b" / "same_copy.safetensors")
     make_lora(lora_dir / "c", "same", "sdxl", seed=5)  # same name, different base model: distinct
-    library.scan()
-    library.hash_pending()
+    library.indexer.scan()
+    library.indexer.hash_pending()
 
-    groups = library.duplicates()
+    groups = library.files.duplicates()
 
     assert len(groups) == 1 and len(groups[0]) == 3
     assert library.search("dupe:yes").total == 3
     # two files share the basename "same" in SDNext's folder: tokens use the relative path
-    tokens = {i["relpath"]: i["token"] for i in library.search("same").items}
+    tokens = {i.relpath: i.token for i in library.search("same").items}
     assert tokens["a/same.safetensors"] == "<lora:a/same:1>"
     assert tokens["c/same.safetensors"] == "<lora:c/same:1>"
-    keep = groups[0][0]["id"]
-    result = library.keep_duplicate(keep)
+    keep = groups[0][0].id
+    result = library.files.keep_duplicate(keep)
     assert len(result.done) == 2
-    assert library.duplicates() == []
+    assert library.files.duplicates() == []
     assert library.search("dupe:yes").total == 0
 
 
@@ -274,31 +274,31 @@ def test_hostile_files_each_get_one_error(library, lora_dir):
     for kind in synth.HOSTILE_KINDS:
         synth.write_hostile(lora_dir / f"{kind}.safetensors", kind)
     make_lora(lora_dir, "good")
-    report = library.scan()
+    report = library.indexer.scan()
     assert report.files == len(synth.HOSTILE_KINDS) + 1
-    errors = {i["filename"]: i["error"] for i in library.search("error:yes", per_page=100).items}
+    errors = {i.filename: i.error for i in library.search("error:yes", per_page=100).items}
     assert len(errors) == report.errors >= len(synth.HOSTILE_KINDS) - 1
     assert all(isinstance(e, str) and 0 < len(e) < 300 for e in errors.values())
-    assert library.search("error:no").items[0]["filename"] == "good.safetensors"
+    assert library.search("error:no").items[0].filename == "good.safetensors"
 
 
 def test_one_scan_at_a_time(library, lora_dir):
     make_lora(lora_dir, "x")
-    library._scan_lock.acquire()
+    library.indexer._scan_lock.acquire()
     try:
         with pytest.raises(Busy):
-            library.scan()
-        assert library.scan_in_background() is False
+            library.indexer.scan()
+        assert library.indexer.scan_in_background() is False
     finally:
-        library._scan_lock.release()
+        library.indexer._scan_lock.release()
 
 
 def test_roots_remembered_for_the_cli(library, tmp_path, lora_dir, database_url):
     from lib_lora_manager.library import Library
 
-    again = Library.open(library.data_dir, database_url=database_url)
+    again = Library.open(library.store.data_dir, database_url=database_url)
     try:
-        assert again.roots == [str(lora_dir)]
+        assert again.store.roots == [str(lora_dir)]
     finally:
         again.close()
 
@@ -308,35 +308,35 @@ def test_sidecars_seed_user_data_once(library, lora_dir):
     (lora_dir / "helper.civitai.info").write_text(json.dumps({
         "id": 11, "modelId": 22, "name": "v1", "baseModel": "Pony", "trainedWords": ["ponystyle"],
         "model": {"name": "Helper", "type": "LORA", "nsfw": False}}))
-    library.scan()
+    library.indexer.scan()
     item = library.search("").items[0]
-    assert item["base_model"] == "pony" and "ponystyle" in item["trigger_words"]
-    library.edit(item["id"], trigger_words=["mine"])
+    assert item.base_model == "pony" and "ponystyle" in item.trigger_words
+    library.edit(item.id, trigger_words=["mine"])
     (lora_dir / "helper.civitai.info").write_text(json.dumps({"id": 11, "modelId": 22, "trainedWords": ["other"], "baseModel": "SDXL 1.0"}))
     os.utime(lora_dir / "helper.civitai.info", ns=(1, 1))
-    report = library.scan()
+    report = library.indexer.scan()
     assert report.updated == 1
-    detail = library.detail(item["id"])
-    assert detail["trigger_words"] == ["mine"] and detail["base_model"] == "sdxl"
+    detail = library.get(item.id)
+    assert detail.trigger_words == ["mine"] and detail.base_model == "sdxl"
 
 
 def test_library_folders_rearranged_keep_rows(library, lora_dir):
     """An extra folder indexed on its own, later covered by its parent: same rows, new root."""
     inner = lora_dir / "extra"
     make_lora(inner, "inside")
-    library.set_roots([str(inner)])
-    library.scan()
-    library.hash_pending()
-    lora_id = library.search("").items[0]["id"]
+    library.store.set_roots([str(inner)])
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    lora_id = library.search("").items[0].id
     library.edit(lora_id, rating=3)
 
-    library.set_roots([str(lora_dir)])
-    report = library.scan()
+    library.store.set_roots([str(lora_dir)])
+    report = library.indexer.scan()
 
     assert report.added == 0 and report.missing == 0
-    detail = library.detail(lora_id)
-    assert detail["root"] == str(lora_dir) and detail["relpath"] == "extra/inside.safetensors"
-    assert detail["rating"] == 3 and detail["sha256"]  # same file: the hash is kept
+    detail = library.get(lora_id)
+    assert detail.root == str(lora_dir) and detail.relpath == "extra/inside.safetensors"
+    assert detail.rating == 3 and detail.sha256  # same file: the hash is kept
     assert library.search("").total == 1
 
 
@@ -346,11 +346,11 @@ def test_files_indexed_meanwhile_by_another_process_are_left_to_it(library, lora
 
     for i in range(3):
         make_lora(lora_dir, f"shared{i}", seed=i)
-    library.scan()
+    library.indexer.scan()
     (lora_dir / "late.safetensors").write_bytes(make_lora(lora_dir.parent, "late").read_bytes())
     monkeypatch.setattr(scanner, "_load_index", lambda db, mounts=None: {})  # our index was loaded before theirs
 
-    report = library.scan()
+    report = library.indexer.scan()
 
     assert report.added == 1  # only the file nobody had indexed
     assert library.search("").total == 4
@@ -360,18 +360,18 @@ def test_folders_removed_from_the_library_mark_their_loras_missing(library, lora
     extra = tmp_path / "Extra"
     make_lora(extra, "outside")
     make_lora(lora_dir, "inside")
-    library.set_roots([str(lora_dir), str(extra)])
-    library.scan()
-    library.set_roots([str(lora_dir)])
-    report = library.scan()
+    library.store.set_roots([str(lora_dir), str(extra)])
+    library.indexer.scan()
+    library.store.set_roots([str(lora_dir)])
+    report = library.indexer.scan()
     assert report.missing == 1
-    assert [i["filename"] for i in library.search("missing:yes").items] == ["outside.safetensors"]
+    assert [i.filename for i in library.search("missing:yes").items] == ["outside.safetensors"]
 
 
 def test_tokens_sdnext_cannot_parse_are_flagged(library, lora_dir):
     make_lora(lora_dir, "<img src=x onerror=alert(1)>")
     make_lora(lora_dir, "fine name")
-    library.scan()
-    problems = {i["filename"]: i["token_problem"] for i in library.search("").items}
+    library.indexer.scan()
+    problems = {i.filename: i.token_problem for i in library.search("").items}
     assert problems["fine name.safetensors"] is None
     assert "'<' or '>'" in problems["<img src=x onerror=alert(1)>.safetensors"]

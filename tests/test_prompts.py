@@ -54,16 +54,16 @@ def test_infotext_is_parsed():
 def test_library_reads_a_prompt_back_to_its_entries(library, lora_dir):
     make_lora(lora_dir / "styles", "anime_style", seed=1)
     make_lora(lora_dir, "detail", "sdxl", seed=2)
-    library.scan()
-    library.hash_pending()
-    shorthash = library.search("detail").items[0]["shorthash"]
-    result = library.read_prompt(INFOTEXT.replace("<lora:detail:", f"<lora:{shorthash}:") + "")
-    assert result["text"] == "a castle at dusk, watercolor"
-    assert result["negative"] == "blurry, lowres" and result["parameters"]["Steps"] == 20
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    shorthash = library.search("detail").items[0].shorthash
+    result = library.composer.read_prompt(INFOTEXT.replace("<lora:detail:", f"<lora:{shorthash}:") + "")
+    assert result.text == "a castle at dusk, watercolor"
+    assert result.negative == "blurry, lowres" and result.parameters.Steps == 20
     by_name = {item["name"]: item for item in result["loras"]}
     assert by_name["anime_style"]["lora_id"] and by_name["anime_style"]["weight"] == 0.8
     assert by_name[shorthash]["lora_id"] and by_name[shorthash]["te"] == 0.5
-    missing = library.read_prompt("<lora:not_here:1>")["loras"][0]
+    missing = library.composer.read_prompt("<lora:not_here:1>")["loras"][0]
     assert missing["lora_id"] is None and "not_here" in missing["problem"]
 
 
@@ -72,9 +72,9 @@ def test_prompt_names_resolve_by_alias_and_title(library, lora_dir):
 
     metadata = synth.realistic_metadata("sd1", "inkv2", seed=4) | {"ss_output_name": "InkMaster", "modelspec.title": "Ink Master v2"}
     make_lora(lora_dir, "ink_master_v2_final", metadata=metadata, seed=4)
-    library.scan()
+    library.indexer.scan()
     expected = library.find("ink_master_v2_final").id
     assert library.find("inkmaster").id == expected  # SDNext's alias: the training output name
     assert library.find("Ink Master v2").id == expected
-    [item] = library.read_prompt("a pond <lora:InkMaster:0.6>")["loras"]
-    assert item["lora_id"] == expected and item["problem"] is None
+    [item] = library.composer.read_prompt("a pond <lora:InkMaster:0.6>").loras
+    assert item.lora_id == expected and item.problem is None

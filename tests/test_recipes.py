@@ -16,8 +16,8 @@ from lib_lora_manager.errors import InvalidInput, NotFound
 def loras(library, lora_dir):
     make_lora(lora_dir, "anime_style", "sd1", seed=1)
     make_lora(lora_dir / "xl", "detail_tweaker", "sdxl", seed=2)
-    library.scan()
-    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
+    library.indexer.scan()
+    ids = {item.filename.split(".")[0]: item.id for item in library.search("").items}
     library.edit(ids["anime_style"], display_name="Anime Style", trigger_words=["anime style", "cel shading"],
                  default_weight=0.7)
     return ids
@@ -34,7 +34,7 @@ def test_save_get_and_update_by_name(library, loras):
         [{"lora_id": loras["anime_style"]}, {"name": "detail_tweaker", "weight": 0.4, "te": 0.3, "unet": 0.5,
                                               "enabled": False, "triggers": ["sharp"]}],
         {"steps": 30, "sampler_name": "Euler a", "seed": 42})
-    assert saved["name"] == "Castle at dusk" and saved["prompt"] == "a castle at dusk" and saved["negative_prompt"] == "blurry"
+    assert saved.name == "Castle at dusk" and saved.prompt == "a castle at dusk" and saved.negative_prompt == "blurry"
     first, second = saved["loras"]
     # a missing weight is the LoRA's default, triggers True (the default) is every trigger word
     assert first == {"lora_id": loras["anime_style"], "name": "anime_style", "label": "Anime Style", "weight": 0.7,
@@ -51,7 +51,7 @@ def test_save_get_and_update_by_name(library, loras):
     assert updated["prompt"] == "a castle at night" and [e["weight"] for e in updated["loras"]] == [0.5]
     assert updated["parameters"] == saved["parameters"] and updated["created_at"] == saved["created_at"]
     assert len(library.recipes.search("")) == 1
-    assert library.recipes.find("CASTLE at dusk")["id"] == saved["id"]
+    assert library.recipes.find("CASTLE at dusk").id == saved["id"]
     cleared = library.recipes.save("castle at dusk", "x", parameters={})
     assert cleared["parameters"] == {} and cleared["loras"] == []
 
@@ -59,7 +59,7 @@ def test_save_get_and_update_by_name(library, loras):
 def test_search_by_name_prompt_and_lora_names(library, loras):
     a = library.recipes.save("Night city", "neon streets, rain", "", [{"lora_id": loras["detail_tweaker"]}])
     b = library.recipes.save("Portrait", "a woman, soft light", "lowres", [{"lora_id": loras["anime_style"]}])
-    names = lambda q: [r["name"] for r in library.recipes.search(q)]  # noqa: E731
+    names = lambda q: [r.name for r in library.recipes.search(q)]  # noqa: E731
     assert names("night") == ["Night city"]
     assert names("soft LIGHT") == ["Portrait"]  # every word, any case, anywhere
     assert names("tweaker") == ["Night city"]  # the LoRA's file name
@@ -75,7 +75,7 @@ def test_search_by_name_prompt_and_lora_names(library, loras):
 def test_rename_and_delete(library, loras):
     a = library.recipes.save("one", "x")
     library.recipes.save("two", "y")
-    assert library.recipes.rename(a["id"], "  first   recipe ")["name"] == "first recipe"
+    assert library.recipes.rename(a.id, "  first   recipe ").name == "first recipe"
     with pytest.raises(InvalidInput, match="already named"):
         library.recipes.rename(a["id"], "TWO")
     library.recipes.delete(a["id"])
@@ -116,8 +116,8 @@ def test_bad_input_is_a_clear_message(library, loras, kwargs, message):
 def test_cover_is_a_bounded_copy_replaced_and_removed(library, loras, tmp_path):
     big = image(tmp_path / "big.png", size=(3000, 1500))
     saved = library.recipes.save("with cover", "x", cover_image_path=big)
-    cover = saved["cover"]
-    assert os.path.dirname(cover) == os.path.join(library.data_dir, "recipes")
+    cover = saved.cover
+    assert os.path.dirname(cover) == os.path.join(library.store.data_dir, "recipes")
     with Image.open(cover) as stored:
         assert stored.format == "WEBP" and max(stored.size) == 1024
     assert os.path.exists(big)  # the user's file is untouched
@@ -139,10 +139,10 @@ def test_bad_cover_is_refused_without_leftovers(library, loras, tmp_path):
     with pytest.raises(InvalidInput, match="cannot read the cover"):
         library.recipes.save("bad cover", "x", cover_image_path=str(tmp_path / "absent.png"))
     assert library.recipes.search("") == []
-    assert not os.listdir(os.path.join(library.data_dir, "recipes"))
+    assert not os.listdir(os.path.join(library.store.data_dir, "recipes"))
     # a failed save of an existing recipe leaves its cover alone
     good = library.recipes.save("kept", "x", cover_image_path=image(tmp_path / "ok.png"))
     with pytest.raises(InvalidInput):
         library.recipes.save("kept", "x", loras=[{"lora_id": 424242}], cover_image_path=image(tmp_path / "ok2.png"))
-    assert library.recipes.get(good["id"])["cover"] == good["cover"] and os.path.exists(good["cover"])
-    assert os.listdir(os.path.join(library.data_dir, "recipes")) == [os.path.basename(good["cover"])]
+    assert library.recipes.get(good.id).cover == good.cover and os.path.exists(good.cover)
+    assert os.listdir(os.path.join(library.store.data_dir, "recipes")) == [os.path.basename(good["cover"])]

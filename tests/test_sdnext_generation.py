@@ -320,7 +320,7 @@ def test_jobs_left_by_the_previous_run_go_on_after_a_restart(sdnext, tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     previous = Library.open(str(tmp_path / "sdnext-data" / "data" / "lora-manager"))  # what the last run left
-    with previous.db.write() as session:
+    with previous.store.db.write() as session:
         left = [Job(kind="generate", status=status, request=json.dumps({"request": request().to_dict()}), created_at=time.time())
                 for status in ("running", "queued")]
         session.add_all(left)
@@ -332,7 +332,7 @@ def test_jobs_left_by_the_previous_run_go_on_after_a_restart(sdnext, tmp_path, m
         wait_until(lambda: host()._jobs is not None)  # noqa: SLF001  started by the app-start thread
         jobs = host().host_info().jobs()
         assert jobs.wait(queued_id, 30)["status"] == "succeeded"
-        assert jobs.get(running_id)["status"] == "interrupted"
+        assert jobs.get(running_id).status == "interrupted"
     finally:
         host().shutdown()
         host().library().close()

@@ -16,7 +16,7 @@ def sdnext_host():
 def wait_for_scan(library, timeout=30.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if library.scan_status.finished_at and not library.scan_status.running:
+        if library.indexer.status.finished_at and not library.indexer.status.running:
             return
         time.sleep(0.05)
     raise AssertionError("background scan did not finish")
@@ -44,8 +44,8 @@ def test_loads_like_sdnext_loads_it(sdnext, tmp_path):
         assert double.opts.secrets["lora_manager_database_secret"].endswith("@db/lib")
         double.opts.set("lora_manager_database_secret", "")
         library = sdnext_host().library()
-        assert library.roots == [str(lora_dir), str(extra)]
-        assert library.data_dir.endswith("data/lora-manager")
+        assert library.store.roots == [str(lora_dir), str(extra)]
+        assert library.store.data_dir.endswith("data/lora-manager")
         wait_for_scan(library)
         with double.client() as client:
             body = client.get("/lora-manager/v1/loras", params={"q": "sort:name"}).json()
@@ -74,8 +74,8 @@ def test_startup_does_no_synchronous_scan(sdnext, tmp_path):
     try:
         library = sdnext_host().library()
         assert library.search("").total == 0  # nothing was read during startup
-        assert library.scan_status.started_at is None
-        library.scan()
+        assert library.indexer.status.started_at is None
+        library.indexer.scan()
         assert library.search("").total == 30
         assert double.errors == []
     finally:
@@ -89,7 +89,7 @@ def test_settings_changes_apply_without_restart(sdnext, tmp_path):
     try:
         library = sdnext_host().library()
         assert double.opts.set("lora_manager_extra_dirs", str(extra))
-        assert str(extra) in library.roots
+        assert str(extra) in library.store.roots
         wait_for_scan(library)
         assert library.search("late_arrival").total == 1
     finally:

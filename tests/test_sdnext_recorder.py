@@ -252,7 +252,7 @@ def test_a_name_two_files_share_resolves_to_the_file_sdnext_loaded(sdnext, tmp_p
         from modules.lora import lora_common
 
         [loaded] = lora_common.loaded_networks
-        expected = next(lora["id"] for lora in host().library().search("knight").items
+        expected = next(lora.id for lora in host().library().search("knight").items
                         if os.path.join(lora_dir, lora["relpath"]) == os.path.abspath(loaded.network_on_disk.filename))
         [record] = generations()
         assert record["loras"] == [("knight", 0.7, expected)]

@@ -56,7 +56,7 @@ def lora_dir(tmp_path) -> Path:
 def library(tmp_path, lora_dir, monkeypatch):
     monkeypatch.delenv("LORA_MANAGER_DATABASE_URL", raising=False)
     lib = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], hashing=False)
-    lib.scan()
+    lib.indexer.scan()
     yield lib
     lib.close()
 
@@ -86,7 +86,7 @@ def card_ids(html: str) -> list[int]:
 
 
 def by_name(library: Library, name: str) -> int:
-    return next(i["id"] for i in library.search("", per_page=200).items if i["filename"] == f"{name}.safetensors")
+    return next(i.id for i in library.search("", per_page=200).items if i.filename == f"{name}.safetensors")
 
 
 # --- building -------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_invalid_query_shows_the_message_and_keeps_the_results(tab):
 
 
 def test_table_view_and_selection_marks(tab, library):
-    first = library.search("style", per_page=PAGE_SIZE).items[0]["id"]
+    first = library.search("style", per_page=PAGE_SIZE).items[0].id
     html, *_ = search(tab, "style", view="Table", selected=f"{first},999")
     assert len(re.findall(r'<tr class="lm-row[^"]*" data-id=', html)) == PAGE_SIZE
     assert f'class="lm-row lm-selected" data-id="{first}"' in html
@@ -225,8 +225,8 @@ def test_saving_persists_and_validation_errors_are_messages(tab, library):
     out = dict(zip(LibraryTab.DETAIL_FIELDS, tab.save(
         lora_id, "Nice Portrait", "faces, Photo ", "4", True, True, "my notes", "prt, face", 0.8, 0.5, 1.2, "Pony")))
     assert "Saved." in out["status"]
-    d = library.detail(lora_id)
-    assert (d["rating"], d["favorite"], d["nsfw"], d["notes"]) == (4, True, True, "my notes")
+    d = library.get(lora_id)
+    assert (d.rating, d.favorite, d.nsfw, d.notes) == (4, True, True, "my notes")
     assert d["tags"] == ["faces", "photo"] and d["trigger_words"] == ["prt", "face"]
     assert (d["default_weight"], d["weight_min"], d["weight_max"]) == (0.8, 0.5, 1.2)
     assert d["base_model"] == "pony" and d["name"] == "Nice Portrait"
@@ -235,12 +235,12 @@ def test_saving_persists_and_validation_errors_are_messages(tab, library):
     bad = dict(zip(LibraryTab.DETAIL_FIELDS, tab.save(
         lora_id, "x", "", "2", False, False, "", "", 0.8, 1.5, 1.0, "auto")))
     assert "Not saved" in bad["status"] and "reversed" in bad["status"]
-    assert library.detail(lora_id)["rating"] == 4  # unchanged
+    assert library.get(lora_id).rating == 4  # unchanged
 
     cleared = dict(zip(LibraryTab.DETAIL_FIELDS, tab.save(
         lora_id, "", "", "unrated", False, False, "", "", None, None, None, "auto")))
-    assert "Saved." in cleared["status"] and library.detail(lora_id)["rating"] is None
-    assert library.detail(lora_id)["base_model"] == "sd1"
+    assert "Saved." in cleared["status"] and library.get(lora_id).rating is None
+    assert library.get(lora_id).base_model == "sd1"
 
 
 def test_trigger_suggestions_are_added_to_the_field(tab):
@@ -256,7 +256,7 @@ def test_preview_upload_candidate_clear_and_nsfw_blur(tab, library, lora_dir, tm
     Image.new("RGB", (64, 96), (200, 30, 30)).save(upload)
     out = tab.set_preview_upload(lora_id, str(upload))
     assert "Preview updated." in out[LibraryTab.DETAIL_FIELDS.index("status")] and out[-1] is None
-    assert library.detail(lora_id)["has_preview"]
+    assert library.get(lora_id).has_preview
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     assert "not an image" in tab.set_preview_upload(lora_id, str(bad))[LibraryTab.DETAIL_FIELDS.index("status")]
@@ -295,7 +295,7 @@ def test_bulk_on_selected_cards_rate_and_trash_with_undo(tab, library):
     assert "from 1 to 5" in tab.bulk_review("Rate", "9", "auto", None, SELECTED, f"{a}", state)[0]
     _msg, _btn, pending = tab.bulk_review("Rate", "5", "auto", None, SELECTED, f"{a},{b}", state)
     tab.bulk_apply(pending, f"{a},{b}")
-    assert library.detail(a)["rating"] == 5 and library.detail(b)["rating"] == 5
+    assert library.get(a).rating == 5 and library.get(b).rating == 5
 
     _msg, button, pending = tab.bulk_review("Move to trash", "", "auto", None, SELECTED, f"{a},{b}", state)
     assert button["variant"] == "stop"
@@ -311,10 +311,10 @@ def test_bulk_move_and_base_model(tab, library, lora_dir):
     state = search(tab)[3]
     _m, _b, pending = tab.bulk_review("Move to folder", "people", "auto", str(lora_dir), SELECTED, str(a), state)
     assert "done for 1 LoRA" in tab.bulk_apply(pending, str(a))[0]
-    assert library.detail(a)["relpath"] == "people/portrait.safetensors"
+    assert library.get(a).relpath == "people/portrait.safetensors"
     _m, _b, pending = tab.bulk_review("Set base model", "", "Flux.1", None, SELECTED, str(a), state)
     tab.bulk_apply(pending, str(a))
-    assert library.detail(a)["base_model"] == "flux"
+    assert library.get(a).base_model == "flux"
 
 
 def test_tags_rename_and_merge(tab, library):
@@ -325,15 +325,15 @@ def test_tags_rename_and_merge(tab, library):
     assert "Renamed “wip” to “draft” on 1 LoRA" in message and "draft" in rename_from["choices"]
     assert filter_tag["choices"][0] == filters.ANY and "draft" in filter_tag["choices"]
     message, *_ = tab.merge_tags(["animé"], "anime")
-    assert "on 1 LoRA" in message and library.detail(b)["tags"] == ["anime"]
+    assert "on 1 LoRA" in message and library.get(b).tags == ["anime"]
     assert "Choose the tags" in tab.merge_tags([], "x")[0]
 
 
 def test_duplicates_keep_one_and_undo(tab, library, lora_dir):
     original = lora_dir / "styles" / "style_05.safetensors"
     shutil.copy(original, lora_dir / "copy_of_style_05.safetensors")
-    library.scan()
-    library.hash_pending()
+    library.indexer.scan()
+    library.indexer.hash_pending()
     html, keep, message = tab.find_duplicates()
     assert "1 group" in message and len(keep["choices"]) == 2 and "copy_of_style_05" in html
     html, keep, message = tab.keep_duplicate(keep["choices"][0])
@@ -372,6 +372,6 @@ def test_saving_the_form_keeps_tags_added_meanwhile(tab, library):
     assert opened["loaded_tags"] == ["faces"]
     library.add_tags([lora_id], ["added elsewhere"])  # e.g. a bulk action while the panel is open
     tab.save(lora_id, "", "faces, mine", "unrated", False, False, "", "", None, None, None, "auto", opened["loaded_tags"])
-    assert library.detail(lora_id)["tags"] == ["added elsewhere", "faces", "mine"]
+    assert library.get(lora_id).tags == ["added elsewhere", "faces", "mine"]
     tab.save(lora_id, "", "mine", "unrated", False, False, "", "", None, None, None, "auto", ["faces", "mine"])
-    assert library.detail(lora_id)["tags"] == ["added elsewhere", "mine"]
+    assert library.get(lora_id).tags == ["added elsewhere", "mine"]

@@ -68,8 +68,8 @@ def _protect_data(app, demo, library: Library) -> None:
 
     from .file_guard import private_paths, protect
 
-    url = library.db.engine.url
-    paths = private_paths(library.data_dir, f"sqlite:///{url.database}" if library.db.is_sqlite else None)
+    url = library.store.db.engine.url
+    paths = private_paths(library.store.data_dir, f"sqlite:///{url.database}" if library.store.db.is_sqlite else None)
     for route in app.routes:
         if isinstance(route, Mount) and getattr(route.app, "get_blocks", None) is not None:
             protect(demo, route.app, paths)
@@ -91,7 +91,7 @@ def serve(args: argparse.Namespace) -> int:
         create_demo_library(Path(demo_root))
         roots = [demo_root] + roots
     library = Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing)
-    if not library.roots:
+    if not library.store.roots:
         log.error("No LoRA folder: pass --lora-dir DIR (or --demo)")
         return 2
     values = {s.key: s.default for s in settings.SETTINGS}
@@ -106,8 +106,8 @@ def serve(args: argparse.Namespace) -> int:
         recorder, jobs = start_generation(library, model, data_dir, model_config=args.model_config)
         host.generator, host.jobs = jobs.generator, lambda: jobs
     app = build_app(library, host)
-    library.start_background(scan=not args.no_scan)
-    log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/", len(library.roots), data_dir, args.host, args.port)
+    library.indexer.start_background(scan=not args.no_scan)
+    log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/", len(library.store.roots), data_dir, args.host, args.port)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
@@ -121,14 +121,15 @@ def serve(args: argparse.Namespace) -> int:
 def start_generation(library: Library, model: str, data_dir: str, model_config: str | None = None):
     """The diffusers generator over ``model`` and a started job queue; every generation is
     recorded in the history (the standalone counterpart of SDNext's process hooks)."""
+    from .. import catalog
     from ..history import Recorder
     from ..jobs import JobQueue
     from .diffusion import DiffusersGenerator
 
-    recorder = Recorder(library.record_generation)
+    recorder = Recorder(library.history.record)
     generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
-                                   resolve_lora=lambda name: library.local_path(library.find(name)), record=recorder.submit,
+                                   resolve_lora=lambda name: library.store.local_path(catalog.find_row(library.store, name)), record=recorder.submit,
                                    model_config=model_config)
-    jobs = JobQueue(library, generator)
+    jobs = JobQueue(library.store, generator)
     jobs.start()
     return recorder, jobs

@@ -15,19 +15,6 @@ if TYPE_CHECKING:
     from ..library import Library
 
 
-def gradio_module():
-    """gradio, imported when a tab is built or a handler runs (importing ui costs nothing)."""
-    import gradio
-
-    return gradio
-
-
-def no_config(*components) -> None:
-    """Keep SDNext's ui-config.json from saving or overriding these (per-item values, hidden glue)."""
-    for component in components:
-        component.do_not_save_to_config = True
-
-
 def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tuple[object, str, str]]:
     """(blocks, title, elem_id) for each tab, the shape SDNext's on_ui_tabs expects.
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import base_models
+from ..results import DuplicateFile, LoraDetail, LoraSummary
 
 PREVIEW_PATH = "/lora-manager/v1/loras/{id}/preview?size={size}&v={version}"
 CARD_TAGS = 4  # tags shown on a card; the rest are counted
@@ -83,19 +84,19 @@ def stars(rating: int | None) -> str:
     return f'<span class="lm-stars" title="rated {rating} of 5">{"★" * rating}{"☆" * (5 - rating)}</span>'
 
 
-def base_badge(item: dict[str, Any]) -> str:
-    code = item.get("base_model") or "unknown"
-    label = item.get("base_model_label") or base_models.label(code)
+def base_badge(item: LoraSummary) -> str:
+    code = item.base_model or "unknown"
+    label = item.base_model_label or base_models.label(code)
     return f'<span class="lm-badge lm-base lm-base-{_css_token(code)}" title="base model">{esc(label)}</span>'
 
 
-def status_badges(item: dict[str, Any]) -> str:
+def status_badges(item: LoraSummary) -> str:
     out = []
-    if item.get("missing"):
+    if item.missing:
         out.append('<span class="lm-badge lm-bad" title="the file is not in its folder any more">missing</span>')
-    if item.get("error"):
-        out.append(f'<span class="lm-badge lm-bad" title="{esc(cut(item["error"], 500))}">error</span>')
-    if item.get("nsfw"):
+    if item.error:
+        out.append(f'<span class="lm-badge lm-bad" title="{esc(cut(item.error, 500))}">error</span>')
+    if item.nsfw:
         out.append('<span class="lm-badge lm-nsfw">nsfw</span>')
     return "".join(out)
 
@@ -110,72 +111,72 @@ def tag_chips(tags: Iterable[str], limit: int | None = CARD_TAGS) -> str:
     return chips
 
 
-def thumb(item: dict[str, Any], api_base: str, blur: bool, size: int = 320, css: str = "lm-thumb") -> str:
+def thumb(item: LoraSummary, api_base: str, blur: bool, size: int = 320, css: str = "lm-thumb") -> str:
     """Preview image (lazy) over a placeholder with the base-model initials.
 
     The placeholder is always there: if the image fails to load, the script hides the image."""
-    classes = css + (" lm-blur" if blur else "") + ("" if item.get("has_preview") else " lm-no-preview")
-    placeholder = f'<span class="lm-placeholder lm-base-{_css_token(item.get("base_model"))}">{esc(initials(item.get("base_model")))}</span>'
+    classes = css + (" lm-blur" if blur else "") + ("" if item.has_preview else " lm-no-preview")
+    placeholder = f'<span class="lm-placeholder lm-base-{_css_token(item.base_model)}">{esc(initials(item.base_model))}</span>'
     image = ""
-    if item.get("has_preview"):
-        src = preview_url(api_base, item["id"], item.get("preview_version"), size)
+    if item.has_preview:
+        src = preview_url(api_base, item.id, item.preview_version, size)
         image = f'<img class="lm-thumb-img" loading="lazy" decoding="async" alt="" src="{esc(src)}">'
     return f'<div class="{classes}">{placeholder}{image}</div>'
 
 
-def _blurred(item: dict[str, Any], show_nsfw: bool) -> bool:
-    return bool(item.get("nsfw")) and not show_nsfw
+def _blurred(item: LoraSummary, show_nsfw: bool) -> bool:
+    return bool(item.nsfw) and not show_nsfw
 
 
-def card(item: dict[str, Any], api_base: str, show_nsfw: bool, selected: bool = False) -> str:
-    lora_id = int(item["id"])
-    name = item.get("name") or item.get("filename") or f"LoRA {lora_id}"
+def card(item: LoraSummary, api_base: str, show_nsfw: bool, selected: bool = False) -> str:
+    lora_id = int(item.id)
+    name = item.name or item.filename or f"LoRA {lora_id}"
     classes = ["lm-card"]
     if selected:
         classes.append("lm-selected")
-    if item.get("missing") or item.get("error"):
+    if item.missing or item.error:
         classes.append("lm-has-problem")
-    fav = '<span class="lm-fav" title="favorite">♥</span>' if item.get("favorite") else ""
-    adapter = item.get("adapter_type") or "unknown"
+    fav = '<span class="lm-fav" title="favorite">♥</span>' if item.favorite else ""
+    adapter = item.adapter_type or "unknown"
     return (
         f'<div class="{" ".join(classes)}" data-id="{lora_id}" tabindex="0" role="button" '
-        f'aria-label="Open {esc(name)}" title="{esc(item.get("relpath") or name)}">'
+        f'aria-label="Open {esc(name)}" title="{esc(item.relpath or name)}">'
         f'<label class="lm-check" title="select for bulk actions"><input type="checkbox" class="lm-select-box" '
         f'data-id="{lora_id}"{" checked" if selected else ""} aria-label="select {esc(name)}"></label>'
         f'{fav}{thumb(item, api_base, _blurred(item, show_nsfw))}'
         f'<div class="lm-card-body"><div class="lm-name">{esc(name)}</div>'
-        f'<div class="lm-folder">{esc(item.get("folder") or "")}</div>'
+        f'<div class="lm-folder">{esc(item.folder or "")}</div>'
         f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>{status_badges(item)}</div>'
-        f'<div class="lm-card-foot">{stars(item.get("rating"))}'
+        f'<div class="lm-card-foot">{stars(item.rating)}'
         f'<button type="button" class="lm-compose-add" data-id="{lora_id}" title="Add to composition" '
         f'aria-label="add {esc(name)} to the composition">+</button></div>'
-        f'<div class="lm-tags">{tag_chips(item.get("tags") or [])}</div></div></div>'
+        f'<div class="lm-tags">{tag_chips(item.tags or [])}</div></div></div>'
     )
 
 
-def grid(items: list[dict[str, Any]], api_base: str, show_nsfw: bool, selected: set[int]) -> str:
+def grid(items: list[LoraSummary], api_base: str, show_nsfw: bool, selected: set[int]) -> str:
     if not items:
         return empty_results()
-    cards = "".join(card(i, api_base, show_nsfw, int(i["id"]) in selected) for i in items)
+    cards = "".join(card(i, api_base, show_nsfw, int(i.id) in selected) for i in items)
     return f'<div class="lm-grid">{cards}</div>'
 
 
-def table(items: list[dict[str, Any]], selected: set[int]) -> str:
+def table(items: list[LoraSummary], selected: set[int]) -> str:
     """The same page as a compact table (no images): for scanning many names quickly."""
     if not items:
         return empty_results()
     rows = []
     for i in items:
-        lora_id = int(i["id"])
-        name = i.get("name") or i.get("filename")
+        lora_id = int(i.id)
+        name = i.name or i.filename
         checked = " checked" if lora_id in selected else ""
         rows.append(
             f'<tr class="lm-row{" lm-selected" if checked else ""}" data-id="{lora_id}" tabindex="0">'
             f'<td><input type="checkbox" class="lm-select-box" data-id="{lora_id}"{checked} aria-label="select {esc(name)}"></td>'
-            f'<td class="lm-row-name">{"♥ " if i.get("favorite") else ""}{esc(name)}</td>'
-            f'<td>{base_badge(i)}</td><td>{esc(i.get("adapter_type"))}</td><td>{stars(i.get("rating"))}</td>'
-            f'<td class="lm-row-tags">{tag_chips(i.get("tags") or [], limit=6)}</td>'
-            f'<td class="lm-num">{esc(human_size(i.get("size")))}</td><td class="lm-row-folder">{esc(i.get("folder"))}</td>'
+            f'<td class="lm-row-name">{"♥ " if i.favorite else ""}{esc(name)}</td>'
+            f'<td>{base_badge(i)}</td><td>{esc(i.adapter_type)}</td><td>{stars(i.rating)}</td>'
+            f'<td class="lm-row-tags">{tag_chips(i.tags or [], limit=6)}</td>'
+            f'<td class="lm-num">{esc(human_size(i.size))}</td><td class="lm-row-folder">{esc(i.folder)}</td>'
             f'<td>{status_badges(i)}</td></tr>'
         )
     head = ("<tr><th></th><th>Name</th><th>Base</th><th>Type</th><th>Rating</th><th>Tags</th>"
@@ -252,13 +253,13 @@ def civitai_rows(civitai: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
-def base_model_text(d: dict[str, Any]) -> str:
-    parts = [f"detected {base_models.label(d.get('base_model_detected'))}"
-             + (f" (from {d['base_model_source']})" if d.get("base_model_source") not in (None, "", "none") else "")]
-    if d.get("base_model_sidecar"):
-        parts.append(f"sidecar says {base_models.label(d['base_model_sidecar'])}")
-    if d.get("base_model_user"):
-        parts.append(f"your override: {base_models.label(d['base_model_user'])}")
+def base_model_text(d: LoraDetail) -> str:
+    parts = [f"detected {base_models.label(d.base_model_detected)}"
+             + (f" (from {d.base_model_source})" if d.base_model_source not in (None, "", "none") else "")]
+    if d.base_model_sidecar:
+        parts.append(f"sidecar says {base_models.label(d.base_model_sidecar)}")
+    if d.base_model_user:
+        parts.append(f"your override: {base_models.label(d.base_model_user)}")
     return "; ".join(parts)
 
 
@@ -294,69 +295,69 @@ def metadata_table(metadata: dict[str, Any] | None) -> str:
             f'<table class="lm-kv">{"".join(rows)}</table></details>')
 
 
-def detail(d: dict[str, Any], api_base: str, show_nsfw: bool) -> str:
+def detail(d: LoraDetail, api_base: str, show_nsfw: bool) -> str:
     """The read-only part of the detail panel: preview, badges, every field, metadata."""
-    name = d.get("name") or d.get("filename")
-    errors = [e for e in [d.get("token_problem"), d.get("error"), *(d.get("sidecar_errors") or []), d.get("hash_error")] if e]
-    if d.get("missing"):
-        errors.insert(0, f"the file is missing from its folder (since {when(d.get('missing_since')) or 'the last scan'})")
-    dim = d.get("network_dim")
-    alpha = d.get("network_alpha")
+    name = d.name or d.filename
+    errors = [e for e in [d.token_problem, d.error, *(d.sidecar_errors or []), d.hash_error] if e]
+    if d.missing:
+        errors.insert(0, f"the file is missing from its folder (since {when(d.missing_since) or 'the last scan'})")
+    dim = d.network_dim
+    alpha = d.network_alpha
     dim_alpha = " / ".join(str(x) for x in (dim, alpha) if x is not None) if dim is not None or alpha is not None else ""
-    description_text = (d.get("description") or "").strip()  # plain text (sidecars strip HTML)
+    description_text = (d.description or "").strip()  # plain text (sidecars strip HTML)
     rows = "".join([
-        row("File", d.get("path"), css="lm-path"),
-        row("Library folder", d.get("root")),
-        row("Size", human_size(d.get("size"))),
-        row("Format", d.get("format")),
-        row("Added", when(d.get("added_at"))),
-        row("File date", when(d.get("mtime"))),
-        row("Base model", f"{base_models.label(d.get('base_model'))} — {base_model_text(d)}"),
-        row("Adapter type", d.get("adapter_type")),
-        row("Network module", d.get("network_module")),
+        row("File", d.path, css="lm-path"),
+        row("Library folder", d.root),
+        row("Size", human_size(d.size)),
+        row("Format", d.format),
+        row("Added", when(d.added_at)),
+        row("File date", when(d.mtime)),
+        row("Base model", f"{base_models.label(d.base_model)} — {base_model_text(d)}"),
+        row("Adapter type", d.adapter_type),
+        row("Network module", d.network_module),
         row("Dim / alpha", dim_alpha),
-        row("Architecture", d.get("architecture")),
-        row("Title", d.get("title")),
-        row("Output name", d.get("output_name")),
-        row("Training model", d.get("training_model")),
-        row("Resolution", d.get("resolution")),
-        row("Epochs", d.get("epochs")),
-        row("Steps", d.get("steps")),
-        row("Prompt name", d.get("prompt_name")),
-        row("SHA-256", d.get("sha256") or ("not hashed yet" if not d.get("hash_error") else ""), css="lm-hash"),
-        row("AutoV2", d.get("autov2"), css="lm-hash"),
-        row("Short hash", d.get("shorthash"), css="lm-hash"),
-        civitai_rows(d.get("civitai")),
-        row("Trigger suggestions", trigger_text(d.get("trigger_suggestions") or [])),
-        row("Tags", ", ".join(d.get("tags") or [])),
+        row("Architecture", d.architecture),
+        row("Title", d.title),
+        row("Output name", d.output_name),
+        row("Training model", d.training_model),
+        row("Resolution", d.resolution),
+        row("Epochs", d.epochs),
+        row("Steps", d.steps),
+        row("Prompt name", d.prompt_name),
+        row("SHA-256", d.sha256 or ("not hashed yet" if not d.hash_error else ""), css="lm-hash"),
+        row("AutoV2", d.autov2, css="lm-hash"),
+        row("Short hash", d.shorthash, css="lm-hash"),
+        civitai_rows(d.civitai),
+        row("Trigger suggestions", trigger_text(d.trigger_suggestions or [])),
+        row("Tags", ", ".join(d.tags or [])),
     ])
     problems = "".join(f'<li>{esc(cut(e, 2000))}</li>' for e in errors)
     problems_html = f'<ul class="lm-errors">{problems}</ul>' if problems else ""
     desc_html = (f'<details class="lm-desc" open><summary>Description</summary>'
                  f'<div class="lm-desc-text">{esc(cut(description_text, MAX_DESCRIPTION))}</div></details>') if description_text else ""
-    fav = '<span class="lm-fav-inline" title="favorite">♥</span>' if d.get("favorite") else ""
+    fav = '<span class="lm-fav-inline" title="favorite">♥</span>' if d.favorite else ""
     return (
-        f'<div class="lm-detail-view" data-id="{int(d["id"])}">'
+        f'<div class="lm-detail-view" data-id="{int(d.id)}">'
         f'{thumb(d, api_base, _blurred(d, show_nsfw), size=640, css="lm-detail-preview")}'
         f'<div class="lm-detail-head"><h3 class="lm-detail-name">{fav}{esc(name)}</h3>'
-        f'<div class="lm-badges">{base_badge(d)}<span class="lm-badge lm-type">{esc(d.get("adapter_type"))}</span>'
-        f'{status_badges(d)}{stars(d.get("rating"))}</div>'
-        f'<div class="lm-relpath">{esc(d.get("relpath"))}</div></div>'
-        f'{problems_html}<table class="lm-kv lm-fields">{rows}</table>{desc_html}{metadata_table(d.get("metadata"))}</div>'
+        f'<div class="lm-badges">{base_badge(d)}<span class="lm-badge lm-type">{esc(d.adapter_type)}</span>'
+        f'{status_badges(d)}{stars(d.rating)}</div>'
+        f'<div class="lm-relpath">{esc(d.relpath)}</div></div>'
+        f'{problems_html}<table class="lm-kv lm-fields">{rows}</table>{desc_html}{metadata_table(d.metadata)}</div>'
     )
 
 
-def duplicates(groups: list[list[dict[str, Any]]]) -> str:
+def duplicates(groups: list[list[DuplicateFile]]) -> str:
     if not groups:
         return '<p class="lm-muted">No duplicate files (same SHA-256) among the hashed LoRAs.</p>'
     parts = []
     for n, group in enumerate(groups, 1):
         items = "".join(
-            f'<li><span class="lm-dupe-id">#{int(i["id"])}</span> {esc(i.get("relpath"))} '
-            f'<span class="lm-muted">{esc(human_size(i.get("size")))}{" · " + esc(", ".join(i.get("tags") or [])) if i.get("tags") else ""}'
-            f'{" · ★" + str(i["rating"]) if i.get("rating") else ""}{" · ♥" if i.get("favorite") else ""}</span></li>'
+            f'<li><span class="lm-dupe-id">#{int(i.id)}</span> {esc(i.relpath)} '
+            f'<span class="lm-muted">{esc(human_size(i.size))}{" · " + esc(", ".join(i.tags or [])) if i.tags else ""}'
+            f'{" · ★" + str(i.rating) if i.rating else ""}{" · ♥" if i.favorite else ""}</span></li>'
             for i in group)
-        sha = esc((group[0].get("sha256") or "")[:12])
+        sha = esc((group[0].sha256 or "")[:12])
         parts.append(f'<div class="lm-dupe-group"><div class="lm-dupe-head">Group {n} · {len(group)} files · {sha}…</div><ul>{items}</ul></div>')
     return f'<div class="lm-dupes">{"".join(parts)}</div>'
 

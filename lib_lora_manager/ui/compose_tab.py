@@ -31,8 +31,10 @@ from ..generation import GenerationRequest
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras, format_infotext, format_lora, infotext_parameters
-from . import cards, no_config
-from . import gradio_module as _gr
+from ..results import LoraDetail, LoraSummary, PromptLora, SavedRecipe
+from . import cards
+from .components import gradio_module as _gr
+from .components import no_config
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -60,11 +62,11 @@ def add_request(lora_id: Any) -> str:
     return f"{lora_id} {time.time_ns()}" if lora_id is not None else ""
 
 
-def weight_range(detail: dict[str, Any] | None, *values: float | None) -> tuple[float, float]:
+def weight_range(detail: LoraDetail | None, *values: float | None) -> tuple[float, float]:
     """Slider bounds: the LoRA's recommended range (default bounds for a missing side), widened
     to hold the given weights (a weight read from a prompt stays what it was)."""
-    low = detail.get("weight_min") if detail else None
-    high = detail.get("weight_max") if detail else None
+    low = detail.weight_min if detail else None
+    high = detail.weight_max if detail else None
     low = DEFAULT_RANGE[0] if low is None else float(low)
     high = DEFAULT_RANGE[1] if high is None else float(high)
     if low >= high:
@@ -75,14 +77,14 @@ def weight_range(detail: dict[str, Any] | None, *values: float | None) -> tuple[
     return low, high
 
 
-def new_entry(detail: dict[str, Any], weight: float | None = None, te: float | None = None,
+def new_entry(detail: LoraDetail, weight: float | None = None, te: float | None = None,
               unet: float | None = None, triggers: list[str] | None = None) -> dict[str, Any]:
     """A composer entry for a library LoRA, at its default weight with its trigger words on."""
     if weight is None:
-        weight = detail["default_weight"] if detail.get("default_weight") is not None else 1.0
-    return {"lora_id": int(detail["id"]), "name": detail["prompt_name"], "label": detail["name"], "weight": float(weight),
+        weight = detail.default_weight if detail.default_weight is not None else 1.0
+    return {"lora_id": int(detail.id), "name": detail.prompt_name, "label": detail.name, "weight": float(weight),
             "te": te, "unet": unet, "enabled": True,
-            "triggers": list(detail.get("trigger_words") or []) if triggers is None else triggers}
+            "triggers": list(detail.trigger_words or []) if triggers is None else triggers}
 
 
 @dataclass
@@ -144,11 +146,11 @@ class ComposeTab:
                     "unet": e.get("unet"), "enabled": e.get("enabled", True), "triggers": list(e.get("triggers") or [])}
                    for e in entries or []]
         try:
-            result = self.library.compose(base or "", request, negative or "", model_family=family)
+            result = self.library.composer.compose(base or "", request, negative or "", model_family=family)
         except LoraManagerError as e:
             return {"prompt": "", "warnings": warnings_html([f"The prompt could not be composed: {e}"], family)}
-        notes = result["warnings"] + self._text_token_warnings(base or "", entries or [])
-        return {"prompt": result["prompt"], "warnings": warnings_html(notes, family)}
+        notes = result.warnings + self._text_token_warnings(base or "", entries or [])
+        return {"prompt": result.prompt, "warnings": warnings_html(notes, family)}
 
     def _text_token_warnings(self, base: str, entries: list[dict[str, Any]]) -> list[str]:
         """LoRA tokens typed (or kept) in the base prompt: unknown ones, and ones also in a row."""
@@ -169,14 +171,13 @@ class ComposeTab:
 
     # --- rows -----------------------------------------------------------------------------------
 
-    def _detail(self, lora_id: int) -> dict[str, Any] | None:
+    def _detail(self, lora_id: int) -> LoraDetail | None:
         """The LoRA's details, or None when it left the library (deleted or in the trash)."""
         try:
-            if self.library.get(lora_id).trashed_at is not None:
-                return None
-            return self.library.detail(lora_id)
+            detail = self.library.get(lora_id)
         except NotFound:
             return None
+        return None if detail.trashed_at is not None else detail
 
     def _row(self, entry: dict[str, Any], family: str | None) -> dict[str, Any]:
         gr = _gr()
@@ -186,7 +187,7 @@ class ComposeTab:
         te = float(entry["te"]) if entry.get("te") is not None else weight
         unet = float(entry["unet"]) if entry.get("unet") is not None else te
         low, high = weight_range(detail, weight, te, unet)
-        words = list(detail["trigger_words"]) if detail else []
+        words = list(detail.trigger_words) if detail else []
         checked = [w for w in entry.get("triggers") or [] if w]
         choices = words + [w for w in checked if w not in words]  # words saved in a recipe stay visible
         return {
@@ -280,12 +281,12 @@ class ComposeTab:
         if len(entries) >= MAX_ROWS:
             return {"status": cards.message(f"The composition holds up to {MAX_ROWS} LoRAs; remove one first.", "error")}
         try:
-            detail = self.library.detail(lora_id)
+            detail = self.library.get(lora_id)
         except LoraManagerError as e:
             return {"status": cards.message(str(e), "error")}
-        twice = any(e["lora_id"] == detail["id"] for e in entries)
+        twice = any(e["lora_id"] == detail.id for e in entries)
         entries.append(new_entry(detail))
-        note = f"Added {detail['name']}."
+        note = f"Added {detail.name}."
         if twice:
             note += " It was already in the composition: see the warnings."
         return self.render(entries, base, negative, cards.message(note, "error" if twice else "ok"))
@@ -304,31 +305,31 @@ class ComposeTab:
         if not text:
             return {"status": cards.message("Paste a prompt or an infotext first.", "error")}
         try:
-            read = self.library.read_prompt(text)
+            read = self.library.composer.read_prompt(text)
         except LoraManagerError as e:
             return {"status": cards.message(str(e), "error")}
         entries: list[dict[str, Any]] = []
         kept: list[str] = []
         notes: list[str] = []
-        lowered = read["text"].lower()
-        for item in read["loras"]:
+        lowered = read.text.lower()
+        for item in read.loras:
             reason = _not_editable(item, len(entries))
-            detail = self._detail(item["lora_id"]) if reason is None else None
+            detail = self._detail(item.lora_id) if reason is None else None
             if reason is None and detail is None:
                 reason = "not in the library any more"
             if reason:
-                kept.append(item.get("text") or f"<lora:{item['name']}>")
-                notes.append(f"{item['name']}: {reason}")
+                kept.append(item.text or f"<lora:{item.name}>")
+                notes.append(f"{item.name}: {reason}")
                 continue
-            weight = item["weight"] if item["weight"] is not None else 1.0  # SDNext's default multiplier
-            te = item["te"] if item["te"] is not None else weight
-            unet = item["unet"] if item["unet"] is not None else te
+            weight = item.weight if item.weight is not None else 1.0  # SDNext's default multiplier
+            te = item.te if item.te is not None else weight
+            unet = item.unet if item.unet is not None else te
             split = te != weight or unet != weight
             # only the trigger words the prompt already has: the composed prompt stays the one read
-            words = [w for w in detail["trigger_words"] if w.lower() in lowered]
+            words = [w for w in detail.trigger_words if w.lower() in lowered]
             entries.append(new_entry(detail, weight, te if split else None, unet if split else None, words))
-        base = " ".join(part for part in [read["text"], *kept] if part)
-        params, skipped = self._known_parameters(infotext_parameters(read["parameters"]))
+        base = " ".join(part for part in [read.text, *kept] if part)
+        params, skipped = self._known_parameters(infotext_parameters(read.parameters))
         message = f"Read {cards.plural(len(entries))} from the text."
         if notes:
             message += " Kept in the prompt as written (not in the composer): " + "; ".join(notes) + "."
@@ -337,8 +338,8 @@ class ComposeTab:
         if skipped:
             message += " Ignored: " + "; ".join(skipped) + "."
         kind = "error" if notes else "ok"
-        return {**self.render(entries, base, read["negative"], cards.message(message, kind)),
-                "base": base, "negative": read["negative"], "params": params}
+        return {**self.render(entries, base, read.negative, cards.message(message, kind)),
+                "base": base, "negative": read.negative, "params": params}
 
     def load_image(self, upload) -> dict[str, Any]:
         """Read the generation parameters stored in a dropped image (PNG text chunk or EXIF)."""
@@ -377,7 +378,7 @@ class ComposeTab:
             found = self.library.recipes.search(query or "", limit=MAX_RECIPES)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(str(e), "error")}
-        choices = [f"#{r['id']} {r['name']}" for r in found]
+        choices = [f"#{r.id} {r.name}" for r in found]
         return {"recipe_list": recipes_html(found, self.host.api_base, query or ""),
                 "recipe_choice": gr.update(choices=choices, value=None), "recipe_status": status}
 
@@ -389,13 +390,13 @@ class ComposeTab:
             return {}
         try:
             recipe = self.library.recipes.get(recipe_id)
-            listed = [f"#{r['id']} {r['name']}" for r in self.library.recipes.search(query or "", limit=MAX_RECIPES)]
+            listed = [f"#{r.id} {r.name}" for r in self.library.recipes.search(query or "", limit=MAX_RECIPES)]
         except LoraManagerError as e:
             return {"recipe_status": cards.message(str(e), "error")}
-        choice = f"#{recipe['id']} {recipe['name']}"
+        choice = f"#{recipe.id} {recipe.name}"
         choices = listed if choice in listed else [choice, *listed]
-        return {"recipe_choice": gr.update(choices=choices, value=choice), "recipe_name": recipe["name"],
-                "recipe_status": cards.message(f"“{recipe['name']}” chosen: Apply loads it.", "info"), "delete_pending": None}
+        return {"recipe_choice": gr.update(choices=choices, value=choice), "recipe_name": recipe.name,
+                "recipe_status": cards.message(f"“{recipe.name}” chosen: Apply loads it.", "info"), "delete_pending": None}
 
     def recipe_save(self, name, cover, query, entries, base, negative, *values) -> dict[str, Any]:
         # without a generation panel there are no settings to save: the recipe keeps its own
@@ -407,9 +408,9 @@ class ComposeTab:
                                                parameters, cover_image_path=cover_path)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(f"Not saved: {e}", "error")}
-        note = f"Saved “{recipe['name']}” with {cards.plural(len(recipe['loras']))}"
-        note += f" and {cards.plural(len(recipe['parameters']), 'generation setting')}." if recipe["parameters"] else "."
-        return {**self.recipe_list(query, cards.message(note, "ok")), "recipe_name": recipe["name"], "recipe_cover": None}
+        note = f"Saved “{recipe.name}” with {cards.plural(len(recipe.loras))}"
+        note += f" and {cards.plural(len(recipe.parameters), 'generation setting')}." if recipe.parameters else "."
+        return {**self.recipe_list(query, cards.message(note, "ok")), "recipe_name": recipe.name, "recipe_cover": None}
 
     def recipe_apply(self, choice) -> dict[str, Any]:
         """Restore a recipe: its LoRAs (re-found by name if their id changed), prompts and settings."""
@@ -421,12 +422,12 @@ class ComposeTab:
         except LoraManagerError as e:
             return {"recipe_status": cards.message(str(e), "error")}
         entries, kept, notes = [], [], []
-        for saved in recipe["loras"]:
+        for saved in recipe.loras:
             detail = self._detail(saved["lora_id"]) if saved.get("lora_id") is not None else None
             reason = f"the composer holds {MAX_ROWS} LoRAs" if len(entries) >= MAX_ROWS else ""
             if detail is None and not reason:  # gone, or re-added under a new id: found again by name
                 try:
-                    detail = self.library.detail(self.library.find(saved.get("name") or "").id)
+                    detail = self.library.find(saved.get("name") or "")
                 except LoraManagerError as e:
                     reason = str(e)
             if reason:
@@ -436,17 +437,17 @@ class ComposeTab:
             entry = new_entry(detail, saved.get("weight"), saved.get("te"), saved.get("unet"), list(saved.get("triggers") or []))
             entry["enabled"] = bool(saved.get("enabled", True))
             entries.append(entry)
-        base = " ".join(part for part in [recipe["prompt"], *kept] if part)
-        params, skipped = self._known_parameters(recipe["parameters"])
-        message = f"Applied “{recipe['name']}”: {cards.plural(len(entries))}"
+        base = " ".join(part for part in [recipe.prompt, *kept] if part)
+        params, skipped = self._known_parameters(recipe.parameters)
+        message = f"Applied “{recipe.name}”: {cards.plural(len(entries))}"
         message += f", {cards.plural(len(params), 'generation setting')}." if params else "."
         if notes:
             message += " Kept in the prompt as written: " + "; ".join(notes) + "."
         if skipped:
             message += " Ignored: " + "; ".join(skipped) + "."
-        out = self.render(entries, base, recipe["negative_prompt"])
-        return {**out, "base": base, "negative": recipe["negative_prompt"], "params": params,
-                "recipe_name": recipe["name"], "recipe_status": cards.message(message, "error" if notes else "ok")}
+        out = self.render(entries, base, recipe.negative_prompt)
+        return {**out, "base": base, "negative": recipe.negative_prompt, "params": params,
+                "recipe_name": recipe.name, "recipe_status": cards.message(message, "error" if notes else "ok")}
 
     def recipe_delete(self, choice, pending, query) -> dict[str, Any]:
         """Two clicks: the first asks, the second (same recipe) deletes."""
@@ -456,12 +457,12 @@ class ComposeTab:
         try:
             recipe = self.library.recipes.get(recipe_id)
             if pending != recipe_id:
-                return {"recipe_status": cards.message(f"Click Delete again to delete “{recipe['name']}”.", "error"),
+                return {"recipe_status": cards.message(f"Click Delete again to delete “{recipe.name}”.", "error"),
                         "delete_pending": recipe_id}
             self.library.recipes.delete(recipe_id)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(str(e), "error"), "delete_pending": None}
-        return {**self.recipe_list(query, cards.message(f"Deleted “{recipe['name']}”.", "ok")), "delete_pending": None}
+        return {**self.recipe_list(query, cards.message(f"Deleted “{recipe.name}”.", "ok")), "delete_pending": None}
 
     def recipe_rename(self, choice, new_name, query) -> dict[str, Any]:
         recipe_id = first_id(choice)
@@ -471,7 +472,7 @@ class ComposeTab:
             recipe = self.library.recipes.rename(recipe_id, new_name)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(f"Not renamed: {e}", "error")}
-        return {**self.recipe_list(query, cards.message(f"Renamed to “{recipe['name']}”.", "ok")), "recipe_name": recipe["name"]}
+        return {**self.recipe_list(query, cards.message(f"Renamed to “{recipe.name}”.", "ok")), "recipe_name": recipe.name}
 
     # --- sending to SDNext ------------------------------------------------------------------------
 
@@ -487,18 +488,18 @@ class ComposeTab:
         return cards.message(text, "ok" if text.startswith("Sent") else "info") if text else ""
 
 
-def _not_editable(item: dict[str, Any], rows: int) -> str | None:
+def _not_editable(item: PromptLora, rows: int) -> str | None:
     """Why a LoRA read from a prompt stays text instead of becoming a row, or None."""
-    if item.get("lora_id") is None:
-        return item.get("problem") or "not in the library"
+    if item.lora_id is None:
+        return item.problem or "not in the library"
     # positional arguments after NAME (the weight, or SDNext's high/low); a weight that is not a
     # number (a step schedule) was read as None
-    positional = [a for a in (item.get("text") or "").strip("<>").split(":")[2:] if a.count("=") != 1]
-    scheduled = item.get("weight") is None and positional and positional[0].strip()
-    if scheduled or len(positional) > 1 or any(isinstance(item.get(k), str) for k in ("te", "unet")):
+    positional = [a for a in (item.text or "").strip("<>").split(":")[2:] if a.count("=") != 1]
+    scheduled = item.weight is None and positional and positional[0].strip()
+    if scheduled or len(positional) > 1 or isinstance(item.te, str) or isinstance(item.unet, str):
         return "a step-scheduled weight or a positional option, which the composer does not edit"
-    if item.get("extra"):
-        return f"uses {', '.join(k + '=' for k in item['extra'])}, which the composer does not edit"
+    if item.extra:
+        return f"uses {', '.join(k + '=' for k in item.extra)}, which the composer does not edit"
     if rows >= MAX_ROWS:
         return f"the composer holds {MAX_ROWS} LoRAs"
     return None
@@ -511,24 +512,24 @@ def _token(saved: dict[str, Any]) -> str:
 # --- HTML (everything from files or users is escaped) --------------------------------------------
 
 
-def choice_label(item: dict[str, Any]) -> str:
-    return f"#{int(item['id'])} {item['name']} ({base_models.label(item.get('base_model'))})"
+def choice_label(item: LoraSummary) -> str:
+    return f"#{int(item.id)} {item.name} ({base_models.label(item.base_model)})"
 
 
-def row_title(entry: dict[str, Any], detail: dict[str, Any] | None, family: str | None) -> str:
+def row_title(entry: dict[str, Any], detail: LoraDetail | None, family: str | None) -> str:
     esc = cards.esc
     if detail is None:
         return (f'<div class="lm-compose-title"><span class="lm-compose-name">{esc(entry.get("label") or entry.get("name"))}</span>'
                 '<span class="lm-badge lm-bad">not in the library any more</span></div>')
     badges = cards.base_badge(detail) + cards.status_badges(detail)
-    if base_models.compatible(detail.get("base_model"), family) is False:
+    if base_models.compatible(detail.base_model, family) is False:
         badges += f'<span class="lm-badge lm-bad" title="the loaded model is {esc(base_models.label(family))}">other base</span>'
-    low, high = detail.get("weight_min"), detail.get("weight_max")
+    low, high = detail.weight_min, detail.weight_max
     if low is not None or high is not None:
         span = f"{format_weight(low) if low is not None else '…'} to {format_weight(high) if high is not None else '…'}"
         badges += f'<span class="lm-compose-range" title="recommended weight">{esc(span)}</span>'
-    return (f'<div class="lm-compose-title"><span class="lm-compose-name">{esc(detail["name"])}</span>'
-            f'<code class="lm-compose-token">{esc(detail["prompt_name"])}</code>{badges}</div>')
+    return (f'<div class="lm-compose-title"><span class="lm-compose-name">{esc(detail.name)}</span>'
+            f'<code class="lm-compose-token">{esc(detail.prompt_name)}</code>{badges}</div>')
 
 
 def warnings_html(warnings: list[str], family: str | None) -> str:
@@ -547,24 +548,24 @@ def summary_html(entries: list[dict[str, Any]]) -> str:
     return f'<div class="lm-compose-summary">{cards.plural(len(entries))}, {on} on (up to {MAX_ROWS})</div>'
 
 
-def recipes_html(recipes: list[dict[str, Any]], api_base: str, query: str) -> str:
+def recipes_html(recipes: list[SavedRecipe], api_base: str, query: str) -> str:
     esc = cards.esc
     if not recipes:
         text = f"No recipe matches “{query}”." if query.strip() else "No recipes yet: compose, name it and click Save recipe."
         return f'<div class="lm-empty">{esc(text)}</div>'
     out = []
     for r in recipes:
-        if r.get("cover"):
-            url = f"{(api_base or '').rstrip('/')}/lora-manager/v1/recipes/{int(r['id'])}/cover?v={int(r['updated_at'] or 0)}"
+        if r.cover:
+            url = f"{(api_base or '').rstrip('/')}/lora-manager/v1/recipes/{int(r.id)}/cover?v={int(r.updated_at or 0)}"
             image = f'<img class="lm-recipe-img" src="{esc(url)}" alt="" loading="lazy">'
         else:
             image = '<div class="lm-recipe-img lm-recipe-noimg">no cover</div>'
-        loras = ", ".join(f"{e.get('label') or e.get('name')} {format_weight(float(e.get('weight') or 0))}" for e in r["loras"])
+        loras = ", ".join(f"{e.get('label') or e.get('name')} {format_weight(float(e.get('weight') or 0))}" for e in r.loras)
         out.append(
-            f'<div class="lm-recipe" data-id="{int(r["id"])}" tabindex="0" role="button" title="Choose this recipe">{image}'
-            f'<div class="lm-recipe-text"><div class="lm-recipe-name">{esc(r["name"])}</div>'
+            f'<div class="lm-recipe" data-id="{int(r.id)}" tabindex="0" role="button" title="Choose this recipe">{image}'
+            f'<div class="lm-recipe-text"><div class="lm-recipe-name">{esc(r.name)}</div>'
             f'<div class="lm-recipe-loras">{esc(cards.cut(loras, 300)) or "no LoRAs"}</div>'
-            f'<div class="lm-recipe-prompt">{esc(cards.cut(r["prompt"], 200))}</div></div></div>')
+            f'<div class="lm-recipe-prompt">{esc(cards.cut(r.prompt, 200))}</div></div></div>')
     return f'<div class="lm-recipes">{"".join(out)}</div>'
 
 

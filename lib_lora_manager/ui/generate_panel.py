@@ -27,8 +27,9 @@ from ..generation import MAX_SEED, GenerationRequest
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras
-from . import cards, no_config
-from . import gradio_module as _gr
+from . import cards
+from .components import gradio_module as _gr
+from .components import no_config
 
 if TYPE_CHECKING:
     import gradio

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..results import GenerationDetail, GenerationSummary, RecordedLora
 from .cards import cut, esc, message, row, stars, when
 
 IMAGE_PATH = "/lora-manager/v1/history/{id}/image/{index}"
@@ -36,8 +37,8 @@ def status_badge(status: str | None) -> str:
     return f'<span class="lm-badge lm-bad lm-hist-status" title="status">{esc(word)}</span>'
 
 
-def weight_text(used: dict[str, Any]) -> str:
-    te, unet = used.get("te_weight"), used.get("unet_weight")
+def weight_text(used: RecordedLora) -> str:
+    te, unet = used.te_weight, used.unet_weight
     if te is None and unet is None:
         return ""
     if te == unet or unet is None:
@@ -47,81 +48,81 @@ def weight_text(used: dict[str, Any]) -> str:
     return f"te {te:g} / unet {unet:g}"
 
 
-def lora_chips(loras: list[dict[str, Any]], limit: int | None = CARD_LORAS) -> str:
+def lora_chips(loras: list[RecordedLora], limit: int | None = CARD_LORAS) -> str:
     shown = loras if limit is None else loras[:limit]
     chips = []
     for used in shown:
         weight = weight_text(used)
-        css = "lm-tag" if used.get("lora_id") else "lm-tag lm-unresolved"
-        title = "in the library" if used.get("lora_id") else "not in the library"
+        css = "lm-tag" if used.lora_id else "lm-tag lm-unresolved"
+        title = "in the library" if used.lora_id else "not in the library"
         count = f' <span class="lm-count">{esc(weight)}</span>' if weight else ""
-        chips.append(f'<span class="{css}" title="{title}">{esc(cut(used.get("name"), 80))}{count}</span>')
+        chips.append(f'<span class="{css}" title="{title}">{esc(cut(used.name, 80))}{count}</span>')
     if limit is not None and len(loras) > limit:
-        rest = ", ".join(str(u.get("name")) for u in loras[limit:])
+        rest = ", ".join(str(u.name) for u in loras[limit:])
         chips.append(f'<span class="lm-tag lm-more" title="{esc(cut(rest, 500))}">+{len(loras) - limit}</span>')
     return "".join(chips)
 
 
-def _thumb(item: dict[str, Any], api_base: str, size: int = 320) -> str:
+def _thumb(item: GenerationSummary, api_base: str, size: int = 320) -> str:
     """The first image over a placeholder; the page script hides an image that fails to load."""
-    word = STATUS_WORDS.get(item.get("status") or "", "") if item.get("status") != "succeeded" else "no image"
+    word = STATUS_WORDS.get(item.status or "", "") if item.status != "succeeded" else "no image"
     placeholder = f'<span class="lm-placeholder lm-hist-placeholder">{esc(word)}</span>'
     image = ""
-    if item.get("images"):
-        src = image_url(api_base, item["id"], 0, size)
+    if item.images:
+        src = image_url(api_base, item.id, 0, size)
         image = f'<img class="lm-thumb-img" loading="lazy" decoding="async" alt="" src="{esc(src)}">'
     return f'<div class="lm-thumb lm-hist-thumb{"" if image else " lm-no-preview"}">{placeholder}{image}</div>'
 
 
-def card(item: dict[str, Any], api_base: str) -> str:
-    gid = int(item["id"])
-    count = len(item.get("images") or [])
-    badges = [status_badge(item.get("status"))]
-    if item.get("model"):
-        badges.append(f'<span class="lm-badge lm-hist-model" title="model">{esc(cut(item["model"], 40))}</span>')
-    if item.get("label"):
-        group = esc(item.get("group"))
-        badges.append(f'<span class="lm-badge lm-hist-label" title="group {group}">{esc(cut(item["label"], 40))}</span>')
+def card(item: GenerationSummary, api_base: str) -> str:
+    gid = int(item.id)
+    count = len(item.images or [])
+    badges = [status_badge(item.status)]
+    if item.model:
+        badges.append(f'<span class="lm-badge lm-hist-model" title="model">{esc(cut(item.model, 40))}</span>')
+    if item.label:
+        group = esc(item.group)
+        badges.append(f'<span class="lm-badge lm-hist-label" title="group {group}">{esc(cut(item.label, 40))}</span>')
     if count > 1:
         badges.append(f'<span class="lm-badge" title="images">{count} images</span>')
-    fav = '<span class="lm-fav" title="favorite">♥</span>' if item.get("favorite") else ""
-    prompt = item.get("prompt_excerpt") or ""
+    fav = '<span class="lm-fav" title="favorite">♥</span>' if item.favorite else ""
+    prompt = item.prompt_excerpt or ""
     prompt_html = esc(prompt) or '<span class="lm-muted">(empty prompt)</span>'
     return (
-        f'<div class="lm-card lm-hist-card{" lm-has-problem" if item.get("status") != "succeeded" else ""}" data-id="{gid}" '
+        f'<div class="lm-card lm-hist-card{" lm-has-problem" if item.status != "succeeded" else ""}" data-id="{gid}" '
         f'tabindex="0" role="button" aria-label="Open generation {gid}" title="{esc(cut(prompt, 300))}">'
         f'{fav}{_thumb(item, api_base)}'
-        f'<div class="lm-card-body"><div class="lm-hist-when">{esc(when(item.get("started_at")))}'
-        f'{" · " + esc(duration(item.get("duration"))) if item.get("duration") is not None else ""}</div>'
+        f'<div class="lm-card-body"><div class="lm-hist-when">{esc(when(item.started_at))}'
+        f'{" · " + esc(duration(item.duration)) if item.duration is not None else ""}</div>'
         f'<div class="lm-hist-prompt">{prompt_html}</div>'
         f'<div class="lm-badges">{"".join(badges)}</div>'
-        f'<div class="lm-card-foot">{stars(item.get("rating"))}</div>'
-        f'<div class="lm-tags">{lora_chips(item.get("loras") or [])}</div></div></div>'
+        f'<div class="lm-card-foot">{stars(item.rating)}</div>'
+        f'<div class="lm-tags">{lora_chips(item.loras or [])}</div></div></div>'
     )
 
 
-def grid(items: list[dict[str, Any]], api_base: str) -> str:
+def grid(items: list[GenerationSummary], api_base: str) -> str:
     if not items:
         return empty_results()
     return f'<div class="lm-grid lm-hist-grid">{"".join(card(i, api_base) for i in items)}</div>'
 
 
-def table(items: list[dict[str, Any]]) -> str:
+def table(items: list[GenerationSummary]) -> str:
     """The same page as rows: date, outcome, prompt, LoRAs and the main parameters."""
     if not items:
         return empty_results()
     rows = []
     for i in items:
-        size = f"{i['width']}×{i['height']}" if i.get("width") and i.get("height") else ""
+        size = f"{i.width}×{i.height}" if i.width and i.height else ""
         rows.append(
-            f'<tr class="lm-row" data-id="{int(i["id"])}" tabindex="0">'
-            f'<td class="lm-num">{int(i["id"])}</td><td class="lm-nowrap">{esc(when(i.get("started_at")))}</td>'
-            f'<td>{esc(STATUS_WORDS.get(i.get("status") or "", i.get("status")))}</td>'
-            f'<td class="lm-row-prompt">{"♥ " if i.get("favorite") else ""}{esc(cut(i.get("prompt_excerpt"), 160))}</td>'
-            f'<td class="lm-row-tags">{lora_chips(i.get("loras") or [], limit=3)}</td>'
-            f'<td>{esc(cut(i.get("model"), 40))}</td><td class="lm-num">{esc(size)}</td>'
-            f'<td class="lm-num">{esc(i.get("steps"))}</td><td class="lm-num">{esc(i.get("seed"))}</td>'
-            f'<td class="lm-num">{esc(duration(i.get("duration")))}</td><td>{stars(i.get("rating"))}</td></tr>')
+            f'<tr class="lm-row" data-id="{int(i.id)}" tabindex="0">'
+            f'<td class="lm-num">{int(i.id)}</td><td class="lm-nowrap">{esc(when(i.started_at))}</td>'
+            f'<td>{esc(STATUS_WORDS.get(i.status or "", i.status))}</td>'
+            f'<td class="lm-row-prompt">{"♥ " if i.favorite else ""}{esc(cut(i.prompt_excerpt, 160))}</td>'
+            f'<td class="lm-row-tags">{lora_chips(i.loras or [], limit=3)}</td>'
+            f'<td>{esc(cut(i.model, 40))}</td><td class="lm-num">{esc(size)}</td>'
+            f'<td class="lm-num">{esc(i.steps)}</td><td class="lm-num">{esc(i.seed)}</td>'
+            f'<td class="lm-num">{esc(duration(i.duration))}</td><td>{stars(i.rating)}</td></tr>')
     head = ("<tr><th>#</th><th>Date</th><th>Status</th><th>Prompt</th><th>LoRAs</th><th>Model</th><th>Size</th>"
             "<th>Steps</th><th>Seed</th><th>Took</th><th>Rating</th></tr>")
     return (f'<div class="lm-table-wrap"><table class="lm-table lm-hist-table"><thead>{head}</thead>'
@@ -155,16 +156,16 @@ def _row(label: str, value: Any) -> str:
     return row(label, None if value in (None, "", [], {}) else cut(value, 2000))
 
 
-def _images(d: dict[str, Any], api_base: str) -> str:
+def _images(d: GenerationDetail, api_base: str) -> str:
     figures = []
-    for image in d.get("images") or []:
-        n = int(image["index"])
-        caption = f"Image {n + 1}" + (f" · seed {image['seed']}" if image.get("seed") is not None else "")
-        if image.get("exists"):
-            full = image_url(api_base, d["id"], n)
+    for image in d.images or []:
+        n = int(image.index)
+        caption = f"Image {n + 1}" + (f" · seed {image.seed}" if image.seed is not None else "")
+        if image.exists:
+            full = image_url(api_base, d.id, n)
             body = (f'<a href="{esc(full)}" target="_blank" rel="noopener noreferrer" title="open the full image">'
                     f'<img class="lm-hist-full" loading="lazy" decoding="async" alt="{esc(caption)}" '
-                    f'src="{esc(image_url(api_base, d["id"], n, 768))}"></a>')
+                    f'src="{esc(image_url(api_base, d.id, n, 768))}"></a>')
         else:
             body = '<div class="lm-hist-gone">the image file is gone</div>'
         figures.append(f'<figure class="lm-hist-image">{body}<figcaption>{esc(caption)}</figcaption></figure>')
@@ -173,18 +174,18 @@ def _images(d: dict[str, Any], api_base: str) -> str:
     return f'<div class="lm-hist-images">{"".join(figures)}</div>'
 
 
-def _loras(d: dict[str, Any]) -> str:
-    if not d.get("loras"):
+def _loras(d: GenerationDetail) -> str:
+    if not d.loras:
         return '<p class="lm-muted">No LoRA was used.</p>'
     items = []
-    for used in d["loras"]:
+    for used in d.loras:
         weight = weight_text(used)
-        recorded = f'<code>{esc(cut(used.get("name"), 200))}</code>'
-        if used.get("lora_id"):
-            name = used.get("library_name") or used.get("name")
-            link = (f'<a href="#" class="lm-lora-link" data-lora-id="{int(used["lora_id"])}" '
+        recorded = f'<code>{esc(cut(used.name, 200))}</code>'
+        if used.lora_id:
+            name = used.library_name or used.name
+            link = (f'<a href="#" class="lm-lora-link" data-lora-id="{int(used.lora_id)}" '
                     f'title="open in the Library">{esc(cut(name, 200))}</a>')
-            note = ' <span class="lm-badge lm-bad">file missing</span>' if used.get("missing") else ""
+            note = ' <span class="lm-badge lm-bad">file missing</span>' if used.missing else ""
             shown = f' <span class="lm-muted">{esc(weight)}</span>' if weight else ""
             items.append(f"<li>{link} {recorded}{note}{shown}</li>")
         else:
@@ -197,43 +198,43 @@ def _parameter_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def detail(d: dict[str, Any], api_base: str) -> str:
+def detail(d: GenerationDetail, api_base: str) -> str:
     """The read-only part of the History detail panel."""
-    seeds = ", ".join(str(s) for s in (d.get("seeds") or [])[:64])
-    size = f"{d['width']} × {d['height']}" if d.get("width") and d.get("height") else ""
-    group = " · ".join(x for x in (d.get("label"), f"group {d['group']}" if d.get("group") else "") if x)
+    seeds = ", ".join(str(s) for s in (d.seeds or [])[:64])
+    size = f"{d.width} × {d.height}" if d.width and d.height else ""
+    group = " · ".join(x for x in (d.label, f"group {d.group}" if d.group else "") if x)
     fields = "".join([
-        _row("Made", when(d.get("started_at"))),
-        _row("Took", duration(d.get("duration"))),
-        _row("Status", STATUS_WORDS.get(d.get("status") or "", d.get("status"))),
-        _row("Source", d.get("source")),
-        _row("Model", d.get("model")),
-        _row("Model hash", d.get("model_hash")),
+        _row("Made", when(d.started_at)),
+        _row("Took", duration(d.duration)),
+        _row("Status", STATUS_WORDS.get(d.status or "", d.status)),
+        _row("Source", d.source),
+        _row("Model", d.model),
+        _row("Model hash", d.model_hash),
         _row("Size", size),
-        _row("Steps", d.get("steps")),
-        _row("Sampler", d.get("sampler")),
-        _row("CFG scale", d.get("cfg_scale")),
+        _row("Steps", d.steps),
+        _row("Sampler", d.sampler),
+        _row("CFG scale", d.cfg_scale),
         _row("Seeds", seeds),
         _row("Sweep / comparison", group),
     ])
-    parameters = "".join(_row(k, _parameter_value(v)) for k, v in (d.get("parameters") or {}).items())
-    parameters_html = (f'<details class="lm-meta"><summary>All parameters from the infotext ({len(d["parameters"]):,})</summary>'
+    parameters = "".join(_row(k, _parameter_value(v)) for k, v in (d.parameters or {}).items())
+    parameters_html = (f'<details class="lm-meta"><summary>All parameters from the infotext ({len(d.parameters):,})</summary>'
                        f'<table class="lm-kv">{parameters}</table></details>') if parameters else ""
-    error = f'<ul class="lm-errors"><li>{esc(cut(d["error"], 2000))}</li></ul>' if d.get("error") else ""
+    error = f'<ul class="lm-errors"><li>{esc(cut(d.error, 2000))}</li></ul>' if d.error else ""
     negative = ""
-    if d.get("negative_prompt"):
+    if d.negative_prompt:
         negative = (f'<div class="lm-hist-text-label">Negative prompt</div>'
-                    f'<div class="lm-hist-text">{esc(cut(d["negative_prompt"], MAX_PROMPT))}</div>')
+                    f'<div class="lm-hist-text">{esc(cut(d.negative_prompt, MAX_PROMPT))}</div>')
     infotext = ""
-    if d.get("infotext"):
+    if d.infotext:
         infotext = (f'<details class="lm-meta"><summary>Infotext</summary>'
-                    f'<pre class="lm-hist-infotext">{esc(cut(d["infotext"], MAX_PROMPT))}</pre></details>')
-    prompt = esc(cut(d.get("prompt"), MAX_PROMPT)) or '<span class="lm-muted">(empty)</span>'
+                    f'<pre class="lm-hist-infotext">{esc(cut(d.infotext, MAX_PROMPT))}</pre></details>')
+    prompt = esc(cut(d.prompt, MAX_PROMPT)) or '<span class="lm-muted">(empty)</span>'
     return (
-        f'<div class="lm-detail-view lm-hist-detail" data-id="{int(d["id"])}">{_images(d, api_base)}'
+        f'<div class="lm-detail-view lm-hist-detail" data-id="{int(d.id)}">{_images(d, api_base)}'
         # rating and favorite are the form's controls above, not repeated here (they would go stale)
-        f'<div class="lm-detail-head"><h3 class="lm-detail-name">Generation #{int(d["id"])}</h3>'
-        f'<div class="lm-badges">{status_badge(d.get("status"))}</div></div>{error}'
+        f'<div class="lm-detail-head"><h3 class="lm-detail-name">Generation #{int(d.id)}</h3>'
+        f'<div class="lm-badges">{status_badge(d.status)}</div></div>{error}'
         f'<div class="lm-hist-text-label">Prompt</div>'
         f'<div class="lm-hist-text">{prompt}</div>'
         f'{negative}<div class="lm-hist-text-label">LoRAs</div>{_loras(d)}'

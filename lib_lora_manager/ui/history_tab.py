@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
+from ..results import GenerationDetail
 from ..vocabulary import HISTORY_SORT_WORDS
-from . import cards, history_cards, no_config
-from . import gradio_module as _gr
+from . import cards, history_cards
+from .components import gradio_module as _gr
+from .components import no_config
 from .library_tab import parse_ids
 
 if TYPE_CHECKING:
@@ -61,9 +63,9 @@ def effective_query(text: str | None, sort: str | None) -> str:
     return " ".join(terms)
 
 
-def parameters_text(d: dict[str, Any]) -> str:
+def parameters_text(d: GenerationDetail) -> str:
     """What another tab reads back: the infotext, or the prompts when the host recorded none."""
-    return d["infotext"] or d["prompt"] + (f"\nNegative prompt: {d['negative_prompt']}" if d["negative_prompt"] else "")
+    return d.infotext or d.prompt + (f"\nNegative prompt: {d.negative_prompt}" if d.negative_prompt else "")
 
 
 def _choice_id(choice: str | None, pattern: str) -> int | None:
@@ -150,29 +152,29 @@ class HistoryTab:
         gr = _gr()
         d = self.history.detail(generation_id)
         loras: list[str] = []
-        for used in d["loras"]:
-            if used["lora_id"] is not None:
-                label = f"{used['library_name'] or used['name']} (#{used['lora_id']})"
+        for used in d.loras:
+            if used.lora_id is not None:
+                label = f"{used.library_name or used.name} (#{used.lora_id})"
                 if label not in loras:
                     loras.append(label)
-        images = [f"Image {i['index'] + 1}" + (f" · seed {i['seed']}" if i["seed"] is not None else "")
-                  for i in d["images"] if i["exists"]]
+        images = [f"Image {i.index + 1}" + (f" · seed {i.seed}" if i.seed is not None else "")
+                  for i in d.images if i.exists]
         values = {
             "column": gr.update(visible=True),
             "view": history_cards.detail(d, self.host.api_base),
-            "rating": RATINGS[d["rating"]] if d["rating"] in range(1, 6) else RATINGS[0],
-            "favorite": bool(d["favorite"]),
-            "prompt": d["prompt"],
-            "negative": d["negative_prompt"],
+            "rating": RATINGS[d.rating] if d.rating in range(1, 6) else RATINGS[0],
+            "favorite": bool(d.favorite),
+            "prompt": d.prompt,
+            "negative": d.negative_prompt,
             "infotext": parameters_text(d),
             "preview_lora": gr.update(choices=loras, value=loras[0] if loras else None),
             "preview_image": gr.update(choices=images, value=images[0] if images else None, visible=len(images) > 1),
             "preview_row": gr.update(visible=bool(loras and images)),
-            "rerun": gr.update(visible=self.host.jobs is not None and d["rerunnable"]),
+            "rerun": gr.update(visible=self.host.jobs is not None and d.rerunnable),
             "confirm": gr.update(visible=False),
             "cancel": gr.update(visible=False),
             "status": status,
-            "id": int(d["id"]),
+            "id": int(d.id),
         }
         return tuple(values[k] for k in self.DETAIL_FIELDS)
 
@@ -233,7 +235,7 @@ class HistoryTab:
         text = parameters_text(d)
         if not text.strip():
             return gr.update(), cards.message("This generation has an empty prompt: nothing to load.", "error"), gr.update()
-        return text, cards.message(f"Generation #{d['id']} loaded into the composer.", "ok"), gr.update(selected=COMPOSE_TAB)
+        return text, cards.message(f"Generation #{d.id} loaded into the composer.", "ok"), gr.update(selected=COMPOSE_TAB)
 
     def rerun(self, generation_id: int | None) -> tuple[str, int | None]:
         """Queue the same generation again (same seed); (status, job id to follow)."""
@@ -272,10 +274,10 @@ class HistoryTab:
         library = self._open_library()
         try:
             path = self.history.image_file(generation_id, index)
-            item = library.set_preview(lora_id, path)
+            item = library.previews.use(lora_id, path)
         except LoraManagerError as e:
             return cards.message(str(e), "error")
-        return cards.message(f"Image {index + 1} is now the preview of {item['name']}.", "ok")
+        return cards.message(f"Image {index + 1} is now the preview of {item.name}.", "ok")
 
     def ask_delete(self, generation_id: int | None, delete_files: bool) -> tuple:
         """First click: say exactly what goes and show Confirm / Cancel."""
@@ -286,8 +288,8 @@ class HistoryTab:
             d = self.history.detail(generation_id)
         except LoraManagerError as e:
             return cards.message(str(e), "error"), gr.update(), gr.update()
-        files = sum(1 for i in d["images"] if i["exists"])
-        what = f"Delete generation #{d['id']} from the history"
+        files = sum(1 for i in d.images if i.exists)
+        what = f"Delete generation #{d.id} from the history"
         if delete_files:
             plural = "s" if files != 1 else ""
             what += f" and its {files} image file{plural} from the disk" if files else " (its image files are already gone)"
@@ -312,13 +314,13 @@ class HistoryTab:
         except LoraManagerError as e:
             return cards.message(str(e), "error"), hidden, hidden, gr.update(), gr.update()
         text = f"Deleted generation #{result['id']}"
-        if result["deleted_files"]:
+        if result.deleted_files:
             text += f" and {len(result['deleted_files'])} image file(s)"
         text += "."
-        if result["missing_files"]:
+        if result.missing_files:
             text += f" {len(result['missing_files'])} file(s) were already gone."
-        if result["kept_files"]:
-            text += " Kept: " + "; ".join(f"{path} ({why})" for path, why in list(result["kept_files"].items())[:5])
+        if result.kept_files:
+            text += " Kept: " + "; ".join(f"{path} ({why})" for path, why in list(result.kept_files.items())[:5])
         return cards.message(text, "ok"), hidden, hidden, gr.update(visible=False), None
 
 

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
 from ..hostinfo import HostInfo
-from . import cards, filters, no_config
-from . import gradio_module as _gr
+from . import cards, filters
+from .components import gradio_module as _gr
+from .components import no_config
 
 if TYPE_CHECKING:  # the Library (and SQLAlchemy) load after startup: SDNext's startup budget
-    from ..library import Library, Page
+    from ..library import Library
+    from ..results import LoraSummary, Page
 
 VIEWS = ("Grid", "Table")
 RATINGS = ("unrated", "1", "2", "3", "4", "5")
@@ -37,7 +39,7 @@ MAX_RAW_HEADER = 2_000_000  # characters of the raw header shown (a big LyCORIS 
 SELECTED = "Selected cards"
 EVERY_RESULT = "Every result of the current query"
 
-# label -> (run_bulk action, fixed value or None when the value comes from the form)
+# label -> (bulk_actions action, fixed value or None when the value comes from the form)
 BULK_ACTIONS: dict[str, tuple[str, Any]] = {
     "Add tags": ("add_tags", None),
     "Remove tags": ("remove_tags", None),
@@ -87,7 +89,7 @@ class LibraryTab:
 
     def _results(self, q: str, page: int, view: str, selected: str) -> tuple[str, str, str, dict[str, Any]]:
         """(results html, description html, pager html, state) for one page; raises QueryError."""
-        result: Page = self.library.search(q, page=page, per_page=self.host.page_size())
+        result: Page[LoraSummary] = self.library.search(q, page=page, per_page=self.host.page_size())
         if result.page > result.pages and result.total:  # past the end (results shrank): show the last page
             result = self.library.search(q, page=result.pages, per_page=self.host.page_size())
         chosen = set(parse_ids(selected))
@@ -102,9 +104,9 @@ class LibraryTab:
                 cards.description(result.description, q), cards.pager(result.page, result.pages, result.total), state)
 
     def _empty_library(self) -> str:
-        roots = ", ".join(self.library.roots) or "no folder configured"
-        if self.library.scan_status.running:
-            text = f"The first scan is running ({self.library.scan_status.message}); LoRAs appear as it goes. Click Refresh."
+        roots = ", ".join(self.library.store.roots) or "no folder configured"
+        if self.library.indexer.status.running:
+            text = f"The first scan is running ({self.library.indexer.status.message}); LoRAs appear as it goes. Click Refresh."
         else:
             text = f"No LoRA files are indexed yet. Folders: {roots}. Add files there and click “Scan folders”."
         return f'<div class="lm-empty">{cards.esc(text)}</div>'
@@ -159,35 +161,35 @@ class LibraryTab:
 
     def _detail(self, lora_id: int, status: str = "") -> tuple:
         gr = _gr()
-        d = self.library.detail(lora_id)
-        stem = (d.get("filename") or "").rsplit(".", 1)[0]
-        display_name = d.get("display_name", d["name"] if d["name"] not in (d.get("title"), stem) else "")
-        suggestions = [w for w in cards.suggestion_words(d.get("trigger_suggestions") or [])
-                       if w not in (d.get("trigger_words") or [])]
-        candidates = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in self.library.preview_candidates(lora_id)]
-        base_choice = base_models.label(d["base_model_user"]) if d.get("base_model_user") else AUTO
+        d = self.library.get(lora_id)
+        stem = (d.filename or "").rsplit(".", 1)[0]
+        display_name = d.name if d.name not in (d.title, stem) else ""  # the user's own name, if any
+        suggestions = [w for w in cards.suggestion_words(d.trigger_suggestions or [])
+                       if w not in (d.trigger_words or [])]
+        candidates = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in self.library.previews.candidates(lora_id)]
+        base_choice = base_models.label(d.base_model_user) if d.base_model_user else AUTO
         values = {
             "column": gr.update(visible=True),
             "view": cards.detail(d, self.host.api_base, self.show_nsfw()),
-            "token": d.get("token") or "",
-            "name": gr.update(value=display_name or "", placeholder=d["name"]),
-            "tags": ", ".join(d.get("tags") or []),
-            "rating": RATINGS[d["rating"]] if d.get("rating") in range(1, 6) else RATINGS[0],
-            "favorite": bool(d.get("favorite")),
-            "nsfw": bool(d.get("nsfw")),
-            "notes": d.get("notes") or "",
-            "triggers": ", ".join(d.get("trigger_words") or []),
+            "token": d.token or "",
+            "name": gr.update(value=display_name or "", placeholder=d.name),
+            "tags": ", ".join(d.tags or []),
+            "rating": RATINGS[d.rating] if d.rating in range(1, 6) else RATINGS[0],
+            "favorite": bool(d.favorite),
+            "nsfw": bool(d.nsfw),
+            "notes": d.notes or "",
+            "triggers": ", ".join(d.trigger_words or []),
             "suggestions": gr.update(choices=suggestions, value=[], visible=bool(suggestions)),
             "add_suggestions": gr.update(visible=bool(suggestions)),
-            "weight": d.get("default_weight"),
-            "weight_min": d.get("weight_min"),
-            "weight_max": d.get("weight_max"),
+            "weight": d.default_weight,
+            "weight_min": d.weight_min,
+            "weight_max": d.weight_max,
             "base": base_choice,
             "candidates": gr.update(choices=candidates, value=candidates[0] if candidates else None, visible=bool(candidates)),
             "raw_header": "",
             "status": status,
-            "id": int(d["id"]),
-            "loaded_tags": list(d.get("tags") or []),
+            "id": int(d.id),
+            "loaded_tags": list(d.tags or []),
         }
         return tuple(values[k] for k in self.DETAIL_FIELDS)
 
@@ -248,7 +250,7 @@ class LibraryTab:
         if lora_id is None or not path:
             return self._detail_error("Open a LoRA and choose an image first.") + (None,)
         try:
-            self.library.set_preview(int(lora_id), str(path))
+            self.library.previews.use(int(lora_id), str(path))
             return self._detail(int(lora_id), cards.message("Preview updated.", "ok")) + (None,)
         except LoraManagerError as e:
             return self._detail_error(str(e)) + (_gr().update(),)
@@ -257,10 +259,10 @@ class LibraryTab:
         if lora_id is None or not name:
             return self._detail_error("Choose one of the images next to the file.")
         try:
-            match = [p for p in self.library.preview_candidates(int(lora_id)) if p.replace("\\", "/").rsplit("/", 1)[-1] == name]
+            match = [p for p in self.library.previews.candidates(int(lora_id)) if p.replace("\\", "/").rsplit("/", 1)[-1] == name]
             if not match:
                 raise NotFound(f"{name} is not next to this LoRA any more")
-            self.library.set_preview(int(lora_id), match[0])
+            self.library.previews.use(int(lora_id), match[0])
             return self._detail(int(lora_id), cards.message(f"Preview set from {name}.", "ok"))
         except LoraManagerError as e:
             return self._detail_error(str(e))
@@ -269,7 +271,7 @@ class LibraryTab:
         if lora_id is None:
             return self._detail_error("Open a LoRA first.")
         try:
-            self.library.clear_preview(int(lora_id))
+            self.library.previews.clear(int(lora_id))
             return self._detail(int(lora_id), cards.message("Your preview was removed.", "ok"))
         except LoraManagerError as e:
             return self._detail_error(str(e))
@@ -279,7 +281,7 @@ class LibraryTab:
         if lora_id is None:
             return "", cards.message("Open a LoRA first.", "error")
         try:
-            header = self.library.raw_header(int(lora_id))
+            header = self.library.files.raw_header(int(lora_id))
         except LoraManagerError as e:
             return "", cards.message(str(e), "error")
         text = json.dumps(header, indent=1, ensure_ascii=False, default=str)
@@ -292,7 +294,7 @@ class LibraryTab:
     def bulk_action_changed(self, action: str) -> tuple:
         gr = _gr()
         name = BULK_ACTIONS.get(action, ("", None))[0]
-        roots = self.library.roots if name == "move" else []
+        roots = self.library.store.roots if name == "move" else []
         return (gr.update(visible=name in VALUE_LABELS, label=VALUE_LABELS.get(name, "Value"), value=""),
                 gr.update(visible=name == "set_base_model"),
                 gr.update(visible=name == "move", **({"choices": roots, "value": roots[0]} if roots else {})),
@@ -333,7 +335,7 @@ class LibraryTab:
         elif name == "set_base_model":
             request_value = AUTO if base in (None, "", AUTO) else base
         elif name == "move":
-            if root not in self.library.roots:
+            if root not in self.library.store.roots:
                 return cards.message("Choose the library folder to move into.", "error"), hidden, None
             request_value = {"root": root, "subfolder": (value or "").strip()}
         else:
@@ -381,7 +383,7 @@ class LibraryTab:
 
     def undo_trash(self) -> str:
         try:
-            result = self.library.undo_trash()
+            result = self.library.files.undo_trash()
         except LoraManagerError as e:
             return cards.message(str(e), "error")
         text = f"Restored {cards.plural(len(result.done))} from the trash."
@@ -421,8 +423,8 @@ class LibraryTab:
 
     def find_duplicates(self, message: str = "") -> tuple:
         gr = _gr()
-        groups = self.library.duplicates()
-        choices = [f"#{int(i['id'])} {i.get('relpath')}" for group in groups for i in group]
+        groups = self.library.files.duplicates()
+        choices = [f"#{int(i.id)} {i.relpath}" for group in groups for i in group]
         summary = message or cards.message(
             f"{cards.plural(len(groups), 'group')} of identical files; keeping one file of a group moves the others to the trash."
             if groups else "No duplicates found.", "info")
@@ -433,7 +435,7 @@ class LibraryTab:
         if not ids:
             return (_gr().update(), _gr().update(), cards.message("Choose the file to keep.", "error"))
         try:
-            result = self.library.keep_duplicate(ids[0])
+            result = self.library.files.keep_duplicate(ids[0])
         except LoraManagerError as e:
             return (_gr().update(), _gr().update(), cards.message(str(e), "error"))
         text = f"Kept #{ids[0]}; moved {cards.plural(len(result.done), 'file')} to the trash (Undo last trash puts them back)."
@@ -448,7 +450,7 @@ class LibraryTab:
     # --- scanning -----------------------------------------------------------------------------
 
     def stats(self) -> str:
-        return cards.stats_line(self.library.stats(), self.library.scan_status.message)
+        return cards.stats_line(self.library.stats(), self.library.indexer.status.message)
 
     def scan(self, progress=None) -> tuple[str, str]:
         """Sync the index now (progress goes to the gr.Progress bar); Busy is a message."""
@@ -456,9 +458,9 @@ class LibraryTab:
             if progress is not None:
                 progress(fraction, desc=message)
         try:
-            report_ = self.library.scan(progress=report)
+            report_ = self.library.indexer.scan(progress=report)
         except Busy:
-            return cards.message(f"A scan is already running: {self.library.scan_status.message}", "info"), self.stats()
+            return cards.message(f"A scan is already running: {self.library.indexer.status.message}", "info"), self.stats()
         except (LoraManagerError, OSError) as e:
             return cards.message(f"Scan failed: {e}", "error"), self.stats()
         return cards.message("Scan finished: " + report_.summary(), "ok"), self.stats()

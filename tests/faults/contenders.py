@@ -34,7 +34,7 @@ def error_text(e: BaseException) -> str:
 
 def scan(data: str, seconds: float) -> dict:
     library = Library.open(data, hashing=True)
-    folder = Path(library.roots[0])
+    folder = Path(library.store.roots[0])
     names = sorted(p.name for p in folder.glob("*.safetensors"))
     rng = random.Random(11)
     deadline = time.monotonic() + seconds
@@ -44,8 +44,8 @@ def scan(data: str, seconds: float) -> dict:
         for n, name in enumerate(rng.sample(names, max(1, len(names) // 4))):
             synth.write_lora(folder / name, "sd1", rank=2, data="sparse", seed=round_ * 10_000 + n)
         try:
-            library.scan()
-            library.hash_pending(limit=100)
+            library.indexer.scan()
+            library.indexer.hash_pending(limit=100)
             scans += 1
         except Exception as e:  # noqa: BLE001 - reported to the test, which fails on any
             errors.append(error_text(e))
@@ -94,13 +94,13 @@ def own_job(data: str, url: str) -> None:
     from lib_lora_manager.models import Job
 
     library = Library.open(data, database_url=url or None, hashing=False)
-    with library.db.write() as session:
+    with library.store.db.write() as session:
         job = Job(kind="generate", status="running", request=json.dumps({"request": {"prompt": "elsewhere"}}),
-                  created_at=time.time(), started_at=time.time(), owner=library.processes.id)
+                  created_at=time.time(), started_at=time.time(), owner=library.store.processes.id)
         session.add(job)
         session.flush()
         job_id = job.id
-    print(json.dumps({"job": job_id, "owner": library.processes.id, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"job": job_id, "owner": library.store.processes.id, "pid": os.getpid()}), flush=True)
     sys.stdin.read()  # until the test closes our stdin, or kills us
     library.close()
 

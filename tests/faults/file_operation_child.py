@@ -61,9 +61,9 @@ def main() -> None:
     print("ready", flush=True)
     started = time.perf_counter()
     if spec["operation"] == "trash":
-        library.trash(spec["ids"])
+        library.files.trash(spec["ids"])
     else:
-        library.move(spec["ids"], spec["target_root"], spec["subfolder"])
+        library.files.move(spec["ids"], spec["target_root"], spec["subfolder"])
     print(f"done {time.perf_counter() - started:.3f}", flush=True)
     library.close()
 

@@ -38,12 +38,12 @@ def setup(library, lora_dir, tmp_path):
     make_lora(lora_dir, "alpha", "sd1", seed=1)
     make_lora(lora_dir, "beta", "sdxl", seed=2)
     make_lora(lora_dir, "none_style", "sd1", seed=3)
-    library.scan()
-    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
+    library.indexer.scan()
+    ids = {item.filename.split(".")[0]: item.id for item in library.search("").items}
     library.edit(ids["alpha"], rating=3, notes="keep me", tags=["kept"])
-    generation = library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded", prompt="x"))
+    generation = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="x"))
     recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": ids["alpha"]}])["id"]
-    jobs = JobQueue(library, PaintingGenerator(tmp_path / "out"))
+    jobs = JobQueue(library.store, PaintingGenerator(tmp_path / "out"))
     with TestClient(make_app(library, jobs), raise_server_exceptions=False) as client:  # a server error is a 500, as users see it
         yield client, library, {"alpha": ids["alpha"], "gen": generation, "recipe": recipe}, lora_dir
     jobs.close()
@@ -60,7 +60,7 @@ def make_app(library, jobs=None) -> FastAPI:
 def snapshot(library) -> dict:
     """Everything a refused request must leave as it was: user data, files' places, tags,
     generations, recipes and jobs."""
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         loras = [(lora.id, lora.display_name, lora.rating, lora.favorite, lora.nsfw, lora.notes, lora.trigger_words,
                   lora.default_weight, lora.weight_min, lora.weight_max, lora.base_model_user, lora.trashed_at, lora.path,
                   sorted(t.name for t in lora.tags)) for lora in session.scalars(select(Lora).order_by(Lora.id))]
@@ -265,8 +265,8 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
     try:
         library = host.library()
-        library.scan()
-        lora_id = library.search("").items[0]["id"]
+        library.indexer.scan()
+        lora_id = library.search("").items[0].id
         before = snapshot(library)
         with double.client(raise_server_exceptions=False) as client:
             assert client.get(f"{V1}/loras/abc").status_code == 401  # auth first
@@ -332,7 +332,7 @@ def test_query_parse_refuses_what_the_database_cannot_run(setup, q):
 
 def test_library_lookups_of_impossible_ids_are_clean_errors(setup):
     _client, library, _names, _root = setup
-    for call in (lambda: library.get(2**63), lambda: library.detail(BIG), lambda: library.edit(BIG, rating=1),
+    for call in (lambda: library.get(2**63), lambda: library.get(BIG), lambda: library.edit(BIG, rating=1),
                  lambda: library.search("", page=10**17), lambda: library.history.search("", page=10**17),
                  lambda: library.select([-1]), lambda: library.recipes.get(BIG)):
         with pytest.raises(InvalidInput):
@@ -357,7 +357,7 @@ def test_library_lookups_of_impossible_ids_are_clean_errors(setup):
 def test_cli_bad_input_is_one_line_and_status_2(setup, capsys, argv, database_url):
     _client, library, _names, root = setup
     before = snapshot(library)
-    common = ["--data-dir", library.data_dir, "--lora-dir", str(root)]
+    common = ["--data-dir", library.store.data_dir, "--lora-dir", str(root)]
     if database_url and "--db" not in argv:
         common += ["--db", database_url]
     capsys.readouterr()

@@ -118,7 +118,7 @@ def two_servers(tmp_path_factory):
         write_lora(folder / f"lora {n:02d}.safetensors", "sd1", rank=2, data="sparse", seed=n)
     reset_postgres(POSTGRES_URL)
     library = Library.open(str(base / "test-data"), roots=[str(folder)], database_url=POSTGRES_URL, hashing=False)
-    library.scan()
+    library.indexer.scan()
     ids = library.ids("sort:name")
     procs, ports = [], []
     env = {k: v for k, v in os.environ.items() if k != "LORA_MANAGER_DATABASE_URL"}
@@ -289,13 +289,13 @@ def test_an_edit_made_while_hashing_merges_two_rows_is_kept(tmp_path, lora_dir, 
     hasher = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
     editor = Library.open(data, database_url=database_url, hashing=False)  # another process
     try:
-        hasher.scan()
-        hasher.hash_pending()
+        hasher.indexer.scan()
+        hasher.indexer.hash_pending()
         vanished, = hasher.ids("")
         editor.edit(vanished, notes="written before")
         shutil.copy(original, lora_dir / "renamed.safetensors")  # an identical copy (a new row)...
         original.unlink()  # ...and the original vanishes (its row is missing)
-        hasher.scan()
+        hasher.indexer.scan()
         copy, = hasher.ids("renamed")
         editor.edit(copy, notes="written on the copy")  # newer than "written before"
         paused, go = threading.Event(), threading.Event()
@@ -306,7 +306,7 @@ def test_an_edit_made_while_hashing_merges_two_rows_is_kept(tmp_path, lora_dir, 
             go.wait(10)
             return merge_into(*args, **kwargs)
         monkeypatch.setattr(merging, "merge_into", slow_merge)
-        hashing = threading.Thread(target=hasher.hash_pending)
+        hashing = threading.Thread(target=hasher.indexer.hash_pending)
         hashing.start()
         assert paused.wait(10)
         editing = threading.Thread(target=editor.edit, args=(vanished,), kwargs={"notes": "written while hashing"})
@@ -316,7 +316,7 @@ def test_an_edit_made_while_hashing_merges_two_rows_is_kept(tmp_path, lora_dir, 
         hashing.join(30)
         editing.join(30)
         survivor, = hasher.ids("")
-        assert hasher.detail(survivor)["notes"] == "written while hashing"  # the newest edit wins
+        assert hasher.get(survivor).notes == "written while hashing"  # the newest edit wins
     finally:
         editor.close()
         hasher.close()
@@ -330,7 +330,7 @@ def request(prompt: str) -> GenerationRequest:
 
 
 def _job_status(library: Library, job_id: int) -> str:
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         return session.get(Job, job_id).status
 
 
@@ -358,7 +358,7 @@ def test_a_starting_process_leaves_running_jobs_of_live_processes_alone(tmp_path
     data = str(tmp_path / "data")
     first = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
     painter = PaintingGenerator(tmp_path / "out", step_seconds=0.3)
-    jobs = JobQueue(first, painter)
+    jobs = JobQueue(first.store, painter)
     alive = ForeignProcess(data, database_url)
     dead = ForeignProcess(data, database_url)
     dead.kill()
@@ -366,7 +366,7 @@ def test_a_starting_process_leaves_running_jobs_of_live_processes_alone(tmp_path
     try:
         job_id = jobs.submit(request("a long one"))
         assert painter.started.wait(10)
-        JobQueue(second, PaintingGenerator(tmp_path / "out2")).close()  # a second server starts
+        JobQueue(second.store, PaintingGenerator(tmp_path / "out2")).close()  # a second server starts
         assert _job_status(first, job_id) == "running"  # this process's own job
         assert _job_status(first, alive.job) == "running"  # a live process's job, in another process
         assert _job_status(first, dead.job) == "interrupted"  # its owner was killed
@@ -382,26 +382,26 @@ def test_workers_of_several_processes_claim_each_job_once(tmp_path, lora_dir, da
     data = str(tmp_path / "data")
     libraries = [Library.open(data, roots=[str(lora_dir)], database_url=database_url)]
     libraries += [Library.open(data, database_url=database_url) for _ in range(3)]
-    with libraries[0].db.write() as session:  # queued by processes that are gone: anyone may run them
+    with libraries[0].store.db.write() as session:  # queued by processes that are gone: anyone may run them
         for n in range(24):
             session.add(Job(kind="generate", status="queued", request=json.dumps({"request": request(f"job {n}").to_dict()}),
                             created_at=time.time(), owner=None if n % 2 else "0" * 32))
     painters = [PaintingGenerator(tmp_path / f"out{n}") for n in range(4)]
-    queues = [JobQueue(library, painter) for library, painter in zip(libraries, painters)]
+    queues = [JobQueue(library.store, painter) for library, painter in zip(libraries, painters)]
     try:
         for q in queues:
             q.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with libraries[0].db.read() as session:
+            with libraries[0].store.db.read() as session:
                 if not session.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running")))):
                     break
             time.sleep(0.2)
         runs = Counter(r.prompt for p in painters for r in p.requests)
         assert runs == Counter({f"job {n}": 1 for n in range(24)})
-        with libraries[0].db.read() as session:
+        with libraries[0].store.db.read() as session:
             assert set(session.scalars(select(Job.status))) == {"succeeded"}
-            assert set(session.scalars(select(Job.owner))) <= {lib.processes.id for lib in libraries}
+            assert set(session.scalars(select(Job.owner))) <= {lib.store.processes.id for lib in libraries}
     finally:
         for q in queues:
             q.close()
@@ -414,7 +414,7 @@ def test_a_job_runs_in_the_process_that_accepted_it(tmp_path, lora_dir, database
     one = Library.open(data, roots=[str(lora_dir)], database_url=database_url)
     two = Library.open(data, database_url=database_url)
     painters = [PaintingGenerator(tmp_path / "out1"), PaintingGenerator(tmp_path / "out2")]
-    queues = [JobQueue(one, painters[0]), JobQueue(two, painters[1])]
+    queues = [JobQueue(one.store, painters[0]), JobQueue(two.store, painters[1])]
     painters[0].step_seconds = 0.2
     try:
         ids = [queues[0].submit(request(f"for one {n}")) for n in range(3)]
@@ -437,7 +437,7 @@ def test_sqlite_edits_from_two_processes_during_a_scan(tmp_path, lora_dir):
         write_lora(lora_dir / f"lora {n:03d}.safetensors", "sd1", rank=2, data="sparse", seed=n)
     data = str(tmp_path / "data")
     library = Library.open(data, roots=[str(lora_dir)])
-    library.scan()
+    library.indexer.scan()
     edited = library.ids("sort:name")[:32]
     library.close()
     scanner = subprocess.Popen([sys.executable, str(CONTENDERS), "scan", data, "25"], stdout=subprocess.PIPE, text=True)
@@ -451,7 +451,7 @@ def test_sqlite_edits_from_two_processes_during_a_scan(tmp_path, lora_dir):
     assert results[0]["errors"] == [] and results[1]["errors"] == []
     library = Library.open(data)
     try:
-        with library.db.read() as session:
+        with library.store.db.read() as session:
             rows = {i: session.get(Lora, i) for i in edited}
             final = {i: (row.notes, {t.name for t in row.tags}, row.search_text) for i, row in rows.items()}
         for lora_id in edited:

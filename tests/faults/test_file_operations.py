@@ -64,8 +64,8 @@ def digest(path: Path) -> str:
 
 def only_id(library, q: str = "") -> int:
     page = library.search(q)
-    assert page.total == 1, [i["relpath"] for i in page.items]
-    return page.items[0]["id"]
+    assert page.total == 1, [i.relpath for i in page.items]
+    return page.items[0].id
 
 
 # --- item 3: undo after the original path was reused --------------------------------------------
@@ -75,28 +75,28 @@ def only_id(library, q: str = "") -> int:
 def test_undo_after_the_original_path_was_reused_keeps_user_data(library, lora_dir, rescanned):
     path = with_sidecars(lora_dir / "sub", "keeper", seed=1)
     original = digest(path)
-    library.scan()
+    library.indexer.scan()
     keeper = only_id(library)
     library.edit(keeper, rating=5, notes="trained on my own photos", tags=["portrait", "mine"])
-    assert library.trash([keeper]).done == [keeper]
+    assert library.files.trash([keeper]).done == [keeper]
     make_lora(lora_dir / "sub", "keeper", "sdxl", seed=2)  # a new file appears at its old path...
-    assert library.scan().added == 1
+    assert library.indexer.scan().added == 1
     newcomer = only_id(library)
     library.edit(newcomer, tags=["newcomer"])
     path.unlink()  # ...and goes away
     if rescanned:
-        assert library.scan().missing == 1
+        assert library.indexer.scan().missing == 1
 
-    restored = library.undo_trash()
+    restored = library.files.undo_trash()
 
     assert restored.done == [keeper] and not restored.errors
     assert digest(path) == original
     assert all((lora_dir / "sub" / f"keeper{ext}").exists() for ext in SIDECARS)
-    report = library.scan()
+    report = library.indexer.scan()
     assert (report.added, report.missing) == (0, 0)
     assert library.stats()["total"] == 1 and library.stats()["trashed"] == 0
-    item = library.detail(only_id(library, "portrait"))
-    assert item["id"] == keeper and item["relpath"] == "sub/keeper.safetensors" and not item["missing"]
+    item = library.get(only_id(library, "portrait"))
+    assert item.id == keeper and item.relpath == "sub/keeper.safetensors" and not item.missing
     assert item["rating"] == 5 and item["notes"] == "trained on my own photos"
     assert sorted(item["tags"]) == ["mine", "newcomer", "portrait"]
     assert item["base_model"] == "sd1"  # the row describes the restored file
@@ -104,24 +104,24 @@ def test_undo_after_the_original_path_was_reused_keeps_user_data(library, lora_d
 
 def test_undo_is_refused_while_another_lora_is_at_the_original_path(library, lora_dir):
     path = with_sidecars(lora_dir, "keeper", seed=1)
-    library.scan()
+    library.indexer.scan()
     keeper = only_id(library)
     library.edit(keeper, rating=4)
-    library.trash([keeper])
+    library.files.trash([keeper])
     trashed_path = library.get(keeper).path
     make_lora(lora_dir, "keeper", "sdxl", seed=2)
-    library.scan()
+    library.indexer.scan()
     newcomer_bytes = digest(path)
 
-    refused = library.undo_trash()
+    refused = library.files.undo_trash()
 
     assert refused.done == [] and "another LoRA" in refused.errors[keeper]
     assert digest(path) == newcomer_bytes and os.path.exists(trashed_path)  # nothing moved
     assert library.get(keeper).trashed_at is not None
     path.unlink()
-    library.scan()
-    assert library.undo_trash().done == [keeper]  # the batch is still undoable
-    assert library.detail(keeper)["rating"] == 4 and library.stats()["total"] == 1
+    library.indexer.scan()
+    assert library.files.undo_trash().done == [keeper]  # the batch is still undoable
+    assert library.get(keeper).rating == 4 and library.stats()["total"] == 1
 
 
 # --- item 4: hashing meets a vanished row ---------------------------------------------------------
@@ -129,34 +129,34 @@ def test_undo_is_refused_while_another_lora_is_at_the_original_path(library, lor
 
 def test_hashing_merges_a_vanished_lora_with_its_copy(library, lora_dir):
     path = make_lora(lora_dir, "original", seed=3)
-    library.scan()
-    library.hash_pending()
+    library.indexer.scan()
+    library.indexer.hash_pending()
     old = only_id(library)
     library.edit(old, rating=3, notes="old notes", tags=["kept"], favorite=True)
-    library.record_generation(GenerationRecord(started_at=time.time() - 100, status="succeeded",
+    library.history.record(GenerationRecord(started_at=time.time() - 100, status="succeeded",
                                                loras=[UsedLora("original", path=str(path))]))
     copy = lora_dir / "renamed.safetensors"
     shutil.copy(path, copy)  # an identical copy under another name (a new inode)...
     path.unlink()  # ...and the original vanishes
-    library.scan()
+    library.indexer.scan()
     new = only_id(library, "renamed")
     library.edit(new, rating=5, tags=["copy"])
-    library.record_generation(GenerationRecord(started_at=time.time(), status="succeeded",
+    library.history.record(GenerationRecord(started_at=time.time(), status="succeeded",
                                                loras=[UsedLora("renamed", path=str(copy))]))
     recipe = library.recipes.save("with the copy", "a castle", loras=[{"lora_id": new, "weight": 0.7}])
 
-    library.hash_pending()
+    library.indexer.hash_pending()
 
     survivor = only_id(library)
-    item = library.detail(survivor)
-    assert item["filename"] == "renamed.safetensors" and not item["missing"] and item["sha256"]
+    item = library.get(survivor)
+    assert item.filename == "renamed.safetensors" and not item.missing and item.sha256
     assert sorted(item["tags"]) == ["copy", "kept"]
     assert item["rating"] == 5 and item["notes"] == "old notes" and item["favorite"]  # newer edit wins per field
     assert library.get(survivor).use_count == 2
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         used = set(session.scalars(sql_select(GenerationLora.lora_id)))
         assert used == {survivor} and session.scalar(sql_select(func.count(Lora.id))) == 1
-    assert library.recipes.get(recipe["id"])["loras"][0]["lora_id"] == survivor
+    assert library.recipes.get(recipe["id"]).loras[0]["lora_id"] == survivor
     assert library.search("tag:copy").total == 1 and library.search("old notes").total == 1
 
 
@@ -166,20 +166,20 @@ def test_hashing_merges_a_vanished_lora_with_its_copy(library, lora_dir):
 def test_trash_of_the_same_relative_path_from_two_library_folders(library, lora_dir, tmp_path):
     other = tmp_path / "Extra"
     other.mkdir()
-    library.set_roots([str(lora_dir), str(other)])
+    library.store.set_roots([str(lora_dir), str(other)])
     first, second = with_sidecars(lora_dir / "styles", "ink", seed=1), with_sidecars(other / "styles", "ink", seed=2)
     before = {p: digest(p) for p in (first, second)}
-    library.scan()
+    library.indexer.scan()
     ids = library.ids("")
     assert len(ids) == 2
 
-    result = library.trash(ids)
+    result = library.files.trash(ids)
 
     assert sorted(result.done) == sorted(ids) and not result.errors
     assert not first.exists() and not second.exists()
-    trashed = [p for p in (Path(library.data_dir) / "trash" / result.batch).rglob("*") if p.is_file()]
+    trashed = [p for p in (Path(library.store.data_dir) / "trash" / result.batch).rglob("*") if p.is_file()]
     assert len(trashed) == 8
-    restored = library.undo_trash(result.batch)
+    restored = library.files.undo_trash(result.batch)
     assert sorted(restored.done) == sorted(ids)
     assert {p: digest(p) for p in (first, second)} == before
     assert all((folder / "styles" / f"ink{ext}").exists() for folder in (lora_dir, other) for ext in SIDECARS)
@@ -193,35 +193,35 @@ def test_a_move_whose_real_path_leaves_the_library_folder_is_refused(library, lo
     target.mkdir()
     outside.mkdir()
     (target / "escape").symlink_to(outside, target_is_directory=True)
-    library.set_roots([str(lora_dir), str(target)])
+    library.store.set_roots([str(lora_dir), str(target)])
     path = with_sidecars(lora_dir, "stay", seed=1)
-    library.scan()
+    library.indexer.scan()
     lora_id = only_id(library)
 
     for subfolder in ("escape", "escape/deeper", "../outside", "sorted/../../outside"):
         with pytest.raises(InvalidInput, match="outside the library folder"):
-            library.move([lora_id], str(target), subfolder)
+            library.files.move([lora_id], str(target), subfolder)
 
     assert path.exists() and all((lora_dir / f"stay{ext}").exists() for ext in SIDECARS)
     assert list(outside.iterdir()) == []
-    assert library.move([lora_id], str(target), "sorted").done == [lora_id]  # a real subfolder is fine
+    assert library.files.move([lora_id], str(target), "sorted").done == [lora_id]  # a real subfolder is fine
     assert (target / "sorted" / "stay.safetensors").exists()
 
 
 def test_trash_never_writes_outside_the_data_folder(library, lora_dir, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    (Path(library.data_dir) / "trash").symlink_to(outside, target_is_directory=True)
+    (Path(library.store.data_dir) / "trash").symlink_to(outside, target_is_directory=True)
     path = with_sidecars(lora_dir, "doomed", seed=1)
-    library.scan()
+    library.indexer.scan()
     lora_id = only_id(library)
 
-    result = library.trash([lora_id])
+    result = library.files.trash([lora_id])
 
     assert result.done == [] and "outside the data folder" in result.errors[lora_id]
     assert path.exists() and list(outside.iterdir()) == []
     assert library.search("").total == 1
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         assert session.scalar(sql_select(func.count(FileOperation.id))) == 0
 
 
@@ -234,27 +234,27 @@ def test_the_journal_of_a_live_process_is_left_alone(library, lora_dir, database
     from lib_lora_manager import fileops
 
     with_sidecars(lora_dir, "in_flight", seed=1)
-    library.scan()
+    library.indexer.scan()
     lora_id = only_id(library)
     real_move, seen = fileops.move_file, {}
 
     def move_then_open_another(source, destination):
         real_move(source, destination)
         if not seen:
-            other = Library.open(library.data_dir, roots=[str(lora_dir)], database_url=database_url, hashing=False)
-            with other.db.read() as session:
+            other = Library.open(library.store.data_dir, roots=[str(lora_dir)], database_url=database_url, hashing=False)
+            with other.store.db.read() as session:
                 seen["journal"] = session.scalar(sql_select(func.count(FileOperation.id)))
             seen["settled"] = other.files.reconcile()
             other.close()
             seen["files stayed"] = os.path.exists(destination) and not os.path.exists(source)
 
     monkeypatch.setattr(fileops, "move_file", move_then_open_another)
-    result = library.trash([lora_id])
+    result = library.files.trash([lora_id])
 
     assert seen == {"journal": 1, "settled": 0, "files stayed": True}
     assert result.done == [lora_id]
     monkeypatch.undo()
-    assert library.undo_trash().done == [lora_id] and (lora_dir / "in_flight.safetensors").exists()
+    assert library.files.undo_trash().done == [lora_id] and (lora_dir / "in_flight.safetensors").exists()
 
 
 def test_journals_left_by_a_dead_process_are_settled_by_where_the_files_are(library, lora_dir, tmp_path, database_url):
@@ -263,37 +263,37 @@ def test_journals_left_by_a_dead_process_are_settled_by_where_the_files_are(libr
 
     other = tmp_path / "Extra"
     other.mkdir()
-    library.set_roots([str(lora_dir), str(other)])
+    library.store.set_roots([str(lora_dir), str(other)])
     for n, stem in enumerate(("half", "whole")):
         with_sidecars(lora_dir, stem, seed=n)
-    library.scan()
-    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
+    library.indexer.scan()
+    ids = {item.filename.split(".")[0]: item.id for item in library.search("").items}
 
     def move_plan(stem: str) -> Operation:
         files = [(str(lora_dir / f"{stem}{ext}"), str(other / f"{stem}{ext}")) for ext in (".safetensors", *SIDECARS)]
         return Operation("move", ids[stem], None, files, {
-            "path": files[0][1], "root": str(other), "root_id": library.mounts.root_id(str(other)),
+            "path": files[0][1], "root": str(other), "root_id": library.store.mounts.root_id(str(other)),
             "relpath": f"{stem}.safetensors", "folder": "", "updated_at": time.time()})
 
     plans = [move_plan("half"), move_plan("whole"),
              Operation("move", None, None, [("/mnt/not-here/x.safetensors", "/mnt/not-here/y/x.safetensors")], {})]
     dead = "0" * 32  # a process that never registered is gone
-    with library.db.write() as session:
+    with library.store.db.write() as session:
         for op in plans:
             session.add(FileOperation(owner=dead, kind=op.kind, lora_id=op.lora_id, plan=op.plan(), created_at=time.time()))
     for source, destination in plans[0].files[:2] + plans[1].files:
         os.rename(source, destination)
 
-    reopened = Library.open(library.data_dir, database_url=database_url)
+    reopened = Library.open(library.store.data_dir, database_url=database_url)
     try:
         assert all((lora_dir / f"half{ext}").exists() for ext in (".safetensors", *SIDECARS))
         assert all((other / f"whole{ext}").exists() for ext in (".safetensors", *SIDECARS))
-        assert reopened.detail(ids["half"])["path"] == str(lora_dir / "half.safetensors")
-        whole = reopened.detail(ids["whole"])
-        assert (whole["path"], whole["root"], whole["relpath"]) == (str(other / "whole.safetensors"), str(other), "whole.safetensors")
-        with reopened.db.read() as session:
+        assert reopened.get(ids["half"]).path == str(lora_dir / "half.safetensors")
+        whole = reopened.get(ids["whole"])
+        assert (whole.path, whole.root, whole.relpath) == (str(other / "whole.safetensors"), str(other), "whole.safetensors")
+        with reopened.store.db.read() as session:
             assert list(session.scalars(sql_select(FileOperation.owner))) == [dead]  # the one it cannot see
-        report = reopened.scan()
+        report = reopened.indexer.scan()
         assert (report.added, report.missing) == (0, 0)
     finally:
         reopened.close()
@@ -360,9 +360,9 @@ def build_world(template: Path, base: Path, url: str | None, data: Path | None =
     world.roots[1].mkdir()
     library = world.open()
     try:
-        assert library.scan().added == COUNT
+        assert library.indexer.scan().added == COUNT
         for item in library.search("", per_page=200).items:
-            n = stem_number(item["filename"].split(".")[0])
+            n = stem_number(item.filename.split(".")[0])
             library.edit(item["id"], rating=n % 5 + 1, tags=[f"t{n}"])
             world.ids[f"lora{n:02d}"] = item["id"]
             world.homes[f"lora{n:02d}"] = world.roots[0] / item["folder"]
@@ -434,7 +434,7 @@ def check(world: World, operation: str) -> list[str]:
         on_disk = files_by_name([*world.roots, trash])
         leftovers = [n for n in on_disk if n.endswith(".lm-partial")]
         violations += [f"partial copy left: {n}" for n in leftovers]
-        with library.db.read() as session:
+        with library.store.db.read() as session:
             rows = {r.stem: r for r in session.scalars(sql_select(Lora))}
             trash_paths = set(session.scalars(sql_select(TrashItem.trash_path)))
             journal = session.scalar(sql_select(func.count(FileOperation.id)))
@@ -467,7 +467,7 @@ def check(world: World, operation: str) -> list[str]:
                 violations.append(f"{stem}: user data changed: rating {row.rating}, tags {[t.name for t in row.tags]}")
         if operation == "trash":
             violations += undo_everything(library, world)
-        report = library.scan()
+        report = library.indexer.scan()
         if report.added or report.missing:
             violations.append(f"rescan disagrees with the index: {report.added} new, {report.missing} missing")
     finally:
@@ -477,16 +477,16 @@ def check(world: World, operation: str) -> list[str]:
 
 def undo_everything(library: Library, world: World) -> list[str]:
     violations: list[str] = []
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         batches = sorted(set(session.scalars(sql_select(TrashItem.batch))))
     for batch in batches:
         try:
-            result = library.undo_trash(batch)
+            result = library.files.undo_trash(batch)
         except Exception as e:  # noqa: BLE001 - the test counts any failure of the undo as a violation
             violations.append(f"undo of {batch} failed: {type(e).__name__}: {str(e)[:200]}")
             continue
         violations += [f"undo of LoRA {i}: {message}" for i, message in result.errors.items()]
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         rows = {r.stem: r for r in session.scalars(sql_select(Lora))}
     for stem, home in world.homes.items():
         row = rows.get(stem)

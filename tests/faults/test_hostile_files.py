@@ -51,15 +51,15 @@ def rest_client(library) -> TestClient:
 
 def run_cli(library, capsys, *args) -> tuple[int, str]:
     """lib_lora_manager.cli.main on the same library (data folder and database)."""
-    db = [] if library.db.is_sqlite else ["--db", library.db.url]
-    code = cli.main([args[0], "--data-dir", library.data_dir, *db, *args[1:]])
+    db = [] if library.store.db.is_sqlite else ["--db", library.store.db.url]
+    code = cli.main([args[0], "--data-dir", library.store.data_dir, *db, *args[1:]])
     out = capsys.readouterr().out
     out.encode("utf-8")  # what a UTF-8 terminal or pipe gets: must be encodable
     return code, out
 
 
 def by_file(library) -> dict[str, dict]:
-    return {item["filename"]: item for item in library.search("", per_page=200).items}
+    return {item.filename: item for item in library.search("", per_page=200).items}
 
 
 def json_safe(data) -> None:
@@ -78,22 +78,22 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
     (bad.parent / f"{CAFE}.txt").write_text("a description", encoding="utf-8")
     assert os.fsencode(bad).endswith(b"caf\xe9 pack/caf\xe9.safetensors")
 
-    report = library.scan()
+    report = library.indexer.scan()
     assert (report.files, report.added, report.errors, report.skipped) == (2, 2, 0, [])
     items = by_file(library)
     json_safe(items)
     item = items["caf\\xe9.safetensors"]
     assert item["relpath"] == "caf\\xe9 pack/caf\\xe9.safetensors" and item["folder"] == "caf\\xe9 pack"
     assert "not valid UTF-8" in item["token_problem"]
-    detail = library.detail(item["id"])
+    detail = library.get(item["id"])
     json_safe(detail)
     assert detail["path"].endswith("caf\\xe9 pack/caf\\xe9.safetensors") and detail["description"] == "a description"
     # the real file behind the row: rescan, hash, header, preview
     assert library.get(item["id"]).path == str(bad)
-    assert library.scan().unchanged == 2
-    assert library.hash_pending() == 2 and library.detail(item["id"])["sha256"]
-    assert library.raw_header(item["id"])["__metadata__"]["ss_output_name"] == "cafe"
-    assert library.thumbnail(item["id"]) is not None
+    assert library.indexer.scan().unchanged == 2
+    assert library.indexer.hash_pending() == 2 and library.get(item["id"]).sha256
+    assert library.files.raw_header(item["id"])["__metadata__"]["ss_output_name"] == "cafe"
+    assert library.previews.thumbnail(item["id"]) is not None
     assert library.find(f"{CAFE}.safetensors").id == item["id"]  # as the CLI gets it from argv
 
     with rest_client(library) as client:
@@ -108,13 +108,13 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
     assert code == 0 and "caf\\xe9.safetensors" in out
 
     # move, trash and undo take the real file (and its sidecar) and bring it back
-    moved = library.move([item["id"]], str(lora_dir), f"{CAFE} pack/sub")
+    moved = library.files.move([item["id"]], str(lora_dir), f"{CAFE} pack/sub")
     assert not moved.errors and (bad.parent / "sub" / bad.name).exists() and (bad.parent / "sub" / f"{CAFE}.txt").exists()
-    assert library.detail(item["id"])["relpath"] == "caf\\xe9 pack/sub/caf\\xe9.safetensors"
-    assert library.move([item["id"]], str(lora_dir), f"{CAFE} pack").done == [item["id"]] and bad.exists()
-    batch = library.trash([item["id"]])
+    assert library.get(item["id"]).relpath == "caf\\xe9 pack/sub/caf\\xe9.safetensors"
+    assert library.files.move([item["id"]], str(lora_dir), f"{CAFE} pack").done == [item["id"]] and bad.exists()
+    batch = library.files.trash([item["id"]])
     assert not batch.errors and not bad.exists()
-    assert not library.undo_trash(batch.batch).errors
+    assert not library.files.undo_trash(batch.batch).errors
     assert bad.exists() and library.get(item["id"]).path == str(bad)
     (lora_dir / "elsewhere").mkdir()
     (lora_dir / "elsewhere" / bad.name).write_bytes(b"")  # in the way: the error names the file, as JSON
@@ -127,9 +127,9 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
 def test_a_library_folder_whose_name_is_not_utf8_rescans_as_unchanged(library, tmp_path):
     root = tmp_path / f"{CAFE} loras"
     make_lora(root, "one", seed=1)
-    library.set_roots([str(root)])
-    assert library.scan().added == 1
-    report = library.scan()
+    library.store.set_roots([str(root)])
+    assert library.indexer.scan().added == 1
+    report = library.indexer.scan()
     assert (report.unchanged, report.updated, report.missing) == (1, 0, 0)
     json_safe(library.stats()["roots"])
     assert library.stats()["roots"] == [str(tmp_path / "caf\\xe9 loras")]
@@ -138,10 +138,10 @@ def test_a_library_folder_whose_name_is_not_utf8_rescans_as_unchanged(library, t
 def test_a_name_holding_the_reserved_characters_is_reported_not_misread(library, lora_dir):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "odd \U0010fee9 name", seed=2)  # valid UTF-8, but our stand-in for byte 0xE9
-    report = library.scan()
+    report = library.indexer.scan()
     assert report.added == 1
     assert len(report.skipped) == 1 and "odd \U0010fee9 name.safetensors: its name holds characters" in report.skipped[0]
-    assert library.scan().added == 0  # and no row that reads back as another name
+    assert library.indexer.scan().added == 0  # and no row that reads back as another name
 
 
 # --- text from files ----------------------------------------------------------------------------
@@ -167,17 +167,17 @@ def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_d
     surrogate = make_lora(lora_dir, "surrogate", seed=5, metadata={"ss_output_name": "PLACEHOLDER"})
     surrogate.write_bytes(surrogate.read_bytes().replace(b"PLACEHOLDER", b"\\ud800abcde"))  # same length
 
-    report = library.scan()
+    report = library.indexer.scan()
     assert (report.files, report.added) == (5, 5)
     items = by_file(library)
     json_safe(items)
     assert items["nul.safetensors"]["error"] is None
-    nul = library.detail(items["nul.safetensors"]["id"])
+    nul = library.get(items["nul.safetensors"]["id"])
     assert nul["output_name"] == "output" and nul["title"] == "title" and nul["network_module"] == "networks.lora"
     assert nul["metadata"]["ss_output_name"] == "out\0put"  # the header as it is, JSON-escaped
-    huge = library.detail(items["huge.safetensors"]["id"])
+    huge = library.get(items["huge.safetensors"]["id"])
     assert huge["error"] is None and huge["epochs"] is None and huge["steps"] is None and huge["network_dim"] == 2
-    lone = library.detail(items["lone.safetensors"]["id"])
+    lone = library.get(items["lone.safetensors"]["id"])
     json_safe(lone)
     assert lone["description"] == "nul in a description" and lone["notes"] in ("n?", "n\ufffd")
     assert "w\0rd" not in lone["trigger_words"] and "xy" in lone["trigger_words"]
@@ -212,14 +212,14 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
 
     monkeypatch.setattr(scanner, "file_columns", file_columns)
     monkeypatch.setattr(scanner, "header_columns", header_columns)
-    report = library.scan()
+    report = library.indexer.scan()
     assert (report.files, report.added, report.errors) == (8, 7, 1)
     assert len(report.skipped) == 1
     assert report.skipped[0].startswith(f"{lora_dir / 'big_inode.safetensors'}: cannot be stored in the database (")
-    errors = {i["filename"]: i["error"] for i in library.search("", per_page=50).items}
+    errors = {i.filename: i.error for i in library.search("", per_page=50).items}
     assert errors.pop("big_value.safetensors").startswith("cannot store what the file holds")
     assert errors == {f"ok{i}.safetensors": None for i in range(6)}
-    assert library.detail(library.find("ok3").id)["metadata"]  # the rest of the batch, complete
+    assert library.get(library.find("ok3").id).metadata  # the rest of the batch, complete
 
 
 def test_a_file_whose_reading_raises_is_one_error(library, lora_dir, monkeypatch):
@@ -233,9 +233,9 @@ def test_a_file_whose_reading_raises_is_one_error(library, lora_dir, monkeypatch
         return real(found)
 
     monkeypatch.setattr(scanner, "sidecar_columns", sidecar_columns)
-    report = library.scan()
+    report = library.indexer.scan()
     assert (report.added, report.errors) == (2, 1)
-    assert "cannot read the file" in by_file(library)["bad.safetensors"]["error"]
+    assert "cannot read the file" in by_file(library)["bad.safetensors"].error
 
 
 # --- the symlink policy -------------------------------------------------------------------------
@@ -259,14 +259,14 @@ def test_sidecars_and_previews_leading_outside_are_never_read_or_served(library,
     (lora_dir / "inner.txt").symlink_to(lora_dir / "good-description.md")  # inside: read
     (lora_dir / "good-description.md").write_text("inside the library")
 
-    report = library.scan()
+    report = library.indexer.scan()
     item = by_file(library)["good.safetensors"]
-    detail = library.detail(item["id"])
+    detail = library.get(item.id)
     assert detail["description"] is None and not item["has_preview"]
     assert any("good.txt: a link leading outside the library folders" in e for e in detail["sidecar_errors"])
     assert sum("leading outside" in line for line in report.skipped) == 2
-    assert library.detail(by_file(library)["inner.safetensors"]["id"])["description"] == "inside the library"
-    assert library.preview_candidates(item["id"]) == []  # nor offered as a preview to choose
+    assert library.get(by_file(library)["inner.safetensors"]["id"]).description == "inside the library"
+    assert library.previews.candidates(item["id"]) == []  # nor offered as a preview to choose
     with rest_client(library) as client:
         assert "TOP-SECRET" not in client.get(f"/lora-manager/v1/loras/{item['id']}").text
         assert client.get(f"/lora-manager/v1/loras/{item['id']}/preview").status_code == 404
@@ -274,25 +274,25 @@ def test_sidecars_and_previews_leading_outside_are_never_read_or_served(library,
     # a preview that becomes a link elsewhere after the scan is not served either
     (lora_dir / "good.png").unlink()
     (lora_dir / "good.png").write_bytes(png_bytes())
-    library.scan()
+    library.indexer.scan()
     lora = library.get(item["id"])
-    assert library.preview_file(lora) == str(lora_dir / "good.png")
+    assert library.previews.file(lora) == str(lora_dir / "good.png")
     (lora_dir / "good.png").unlink()
     (lora_dir / "good.png").symlink_to(outside / "picture.png")
-    assert library.preview_file(lora) is None
+    assert library.previews.file(lora) is None
 
 
 def test_a_lora_linked_to_a_file_outside_is_not_indexed_or_hashed(library, lora_dir, outside):
     make_lora(lora_dir, "good", seed=1)
     (lora_dir / "evil.safetensors").symlink_to(outside / "system.safetensors")
     (lora_dir / "disk").symlink_to(outside)
-    report = library.scan()
+    report = library.indexer.scan()
     assert report.files == 1 and library.search("").total == 1
     assert {line.split(": ", 1)[0] for line in report.skipped} == {str(lora_dir / "evil.safetensors"), str(lora_dir / "disk")}
-    assert library.hash_pending() == 1
+    assert library.indexer.hash_pending() == 1
     # the same folder as a library folder of its own: indexed there, once
-    library.set_roots([str(lora_dir), str(outside)])
-    report = library.scan()
+    library.store.set_roots([str(lora_dir), str(outside)])
+    report = library.indexer.scan()
     assert report.files == 2 and library.search("").total == 2
 
 
@@ -307,12 +307,12 @@ def test_links_back_into_the_library_index_each_file_once(library, lora_dir):
     (lora_dir / "h1.safetensors").symlink_to(lora_dir / ".store" / "hidden.safetensors")
     (lora_dir / "h2.safetensors").symlink_to(lora_dir / ".store" / "hidden.safetensors")
 
-    report = library.scan()
-    first, *rest = sorted(i["relpath"] for i in library.search("", per_page=50).items)
+    report = library.indexer.scan()
+    first, *rest = sorted(i.relpath for i in library.search("", per_page=50).items)
     assert first in ("h1.safetensors", "h2.safetensors")  # whichever link the listing gives first
     assert rest == ["sub/deep.safetensors", "top.safetensors"]
     assert report.files == 3 and len(report.skipped) == 5
-    assert library.scan().unchanged == 3
+    assert library.indexer.scan().unchanged == 3
 
 
 # --- entries that are not LoRA files ----------------------------------------------------------
@@ -320,10 +320,10 @@ def test_links_back_into_the_library_index_each_file_once(library, lora_dir):
 
 def wait_for_scan(library, timeout=30.0) -> None:
     deadline = time.time() + timeout
-    while library.scan_status.running or library.scan_status.finished_at is None:
+    while library.indexer.status.running or library.indexer.status.finished_at is None:
         assert time.time() < deadline, "the background scan did not finish"
         time.sleep(0.05)
-    for thread in library._threads:  # the thread logs after the status says it ended
+    for thread in library.indexer._threads:  # the thread logs after the status says it ended
         if thread.name == "lora-manager-scan":
             thread.join(timeout)
 
@@ -336,10 +336,10 @@ def test_fifo_folder_and_dangling_link_are_each_reported(library, lora_dir, caps
     (lora_dir / "gone.safetensors").symlink_to(lora_dir / "nothing.safetensors")
 
     done = threading.Event()
-    reader = threading.Thread(target=lambda: (library.scan(), done.set()), daemon=True)
+    reader = threading.Thread(target=lambda: (library.indexer.scan(), done.set()), daemon=True)
     reader.start()
     assert done.wait(60), "the scan blocked (a FIFO was opened)"
-    report = library.scan()
+    report = library.indexer.scan()
     assert report.files == 2
     lines = dict(line.split(": ", 1) for line in report.skipped)
     assert "FIFO" in lines[str(lora_dir / "pipe.safetensors")]
@@ -351,7 +351,7 @@ def test_fifo_folder_and_dangling_link_are_each_reported(library, lora_dir, caps
     assert code == 0 and len(json.loads(out)["skipped"]) == 3
     code, out = run_cli(library, capsys, "scan")
     assert "3 skipped" in out
-    assert library.scan_in_background()
+    assert library.indexer.scan_in_background()
     wait_for_scan(library)
     with rest_client(library) as client:
         status = client.get("/lora-manager/v1/scan/status").json()
@@ -371,9 +371,9 @@ def test_a_failed_background_scan_says_so(library, lora_dir, monkeypatch, caplog
 
     monkeypatch.setattr(scanner, "_load_index", broken)
     caplog.set_level(logging.ERROR, logger="lora_manager")
-    assert library.scan_in_background()
+    assert library.indexer.scan_in_background()
     wait_for_scan(library)
-    status = library.scan_status
+    status = library.indexer.status
     assert status.error == "RuntimeError: the disk went away" and not status.running
     assert status.message == "scan failed: RuntimeError: the disk went away"
     assert any(r.exc_info and "scan failed" in r.getMessage() for r in caplog.records)
@@ -384,8 +384,8 @@ def test_a_failed_background_scan_says_so(library, lora_dir, monkeypatch, caplog
     assert "scan failed: RuntimeError: the disk went away" in tab.stats()
 
     monkeypatch.undo()
-    library.scan()
-    assert library.scan_status.error is None and library.scan_status.message.startswith("last scan")
+    library.indexer.scan()
+    assert library.indexer.status.error is None and library.indexer.status.message.startswith("last scan")
 
 
 # --- the data folder over HTTP ----------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_sdnext_never_serves_our_data_folder(sdnext):
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
     library = host.library()
     try:
-        data = Path(library.data_dir)
+        data = Path(library.store.data_dir)
         (data / "trash").mkdir(exist_ok=True)
         (data / "trash" / "secret.txt").write_text("secret")
         (double.data_dir / "params.txt").write_text("SDNext's own file")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_url(request, tmp_path):
     if request.param == "sqlite":
-        return sqlite_url(tmp_path / "shared.db")
+        return sqlite_url(tmp_path / "shared.store.db")
     if not POSTGRES_URL:
         pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
     reset_postgres(POSTGRES_URL)
@@ -58,36 +58,36 @@ def _live_missing(library: Library) -> tuple[int, int]:
 def test_machines_with_different_mount_paths_never_mark_each_other_missing(machines):
     open_as, folder_a, folder_b = machines
     a = open_as("a", folder_a)
-    first = a.scan()
+    first = a.indexer.scan()
     assert first.added == 6
     rated = a.find("shared_3")
     a.edit(rated.id, rating=5, tags=["nas"])
 
     b = open_as("b", folder_b)
-    seen_by_b = b.scan()
+    seen_by_b = b.indexer.scan()
     assert (seen_by_b.added, seen_by_b.missing) == (0, 0), seen_by_b.summary()
     assert _live_missing(b) == (6, 0)
-    again = a.scan()
+    again = a.indexer.scan()
     assert (again.added, again.missing, again.unchanged) == (0, 0, 6), again.summary()
     assert _live_missing(a) == (6, 0)
     # one row per file, the user data shared; each machine sees the file at its own path
-    detail_b = b.detail(rated.id)
-    assert detail_b["rating"] == 5 and detail_b["tags"] == ["nas"]
+    detail_b = b.get(rated.id)
+    assert detail_b.rating == 5 and detail_b.tags == ["nas"]
     assert detail_b["path"] == os.path.join(str(folder_b), "styles", "shared_3.safetensors")
-    assert a.detail(rated.id)["path"] == os.path.join(str(folder_a), "styles", "shared_3.safetensors")
+    assert a.get(rated.id).path == os.path.join(str(folder_a), "styles", "shared_3.safetensors")
 
 
 def test_each_machine_hashes_and_reads_the_files_at_its_own_path(machines):
     open_as, folder_a, folder_b = machines
     a = open_as("a", folder_a)
-    a.scan()
+    a.indexer.scan()
     shutil.rmtree(folder_a)  # machine A is offline; B still sees the folder
     b = open_as("b", folder_b)
-    b.scan()
-    assert b.hash_pending() == 6
+    b.indexer.scan()
+    assert b.indexer.hash_pending() == 6
     assert b.search("hashed:no").total == 0
     lora = b.find("shared_0")
-    assert b.raw_header(lora.id)["__metadata__"]
+    assert b.files.raw_header(lora.id)["__metadata__"]
 
 
 def test_a_folder_only_one_machine_mounts_is_judged_by_that_machine_alone(machines, tmp_path):
@@ -95,14 +95,14 @@ def test_a_folder_only_one_machine_mounts_is_judged_by_that_machine_alone(machin
     own_b = tmp_path / "b-only"
     make_lora(own_b, "b_private", seed=40)
     b = open_as("b", folder_b, own_b)
-    assert b.scan().added == 7
+    assert b.indexer.scan().added == 7
     a = open_as("a", folder_a)
-    report = a.scan()
+    report = a.indexer.scan()
     assert (report.added, report.missing) == (0, 0), report.summary()
     assert a.search("missing:yes").total == 0
 
     os.remove(folder_b / "shared_0.safetensors")  # gone from the shared folder, as B sees it
-    assert b.scan().missing == 1
+    assert b.indexer.scan().missing == 1
     assert b.search("missing:yes").total == 1
 
 
@@ -110,13 +110,13 @@ def test_same_path_with_different_files_is_another_folder(machines, tmp_path):
     """Two machines each with their own local folder at the same path: not one folder."""
     open_as, folder_a, _folder_b = machines
     a = open_as("a", folder_a)
-    a.scan()
+    a.indexer.scan()
     a.close()
     moved = tmp_path / "elsewhere"
     shutil.move(str(folder_a), moved)  # machine B's disk at that path holds other LoRAs
     make_lora(folder_a, "b_local_1", seed=50)
     make_lora(folder_a, "b_local_2", seed=51)
     b = open_as("b", folder_a)
-    report = b.scan()
+    report = b.indexer.scan()
     assert (report.added, report.missing) == (2, 0), report.summary()
     assert b.search("").total == 8

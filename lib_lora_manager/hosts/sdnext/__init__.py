@@ -109,7 +109,7 @@ def _store(capture: Capture) -> int:
                 log.warning("LoRA Manager: no thumbnail for a generated image: %s", e)
                 continue
             capture.record.images[index].thumbnail = path
-    return library().record_generation(capture.record)
+    return library().history.record(capture.record)
 
 
 _recording = Recording(_submit)
@@ -135,7 +135,7 @@ def job_queue() -> JobQueue:
         if _jobs is None:
             from ...jobs import JobQueue
 
-            _jobs = JobQueue(library(), generator(), grid_dir=os.path.join(data_dir(), "grids"))
+            _jobs = JobQueue(library().store, generator(), grid_dir=os.path.join(data_dir(), "grids"))
         _jobs.start()
         return _jobs
 
@@ -206,7 +206,7 @@ def on_app_started(demo, app) -> None:
 
 def _open_and_sync() -> None:
     lib = library()
-    lib.start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    lib.indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
     _resume_jobs(lib)
 
 
@@ -218,7 +218,7 @@ def _resume_jobs(lib: Library) -> None:
     from ...jobs import QUEUED, RUNNING
     from ...models import Job
 
-    with lib.db.read() as session:
+    with lib.store.db.read() as session:
         left = session.scalar(select(func.count(Job.id)).where(Job.status.in_((QUEUED, RUNNING))))
     if left:
         job_queue()
@@ -226,15 +226,15 @@ def _resume_jobs(lib: Library) -> None:
 
 def _roots_changed() -> None:
     lib = library()
-    lib.set_roots(library_roots())
-    lib.scan_in_background()
+    lib.store.set_roots(library_roots())
+    lib.indexer.scan_in_background()
 
 
 def _hashing_changed() -> None:
     lib = library()
-    lib.hashing = bool(setting("lora_manager_hashing"))
-    if lib.hashing:
-        lib.start_background(scan=False)
+    lib.indexer.hashing = bool(setting("lora_manager_hashing"))
+    if lib.indexer.hashing:
+        lib.indexer.start_background(scan=False)
 
 
 def _log_through_sdnext() -> None:
