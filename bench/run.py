@@ -598,9 +598,9 @@ def make_queries(rng: random.Random, count: int, folders: list[str], stems: list
     tags = tag_vocabulary()
     popular, rare_tags = tags[:20], tags[100:]
     common_words = ("style", "girl", "xl", "detail", "anime", "v2", "lora", "miku", "dress", "light")
-    from lib_lora_manager import query as q_module
+    from lib_lora_manager import lora_query
 
-    sorts = list(q_module.SORTS)
+    sorts = list(lora_query.SORTS)
     makers: dict[str, Callable[[], tuple[str, int]]] = {
         "empty": lambda: ("", 1),
         "text common": lambda: (rng.choice(common_words), 1),

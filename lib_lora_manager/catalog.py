@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from . import base_models, fields, naming, query
 from .dbtypes import path_to_db
 from .errors import InvalidInput, NotFound
+from .lora_query import LORAS
 from .models import Lora, LoraMetadata, live
 from .results import DuplicateFile, LoraDetail, LoraSummary
 from .store import Store
@@ -72,7 +73,7 @@ def find_row(store: Store, name: str) -> Lora:
 
 def ids(store: Store, q: str | None) -> list[int]:
     """Ids of every LoRA matching query ``q``, in its sort order."""
-    parsed = query.parse(q)
+    parsed = query.parse(q, LORAS)
     with store.db.read() as session:
         return list(session.scalars(select(Lora.id).where(live(), *parsed.where()).order_by(*parsed.order_by())))
 

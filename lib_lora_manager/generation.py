@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from . import fields
 from .errors import InvalidInput
 
-# outcome statuses; the history keeps the same words (history.STATUSES)
+# outcome statuses; the history records the same words
 SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL = "succeeded", "interrupted", "failed", "no_model"
+STATUSES = (SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL)
 MAX_SEED = fields.MAX_SEED
 
 _SHORT = 200  # sampler and upscaler names, group keys and labels

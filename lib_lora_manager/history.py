@@ -6,8 +6,8 @@ A host (SDNext's before/after-process hooks, our own jobs, the standalone pipeli
 (unknown ones keep their name) and bumps each LoRA's use count and last use.
 
 ``History`` (``library.history``) searches, rates, favorites and deletes stored generations,
-serves their images and turns one back into a request for a re-run. Its query keys live here
-(``GENERATIONS``), next to the statuses and sources they name; the grammar is query.py's.
+serves their images and turns one back into a request for a re-run. Its query keys are in
+history_query.py (``GENERATIONS``); the grammar is query.py's.
 """
 
 from __future__ import annotations
@@ -17,22 +17,22 @@ import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, union
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import catalog, edits, fields, naming, query
-from .errors import Busy, InvalidInput, LoraManagerError, NotFound, QueryError
+from . import catalog, edits, fields, query
+from .errors import Busy, InvalidInput, LoraManagerError, NotFound
+from .generation import STATUSES
+from .history_query import GENERATIONS
 from .models import Generation, GenerationImage, GenerationLora, Lora, live
 from .results import DeletedGeneration, GenerationDetail, GenerationSummary, Page, RecordedImage, RecordedLora
 from .store import Store
-from .vocabulary import HISTORY_SORT_WORDS
 
 if TYPE_CHECKING:
     from .generation import GenerationRequest
@@ -42,7 +42,6 @@ Item = TypeVar("Item")
 log = logging.getLogger("lora_manager")
 BUSY_ATTEMPTS = 4  # runs of the store (each retried for db.RETRY_FOR seconds) before a record is dropped
 
-STATUSES = ("succeeded", "interrupted", "failed", "no_model")
 EDITABLE = fields.GENERATION_EDITS  # what users change: field name -> its type
 
 
@@ -163,93 +162,6 @@ class Recorder(Generic[Item]):
                 time.sleep(1.0)
 
 
-# --- query keys -------------------------------------------------------------------------------
-
-_STATUS_ALIASES = {"success": "succeeded", "ok": "succeeded", "done": "succeeded", "interrupt": "interrupted",
-                   "stopped": "interrupted", "fail": "failed", "error": "failed", "nomodel": "no_model",
-                   "no-model": "no_model"}
-_SOURCE_ALIASES = {"lora_manager": "lora-manager", "loramanager": "lora-manager", "lm": "lora-manager"}
-
-
-def _prompt_text(value: str):
-    pattern = f"%{query.like_escape(value.lower())}%"
-    return Generation.search_text.like(pattern, escape="\\"), f"matching “{value}”"
-
-
-def _lora(value: str):
-    """The LoRA as recorded in the prompt, or any library entry of that name the generation's
-    LoRAs resolved to (so a renamed display name or a path finds the same generations)."""
-    name = value.strip()
-    low = name.lower()
-    names = {low, os.path.splitext(low)[0]}
-    relpaths = {low} | {low + ext for ext in naming.LORA_FORMATS}  # "styles/anime" finds styles/anime.safetensors
-    entry = [func.lower(Lora.sdnext_name).in_(names), func.lower(Lora.stem).in_(names), func.lower(Lora.filename) == low,
-             func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
-    if name.isdigit():
-        entry.append(Lora.id == int(name))
-    # a UNION, not an OR: each half has its index (PostgreSQL scans the whole table for the OR)
-    used = union(select(GenerationLora.generation_id).where(func.lower(GenerationLora.name) == low),
-                 select(GenerationLora.generation_id).where(GenerationLora.lora_id.in_(select(Lora.id).where(or_(*entry)))))
-    return Generation.id.in_(used), f"using LoRA “{name}”"
-
-
-def _model(value: str):
-    v = value.strip()
-    # coalesce: "-model:x" keeps generations whose model is unknown
-    clause = func.lower(func.coalesce(Generation.model_name, "")).like(f"%{query.like_escape(v.lower())}%", escape="\\")
-    if re.fullmatch(r"[0-9a-fA-F]{6,64}", v):
-        prefix = query.like_escape(v.lower()) + "%"
-        clause = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\"))
-    return clause, f"made with model “{v}”"
-
-
-def _status(value: str):
-    v = value.strip().lower()
-    v = _STATUS_ALIASES.get(v, v)
-    if v not in STATUSES:
-        raise QueryError(f"unknown status “{value}” (known: {', '.join(STATUSES)})")
-    return Generation.status == v, v.replace("_", " ") if v != "no_model" else "without a model loaded"
-
-
-def _source(value: str):
-    # any word is accepted: hosts may report sources beyond the usual ones
-    v = value.strip().lower()
-    v = _SOURCE_ALIASES.get(v, v)
-    return func.lower(func.coalesce(Generation.source, "")) == v, f"from {v}"
-
-
-def _group(value: str):
-    v = value.strip()
-    # "IS NOT NULL" keeps the index usable and makes "-group:x" include ungrouped generations
-    return and_(Generation.group_key == v, Generation.group_key.is_not(None)), f"in group “{v}”"
-
-
-def _rating(value: str):
-    if value.strip().lower() in ("none", "no", "unset"):
-        # most generations are unrated: "+ 0" keeps SQLite from reading them through the index
-        return query.numeric_filter(Generation.rating + 0, "rating", value, "rated")
-    clause, words = query.numeric_filter(Generation.rating, "rating", value, "rated")
-    return and_(clause, Generation.rating.is_not(None)), words  # "-rating:1" keeps unrated ones
-
-
-_fav = query.flag_filter("fav", Generation.favorite.is_(True), "favorites", "not favorites", Generation.favorite.is_(False))
-
-GENERATIONS = query.Table(
-    noun="generations",
-    id_column=Generation.id,
-    free_text=_prompt_text,
-    filters={
-        "lora": _lora, "model": _model, "status": _status, "source": _source, "group": _group,
-        "rating": _rating, "fav": _fav, "favorite": _fav,
-        "date": lambda v: query.time_filter(Generation.started_at, "date", v, "made"),
-    },
-    sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
-    sort_words=HISTORY_SORT_WORDS,
-    default_sort=query.Sort("date", True),
-    sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
-)
-
-
 # --- the history ------------------------------------------------------------------------------
 
 PROMPT_EXCERPT = 300
@@ -316,22 +228,8 @@ class History:
     def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
         """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError."""
         parsed = query.parse(q, GENERATIONS)
-        per_page = max(1, min(int(per_page), fields.MAX_PER_PAGE))
-        page = fields.PAGE.parse(page)
         with self.db.read() as session:
-            def count(*where) -> int:
-                return session.scalar(select(func.count(Generation.id)).where(*where))
-
-            total = count(*parsed.where())
-            if parsed.sort.key == "date":
-                # rows are stored in time order, so walking the date index reads the table almost
-                # sequentially: worth it unless the page lies beyond half of the matches
-                use_index = page * per_page * 2 < total
-            else:  # other indexes jump around the table: walk one only when most rows match
-                use_index = not parsed.terms or total * 2 > count()
-            ids = session.scalars(
-                select(Generation.id).where(*parsed.where()).order_by(*parsed.order_by(use_index=use_index))
-                .limit(per_page).offset((page - 1) * per_page)).all()
+            total, ids, page, per_page = GENERATIONS.page(session, parsed, page, per_page)
             rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.id.in_(ids)))} if ids else {}
             items = [self._summary(rows[i]) for i in ids if i in rows]
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key

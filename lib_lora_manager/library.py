@@ -34,6 +34,7 @@ from .errors import InvalidInput
 from .fileops import FileOperations
 from .history import History
 from .indexing import Indexer
+from .lora_query import LORAS
 from .models import Lora, LoraTag, Tag, live
 from .previews import Previews
 from .recipes import Recipes
@@ -71,28 +72,10 @@ class Library:
     # --- reading ----------------------------------------------------------------------------
 
     def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page[LoraSummary]:
-        """One page of LoRAs matching query ``q`` (see query.py). Raises QueryError."""
-        parsed = query.parse(q)
-        per_page = max(1, min(int(per_page), fields.MAX_PER_PAGE))
-        page = fields.PAGE.parse(page)
-        indexed_live, scanned_live = live(indexed=True), live()
+        """One page of LoRAs matching query ``q`` (keys in lora_query.py). Raises QueryError."""
+        parsed = query.parse(q, LORAS)
         with self.store.db.read() as session:
-            if parsed.terms:
-                total = session.scalar(select(func.count(Lora.id)).where(scanned_live, *parsed.where()))
-                live_total = session.scalar(select(func.count(Lora.id)).where(indexed_live))
-                # Few matches: one scan plus a sort of the matches. Most rows match: walk the
-                # partial index on the sort key, which stops after the page.
-                use_index = total * 2 > live_total
-            else:
-                total = session.scalar(select(func.count(Lora.id)).where(indexed_live))
-                use_index = True
-            where = [indexed_live if use_index else scanned_live, *parsed.where()]
-            # ids first, rows second: sorting narrow (key, id) pairs is far cheaper than sorting
-            # whole rows, and deep pages are skipped within the index
-            ids = session.scalars(
-                select(Lora.id).where(*where).order_by(*parsed.order_by(use_index=use_index))
-                .limit(per_page).offset((page - 1) * per_page)
-            ).all()
+            total, ids, page, per_page = LORAS.page(session, parsed, page, per_page)
             by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
             loras = [by_id[i] for i in ids if i in by_id]
             items = catalog.summaries(self.store, session, loras)

@@ -3,14 +3,13 @@
     anime "blue hair" tag:character -tag:wip base:sdxl type:lora rating:>=4 fav:yes
     missing:no hashed:no folder:styles dupe:yes added:<30d sort:-rating
 
-Words are free text over name, title, tags, trigger words and notes (all must match). Any term
-can be negated with a leading ``-``. Each filter key is a function in ``FILTERS`` returning an
-SQL clause and a few English words; later features register more keys (``register_filter``)
-and sort orders (``register_sort``) without touching the parser.
+Words are free text (all must match). Any term can be negated with a leading ``-``. Each filter
+key is a function returning an SQL clause and a few English words.
 
-The grammar is shared by every searchable table: a ``Table`` holds one table's filter keys, sort
-columns and words. ``LORAS`` (below) is the library; the generation history brings its own
-(history.GENERATIONS) and parses with ``parse(text, GENERATIONS)``.
+This module is the grammar, shared by every searchable table, and knows no table: a ``Table``
+holds one table's filter keys, sort columns, words and paging policy. The LoRA library's keys are
+in lora_query.py (``LORAS``), the generation history's in history_query.py (``GENERATIONS``);
+``parse(text, table)`` reads a query for one of them and ``table.page`` finds one page of it.
 """
 
 from __future__ import annotations
@@ -20,16 +19,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, Text, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, String, Text, and_, func, not_, select
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 
-from . import base_models, fields
+from . import fields
 from .errors import QueryError
-from .lora_info import ADAPTER_TYPES
-from .models import Lora, LoraTag, Tag
-from .vocabulary import SORT_WORDS
+from .vocabulary import QueryHelp
 
 FilterFn = Callable[[str], tuple[ColumnElement[bool], str]]
 
@@ -49,25 +47,80 @@ class Sort:
     descending: bool = False
 
 
+class IdPage(NamedTuple):
+    """One page of a query's matches: the ids in order, and how many match in all."""
+
+    total: int
+    ids: list[int]
+    page: int
+    per_page: int
+
+
+# whether a page walks the sort index: (query, page, per_page, matches, count of all rows) -> bool
+IndexWalk = Callable[["Query", int, int, int, Callable[[], int]], bool]
+
+
+def most_rows_match(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+    """Walk the sort index only when most rows match. The walk stops after the page, but it reads
+    rows in index order (random on disk) and tests the filters on each: for few matches one scan
+    plus a sort of the matches is cheaper."""
+    return not query.terms or total * 2 > count_all()
+
+
+def _no_base_where(indexed: bool) -> list[ColumnElement[bool]]:
+    return []
+
+
 @dataclass
 class Table:
-    """What one kind of row is searched by: filter keys, sort columns and the words for both."""
+    """What one kind of row is searched by: filter keys, sort columns, their words and how pages
+    are found."""
 
     noun: str  # plural, as in "All LoRAs" / "LoRAs tagged …"
     id_column: Any  # the tie-break of every sort
     free_text: FilterFn
     filters: dict[str, FilterFn]
     sorts: dict[str, Any]  # key -> column (or a callable returning one)
-    sort_words: dict[str, tuple[str, str]]  # key -> (ascending words, descending words)
-    default_sort: Sort = Sort()
+    help: QueryHelp  # the words: documents every filter key and sort key, and the default sort
     sort_aliases: dict[str, str] = field(default_factory=dict)
+    # clauses every search adds (the library's: not in the trash); ``indexed`` tells whether the
+    # page walks the sort index, so a clause can let the planner use or hide a partial index
+    base_where: Callable[[bool], list[ColumnElement[bool]]] = _no_base_where
+    index_walk: IndexWalk = most_rows_match
 
-    def register_filter(self, key: str, fn: FilterFn) -> None:
-        self.filters[key] = fn
+    def __post_init__(self):
+        undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
+        if undocumented:
+            raise ValueError(f"the {self.noun}' keys and their help differ in: {', '.join(sorted(undocumented))}")
 
-    def register_sort(self, key: str, column, ascending_words: str, descending_words: str) -> None:
-        self.sorts[key] = column
-        self.sort_words[key] = (ascending_words, descending_words)
+    @property
+    def sort_words(self) -> dict[str, tuple[str, str]]:
+        return self.help.sort_words
+
+    @property
+    def default_sort(self) -> Sort:
+        return Sort(self.help.default_sort.lstrip("-"), self.help.default_sort.startswith("-"))
+
+    def page(self, session: Session, query: Query, page: int, per_page: int) -> IdPage:
+        """The ids of one page of ``query``'s matches, in order, and how many match in all.
+
+        ``per_page`` is clamped to 1..fields.MAX_PER_PAGE; a page beyond fields.PAGE's bounds
+        raises InvalidInput. Ids first, rows second (the caller's): sorting narrow (key, id) pairs
+        is far cheaper than sorting whole rows, and deep pages are skipped within the index."""
+        per_page = max(1, min(int(per_page), fields.MAX_PER_PAGE))
+        page = fields.PAGE.parse(page)
+
+        def count(indexed: bool, *where: ColumnElement[bool]) -> int:
+            return session.scalar(select(func.count(self.id_column)).where(*self.base_where(indexed), *where))
+
+        # without terms, every row the base clauses keep matches: counted in their index
+        total = count(not query.terms, *query.where())
+        use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
+        ids = session.scalars(
+            select(self.id_column).where(*self.base_where(use_index), *query.where())
+            .order_by(*query.order_by(use_index=use_index)).limit(per_page).offset((page - 1) * per_page)
+        ).all()
+        return IdPage(total, list(ids), page, per_page)
 
 
 @dataclass
@@ -134,10 +187,9 @@ def _tokens(text: str):
         pos = match.end()
 
 
-def parse(text: str | None, table: Table | None = None) -> Query:
-    """Parse a query string for ``table`` (default: the LoRA library). Raises QueryError with a
-    readable message and the position of the offending term (never anything else)."""
-    table = table or LORAS
+def parse(text: str | None, table: Table) -> Query:
+    """Parse a query string for ``table``. Raises QueryError with a readable message and the
+    position of the offending term (never anything else)."""
     text = _checked_text(text)
     query = Query(text=text, table=table)
     for count, (position, negated, key, value) in enumerate(_tokens(text), 1):
@@ -197,46 +249,20 @@ def _parse_sort(table: Table, value: str, position: int) -> Sort:
     return Sort(key, descending)
 
 
-# --- filters --------------------------------------------------------------------------------
+# --- what tables build their filter keys from -----------------------------------------------
 
 
 def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _free_text(value: str) -> tuple[ColumnElement[bool], str]:
-    pattern = f"%{like_escape(value.lower())}%"
-    return Lora.search_text.like(pattern, escape="\\"), f"matching “{value}”"
-
-
-def _bool(key: str, value: str) -> bool:
+def yes_or_no(key: str, value: str) -> bool:
     v = value.lower()
     if v in _TRUE:
         return True
     if v in _FALSE:
         return False
     raise QueryError(f"“{key}:{value}”: use yes or no")
-
-
-def _tag(value: str):
-    name = value.strip().lower()
-    ids = select(LoraTag.lora_id).join(Tag, Tag.id == LoraTag.tag_id).where(Tag.name == name)
-    return Lora.id.in_(ids), f"tagged “{name}”"
-
-
-def _base(value: str):
-    code = base_models.family_code(value)
-    if code is None:
-        known = ", ".join(f.code for f in base_models.FAMILIES)
-        raise QueryError(f"unknown base model “{value}” (known: {known})")
-    return Lora.base_model == code, f"for {base_models.label(code)}"
-
-
-def _type(value: str):
-    v = value.lower()
-    if v not in ADAPTER_TYPES:
-        raise QueryError(f"unknown type “{value}” (known: {', '.join(ADAPTER_TYPES)})")
-    return Lora.adapter_type == v, f"of type {v}"
 
 
 _COMPARISON = re.compile(r"^(>=|<=|>|<|=)?\s*(-?\d+(?:\.\d+)?)$")
@@ -264,52 +290,13 @@ def numeric_filter(column, key: str, value: str, noun: str) -> tuple[ColumnEleme
     raise QueryError(f"“{key}:{value}”: use a number, >=N, <=N, >N, <N, A..B or none")
 
 
-def _rating(value: str):
-    return numeric_filter(Lora.rating, "rating", value, "rated")
-
-
 def flag_filter(key: str, yes_clause, yes_words: str, no_words: str, no_clause=None) -> FilterFn:
     """A yes/no filter; ``no_clause`` defaults to the negation of ``yes_clause``."""
     def parse_flag(value: str):
-        if _bool(key, value):
+        if yes_or_no(key, value):
             return yes_clause, yes_words
         return (no_clause if no_clause is not None else not_(yes_clause)), no_words
     return parse_flag
-
-
-_fav = flag_filter("fav", Lora.favorite.is_(True), "favorites", "not favorites", Lora.favorite.is_(False))
-_missing = flag_filter("missing", Lora.missing.is_(True), "whose file is missing", "whose file is present", Lora.missing.is_(False))
-_hashed = flag_filter("hashed", Lora.sha256.is_not(None), "hashed", "not hashed yet", Lora.sha256.is_(None))
-_nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
-_error = flag_filter("error", Lora.error.is_not(None), "that could not be read", "read without errors", Lora.error.is_(None))
-
-
-def _folder(value: str):
-    folder = value.strip().strip("/").replace("\\", "/")
-    if not folder:
-        return Lora.folder == "", "in the top folder"
-    prefix = like_escape(folder) + "/%"
-    return or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\")), f"in folder “{folder}”"
-
-
-def _dupe(value: str):
-    yes = _bool("dupe", value)
-    shared = (
-        select(Lora.sha256)
-        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None))
-        .group_by(Lora.sha256)
-        .having(func.count() > 1)
-    )
-    clause = Lora.sha256.in_(shared)
-    return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
-
-
-def _hash(value: str):
-    v = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{4,64}", v):
-        raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
-    pattern = like_escape(v) + "%"
-    return or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\")), f"with hash {v}…"
 
 
 _AGE = re.compile(r"^(<|>|<=|>=)?\s*(\d+(?:\.\d+)?)\s*(h|d|w|m|y)$")
@@ -363,59 +350,3 @@ def time_filter(column, key: str, value: str, verb: str) -> tuple[ColumnElement[
         return column < end, f"{verb} on or before {last}"
     raise QueryError(f"“{key}:{value}”: use <30d, >2w, <6m, >1y (h, d, w, m, y), a date like >2026-01-31 "
                      "or a range like 2026-01-01..2026-01-31")
-
-
-def _used(value: str):
-    """``used:never``, ``used:yes``, ``used:<30d`` (used in the last 30 days), ``used:>1y``."""
-    v = value.strip().lower()
-    if v in ("never", "no"):
-        return Lora.use_count == 0, "never used"
-    if v in ("yes", "ever"):
-        return Lora.use_count > 0, "used at least once"
-    return time_filter(Lora.last_used_at, "used", value, "last used")
-
-
-FILTERS: dict[str, FilterFn] = {
-    "used": _used,
-    "uses": lambda v: numeric_filter(Lora.use_count, "uses", v, "used"),
-    "tag": _tag,
-    "base": _base,
-    "type": _type,
-    "rating": _rating,
-    "fav": _fav,
-    "favorite": _fav,
-    "missing": _missing,
-    "hashed": _hashed,
-    "nsfw": _nsfw,
-    "error": _error,
-    "folder": _folder,
-    "dupe": _dupe,
-    "hash": _hash,
-    "added": lambda v: time_filter(Lora.added_at, "added", v, "added"),
-    "modified": lambda v: time_filter(Lora.mtime, "modified", v, "modified"),
-}
-
-# key -> column (or a callable returning one); the words for each are in vocabulary.SORT_WORDS
-SORTS: dict[str, Any] = {
-    "name": Lora.sort_name,
-    "added": Lora.added_at,
-    "modified": Lora.mtime,
-    "size": Lora.size,
-    "rating": Lora.rating,
-    "used": Lora.last_used_at,
-    "uses": Lora.use_count,
-}
-SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name",
-                "last_used": "used", "lastused": "used", "use_count": "uses", "count": "uses"}
-
-LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
-              sort_words=SORT_WORDS, default_sort=Sort("name"), sort_aliases=SORT_ALIASES)
-
-
-def register_filter(key: str, fn: FilterFn) -> None:
-    """Add a filter key to the LoRA library's queries."""
-    LORAS.register_filter(key, fn)
-
-
-def register_sort(key: str, column, ascending_words: str, descending_words: str) -> None:
-    LORAS.register_sort(key, column, ascending_words, descending_words)

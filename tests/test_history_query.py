@@ -9,9 +9,11 @@ import time
 import pytest
 from factories import database_url, library, lora_dir, make_lora  # noqa: F401
 
-from lib_lora_manager import history, query
+from lib_lora_manager import query
 from lib_lora_manager.errors import QueryError
 from lib_lora_manager.history import GenerationRecord
+from lib_lora_manager.history_query import GENERATIONS
+from lib_lora_manager.lora_query import LORAS
 
 NOW = time.time()
 
@@ -162,7 +164,7 @@ def test_paging_and_description(gens):
 ])
 def test_bad_queries_say_why_and_where(text, message, position):
     with pytest.raises(QueryError) as info:
-        query.parse(text, history.GENERATIONS)
+        query.parse(text, GENERATIONS)
     assert message in str(info.value)
     assert info.value.position == position
 
@@ -175,11 +177,11 @@ def test_search_refuses_a_bad_query_with_its_position(gens):
 
 
 def test_the_library_keeps_its_own_keys_and_gains_positions_and_day_ranges():
-    assert "lora" not in query.FILTERS and "tag" not in history.GENERATIONS.filters
+    assert "lora" not in LORAS.filters and "tag" not in GENERATIONS.filters
     with pytest.raises(QueryError) as info:
-        query.parse("anime rating:abc")
+        query.parse("anime rating:abc", LORAS)
     assert info.value.position == 6
-    assert query.parse("added:2025-01-01..2025-01-31").describe() == (
+    assert query.parse("added:2025-01-01..2025-01-31", LORAS).describe() == (
         "LoRAs added from 2025-01-01 to 2025-01-31; sorted by name (A to Z).")
     with pytest.raises(QueryError, match="unknown filter “status:”"):
-        query.parse("status:failed")
+        query.parse("status:failed", LORAS)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
+from factories import database_url, library, lora_dir, make_lora  # noqa: F401
 
 from lib_lora_manager import query
-from lib_lora_manager.errors import QueryError
+from lib_lora_manager.errors import InvalidInput, QueryError
+from lib_lora_manager.fields import MAX_PER_PAGE
+from lib_lora_manager.lora_query import LORAS
+from lib_lora_manager.models import Lora
+from lib_lora_manager.vocabulary import Key, QueryHelp
 
 
 def test_description_reads_like_the_query():
-    q = query.parse('anime "blue hair" tag:character -tag:wip base:sdxl rating:>=4 fav:yes added:<30d sort:-rating')
+    q = query.parse('anime "blue hair" tag:character -tag:wip base:sdxl rating:>=4 fav:yes added:<30d sort:-rating', LORAS)
     assert q.describe() == (
         "LoRAs matching “anime”, matching “blue hair”, tagged “character”, not tagged “wip”, for SDXL, "
         "rated 4 or more, favorites, added in the last 30 days; sorted by rating (highest first).")
-    assert query.parse("").describe() == "All LoRAs; sorted by name (A to Z)."
+    assert query.parse("", LORAS).describe() == "All LoRAs; sorted by name (A to Z)."
 
 
 @pytest.mark.parametrize("text,message", [
@@ -34,14 +40,14 @@ def test_description_reads_like_the_query():
 ])
 def test_bad_queries_say_why(text, message):
     with pytest.raises(QueryError) as info:
-        query.parse(text)
+        query.parse(text, LORAS)
     assert message in str(info.value)
 
 
 def test_sort_spellings():
-    assert query.parse("sort:-rating").sort == query.Sort("rating", True)
-    assert query.parse("sort:rating-").sort == query.Sort("rating", True)
-    assert query.parse("sort:date").sort == query.Sort("added", False)
+    assert query.parse("sort:-rating", LORAS).sort == query.Sort("rating", True)
+    assert query.parse("sort:rating-", LORAS).sort == query.Sort("rating", True)
+    assert query.parse("sort:date", LORAS).sort == query.Sort("added", False)
 
 
 def test_arbitrary_text_never_raises_anything_but_query_error():
@@ -50,16 +56,66 @@ def test_arbitrary_text_never_raises_anything_but_query_error():
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         try:
-            query.parse(text).describe()
+            query.parse(text, LORAS).describe()
         except QueryError:
             pass
 
 
-def test_new_keys_can_be_registered():
-    from lib_lora_manager.models import Lora
+def _sizes_table(filters, sort_words=None) -> query.Table:
+    """A table of its own over the LoRA rows: the same grammar with other keys and words."""
+    words = {"size": ("size (smallest first)", "size (largest first)")}
+    help = QueryHelp(text="names", keys={"big": Key("bigger than N bytes", ("big:N",), "big:100")},
+                     sort_words=words if sort_words is None else sort_words, default_sort="-size",
+                     sort_example="sort:size", negated="-big:100")
+    return query.Table(noun="files", id_column=Lora.id, free_text=lambda v: (Lora.stem == v, f"named “{v}”"),
+                       filters=filters, sorts={"size": Lora.size}, help=help)
 
-    query.register_filter("big", lambda v: (Lora.size > int(v), f"bigger than {v} bytes"))
-    try:
-        assert query.parse("big:100").describe().startswith("LoRAs bigger than 100 bytes")
-    finally:
-        del query.FILTERS["big"]
+
+def test_a_table_brings_its_own_keys_and_words():
+    table = _sizes_table({"big": lambda v: (Lora.size > int(v), f"bigger than {v} bytes")})
+    assert query.parse("big:100", table).describe() == "Files bigger than 100 bytes; sorted by size (largest first)."
+    with pytest.raises(QueryError, match="unknown filter “tag:” \\(known: big, sort\\)"):
+        query.parse("tag:x", table)
+    assert "big" not in LORAS.filters
+
+
+def test_a_table_refuses_keys_its_help_does_not_document():
+    def big(v):
+        return Lora.size > int(v), "big"
+
+    with pytest.raises(ValueError, match="huge"):
+        _sizes_table({"big": big, "huge": big})
+    with pytest.raises(ValueError, match="big"):
+        _sizes_table({})
+    with pytest.raises(ValueError, match="name"):
+        _sizes_table({"big": big}, {"size": ("small", "large"), "name": ("A to Z", "Z to A")})
+
+
+def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
+    """Whichever way a page is found (walking the sort index, or scanning and sorting the
+    matches), it holds the same ids in the same order, and trashed LoRAs count in neither."""
+    for i in range(8):
+        make_lora(lora_dir, f"walk{i}", seed=i)
+    library.scan()
+    library.set_rating([library.ids(f"walk{i}")[0] for i in (1, 3, 5)], 4)
+    library.trash(library.ids("walk7"))
+    walk = dataclasses.replace(LORAS, index_walk=lambda *facts: True)
+    scan = dataclasses.replace(LORAS, index_walk=lambda *facts: False)
+    for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6)):
+        parsed = query.parse(text, LORAS)
+        with library.db.read() as session:
+            whole = scan.page(session, parsed, 1, 100)
+            assert whole.total == len(whole.ids) == total, text
+            for table in (walk, scan, LORAS):
+                pages = [table.page(session, parsed, page, 2) for page in (1, 2, 3, 4)]
+                assert [p.ids for p in pages] == [whole.ids[i:i + 2] for i in (0, 2, 4, 6)], (text, table.index_walk)
+                assert [(p.total, p.page, p.per_page) for p in pages] == [(total, n, 2) for n in (1, 2, 3, 4)]
+
+
+def test_page_reads_page_and_per_page_as_search_does(library):
+    parsed = query.parse("", LORAS)
+    with library.db.read() as session:
+        assert LORAS.page(session, parsed, 1, 0).per_page == 1
+        assert LORAS.page(session, parsed, "2", 1000) == (0, [], 2, MAX_PER_PAGE)
+        with pytest.raises(InvalidInput, match="page must be between"):
+            LORAS.page(session, parsed, 0, 10)

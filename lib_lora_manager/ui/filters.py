@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .. import base_models
 from ..lora_info import ADAPTER_TYPES
-from ..vocabulary import SORT_WORDS
+from ..vocabulary import LORA_HELP, SORT_WORDS
 
 ANY = "Any"
 
@@ -26,10 +26,7 @@ PROBLEM_CHOICES: dict[str, str] = {
     ANY: "", "Missing files": "missing:yes", "Unreadable files": "error:yes",
     "Healthy only": "missing:no error:no",
 }
-HELP = ('Words search names, tags, trigger words and notes. Keys: tag:anime  base:sdxl  type:locon  '
-        'rating:>=4  fav:yes  nsfw:no  missing:yes  error:yes  hashed:no  folder:styles  dupe:yes  '
-        'hash:1a2b3c4d  added:<30d  modified:>1y  used:never  used:<7d  uses:>=10  sort:-rating  sort:-used.  A leading - negates a term (-tag:wip); '
-        'quote values with spaces (tag:"blue hair").')
+HELP = LORA_HELP.line()
 
 
 def sort_choices() -> dict[str, str]:

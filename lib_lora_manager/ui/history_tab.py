@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..results import GenerationDetail
-from ..vocabulary import HISTORY_SORT_WORDS
+from ..vocabulary import HISTORY_HELP, HISTORY_SORT_WORDS
 from . import cards, history_cards
 from .components import gradio_module as _gr
 from .components import no_config
@@ -34,10 +34,7 @@ if TYPE_CHECKING:
 VIEWS = ("Gallery", "Table")
 RATINGS = ("unrated", "1", "2", "3", "4", "5")
 COMPOSE_TAB = "lora_manager_compose_tab"
-HELP = ('Words search the prompt and negative prompt. Keys: lora:NAME  model:sdxl  status:failed  '
-        'date:<7d  date:2026-11-01..2026-11-27  rating:>=4  fav:yes  source:txt2img  group:KEY  '
-        'sort:-rating  sort:duration.  A leading - negates a term (-status:succeeded); quote values with spaces.')
-
+HELP = HISTORY_HELP.line()
 
 
 def sort_choices() -> dict[str, str]:

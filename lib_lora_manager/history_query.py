@@ -1,0 +1,115 @@
+"""The generation history's query keys: ``GENERATIONS``, searched with query.py's grammar.
+
+    castle lora:anime_style status:failed date:<7d rating:>=4 fav:yes sort:-rating
+
+Free text matches the prompt and negative prompt. Each key's words for the help are in
+vocabulary.HISTORY_HELP, which ``GENERATIONS`` checks against its filters and sorts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from sqlalchemy import and_, func, or_, select, union
+
+from . import query
+from .errors import QueryError
+from .generation import STATUSES
+from .models import Generation, GenerationLora, Lora
+from .naming import LORA_FORMATS
+from .vocabulary import HISTORY_HELP
+
+_STATUS_ALIASES = {"success": "succeeded", "ok": "succeeded", "done": "succeeded", "interrupt": "interrupted",
+                   "stopped": "interrupted", "fail": "failed", "error": "failed", "nomodel": "no_model",
+                   "no-model": "no_model"}
+_SOURCE_ALIASES = {"lora_manager": "lora-manager", "loramanager": "lora-manager", "lm": "lora-manager"}
+
+
+def _prompt_text(value: str):
+    pattern = f"%{query.like_escape(value.lower())}%"
+    return Generation.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+
+
+def _lora(value: str):
+    """The LoRA as recorded in the prompt, or any library entry of that name the generation's
+    LoRAs resolved to (so a renamed display name or a path finds the same generations)."""
+    name = value.strip()
+    low = name.lower()
+    names = {low, os.path.splitext(low)[0]}
+    relpaths = {low} | {low + ext for ext in LORA_FORMATS}  # "styles/anime" finds styles/anime.safetensors
+    entry = [func.lower(Lora.sdnext_name).in_(names), func.lower(Lora.stem).in_(names), func.lower(Lora.filename) == low,
+             func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
+    if name.isdigit():
+        entry.append(Lora.id == int(name))
+    # a UNION, not an OR: each half has its index (PostgreSQL scans the whole table for the OR)
+    used = union(select(GenerationLora.generation_id).where(func.lower(GenerationLora.name) == low),
+                 select(GenerationLora.generation_id).where(GenerationLora.lora_id.in_(select(Lora.id).where(or_(*entry)))))
+    return Generation.id.in_(used), f"using LoRA “{name}”"
+
+
+def _model(value: str):
+    v = value.strip()
+    # coalesce: "-model:x" keeps generations whose model is unknown
+    clause = func.lower(func.coalesce(Generation.model_name, "")).like(f"%{query.like_escape(v.lower())}%", escape="\\")
+    if re.fullmatch(r"[0-9a-fA-F]{6,64}", v):
+        prefix = query.like_escape(v.lower()) + "%"
+        clause = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\"))
+    return clause, f"made with model “{v}”"
+
+
+def _status(value: str):
+    v = value.strip().lower()
+    v = _STATUS_ALIASES.get(v, v)
+    if v not in STATUSES:
+        raise QueryError(f"unknown status “{value}” (known: {', '.join(STATUSES)})")
+    return Generation.status == v, v.replace("_", " ") if v != "no_model" else "without a model loaded"
+
+
+def _source(value: str):
+    # any word is accepted: hosts may report sources beyond the usual ones
+    v = value.strip().lower()
+    v = _SOURCE_ALIASES.get(v, v)
+    return func.lower(func.coalesce(Generation.source, "")) == v, f"from {v}"
+
+
+def _group(value: str):
+    v = value.strip()
+    # "IS NOT NULL" keeps the index usable and makes "-group:x" include ungrouped generations
+    return and_(Generation.group_key == v, Generation.group_key.is_not(None)), f"in group “{v}”"
+
+
+def _rating(value: str):
+    if value.strip().lower() in ("none", "no", "unset"):
+        # most generations are unrated: "+ 0" keeps SQLite from reading them through the index
+        return query.numeric_filter(Generation.rating + 0, "rating", value, "rated")
+    clause, words = query.numeric_filter(Generation.rating, "rating", value, "rated")
+    return and_(clause, Generation.rating.is_not(None)), words  # "-rating:1" keeps unrated ones
+
+
+_fav = query.flag_filter("fav", Generation.favorite.is_(True), "favorites", "not favorites", Generation.favorite.is_(False))
+
+def _walk_date_index(parsed: query.Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+    if parsed.sort.key == "date":
+        # rows are stored in time order, so walking the date index reads the table almost
+        # sequentially: worth it unless the page lies beyond half of the matches
+        return page * per_page * 2 < total
+    # other indexes jump around the table: walk one only when most rows match
+    return query.most_rows_match(parsed, page, per_page, total, count_all)
+
+
+GENERATIONS = query.Table(
+    noun="generations",
+    id_column=Generation.id,
+    free_text=_prompt_text,
+    filters={
+        "lora": _lora, "model": _model, "status": _status, "source": _source, "group": _group,
+        "rating": _rating, "fav": _fav, "favorite": _fav,
+        "date": lambda v: query.time_filter(Generation.started_at, "date", v, "made"),
+    },
+    sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
+    help=HISTORY_HELP,
+    sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
+    index_walk=_walk_date_index,
+)

@@ -1,0 +1,141 @@
+"""The LoRA library's query keys: ``LORAS``, searched with query.py's grammar.
+
+    anime "blue hair" tag:character -tag:wip base:sdxl type:lora rating:>=4 fav:yes
+    missing:no hashed:no folder:styles dupe:yes added:<30d sort:-rating
+
+Free text matches name, title, tags, trigger words and notes. Each key's words for the help are
+in vocabulary.LORA_HELP, which ``LORAS`` checks against ``FILTERS`` and ``SORTS``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, not_, or_, select
+
+from . import base_models
+from .errors import QueryError
+from .lora_info import ADAPTER_TYPES
+from .models import Lora, LoraTag, Tag, live
+from .query import FilterFn, Table, flag_filter, like_escape, numeric_filter, time_filter, yes_or_no
+from .vocabulary import LORA_HELP
+
+
+def _free_text(value: str) -> tuple[ColumnElement[bool], str]:
+    pattern = f"%{like_escape(value.lower())}%"
+    return Lora.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+
+
+def _tag(value: str):
+    name = value.strip().lower()
+    ids = select(LoraTag.lora_id).join(Tag, Tag.id == LoraTag.tag_id).where(Tag.name == name)
+    return Lora.id.in_(ids), f"tagged “{name}”"
+
+
+def _base(value: str):
+    code = base_models.family_code(value)
+    if code is None:
+        known = ", ".join(f.code for f in base_models.FAMILIES)
+        raise QueryError(f"unknown base model “{value}” (known: {known})")
+    return Lora.base_model == code, f"for {base_models.label(code)}"
+
+
+def _type(value: str):
+    v = value.lower()
+    if v not in ADAPTER_TYPES:
+        raise QueryError(f"unknown type “{value}” (known: {', '.join(ADAPTER_TYPES)})")
+    return Lora.adapter_type == v, f"of type {v}"
+
+
+def _rating(value: str):
+    return numeric_filter(Lora.rating, "rating", value, "rated")
+
+
+_fav = flag_filter("fav", Lora.favorite.is_(True), "favorites", "not favorites", Lora.favorite.is_(False))
+_missing = flag_filter("missing", Lora.missing.is_(True), "whose file is missing", "whose file is present", Lora.missing.is_(False))
+_hashed = flag_filter("hashed", Lora.sha256.is_not(None), "hashed", "not hashed yet", Lora.sha256.is_(None))
+_nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
+_error = flag_filter("error", Lora.error.is_not(None), "that could not be read", "read without errors", Lora.error.is_(None))
+
+
+def _folder(value: str):
+    folder = value.strip().strip("/").replace("\\", "/")
+    if not folder:
+        return Lora.folder == "", "in the top folder"
+    prefix = like_escape(folder) + "/%"
+    return or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\")), f"in folder “{folder}”"
+
+
+def _dupe(value: str):
+    yes = yes_or_no("dupe", value)
+    shared = (
+        select(Lora.sha256)
+        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+        .group_by(Lora.sha256)
+        .having(func.count() > 1)
+    )
+    clause = Lora.sha256.in_(shared)
+    return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
+
+
+def _hash(value: str):
+    v = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,64}", v):
+        raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
+    pattern = like_escape(v) + "%"
+    return or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\")), f"with hash {v}…"
+
+
+def _used(value: str):
+    """``used:never``, ``used:yes``, ``used:<30d`` (used in the last 30 days), ``used:>1y``."""
+    v = value.strip().lower()
+    if v in ("never", "no"):
+        return Lora.use_count == 0, "never used"
+    if v in ("yes", "ever"):
+        return Lora.use_count > 0, "used at least once"
+    return time_filter(Lora.last_used_at, "used", value, "last used")
+
+
+FILTERS: dict[str, FilterFn] = {
+    "used": _used,
+    "uses": lambda v: numeric_filter(Lora.use_count, "uses", v, "used"),
+    "tag": _tag,
+    "base": _base,
+    "type": _type,
+    "rating": _rating,
+    "fav": _fav,
+    "favorite": _fav,
+    "missing": _missing,
+    "hashed": _hashed,
+    "nsfw": _nsfw,
+    "error": _error,
+    "folder": _folder,
+    "dupe": _dupe,
+    "hash": _hash,
+    "added": lambda v: time_filter(Lora.added_at, "added", v, "added"),
+    "modified": lambda v: time_filter(Lora.mtime, "modified", v, "modified"),
+}
+
+# key -> column (or a callable returning one); the words for each are in vocabulary.SORT_WORDS
+SORTS: dict[str, Any] = {
+    "name": Lora.sort_name,
+    "added": Lora.added_at,
+    "modified": Lora.mtime,
+    "size": Lora.size,
+    "rating": Lora.rating,
+    "used": Lora.last_used_at,
+    "uses": Lora.use_count,
+}
+SORT_ALIASES = {"date": "added", "mtime": "modified", "stars": "rating", "filename": "name",
+                "last_used": "used", "lastused": "used", "use_count": "uses", "count": "uses"}
+
+
+def _not_trashed(indexed: bool) -> list[ColumnElement[bool]]:
+    # the partial sort indexes hold only rows not in the trash: used by an index walk, hidden
+    # from a scan (see models.live)
+    return [live(indexed=indexed)]
+
+
+LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
+              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed)
