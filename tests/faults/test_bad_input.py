@@ -264,7 +264,7 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
     double = sdnext(lora_dir=lora_dir, cmd_args={"auth": "user:secret"})
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
     try:
-        library = host.library()
+        library = host.app.library()
         library.scan()
         lora_id = library.search("").items[0]["id"]
         before = snapshot(library)
@@ -284,7 +284,7 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
         operation = double.app.openapi()["paths"][f"{V1}/loras/{{lora_id}}"]["patch"]
         assert "favorite" in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
     finally:
-        host.library().close()
+        host.app.library().close()
 
 
 # --- the Library (what the UI calls) refuses what REST refuses ----------------------------------
