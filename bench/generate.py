@@ -45,7 +45,7 @@ def start(work: Path, step_ms: float):
     double = sdnext.start(REPO, lora_dir, work / "sdnext-data", {"lora_manager_scan_on_start": False}, model="sdxl")
     double.pipeline.step_time = step_ms / 1000
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
-    host.library().scan()
+    host.app.library().scan()
     return double, host
 
 
@@ -61,7 +61,7 @@ def bench_overhead(double, host, runs: int, steps: int, size: int) -> None:
     paths = double.module("paths")
     opts = double.opts
     request = GenerationRequest(prompt=PROMPT, steps=steps, width=size, height=size, seed=1)
-    generator = host.generator()
+    generator = host.app.generator()
 
     def bare():
         p = processing.StableDiffusionProcessingTxt2Img(
@@ -85,7 +85,7 @@ def bench_overhead(double, host, runs: int, steps: int, size: int) -> None:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    host.recorder().flush(60)
+    host.app.recorder().flush(60)
     bare_ms, ours_ms = (statistics.median(times[k]) * 1000 for k in ("bare", "ours"))
     print(f"(a) generate() overhead, {runs} runs each, {steps} steps x {double.pipeline.step_time * 1000:g} ms, {size}x{size}:")
     print(f"    bare process_images  median {bare_ms:8.2f} ms  (p95 {percentile(times['bare'], 0.95) * 1000:.2f})")
@@ -126,7 +126,7 @@ def bench_recording(double, host, n: int, saved: bool, size: int) -> None:
             callbacks[key][:] = entries
     loop_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    assert host.recorder().flush(600)
+    assert host.app.recorder().flush(600)
     drain_s = time.perf_counter() - t1
     ms = [x * 1000 for x in per_generation]
     what = "saved by SDNext (txt2img tab)" if saved else "not saved (API default; thumbnails on the recorder thread)"
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_recording(double, host, args.records, saved=False, size=args.size)
             bench_recording(double, host, args.saved_records, saved=True, size=args.size)
         finally:
-            host.shutdown()
-            host.library().close()
+            host.app.pause()
+            host.app.library().close()
             os.chdir(REPO)
             double.close()
     return 0

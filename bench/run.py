@@ -978,7 +978,7 @@ def _after_startup(host) -> dict:
         if thread.name == "lora-manager-start":
             thread.join()
     ready = time.perf_counter() - started
-    library = host.library()
+    library = host.app.library()
     first_page, page = timed(library.search, "", 1, 48)
     library.indexer.stop()
     return {"ready_after": ready, "first_page": first_page, "loras": page.total}

@@ -17,13 +17,7 @@ from typing import Any
 
 from .errors import InvalidInput, LoraManagerError
 from .results import to_json
-
-
-def default_data_dir() -> str:
-    if os.environ.get("LORA_MANAGER_DATA_DIR"):
-        return os.environ["LORA_MANAGER_DATA_DIR"]
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "lora-manager")
+from .settings import default_data_dir
 
 
 class Parser(argparse.ArgumentParser):

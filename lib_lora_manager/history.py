@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import catalog, edits, fields, query
+from . import catalog, edits, fields, query, thumbnails
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound
 from .generation import STATUSES
 from .history_query import GENERATIONS
@@ -323,7 +323,7 @@ class History:
             for file in (path, copy):
                 if not file:
                     continue
-                self._drop_thumbnails(file)
+                thumbnails.drop(self.thumb_dir, self._thumb_key(file))
                 our_copy = file == copy and os.path.abspath(file).startswith(ours)
                 if not (delete_files or our_copy):
                     continue
@@ -371,47 +371,15 @@ class History:
     def thumbnail(self, generation_id: int, index: int = 0, size: int = 320) -> str:
         """A small cached JPEG of an image, for the gallery: generated images can be many MB.
         Cached by file path, mtime and size, so a replaced file gets a new thumbnail."""
-        from PIL import Image, UnidentifiedImageError
-
         source = self.image_file(generation_id, index)
-        st = os.stat(source)
-        key = self._thumb_key(source)
-        target = os.path.join(self.thumb_dir, f"{key}-{int(size)}-{st.st_mtime_ns}-{st.st_size}.jpg")
-        if os.path.exists(target):
-            return target
-        self._drop_thumbnails(source, size)  # thumbnails of the file as it was before
-        os.makedirs(self.thumb_dir, exist_ok=True)
         try:
-            with Image.open(source) as image:
-                image.draft("RGB", (size, size))  # JPEG sources decode at a fraction of their size
-                image.thumbnail((size, size))
-                if image.mode in ("RGBA", "LA", "P"):
-                    image = image.convert("RGBA")
-                    flat = Image.new("RGB", image.size, (128, 128, 128))
-                    flat.paste(image, mask=image.getchannel("A"))
-                    image = flat
-                tmp = f"{target}.{threading.get_ident()}.tmp"
-                image.convert("RGB").save(tmp, "JPEG", quality=82)
-                os.replace(tmp, target)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            return thumbnails.cached(source, self.thumb_dir, self._thumb_key(source), size, format="JPEG", quality=82)
+        except thumbnails.UnusableImage as e:
             raise InvalidInput(f"image {int(index) + 1} of generation {generation_id} cannot be read: {e}") from None
-        return target
 
     @staticmethod
     def _thumb_key(path: str) -> str:
         return hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:20]
-
-    def _drop_thumbnails(self, path: str, size: int | None = None) -> None:
-        prefix = self._thumb_key(path) + "-" + (f"{int(size)}-" if size else "")
-        try:
-            names = [n for n in os.listdir(self.thumb_dir) if n.startswith(prefix)]
-        except OSError:
-            return
-        for name in names:
-            try:
-                os.remove(os.path.join(self.thumb_dir, name))
-            except OSError:
-                pass  # a cache file: the next thumbnail call recreates or ignores it
 
     def request(self, generation_id: int) -> GenerationRequest:
         """A request that makes the same generation again: same prompt, seed and parameters, from

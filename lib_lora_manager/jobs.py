@@ -38,6 +38,7 @@ from .models import Job
 from .prompts import set_lora_weight
 
 if TYPE_CHECKING:
+    from .db import Database
     from .store import Store
 
 log = logging.getLogger("lora_manager")
@@ -344,6 +345,13 @@ class JobQueue:
             log.error("LoRA Manager: grid of job %s not saved: %s", job_id, e)
             return None
         return path
+
+
+def left_over(db: Database) -> int:
+    """How many jobs are queued or running, whichever process owns them: when a previous run left
+    some, a worker started now runs the queued ones and marks those it was running interrupted."""
+    with db.read() as session:
+        return session.scalar(select(func.count(Job.id)).where(Job.status.in_((QUEUED, RUNNING))))
 
 
 def _owned_by(owners: set[str | None]):

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from . import catalog, fields
+from . import catalog, fields, thumbnails
 from .errors import InvalidInput, NotFound
 from .generation import GenerationRequest
 from .models import Recipe
@@ -168,24 +168,17 @@ class Recipes:
 
     def _store_cover(self, path: str) -> str:
         """A re-encoded, bounded copy of the image at ``path`` in our data folder."""
-        from PIL import Image, UnidentifiedImageError
-
         try:
             size = os.path.getsize(path)
         except OSError as e:
             raise InvalidInput(f"cannot read the cover image: {e.strerror or e}") from None
         if size > MAX_COVER_BYTES:
             raise InvalidInput(f"the cover image is too large ({size // (1024 * 1024)} MB; at most {MAX_COVER_BYTES // (1024 * 1024)} MB)")
-        os.makedirs(self.cover_dir, exist_ok=True)
         target = os.path.join(self.cover_dir, f"{uuid.uuid4().hex}.webp")
         try:
-            with Image.open(path) as image:
-                image.thumbnail((COVER_SIZE, COVER_SIZE))
-                image.convert("RGB").save(target, "WEBP", quality=88)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            self._remove_cover(target)
+            return thumbnails.write(path, target, COVER_SIZE, format="WEBP", quality=88)
+        except thumbnails.UnusableImage as e:
             raise InvalidInput(f"the cover is not an image that can be used: {e}") from None
-        return target
 
     def _remove_cover(self, path: str | None) -> None:
         # only our own copies: a cover path from elsewhere is never deleted

@@ -6,6 +6,7 @@ README's settings table (a test keeps the README in step with it).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,3 +67,12 @@ def parse_dirs(value: str | None) -> list[str]:
         return []
     parts = [p.strip() for chunk in str(value).splitlines() for p in chunk.split(";")]
     return [p for p in parts if p]
+
+
+def default_data_dir() -> str:
+    """Where the standalone app and the CLI keep the database, previews and trash: SDNext's
+    data folder has its own place (hosts/sdnext)."""
+    if os.environ.get("LORA_MANAGER_DATA_DIR"):
+        return os.environ["LORA_MANAGER_DATA_DIR"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "lora-manager")

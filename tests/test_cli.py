@@ -82,3 +82,58 @@ def test_duplicates_keep(tmp_path, lib_dir):
     keep = groups[0][0]["id"]
     run("duplicates", "--keep", str(keep), data_dir=data)
     assert json.loads(run("duplicates", "--json", data_dir=data).stdout) == []
+
+
+def registered_processes(data_dir) -> int:
+    """Processes that have the library in ``data_dir`` open (a closed library unregisters)."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "lora_manager.db") as db:
+        return db.execute("SELECT count(*) FROM processes").fetchone()[0]
+
+
+def test_serve_without_a_lora_folder_says_so_and_closes_the_library(tmp_path):
+    data = tmp_path / "data"
+    proc = run("serve", data_dir=data, check=False)
+    assert proc.returncode == 2 and "No LoRA folder" in proc.stderr
+    assert registered_processes(data) == 0
+
+
+def test_serve_answers_until_interrupted_then_closes_everything(tmp_path, lib_dir):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LORA_MANAGER_DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data), "--lora-dir",
+                               str(lib_dir), "--port", str(port), "--no-hashing"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/scan/status", timeout=5) as response:
+                    if json.load(response).get("finished_at"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/loras?q=sort:name", timeout=5) as response:
+            assert [i["filename"] for i in json.load(response)["items"]] == ["bad.safetensors", "first.safetensors",
+                                                                              "second.safetensors"]
+        assert registered_processes(data) == 1
+        server.send_signal(signal.SIGINT)
+        _out, err = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err
+    assert registered_processes(data) == 0

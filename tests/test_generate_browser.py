@@ -29,7 +29,7 @@ def server(tmp_path_factory):
     import torch
 
     from lib_lora_manager.demo_model import build_tiny_pipeline
-    from lib_lora_manager.hosts.standalone import build_app, start_generation
+    from lib_lora_manager.hosts.standalone import build_app, new_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     tmp = tmp_path_factory.mktemp("generate-browser")
@@ -40,15 +40,13 @@ def server(tmp_path_factory):
     model = build_tiny_pipeline(tmp / "model")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tiny model is faster on one thread than on two shared cores
-    recorder, jobs = start_generation(library, model, data)
+    app = new_app(lambda: library, model=model)
+    jobs = app.jobs()
     values = {s.key: s.default for s in settings.SETTINGS}
-    host = HostInfo(name="standalone", setting=values.__getitem__, generator=jobs.generator, jobs=lambda: jobs)
-    app = build_app(library, host)
-    with serving(app) as url:
+    host = HostInfo(name="standalone", setting=values.__getitem__, generator=app.generator(), jobs=app.jobs)
+    with serving(build_app(library, host)) as url:
         yield url, library, jobs
-    jobs.close()
-    recorder.close()
-    library.close()
+    app.close()
     torch.set_num_threads(threads)
 
 

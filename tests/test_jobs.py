@@ -14,7 +14,7 @@ from PIL import Image
 from lib_lora_manager import generation
 from lib_lora_manager.errors import InvalidInput, NotFound
 from lib_lora_manager.generation import GenerationRequest
-from lib_lora_manager.jobs import JobQueue
+from lib_lora_manager.jobs import JobQueue, left_over
 from lib_lora_manager.library import Library
 from lib_lora_manager.models import Job
 
@@ -155,6 +155,7 @@ def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
     lib.close()
 
     lib = Library.open(data, database_url=database_url)
+    assert left_over(lib.db) == 2  # the host starts a worker for them (App.resume_jobs)
     painter = PaintingGenerator(tmp_path / "out")
     jobs = JobQueue(lib.store, painter)
     try:
@@ -166,6 +167,7 @@ def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
         statuses = {j["request"]["prompt"]: (j["status"], j["message"]) for j in jobs.list()}
         assert statuses["was running"] == ("interrupted", "LoRA Manager stopped while this job was running")
         assert [r.prompt for r in painter.requests] == ["was waiting"]
+        assert left_over(lib.db) == 0
     finally:
         jobs.close()
         lib.close()

@@ -27,8 +27,8 @@ def sdnext_with_model(sdnext, tmp_path, monkeypatch):
     make_lora(tmp_path / "models" / "Lora", "castle_style", "sdxl", seed=1)
     double = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl")
     yield double
-    host().shutdown()
-    host().library().close()
+    host().app.pause()
+    host().app.library().close()
 
 
 def request(**kw) -> GenerationRequest:
@@ -40,7 +40,7 @@ def request(**kw) -> GenerationRequest:
 def generate_in_thread(req, progress=None):
     """Start a generation on its own thread (as the job worker does); returns (thread, box)."""
     box = {}
-    thread = threading.Thread(target=lambda: box.setdefault("outcome", host().generator().generate(req, progress or (lambda _p: None))))
+    thread = threading.Thread(target=lambda: box.setdefault("outcome", host().app.generator().generate(req, progress or (lambda _p: None))))
     thread.start()
     return thread, box
 
@@ -61,7 +61,7 @@ def read_infotext(double, path):
 
 def test_generation_saves_where_sdnext_saves_txt2img_with_its_infotext(sdnext_with_model, tmp_path):
     double = sdnext_with_model
-    outcome = host().generator().generate(request(batch_size=2, n_iter=2), lambda _p: None)
+    outcome = host().app.generator().generate(request(batch_size=2, n_iter=2), lambda _p: None)
     assert outcome.status == SUCCEEDED, outcome.message
     assert [i.seed for i in outcome.images] == [7, 8, 9, 10]  # the grid SDNext puts first is left out
     txt2img = tmp_path / "outputs" / "text"
@@ -81,7 +81,7 @@ def test_generation_saves_where_sdnext_saves_txt2img_with_its_infotext(sdnext_wi
 
 
 def test_lora_weight_changes_the_image(sdnext_with_model):
-    generator = host().generator()
+    generator = host().app.generator()
     first = generator.generate(request(prompt="a castle <lora:castle_style:0.2>"), lambda _p: None)
     second = generator.generate(request(prompt="a castle <lora:castle_style:1.0>"), lambda _p: None)
     with Image.open(first.images[0].path) as a, Image.open(second.images[0].path) as b:
@@ -92,19 +92,19 @@ def test_without_a_model_no_model_is_loaded_or_even_asked_for(sdnext, tmp_path, 
     monkeypatch.chdir(tmp_path)
     double = sdnext(settings={"lora_manager_scan_on_start": False})
     try:
-        generator = host().generator()
+        generator = host().app.generator()
         outcome = generator.generate(request(), lambda _p: None)
         assert outcome.status == NO_MODEL and "load one in SDNext" in outcome.message
         assert generator.model_family() is None and generator.model_name() is None
         # a loadable checkpoint, not loaded: reading shared.sd_model would load it
         double.load_model("sd15", "sd")
         double.unload_model()
-        assert host().generator().generate(request(), lambda _p: None).status == NO_MODEL
-        assert host().generator().model_family() is None
+        assert host().app.generator().generate(request(), lambda _p: None).status == NO_MODEL
+        assert host().app.generator().model_family() is None
         assert double.model_requests == [] and double.model_loads == []
     finally:
-        host().shutdown()
-        host().library().close()
+        host().app.pause()
+        host().app.library().close()
 
 
 def test_user_interrupt_is_interrupted(sdnext_with_model):
@@ -113,8 +113,8 @@ def test_user_interrupt_is_interrupted(sdnext_with_model):
     seen = []
     thread, box = generate_in_thread(request(steps=200), seen.append)
     wait_until(lambda: any(p.step >= 3 for p in seen))
-    assert host().generator().preview() is not None  # someone watches: SDNext decodes the latent
-    host().generator().interrupt()
+    assert host().app.generator().preview() is not None  # someone watches: SDNext decodes the latent
+    host().app.generator().interrupt()
     thread.join(10)
     outcome = box["outcome"]
     assert outcome.status == INTERRUPTED and outcome.message == "interrupted"
@@ -130,7 +130,7 @@ def test_interrupt_lost_by_sdnext_state_reset_is_asked_again(sdnext_with_model):
     seen = []
     thread, box = generate_in_thread(request(steps=100, n_iter=3), seen.append)
     wait_until(lambda: any(p.step >= 2 for p in seen))
-    host().generator().interrupt()
+    host().app.generator().interrupt()
     double.state.begin("Hash")  # what a background hash does meanwhile: the flag is gone
     double.state.end()
     thread.join(10)
@@ -142,7 +142,7 @@ def test_pipeline_error_is_a_failure_not_an_interrupt(sdnext_with_model):
     double = sdnext_with_model
     double.pipeline.failure = RuntimeError("CUDA out of memory")
     double.pipeline.fail_at_step = 2
-    outcome = host().generator().generate(request(), lambda _p: None)
+    outcome = host().app.generator().generate(request(), lambda _p: None)
     assert outcome.status == FAILED
     assert "the pipeline stopped with an error" in outcome.message and "CUDA out of memory" in outcome.message
     assert outcome.images == []
@@ -152,11 +152,11 @@ def test_pipeline_error_is_a_failure_not_an_interrupt(sdnext_with_model):
 def test_exception_from_sdnext_is_a_failure(sdnext_with_model):
     double = sdnext_with_model
     double.pipeline.crash = KeyError("vae")
-    outcome = host().generator().generate(request(), lambda _p: None)
+    outcome = host().app.generator().generate(request(), lambda _p: None)
     assert outcome.status == FAILED and "KeyError" in outcome.message and "vae" in outcome.message
     assert not double.module("call_queue").queue_lock.locked() and double.state.job == ""
     double.pipeline.crash = None
-    assert host().generator().generate(request(), lambda _p: None).status == SUCCEEDED  # nothing left stuck
+    assert host().app.generator().generate(request(), lambda _p: None).status == SUCCEEDED  # nothing left stuck
 
 
 def test_skip_moves_on_to_later_batches(sdnext_with_model):
@@ -165,7 +165,7 @@ def test_skip_moves_on_to_later_batches(sdnext_with_model):
     seen = []
     thread, box = generate_in_thread(request(steps=40, n_iter=4), seen.append)
     wait_until(lambda: any(p.step >= 2 for p in seen))
-    host().generator().skip()
+    host().app.generator().skip()
     thread.join(20)
     outcome = box["outcome"]
     assert outcome.status == SUCCEEDED and outcome.message == "some batches were skipped"
@@ -181,16 +181,16 @@ def test_progress_reports_steps_and_batches(sdnext_with_model):
     def report(progress):
         seen.append(progress)
         if progress.step >= 2 and not previews:
-            previews.append(host().generator().preview())  # as a watching UI asks
+            previews.append(host().app.generator().preview())  # as a watching UI asks
 
-    outcome = host().generator().generate(request(steps=16, n_iter=2), report)
+    outcome = host().app.generator().generate(request(steps=16, n_iter=2), report)
     assert outcome.status == SUCCEEDED
     assert len(seen) >= 4
     assert {p.steps for p in seen if p.step} == {16} and {p.batches for p in seen} == {2}
     assert max(p.step for p in seen) >= 6 and {p.batch for p in seen} >= {0, 1}
     # SDNext's live preview is decoded when asked, never by the progress reports themselves
     assert previews and isinstance(previews[0], Image.Image) and all(p.preview is None for p in seen)
-    assert host().generator().preview() is None  # nothing runs
+    assert host().app.generator().preview() is None  # nothing runs
     assert all(0.0 <= p.fraction <= 1.0 for p in seen)
 
 
@@ -199,7 +199,7 @@ def test_queue_lock_is_held_while_generating_and_released_after(sdnext_with_mode
     double.pipeline.step_time = 0.03
     lock = double.module("call_queue").queue_lock
     held = []
-    outcome = host().generator().generate(request(steps=12), lambda _p: held.append(lock.locked()))
+    outcome = host().app.generator().generate(request(steps=12), lambda _p: held.append(lock.locked()))
     assert outcome.status == SUCCEEDED and held and all(held)
     assert not lock.locked()
 
@@ -229,7 +229,7 @@ def test_cancel_while_waiting_for_the_lock_does_not_touch_the_other_generation(s
         seen = []
         thread, box = generate_in_thread(request(), seen.append)
         wait_until(lambda: seen)
-        host().generator().interrupt()
+        host().app.generator().interrupt()
         thread.join(5)
         assert box["outcome"].status == INTERRUPTED and box["outcome"].message == "cancelled before it started"
         assert double.state.interrupted is False  # the running tab's generation was left alone
@@ -239,7 +239,7 @@ def test_cancel_while_waiting_for_the_lock_does_not_touch_the_other_generation(s
 
 def test_hires_fix_upscales_and_runs_a_second_pass(sdnext_with_model):
     double = sdnext_with_model
-    outcome = host().generator().generate(request(enable_hr=True, hr_scale=2.0, hr_second_pass_steps=3,
+    outcome = host().app.generator().generate(request(enable_hr=True, hr_scale=2.0, hr_second_pass_steps=3,
                                                   denoising_strength=0.4, hr_upscaler="Resize Lanczos"), lambda _p: None)
     assert outcome.status == SUCCEEDED, outcome.message
     with Image.open(outcome.images[0].path) as image:
@@ -250,7 +250,7 @@ def test_hires_fix_upscales_and_runs_a_second_pass(sdnext_with_model):
 
 
 def test_bad_sampler_or_upscaler_is_a_readable_failure(sdnext_with_model):
-    generator = host().generator()
+    generator = host().app.generator()
     outcome = generator.generate(request(sampler_name="Eular a"), lambda _p: None)
     assert outcome.status == FAILED and "Eular a" in outcome.message and "Euler a" in outcome.message
     outcome = generator.generate(request(enable_hr=True, hr_upscaler="Nope 4x"), lambda _p: None)
@@ -259,7 +259,7 @@ def test_bad_sampler_or_upscaler_is_a_readable_failure(sdnext_with_model):
 
 
 def test_samplers_upscalers_and_model(sdnext_with_model):
-    generator = host().generator()
+    generator = host().app.generator()
     samplers = generator.samplers()
     assert samplers[:3] == ["Default", "Euler", "Euler a"] and not [s for s in samplers if s.startswith("\u2500")]
     assert "Latent Nearest" in generator.upscalers() and "None" in generator.upscalers()
@@ -275,16 +275,16 @@ def test_model_family_from_sdnext_model_type(sdnext, tmp_path, monkeypatch, name
     monkeypatch.chdir(tmp_path)
     double = sdnext(settings={"lora_manager_scan_on_start": False}, model=(name, model_type))
     try:
-        assert host().generator().model_family() == family
+        assert host().app.generator().model_family() == family
         assert double.model_requests == []
     finally:
-        host().library().close()
+        host().app.library().close()
 
 
 def test_images_sdnext_does_not_save_are_saved_in_our_folder(sdnext_with_model):
     double = sdnext_with_model
     double.opts.set("samples_save", False)
-    outcome = host().generator().generate(request(), lambda _p: None)
+    outcome = host().app.generator().generate(request(), lambda _p: None)
     assert outcome.status == SUCCEEDED
     path = outcome.images[0].path
     assert path.startswith(os.path.join(host().data_dir(), "outputs")) and path.endswith(".png")
@@ -301,9 +301,9 @@ def test_sweep_job_runs_in_sdnext_and_lands_in_the_history(sdnext_with_model, tm
     assert [i["label"] for i in job["images"]] == ["castle_style 0.2", "castle_style 1"]
     assert all(os.path.dirname(i["path"]) == str(tmp_path / "outputs" / "text") for i in job["images"])
     assert len({i["seed"] for i in job["images"]}) == 1 and os.path.isfile(job["grid"])
-    assert host().recorder().flush(10)
+    assert host().app.recorder().flush(10)
     from lib_lora_manager.models import Generation
-    with host().library().db.read() as session:
+    with host().app.library().store.db.read() as session:
         rows = session.query(Generation).order_by(Generation.id).all()
         assert [(g.source, g.group_key, g.label, g.status) for g in rows] == [
             ("lora-manager", f"job-{job_id}", "castle_style 0.2", "succeeded"),
@@ -329,13 +329,15 @@ def test_jobs_left_by_the_previous_run_go_on_after_a_restart(sdnext, tmp_path, m
     previous.close()
     sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl")  # restarted, the model loads
     try:
-        wait_until(lambda: host()._jobs is not None)  # noqa: SLF001  started by the app-start thread
-        jobs = host().host_info().jobs()
-        assert jobs.wait(queued_id, 30)["status"] == "succeeded"
-        assert jobs.get(running_id).status == "interrupted"
+        def status(job_id):  # read from the table: asking the queue would start its worker
+            with host().app.library().store.db.read() as session:
+                return session.get(Job, job_id).status
+
+        wait_until(lambda: status(queued_id) == "succeeded", 30)  # started by the app-start thread
+        assert status(running_id) == "interrupted"
     finally:
-        host().shutdown()
-        host().library().close()
+        host().app.pause()
+        host().app.library().close()
 
 
 def test_rest_generate_runs_a_job_inside_sdnext_behind_its_auth(sdnext, tmp_path, monkeypatch):
@@ -345,7 +347,7 @@ def test_rest_generate_runs_a_job_inside_sdnext_behind_its_auth(sdnext, tmp_path
     make_lora(tmp_path / "models" / "Lora", "castle_style", "sdxl", seed=1)
     double = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl", cmd_args={"auth": "user:secret"})
     try:
-        host().library().scan()
+        host().app.library().indexer.scan()
         with double.client() as client:
             body = {"prompt": "a castle", "loras": [{"name": "castle_style", "weight": 0.7}], "steps": 3,
                     "width": 64, "height": 64, "seed": 3}
@@ -364,5 +366,5 @@ def test_rest_generate_runs_a_job_inside_sdnext_behind_its_auth(sdnext, tmp_path
             image = client.get(f"/lora-manager/v1/jobs/{job_id}/images/0", auth=auth)
             assert image.status_code == 200 and image.content[:4] in (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\x89PNG")
     finally:
-        host().shutdown()
-        host().library().close()
+        host().app.pause()
+        host().app.library().close()

@@ -43,7 +43,7 @@ def test_loads_like_sdnext_loads_it(sdnext, tmp_path):
         assert "lora_manager_database_secret" not in double.opts.data
         assert double.opts.secrets["lora_manager_database_secret"].endswith("@db/lib")
         double.opts.set("lora_manager_database_secret", "")
-        library = sdnext_host().library()
+        library = sdnext_host().app.library()
         assert library.store.roots == [str(lora_dir), str(extra)]
         assert library.store.data_dir.endswith("data/lora-manager")
         wait_for_scan(library)
@@ -53,7 +53,7 @@ def test_loads_like_sdnext_loads_it(sdnext, tmp_path):
         assert tokens == {"in_sdnext.safetensors": "<lora:in_sdnext:1>",
                           "elsewhere.safetensors": f"<lora:{extra / 'elsewhere.safetensors'}:1>"}
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()
 
 
 def test_routes_are_behind_sdnext_auth(sdnext, tmp_path):
@@ -63,7 +63,7 @@ def test_routes_are_behind_sdnext_auth(sdnext, tmp_path):
             assert client.get("/lora-manager/v1/loras").status_code == 401
             assert client.get("/lora-manager/v1/loras", auth=("user", "secret")).status_code == 200
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()
 
 
 def test_startup_does_no_synchronous_scan(sdnext, tmp_path):
@@ -72,14 +72,14 @@ def test_startup_does_no_synchronous_scan(sdnext, tmp_path):
         make_lora(lora_dir, f"f{i}", seed=i)
     double = sdnext(lora_dir=lora_dir, settings={"lora_manager_scan_on_start": False})
     try:
-        library = sdnext_host().library()
+        library = sdnext_host().app.library()
         assert library.search("").total == 0  # nothing was read during startup
         assert library.indexer.status.started_at is None
         library.indexer.scan()
         assert library.search("").total == 30
         assert double.errors == []
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()
 
 
 def test_settings_changes_apply_without_restart(sdnext, tmp_path):
@@ -87,13 +87,13 @@ def test_settings_changes_apply_without_restart(sdnext, tmp_path):
     make_lora(extra, "late_arrival")
     double = sdnext(settings={"lora_manager_scan_on_start": False})
     try:
-        library = sdnext_host().library()
+        library = sdnext_host().app.library()
         assert double.opts.set("lora_manager_extra_dirs", str(extra))
         assert str(extra) in library.store.roots
         wait_for_scan(library)
         assert library.search("late_arrival").total == 1
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()
 
 
 STARTUP_PROBE = """
@@ -168,7 +168,7 @@ def test_our_log_records_reach_sdnexts_log(sdnext):
         logging.getLogger("lora_manager").warning("LoRA Manager: a preview is unreadable")
         assert "LoRA Manager: a preview is unreadable" in double.module("logger").warnings()
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()
 
 
 def test_a_ui_restart_stores_pending_records_and_stops_the_job_worker(sdnext):
@@ -177,10 +177,10 @@ def test_a_ui_restart_stores_pending_records_and_stops_the_job_worker(sdnext):
     try:
         from modules import script_callbacks
 
-        jobs = sdnext_host().job_queue()
+        jobs = sdnext_host().app.jobs()
         assert jobs.started
         script_callbacks.script_unloaded_callback()
         assert not jobs.started
-        assert sdnext_host().job_queue() is jobs and jobs.started  # used again after the restart
+        assert sdnext_host().app.jobs() is jobs and jobs.started  # used again after the restart
     finally:
-        sdnext_host().library().close()
+        sdnext_host().app.library().close()

@@ -29,16 +29,16 @@ def double(sdnext, tmp_path, monkeypatch):
     make_lora(lora_dir, "castle_style", "sdxl", seed=1)
     make_lora(lora_dir / "people", "knight", "sdxl", seed=2)
     started = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl")
-    host().library().scan()
+    host().app.library().indexer.scan()
     yield started
-    host().shutdown()
-    host().library().close()
+    host().app.pause()
+    host().app.library().close()
 
 
 def generations():
     """Every stored generation, oldest first (after the recorder stored what was pending)."""
-    assert host().recorder().flush(10)
-    with host().library().db.read() as session:
+    assert host().app.recorder().flush(10)
+    with host().app.library().store.db.read() as session:
         rows = session.query(Generation).order_by(Generation.id).all()
         return [{
             "status": g.status, "source": g.source, "prompt": g.prompt, "error": g.error, "seeds": g.seeds,
@@ -56,7 +56,7 @@ def test_txt2img_tab_generation_is_recorded_with_files_model_and_loras(double, t
     assert len(images) == 3  # the grid, then two images
     [record] = generations()
     assert record["status"] == "succeeded" and record["source"] == "txt2img" and record["prompt"] == PROMPT
-    ids = {lora.stem: lora.id for lora in (host().library().find(n) for n in ("knight", "castle_style"))}
+    ids = {lora.stem: lora.id for lora in (host().app.library().find(n) for n in ("knight", "castle_style"))}
     assert record["loras"] == [("knight", 0.7, ids["knight"]), ("castle_style", 0.5, ids["castle_style"])]
     info_obj = double.shared.sd_model.sd_checkpoint_info
     assert record["model"] == "sdxl_base" and record["hash"] == info_obj.shorthash
@@ -69,8 +69,8 @@ def test_txt2img_tab_generation_is_recorded_with_files_model_and_loras(double, t
 def test_use_counts_follow_recorded_generations(double):
     double.txt2img("a knight <lora:knight:1>", steps=2, width=64, height=64)
     generations()
-    assert host().library().find("knight").use_count == 1
-    assert host().library().find("castle_style").use_count == 0
+    assert host().app.library().find("knight").use_count == 1
+    assert host().app.library().find("castle_style").use_count == 0
 
 
 def test_api_generation_without_saving_gets_our_thumbnails(double):
@@ -85,6 +85,17 @@ def test_api_generation_without_saving_gets_our_thumbnails(double):
         assert thumb.size == (96, 64)  # small images stay as they are
     with Image.open(thumbnails[0]) as a, Image.open(thumbnails[1]) as b:
         assert a.tobytes() != b.tobytes()
+
+
+def test_a_thumbnail_that_cannot_be_written_still_leaves_the_record(double):
+    """Our thumbnails folder cannot be made (a file is in its place): the generation is recorded
+    without a thumbnail, and the log says why."""
+    with open(os.path.join(host().data_dir(), "thumbnails"), "w") as blocker:
+        blocker.write("not a folder")
+    double.api_txt2img("api castle", steps=2, width=64, height=64, seed=5)
+    [record] = generations()
+    assert record["status"] == "succeeded" and record["images"] == [(None, None, 5)]
+    assert any("no thumbnail for a generated image" in w for w in double.module("logger").warnings())
 
 
 def nesting_script(double, crash=None):
@@ -169,17 +180,18 @@ def test_no_generation_is_recorded_when_sdnext_has_no_model(sdnext, tmp_path, mo
     double = sdnext(settings={"lora_manager_scan_on_start": False})
     try:
         assert double.txt2img("x")[3].startswith("Error: model not loaded")
-        host().generator().generate(GenerationRequest(prompt="ours <lora:knight:1>", group="g1", label="w=1"), lambda _p: None)
+        host().app.generator().generate(GenerationRequest(prompt="ours <lora:knight:1>", group="g1", label="w=1"),
+                                        lambda _p: None)
         [record] = generations()
         assert (record["status"], record["source"], record["group"], record["label"]) == ("no_model", "lora-manager", "g1", "w=1")
         assert record["loras"] == [("knight", 1.0, None)]
     finally:
-        host().shutdown()
-        host().library().close()
+        host().app.pause()
+        host().app.library().close()
 
 
 def test_our_jobs_are_recorded_once_with_their_group_label_and_status(double):
-    generator = host().generator()
+    generator = host().app.generator()
     outcome = generator.generate(GenerationRequest(prompt="ours <lora:knight:0.4>", steps=2, width=64, height=64, seed=3,
                                                    group="sweep-1", label="knight 0.4"), lambda _p: None)
     double.pipeline.failure = RuntimeError("out of memory")
@@ -194,10 +206,10 @@ def test_a_failing_store_never_reaches_process_images(double, monkeypatch, caplo
     def broken_store(_record):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(host().library(), "record_generation", broken_store)
+    monkeypatch.setattr(host().app.library(), "record_generation", broken_store)
     with caplog.at_level(logging.ERROR, logger="lora_manager"):
         images, *_ = double.txt2img("still fine", steps=2, width=64, height=64)
-        assert host().recorder().flush(10)
+        assert host().app.recorder().flush(10)
     assert len(images) == 1
     assert "could not be recorded" in caplog.text and "database is locked" in caplog.text
 
@@ -247,15 +259,15 @@ def test_a_name_two_files_share_resolves_to_the_file_sdnext_loaded(sdnext, tmp_p
     make_lora(lora_dir / "old", "knight", "sdxl", seed=3)
     double = sdnext(settings={"lora_manager_scan_on_start": False}, model="sdxl")
     try:
-        host().library().scan()
+        host().app.library().indexer.scan()
         double.txt2img("a knight <lora:knight:0.7>", steps=2, width=64, height=64, seed=1)
         from modules.lora import lora_common
 
         [loaded] = lora_common.loaded_networks
-        expected = next(lora.id for lora in host().library().search("knight").items
+        expected = next(lora["id"] for lora in host().app.library().search("knight").items
                         if os.path.join(lora_dir, lora["relpath"]) == os.path.abspath(loaded.network_on_disk.filename))
         [record] = generations()
         assert record["loras"] == [("knight", 0.7, expected)]
     finally:
-        host().shutdown()
-        host().library().close()
+        host().app.pause()
+        host().app.library().close()

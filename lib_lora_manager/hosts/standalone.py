@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from .. import api, settings
+from .. import api, catalog, settings
+from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
 
@@ -78,10 +80,8 @@ def _protect_data(app, demo, library: Library) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..cli import default_data_dir
-
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    data_dir = args.data_dir or default_data_dir()
+    data_dir = args.data_dir or settings.default_data_dir()
     roots = list(args.lora_dir or [])
     if args.demo:
         from ..demo import create_demo_library
@@ -90,46 +90,42 @@ def serve(args: argparse.Namespace) -> int:
         demo_root = os.path.join(data_dir, "loras")
         create_demo_library(Path(demo_root))
         roots = [demo_root] + roots
-    library = Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing)
-    if not library.store.roots:
-        log.error("No LoRA folder: pass --lora-dir DIR (or --demo)")
-        return 2
-    values = {s.key: s.default for s in settings.SETTINGS}
-    host = HostInfo(name="standalone", setting=values.__getitem__)
     model = args.model
     if args.demo and not model:
         from ..demo_model import build_tiny_pipeline
 
         model = build_tiny_pipeline(os.path.join(data_dir, "model"))
-    recorder = jobs = None
-    if model:
-        recorder, jobs = start_generation(library, model, data_dir, model_config=args.model_config)
-        host.generator, host.jobs = jobs.generator, lambda: jobs
-    app = build_app(library, host)
-    library.indexer.start_background(scan=not args.no_scan)
-    log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/", len(library.store.roots), data_dir, args.host, args.port)
+    app = new_app(lambda: Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing),
+                  model=model, model_config=args.model_config)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        library = app.library()
+        if not library.store.roots:
+            log.error("No LoRA folder: pass --lora-dir DIR (or --demo)")
+            return 2
+        values = {s.key: s.default for s in settings.SETTINGS}
+        host = HostInfo(name="standalone", setting=values.__getitem__)
+        if model:
+            host.generator, host.jobs = app.generator(), app.jobs
+            app.jobs()  # the worker starts now: jobs the last run left queued go on
+        server = build_app(library, host)
+        library.indexer.start_background(scan=not args.no_scan)
+        log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/",
+                 len(library.store.roots), data_dir, args.host, args.port)
+        uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
-        if jobs is not None:
-            jobs.close()
-            recorder.close()
-        library.close()
+        app.close()
     return 0
 
 
-def start_generation(library: Library, model: str, data_dir: str, model_config: str | None = None):
-    """The diffusers generator over ``model`` and a started job queue; every generation is
-    recorded in the history (the standalone counterpart of SDNext's process hooks)."""
-    from .. import catalog
-    from ..history import Recorder
-    from ..jobs import JobQueue
-    from .diffusion import DiffusersGenerator
+def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None) -> App:
+    """The standalone App; with ``model``, its generator is the diffusers pipeline over it, and
+    every generation is recorded in the history (the counterpart of SDNext's process hooks)."""
+    def diffusers(app: App):
+        from .diffusion import DiffusersGenerator
 
-    recorder = Recorder(library.history.record)
-    generator = DiffusersGenerator(model, os.path.join(data_dir, "outputs"),
-                                   resolve_lora=lambda name: library.store.local_path(catalog.find_row(library.store, name)), record=recorder.submit,
-                                   model_config=model_config)
-    jobs = JobQueue(library.store, generator)
-    jobs.start()
-    return recorder, jobs
+        library = app.library()
+        return DiffusersGenerator(model, os.path.join(library.store.data_dir, "outputs"),
+                                  resolve_lora=lambda name: library.store.local_path(catalog.find_row(library.store, name)), record=app.submit,
+                                  model_config=model_config)
+
+    return App(open_library, generator=diffusers if model else None)

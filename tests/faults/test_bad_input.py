@@ -39,7 +39,7 @@ def setup(library, lora_dir, tmp_path):
     make_lora(lora_dir, "beta", "sdxl", seed=2)
     make_lora(lora_dir, "none_style", "sd1", seed=3)
     library.indexer.scan()
-    ids = {item.filename.split(".")[0]: item.id for item in library.search("").items}
+    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
     library.edit(ids["alpha"], rating=3, notes="keep me", tags=["kept"])
     generation = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="x"))
     recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": ids["alpha"]}])["id"]
@@ -264,7 +264,7 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
     double = sdnext(lora_dir=lora_dir, cmd_args={"auth": "user:secret"})
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
     try:
-        library = host.library()
+        library = host.app.library()
         library.indexer.scan()
         lora_id = library.search("").items[0].id
         before = snapshot(library)
@@ -284,7 +284,7 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
         operation = double.app.openapi()["paths"][f"{V1}/loras/{{lora_id}}"]["patch"]
         assert "favorite" in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
     finally:
-        host.library().close()
+        host.app.library().close()
 
 
 # --- the Library (what the UI calls) refuses what REST refuses ----------------------------------

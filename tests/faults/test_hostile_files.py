@@ -461,7 +461,7 @@ def test_the_standalone_server_never_serves_the_data_folder(tmp_path, monkeypatc
 def test_sdnext_never_serves_our_data_folder(sdnext):
     double = sdnext()
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
-    library = host.library()
+    library = host.app.library()
     try:
         data = Path(library.store.data_dir)
         (data / "trash").mkdir(exist_ok=True)

@@ -5,8 +5,9 @@ cheap: importing this module loads neither SQLAlchemy nor the library; the tab i
 reading the database; the library opens on a background thread once the app has started (or on
 the first request that needs it), then syncs the index and hashes in the background.
 
-This module registers the extension (settings, tab, routes, process hooks) and owns the
-long-lived objects: the library, the history recorder, the generator and the job queue.
+This module registers the extension (settings, tab, routes, process hooks) and holds the one
+``App`` (app.py) that owns the long-lived objects: the library, the history recorder, the
+generator and the job queue.
 ``recording.py`` watches every generation SDNext makes; ``generator.py`` makes our jobs with
 SDNext's own ``process_images``.
 """
@@ -22,19 +23,16 @@ from typing import TYPE_CHECKING
 
 from modules import paths, script_callbacks, shared
 
-from ... import settings
+from ... import settings, thumbnails
+from ...app import App
 from ...hostinfo import HostInfo
 from .generator import SdnextGenerator
 from .recording import Capture, Recording, watch_sdnext_log
 
 if TYPE_CHECKING:
-    from ...history import Recorder
-    from ...jobs import JobQueue
     from ...library import Library
 
 log = logging.getLogger("lora_manager")
-_library: Library | None = None
-_library_lock = threading.Lock()
 _THUMBNAIL = 512  # our thumbnails of the images SDNext did not save
 
 
@@ -59,100 +57,38 @@ def database_url() -> str | None:
     return os.environ.get("LORA_MANAGER_DATABASE_URL") or setting("lora_manager_database_secret") or None
 
 
-def library() -> Library:
-    """The library, opened (and migrated) on first use; later calls return the same object."""
-    global _library
-    with _library_lock:
-        if _library is None:
-            from ...library import Library
+def _open_library() -> Library:
+    from ...library import Library
 
-            _library = Library.open(data_dir(), roots=library_roots(), database_url=database_url(),
-                                    hashing=bool(setting("lora_manager_hashing")) and not getattr(shared.cmd_opts, "no_hashing", False))
-        return _library
+    return Library.open(data_dir(), roots=library_roots(), database_url=database_url(),
+                        hashing=bool(setting("lora_manager_hashing")) and not getattr(shared.cmd_opts, "no_hashing", False))
 
 
-# --- storing records ----------------------------------------------------------------------------
-
-_recorder: Recorder | None = None
-_recorder_lock = threading.Lock()
-
-
-def recorder() -> Recorder:
-    """The history recorder (and its thread), made on first use."""
-    global _recorder
-    with _recorder_lock:
-        if _recorder is None:
-            from ...history import Recorder
-
-            _recorder = Recorder(_store)
-        return _recorder
-
-
-def _submit(capture: Capture) -> None:
-    recorder().submit(capture)
-
-
-def _store(capture: Capture) -> int:
+def _store(library: Library, capture: Capture) -> int:
     """On the recorder's thread: thumbnails of the images SDNext did not save, then the record."""
     if capture.unsaved:
-        from PIL import Image
-
         folder = os.path.join(data_dir(), "thumbnails", time.strftime("%Y-%m", time.localtime(capture.record.started_at)))
-        os.makedirs(folder, exist_ok=True)
         for index, image in capture.unsaved:
-            path = os.path.join(folder, f"{uuid.uuid4().hex}.jpg")
             try:
-                thumb = image.convert("RGB")  # a copy: SDNext may still be encoding the original
-                thumb.thumbnail((_THUMBNAIL, _THUMBNAIL), Image.Resampling.LANCZOS)
-                thumb.save(path, "JPEG", quality=85)
-            except (OSError, ValueError) as e:  # an odd image mode, a full disk: the record still counts
+                capture.record.images[index].thumbnail = thumbnails.write(
+                    image, os.path.join(folder, f"{uuid.uuid4().hex}.jpg"), _THUMBNAIL, format="JPEG", quality=85)
+            except thumbnails.UnusableImage as e:  # an odd image mode, a full disk: the record still counts
                 log.warning("LoRA Manager: no thumbnail for a generated image: %s", e)
-                continue
-            capture.record.images[index].thumbnail = path
-    return library().history.record(capture.record)
+    return library.history.record(capture.record)
 
 
-_recording = Recording(_submit)
-
-
-_generator: SdnextGenerator | None = None
-_jobs: JobQueue | None = None
-_jobs_lock = threading.Lock()
-
-
-def generator() -> SdnextGenerator:
-    global _generator
-    if _generator is None:
-        _generator = SdnextGenerator(_submit, os.path.join(data_dir(), "outputs"))
-    return _generator
-
-
-def job_queue() -> JobQueue:
-    """The job queue over our generator, made on first use and (re)started on every use: jobs
-    a previous run, or the time before a UI restart, left queued go on."""
-    global _jobs
-    with _jobs_lock:
-        if _jobs is None:
-            from ...jobs import JobQueue
-
-            _jobs = JobQueue(library().store, generator(), grid_dir=os.path.join(data_dir(), "grids"))
-        _jobs.start()
-        return _jobs
-
-
-def shutdown(timeout: float = 5.0) -> None:
-    """Stop the job worker and store the pending history records (tests, and restarts)."""
-    if _jobs is not None:
-        _jobs.close(timeout)
-    if _recorder is not None:
-        _recorder.flush(timeout)
+# The library, recorder, generator and job queue, each made on first use: the library on a
+# background thread once the app has started (or by the first request that needs it).
+app = App(_open_library, store=_store,
+          generator=lambda owner: SdnextGenerator(owner.submit, os.path.join(data_dir(), "outputs")))
+_recording = Recording(app.submit)
 
 
 def host_info() -> HostInfo:
     # behind a reverse proxy SDNext serves under --subpath; our routes are mounted there too
     subpath = (getattr(shared.cmd_opts, "subpath", None) or shared.opts.data.get("subpath") or "").strip("/")
     return HostInfo(name="sdnext", api_base=f"/{subpath}" if subpath else "", setting=setting,
-                    generator=generator(), jobs=job_queue, bind_paste=bind_paste)
+                    generator=app.generator(), jobs=app.jobs, bind_paste=bind_paste)
 
 
 def paste_target() -> str:
@@ -191,47 +127,32 @@ def on_ui_settings() -> None:
 def on_ui_tabs():
     from ...ui import build_tabs
 
-    return build_tabs(library, host_info())
+    return build_tabs(app.library, host_info())
 
 
-def on_app_started(demo, app) -> None:
+def on_app_started(demo, server) -> None:
     from ... import api
     from ..file_guard import private_paths, protect
 
-    api.mount(shared.api.add_api_route, api.routes(library) + api.job_routes(library, job_queue))
+    api.mount(shared.api.add_api_route, api.routes(app.library) + api.job_routes(app.library, app.jobs))
     # SDNext serves its data folder (which holds ours) through Gradio's /file= route
-    protect(demo, app, private_paths(data_dir(), database_url()))
+    protect(demo, server, private_paths(data_dir(), database_url()))
     threading.Thread(target=_open_and_sync, name="lora-manager-start", daemon=True).start()
 
 
 def _open_and_sync() -> None:
-    lib = library()
-    lib.indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
-    _resume_jobs(lib)
-
-
-def _resume_jobs(lib: Library) -> None:
-    """Start the job worker now if the previous run left jobs queued (they go on) or running
-    (they are marked interrupted); otherwise it starts when someone first uses the queue."""
-    from sqlalchemy import func, select
-
-    from ...jobs import QUEUED, RUNNING
-    from ...models import Job
-
-    with lib.store.db.read() as session:
-        left = session.scalar(select(func.count(Job.id)).where(Job.status.in_((QUEUED, RUNNING))))
-    if left:
-        job_queue()
+    app.library().start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    app.resume_jobs()
 
 
 def _roots_changed() -> None:
-    lib = library()
+    lib = app.library()
     lib.store.set_roots(library_roots())
     lib.indexer.scan_in_background()
 
 
 def _hashing_changed() -> None:
-    lib = library()
+    lib = app.library()
     lib.indexer.hashing = bool(setting("lora_manager_hashing"))
     if lib.indexer.hashing:
         lib.indexer.start_background(scan=False)
@@ -256,4 +177,4 @@ def register() -> None:
     script_callbacks.on_after_process(_recording.after)
     # SDNext's UI restart unloads scripts: pending records are stored, the worker stops (a
     # running job finishes; the next submit starts the worker again)
-    script_callbacks.on_script_unloaded(shutdown)
+    script_callbacks.on_script_unloaded(app.pause)
