@@ -16,7 +16,7 @@ import uuid
 
 from sqlalchemy import update
 
-from . import catalog, naming, scanner
+from . import catalog, naming, scanner, thumbnails
 from .errors import InvalidInput
 from .models import Lora
 from .results import LoraDetail
@@ -45,43 +45,27 @@ class Previews:
         return None
 
     def thumbnail(self, lora_id: int, size: int = 320) -> str | None:
-        """A small cached WebP of the preview, for cards; None when the LoRA has no preview."""
-        from PIL import Image, UnidentifiedImageError
-
+        """A small cached WebP of the preview, for cards; None when the LoRA has no preview
+        (or it cannot be read: logged, the card shows its placeholder)."""
         lora = catalog.row(self.store, lora_id)
         source = self.file(lora)
         if source is None:
             return None
-        st = os.stat(source)
-        cache_dir = os.path.join(self.store.data_dir, "thumbs")
-        target = os.path.join(cache_dir, f"{lora.id}-{size}-{st.st_mtime_ns}-{st.st_size}.webp")
-        if os.path.exists(target):
-            return target
-        os.makedirs(cache_dir, exist_ok=True)
         try:
-            with Image.open(source) as image:
-                image.thumbnail((size, size))
-                tmp = target + ".tmp"
-                image.convert("RGB").save(tmp, "WEBP", quality=82)
-                os.replace(tmp, target)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            return thumbnails.cached(source, os.path.join(self.store.data_dir, "thumbs"), str(lora.id), size,
+                                     format="WEBP", quality=82)
+        except thumbnails.UnusableImage as e:
             log.warning("LoRA Manager: preview of %s is unreadable: %s", naming.display(lora.filename), e)
             return None
-        return target
 
     def use(self, lora_id: int, image_path: str) -> LoraDetail:
         """Use an image as the LoRA's preview (copied, normalised, into our data folder)."""
-        from PIL import Image, UnidentifiedImageError
-
         lora = catalog.row(self.store, lora_id)
         target_dir = os.path.join(self.store.data_dir, "previews")
-        os.makedirs(target_dir, exist_ok=True)
         target = os.path.join(target_dir, f"{lora.id}-{uuid.uuid4().hex[:8]}.webp")
         try:
-            with Image.open(image_path) as image:
-                image.thumbnail((1024, 1024))
-                image.convert("RGB").save(target, "WEBP", quality=88)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+            thumbnails.write(image_path, target, 1024, format="WEBP", quality=88)
+        except thumbnails.UnusableImage as e:
             raise InvalidInput(f"not an image the preview can use: {e}") from None
         old = lora.preview_user
         with self.store.db.write() as session:

@@ -206,7 +206,7 @@ def test_a_failing_store_never_reaches_process_images(double, monkeypatch, caplo
     def broken_store(_record):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(host().app.library(), "record_generation", broken_store)
+    monkeypatch.setattr(host().app.library().history, "record", broken_store)
     with caplog.at_level(logging.ERROR, logger="lora_manager"):
         images, *_ = double.txt2img("still fine", steps=2, width=64, height=64)
         assert host().app.recorder().flush(10)
