@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from factories import database_url, library, lora_dir  # noqa: F401
 from painting import PaintingGenerator
 from PIL import Image
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora, reset_postgres  # noqa: F401  (fixtures)
+from factories import make_lora, reset_postgres
 from sqlalchemy import create_engine, func, select as sql_select
 
 from lib_lora_manager.errors import InvalidInput
