@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 from factories import make_lora, reset_postgres
-from sqlalchemy import create_engine, func, select as sql_select
+from sqlalchemy import create_engine, func
+from sqlalchemy import select as sql_select
 
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.history import GenerationRecord, UsedLora
