@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Fixtures here are grouped by what they provide; keep each group self-contained. Plain helpers
+Fixtures here are grouped by what they provide; keep each group self-contained. Plain functions
 live in modules of their own (factories.py, browser.py) and are imported where needed.
 """
 import os
