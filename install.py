@@ -208,7 +208,7 @@ GRADIO_RUNTIME = (
 )
 # Standalone generation: the versions proven together with SDNext's pins (SDNext brings its own).
 DIFFUSION = ("diffusers==0.40.0", "transformers==5.17.0", "peft==0.19.1", "accelerate==1.14.0", "safetensors==0.8.0")
-DEV_TOOLS = ("pytest", "playwright", "safetensors==0.8.0")
+DEV_TOOLS = ("pytest", "playwright", "safetensors==0.8.0", "ruff==0.17.6")
 
 
 def standalone_steps(dev: bool, torch_index_url: str | None = None) -> list[Step]:
@@ -388,7 +388,7 @@ def parse_args(argv):
                              "SDNext's version pins, gradio 3.43.2 and its runtime dependencies, "
                              "then LoRA Manager's own requirements (steps already satisfied are skipped)")
     parser.add_argument("--dev", action="store_true",
-                        help="like --standalone, plus the test tools (pytest, playwright, safetensors)")
+                        help="like --standalone, plus the test tools (pytest, playwright, safetensors, ruff)")
     parser.add_argument("--torch-index-url", metavar="URL",
                         help="package index for the torch step of --standalone, e.g. "
                              "https://download.pytorch.org/whl/cpu for the small CPU build")

@@ -197,7 +197,7 @@ def lost_updates(library, added, notes, tag_sets) -> dict[str, int]:
         written = [sorted(s) for s in sets]
         if final[int(lora_id)][1] not in written:
             lost["tag set not one that was written"] += 1
-    for lora_id, (note, tags, text) in final.items():
+    for note, tags, text in final.values():
         if (note and note.lower() not in text) or any(t not in text for t in tags):
             lost["search text stale"] += 1
     return dict(lost)

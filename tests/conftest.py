@@ -1,9 +1,12 @@
 """Shared pytest fixtures.
 
-Fixtures here are grouped by what they provide; keep each group self-contained.
+Fixtures here are grouped by what they provide; keep each group self-contained. Plain functions
+live in modules of their own (factories.py, browser.py) and are imported where needed.
 """
 import os
 import sys
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,40 @@ REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+import browser  # noqa: E402
 import sdnext as sdnext_double  # noqa: E402  (tests/sdnext: the SDNext test double)
+from factories import POSTGRES_URL, reset_postgres  # noqa: E402
+
+from lib_lora_manager.library import Library  # noqa: E402
+
+# --- libraries on real databases -----------------------------------------------------------
+# Every library test runs on SQLite, and on PostgreSQL too when LORA_MANAGER_TEST_POSTGRES_URL is
+# set (CI sets it).
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return None  # Library.open puts a SQLite file in the data folder
+    if not POSTGRES_URL:
+        pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+    reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def lora_dir(tmp_path) -> Path:
+    path = tmp_path / "Lora"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def library(tmp_path, lora_dir, database_url, monkeypatch):
+    monkeypatch.delenv("LORA_MANAGER_DATABASE_URL", raising=False)
+    lib = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=database_url)
+    yield lib
+    lib.close()
+
 
 
 # --- SDNext test double ------------------------------------------------------------------
@@ -53,3 +89,19 @@ def postgres_url():
     if not url:
         pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
     return url
+
+
+# --- the standalone app in a real browser --------------------------------------------------
+
+@pytest.fixture
+def standalone_in_browser(tmp_path):
+    """A factory that serves the standalone app (FastAPI + REST + Gradio) with uvicorn on a free
+    port and opens a chromium page (Playwright) for it; returns a ``browser.Session`` (url,
+    library, page, dialogs, jobs). Everything is closed after the test; the test is skipped
+    without Playwright or /usr/bin/chromium. Options: ``browser.start_standalone``.
+
+        session = standalone_in_browser(add_loras=write_files, settings={"lora_manager_page_size": 12})
+        session = standalone_in_browser(add_loras=demo.create_demo_library, demo_model=True)
+    """
+    with ExitStack() as stack:
+        yield partial(browser.start_standalone, stack, tmp_path)

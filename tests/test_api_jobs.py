@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from painting import PaintingGenerator

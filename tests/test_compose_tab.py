@@ -9,7 +9,7 @@ import sys
 import types
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 from PIL import Image, PngImagePlugin
 
 from lib_lora_manager import image_params, prompts, settings, ui

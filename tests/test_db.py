@@ -6,8 +6,8 @@ import sqlite3
 import threading
 import time
 
-from factories import POSTGRES_URL, reset_postgres
 import pytest
+from factories import POSTGRES_URL, reset_postgres
 from sqlalchemy import select, text, update
 
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url

@@ -25,7 +25,12 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from lib_lora_manager import demo, demo_model, synth  # noqa: E402
 from lib_lora_manager.errors import InvalidInput, NotFound  # noqa: E402
 from lib_lora_manager.generation import (  # noqa: E402
-    FAILED, INTERRUPTED, NO_MODEL, SUCCEEDED, GenerationRequest, Progress,
+    FAILED,
+    INTERRUPTED,
+    NO_MODEL,
+    SUCCEEDED,
+    GenerationRequest,
+    Progress,
 )
 from lib_lora_manager.history import GenerationRecord  # noqa: E402
 from lib_lora_manager.hosts.diffusion import DiffusersGenerator  # noqa: E402

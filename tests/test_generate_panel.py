@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from factories import database_url, library, lora_dir  # noqa: F401
+from browser import chromium_page, free_port, playwright_api, shot
 from painting import PaintingGenerator
 from PIL import Image
 
@@ -387,12 +387,7 @@ def test_gallery_skips_files_deleted_since(panel, setup):
 
 
 def test_the_panel_in_a_browser(library, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, shot
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing")
-    expect = sync_api.expect
+    expect = playwright_api().expect
     painter = PreviewPainter(tmp_path / "out", step_seconds=0.03)
     queue = JobQueue(library.store, painter)
     host = HostInfo(name="test", generator=painter, jobs=lambda: queue)
@@ -405,66 +400,60 @@ def test_the_panel_in_a_browser(library, tmp_path):
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.set_default_timeout(20_000)
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.locator("#test_prompt textarea").fill(f"a castle {XSS} <lora:style_a:0.8>")
-                page.locator("#test_prompt textarea").press("Tab")
-                page.locator("#lora_manager_gen_steps input[type=number]").fill("30")
-                page.locator("#lora_manager_gen_steps input[type=number]").press("Tab")
-                page.locator("#lora_manager_gen_seed input").fill("7")
-                page.locator("#lora_manager_gen_seed input").press("Tab")
+        with chromium_page(viewport=(1400, 1100), timeout_ms=20_000) as (page, _dialogs):
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#test_prompt textarea").fill(f"a castle {XSS} <lora:style_a:0.8>")
+            page.locator("#test_prompt textarea").press("Tab")
+            page.locator("#lora_manager_gen_steps input[type=number]").fill("30")
+            page.locator("#lora_manager_gen_steps input[type=number]").press("Tab")
+            page.locator("#lora_manager_gen_seed input").fill("7")
+            page.locator("#lora_manager_gen_seed input").press("Tab")
 
-                # run: progress while running, then the gallery; selecting an image shows its infotext
-                page.locator("#lora_manager_gen_run").click()
-                status = page.locator("#lora_manager_gen_status").first
-                expect(status.locator("progress.lm-progress")).to_be_visible()
-                expect(status).to_contain_text(re.compile(r"running · step \d+/30"))
-                shot(page, "gen-1-running")
-                expect(status.locator('[data-status="succeeded"]')).to_contain_text("succeeded · 1 image")
-                gallery = page.locator("#lora_manager_gen_gallery")
-                expect(gallery.locator("img")).to_have_count(1)
-                infotext = page.locator("#lora_manager_gen_infotext textarea")
-                expect(infotext).to_have_value(re.compile(r"Seed: 7$"))
-                gallery.locator("button").first.click()
-                expect(infotext).to_have_value(re.compile(r"^a castle <img src=x"))
-                assert page.locator("img[src=x]").count() == 0  # the prompt's markup stayed text
+            # run: progress while running, then the gallery; selecting an image shows its infotext
+            page.locator("#lora_manager_gen_run").click()
+            status = page.locator("#lora_manager_gen_status").first
+            expect(status.locator("progress.lm-progress")).to_be_visible()
+            expect(status).to_contain_text(re.compile(r"running · step \d+/30"))
+            shot(page, "gen-1-running")
+            expect(status.locator('[data-status="succeeded"]')).to_contain_text("succeeded · 1 image")
+            gallery = page.locator("#lora_manager_gen_gallery")
+            expect(gallery.locator("img")).to_have_count(1)
+            infotext = page.locator("#lora_manager_gen_infotext textarea")
+            expect(infotext).to_have_value(re.compile(r"Seed: 7$"))
+            gallery.locator("button").first.click()
+            expect(infotext).to_have_value(re.compile(r"^a castle <img src=x"))
+            assert page.locator("img[src=x]").count() == 0  # the prompt's markup stayed text
 
-                # the LoRA dropdown follows the prompt; a sweep ends in a labelled grid
-                page.locator("#lora_manager_gen_testing").get_by_text("LoRA testing", exact=True).click()
-                expect(page.locator("#lora_manager_gen_test_lora input")).to_have_value("style_a")
-                page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, abc")
-                page.locator("#lora_manager_gen_sweep").click()
-                expect(page.locator("#lora_manager_gen_notice .lm-error").first).to_contain_text("“abc” is not a number")
-                page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, 1")
-                page.locator("#lora_manager_gen_sweep").click()
-                expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep")
-                expect(gallery.locator("img")).to_have_count(3)
-                expect(gallery).to_contain_text("style_a 1")
-                shot(page, "gen-2-sweep")
+            # the LoRA dropdown follows the prompt; a sweep ends in a labelled grid
+            page.locator("#lora_manager_gen_testing").get_by_text("LoRA testing", exact=True).click()
+            expect(page.locator("#lora_manager_gen_test_lora input")).to_have_value("style_a")
+            page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, abc")
+            page.locator("#lora_manager_gen_sweep").click()
+            expect(page.locator("#lora_manager_gen_notice .lm-error").first).to_contain_text("“abc” is not a number")
+            page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, 1")
+            page.locator("#lora_manager_gen_sweep").click()
+            expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep")
+            expect(gallery.locator("img")).to_have_count(3)
+            expect(gallery).to_contain_text("style_a 1")
+            shot(page, "gen-2-sweep")
 
-                # two runs: the second waits; cancelling it in the panel means it never runs
-                page.locator("#lora_manager_gen_steps input[type=number]").fill("150")
-                page.locator("#lora_manager_gen_steps input[type=number]").press("Tab")
-                page.locator("#lora_manager_gen_run").click()
-                expect(status).to_contain_text("running")
-                page.locator("#lora_manager_gen_run").click()
-                expect(status).to_contain_text("queued · position 1 in the queue")
-                page.locator("#lora_manager_gen_queue_acc").get_by_text("Job queue", exact=True).click()
-                expect(page.locator("#lora_manager_gen_queue tr.lm-current").first).to_contain_text("queued")
-                shot(page, "gen-3-queue")
-                page.locator("#lora_manager_gen_cancel").click()
-                expect(status.locator('[data-status="cancelled"]')).to_contain_text("cancelled before it started")
-                running_id = queue.list()[0]["id"]
-                assert queue.get(running_id).status == "running"
-                queue.cancel(running_id)
-                assert queue.wait(running_id, timeout=20)["status"] == "cancelled"
-                assert len(painter.requests) == 4  # run, two sweep weights, the long run; never the cancelled one
-            finally:
-                browser.close()
+            # two runs: the second waits; cancelling it in the panel means it never runs
+            page.locator("#lora_manager_gen_steps input[type=number]").fill("150")
+            page.locator("#lora_manager_gen_steps input[type=number]").press("Tab")
+            page.locator("#lora_manager_gen_run").click()
+            expect(status).to_contain_text("running")
+            page.locator("#lora_manager_gen_run").click()
+            expect(status).to_contain_text("queued · position 1 in the queue")
+            page.locator("#lora_manager_gen_queue_acc").get_by_text("Job queue", exact=True).click()
+            expect(page.locator("#lora_manager_gen_queue tr.lm-current").first).to_contain_text("queued")
+            shot(page, "gen-3-queue")
+            page.locator("#lora_manager_gen_cancel").click()
+            expect(status.locator('[data-status="cancelled"]')).to_contain_text("cancelled before it started")
+            running_id = queue.list()[0]["id"]
+            assert queue.get(running_id)["status"] == "running"
+            queue.cancel(running_id)
+            assert queue.wait(running_id, timeout=20)["status"] == "cancelled"
+            assert len(painter.requests) == 4  # run, two sweep weights, the long run; never the cancelled one
     finally:
         blocks.close()
         queue.close()

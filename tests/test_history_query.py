@@ -7,7 +7,7 @@ import datetime as dt
 import time
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 
 from lib_lora_manager import query
 from lib_lora_manager.errors import QueryError

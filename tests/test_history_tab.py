@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 from painting import PaintingGenerator
 from PIL import Image
 

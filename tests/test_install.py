@@ -130,7 +130,7 @@ def test_standalone_steps_put_torch_first_alone_and_gradio_without_deps():
     assert not any(r.name == "torch" for s in steps[1:] for r in s.requirements)
 
     dev = install.standalone_steps(dev=True, torch_index_url="https://example.invalid/cpu")
-    assert {r.name for r in dev[-1].requirements} >= {"pytest", "playwright", "safetensors"}
+    assert {r.name for r in dev[-1].requirements} >= {"pytest", "playwright", "safetensors", "ruff"}
     assert dev[0].pip_options == ("--index-url", "https://example.invalid/cpu")
 
 

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from factories import database_url, library, lora_dir  # noqa: F401
 from painting import PaintingGenerator
 from PIL import Image
 
@@ -67,8 +66,8 @@ def test_jobs_run_first_in_first_out_and_show_their_position(slow_queue):
     first = jobs.submit(request("first", steps=10))
     assert painter.started.wait(5)
     second, third = jobs.submit(request("second")), jobs.submit(request("third"))
-    assert jobs.get(first).status == "running"
-    assert (jobs.get(second).position, jobs.get(third).position) == (1, 2)
+    assert jobs.get(first)["status"] == "running"
+    assert (jobs.get(second)["position"], jobs.get(third)["position"]) == (1, 2)
     listed = jobs.list()
     assert [j["id"] for j in listed[:3]] == [first, second, third]
     assert jobs.wait(third, timeout=20)["status"] == "succeeded"
@@ -81,7 +80,7 @@ def test_progress_is_reported_while_running(slow_queue):
     deadline = time.monotonic() + 10
     seen = None
     while time.monotonic() < deadline:
-        progress = jobs.get(job_id).progress
+        progress = jobs.get(job_id)["progress"]
         if progress["step"] >= 2:
             seen = progress
             break

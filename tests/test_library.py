@@ -9,7 +9,7 @@ import os
 import shutil
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401  (fixtures)
+from factories import make_lora
 
 from lib_lora_manager import synth
 from lib_lora_manager.errors import Busy, InvalidInput, NotFound, QueryError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 from PIL import Image
 
 from lib_lora_manager.errors import InvalidInput, NotFound

@@ -269,7 +269,7 @@ def test_lookup_order_secrets_data_default_then_attribute_error(sdnext, probe):
     assert opts.probe_api_key == "in secrets"
     assert opts.samples_format == "jpg"  # not saved: the registered default
     with pytest.raises(AttributeError):
-        opts.no_such_option  # pylint: disable=pointless-statement
+        _ = opts.no_such_option
     # normal attribute lookup comes first: methods shadow options of the same name
     assert callable(opts.list)
     assert opts.get("list") == "an option named list"

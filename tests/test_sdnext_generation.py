@@ -314,9 +314,8 @@ def test_sweep_job_runs_in_sdnext_and_lands_in_the_history(sdnext_with_model, tm
 def test_jobs_left_by_the_previous_run_go_on_after_a_restart(sdnext, tmp_path, monkeypatch):
     import json
 
-    from lib_lora_manager.models import Job
-
     from lib_lora_manager.library import Library
+    from lib_lora_manager.models import Job
 
     monkeypatch.chdir(tmp_path)
     previous = Library.open(str(tmp_path / "sdnext-data" / "data" / "lora-manager"))  # what the last run left

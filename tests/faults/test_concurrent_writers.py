@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from factories import POSTGRES_URL, database_url, lora_dir, reset_postgres  # noqa: F401
+from factories import POSTGRES_URL, reset_postgres
 from painting import PaintingGenerator
 from sqlalchemy import func, select
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora, reset_postgres  # noqa: F401  (fixtures)
-from sqlalchemy import create_engine, func, select as sql_select
+from factories import make_lora, reset_postgres
+from sqlalchemy import create_engine, func
+from sqlalchemy import select as sql_select
 
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.history import GenerationRecord, UsedLora

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 

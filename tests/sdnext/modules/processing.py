@@ -24,7 +24,9 @@ from PIL import Image
 from modules import images, processing_helpers, script_callbacks, scripts_manager, shared, timer
 from modules.logger import log
 from modules.processing_class import (  # noqa: F401 pylint: disable=unused-import
-    StableDiffusionProcessing, StableDiffusionProcessingControl, StableDiffusionProcessingImg2Img,
+    StableDiffusionProcessing,
+    StableDiffusionProcessingControl,
+    StableDiffusionProcessingImg2Img,
     StableDiffusionProcessingTxt2Img,
 )
 from modules.processing_info import create_infotext

@@ -137,6 +137,7 @@ sd_upscalers = [UpscalerData(name) for name in (
 log.debug('Initializing: settings')
 options_templates = create_settings()
 from modules.options_handler import Options  # noqa: E402 pylint: disable=wrong-import-position
+
 opts = Options(options_templates, restricted=restricted_opts, filename=cmd_opts.config, secrets=cmd_opts.secrets)
 cmd_opts = cmd_args.settings_args(opts, cmd_opts)
 

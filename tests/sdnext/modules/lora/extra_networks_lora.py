@@ -7,9 +7,9 @@ Weights: positional W (default ``extra_networks_default_multiplier``), named te=
 ``LoRA networks`` (plus ``LoRA hashes`` with lora_add_hashes_to_infotext) into
 ``p.extra_generation_params``."""
 from modules import extra_networks, shared
+from modules.logger import log
 from modules.lora import lora_common as l
 from modules.lora import lora_load
-from modules.logger import log
 
 
 def _number(value):
