@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -153,15 +154,18 @@ class Indexer:
             except HashCancelled:
                 break
             except HashError as e:
-                error = str(e)
-                store.db.transaction(lambda session: session.execute(update(Lora).where(
-                    Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=error)))
+                store.db.transaction(partial(_store_hash_error, lora_id=lora_id, mtime_ns=mtime_ns, error=str(e)))
                 continue
             # one short transaction per file, after the file was read: the write lock is never
             # held while hashing
-            store.db.transaction(lambda session: _store_hashes(session, lora_id, mtime_ns, hashes))
+            store.db.transaction(partial(_store_hashes, lora_id=lora_id, mtime_ns=mtime_ns, hashes=hashes))
             count += 1
         return count
+
+
+def _store_hash_error(session, lora_id: int, mtime_ns: int, error: str) -> None:
+    """Record why a file could not be hashed, unless it changed since it was read."""
+    session.execute(update(Lora).where(Lora.id == lora_id, Lora.mtime_ns == mtime_ns).values(hash_error=error))
 
 
 def _store_hashes(session, lora_id: int, mtime_ns: int, hashes) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import random
 
 import pytest
-from factories import database_url, library, lora_dir, make_lora  # noqa: F401
+from factories import make_lora
 
 from lib_lora_manager import query
 from lib_lora_manager.errors import InvalidInput, QueryError
@@ -96,14 +96,14 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
     matches), it holds the same ids in the same order, and trashed LoRAs count in neither."""
     for i in range(8):
         make_lora(lora_dir, f"walk{i}", seed=i)
-    library.scan()
+    library.indexer.scan()
     library.set_rating([library.ids(f"walk{i}")[0] for i in (1, 3, 5)], 4)
-    library.trash(library.ids("walk7"))
+    library.files.trash(library.ids("walk7"))
     walk = dataclasses.replace(LORAS, index_walk=lambda *facts: True)
     scan = dataclasses.replace(LORAS, index_walk=lambda *facts: False)
     for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6)):
         parsed = query.parse(text, LORAS)
-        with library.db.read() as session:
+        with library.store.db.read() as session:
             whole = scan.page(session, parsed, 1, 100)
             assert whole.total == len(whole.ids) == total, text
             for table in (walk, scan, LORAS):
@@ -114,7 +114,7 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
 
 def test_page_reads_page_and_per_page_as_search_does(library):
     parsed = query.parse("", LORAS)
-    with library.db.read() as session:
+    with library.store.db.read() as session:
         assert LORAS.page(session, parsed, 1, 0).per_page == 1
         assert LORAS.page(session, parsed, "2", 1000) == (0, [], 2, MAX_PER_PAGE)
         with pytest.raises(InvalidInput, match="page must be between"):

@@ -28,7 +28,14 @@ from typing import Any
 from .. import demo_model
 from ..errors import InvalidInput, NotFound
 from ..generation import (
-    FAILED, INTERRUPTED, NO_MODEL, SUCCEEDED, GenerationOutcome, GenerationRequest, OutputImage, Progress,
+    FAILED,
+    INTERRUPTED,
+    NO_MODEL,
+    SUCCEEDED,
+    GenerationOutcome,
+    GenerationRequest,
+    OutputImage,
+    Progress,
     ProgressCallback,
 )
 from ..history import GeneratedImage, GenerationRecord

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound

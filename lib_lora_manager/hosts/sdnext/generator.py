@@ -15,7 +15,14 @@ from modules import call_queue, paths, processing, scripts_manager, sd_samplers,
 
 from ... import base_models
 from ...generation import (
-    FAILED, INTERRUPTED, NO_MODEL, SUCCEEDED, GenerationOutcome, GenerationRequest, OutputImage, Progress,
+    FAILED,
+    INTERRUPTED,
+    NO_MODEL,
+    SUCCEEDED,
+    GenerationOutcome,
+    GenerationRequest,
+    OutputImage,
+    Progress,
     ProgressCallback,
 )
 from .recording import JOB_ATTR, Capture, outputs, pipeline_error, saved_path, shorten, thread_errors, watch_sdnext_log
