@@ -150,6 +150,7 @@ def detail(store: Store, lora_id: int) -> LoraDetail:
         path=naming.display(store.local_path(lora)),
         root=naming.display(store.mounts.local_path(lora.root_id, "") or lora.root), format=lora.format,
         mtime=lora.mtime, added_at=lora.added_at, missing_since=lora.missing_since, trashed_at=lora.trashed_at,
+        use_count=lora.use_count or 0, last_used_at=lora.last_used_at,
         header_size=lora.header_size,
         base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
         base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,

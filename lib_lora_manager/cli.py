@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InvalidInput, LoraManagerError
@@ -100,13 +101,15 @@ def open_library(args: argparse.Namespace, *, hashing: bool = True):
         raise InvalidInput(f"“{url}” is not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, serve: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Run one command; ``serve`` is the standalone host's (given by __main__: hosts sit above
+    the CLI, which never imports them)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if args.command == "serve":
-            from .hosts.standalone import serve
-
+            if serve is None:
+                raise InvalidInput("serve runs as: python -m lib_lora_manager serve")
             return serve(args)
         library = open_library(args)
         try:

@@ -97,6 +97,8 @@ class LoraDetail(LoraSummary):
     added_at: float | None = None
     missing_since: float | None = None
     trashed_at: float | None = None
+    use_count: int = 0  # generations recorded with it
+    last_used_at: float | None = None
     header_size: int | None = None
     base_model_detected: str | None = None
     base_model_source: str | None = None

@@ -27,7 +27,7 @@ def client(library, lora_dir):
 
 def test_list_search_sort_and_page(client):
     body = client.get("/lora-manager/v1/loras").json()
-    assert set(body) == {"total", "page", "per_page", "items"} and body["total"] == 3
+    assert set(body) == {"total", "page", "per_page", "items", "description", "sort"} and body["total"] == 3
     body = client.get("/lora-manager/v1/loras", params={"q": "base:sdxl"}).json()
     assert [i["filename"] for i in body["items"]] == ["beta.safetensors"]
     assert body["items"][0]["token"] == "<lora:beta:1>"

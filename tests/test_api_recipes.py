@@ -65,7 +65,7 @@ def test_cover_is_served(client, library, tmp_path):
     path = tmp_path / "cover.png"
     Image.new("RGB", (50, 40), (1, 2, 3)).save(path)
     recipe = library.recipes.save("covered", "x", cover_image_path=str(path))
-    response = client.get(f"{BASE}/{recipe['id']}/cover")
+    response = client.get(f"{BASE}/{recipe.id}/cover")
     assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
     bare = library.recipes.save("bare", "x")
     response = client.get(f"{BASE}/{bare['id']}/cover")

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import database_url, lora_dir  # noqa: F401
 from painting import PaintingGenerator
 
 from lib_lora_manager.app import App
@@ -105,7 +104,7 @@ def test_each_object_is_built_once_when_many_threads_ask_first(opener, tmp_path)
         assert all(objects == seen[0] for objects in seen)
         library, _recorder, generator, jobs = seen[0]
         assert opener.calls == 1 and painters == [generator]
-        assert isinstance(jobs, JobQueue) and jobs.library is library and jobs.generator is generator and jobs.started
+        assert isinstance(jobs, JobQueue) and jobs.store is library.store and jobs.generator is generator and jobs.started
     finally:
         app.close()
 

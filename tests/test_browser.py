@@ -90,7 +90,7 @@ def test_search_open_rate_select_and_xss_in_the_browser(standalone_in_browser):
     expect(page.locator("#lora_manager_bulk_message .lm-message")).to_contain_text("for 2 LoRAs (the selected cards)")
     page.locator("#lora_manager_bulk_apply").click()
     expect(page.locator("#lora_manager_bulk_message .lm-message")).to_contain_text("done for 2 LoRAs")
-    assert sorted(i["id"] for i in library.search("tag:picked").items) == ids
+    assert sorted(i.id for i in library.search("tag:picked").items) == ids
 
     # a scan from the UI: progress, then the summary and fresh stats
     write_safetensors(Path(library.store.roots[0]) / "new_one.safetensors", kohya("new_one"))

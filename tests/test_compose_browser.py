@@ -82,7 +82,7 @@ def test_compose_in_the_browser(standalone_in_browser):
     box(page, "lora_manager_compose_recipe_name").fill("Heron")
     page.locator("#lora_manager_compose_recipe_save").click()
     expect(page.locator("#lora_manager_compose_recipe_status .lm-message")).to_contain_text("Saved “Heron” with 2 LoRAs")
-    assert library.recipes.find("heron")["prompt"] == "a heron"
+    assert library.recipes.find("heron").prompt == "a heron"
     page.locator("#lora_manager_compose_clear").click()
     expect(page.locator("#lora_manager_compose_row0")).to_be_hidden()
     page.locator("#lora_manager_compose_recipe_list .lm-recipe", has_text="Heron").click()

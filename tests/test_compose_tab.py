@@ -170,8 +170,8 @@ def test_find_lists_matches_and_reports_bad_queries(tab, ids):
     [choice] = out["choices"]["choices"]
     assert choice.startswith(f"#{ids['detail_tweaker']} ") and choice.endswith("(SDXL)")
     assert compose_tab.first_id(out["choices"]["value"]) == ids["detail_tweaker"]
-    assert "error" in tab.find("rating:>>4").status
-    assert tab.find("nothing-matches-this").choices["choices"] == []
+    assert "error" in tab.find("rating:>>4")["status"]
+    assert tab.find("nothing-matches-this")["choices"]["choices"] == []
     assert "Choose a LoRA" in tab.add([], None, "", "")["status"]
 
 

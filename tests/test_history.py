@@ -225,12 +225,12 @@ def test_delete_spares_shared_files_and_non_images_and_drops_our_copies(library,
     assert library.history.image_file(gid, 3) == copy  # no host file: our copy is served
 
     result = library.history.delete(gid, delete_files=True)
-    assert result["deleted_files"] == [own, copy]
-    assert result["kept_files"] == {shared: f"generation {other} records it too", str(notes): "not an image file"}
+    assert result.deleted_files == [own, copy]
+    assert result.kept_files == {shared: f"generation {other} records it too", str(notes): "not an image file"}
     assert os.path.exists(shared) and notes.exists() and not os.path.exists(own) and not os.path.exists(thumb)
     with pytest.raises(NotFound):
         library.history.detail(gid)
-    assert library.history.detail(other)["images"][0]["exists"]
+    assert library.history.detail(other).images[0]["exists"]
 
 
 def test_rerun_request_comes_from_fields_then_the_infotext(library):

@@ -71,7 +71,7 @@ def test_history_tab_in_the_browser(standalone_in_browser, tmp_path):
     assert page.locator('img[src="x"]').count() == 0
     page.locator("#lora_manager_history_rating label", has_text="4").click()
     expect(page.locator("#lora_manager_history_status .lm-message")).to_contain_text("Rated 4 of 5.")
-    assert library.history.detail(15)["rating"] == 4
+    assert library.history.detail(15).rating == 4
     expect(results.locator(".lm-stars").first).to_have_attribute("title", "rated 4 of 5")
     shot(page, "history-detail")
 

@@ -145,8 +145,8 @@ def test_paging_and_description(gens):
         "Generations matching “castle”, using LoRA “anime_style”, not failed, rated 4 or more, favorites, "
         "made from 2025-11-01 to 2025-11-27; sorted by duration (shortest first).")
     item = library.history.search("lora:gone_lora").items[0]
-    assert [u["name"] for u in item["loras"]] == ["ANIME_STYLE", "gone_lora"]
-    assert item["loras"][0]["lora_id"] == library.find("anime_style").id and item["loras"][1]["lora_id"] is None
+    assert [u.name for u in item.loras] == ["ANIME_STYLE", "gone_lora"]
+    assert item.loras[0].lora_id == library.find("anime_style").id and item.loras[1].lora_id is None
 
 
 @pytest.mark.parametrize("text,message,position", [

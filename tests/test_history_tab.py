@@ -12,7 +12,7 @@ from factories import make_lora
 from painting import PaintingGenerator
 from PIL import Image
 
-from lib_lora_manager import settings, ui
+from lib_lora_manager import catalog, settings, ui
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.jobs import JobQueue
@@ -168,7 +168,7 @@ def test_set_a_generated_image_as_a_lora_preview(tab, world):
     assert not library.get(anime).has_preview
     message = tab.set_preview(world["special"], f"Anime Style (#{anime})", "Image 2 · seed 1235")
     assert "Image 2 is now the preview of Anime Style" in message
-    with Image.open(library.previews.file(library.get(anime))) as preview:
+    with Image.open(library.previews.file(catalog.row(library.store, anime))) as preview:
         assert preview.convert("RGB").getpixel((5, 5)) == pytest.approx((10, 10, 200), abs=8)  # image 2 is blue
     assert "Choose the LoRA" in tab.set_preview(world["special"], None, None)
 
@@ -217,7 +217,7 @@ def test_rerun_queues_the_same_seed_and_parameters(world, tmp_path):
         [request] = painter.requests
         assert (request.seed, request.steps, request.cfg_scale, request.width, request.height, request.sampler_name,
                 request.batch_size, request.n_iter) == (1234, 24, 5.5, 640, 448, "DPM++ 2M", 2, 1)
-        assert request.prompt == library.history.detail(world["special"])["prompt"]
+        assert request.prompt == library.history.detail(world["special"]).prompt
         assert [image["seed"] for image in job["images"]] == [1234, 1235]
         assert "succeeded" in tab.job_status(job_id)
         img2img = record(library, "from an image", seeds=[5], source="img2img")

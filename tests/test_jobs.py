@@ -154,7 +154,7 @@ def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
     lib.close()
 
     lib = Library.open(data, database_url=database_url)
-    assert left_over(lib.db) == 2  # the host starts a worker for them (App.resume_jobs)
+    assert left_over(lib.store.db) == 2  # the host starts a worker for them (App.resume_jobs)
     painter = PaintingGenerator(tmp_path / "out")
     jobs = JobQueue(lib.store, painter)
     try:

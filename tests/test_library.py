@@ -40,9 +40,9 @@ def test_scan_indexes_metadata_base_models_and_errors(library, lora_dir):
     # SDNext's name mangling: dots become underscores
     assert by_name["detail.v2.safetensors"].token == "<lora:detail_v2:1>"
     detail = library.get(by_name["anime_style.safetensors"].id)
-    assert detail.metadata.ss_output_name
-    assert detail["network_dim"] == 2
-    assert detail["trigger_suggestions"]
+    assert detail.metadata["ss_output_name"]
+    assert detail.network_dim == 2
+    assert detail.trigger_suggestions
 
 
 def test_rescan_reopens_only_changed_files(library, lora_dir):

@@ -59,12 +59,12 @@ def test_library_reads_a_prompt_back_to_its_entries(library, lora_dir):
     shorthash = library.search("detail").items[0].shorthash
     result = library.composer.read_prompt(INFOTEXT.replace("<lora:detail:", f"<lora:{shorthash}:") + "")
     assert result.text == "a castle at dusk, watercolor"
-    assert result.negative == "blurry, lowres" and result.parameters.Steps == 20
-    by_name = {item["name"]: item for item in result["loras"]}
-    assert by_name["anime_style"]["lora_id"] and by_name["anime_style"]["weight"] == 0.8
-    assert by_name[shorthash]["lora_id"] and by_name[shorthash]["te"] == 0.5
-    missing = library.composer.read_prompt("<lora:not_here:1>")["loras"][0]
-    assert missing["lora_id"] is None and "not_here" in missing["problem"]
+    assert result.negative == "blurry, lowres" and result.parameters["Steps"] == 20
+    by_name = {item.name: item for item in result.loras}
+    assert by_name["anime_style"].lora_id and by_name["anime_style"].weight == 0.8
+    assert by_name[shorthash].lora_id and by_name[shorthash].te == 0.5
+    missing = library.composer.read_prompt("<lora:not_here:1>").loras[0]
+    assert missing.lora_id is None and "not_here" in missing.problem
 
 
 def test_prompt_names_resolve_by_alias_and_title(library, lora_dir):

@@ -35,25 +35,25 @@ def test_save_get_and_update_by_name(library, loras):
                                               "enabled": False, "triggers": ["sharp"]}],
         {"steps": 30, "sampler_name": "Euler a", "seed": 42})
     assert saved.name == "Castle at dusk" and saved.prompt == "a castle at dusk" and saved.negative_prompt == "blurry"
-    first, second = saved["loras"]
+    first, second = saved.loras
     # a missing weight is the LoRA's default, triggers True (the default) is every trigger word
     assert first == {"lora_id": loras["anime_style"], "name": "anime_style", "label": "Anime Style", "weight": 0.7,
                      "te": None, "unet": None, "enabled": True, "triggers": ["anime style", "cel shading"]}
     # a name is resolved to the library entry
     assert second["lora_id"] == loras["detail_tweaker"] and (second["te"], second["unet"]) == (0.3, 0.5)
     assert second["enabled"] is False and second["triggers"] == ["sharp"]
-    assert saved["parameters"] == {"steps": 30, "sampler_name": "Euler a", "seed": 42}
-    assert library.recipes.get(saved["id"]) == saved
+    assert saved.parameters == {"steps": 30, "sampler_name": "Euler a", "seed": 42}
+    assert library.recipes.get(saved.id) == saved
 
     # the same name (any case) updates the recipe; parameters None keeps the saved ones
     updated = library.recipes.save("castle AT dusk", "a castle at night", "", [{"lora_id": loras["anime_style"], "weight": 0.5}])
-    assert updated["id"] == saved["id"] and updated["name"] == "castle AT dusk"
-    assert updated["prompt"] == "a castle at night" and [e["weight"] for e in updated["loras"]] == [0.5]
-    assert updated["parameters"] == saved["parameters"] and updated["created_at"] == saved["created_at"]
+    assert updated.id == saved.id and updated.name == "castle AT dusk"
+    assert updated.prompt == "a castle at night" and [e["weight"] for e in updated.loras] == [0.5]
+    assert updated.parameters == saved.parameters and updated.created_at == saved.created_at
     assert len(library.recipes.search("")) == 1
-    assert library.recipes.find("CASTLE at dusk").id == saved["id"]
+    assert library.recipes.find("CASTLE at dusk").id == saved.id
     cleared = library.recipes.save("castle at dusk", "x", parameters={})
-    assert cleared["parameters"] == {} and cleared["loras"] == []
+    assert cleared.parameters == {} and cleared.loras == []
 
 
 def test_search_by_name_prompt_and_lora_names(library, loras):
@@ -68,8 +68,8 @@ def test_search_by_name_prompt_and_lora_names(library, loras):
     assert names("weight") == [] and names("lora_id") == []  # JSON keys are not content
     assert names("100%") == []  # LIKE wildcards are plain characters
     assert names("") == ["Portrait", "Night city"]  # newest first
-    assert [r["id"] for r in library.recipes.search("", limit=1)] == [b["id"]]
-    assert a["id"] != b["id"]
+    assert [r.id for r in library.recipes.search("", limit=1)] == [b.id]
+    assert a.id != b.id
 
 
 def test_rename_and_delete(library, loras):
@@ -77,14 +77,14 @@ def test_rename_and_delete(library, loras):
     library.recipes.save("two", "y")
     assert library.recipes.rename(a.id, "  first   recipe ").name == "first recipe"
     with pytest.raises(InvalidInput, match="already named"):
-        library.recipes.rename(a["id"], "TWO")
-    library.recipes.delete(a["id"])
+        library.recipes.rename(a.id, "TWO")
+    library.recipes.delete(a.id)
     with pytest.raises(NotFound):
-        library.recipes.get(a["id"])
+        library.recipes.get(a.id)
     with pytest.raises(NotFound):
-        library.recipes.delete(a["id"])
+        library.recipes.delete(a.id)
     with pytest.raises(NotFound):
-        library.recipes.rename(a["id"], "again")
+        library.recipes.rename(a.id, "again")
     assert [r["name"] for r in library.recipes.search("")] == ["two"]
 
 
@@ -123,11 +123,11 @@ def test_cover_is_a_bounded_copy_replaced_and_removed(library, loras, tmp_path):
     assert os.path.exists(big)  # the user's file is untouched
 
     # saving again without a cover keeps it; with a new one replaces (and removes) the old copy
-    assert library.recipes.save("with cover", "y")["cover"] == cover
-    replaced = library.recipes.save("with cover", "y", cover_image_path=image(tmp_path / "small.jpg", (40, 40)))["cover"]
+    assert library.recipes.save("with cover", "y").cover == cover
+    replaced = library.recipes.save("with cover", "y", cover_image_path=image(tmp_path / "small.jpg", (40, 40))).cover
     assert replaced != cover and not os.path.exists(cover) and os.path.exists(replaced)
 
-    library.recipes.delete(saved["id"])
+    library.recipes.delete(saved.id)
     assert not os.path.exists(replaced)
 
 
@@ -145,4 +145,4 @@ def test_bad_cover_is_refused_without_leftovers(library, loras, tmp_path):
     with pytest.raises(InvalidInput):
         library.recipes.save("kept", "x", loras=[{"lora_id": 424242}], cover_image_path=image(tmp_path / "ok2.png"))
     assert library.recipes.get(good.id).cover == good.cover and os.path.exists(good.cover)
-    assert os.listdir(os.path.join(library.store.data_dir, "recipes")) == [os.path.basename(good["cover"])]
+    assert os.listdir(os.path.join(library.store.data_dir, "recipes")) == [os.path.basename(good.cover)]

@@ -56,7 +56,7 @@ def test_txt2img_tab_generation_is_recorded_with_files_model_and_loras(double, t
     assert len(images) == 3  # the grid, then two images
     [record] = generations()
     assert record["status"] == "succeeded" and record["source"] == "txt2img" and record["prompt"] == PROMPT
-    ids = {lora.stem: lora.id for lora in (host().app.library().find(n) for n in ("knight", "castle_style"))}
+    ids = {n: host().app.library().find(n).id for n in ("knight", "castle_style")}
     assert record["loras"] == [("knight", 0.7, ids["knight"]), ("castle_style", 0.5, ids["castle_style"])]
     info_obj = double.shared.sd_model.sd_checkpoint_info
     assert record["model"] == "sdxl_base" and record["hash"] == info_obj.shorthash
@@ -264,8 +264,8 @@ def test_a_name_two_files_share_resolves_to_the_file_sdnext_loaded(sdnext, tmp_p
         from modules.lora import lora_common
 
         [loaded] = lora_common.loaded_networks
-        expected = next(lora["id"] for lora in host().app.library().search("knight").items
-                        if os.path.join(lora_dir, lora["relpath"]) == os.path.abspath(loaded.network_on_disk.filename))
+        expected = next(lora.id for lora in host().app.library().search("knight").items
+                        if os.path.join(lora_dir, lora.relpath) == os.path.abspath(loaded.network_on_disk.filename))
         [record] = generations()
         assert record["loras"] == [("knight", 0.7, expected)]
     finally:

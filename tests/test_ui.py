@@ -16,6 +16,7 @@ import pytest
 from lib_lora_manager import settings, ui
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
+from lib_lora_manager.results import LoraSummary
 from lib_lora_manager.ui import cards, filters
 from lib_lora_manager.ui.library_tab import EVERY_RESULT, SELECTED, LibraryTab
 
@@ -227,9 +228,9 @@ def test_saving_persists_and_validation_errors_are_messages(tab, library):
     assert "Saved." in out["status"]
     d = library.get(lora_id)
     assert (d.rating, d.favorite, d.nsfw, d.notes) == (4, True, True, "my notes")
-    assert d["tags"] == ["faces", "photo"] and d["trigger_words"] == ["prt", "face"]
-    assert (d["default_weight"], d["weight_min"], d["weight_max"]) == (0.8, 0.5, 1.2)
-    assert d["base_model"] == "pony" and d["name"] == "Nice Portrait"
+    assert d.tags == ["faces", "photo"] and d.trigger_words == ["prt", "face"]
+    assert (d.default_weight, d.weight_min, d.weight_max) == (0.8, 0.5, 1.2)
+    assert d.base_model == "pony" and d.name == "Nice Portrait"
     assert out["token"] == "<lora:portrait:0.8>" and out["rating"] == "4" and out["base"] == "Pony"
 
     bad = dict(zip(LibraryTab.DETAIL_FIELDS, tab.save(
@@ -357,8 +358,11 @@ def test_scan_reports_progress_and_busy(tab, library, lora_dir):
 
 
 def test_card_markup_is_escaped():
-    item = {"id": 3, "name": XSS, "tags": ['"><script>'], "error": '<b onmouseover="x">', "base_model": "x\"y",
-            "has_preview": True, "preview_version": 5}
+    item = LoraSummary(
+        id=3, name=XSS, filename="a.safetensors", relpath=XSS, folder=XSS, prompt_name="a", token="<lora:a:1>",
+        token_problem=None, base_model="x\"y", base_model_label="x\"y", adapter_type=XSS, size=1, rating=None,
+        favorite=False, nsfw=False, tags=['"><script>'], trigger_words=[], missing=False, error='<b onmouseover="x">',
+        sha256=None, autov2=None, shorthash=None, has_preview=True, preview_version=5)
     html = cards.card(item, '/p"re', show_nsfw=True)
     assert "<script" not in html and "<b " not in html and 'src="/p&quot;re/lora-manager/v1/loras/3/preview?size=320&amp;v=5"' in html
     assert cards.initials("sdxl") == "XL" and cards.initials("flux") == "F1" and cards.initials(None) == "?"

@@ -310,12 +310,12 @@ class HistoryTab:
             result = self.history.delete(generation_id, delete_files=bool(delete_files))
         except LoraManagerError as e:
             return cards.message(str(e), "error"), hidden, hidden, gr.update(), gr.update()
-        text = f"Deleted generation #{result['id']}"
+        text = f"Deleted generation #{result.id}"
         if result.deleted_files:
-            text += f" and {len(result['deleted_files'])} image file(s)"
+            text += f" and {len(result.deleted_files)} image file(s)"
         text += "."
         if result.missing_files:
-            text += f" {len(result['missing_files'])} file(s) were already gone."
+            text += f" {len(result.missing_files)} file(s) were already gone."
         if result.kept_files:
             text += " Kept: " + "; ".join(f"{path} ({why})" for path, why in list(result.kept_files.items())[:5])
         return cards.message(text, "ok"), hidden, hidden, gr.update(visible=False), None

@@ -39,10 +39,10 @@ def setup(library, lora_dir, tmp_path):
     make_lora(lora_dir, "beta", "sdxl", seed=2)
     make_lora(lora_dir, "none_style", "sd1", seed=3)
     library.indexer.scan()
-    ids = {item["filename"].split(".")[0]: item["id"] for item in library.search("").items}
+    ids = {item.filename.split(".")[0]: item.id for item in library.search("").items}
     library.edit(ids["alpha"], rating=3, notes="keep me", tags=["kept"])
     generation = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="x"))
-    recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": ids["alpha"]}])["id"]
+    recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": ids["alpha"]}]).id
     jobs = JobQueue(library.store, PaintingGenerator(tmp_path / "out"))
     with TestClient(make_app(library, jobs), raise_server_exceptions=False) as client:  # a server error is a 500, as users see it
         yield client, library, {"alpha": ids["alpha"], "gen": generation, "recipe": recipe}, lora_dir
@@ -334,7 +334,7 @@ def test_library_lookups_of_impossible_ids_are_clean_errors(setup):
     _client, library, _names, _root = setup
     for call in (lambda: library.get(2**63), lambda: library.get(BIG), lambda: library.edit(BIG, rating=1),
                  lambda: library.search("", page=10**17), lambda: library.history.search("", page=10**17),
-                 lambda: library.select([-1]), lambda: library.recipes.get(BIG)):
+                 lambda: library.add_tags([-1], ["x"]), lambda: library.recipes.get(BIG)):
         with pytest.raises(InvalidInput):
             call()
 

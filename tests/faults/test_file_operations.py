@@ -98,9 +98,9 @@ def test_undo_after_the_original_path_was_reused_keeps_user_data(library, lora_d
     assert library.stats()["total"] == 1 and library.stats()["trashed"] == 0
     item = library.get(only_id(library, "portrait"))
     assert item.id == keeper and item.relpath == "sub/keeper.safetensors" and not item.missing
-    assert item["rating"] == 5 and item["notes"] == "trained on my own photos"
-    assert sorted(item["tags"]) == ["mine", "newcomer", "portrait"]
-    assert item["base_model"] == "sd1"  # the row describes the restored file
+    assert item.rating == 5 and item.notes == "trained on my own photos"
+    assert sorted(item.tags) == ["mine", "newcomer", "portrait"]
+    assert item.base_model == "sd1"  # the row describes the restored file
 
 
 def test_undo_is_refused_while_another_lora_is_at_the_original_path(library, lora_dir):
@@ -151,13 +151,13 @@ def test_hashing_merges_a_vanished_lora_with_its_copy(library, lora_dir):
     survivor = only_id(library)
     item = library.get(survivor)
     assert item.filename == "renamed.safetensors" and not item.missing and item.sha256
-    assert sorted(item["tags"]) == ["copy", "kept"]
-    assert item["rating"] == 5 and item["notes"] == "old notes" and item["favorite"]  # newer edit wins per field
+    assert sorted(item.tags) == ["copy", "kept"]
+    assert item.rating == 5 and item.notes == "old notes" and item.favorite  # newer edit wins per field
     assert library.get(survivor).use_count == 2
     with library.store.db.read() as session:
         used = set(session.scalars(sql_select(GenerationLora.lora_id)))
         assert used == {survivor} and session.scalar(sql_select(func.count(Lora.id))) == 1
-    assert library.recipes.get(recipe["id"]).loras[0]["lora_id"] == survivor
+    assert library.recipes.get(recipe.id).loras[0]["lora_id"] == survivor
     assert library.search("tag:copy").total == 1 and library.search("old notes").total == 1
 
 
@@ -364,9 +364,9 @@ def build_world(template: Path, base: Path, url: str | None, data: Path | None =
         assert library.indexer.scan().added == COUNT
         for item in library.search("", per_page=200).items:
             n = stem_number(item.filename.split(".")[0])
-            library.edit(item["id"], rating=n % 5 + 1, tags=[f"t{n}"])
-            world.ids[f"lora{n:02d}"] = item["id"]
-            world.homes[f"lora{n:02d}"] = world.roots[0] / item["folder"]
+            library.edit(item.id, rating=n % 5 + 1, tags=[f"t{n}"])
+            world.ids[f"lora{n:02d}"] = item.id
+            world.homes[f"lora{n:02d}"] = world.roots[0] / item.folder
     finally:
         library.close()
     engine = world.engine()

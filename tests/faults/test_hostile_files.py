@@ -25,7 +25,7 @@ from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lib_lora_manager import api, cli, scanner, settings
+from lib_lora_manager import api, catalog, cli, scanner, settings
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
 
@@ -87,7 +87,7 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
     assert "not valid UTF-8" in item["token_problem"]
     detail = library.get(item["id"])
     json_safe(detail)
-    assert detail["path"].endswith("caf\\xe9 pack/caf\\xe9.safetensors") and detail["description"] == "a description"
+    assert detail.path.endswith("caf\\xe9 pack/caf\\xe9.safetensors") and detail.description == "a description"
     # the real file behind the row: rescan, hash, header, preview
     assert library.get(item["id"]).path == str(bad)
     assert library.indexer.scan().unchanged == 2
@@ -173,14 +173,14 @@ def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_d
     json_safe(items)
     assert items["nul.safetensors"]["error"] is None
     nul = library.get(items["nul.safetensors"]["id"])
-    assert nul["output_name"] == "output" and nul["title"] == "title" and nul["network_module"] == "networks.lora"
-    assert nul["metadata"]["ss_output_name"] == "out\0put"  # the header as it is, JSON-escaped
+    assert nul.output_name == "output" and nul.title == "title" and nul.network_module == "networks.lora"
+    assert nul.metadata["ss_output_name"] == "out\0put"  # the header as it is, JSON-escaped
     huge = library.get(items["huge.safetensors"]["id"])
-    assert huge["error"] is None and huge["epochs"] is None and huge["steps"] is None and huge["network_dim"] == 2
+    assert huge.error is None and huge.epochs is None and huge.steps is None and huge.network_dim == 2
     lone = library.get(items["lone.safetensors"]["id"])
     json_safe(lone)
-    assert lone["description"] == "nul in a description" and lone["notes"] in ("n?", "n\ufffd")
-    assert "w\0rd" not in lone["trigger_words"] and "xy" in lone["trigger_words"]
+    assert lone.description == "nul in a description" and lone.notes in ("n?", "n\ufffd")
+    assert "w\0rd" not in lone.trigger_words and "xy" in lone.trigger_words
     assert items["surrogate.safetensors"]["error"]  # a header the reader refuses: one error, one item
     assert library.search("output").total == 1
     with rest_client(library) as client:
@@ -262,20 +262,20 @@ def test_sidecars_and_previews_leading_outside_are_never_read_or_served(library,
     report = library.indexer.scan()
     item = by_file(library)["good.safetensors"]
     detail = library.get(item.id)
-    assert detail["description"] is None and not item["has_preview"]
-    assert any("good.txt: a link leading outside the library folders" in e for e in detail["sidecar_errors"])
+    assert detail.description is None and not item.has_preview
+    assert any("good.txt: a link leading outside the library folders" in e for e in detail.sidecar_errors)
     assert sum("leading outside" in line for line in report.skipped) == 2
-    assert library.get(by_file(library)["inner.safetensors"]["id"]).description == "inside the library"
-    assert library.previews.candidates(item["id"]) == []  # nor offered as a preview to choose
+    assert library.get(by_file(library)["inner.safetensors"].id).description == "inside the library"
+    assert library.previews.candidates(item.id) == []  # nor offered as a preview to choose
     with rest_client(library) as client:
-        assert "TOP-SECRET" not in client.get(f"/lora-manager/v1/loras/{item['id']}").text
-        assert client.get(f"/lora-manager/v1/loras/{item['id']}/preview").status_code == 404
+        assert "TOP-SECRET" not in client.get(f"/lora-manager/v1/loras/{item.id}").text
+        assert client.get(f"/lora-manager/v1/loras/{item.id}/preview").status_code == 404
 
     # a preview that becomes a link elsewhere after the scan is not served either
     (lora_dir / "good.png").unlink()
     (lora_dir / "good.png").write_bytes(png_bytes())
     library.indexer.scan()
-    lora = library.get(item["id"])
+    lora = catalog.row(library.store, item.id)
     assert library.previews.file(lora) == str(lora_dir / "good.png")
     (lora_dir / "good.png").unlink()
     (lora_dir / "good.png").symlink_to(outside / "picture.png")

@@ -73,7 +73,7 @@ def test_machines_with_different_mount_paths_never_mark_each_other_missing(machi
     # one row per file, the user data shared; each machine sees the file at its own path
     detail_b = b.get(rated.id)
     assert detail_b.rating == 5 and detail_b.tags == ["nas"]
-    assert detail_b["path"] == os.path.join(str(folder_b), "styles", "shared_3.safetensors")
+    assert detail_b.path == os.path.join(str(folder_b), "styles", "shared_3.safetensors")
     assert a.get(rated.id).path == os.path.join(str(folder_a), "styles", "shared_3.safetensors")
 
 

@@ -141,7 +141,7 @@ def on_app_started(demo, server) -> None:
 
 
 def _open_and_sync() -> None:
-    app.library().start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    app.library().indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
     app.resume_jobs()
 
 
