@@ -31,6 +31,7 @@ from . import fields, query
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound, QueryError
 from .models import Generation, GenerationImage, GenerationLora, Lora
 from .scanner import LORA_FORMATS
+from .statuses import RERUNNABLE_SOURCES, GenerationSource, GenerationStatus
 from .vocabulary import HISTORY_SORT_WORDS
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ Item = TypeVar("Item")
 log = logging.getLogger("lora_manager")
 BUSY_ATTEMPTS = 4  # runs of the store (each retried for db.RETRY_FOR seconds) before a record is dropped
 
-STATUSES = ("succeeded", "interrupted", "failed", "no_model")
 EDITABLE = fields.GENERATION_EDITS  # what users change: field name -> its type
+STATUS = fields.Choice(tuple(GenerationStatus), "generation status")  # what hosts may report
 
 
 @dataclass
@@ -64,9 +65,9 @@ class GeneratedImage:
 @dataclass
 class GenerationRecord:
     started_at: float
-    status: str
+    status: GenerationStatus
     duration: float | None = None
-    source: str | None = None
+    source: str | None = None  # a GenerationSource, or another word the host reports
     prompt: str = ""
     negative_prompt: str = ""
     seeds: list[int] = field(default_factory=list)
@@ -165,10 +166,13 @@ class Recorder(Generic[Item]):
 
 # --- query keys -------------------------------------------------------------------------------
 
-_STATUS_ALIASES = {"success": "succeeded", "ok": "succeeded", "done": "succeeded", "interrupt": "interrupted",
-                   "stopped": "interrupted", "fail": "failed", "error": "failed", "nomodel": "no_model",
-                   "no-model": "no_model"}
-_SOURCE_ALIASES = {"lora_manager": "lora-manager", "loramanager": "lora-manager", "lm": "lora-manager"}
+_STATUS_ALIASES = {
+    "success": GenerationStatus.SUCCEEDED, "ok": GenerationStatus.SUCCEEDED, "done": GenerationStatus.SUCCEEDED,
+    "interrupt": GenerationStatus.INTERRUPTED, "stopped": GenerationStatus.INTERRUPTED,
+    "fail": GenerationStatus.FAILED, "error": GenerationStatus.FAILED,
+    "nomodel": GenerationStatus.NO_MODEL, "no-model": GenerationStatus.NO_MODEL}
+_SOURCE_ALIASES = {"lora_manager": GenerationSource.LORA_MANAGER, "loramanager": GenerationSource.LORA_MANAGER,
+                   "lm": GenerationSource.LORA_MANAGER}
 
 
 def _prompt_text(value: str):
@@ -205,16 +209,17 @@ def _model(value: str):
 
 def _status(value: str):
     v = value.strip().lower()
-    v = _STATUS_ALIASES.get(v, v)
-    if v not in STATUSES:
-        raise QueryError(f"unknown status “{value}” (known: {', '.join(STATUSES)})")
-    return Generation.status == v, v.replace("_", " ") if v != "no_model" else "without a model loaded"
+    try:
+        status = GenerationStatus(_STATUS_ALIASES.get(v, v))
+    except ValueError:
+        raise QueryError(f"unknown status “{value}” (known: {', '.join(GenerationStatus)})") from None
+    return Generation.status == status, "without a model loaded" if status is GenerationStatus.NO_MODEL else status.value
 
 
 def _source(value: str):
     # any word is accepted: hosts may report sources beyond the usual ones
     v = value.strip().lower()
-    v = _SOURCE_ALIASES.get(v, v)
+    v = str(_SOURCE_ALIASES.get(v, v))
     return func.lower(func.coalesce(Generation.source, "")) == v, f"from {v}"
 
 
@@ -254,7 +259,6 @@ GENERATIONS = query.Table(
 
 PROMPT_EXCERPT = 300
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".jxl")
-RERUNNABLE_SOURCES = (None, "", "txt2img", "api", "lora-manager")  # img2img/control need their input image
 
 
 def _excerpt(text: str | None, limit: int) -> str:
@@ -274,10 +278,10 @@ class History:
 
     def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
         """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError."""
-        from .library import MAX_PER_PAGE, Page
+        from .library import Page
 
         parsed = query.parse(q, GENERATIONS)
-        per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        per_page = fields.PER_PAGE.parse(per_page)
         page = fields.PAGE.parse(page)
         with self.db.read() as session:
             def count(*where) -> int:
@@ -299,11 +303,7 @@ class History:
         return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
 
     def _get(self, session, generation_id: int) -> Generation:
-        try:
-            number = int(generation_id)
-        except (TypeError, ValueError):
-            number = 0
-        generation = session.get(Generation, number) if 0 < number <= fields.MAX_ID else None  # beyond an INTEGER column
+        generation = session.get(Generation, fields.GENERATION_ID.parse(generation_id))
         if generation is None:
             raise NotFound(f"no generation with id {generation_id}")
         return generation
@@ -369,6 +369,8 @@ class History:
         """Forget a generation. With ``delete_files`` its recorded image files go too, unless
         another generation records the same file or it is not an image; files already gone are
         fine. Our own copies and cached thumbnails always go with the record."""
+        generation_id = fields.GENERATION_ID.parse(generation_id)
+        delete_files = fields.Flag("delete_files").parse(delete_files)
         with self.db.read() as session:
             g = self._get(session, generation_id)
             images = [(i.path, i.thumbnail) for i in g.images]
@@ -377,7 +379,7 @@ class History:
             for column in (GenerationImage.path, GenerationImage.thumbnail) if paths else ():
                 shared |= dict(session.execute(select(column, GenerationImage.generation_id).where(
                     column.in_(paths), GenerationImage.generation_id != g.id)).all())
-        result: dict[str, Any] = {"id": int(generation_id), "deleted_files": [], "missing_files": [], "kept_files": {}}
+        result: dict[str, Any] = {"id": generation_id, "deleted_files": [], "missing_files": [], "kept_files": {}}
         ours = os.path.join(self.library.data_dir, "")
         for path, copy in images:
             for file in (path, copy):
@@ -400,7 +402,7 @@ class History:
                     except OSError as e:
                         result["kept_files"][file] = e.strerror or str(e)
         with self.db.write() as session:
-            session.execute(delete(Generation).where(Generation.id == int(generation_id)))
+            session.execute(delete(Generation).where(Generation.id == generation_id))
         return result
 
     # --- images and re-runs ------------------------------------------------------------------
@@ -415,17 +417,14 @@ class History:
     def image_file(self, generation_id: int, index: int = 0) -> str:
         """The file of one recorded image (the host's file, else our copy), for serving and for
         ``Library.set_preview``. Only files recorded for that generation are ever returned."""
+        index = fields.IMAGE_NUMBER.parse(index)
         with self.db.read() as session:
             images = self._summary(self._get(session, generation_id))["images"]
-        try:
-            image = images[int(index)] if int(index) >= 0 else None
-        except (IndexError, ValueError, TypeError):
-            image = None
-        if image is None:
+        if index >= len(images):
             raise NotFound(f"generation {generation_id} has no image {index}")
-        path = self._existing(image)
+        path = self._existing(images[index])
         if path is None:
-            raise NotFound(f"the file of image {int(index) + 1} of generation {generation_id} is gone")
+            raise NotFound(f"the file of image {index + 1} of generation {generation_id} is gone")
         return path
 
     def thumbnail(self, generation_id: int, index: int = 0, size: int = 320) -> str:
@@ -433,6 +432,7 @@ class History:
         Cached by file path, mtime and size, so a replaced file gets a new thumbnail."""
         from PIL import Image, UnidentifiedImageError
 
+        index = fields.IMAGE_NUMBER.parse(index)
         source = self.image_file(generation_id, index)
         st = os.stat(source)
         key = self._thumb_key(source)
@@ -454,7 +454,7 @@ class History:
                 image.convert("RGB").save(tmp, "JPEG", quality=82)
                 os.replace(tmp, target)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            raise InvalidInput(f"image {int(index) + 1} of generation {generation_id} cannot be read: {e}") from None
+            raise InvalidInput(f"image {index + 1} of generation {generation_id} cannot be read: {e}") from None
         return target
 
     @staticmethod

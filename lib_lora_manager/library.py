@@ -31,7 +31,7 @@ from .dbtypes import path_to_db
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound
 from .fileops import FileOperations
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
-from .history import STATUSES, GenerationRecord, History
+from .history import STATUS, GenerationRecord, History
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraMetadata, LoraTag, State, Tag, live
 from .processes import ProcessRegistry
 from .recipes import Recipes
@@ -147,7 +147,7 @@ class Library:
     def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
         """One page of LoRAs matching query ``q`` (see query.py). Raises QueryError."""
         parsed = query.parse(q)
-        per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        per_page = fields.PER_PAGE.parse(per_page)
         page = fields.PAGE.parse(page)
         indexed_live, scanned_live = live(indexed=True), live()
         with self.db.read() as session:
@@ -236,6 +236,7 @@ class Library:
         from .prompts import ComposedLora, compose
 
         prompt, negative = fields.PROMPT.parse(prompt), fields.PROMPT.parse(negative, "negative_prompt")
+        model_family = fields.MODEL_FAMILY.parse(model_family)
         warnings: list[str] = []
         composed: list[ComposedLora] = []
         used: dict[int, str] = {}
@@ -280,8 +281,7 @@ class Library:
     def record_generation(self, record: GenerationRecord) -> int:
         """Store one generation; its LoRAs are resolved to library entries where possible and
         their use count and last use move on. Returns the generation's id."""
-        if record.status not in STATUSES:
-            raise InvalidInput(f"unknown generation status “{record.status}” (known: {', '.join(STATUSES)})")
+        STATUS.parse(record.status)
         resolved: list[int | None] = []
         for used in record.loras:
             if used.path:
@@ -762,7 +762,7 @@ def _bulk_result(ids: list[int], done: list[int]) -> BulkResult:
 
 
 def _tag_names(tags: Iterable[str] | str) -> list[str]:
-    return fields.TAGS.parse(tags if isinstance(tags, (str, list, tuple)) or tags is None else list(tags), "tags")
+    return fields.TAGS.parse(tags)
 
 
 def _validated(changes: dict[str, Any]) -> dict[str, Any]:

@@ -215,11 +215,11 @@ def _resume_jobs(lib: Library) -> None:
     (they are marked interrupted); otherwise it starts when someone first uses the queue."""
     from sqlalchemy import func, select
 
-    from ...jobs import QUEUED, RUNNING
     from ...models import Job
+    from ...statuses import ACTIVE_JOBS
 
     with lib.db.read() as session:
-        left = session.scalar(select(func.count(Job.id)).where(Job.status.in_((QUEUED, RUNNING))))
+        left = session.scalar(select(func.count(Job.id)).where(Job.status.in_(ACTIVE_JOBS)))
     if left:
         job_queue()
 
