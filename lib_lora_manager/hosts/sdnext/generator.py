@@ -1,4 +1,4 @@
-"""Our jobs made by SDNext's own pipeline, in-process (research/sdnext-contract.md §5.1)."""
+"""Our jobs made by SDNext's own pipeline, in-process."""
 
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ class _Job:
 
 
 class SdnextGenerator:
-    """Generation through SDNext's own ``process_images`` (contract §5.1), one job at a time,
-    holding SDNext's queue lock so the UI, the API and model switches wait for it (and it for
-    them). Files land where SDNext saves txt2img images, with SDNext's infotext. The history
-    record of a job comes from the recording hooks (``register``), completed here."""
+    """Generation through SDNext's own ``process_images``, called as its txt2img tab calls it
+    (modules/txt2img.py), one job at a time, holding SDNext's queue lock so the UI, the API and
+    model switches wait for it (and it for them). Files land where SDNext saves txt2img images,
+    with SDNext's infotext. The history record of a job comes from the recording hooks
+    (``register``), completed here."""
 
     def __init__(self, submit: Callable[[Capture], None], output_dir: str):
         self._submit = submit

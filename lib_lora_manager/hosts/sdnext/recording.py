@@ -1,4 +1,4 @@
-"""Recording every generation SDNext makes (research/sdnext-contract.md §3.6).
+"""Recording every generation SDNext makes.
 
 SDNext calls ``on_before_process``/``on_after_process`` around every ``process_images`` call: its
 tabs, its REST API, scripts such as xyz-grid, and our own jobs. ``Recording`` keeps a frame per
