@@ -33,7 +33,7 @@ FIELDS: dict[str, fields.Field] = {
 }
 
 
-class Settings(fields.Field[dict[str, Any]]):
+class RequestFields(fields.Field[dict[str, Any]]):
     """Some of the request's fields by name, each parsed by its type in FIELDS: the keys given,
     parsed. ``usage`` says what the whole must be; ``elsewhere`` lists request fields that are
     refused here, with the reason."""
@@ -63,9 +63,9 @@ class Settings(fields.Field[dict[str, Any]]):
         return {"anyOf": [schema, {"type": "null"}]} if self.nullable else schema
 
 
-REQUEST = Settings("a generation request", "an object")
+REQUEST = RequestFields("a generation request", "an object")
 # a recipe's generation settings: a recipe keeps its prompts itself; group and label belong to one run
-RECIPE_PARAMETERS = Settings(
+RECIPE_PARAMETERS = RequestFields(
     "parameters", "an object of generation settings", elsewhere=("prompt", "negative_prompt", "group", "label"),
     reason="the prompt and negative prompt are recipe fields", nullable=True,
     description="txt2img settings (steps, seed, sampler_name, …); null keeps the saved ones")

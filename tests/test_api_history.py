@@ -79,7 +79,8 @@ def test_the_old_image_path_still_serves_the_same_files(setup):
     """/history/{id}/images/{n} was /history/{id}/image/{n}: clients of the old path keep working."""
     client, ids, _image = setup
     for params in ({}, {"size": 128}):
-        old, new = client.get(f"{PREFIX}/{ids[0]}/image/0", params=params), client.get(f"{PREFIX}/{ids[0]}/images/0", params=params)
+        old = client.get(f"{PREFIX}/{ids[0]}/image/0", params=params)
+        new = client.get(f"{PREFIX}/{ids[0]}/images/0", params=params)
         assert old.status_code == new.status_code == 200
         assert (old.headers["content-type"], old.content) == (new.headers["content-type"], new.content)
     assert client.get(f"{PREFIX}/{ids[0]}/image/1").status_code == 404
