@@ -55,7 +55,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_overhead(double, host, runs: int, steps: int, size: int) -> None:
-    from lib_lora_manager.generation import SUCCEEDED, GenerationRequest
+    from lib_lora_manager.generation import GenerationRequest
+    from lib_lora_manager.statuses import GenerationStatus
 
     processing = double.module("processing")
     paths = double.module("paths")
@@ -74,7 +75,7 @@ def bench_overhead(double, host, runs: int, steps: int, size: int) -> None:
 
     def ours():
         outcome = generator.generate(request, lambda _progress: None)
-        assert outcome.status == SUCCEEDED, outcome.message
+        assert outcome.status == GenerationStatus.SUCCEEDED, outcome.message
 
     for _ in range(3):  # warm up: imports, first hashes, the library's first writes
         bare()

@@ -105,7 +105,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         """A prompt with LoRAs composed into it; warnings say what is wrong with any of them."""
         return open_library().composer.compose(body.prompt, body.loras, negative=body.negative_prompt, model_family=body.model)
 
-    @endpoint(query={"q": Param(fields.QUERY, ""), "limit": Param(fields.Integer(1, 1000, "limit"), 100)})
+    @endpoint(query={"q": Param(fields.QUERY, ""), "limit": Param(fields.RECIPE_LIMIT, 100)})
     def list_recipes(q: str, limit: int):
         return {"items": open_library().recipes.search(q, limit=limit)}
 
@@ -172,7 +172,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     def delete_generation(generation_id: int, delete_files: bool):
         return open_library().history.delete(generation_id, delete_files=delete_files)
 
-    @endpoint(path=GENERATION | {"n": fields.Integer(0, 100_000, "image number")},
+    @endpoint(path=GENERATION | {"n": fields.IMAGE_NUMBER},
               query={"size": Param(fields.Integer(32, 2048, "size", nullable=True))})
     def get_generation_image(generation_id: int, n: int, size: int | None):
         history = open_library().history
@@ -188,6 +188,8 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/history/{{generation_id}}", get_generation, ["GET"]),
         (f"{PREFIX}/history/{{generation_id}}", patch_generation, ["PATCH"]),
         (f"{PREFIX}/history/{{generation_id}}", delete_generation, ["DELETE"]),
+        (f"{PREFIX}/history/{{generation_id}}/images/{{n}}", get_generation_image, ["GET"]),
+        # the path before it matched /jobs/{job_id}/images/{index}; clients may still use it
         (f"{PREFIX}/history/{{generation_id}}/image/{{n}}", get_generation_image, ["GET"]),
         (f"{PREFIX}/loras", list_loras, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", get_lora, ["GET"]),
@@ -233,7 +235,7 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
         return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": values.get("prompt", ""),
                 "warnings": warnings}
 
-    @endpoint(query={"limit": Param(fields.Integer(1, 500, "limit"), 50)})
+    @endpoint(query={"limit": Param(fields.JOB_LIMIT, 50)})
     def list_jobs(limit: int):
         return {"jobs": open_jobs().list(limit)}
 

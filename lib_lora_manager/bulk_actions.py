@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from .library import Library
 
 ACTIONS = ("add_tags", "remove_tags", "favorite", "unfavorite", "rate", "set_base_model", "nsfw", "move", "trash")
-VALUES: dict[str, fields.Field] = {  # the value each action takes; actions not here take none
+# the value each action takes (actions not here take none), named as the Library's methods name
+# it, so a refused value reads the same through REST, the bulk bar and the Library
+VALUES: dict[str, fields.Field] = {
     "add_tags": fields.TAGS, "remove_tags": fields.TAGS, "rate": fields.RATING, "set_base_model": fields.BASE_MODEL,
-    "nsfw": fields.Flag("value"), "move": fields.MOVE_TARGET,
+    "nsfw": fields.LORA_EDITS["nsfw"], "move": fields.MOVE_TARGET,
 }
 OPTIONAL_VALUES = {"nsfw": True}  # the value when none is sent
 
@@ -70,7 +72,7 @@ class BulkRequest(Body):
             return OPTIONAL_VALUES[self.action]
         if "value" not in self.model_fields_set:
             raise InvalidInput(f"{self.action} needs a value: {field.description or field.name}")
-        return field.parse(self.value, "value")
+        return field.parse(self.value)
 
 
 def run(library: Library, request: dict[str, Any] | BulkRequest) -> dict[str, Any]:

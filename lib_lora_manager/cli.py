@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="search with the query language")
     p.add_argument("query", nargs="?", default="")
-    p.add_argument("--page", type=int, default=1)
-    p.add_argument("--per-page", type=int, default=50)
+    # numbers and ids are checked by the Library's field types (fields.py), as REST's are
+    p.add_argument("--page", default=1)
+    p.add_argument("--per-page", default=50)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("show", parents=[common], help="everything about one LoRA")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("duplicates", parents=[common], help="files with the same SHA-256")
-    p.add_argument("--keep", type=int, metavar="ID", help="keep this one and move the others of its group to the trash")
+    p.add_argument("--keep", metavar="ID", help="keep this one and move the others of its group to the trash")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", parents=[common], help="library statistics")

@@ -353,7 +353,8 @@ def _civitai_info(path: Path, info: _Civitai) -> None:
 
 
 def _lora_manager(path: Path, info: _Civitai) -> None:
-    """ComfyUI-Lora-Manager's ``.metadata.json`` (schema in its docs/metadata-json-schema.md)."""
+    """ComfyUI-Lora-Manager's ``.metadata.json``, as its schema describes it
+    (https://github.com/willmiao/ComfyUI-Lora-Manager/blob/HEAD/docs/metadata-json-schema.md)."""
     preview = next((path.with_name(path.stem + s) for s in info.entry.previews), None)
     _write_json(path.with_name(path.stem + ".metadata.json"), {
         "file_name": path.stem,

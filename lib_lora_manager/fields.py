@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, NoReturn, TypeVar
 
 from . import base_models
@@ -40,7 +40,8 @@ MAX_TRIGGER_WORDS = 100
 MAX_TRIGGER_WORD_LENGTH = 500
 MAX_COMPOSE_LORAS = 50  # LoRAs in one composition or recipe
 MAX_NOTES = 20_000
-MAX_NAME = 1_000  # display names and recipe names
+MAX_NAME = 1_000  # display names
+MAX_RECIPE_NAME = 200  # a recipe's name is a menu entry
 MAX_PROMPT = 20_000
 MAX_PATH = 4_096
 MAX_QUERY_LENGTH = 2_000
@@ -109,27 +110,33 @@ class Text(Field[str]):
     """Text of bounded length, without NUL or lone surrogates (no database stores them).
 
     ``one_line`` folds runs of white space into single spaces; ``nullable`` lets None through
-    (as None, or as "" with ``none_as_empty``); ``empty_is_none`` turns blank text into None.
+    (as None, or as "" with ``none_as_empty``); ``empty_is_none`` turns blank text into None;
+    ``blank`` is the sentence refusing blank text (and None), for text that must be given.
     ``file_names``: the text may name files, so it may hold surrogate escapes (the bytes of a
     name that is not UTF-8, as Python hands them over; dbtypes.FsPath stores them)."""
 
     def __init__(self, max_length: int, name: str = "text", *, nullable: bool = False, strip: bool = True,
                  one_line: bool = False, empty_is_none: bool = False, none_as_empty: bool = False,
-                 file_names: bool = False, description: str = ""):
+                 blank: str = "", file_names: bool = False, description: str = ""):
         self.max_length, self.name, self.nullable, self.strip = max_length, name, nullable, strip
         self.one_line, self.empty_is_none, self.none_as_empty = one_line, empty_is_none, none_as_empty
-        self.file_names, self.description = file_names, description
+        self.blank, self.file_names, self.description = blank, file_names, description
 
     def _parse(self, value: Any, name: str) -> str | None:
         if value is None and self.nullable:
-            return "" if self.none_as_empty else None
-        if not isinstance(value, str):
+            text = ""
+        elif not isinstance(value, str):
             self.fail(f"{name} must be text, not {shown(value)}")
-        text = clean_text(value, name, self.max_length, file_names=self.file_names)
+        else:
+            text = clean_text(value, name, self.max_length, file_names=self.file_names)
         if self.one_line:
             text = " ".join(text.split())
         elif self.strip:
             text = text.strip()
+        if self.blank and not text.strip():
+            self.fail(self.blank)
+        if value is None:
+            return "" if self.none_as_empty else None
         return None if self.empty_is_none and not text else text
 
     def _schema(self) -> dict[str, Any]:
@@ -263,10 +270,10 @@ class Flag(Field[bool]):
 
 
 class Choice(Field[str]):
-    """One word of a fixed set."""
+    """One word of a fixed set (a tuple of words, or a StrEnum)."""
 
-    def __init__(self, options: tuple[str, ...], name: str = "choice", description: str = ""):
-        self.options, self.name, self.description = options, name, description
+    def __init__(self, options: Iterable[str], name: str = "choice", description: str = ""):
+        self.options, self.name, self.description = tuple(options), name, description
 
     def _parse(self, value: Any, name: str) -> str:
         if isinstance(value, str) and value in self.options:
@@ -407,22 +414,28 @@ class Record(Field[dict[str, Any]]):
 
 
 class ListOf(Field[list[T]]):
-    """A bounded list whose items are one field type; item n (from 1) is named "<item> n"."""
+    """A bounded list whose items are one field type; item n (from 1) is named "<item> n".
+    None is the empty list (refused when ``min_count`` asks for items)."""
 
-    def __init__(self, item: Field[T], name: str, item_name: str, max_count: int, description: str = ""):
-        self.item, self.name, self.item_name, self.max_count, self.description = item, name, item_name, max_count, description
+    def __init__(self, item: Field[T], name: str, item_name: str, max_count: int, *, min_count: int = 0,
+                 description: str = ""):
+        self.item, self.name, self.item_name, self.description = item, name, item_name, description
+        self.min_count, self.max_count = min_count, max_count
 
     def _parse(self, value: Any, name: str) -> list[T]:
         if value is None:
-            return []
+            value = []
         if not isinstance(value, (list, tuple)):
             self.fail(f"{name} must be a list, not {shown(value)}")
         if len(value) > self.max_count:
             self.fail(f"{name} has too many items ({len(value)}; at most {self.max_count})")
+        if len(value) < self.min_count:
+            self.fail(f"{name} has too few items ({len(value)}; at least {self.min_count})")
         return [self.item.parse(v, f"{self.item_name} {n}") for n, v in enumerate(value, 1)]
 
     def _schema(self) -> dict[str, Any]:
-        return {"anyOf": [{"type": "array", "items": self.item.json_schema(), "maxItems": self.max_count}, {"type": "null"}]}
+        listed = {"type": "array", "items": self.item.json_schema(), "minItems": self.min_count, "maxItems": self.max_count}
+        return listed if self.min_count else {"anyOf": [listed, {"type": "null"}]}
 
 
 # --- the project's fields -------------------------------------------------------------------------
@@ -450,6 +463,12 @@ NOTES = Text(MAX_NOTES, "notes", nullable=True, empty_is_none=True)
 LORA_NAME = Text(MAX_PATH, "name", file_names=True, description="a LoRA's prompt name, file name, relative path, display name or hash prefix")
 PROMPT = Text(MAX_PROMPT, "prompt", nullable=True, strip=False, none_as_empty=True)
 BASE_MODEL = BaseModelCode()
+MODEL_FAMILY = BaseModelCode("model")  # the loaded model's, for compose's warnings
+IMAGE_NUMBER = Integer(0, 100_000, "image number")  # of a generation's images, from 0
+RECIPE_NAME = Text(MAX_RECIPE_NAME, "name", one_line=True, nullable=True, none_as_empty=True, blank="give the recipe a name")
+RECIPE_PROMPT = Text(MAX_PROMPT, "prompt", nullable=True, none_as_empty=True)  # kept without its outer white space
+RECIPE_LIMIT = Integer(1, 1000, "limit")
+JOB_LIMIT = Integer(1, 500, "limit")  # finished jobs listed
 PATH = Text(MAX_PATH, "path", file_names=True)
 ROOT = Text(MAX_PATH, "root", file_names=True, description="one of the library folders")
 SUBFOLDER = Text(MAX_PATH, "subfolder", nullable=True, none_as_empty=True, file_names=True, description="a folder inside it (created if needed)")

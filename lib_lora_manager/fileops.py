@@ -45,6 +45,7 @@ from .merging import holder_of, merge_into
 from .models import FileOperation, Lora, State, TrashItem, live
 from .results import BulkResult, DuplicateFile
 from .safetensors_header import HeaderError, read_raw_header
+from .statuses import FileOperationKind, StrEnum
 from .store import Store
 
 log = logging.getLogger("lora_manager")
@@ -55,11 +56,19 @@ LAST_BATCH = "last_trash_batch"
 Pair = tuple[str, str]
 
 
+class Settled(StrEnum):
+    """What became of an operation a dead process left in the journal (the log says it)."""
+
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled back"
+    UNSEEN = "unseen"  # a file is on a folder not mounted here: left for later
+
+
 @dataclass
 class Operation:
     """One LoRA's move, trash or restore: the files to move and the row values once they have."""
 
-    kind: str  # trash, move, restore
+    kind: FileOperationKind
     lora_id: int | None
     batch: str | None
     files: list[Pair]  # (source, destination), the LoRA file first
@@ -74,7 +83,7 @@ class Operation:
     @classmethod
     def from_journal(cls, entry: FileOperation) -> Operation:
         plan = json.loads(entry.plan)
-        return cls(kind=entry.kind, lora_id=entry.lora_id, batch=entry.batch,
+        return cls(kind=FileOperationKind(entry.kind), lora_id=entry.lora_id, batch=entry.batch,
                    files=[(str(src), str(dst)) for src, dst in plan["files"]], row=dict(plan["row"]),
                    trash_items=[int(i) for i in plan.get("trash_items", [])], journal_id=entry.id)
 
@@ -105,7 +114,7 @@ class FileOperations:
                     raise FileOperationError(lora.path, "the file is not there")
                 files = _plan_files(lora, destination)
                 relpath = os.path.relpath(files[0][1], root).replace(os.sep, "/")
-                self._run(Operation("move", lora.id, None, files, {
+                self._run(Operation(FileOperationKind.MOVE, lora.id, None, files, {
                     "path": files[0][1], "root": root, "root_id": self.store.mounts.root_id(root), "relpath": relpath,
                     "folder": posixpath.dirname(relpath), "updated_at": time.time()}, inside=(root,)))
                 result.done.append(lora.id)
@@ -170,7 +179,7 @@ class FileOperations:
                 now = time.time()
                 if lora.missing:  # nothing on disk to move: the row is hidden, and can come back
                     with self.store.db.write() as session:
-                        _apply(session, Operation("trash", lora.id, batch, [], {
+                        _apply(session, Operation(FileOperationKind.TRASH, lora.id, batch, [], {
                             "trashed_at": now, "path": f"{lora.path}#trashed-{batch}", "updated_at": now}))
                 else:
                     folder = folders.setdefault(lora.root, f"{len(folders) + 1}-{_folder_name(lora.root)}")
@@ -180,7 +189,7 @@ class FileOperations:
                         raise FileOperationError(lora.path, f"the trash folder {destination} is outside the data folder "
                                                             f"{self.store.data_dir}; nothing was moved")
                     files = _plan_files(lora, destination)
-                    self._run(Operation("trash", lora.id, batch, files,
+                    self._run(Operation(FileOperationKind.TRASH, lora.id, batch, files,
                                         {"trashed_at": now, "path": files[0][1], "updated_at": now}, inside=(self.store.data_dir,)))
                 result.done.append(lora.id)
             except (FileOperationError, NotFound) as e:
@@ -247,7 +256,8 @@ class FileOperations:
             if main:
                 row.update(missing=False, missing_since=None)
         inside = tuple(self.store.roots) + ((lora.root,) if lora is not None else ())
-        operation = Operation("restore", lora_id, batch, files, row, trash_items=[i.id for i in group], inside=inside)
+        operation = Operation(FileOperationKind.RESTORE, lora_id, batch, files, row, trash_items=[i.id for i in group],
+                              inside=inside)
         if files:
             self._run(operation)
         else:
@@ -316,7 +326,7 @@ class FileOperations:
             except (OSError, ValueError, KeyError, TypeError) as e:  # one bad entry must not stop the others
                 log.error("LoRA Manager: could not settle the interrupted %s #%s: %s", entry.kind, entry.id, e)
                 continue
-            if outcome == "unseen":
+            if outcome == Settled.UNSEEN:
                 log.warning("LoRA Manager: an interrupted %s (LoRA %s) waits until all its files can be seen",
                             entry.kind, entry.lora_id)
                 with self.store.db.write() as session:
@@ -326,7 +336,7 @@ class FileOperations:
             settled += 1
         return settled
 
-    def _settle(self, op: Operation) -> str:
+    def _settle(self, op: Operation) -> Settled:
         """Complete or roll back one interrupted operation, by where its files are now."""
         where = {}
         for source, destination in op.files:
@@ -337,14 +347,14 @@ class FileOperations:
         if not all(any(w) for w in where.values()):
             # our moves never lose a file: one seen nowhere is on a folder not mounted here (now, or
             # on this machine at all), so the operation is left for when every file can be seen
-            return "unseen"
+            return Settled.UNSEEN
         if all(at_destination for _at_source, at_destination in where.values()):
             for (source, _destination), (at_source, _at_destination) in where.items():
                 if at_source:  # copied across file systems, the source not yet removed
                     _remove(source)
             with self.store.db.write() as session:
                 _apply(session, op)
-            return "completed"
+            return Settled.COMPLETED
         for (source, destination), (at_source, at_destination) in where.items():
             if at_destination and at_source:
                 _remove(destination)
@@ -353,7 +363,7 @@ class FileOperations:
                 move_file(destination, source)
         with self.store.db.write() as session:
             session.execute(delete(FileOperation).where(FileOperation.id == op.journal_id))
-        return "rolled back"
+        return Settled.ROLLED_BACK
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -376,7 +386,7 @@ def _apply(session: Session, op: Operation) -> None:
     """The database side of a finished operation, in the caller's transaction, which also
     deletes its journal row: the row change and the trash records are written exactly once."""
     lora = session.get(Lora, op.lora_id) if op.lora_id is not None else None
-    if op.kind == "trash":
+    if op.kind == FileOperationKind.TRASH:
         records = op.files or ([(lora.path, "")] if lora is not None else [])
         for original, trashed in records:
             session.add(TrashItem(batch=op.batch, lora_id=lora.id if lora else None, original_path=original,
@@ -385,11 +395,12 @@ def _apply(session: Session, op: Operation) -> None:
         # recording the first trash batch of this database at the same moment
         insert_missing(session, State.__table__, [{"key": LAST_BATCH, "value": op.batch}], ["key"])
         session.execute(update(State).where(State.key == LAST_BATCH, State.value < op.batch).values(value=op.batch))
-    elif op.kind == "restore" and op.trash_items:
+    elif op.kind == FileOperationKind.RESTORE and op.trash_items:
         session.execute(delete(TrashItem).where(TrashItem.id.in_(op.trash_items)))
     if lora is not None and op.row:
         # a trashed row gives its place up; a moved or restored one takes its new place
-        place = (op.row.get("root_id", lora.root_id), op.row.get("relpath", lora.relpath)) if op.kind != "trash" else (None, None)
+        place = ((op.row.get("root_id", lora.root_id), op.row.get("relpath", lora.relpath))
+                 if op.kind != FileOperationKind.TRASH else (None, None))
         holder = holder_of(session, op.row["path"], lora.id, *place)
         if holder is not None:  # a vanished row at the path, or a concurrent scan's: one LoRA, merged
             merge_into(session, lora, holder)

@@ -9,16 +9,13 @@ written for SDNext work here unchanged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import fields
-from .errors import InvalidInput
+from .statuses import GenerationStatus
 
-# outcome statuses; the history records the same words
-SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL = "succeeded", "interrupted", "failed", "no_model"
-STATUSES = (SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL)
 MAX_SEED = fields.MAX_SEED
 
 _SHORT = 200  # sampler and upscaler names, group keys and labels
@@ -34,6 +31,44 @@ FIELDS: dict[str, fields.Field] = {
     "hr_second_pass_steps": fields.Integer(0, 500), "denoising_strength": fields.Number(0.0, 1.0),
     "group": fields.Text(_SHORT, nullable=True), "label": fields.Text(_SHORT, nullable=True),
 }
+
+
+class RequestFields(fields.Field[dict[str, Any]]):
+    """Some of the request's fields by name, each parsed by its type in FIELDS: the keys given,
+    parsed. ``usage`` says what the whole must be; ``elsewhere`` lists request fields that are
+    refused here, with the reason."""
+
+    def __init__(self, name: str, usage: str, *, elsewhere: tuple[str, ...] = (), reason: str = "",
+                 nullable: bool = False, description: str = ""):
+        self.name, self.usage, self.nullable, self.description = name, usage, nullable, description
+        self.elsewhere, self.reason = elsewhere, reason
+        self.supported = [key for key in FIELDS if key not in elsewhere]
+
+    def _parse(self, value: Any, name: str) -> dict[str, Any] | None:
+        if value is None and self.nullable:
+            return None
+        if not isinstance(value, Mapping):
+            self.fail(f"{name} must be {self.usage}")
+        kept = sorted(set(value) & set(self.elsewhere))
+        if kept:
+            self.fail(f"{name} cannot hold {', '.join(kept)}: {self.reason}")
+        unknown = sorted(str(key) for key in value if key not in FIELDS)
+        if unknown:
+            self.fail(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(self.supported)})")
+        return {key: FIELDS[key].parse(item, key) for key, item in value.items()}
+
+    def _schema(self) -> dict[str, Any]:
+        schema = {"type": "object", "properties": {key: FIELDS[key].json_schema() for key in self.supported},
+                  "additionalProperties": False}
+        return {"anyOf": [schema, {"type": "null"}]} if self.nullable else schema
+
+
+REQUEST = RequestFields("a generation request", "an object")
+# a recipe's generation settings: a recipe keeps its prompts itself; group and label belong to one run
+RECIPE_PARAMETERS = RequestFields(
+    "parameters", "an object of generation settings", elsewhere=("prompt", "negative_prompt", "group", "label"),
+    reason="the prompt and negative prompt are recipe fields", nullable=True,
+    description="txt2img settings (steps, seed, sampler_name, …); null keeps the saved ones")
 
 
 @dataclass
@@ -60,13 +95,7 @@ class GenerationRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
         """Validated request from JSON-like input; a bad field is one readable InvalidInput."""
-        if not isinstance(data, dict):
-            raise InvalidInput("a generation request must be an object")
-        unknown = sorted(set(data) - set(FIELDS))
-        if unknown:
-            raise InvalidInput(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(FIELDS)})")
-        values = {name: FIELDS[name].parse(value, name) for name, value in data.items()}
-        return cls(**values)
+        return cls(**REQUEST.parse(data))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,7 +128,7 @@ class OutputImage:
 
 @dataclass
 class GenerationOutcome:
-    status: str  # SUCCEEDED, INTERRUPTED, FAILED, NO_MODEL
+    status: GenerationStatus
     images: list[OutputImage] = field(default_factory=list)
     message: str = ""  # for the user: why it did not succeed, or notes
 

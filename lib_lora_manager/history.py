@@ -28,10 +28,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import catalog, edits, fields, query, thumbnails
 from .errors import Busy, InvalidInput, LoraManagerError, NotFound
-from .generation import STATUSES
 from .history_query import GENERATIONS
 from .models import Generation, GenerationImage, GenerationLora, Lora, live
 from .results import DeletedGeneration, GenerationDetail, GenerationSummary, Page, RecordedImage, RecordedLora
+from .statuses import RERUNNABLE_SOURCES, GenerationStatus
 from .store import Store
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ log = logging.getLogger("lora_manager")
 BUSY_ATTEMPTS = 4  # runs of the store (each retried for db.RETRY_FOR seconds) before a record is dropped
 
 EDITABLE = fields.GENERATION_EDITS  # what users change: field name -> its type
+STATUS = fields.Choice(tuple(GenerationStatus), "generation status")  # what hosts may report
 
 
 @dataclass
@@ -63,9 +64,9 @@ class GeneratedImage:
 @dataclass
 class GenerationRecord:
     started_at: float
-    status: str
+    status: GenerationStatus
     duration: float | None = None
-    source: str | None = None
+    source: str | None = None  # a GenerationSource, or another word the host reports
     prompt: str = ""
     negative_prompt: str = ""
     seeds: list[int] = field(default_factory=list)
@@ -166,7 +167,6 @@ class Recorder(Generic[Item]):
 
 PROMPT_EXCERPT = 300
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".jxl")
-RERUNNABLE_SOURCES = (None, "", "txt2img", "api", "lora-manager")  # img2img/control need their input image
 
 
 def _excerpt(text: str | None, limit: int) -> str:
@@ -187,8 +187,7 @@ class History:
     def record(self, record: GenerationRecord) -> int:
         """Store one generation; its LoRAs are resolved to library entries where possible and
         their use count and last use move on. Returns the generation's id."""
-        if record.status not in STATUSES:
-            raise InvalidInput(f"unknown generation status “{record.status}” (known: {', '.join(STATUSES)})")
+        STATUS.parse(record.status)
         resolved: list[int | None] = []
         for used in record.loras:
             if used.path:
@@ -236,11 +235,7 @@ class History:
         return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
 
     def _get(self, session, generation_id: int) -> Generation:
-        try:
-            number = int(generation_id)
-        except (TypeError, ValueError):
-            number = 0
-        generation = session.get(Generation, number) if 0 < number <= fields.MAX_ID else None  # beyond an INTEGER column
+        generation = session.get(Generation, fields.GENERATION_ID.parse(generation_id))
         if generation is None:
             raise NotFound(f"no generation with id {generation_id}")
         return generation
@@ -309,6 +304,8 @@ class History:
         """Forget a generation. With ``delete_files`` its recorded image files go too, unless
         another generation records the same file or it is not an image; files already gone are
         fine. Our own copies and cached thumbnails always go with the record."""
+        generation_id = fields.GENERATION_ID.parse(generation_id)
+        delete_files = fields.Flag("delete_files").parse(delete_files)
         with self.db.read() as session:
             g = self._get(session, generation_id)
             images = [(i.path, i.thumbnail) for i in g.images]
@@ -340,7 +337,7 @@ class History:
                     except OSError as e:
                         result.kept_files[file] = e.strerror or str(e)
         with self.db.write() as session:
-            session.execute(delete(Generation).where(Generation.id == int(generation_id)))
+            session.execute(delete(Generation).where(Generation.id == generation_id))
         return result
 
     # --- images and re-runs ------------------------------------------------------------------
@@ -355,27 +352,25 @@ class History:
     def image_file(self, generation_id: int, index: int = 0) -> str:
         """The file of one recorded image (the host's file, else our copy), for serving and for
         ``library.previews.use``. Only files recorded for that generation are ever returned."""
+        index = fields.IMAGE_NUMBER.parse(index)
         with self.db.read() as session:
             images = self._summary(self._get(session, generation_id)).images
-        try:
-            image = images[int(index)] if int(index) >= 0 else None
-        except (IndexError, ValueError, TypeError):
-            image = None
-        if image is None:
+        if index >= len(images):
             raise NotFound(f"generation {generation_id} has no image {index}")
-        path = self._existing(image)
+        path = self._existing(images[index])
         if path is None:
-            raise NotFound(f"the file of image {int(index) + 1} of generation {generation_id} is gone")
+            raise NotFound(f"the file of image {index + 1} of generation {generation_id} is gone")
         return path
 
     def thumbnail(self, generation_id: int, index: int = 0, size: int = 320) -> str:
         """A small cached JPEG of an image, for the gallery: generated images can be many MB.
         Cached by file path, mtime and size, so a replaced file gets a new thumbnail."""
+        index = fields.IMAGE_NUMBER.parse(index)
         source = self.image_file(generation_id, index)
         try:
             return thumbnails.cached(source, self.thumb_dir, self._thumb_key(source), size, format="JPEG", quality=82)
         except thumbnails.UnusableImage as e:
-            raise InvalidInput(f"image {int(index) + 1} of generation {generation_id} cannot be read: {e}") from None
+            raise InvalidInput(f"image {index + 1} of generation {generation_id} cannot be read: {e}") from None
 
     @staticmethod
     def _thumb_key(path: str) -> str:

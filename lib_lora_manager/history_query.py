@@ -16,15 +16,18 @@ from sqlalchemy import and_, func, or_, select, union
 
 from . import query
 from .errors import QueryError
-from .generation import STATUSES
 from .models import Generation, GenerationLora, Lora
 from .naming import LORA_FORMATS
+from .statuses import GenerationSource, GenerationStatus
 from .vocabulary import HISTORY_HELP
 
-_STATUS_ALIASES = {"success": "succeeded", "ok": "succeeded", "done": "succeeded", "interrupt": "interrupted",
-                   "stopped": "interrupted", "fail": "failed", "error": "failed", "nomodel": "no_model",
-                   "no-model": "no_model"}
-_SOURCE_ALIASES = {"lora_manager": "lora-manager", "loramanager": "lora-manager", "lm": "lora-manager"}
+_STATUS_ALIASES = {
+    "success": GenerationStatus.SUCCEEDED, "ok": GenerationStatus.SUCCEEDED, "done": GenerationStatus.SUCCEEDED,
+    "interrupt": GenerationStatus.INTERRUPTED, "stopped": GenerationStatus.INTERRUPTED,
+    "fail": GenerationStatus.FAILED, "error": GenerationStatus.FAILED,
+    "nomodel": GenerationStatus.NO_MODEL, "no-model": GenerationStatus.NO_MODEL}
+_SOURCE_ALIASES = {"lora_manager": GenerationSource.LORA_MANAGER, "loramanager": GenerationSource.LORA_MANAGER,
+                   "lm": GenerationSource.LORA_MANAGER}
 
 
 def _prompt_text(value: str):
@@ -61,16 +64,17 @@ def _model(value: str):
 
 def _status(value: str):
     v = value.strip().lower()
-    v = _STATUS_ALIASES.get(v, v)
-    if v not in STATUSES:
-        raise QueryError(f"unknown status “{value}” (known: {', '.join(STATUSES)})")
-    return Generation.status == v, v.replace("_", " ") if v != "no_model" else "without a model loaded"
+    try:
+        status = GenerationStatus(_STATUS_ALIASES.get(v, v))
+    except ValueError:
+        raise QueryError(f"unknown status “{value}” (known: {', '.join(GenerationStatus)})") from None
+    return Generation.status == status, "without a model loaded" if status is GenerationStatus.NO_MODEL else status.value
 
 
 def _source(value: str):
     # any word is accepted: hosts may report sources beyond the usual ones
     v = value.strip().lower()
-    v = _SOURCE_ALIASES.get(v, v)
+    v = str(_SOURCE_ALIASES.get(v, v))
     return func.lower(func.coalesce(Generation.source, "")) == v, f"from {v}"
 
 

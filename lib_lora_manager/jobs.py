@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import false, func, or_, select, update
 
-from . import generation
+from . import fields
 from .errors import Busy, InvalidInput, NotFound
 from .generation import MAX_SEED, GenerationOutcome, GenerationRequest, Generator, Progress
 from .models import Job
 from .prompts import set_lora_weight
+from .statuses import ACTIVE_JOBS, FINISHED_JOBS, GenerationStatus, JobKind, JobStatus
 
 if TYPE_CHECKING:
     from .db import Database
@@ -43,11 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lora_manager")
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED = (
-    "queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-JOB_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
-FINISHED = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 MAX_SWEEP = 16
+SWEEP_WEIGHTS = fields.ListOf(fields.Number(-fields.WEIGHT_LIMIT, fields.WEIGHT_LIMIT, "weight"), "weights", "weight",
+                              MAX_SWEEP, min_count=1)
 
 
 @dataclass
@@ -76,23 +75,18 @@ class JobQueue:
     # --- submitting ---------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> int:
-        return self._add("generate", {"request": request.to_dict()})
+        return self._add(JobKind.GENERATE, {"request": request.to_dict()})
 
     def submit_sweep(self, request: GenerationRequest, lora: str, weights: list[float]) -> int:
         """One LoRA at each weight, all at one seed (a random one chosen now if the seed is -1)."""
-        try:
-            weights = [float(w) for w in weights]
-        except (TypeError, ValueError):
-            raise InvalidInput("sweep weights must be numbers") from None
-        if not 1 <= len(weights) <= MAX_SWEEP:
-            raise InvalidInput(f"a sweep takes 1 to {MAX_SWEEP} weights, got {len(weights)}")
+        weights = SWEEP_WEIGHTS.parse(weights)
         self._check_token(request, lora)
-        return self._add("sweep", {"request": _fixed_seed(request).to_dict(), "lora": lora, "weights": weights})
+        return self._add(JobKind.SWEEP, {"request": _fixed_seed(request).to_dict(), "lora": lora, "weights": weights})
 
     def submit_ab(self, request: GenerationRequest, lora: str) -> int:
         """The prompt as written (A) and without ``lora`` (B), at one seed."""
         self._check_token(request, lora)
-        return self._add("ab", {"request": _fixed_seed(request).to_dict(), "lora": lora})
+        return self._add(JobKind.AB, {"request": _fixed_seed(request).to_dict(), "lora": lora})
 
     @staticmethod
     def _check_token(request: GenerationRequest, lora: str) -> None:
@@ -106,9 +100,9 @@ class JobQueue:
         """This process's id: the owner of the jobs it accepts and runs."""
         return self.store.processes.id
 
-    def _add(self, kind: str, plan: dict[str, Any]) -> int:
+    def _add(self, kind: JobKind, plan: dict[str, Any]) -> int:
         def add(session) -> int:
-            job = Job(kind=kind, status=QUEUED, request=json.dumps(plan), created_at=time.time(), owner=self.owner)
+            job = Job(kind=kind, status=JobStatus.QUEUED, request=json.dumps(plan), created_at=time.time(), owner=self.owner)
             session.add(job)
             session.flush()
             return job.id
@@ -121,27 +115,29 @@ class JobQueue:
     # --- reading ----------------------------------------------------------------------------
 
     def get(self, job_id: int) -> dict[str, Any]:
+        job_id = fields.JOB_ID.parse(job_id)
         with self.store.db.read() as session:
             job = session.get(Job, job_id)
             if job is None:
                 raise NotFound(f"no job {job_id}")
             position = None
-            if job.status == QUEUED:  # among the jobs its owner's worker runs before it
+            if job.status == JobStatus.QUEUED:  # among the jobs its owner's worker runs before it
                 position = 1 + session.scalar(select(func.count(Job.id)).where(
-                    Job.status == QUEUED, Job.id < job.id, Job.owner.is_not_distinct_from(job.owner)))
+                    Job.status == JobStatus.QUEUED, Job.id < job.id, Job.owner.is_not_distinct_from(job.owner)))
             return self._describe(job, position)
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         """Queued and running jobs in the order they run, then the most recently finished."""
+        limit = fields.JOB_LIMIT.parse(limit)
         with self.store.db.read() as session:
-            active = session.scalars(select(Job).where(Job.status.in_((QUEUED, RUNNING))).order_by(Job.id)).all()
-            done = session.scalars(select(Job).where(Job.status.in_(FINISHED))
+            active = session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOBS)).order_by(Job.id)).all()
+            done = session.scalars(select(Job).where(Job.status.in_(FINISHED_JOBS))
                                    .order_by(Job.finished_at.desc(), Job.id.desc()).limit(limit)).all()
             out, positions = [], {}
             for job in active:
-                if job.status == QUEUED:
+                if job.status == JobStatus.QUEUED:
                     positions[job.owner] = positions.get(job.owner, 0) + 1
-                out.append(self._describe(job, positions[job.owner] if job.status == QUEUED else None))
+                out.append(self._describe(job, positions[job.owner] if job.status == JobStatus.QUEUED else None))
             return out + [self._describe(job, None) for job in done]
 
     def _describe(self, job: Job, position: int | None) -> dict[str, Any]:
@@ -153,7 +149,7 @@ class JobQueue:
             images = list(running.images)
         else:  # where it stopped (a finished job counts as complete)
             progress = result.get("progress") or _progress(Progress())
-            if job.status == SUCCEEDED:
+            if job.status == JobStatus.SUCCEEDED:
                 progress = {**progress, "fraction": 1.0}
             images = result.get("images", [])
         return {"id": job.id, "kind": job.kind, "status": job.status, "position": position, "progress": progress,
@@ -176,7 +172,7 @@ class JobQueue:
         while True:
             job = self.get(job_id)
             remaining = None if deadline is None else deadline - time.monotonic()
-            if job["status"] in FINISHED or (remaining is not None and remaining <= 0):
+            if job["status"] in FINISHED_JOBS or (remaining is not None and remaining <= 0):
                 return job
             with self._changed:
                 self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
@@ -185,9 +181,10 @@ class JobQueue:
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         """A queued job never starts; a running one is interrupted and ends cancelled."""
+        job_id = fields.JOB_ID.parse(job_id)
         changed = self.store.db.transaction(lambda session: session.execute(
-            update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
-                status=CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount)
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
+                status=JobStatus.CANCELLED, finished_at=time.time(), message="cancelled before it started")).rowcount)
         if not changed:
             running = self._running
             if running is not None and running.job_id == job_id:
@@ -195,9 +192,9 @@ class JobQueue:
                 self.generator.interrupt()
             else:
                 job = self.get(job_id)  # NotFound for an unknown id
-                if job["status"] in FINISHED:
+                if job["status"] in FINISHED_JOBS:
                     raise InvalidInput(f"job {job_id} has already finished ({job['status']})")
-                if job["status"] == RUNNING:
+                if job["status"] == JobStatus.RUNNING:
                     raise InvalidInput(f"job {job_id} is running in another LoRA Manager process; cancel it there")
         with self._changed:
             self._changed.notify_all()
@@ -205,6 +202,7 @@ class JobQueue:
 
     def skip(self, job_id: int) -> dict[str, Any]:
         """Abandon the running job's current batch and go on with the next."""
+        job_id = fields.JOB_ID.parse(job_id)
         running = self._running
         if running is None or running.job_id != job_id:
             raise InvalidInput(f"job {job_id} is not running")
@@ -238,14 +236,15 @@ class JobQueue:
     def _recover(self) -> None:
         """Running jobs whose owner is gone (it died mid-job) end interrupted; those of live
         processes, another server on the same database say, are theirs."""
-        gone = self._gone_owners(RUNNING)
+        gone = self._gone_owners(JobStatus.RUNNING)
         if not gone:
             return
         self.store.db.transaction(lambda session: session.execute(
-            update(Job).where(Job.status == RUNNING, _owned_by(gone)).values(
-                status=INTERRUPTED, finished_at=time.time(), message="LoRA Manager stopped while this job was running")))
+            update(Job).where(Job.status == JobStatus.RUNNING, _owned_by(gone)).values(
+                status=JobStatus.INTERRUPTED, finished_at=time.time(),
+                message="LoRA Manager stopped while this job was running")))
 
-    def _gone_owners(self, status: str) -> set[str | None]:
+    def _gone_owners(self, status: JobStatus) -> set[str | None]:
         with self.store.db.read() as session:
             owners = set(session.scalars(select(Job.owner).where(Job.status == status).distinct()))
         return self.store.processes.gone(owners)
@@ -253,15 +252,15 @@ class JobQueue:
     def _claim(self) -> Job | None:
         """The next job for this worker, now running and owned by this process: its own queued
         jobs first in, then those whose owner is gone; None when there is none."""
-        owners = {self.owner} | self._gone_owners(QUEUED)
+        owners = {self.owner} | self._gone_owners(JobStatus.QUEUED)
         me = self.owner
 
         def claim(session) -> Job | None:
             # SKIP LOCKED: a job another worker is claiming right now is not waited for
-            candidates = select(Job.id).where(Job.status == QUEUED, _owned_by(owners)).order_by(Job.id).limit(5)
+            candidates = select(Job.id).where(Job.status == JobStatus.QUEUED, _owned_by(owners)).order_by(Job.id).limit(5)
             for job_id in session.scalars(candidates.with_for_update(skip_locked=True)).all():
-                taken = session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(
-                    status=RUNNING, owner=me, started_at=time.time())).rowcount
+                taken = session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED).values(
+                    status=JobStatus.RUNNING, owner=me, started_at=time.time())).rowcount
                 if taken:  # the condition decides: a job whose status changed meanwhile is not ours
                     job = session.get(Job, job_id, populate_existing=True)
                     session.flush()
@@ -285,7 +284,8 @@ class JobQueue:
                 status, message, result = self._run(job)
             except Exception as e:  # noqa: BLE001 - the worker outlives one broken job; the error is logged in full
                 log.exception("LoRA Manager: job %s failed", job.id)
-                status, message, result = FAILED, f"internal error: {e}", {"images": list(self._running.images) if self._running else []}
+                status, message = JobStatus.FAILED, f"internal error: {e}"
+                result = {"images": list(self._running.images) if self._running else []}
             self._finish(job.id, {"status": status, "message": message, "result": json.dumps(result), "finished_at": time.time()})
             self._running = None
             with self._changed:
@@ -303,7 +303,7 @@ class JobQueue:
                 if self._stop.wait(1.0):
                     return
 
-    def _run(self, job: Job) -> tuple[str, str, dict[str, Any]]:
+    def _run(self, job: Job) -> tuple[JobStatus, str, dict[str, Any]]:
         plan = json.loads(job.request)
         parts = _parts(job.kind, job.id, plan)
         running = self._running = _Running(job.id, parts=len(parts))
@@ -322,10 +322,10 @@ class JobQueue:
             outcomes.append(outcome)
             running.images.extend({"path": image.path, "infotext": image.infotext, "seed": image.seed, "label": label}
                                   for image in outcome.images)
-            if outcome.status != generation.SUCCEEDED:
+            if outcome.status != GenerationStatus.SUCCEEDED:
                 break
         result: dict[str, Any] = {"images": list(running.images), "progress": _progress(running.progress)}
-        if job.kind != "generate" and running.images:
+        if job.kind != JobKind.GENERATE and running.images:
             result["grid"] = self._grid(job.id, parts, running.images)
         status, message = _status(outcomes, running.cancelled, len(parts))
         return status, message, result
@@ -351,7 +351,7 @@ def left_over(db: Database) -> int:
     """How many jobs are queued or running, whichever process owns them: when a previous run left
     some, a worker started now runs the queued ones and marks those it was running interrupted."""
     with db.read() as session:
-        return session.scalar(select(func.count(Job.id)).where(Job.status.in_((QUEUED, RUNNING))))
+        return session.scalar(select(func.count(Job.id)).where(Job.status.in_(ACTIVE_JOBS)))
 
 
 def _owned_by(owners: set[str | None]):
@@ -370,34 +370,34 @@ def _fixed_seed(request: GenerationRequest) -> GenerationRequest:
     return request if request.seed != -1 else replace(request, seed=random.randrange(MAX_SEED))
 
 
-def _parts(kind: str, job_id: int, plan: dict[str, Any]) -> list[tuple[str, GenerationRequest]]:
+def _parts(kind: JobKind, job_id: int, plan: dict[str, Any]) -> list[tuple[str, GenerationRequest]]:
     """(label, request) for each generation a job makes."""
     request = GenerationRequest.from_dict(plan["request"])
-    if kind == "generate":
+    if kind == JobKind.GENERATE:
         return [(request.label or "", request)]
     group, lora = f"job-{job_id}", plan["lora"]
-    if kind == "sweep":
+    if kind == JobKind.SWEEP:
         labels = [(f"{lora} {w:g}", w) for w in plan["weights"]]
         return [(label, replace(request, prompt=set_lora_weight(request.prompt, lora, w), group=group, label=label))
                 for label, w in labels]
-    if kind == "ab":
+    if kind == JobKind.AB:
         without = f"without {lora}"
         return [(f"with {lora}", replace(request, group=group, label=f"with {lora}")),
                 (without, replace(request, prompt=set_lora_weight(request.prompt, lora, None), group=group, label=without))]
     raise InvalidInput(f"unknown job kind “{kind}”")
 
 
-def _status(outcomes: list[GenerationOutcome], cancelled: bool, parts: int) -> tuple[str, str]:
+def _status(outcomes: list[GenerationOutcome], cancelled: bool, parts: int) -> tuple[JobStatus, str]:
     """The job's status from its generations' outcomes; the message says what happened."""
     if cancelled:
-        return CANCELLED, "cancelled while running"
+        return JobStatus.CANCELLED, "cancelled while running"
     last = outcomes[-1] if outcomes else None
     if last is None:
-        return FAILED, "nothing was generated"
-    if last.status == generation.SUCCEEDED and len(outcomes) == parts:
-        return SUCCEEDED, last.message
-    if last.status == generation.INTERRUPTED:
-        return INTERRUPTED, last.message or "interrupted outside LoRA Manager"
-    if last.status == generation.NO_MODEL:
-        return FAILED, last.message or "no model is loaded"
-    return FAILED, last.message or "the generation failed"
+        return JobStatus.FAILED, "nothing was generated"
+    if last.status == GenerationStatus.SUCCEEDED and len(outcomes) == parts:
+        return JobStatus.SUCCEEDED, last.message
+    if last.status == GenerationStatus.INTERRUPTED:
+        return JobStatus.INTERRUPTED, last.message or "interrupted outside LoRA Manager"
+    if last.status == GenerationStatus.NO_MODEL:
+        return JobStatus.FAILED, last.message or "no model is loaded"
+    return JobStatus.FAILED, last.message or "the generation failed"

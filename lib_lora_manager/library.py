@@ -193,7 +193,7 @@ def _bulk_result(ids: list[int], done: list[int]) -> BulkResult:
 
 
 def _tag_names(tags: Iterable[str] | str) -> list[str]:
-    return fields.TAGS.parse(tags if isinstance(tags, (str, list, tuple)) or tags is None else list(tags), "tags")
+    return fields.TAGS.parse(tags)
 
 
 def _validated(changes: dict[str, Any]) -> dict[str, Any]:

@@ -194,8 +194,8 @@ class Generation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[float] = mapped_column(Float, index=True)
     duration: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # succeeded, interrupted, failed, no_model
-    source: Mapped[str | None] = mapped_column(SafeString(40))  # txt2img, img2img, control, api, lora-manager...
+    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # statuses.GenerationStatus
+    source: Mapped[str | None] = mapped_column(SafeString(40))  # statuses.GenerationSource, or a host's own word
     prompt: Mapped[str] = mapped_column(SafeText, default="")
     negative_prompt: Mapped[str] = mapped_column(SafeText, default="")
     seeds: Mapped[str | None] = mapped_column(SafeText)  # JSON list
@@ -259,8 +259,8 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(SafeString(16))  # generate, sweep, ab
-    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # see jobs.JOB_STATUSES
+    kind: Mapped[str] = mapped_column(SafeString(16))  # statuses.JobKind
+    status: Mapped[str] = mapped_column(SafeString(16), index=True)  # statuses.JobStatus
     request: Mapped[str] = mapped_column(SafeText)  # JSON: the GenerationRequest (and sweep settings)
     result: Mapped[str | None] = mapped_column(SafeText)  # JSON: images, infotexts, grid
     message: Mapped[str | None] = mapped_column(SafeText)  # why it failed / was interrupted
@@ -294,7 +294,7 @@ class FileOperation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(SafeString(32), index=True)
-    kind: Mapped[str] = mapped_column(SafeString(16))  # trash, move
+    kind: Mapped[str] = mapped_column(SafeString(16))  # statuses.FileOperationKind
     batch: Mapped[str | None] = mapped_column(SafeString(40))
     lora_id: Mapped[int | None] = mapped_column(ForeignKey("loras.id", ondelete="SET NULL"))
     plan: Mapped[str] = mapped_column(SafeText)  # JSON {source path: destination path, ...} and the row's new values

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 
 from . import fields
-from .errors import QueryError
+from .errors import InvalidInput, QueryError
 from .vocabulary import QueryHelp
 
 FilterFn = Callable[[str], tuple[ColumnElement[bool], str]]
@@ -225,19 +225,17 @@ def parse(text: str | None, table: Table) -> Query:
 
 
 def _checked_text(text: str | None) -> str:
-    """The query text, if it is text a database can compare: bounded, no NUL, no lone surrogates
-    but surrogate escapes (the bytes of a file name that is not UTF-8, for folder: and names)."""
+    """The query text, if it is text a database can compare (fields.QUERY: bounded, no NUL, no
+    lone surrogates but surrogate escapes, the bytes of a file name that is not UTF-8)."""
     if text is None:
         return ""
-    if not isinstance(text, str):
-        raise QueryError(f"a query is text, not {fields.shown(text)}")
-    text = text.strip()
-    if len(text) > fields.MAX_QUERY_LENGTH:
-        raise QueryError(f"the query is too long (more than {fields.MAX_QUERY_LENGTH} characters)")
-    for position, char in enumerate(text):
-        if char == "\x00" or "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff":
-            raise QueryError("the query contains a character that is not text (NUL or a lone surrogate)", position)
-    return text
+    try:
+        return fields.QUERY.parse(text).strip()
+    except InvalidInput as e:  # REST's q says the same; the position marks the character that is not text
+        stripped = text.strip() if isinstance(text, str) and len(text) <= fields.MAX_QUERY_LENGTH else ""
+        bad = next((n for n, char in enumerate(stripped)
+                    if char == "\x00" or "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff"), None)
+        raise QueryError(str(e), bad) from None
 
 
 def _parse_sort(table: Table, value: str, position: int) -> Sort:

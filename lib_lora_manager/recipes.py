@@ -23,18 +23,14 @@ from sqlalchemy import func, or_, select
 
 from . import catalog, fields, thumbnails
 from .errors import InvalidInput, NotFound
-from .generation import GenerationRequest
+from .generation import RECIPE_PARAMETERS
 from .models import Recipe
 from .results import SavedRecipe
 from .store import Store
 
-MAX_NAME = 200
-MAX_PROMPT = fields.MAX_PROMPT
 MAX_LORAS = fields.MAX_COMPOSE_LORAS
 MAX_COVER_BYTES = 50 * 1024 * 1024  # a bigger "image" is not a cover anyone meant to pick
 COVER_SIZE = 1024
-# parameters are GenerationRequest fields minus the ones a recipe keeps itself (or that belong to one run)
-NOT_PARAMETERS = ("prompt", "negative_prompt", "group", "label")
 
 
 class Recipes:
@@ -58,7 +54,7 @@ class Recipes:
 
     def find(self, name: str) -> SavedRecipe:
         """A recipe by its name (any case)."""
-        name = _NAME.parse(name)
+        name = fields.RECIPE_NAME.parse(name)
         with self.store.db.read() as session:
             recipe = session.scalars(select(Recipe).where(func.lower(Recipe.name) == name.lower())).first()
             if recipe is None:
@@ -68,7 +64,7 @@ class Recipes:
     def search(self, q: str | None = "", limit: int = 100) -> list[SavedRecipe]:
         """Recipes whose name, prompts or LoRA names contain every word of ``q``, newest first."""
         words = [w for w in fields.QUERY.parse(q or "").lower().split() if w]
-        limit = max(1, min(int(limit), 1000))
+        limit = fields.RECIPE_LIMIT.parse(limit)
         with self.store.db.read() as session:
             stmt = select(Recipe).order_by(Recipe.updated_at.desc(), Recipe.id.desc())
             for word in words:  # a cheap pre-filter; the LoRA names are checked below, not the JSON keys
@@ -89,10 +85,10 @@ class Recipes:
              parameters: dict[str, Any] | None = None, cover_image_path: str | None = None) -> SavedRecipe:
         """Create the recipe, or update the one with this name. ``parameters`` None keeps the saved
         ones (a host without generation has none to give); ``cover_image_path`` None keeps the cover."""
-        name = _name(name)
-        prompt, negative = _text("prompt", prompt), _text("negative prompt", negative)
-        entries = self._entries(loras or [])
-        params = _parameters(parameters) if parameters is not None else None
+        name = fields.RECIPE_NAME.parse(name)
+        prompt, negative = fields.RECIPE_PROMPT.parse(prompt), fields.RECIPE_PROMPT.parse(negative, "negative_prompt")
+        entries = self._entries(loras)
+        params = RECIPE_PARAMETERS.parse(parameters)
         cover = self._store_cover(cover_image_path) if cover_image_path else None
         now = time.time()
 
@@ -122,7 +118,7 @@ class Recipes:
         return saved
 
     def rename(self, recipe_id: int, new_name: str) -> SavedRecipe:
-        new_name = _name(new_name)
+        new_name = fields.RECIPE_NAME.parse(new_name)
         with self.store.db.write() as session:
             recipe = session.get(Recipe, _id(recipe_id))
             if recipe is None:
@@ -201,32 +197,5 @@ def _haystack(item: SavedRecipe) -> str:
     return f"{item.name}\n{item.prompt}\n{item.negative_prompt}\n{names}".lower()
 
 
-_NAME = fields.Text(fields.MAX_NAME, "name", one_line=True, nullable=True, none_as_empty=True)
-
-
 def _id(value: Any) -> int:
     return fields.RECIPE_ID.parse(value)
-
-
-def _name(name: Any) -> str:
-    text = _NAME.parse(name)  # one line, single spaces
-    if not text:
-        raise InvalidInput("give the recipe a name")
-    if len(text) > MAX_NAME:
-        raise InvalidInput(f"the recipe name is too long ({len(text)} characters; at most {MAX_NAME})")
-    return text
-
-
-def _text(what: str, value: Any) -> str:
-    return fields.Text(MAX_PROMPT, what, nullable=True, none_as_empty=True).parse(value)
-
-
-def _parameters(parameters: Any) -> dict[str, Any]:
-    """Generation parameters as validated GenerationRequest fields (only those given)."""
-    if not isinstance(parameters, dict):
-        raise InvalidInput("parameters must be an object of generation settings")
-    kept = sorted(set(parameters) & set(NOT_PARAMETERS))
-    if kept:
-        raise InvalidInput(f"parameters cannot hold {', '.join(kept)}: the prompt and negative prompt are recipe fields")
-    request = GenerationRequest.from_dict(parameters)
-    return {key: getattr(request, key) for key in parameters}

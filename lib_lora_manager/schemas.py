@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from . import fields
 from .errors import InvalidInput
 from .fields import Field
+from .generation import FIELDS, RECIPE_PARAMETERS
 
 _INVALID = "lora_manager_invalid"
 
@@ -89,8 +90,10 @@ GenerationChanges = body_model(
 
 Prompt = typed(fields.PROMPT)
 Loras = typed(fields.COMPOSE_ENTRIES)
-ModelFamily = typed(fields.BaseModelCode("model"))
-RecipeName = typed(fields.Text(fields.MAX_NAME, "name", one_line=True))
+ModelFamily = typed(fields.MODEL_FAMILY)
+RecipeName = typed(fields.RECIPE_NAME)
+RecipePrompt = typed(fields.RECIPE_PROMPT)
+RecipeParameters = typed(RECIPE_PARAMETERS)
 
 
 class ComposeRequest(Body):
@@ -108,10 +111,10 @@ class RecipeBody(Body):
 
     usage: ClassVar[str] = "send a JSON object with name, and any of prompt, negative_prompt, loras, parameters"
     name: RecipeName
-    prompt: Prompt = ""
-    negative_prompt: Prompt = ""
+    prompt: RecipePrompt = ""
+    negative_prompt: RecipePrompt = ""
     loras: Loras = []
-    parameters: dict[str, Any] | None = None  # checked field by field as GenerationRequest fields
+    parameters: RecipeParameters = None
 
 
 class RecipeRename(Body):
@@ -132,8 +135,6 @@ class UndoTrash(Body):
 
 def generate_body() -> type[Body]:
     """POST /generate: GenerationRequest's fields plus ``loras`` composed into the prompt."""
-    from .generation import FIELDS
-
     return body_model("GenerateRequest", {**FIELDS, "loras": fields.COMPOSE_ENTRIES},
                       f"send a JSON object with any of the supported fields: {', '.join([*FIELDS, 'loras'])}",
                       "SDNext's /sdapi/v1/txt2img field names, plus loras: [{name, weight}] composed into the prompt.")

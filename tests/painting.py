@@ -11,8 +11,8 @@ import time
 
 from PIL import Image
 
-from lib_lora_manager import generation
 from lib_lora_manager.generation import GenerationOutcome, GenerationRequest, OutputImage, Progress
+from lib_lora_manager.statuses import GenerationStatus
 
 
 class PaintingGenerator:
@@ -52,7 +52,7 @@ class PaintingGenerator:
         self.requests.append(request)
         self._interrupted.clear()
         self.started.set()
-        if self.outcome_status in (generation.NO_MODEL, generation.FAILED):
+        if self.outcome_status in (GenerationStatus.NO_MODEL, GenerationStatus.FAILED):
             return GenerationOutcome(self.outcome_status, message=self.message)
         os.makedirs(self.output_dir, exist_ok=True)
         images = []
@@ -60,7 +60,7 @@ class PaintingGenerator:
             self._skipped.clear()
             for step in range(1, request.steps + 1):
                 if self._interrupted.is_set():
-                    return GenerationOutcome(generation.INTERRUPTED, images, "interrupted")
+                    return GenerationOutcome(GenerationStatus.INTERRUPTED, images, "interrupted")
                 if self._skipped.is_set():
                     break
                 time.sleep(self.step_seconds)
@@ -72,4 +72,4 @@ class PaintingGenerator:
                     path = os.path.join(self.output_dir, f"{len(os.listdir(self.output_dir)):05d}-{seed}.png")
                     Image.new("RGB", (request.width // 8, request.height // 8), tuple(colour)).save(path)
                     images.append(OutputImage(path, f"{request.prompt}\nSteps: {request.steps}, Seed: {seed}", seed))
-        return GenerationOutcome(generation.SUCCEEDED, images)
+        return GenerationOutcome(GenerationStatus.SUCCEEDED, images)

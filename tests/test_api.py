@@ -28,11 +28,14 @@ def client(library, lora_dir):
 def test_list_search_sort_and_page(client):
     body = client.get("/lora-manager/v1/loras").json()
     assert set(body) == {"total", "page", "per_page", "items", "description", "sort"} and body["total"] == 3
+    assert (body["description"], body["sort"]) == ("All LoRAs; sorted by name (A to Z).", "name")
     body = client.get("/lora-manager/v1/loras", params={"q": "base:sdxl"}).json()
     assert [i["filename"] for i in body["items"]] == ["beta.safetensors"]
+    assert body["description"].startswith("LoRAs for SDXL") and body["sort"] == "name"
     assert body["items"][0]["token"] == "<lora:beta:1>"
     body = client.get("/lora-manager/v1/loras", params={"sort": "-name", "per_page": 1, "page": 2}).json()
     assert body["page"] == 2 and body["per_page"] == 1 and len(body["items"]) == 1
+    assert body["sort"] == "-name" and "name (Z to A)" in body["description"]
 
 
 def test_get_and_patch(client):

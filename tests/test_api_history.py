@@ -62,17 +62,29 @@ def test_patch_rating_and_favorite(setup):
 
 def test_images_and_thumbnails_only_of_recorded_files(setup):
     client, ids, _image = setup
-    full = client.get(f"{PREFIX}/{ids[0]}/image/0")
+    full = client.get(f"{PREFIX}/{ids[0]}/images/0")
     assert full.status_code == 200 and full.headers["content-type"] == "image/png"
-    thumb = client.get(f"{PREFIX}/{ids[0]}/image/0", params={"size": 128})
+    thumb = client.get(f"{PREFIX}/{ids[0]}/images/0", params={"size": 128})
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert len(thumb.content) < len(full.content)
     import io
 
     with Image.open(io.BytesIO(thumb.content)) as small:
         assert max(small.size) == 128
-    assert client.get(f"{PREFIX}/{ids[1]}/image/0").status_code == 404  # recorded, but the file is gone
-    assert client.get(f"{PREFIX}/{ids[0]}/image/1").status_code == 404  # not recorded
+    assert client.get(f"{PREFIX}/{ids[1]}/images/0").status_code == 404  # recorded, but the file is gone
+    assert client.get(f"{PREFIX}/{ids[0]}/images/1").status_code == 404  # not recorded
+
+
+def test_the_old_image_path_still_serves_the_same_files(setup):
+    """/history/{id}/images/{n} was /history/{id}/image/{n}: clients of the old path keep working."""
+    client, ids, _image = setup
+    for params in ({}, {"size": 128}):
+        old = client.get(f"{PREFIX}/{ids[0]}/image/0", params=params)
+        new = client.get(f"{PREFIX}/{ids[0]}/images/0", params=params)
+        assert old.status_code == new.status_code == 200
+        assert (old.headers["content-type"], old.content) == (new.headers["content-type"], new.content)
+    assert client.get(f"{PREFIX}/{ids[0]}/image/1").status_code == 404
+    assert client.get(f"{PREFIX}/{ids[0]}/image/0", params={"size": 5000}).status_code == 422
 
 
 def test_delete_with_and_without_files(setup):
@@ -95,8 +107,8 @@ def test_delete_with_and_without_files(setup):
     ("patch", f"{PREFIX}/{{id}}", {"json": {"prompt": "x"}}, 422),
     ("patch", f"{PREFIX}/{{id}}", {"json": {}}, 422),
     ("delete", f"{PREFIX}/999999", {}, 404),
-    ("get", f"{PREFIX}/{{id}}/image/0", {"params": {"size": 5000}}, 422),
-    ("get", f"{PREFIX}/999999/image/0", {}, 404),
+    ("get", f"{PREFIX}/{{id}}/images/0", {"params": {"size": 5000}}, 422),
+    ("get", f"{PREFIX}/999999/images/0", {}, 404),
 ])
 def test_bad_input_is_a_json_4xx(setup, method, path, kwargs, status):
     client, ids, _image = setup

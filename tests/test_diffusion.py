@@ -24,19 +24,13 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from lib_lora_manager import demo, demo_model, synth  # noqa: E402
 from lib_lora_manager.errors import InvalidInput, NotFound  # noqa: E402
-from lib_lora_manager.generation import (  # noqa: E402
-    FAILED,
-    INTERRUPTED,
-    NO_MODEL,
-    SUCCEEDED,
-    GenerationRequest,
-    Progress,
-)
+from lib_lora_manager.generation import GenerationRequest, Progress  # noqa: E402
 from lib_lora_manager.history import GenerationRecord  # noqa: E402
 from lib_lora_manager.hosts.diffusion import DiffusersGenerator  # noqa: E402
 from lib_lora_manager.lora_info import extract  # noqa: E402
 from lib_lora_manager.prompts import parse_infotext  # noqa: E402
 from lib_lora_manager.safetensors_header import read_header  # noqa: E402
+from lib_lora_manager.statuses import GenerationStatus  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,7 +155,7 @@ def test_every_module_of_a_tiny_lora_finds_its_layer(model, loras, tmp_path):
 
 def test_same_seed_same_image_and_seeds_count_up(generator):
     first, again = run(generator), run(generator)
-    assert first.status == SUCCEEDED and first.message == ""
+    assert first.status == GenerationStatus.SUCCEEDED and first.message == ""
     assert delta(pixels(first), pixels(again)) == 0
     assert delta(pixels(first), pixels(run(generator, seed=8))) > 0.01
     batch = run(generator, seed=20, batch_size=2, n_iter=2)
@@ -218,7 +212,7 @@ def test_unknown_and_unloadable_loras_are_reported_and_skipped(generator):
     base = pixels(run(generator))
     outcome = run(generator, "a red cat <lora:missing:1> <lora:corrupt:1> <lora:real_sd15:1> <lora:no_prefix:1> "
                              "<lora:pickle:1>")
-    assert outcome.status == SUCCEEDED and len(outcome.images) == 1
+    assert outcome.status == GenerationStatus.SUCCEEDED and len(outcome.images) == 1
     assert delta(pixels(outcome), base) == 0
     message = outcome.message
     assert "'missing' was not used: No LoRA called 'missing'" in message
@@ -296,10 +290,10 @@ def test_interrupt_keeps_the_images_made_so_far(generator, records):
             from_another_thread(generator.interrupt)
 
     outcome = run(generator, n_iter=4, progress=progress)
-    assert outcome.status == INTERRUPTED and [i.seed for i in outcome.images] == [7]
+    assert outcome.status == GenerationStatus.INTERRUPTED and [i.seed for i in outcome.images] == [7]
     assert "Interrupted after 1 of 4 images" in outcome.message
-    assert records[-1].status == INTERRUPTED and len(records[-1].images) == 1
-    assert run(generator).status == SUCCEEDED  # the next generation is not interrupted
+    assert records[-1].status == GenerationStatus.INTERRUPTED and len(records[-1].images) == 1
+    assert run(generator).status == GenerationStatus.SUCCEEDED  # the next generation is not interrupted
 
 
 def test_skip_abandons_one_batch_and_goes_on(generator):
@@ -308,7 +302,7 @@ def test_skip_abandons_one_batch_and_goes_on(generator):
             from_another_thread(generator.skip)
 
     outcome = run(generator, n_iter=3, progress=progress)
-    assert outcome.status == SUCCEEDED and [i.seed for i in outcome.images] == [8, 9]
+    assert outcome.status == GenerationStatus.SUCCEEDED and [i.seed for i in outcome.images] == [8, 9]
     assert "Skipped batch 1 of 3" in outcome.message
 
 
@@ -318,9 +312,9 @@ def test_a_pipeline_error_fails_with_its_message(generator, records):
             raise RuntimeError("out of memory while sampling")
 
     outcome = run(generator, n_iter=2, progress=progress)
-    assert outcome.status == FAILED and len(outcome.images) == 1
+    assert outcome.status == GenerationStatus.FAILED and len(outcome.images) == 1
     assert outcome.message.startswith("Generation failed: out of memory while sampling")
-    assert records[-1].status == FAILED and "out of memory" in records[-1].error
+    assert records[-1].status == GenerationStatus.FAILED and "out of memory" in records[-1].error
 
 
 @pytest.mark.parametrize("path", ["", "missing-model-folder", "not-a-model"])
@@ -332,9 +326,9 @@ def test_no_model(tmp_path, records, path):
     generator = DiffusersGenerator(path, str(tmp_path / "out"), resolve_lora=resolver({}), record=records.append)
     assert generator.model_family() is None
     outcome = generator.generate(request(), lambda _p: None)
-    assert outcome.status == NO_MODEL and outcome.images == []
+    assert outcome.status == GenerationStatus.NO_MODEL and outcome.images == []
     assert outcome.message and "Traceback" not in outcome.message
-    assert records[-1].status == NO_MODEL and records[-1].error == outcome.message
+    assert records[-1].status == GenerationStatus.NO_MODEL and records[-1].error == outcome.message
     assert not (tmp_path / "out").exists()
 
 
@@ -362,7 +356,7 @@ def test_png_has_sdnext_infotext_and_counted_names(generator, records):
 
     record = records[-2]
     assert (record.status, record.source, record.prompt, record.negative_prompt) == (
-        SUCCEEDED, "lora-manager", prompt, "blurry")
+        GenerationStatus.SUCCEEDED, "lora-manager", prompt, "blurry")
     assert (record.seeds, record.width, record.height, record.steps, record.sampler, record.cfg_scale) == (
         [40, 41], 64, 64, 4, "Euler a", 7.5)
     assert (record.model_name, record.group, record.label, record.error) == ("tiny-sd", "sweep-1", "style 0.8", None)
@@ -375,7 +369,7 @@ def test_every_sampler_runs_and_an_unknown_one_falls_back(generator):
     images = {}
     for name in generator.samplers():
         outcome = run(generator, sampler_name=name)
-        assert outcome.status == SUCCEEDED and outcome.message == "", name
+        assert outcome.status == GenerationStatus.SUCCEEDED and outcome.message == "", name
         assert parse_infotext(outcome.images[0].infotext)["Sampler"] == name
         images[name] = pixels(outcome)
     assert max(delta(image, images["DDIM"]) for image in images.values()) > 0.01
@@ -388,7 +382,7 @@ def test_every_sampler_runs_and_an_unknown_one_falls_back(generator):
 
 def test_hires_pass_upscales_in_latent_space(generator):
     outcome = run(generator, enable_hr=True, hr_scale=2.0, denoising_strength=0.5, hr_upscaler="Latent (nearest)")
-    assert outcome.status == SUCCEEDED and outcome.message == ""
+    assert outcome.status == GenerationStatus.SUCCEEDED and outcome.message == ""
     with Image.open(outcome.images[0].path) as image:
         assert image.size == (128, 128)
     params = parse_infotext(outcome.images[0].infotext)
@@ -396,7 +390,7 @@ def test_hires_pass_upscales_in_latent_space(generator):
         "64x64", "Latent (nearest)", 2, 0.5)
     plain = run(generator, enable_hr=True, denoising_strength=0.0)  # no second-pass step: upscaled latents only
     with Image.open(plain.images[0].path) as image:
-        assert plain.status == SUCCEEDED and image.size == (128, 128)
+        assert plain.status == GenerationStatus.SUCCEEDED and image.size == (128, 128)
     odd = run(generator, enable_hr=True, hr_upscaler="R-ESRGAN 4x+")
     assert "Upscaler 'R-ESRGAN 4x+' is not available standalone; used Latent" in odd.message
 
@@ -406,7 +400,7 @@ def test_an_sdxl_folder(tmp_path, loras):
     generator = DiffusersGenerator(str(folder), str(tmp_path / "out"), resolve_lora=resolver(loras))
     assert generator.model_family() == "sdxl" and generator._pipe is None
     outcome = run(generator, "a red cat <lora:style:1>", sampler_name="Euler a", enable_hr=True)
-    assert outcome.status == SUCCEEDED and "'style' could not be loaded" in outcome.message  # an SD1.5 LoRA
+    assert outcome.status == GenerationStatus.SUCCEEDED and "'style' could not be loaded" in outcome.message  # an SD1.5 LoRA
     with Image.open(outcome.images[0].path) as image:
         assert image.size == (128, 128)
     assert parse_infotext(outcome.images[0].infotext)["Model"] == "tiny-xl"
@@ -443,13 +437,13 @@ def test_single_file_checkpoint_with_a_local_config(model, loras, tmp_path):
     alone = DiffusersGenerator(str(checkpoint), str(tmp_path / "a"), resolve_lora=resolver(loras))
     assert alone.model_family() == "sd1"
     refused = alone.generate(request(), lambda _p: None)
-    assert refused.status == NO_MODEL and "--model-config PATH" in refused.message
+    assert refused.status == GenerationStatus.NO_MODEL and "--model-config PATH" in refused.message
     configured = DiffusersGenerator(str(checkpoint), str(tmp_path / "b"), resolve_lora=resolver(loras),
                                     model_config=model)
     folder = DiffusersGenerator(model, str(tmp_path / "c"), resolve_lora=resolver(loras))
     prompt = "a red cat <lora:style:1>"
     made = run(configured, prompt)
-    assert made.status == SUCCEEDED and made.message == ""
+    assert made.status == GenerationStatus.SUCCEEDED and made.message == ""
     # the same model weights, up to float rounding
     assert delta(pixels(run(configured, "a red cat")), pixels(run(folder, "a red cat"))) < 0.002
     # and the LoRA applies to it: here (transformers 5.17, diffusers 0.40) about 5 % of its effect

@@ -1,7 +1,12 @@
-"""The README documents every setting, CLI command, REST route and query key that exists."""
+"""The README documents every setting, CLI command, REST route and query key that exists, and every
+file a docstring or comment cites is in the repository."""
 
 from __future__ import annotations
 
+import ast
+import io
+import re
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -52,3 +57,55 @@ def test_every_query_key_is_documented_in_the_ui_and_the_readme(table, section, 
     assert markdown in README[start:], f"README.md's table under “{section}” should read:\n\n{markdown}\n"
     assert all(f"`{key}:" in markdown for key in table.filters)
     assert all(f"`{key}`" in markdown for key in table.sorts)
+
+
+# --- files cited in docstrings and comments -----------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "lib_lora_manager"
+# a file name or path ending in an extension we cite (not part of a longer name or a URL)
+CITED = re.compile(r"(?<![\w./*-])((?:[\w.-]+/)*[\w-]+\.(?:py|md|js|css))(?![\w/])")
+URL = re.compile(r"https?://\S+")
+# other projects' files are cited by their path in that project: SDNext's modules/, Gradio's gradio/
+ELSEWHERE = ("modules/", "gradio/")
+
+
+def _commentary(path: Path) -> str:
+    """The docstrings and comments of a source file (code and other strings left out)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".css":
+        return "\n".join(re.findall(r"/\*.*?\*/", text, re.S))
+    if path.suffix == ".js":
+        return "\n".join(re.findall(r"/\*.*?\*/|//[^\n]*", text, re.S))
+    parts = [token.string for token in tokenize.generate_tokens(io.StringIO(text).readline) if token.type == tokenize.COMMENT]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):
+            parts.append(ast.get_docstring(node))
+    return "\n".join(parts)
+
+
+def _sources() -> list[Path]:
+    """Our source files, except the SDNext test double (tests/sdnext), which cites SDNext's own."""
+    files = [*PACKAGE.rglob("*.py"), *(REPO / "scripts").glob("*.py"), REPO / "install.py",
+             *(REPO / "javascript").glob("*.js"), REPO / "style.css", *(REPO / "tests").rglob("*.py")]
+    return [f for f in files if "migrations" not in f.parts and (REPO / "tests" / "sdnext") not in f.parents]
+
+
+def test_every_file_a_docstring_or_comment_cites_is_in_the_repository():
+    """A cited path is relative to the repository, the package or the citing file's folder; files of
+    other projects are cited by their path there (modules/… for SDNext) or by URL."""
+    missing = []
+    for source in _sources():
+        for cited in CITED.findall(URL.sub("", _commentary(source))):
+            if cited.startswith(ELSEWHERE):
+                continue
+            if not any((base / cited).is_file() for base in (REPO, PACKAGE, source.parent)):
+                missing.append(f"{source.relative_to(REPO)}: {cited}")
+    assert missing == []
+
+
+def test_citations_are_found():
+    """The test above sees citations where they are written."""
+    cited = {c for source in _sources() for c in CITED.findall(URL.sub("", _commentary(source)))}
+    assert {"fields.py", "javascript/lora_manager.js", "scripts/lora_manager.py", "lib_lora_manager/ui/generate_panel.py",
+            "modules/hashes.py", "lora_manager.js"} <= cited

@@ -15,11 +15,11 @@ from browser import chromium_page, free_port, playwright_api, shot
 from painting import PaintingGenerator
 from PIL import Image
 
-from lib_lora_manager import generation
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.generation import Progress
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.jobs import JobQueue
+from lib_lora_manager.statuses import GenerationStatus
 from lib_lora_manager.ui import generate_panel
 from lib_lora_manager.ui.generate_panel import PARAMETERS, GeneratePanel, parse_weights
 
@@ -276,8 +276,8 @@ def test_skip_abandons_the_current_batch(panel, painter):
 
 
 @pytest.mark.parametrize("status, message, shown", [
-    (generation.NO_MODEL, "No model is loaded in SDNext", "failed: No model is loaded in SDNext"),
-    (generation.FAILED, f"pipeline error: {XSS}", "failed: pipeline error: &lt;img src=x onerror=alert(1)&gt;"),
+    (GenerationStatus.NO_MODEL, "No model is loaded in SDNext", "failed: No model is loaded in SDNext"),
+    (GenerationStatus.FAILED, f"pipeline error: {XSS}", "failed: pipeline error: &lt;img src=x onerror=alert(1)&gt;"),
 ])
 def test_failures_show_their_reason(library, tmp_path, status, message, shown):
     panel, queue, _ = make_panel(PaintingGenerator(tmp_path / "out", outcome_status=status, message=message), library)

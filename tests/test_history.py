@@ -199,7 +199,7 @@ def test_thumbnails_are_cached_by_file_state(library, tmp_path):
     assert second != first and os.path.exists(second) and not os.path.exists(first)
     with pytest.raises(NotFound):
         library.history.thumbnail(gid, 1, 64)
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput, match="^image number must be between 0 and 100000, not -1$"):  # as REST says it
         library.history.image_file(gid, -1)
     (tmp_path / "out" / "bad.png").write_bytes(b"not an image")
     bad = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded",

@@ -111,7 +111,7 @@ def test_search_pages_and_views(tab, world):
     results, description, pager, state = tab.search("", DEFAULT_SORT, "Gallery")
     assert card_ids(results)[0] == world["special"] and len(card_ids(results)) == PAGE_SIZE
     assert "21 generations" in pager and "All generations" in description
-    assert '/base/lora-manager/v1/history/{}/image/0?size=320'.format(world["special"]) in results
+    assert '/base/lora-manager/v1/history/{}/images/0?size=320'.format(world["special"]) in results
     second = tab.next_page(state, "Gallery")
     assert len(card_ids(second[0])) == 9 and second[3]["page"] == 2
     assert tab.next_page(second[3], "Gallery")[3]["page"] == 2  # no page 3

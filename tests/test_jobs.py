@@ -10,12 +10,12 @@ import pytest
 from painting import PaintingGenerator
 from PIL import Image
 
-from lib_lora_manager import generation
 from lib_lora_manager.errors import InvalidInput, NotFound
 from lib_lora_manager.generation import GenerationRequest
 from lib_lora_manager.jobs import JobQueue, left_over
 from lib_lora_manager.library import Library
 from lib_lora_manager.models import Job
+from lib_lora_manager.statuses import GenerationStatus
 
 
 @pytest.fixture
@@ -126,8 +126,8 @@ def test_skip_abandons_the_current_batch_only(slow_queue):
 
 
 @pytest.mark.parametrize("status, message, expected", [
-    (generation.NO_MODEL, "No model is loaded in SDNext", ("failed", "No model is loaded in SDNext")),
-    (generation.FAILED, "the pipeline stopped with an error", ("failed", "the pipeline stopped with an error")),
+    (GenerationStatus.NO_MODEL, "No model is loaded in SDNext", ("failed", "No model is loaded in SDNext")),
+    (GenerationStatus.FAILED, "the pipeline stopped with an error", ("failed", "the pipeline stopped with an error")),
 ])
 def test_outcomes_become_truthful_job_statuses(slow_queue, status, message, expected):
     jobs, _painter = slow_queue(0.0, outcome_status=status, message=message)
@@ -198,7 +198,11 @@ def test_an_ab_run_compares_with_and_without_the_lora(queue, painter):
 def test_sweeps_refuse_bad_input(queue):
     with pytest.raises(InvalidInput, match="no <lora:missing"):
         queue.submit_sweep(request(), "missing", [0.5])
-    with pytest.raises(InvalidInput, match="1 to 16"):
+    with pytest.raises(InvalidInput, match=r"^weights has too few items \(0; at least 1\)$"):
         queue.submit_sweep(request(), "style_a", [])
-    with pytest.raises(InvalidInput, match="numbers"):
+    with pytest.raises(InvalidInput, match="^weight 1 must be a number, not “x”$"):
         queue.submit_sweep(request(), "style_a", ["x"])
+    with pytest.raises(InvalidInput, match="^weight 2 must be a number, not true$"):
+        queue.submit_sweep(request(), "style_a", [0.5, True])
+    with pytest.raises(InvalidInput, match=r"^weights has too many items \(17; at most 16\)$"):
+        queue.submit_sweep(request(), "style_a", [0.5] * 17)

@@ -1,7 +1,7 @@
 """Fidelity of the SDNext test double (tests/sdnext), with throwaway extensions on tmp_path.
 
 Each test pins a behaviour of the real SDNext (vladmandic/sdnext) that our extension must
-survive; see research/sdnext-contract.md."""
+survive."""
 import json
 import sys
 import textwrap

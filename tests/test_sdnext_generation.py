@@ -12,7 +12,8 @@ import pytest
 from factories import make_lora
 from PIL import Image
 
-from lib_lora_manager.generation import FAILED, INTERRUPTED, NO_MODEL, SUCCEEDED, GenerationRequest
+from lib_lora_manager.generation import GenerationRequest
+from lib_lora_manager.statuses import GenerationStatus
 
 
 def host():
@@ -62,7 +63,7 @@ def read_infotext(double, path):
 def test_generation_saves_where_sdnext_saves_txt2img_with_its_infotext(sdnext_with_model, tmp_path):
     double = sdnext_with_model
     outcome = host().app.generator().generate(request(batch_size=2, n_iter=2), lambda _p: None)
-    assert outcome.status == SUCCEEDED, outcome.message
+    assert outcome.status == GenerationStatus.SUCCEEDED, outcome.message
     assert [i.seed for i in outcome.images] == [7, 8, 9, 10]  # the grid SDNext puts first is left out
     txt2img = tmp_path / "outputs" / "text"
     for image in outcome.images:
@@ -94,12 +95,12 @@ def test_without_a_model_no_model_is_loaded_or_even_asked_for(sdnext, tmp_path, 
     try:
         generator = host().app.generator()
         outcome = generator.generate(request(), lambda _p: None)
-        assert outcome.status == NO_MODEL and "load one in SDNext" in outcome.message
+        assert outcome.status == GenerationStatus.NO_MODEL and "load one in SDNext" in outcome.message
         assert generator.model_family() is None and generator.model_name() is None
         # a loadable checkpoint, not loaded: reading shared.sd_model would load it
         double.load_model("sd15", "sd")
         double.unload_model()
-        assert host().app.generator().generate(request(), lambda _p: None).status == NO_MODEL
+        assert host().app.generator().generate(request(), lambda _p: None).status == GenerationStatus.NO_MODEL
         assert host().app.generator().model_family() is None
         assert double.model_requests == [] and double.model_loads == []
     finally:
@@ -117,7 +118,7 @@ def test_user_interrupt_is_interrupted(sdnext_with_model):
     host().app.generator().interrupt()
     thread.join(10)
     outcome = box["outcome"]
-    assert outcome.status == INTERRUPTED and outcome.message == "interrupted"
+    assert outcome.status == GenerationStatus.INTERRUPTED and outcome.message == "interrupted"
     # SDNext keeps the last live preview as the incomplete image (keep_incomplete), and saves it
     assert len(outcome.images) == 1 and os.path.isfile(outcome.images[0].path) and "Seed: 7" in outcome.images[0].infotext
     assert double.pipeline.calls == 1 and not double.module("call_queue").queue_lock.locked()
@@ -134,7 +135,7 @@ def test_interrupt_lost_by_sdnext_state_reset_is_asked_again(sdnext_with_model):
     double.state.begin("Hash")  # what a background hash does meanwhile: the flag is gone
     double.state.end()
     thread.join(10)
-    assert box["outcome"].status == INTERRUPTED
+    assert box["outcome"].status == GenerationStatus.INTERRUPTED
     assert double.pipeline.calls == 1  # no further batch ran
 
 
@@ -143,7 +144,7 @@ def test_pipeline_error_is_a_failure_not_an_interrupt(sdnext_with_model):
     double.pipeline.failure = RuntimeError("CUDA out of memory")
     double.pipeline.fail_at_step = 2
     outcome = host().app.generator().generate(request(), lambda _p: None)
-    assert outcome.status == FAILED
+    assert outcome.status == GenerationStatus.FAILED
     assert "the pipeline stopped with an error" in outcome.message and "CUDA out of memory" in outcome.message
     assert outcome.images == []
     assert any("CUDA out of memory" in e for e in double.errors)  # SDNext logged it, did not raise
@@ -153,10 +154,10 @@ def test_exception_from_sdnext_is_a_failure(sdnext_with_model):
     double = sdnext_with_model
     double.pipeline.crash = KeyError("vae")
     outcome = host().app.generator().generate(request(), lambda _p: None)
-    assert outcome.status == FAILED and "KeyError" in outcome.message and "vae" in outcome.message
+    assert outcome.status == GenerationStatus.FAILED and "KeyError" in outcome.message and "vae" in outcome.message
     assert not double.module("call_queue").queue_lock.locked() and double.state.job == ""
     double.pipeline.crash = None
-    assert host().app.generator().generate(request(), lambda _p: None).status == SUCCEEDED  # nothing left stuck
+    assert host().app.generator().generate(request(), lambda _p: None).status == GenerationStatus.SUCCEEDED  # nothing left stuck
 
 
 def test_skip_moves_on_to_later_batches(sdnext_with_model):
@@ -168,7 +169,7 @@ def test_skip_moves_on_to_later_batches(sdnext_with_model):
     host().app.generator().skip()
     thread.join(20)
     outcome = box["outcome"]
-    assert outcome.status == SUCCEEDED and outcome.message == "some batches were skipped"
+    assert outcome.status == GenerationStatus.SUCCEEDED and outcome.message == "some batches were skipped"
     assert 1 <= len(outcome.images) < 4
     assert outcome.images[-1].seed == 10  # the last batch ran
 
@@ -184,7 +185,7 @@ def test_progress_reports_steps_and_batches(sdnext_with_model):
             previews.append(host().app.generator().preview())  # as a watching UI asks
 
     outcome = host().app.generator().generate(request(steps=16, n_iter=2), report)
-    assert outcome.status == SUCCEEDED
+    assert outcome.status == GenerationStatus.SUCCEEDED
     assert len(seen) >= 4
     assert {p.steps for p in seen if p.step} == {16} and {p.batches for p in seen} == {2}
     assert max(p.step for p in seen) >= 6 and {p.batch for p in seen} >= {0, 1}
@@ -200,7 +201,7 @@ def test_queue_lock_is_held_while_generating_and_released_after(sdnext_with_mode
     lock = double.module("call_queue").queue_lock
     held = []
     outcome = host().app.generator().generate(request(steps=12), lambda _p: held.append(lock.locked()))
-    assert outcome.status == SUCCEEDED and held and all(held)
+    assert outcome.status == GenerationStatus.SUCCEEDED and held and all(held)
     assert not lock.locked()
 
 
@@ -218,7 +219,7 @@ def test_another_tab_holding_the_lock_makes_ours_wait(sdnext_with_model):
     finally:
         lock.release()
     thread.join(10)
-    assert box["outcome"].status == SUCCEEDED and double.pipeline.calls == 1
+    assert box["outcome"].status == GenerationStatus.SUCCEEDED and double.pipeline.calls == 1
 
 
 def test_cancel_while_waiting_for_the_lock_does_not_touch_the_other_generation(sdnext_with_model):
@@ -231,7 +232,7 @@ def test_cancel_while_waiting_for_the_lock_does_not_touch_the_other_generation(s
         wait_until(lambda: seen)
         host().app.generator().interrupt()
         thread.join(5)
-        assert box["outcome"].status == INTERRUPTED and box["outcome"].message == "cancelled before it started"
+        assert box["outcome"].status == GenerationStatus.INTERRUPTED and box["outcome"].message == "cancelled before it started"
         assert double.state.interrupted is False  # the running tab's generation was left alone
     finally:
         lock.release()
@@ -241,7 +242,7 @@ def test_hires_fix_upscales_and_runs_a_second_pass(sdnext_with_model):
     double = sdnext_with_model
     outcome = host().app.generator().generate(request(enable_hr=True, hr_scale=2.0, hr_second_pass_steps=3,
                                                   denoising_strength=0.4, hr_upscaler="Resize Lanczos"), lambda _p: None)
-    assert outcome.status == SUCCEEDED, outcome.message
+    assert outcome.status == GenerationStatus.SUCCEEDED, outcome.message
     with Image.open(outcome.images[0].path) as image:
         assert image.size == (128, 128)
     fields = double.module("infotext").parse(outcome.images[0].infotext)
@@ -252,9 +253,9 @@ def test_hires_fix_upscales_and_runs_a_second_pass(sdnext_with_model):
 def test_bad_sampler_or_upscaler_is_a_readable_failure(sdnext_with_model):
     generator = host().app.generator()
     outcome = generator.generate(request(sampler_name="Eular a"), lambda _p: None)
-    assert outcome.status == FAILED and "Eular a" in outcome.message and "Euler a" in outcome.message
+    assert outcome.status == GenerationStatus.FAILED and "Eular a" in outcome.message and "Euler a" in outcome.message
     outcome = generator.generate(request(enable_hr=True, hr_upscaler="Nope 4x"), lambda _p: None)
-    assert outcome.status == FAILED and "Nope 4x" in outcome.message
+    assert outcome.status == GenerationStatus.FAILED and "Nope 4x" in outcome.message
     assert sdnext_with_model.pipeline.calls == 0
 
 
@@ -264,7 +265,7 @@ def test_samplers_upscalers_and_model(sdnext_with_model):
     assert samplers[:3] == ["Default", "Euler", "Euler a"] and not [s for s in samplers if s.startswith("\u2500")]
     assert "Latent Nearest" in generator.upscalers() and "None" in generator.upscalers()
     assert generator.model_name() == "sdxl_base" and generator.model_family() == "sdxl"
-    assert generator.generate(request(sampler_name="DPM++ 2M"), lambda _p: None).status == SUCCEEDED
+    assert generator.generate(request(sampler_name="DPM++ 2M"), lambda _p: None).status == GenerationStatus.SUCCEEDED
 
 
 @pytest.mark.parametrize("name, model_type, family", [
@@ -285,7 +286,7 @@ def test_images_sdnext_does_not_save_are_saved_in_our_folder(sdnext_with_model):
     double = sdnext_with_model
     double.opts.set("samples_save", False)
     outcome = host().app.generator().generate(request(), lambda _p: None)
-    assert outcome.status == SUCCEEDED
+    assert outcome.status == GenerationStatus.SUCCEEDED
     path = outcome.images[0].path
     assert path.startswith(os.path.join(host().data_dir(), "outputs")) and path.endswith(".png")
     assert read_infotext(double, path) == outcome.images[0].infotext and "Seed: 7" in outcome.images[0].infotext

@@ -27,25 +27,15 @@ from typing import Any
 
 from .. import demo_model
 from ..errors import InvalidInput, NotFound
-from ..generation import (
-    FAILED,
-    INTERRUPTED,
-    NO_MODEL,
-    SUCCEEDED,
-    GenerationOutcome,
-    GenerationRequest,
-    OutputImage,
-    Progress,
-    ProgressCallback,
-)
+from ..generation import GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
 from ..history import GeneratedImage, GenerationRecord
 from ..naming import format_weight
 from ..prompts import LoraRef, extract_loras, write_infotext
 from ..safetensors_header import HeaderError, read_header
+from ..statuses import GenerationSource, GenerationStatus
 
 log = logging.getLogger("lora_manager")
 
-SOURCE = "lora-manager"
 APP = "LoRA Manager"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
@@ -204,7 +194,7 @@ class DiffusersGenerator:
                 plan = self._plan(pipe, request, progress)
                 outcome = self._run(pipe, plan, progress)
             except _NoModel as e:
-                outcome = GenerationOutcome(NO_MODEL, [], str(e))
+                outcome = GenerationOutcome(GenerationStatus.NO_MODEL, [], str(e))
             self._send_record(request, plan, outcome, started)
             return outcome
 
@@ -361,13 +351,13 @@ class DiffusersGenerator:
 
         request = plan.request
         images: list[OutputImage] = []
-        status, problem = SUCCEEDED, ""
+        status, problem = GenerationStatus.SUCCEEDED, ""
         skipped: list[int] = []
         sequence = _Sequence(self.output_dir)
         for batch in range(request.n_iter):
             self._skipped.clear()
             if self._interrupted.is_set():
-                status = INTERRUPTED
+                status = GenerationStatus.INTERRUPTED
                 break
             seeds = plan.seeds[batch * request.batch_size:(batch + 1) * request.batch_size]
             generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
@@ -375,12 +365,12 @@ class DiffusersGenerator:
                 pictures = self._sample(pipe, plan, batch, generators, progress)
             except _Stop:
                 if self._interrupted.is_set():
-                    status = INTERRUPTED
+                    status = GenerationStatus.INTERRUPTED
                     break
                 skipped.append(batch + 1)
                 continue
             except _PIPELINE_ERRORS as e:
-                status, problem = FAILED, f"Generation failed: {_one_line(e)}"
+                status, problem = GenerationStatus.FAILED, f"Generation failed: {_one_line(e)}"
                 log.warning("LoRA Manager: generation failed", exc_info=True)
                 break
             try:
@@ -388,12 +378,12 @@ class DiffusersGenerator:
                     infotext = _infotext(plan, seed)
                     images.append(OutputImage(sequence.save(picture, seed, infotext), infotext, seed))
             except OSError as e:
-                status, problem = FAILED, f"An image could not be saved in {self.output_dir}: {e.strerror or e}"
+                status, problem = GenerationStatus.FAILED, f"An image could not be saved in {self.output_dir}: {e.strerror or e}"
                 break
         notes = list(plan.notes)
         if skipped:
             notes.append(f"Skipped batch {', '.join(map(str, skipped))} of {request.n_iter}.")
-        if status == INTERRUPTED:
+        if status == GenerationStatus.INTERRUPTED:
             notes.insert(0, f"Interrupted after {len(images)} of {len(plan.seeds)} images.")
         message = " ".join(_sentence(text) for text in ([problem] if problem else []) + notes)
         return GenerationOutcome(status, images, message)
@@ -457,15 +447,15 @@ class DiffusersGenerator:
         if self._record is None:
             return
         record = GenerationRecord(
-            started_at=started, status=outcome.status, duration=time.time() - started, source=SOURCE,
-            prompt=request.prompt, negative_prompt=request.negative_prompt,
+            started_at=started, status=outcome.status, duration=time.time() - started,
+            source=GenerationSource.LORA_MANAGER, prompt=request.prompt, negative_prompt=request.negative_prompt,
             seeds=plan.seeds if plan else ([request.seed] if request.seed >= 0 else []),
             width=plan.width if plan else request.width, height=plan.height if plan else request.height,
             steps=request.steps, sampler=plan.sampler if plan else request.sampler_name, cfg_scale=request.cfg_scale,
             model_name=self.model_name(),
             infotext=outcome.images[0].infotext if outcome.images else (
                 _infotext(plan, plan.seeds[0]) if plan and plan.seeds else None),
-            error=outcome.message if outcome.status in (FAILED, NO_MODEL) else None,
+            error=outcome.message if outcome.status in (GenerationStatus.FAILED, GenerationStatus.NO_MODEL) else None,
             group=request.group, label=request.label, loras=GenerationRecord.loras_from_prompt(request.prompt),
             images=[GeneratedImage(path=image.path, seed=image.seed) for image in outcome.images])
         self._record(record)

@@ -16,7 +16,7 @@ import os
 
 log = logging.getLogger("lora_manager")
 
-# Gradio 3.43's routes that serve files by path (routes.py: file, file_deprecated)
+# Gradio 3.43's routes that serve files by path (gradio/routes.py: file, file_deprecated)
 FILE_ROUTES = {"/file={path_or_url:path}": "path_or_url", "/file/{path:path}": "path"}
 
 

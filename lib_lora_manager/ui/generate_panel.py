@@ -27,6 +27,7 @@ from ..generation import MAX_SEED, GenerationRequest
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras
+from ..statuses import ACTIVE_JOBS, FINISHED_JOBS, JobKind, JobStatus
 from . import cards
 from .components import gradio_module as _gr
 from .components import no_config
@@ -39,8 +40,7 @@ if TYPE_CHECKING:
 # the GenerationRequest fields the panel edits, in the order of their components
 PARAMETERS = ("seed", "steps", "cfg_scale", "width", "height", "sampler_name", "batch_size", "n_iter",
               "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
-FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
-KINDS = {"generate": "Generation", "sweep": "Strength sweep", "ab": "A/B test"}
+KINDS = {JobKind.GENERATE: "Generation", JobKind.SWEEP: "Strength sweep", JobKind.AB: "A/B test"}
 POLL_SECONDS = 0.3
 LINGER_SECONDS = 2.0  # a follower waits this long after its job ended for the next one
 QUEUE_ROWS = 30
@@ -102,14 +102,14 @@ def job_status(job: dict[str, Any], missing: int = 0) -> str:
     status, message = job["status"], job.get("message") or ""
     head = f"Job {int(job['id'])} · {KINDS.get(job.get('kind'), job.get('kind') or 'job')}"
     request = job.get("request") or {}
-    if job.get("kind") in ("sweep", "ab") and request.get("seed") not in (None, -1):
+    if job.get("kind") in (JobKind.SWEEP, JobKind.AB) and request.get("seed") not in (None, -1):
         head += f" · seed {request['seed']}"
     bar, kind = "", "info"
-    if status == "queued":
+    if status == JobStatus.QUEUED:
         position = job.get("position")
         ahead = f" · position {position} in the queue" if position else ""
         text = f"{head} · queued{ahead}. It starts when the jobs before it are done; Cancel removes it."
-    elif status == "running":
+    elif status == JobStatus.RUNNING:
         p = job.get("progress") or {}
         parts = [head, "running"]
         if p.get("steps"):
@@ -120,15 +120,15 @@ def job_status(job: dict[str, Any], missing: int = 0) -> str:
             parts.append(str(p["text"]))
         text = " · ".join(parts)
         bar = progress_bar(p.get("fraction", 0.0))
-    elif status == "succeeded":
+    elif status == JobStatus.SUCCEEDED:
         count = len(job.get("images") or [])
         text = f"{head} · succeeded · {count} image{'' if count == 1 else 's'}{_seconds(job)}"
         if message:
             text += f" · {message}"
         kind = "ok"
-    elif status == "cancelled":
+    elif status == JobStatus.CANCELLED:
         text = f"{head} · cancelled" + (f": {message}" if message else "")
-    elif status == "interrupted":
+    elif status == JobStatus.INTERRUPTED:
         text = f"{head} · interrupted" + (f": {message}" if message else "")
         kind = "error"
     else:  # failed: the message says why (no model loaded, the pipeline's error, …)
@@ -289,7 +289,7 @@ class GeneratePanel:
             except LoraManagerError as e:
                 yield tuple(changes({"status": cards.message(str(e), "error"), "gallery": [], "infos": [], "infotext": ""}))
                 return
-            finished = job["status"] in FINISHED
+            finished = job["status"] in FINISHED_JOBS
             # a sweep's images arrive one by one: the gallery shows them as they come
             items, infos, missing, first = results(job)
             values: dict[str, Any] = {"status": job_status(job, missing), "gallery": items, "infos": infos,
@@ -302,7 +302,7 @@ class GeneratePanel:
                 queue_key = (job["status"], job.get("position"))
                 values["queue"], values["queue_pick"] = self.queue_view(session)
             out = changes(values)
-            image = self.jobs.preview(job_id) if job["status"] == "running" else None
+            image = self.jobs.preview(job_id) if job["status"] == JobStatus.RUNNING else None
             if image is not preview or "preview" not in sent:  # PIL images: compare by identity
                 preview = sent["preview"] = image
                 out[self.FOLLOW_FIELDS.index("preview")] = gr.update(value=image, visible=image is not None)
@@ -339,7 +339,7 @@ class GeneratePanel:
             job = self.jobs.cancel(int(job_id))
         except LoraManagerError as e:
             return cards.message(str(e), "error")
-        if job["status"] == "running" or job["started_at"] is not None:
+        if job["status"] == JobStatus.RUNNING or job["started_at"] is not None:
             # a fast generator may already have stopped by the time we look
             return cards.message(f"Job {job_id}: stopping at the next step…", "info")
         return cards.message(f"Job {job_id} cancelled before it started: it will not run.", "ok")
@@ -375,7 +375,7 @@ class GeneratePanel:
             return cards.message(str(e), "error"), gr.update()
         choices = [str(job["id"]) for job in listed]
         if picked not in choices:
-            waiting = [str(job["id"]) for job in listed if job["status"] in ("queued", "running")]
+            waiting = [str(job["id"]) for job in listed if job["status"] in ACTIVE_JOBS]
             picked = waiting[-1] if waiting else None
         return queue_table(listed, (session or {}).get("job")), gr.update(choices=choices, value=picked)
 

@@ -11,10 +11,12 @@ import json
 from typing import Any
 
 from ..results import GenerationDetail, GenerationSummary, RecordedLora
+from ..statuses import GenerationStatus
 from .cards import cut, esc, message, row, stars, when
 
-IMAGE_PATH = "/lora-manager/v1/history/{id}/image/{index}"
-STATUS_WORDS = {"succeeded": "done", "interrupted": "interrupted", "failed": "failed", "no_model": "no model"}
+IMAGE_PATH = "/lora-manager/v1/history/{id}/images/{index}"
+STATUS_WORDS = {GenerationStatus.SUCCEEDED: "done", GenerationStatus.INTERRUPTED: "interrupted",
+                GenerationStatus.FAILED: "failed", GenerationStatus.NO_MODEL: "no model"}
 CARD_LORAS = 4
 MAX_PROMPT = 20000  # characters of a prompt or infotext shown in the detail view
 
@@ -31,7 +33,7 @@ def duration(seconds: float | None) -> str:
 
 
 def status_badge(status: str | None) -> str:
-    if status == "succeeded":
+    if status == GenerationStatus.SUCCEEDED:
         return ""
     word = STATUS_WORDS.get(status or "", status or "unknown")
     return f'<span class="lm-badge lm-bad lm-hist-status" title="status">{esc(word)}</span>'
@@ -65,7 +67,7 @@ def lora_chips(loras: list[RecordedLora], limit: int | None = CARD_LORAS) -> str
 
 def _thumb(item: GenerationSummary, api_base: str, size: int = 320) -> str:
     """The first image over a placeholder; the page script hides an image that fails to load."""
-    word = STATUS_WORDS.get(item.status or "", "") if item.status != "succeeded" else "no image"
+    word = STATUS_WORDS.get(item.status or "", "") if item.status != GenerationStatus.SUCCEEDED else "no image"
     placeholder = f'<span class="lm-placeholder lm-hist-placeholder">{esc(word)}</span>'
     image = ""
     if item.images:
@@ -89,8 +91,8 @@ def card(item: GenerationSummary, api_base: str) -> str:
     prompt = item.prompt_excerpt or ""
     prompt_html = esc(prompt) or '<span class="lm-muted">(empty prompt)</span>'
     return (
-        f'<div class="lm-card lm-hist-card{" lm-has-problem" if item.status != "succeeded" else ""}" data-id="{gid}" '
-        f'tabindex="0" role="button" aria-label="Open generation {gid}" title="{esc(cut(prompt, 300))}">'
+        f'<div class="lm-card lm-hist-card{"" if item.status == GenerationStatus.SUCCEEDED else " lm-has-problem"}" '
+        f'data-id="{gid}" tabindex="0" role="button" aria-label="Open generation {gid}" title="{esc(cut(prompt, 300))}">'
         f'{fav}{_thumb(item, api_base)}'
         f'<div class="lm-card-body"><div class="lm-hist-when">{esc(when(item.started_at))}'
         f'{" · " + esc(duration(item.duration)) if item.duration is not None else ""}</div>'

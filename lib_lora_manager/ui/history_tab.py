@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..results import GenerationDetail
+from ..statuses import JobStatus
 from ..vocabulary import HISTORY_HELP, HISTORY_SORT_WORDS
 from . import cards, history_cards
 from .components import gradio_module as _gr
@@ -258,9 +259,9 @@ class HistoryTab:
         text = f"{prefix} Job #{job_id}: {job['status']}{where}."
         if job.get("message"):
             text += f" {job['message']}"
-        if job["status"] in ("succeeded", "interrupted") and job.get("images"):
+        if job["status"] in (JobStatus.SUCCEEDED, JobStatus.INTERRUPTED) and job.get("images"):
             text += " Its images are in the history (Refresh)."
-        return cards.message(text.strip(), "error" if job["status"] in ("failed", "cancelled") else "ok")
+        return cards.message(text.strip(), "error" if job["status"] in (JobStatus.FAILED, JobStatus.CANCELLED) else "ok")
 
     def set_preview(self, generation_id: int | None, lora_choice: str | None, image_choice: str | None) -> str:
         """Use a generated image as the preview of one of the LoRAs it used."""

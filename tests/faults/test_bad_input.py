@@ -19,7 +19,7 @@ from painting import PaintingGenerator
 from sqlalchemy import func, select
 
 from lib_lora_manager import api, cli
-from lib_lora_manager.errors import InvalidInput, QueryError
+from lib_lora_manager.errors import Busy, InvalidInput, QueryError
 from lib_lora_manager.history import GenerationRecord
 from lib_lora_manager.jobs import JobQueue
 from lib_lora_manager.models import Generation, Job, Lora, Recipe, Tag
@@ -265,7 +265,12 @@ def test_in_sdnext_errors_are_ours_too(sdnext, tmp_path):
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
     try:
         library = host.app.library()
-        library.indexer.scan()
+        while True:  # the host's own background scan may hold the scan lock
+            try:
+                library.indexer.scan()
+                break
+            except Busy:
+                time.sleep(0.05)
         lora_id = library.search("").items[0].id
         before = snapshot(library)
         with double.client(raise_server_exceptions=False) as client:

@@ -233,7 +233,7 @@ class SDNextDouble:
         """The reads of shared.sd_model that started loading a model."""
         return self.module("modeldata").model_data.loads
 
-    # -- SDNext's own generation paths (paraphrased from modules/txt2img.py and api/generate.py) --
+    # -- SDNext's own generation paths (paraphrased from modules/txt2img.py and modules/api/generate.py) --
     def txt2img(self, prompt="", script_args=(0,), **kwargs):
         """A click on Generate in SDNext's Text tab: the handler runs behind
         wrap_gradio_gpu_call(name='Text') (queue lock, task id, state.begin/end, errors turned

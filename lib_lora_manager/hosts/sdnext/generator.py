@@ -1,4 +1,4 @@
-"""Our jobs made by SDNext's own pipeline, in-process (research/sdnext-contract.md §5.1)."""
+"""Our jobs made by SDNext's own pipeline, in-process."""
 
 from __future__ import annotations
 
@@ -14,17 +14,8 @@ from typing import Any
 from modules import call_queue, paths, processing, scripts_manager, sd_samplers, shared
 
 from ... import base_models
-from ...generation import (
-    FAILED,
-    INTERRUPTED,
-    NO_MODEL,
-    SUCCEEDED,
-    GenerationOutcome,
-    GenerationRequest,
-    OutputImage,
-    Progress,
-    ProgressCallback,
-)
+from ...generation import GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
+from ...statuses import GenerationSource, GenerationStatus
 from .recording import JOB_ATTR, Capture, outputs, pipeline_error, saved_path, shorten, thread_errors, watch_sdnext_log
 
 log = logging.getLogger("lora_manager")
@@ -53,10 +44,11 @@ class _Job:
 
 
 class SdnextGenerator:
-    """Generation through SDNext's own ``process_images`` (contract §5.1), one job at a time,
-    holding SDNext's queue lock so the UI, the API and model switches wait for it (and it for
-    them). Files land where SDNext saves txt2img images, with SDNext's infotext. The history
-    record of a job comes from the recording hooks (``register``), completed here."""
+    """Generation through SDNext's own ``process_images``, called as its txt2img tab calls it
+    (modules/txt2img.py), one job at a time, holding SDNext's queue lock so the UI, the API and
+    model switches wait for it (and it for them). Files land where SDNext saves txt2img images,
+    with SDNext's infotext. The history record of a job comes from the recording hooks
+    (``register``), completed here."""
 
     def __init__(self, submit: Callable[[Capture], None], output_dir: str):
         self._submit = submit
@@ -123,27 +115,27 @@ class SdnextGenerator:
     def _generate(self, job: _Job, progress: ProgressCallback) -> GenerationOutcome:
         request = job.request
         if not shared.sd_loaded:  # never shared.sd_model: reading it loads a model
-            self._submit(_request_capture(request, NO_MODEL, NO_MODEL_MESSAGE))
-            return GenerationOutcome(NO_MODEL, message=NO_MODEL_MESSAGE)
+            self._submit(_request_capture(request, GenerationStatus.NO_MODEL, NO_MODEL_MESSAGE))
+            return GenerationOutcome(GenerationStatus.NO_MODEL, message=NO_MODEL_MESSAGE)
         problem = self._check(request)
         if problem:
-            return GenerationOutcome(FAILED, message=problem)
+            return GenerationOutcome(GenerationStatus.FAILED, message=problem)
         p = self._processing(request)
         setattr(p, JOB_ATTR, job)
         waiting = Progress(batches=request.n_iter, steps=request.steps, text="waiting for SDNext to finish another generation")
         while not call_queue.queue_lock.acquire(timeout=_POLL):  # never nested: we run on the job worker
             if job.stop:
-                return GenerationOutcome(INTERRUPTED, message="cancelled before it started")
+                return GenerationOutcome(GenerationStatus.INTERRUPTED, message="cancelled before it started")
             progress(waiting)
         result = exception = None
         interrupted = False
         messages: list[str] = []
         try:
             if job.stop:
-                return GenerationOutcome(INTERRUPTED, message="cancelled before it started")
+                return GenerationOutcome(GenerationStatus.INTERRUPTED, message="cancelled before it started")
             if not shared.sd_loaded:  # unloaded while we waited
-                self._submit(_request_capture(request, NO_MODEL, NO_MODEL_MESSAGE))
-                return GenerationOutcome(NO_MODEL, message=NO_MODEL_MESSAGE)
+                self._submit(_request_capture(request, GenerationStatus.NO_MODEL, NO_MODEL_MESSAGE))
+                return GenerationOutcome(GenerationStatus.NO_MODEL, message=NO_MODEL_MESSAGE)
             with self._lock:
                 job.running = True
             jobid = shared.state.begin(JOB_TITLE)
@@ -232,24 +224,26 @@ class SdnextGenerator:
 
     def _outcome(self, job: _Job, result, exception, interrupted: bool, messages: list[str]) -> GenerationOutcome:
         if exception is not None:
-            return GenerationOutcome(FAILED, message=f"SDNext failed: {type(exception).__name__}: {exception}")
+            return GenerationOutcome(GenerationStatus.FAILED, message=f"SDNext failed: {type(exception).__name__}: {exception}")
         if result is None:
             if not shared.sd_loaded:
-                return GenerationOutcome(NO_MODEL, message=NO_MODEL_MESSAGE)
-            return GenerationOutcome(FAILED, message="SDNext did not run the generation; see SDNext's log")
+                return GenerationOutcome(GenerationStatus.NO_MODEL, message=NO_MODEL_MESSAGE)
+            return GenerationOutcome(GenerationStatus.FAILED, message="SDNext did not run the generation; see SDNext's log")
         images = self._images(result)
         error = pipeline_error(messages) or (shorten(messages[-1]) if messages else None)
         if interrupted:
             if job.stop:
-                return GenerationOutcome(INTERRUPTED, images, "interrupted")
+                return GenerationOutcome(GenerationStatus.INTERRUPTED, images, "interrupted")
             if error:
-                return GenerationOutcome(FAILED, images, f"the pipeline stopped with an error; see SDNext's log: {error}")
-            return GenerationOutcome(INTERRUPTED, images, "stopped from SDNext (its Stop button or API)")
+                return GenerationOutcome(GenerationStatus.FAILED, images,
+                                         f"the pipeline stopped with an error; see SDNext's log: {error}")
+            return GenerationOutcome(GenerationStatus.INTERRUPTED, images, "stopped from SDNext (its Stop button or API)")
         if not images:
             if job.skipped:
-                return GenerationOutcome(INTERRUPTED, message="skipped")
-            return GenerationOutcome(FAILED, message=f"SDNext returned no images{f'; see its log: {error}' if error else ''}")
-        return GenerationOutcome(SUCCEEDED, images, "some batches were skipped" if job.skipped else "")
+                return GenerationOutcome(GenerationStatus.INTERRUPTED, message="skipped")
+            return GenerationOutcome(GenerationStatus.FAILED,
+                                     message=f"SDNext returned no images{f'; see its log: {error}' if error else ''}")
+        return GenerationOutcome(GenerationStatus.SUCCEEDED, images, "some batches were skipped" if job.skipped else "")
 
     def _images(self, result) -> list[OutputImage]:
         out = []
@@ -275,8 +269,8 @@ class SdnextGenerator:
         capture = job.capture or _request_capture(job.request, outcome.status, outcome.message, outcome.images)
         record = capture.record
         record.status = outcome.status
-        record.error = outcome.message if outcome.status in (FAILED, NO_MODEL) else None
-        record.group, record.label, record.source = job.request.group, job.request.label, "lora-manager"
+        record.error = outcome.message if outcome.status in (GenerationStatus.FAILED, GenerationStatus.NO_MODEL) else None
+        record.group, record.label, record.source = job.request.group, job.request.label, GenerationSource.LORA_MANAGER
         saved = {n for n, _image in capture.unsaved if n < len(outcome.images)}
         for n in saved:  # we saved these ourselves: no thumbnails needed
             record.images[n].path = outcome.images[n].path
@@ -284,13 +278,13 @@ class SdnextGenerator:
         self._submit(capture)
 
 
-def _request_capture(request: GenerationRequest, status: str, error: str, images: list[OutputImage] = ()) -> Capture:
+def _request_capture(request: GenerationRequest, status: GenerationStatus, error: str, images: list[OutputImage] = ()) -> Capture:
     """A record of one of our jobs made from the request: it never reached process_images, or
     SDNext's after-process hook did not report it."""
     from ...history import GeneratedImage, GenerationRecord
 
     return Capture(GenerationRecord(
-        started_at=time.time(), status=status, duration=0.0, source="lora-manager", prompt=request.prompt,
+        started_at=time.time(), status=status, duration=0.0, source=GenerationSource.LORA_MANAGER, prompt=request.prompt,
         negative_prompt=request.negative_prompt, width=request.width, height=request.height, steps=request.steps,
         sampler=request.sampler_name, cfg_scale=request.cfg_scale, error=error, group=request.group,
         label=request.label, loras=GenerationRecord.loras_from_prompt(request.prompt),

@@ -1,4 +1,4 @@
-"""Recording every generation SDNext makes (research/sdnext-contract.md §3.6).
+"""Recording every generation SDNext makes.
 
 SDNext calls ``on_before_process``/``on_after_process`` around every ``process_images`` call: its
 tabs, its REST API, scripts such as xyz-grid, and our own jobs. ``Recording`` keeps a frame per
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from modules import processing, shared
 from modules.lora import lora_common
+
+from ...statuses import GenerationSource, GenerationStatus
 
 if TYPE_CHECKING:
     from ...history import GenerationRecord
@@ -78,7 +80,7 @@ def watch_sdnext_log() -> None:
 
 
 def pipeline_error(messages: list[str]) -> str | None:
-    """SDNext's pipeline catch logs "Processing: …" (processing_diffusers.py process_base,
+    """SDNext's pipeline catch logs "Processing: …" (modules/processing_diffusers.py process_base,
     hires and refine passes); other errors (a LoRA that did not load…) do not stop a run."""
     return next((shorten(m) for m in messages if m.startswith("Processing")), None)
 
@@ -153,7 +155,7 @@ class Recording:
         outer = self._sources.get(ident)
         # an inner call inherits its source: SDNext's state.begin('Process') of the outer call
         # already reset the API flag, and a script's inner p is a plain Txt2Img
-        source = "lora-manager" if getattr(p, JOB_ATTR, None) is not None else (outer[0] if outer else _source(p))
+        source = GenerationSource.LORA_MANAGER if getattr(p, JOB_ATTR, None) is not None else (outer[0] if outer else _source(p))
         self._sources.setdefault(ident, []).append(source)
         frame = _Frame(time.time(), time.perf_counter(), processing.processed, thread_errors.begin(), source)
         self._frames.setdefault(id(p), []).append(frame)
@@ -197,17 +199,17 @@ class Recording:
         made = outputs(result) if result is not None else []
         error = None
         if raised is not None:
-            status, error = "failed", f"{type(raised).__name__}: {raised}"
+            status, error = GenerationStatus.FAILED, f"{type(raised).__name__}: {raised}"
         elif result is None:
-            status, error = "failed", "SDNext returned no result"
+            status, error = GenerationStatus.FAILED, "SDNext returned no result"
         elif shared.state.interrupted:
             error = pipeline_error(messages)
-            status = "failed" if error else "interrupted"
+            status = GenerationStatus.FAILED if error else GenerationStatus.INTERRUPTED
         elif not made:
-            status = "interrupted" if shared.state.skipped else "failed"
+            status = GenerationStatus.INTERRUPTED if shared.state.skipped else GenerationStatus.FAILED
             error = None if shared.state.skipped else (pipeline_error(messages) or "SDNext returned no images")
         else:
-            status = "succeeded"
+            status = GenerationStatus.SUCCEEDED
         prompt = _first_prompt(p.all_prompts, p.prompt)
         model_name = model_hash = None
         if shared.sd_loaded:  # never shared.sd_model otherwise: reading it loads a model
@@ -260,11 +262,15 @@ def _raised_in(error: BaseException, p) -> bool:
     return tb is not None and tb.tb_frame.f_locals.get("p") is p
 
 
+_SOURCES = (("Control", GenerationSource.CONTROL), ("Img2Img", GenerationSource.IMG2IMG), ("Video", GenerationSource.VIDEO),
+            ("Txt2Img", GenerationSource.TXT2IMG))  # by SDNext's processing class names
+
+
 def _source(p) -> str:
     if shared.state.api or str(shared.state.job).startswith("API-"):
-        return "api"
+        return GenerationSource.API
     name = type(p).__name__
-    for marker, source in (("Control", "control"), ("Img2Img", "img2img"), ("Video", "video"), ("Txt2Img", "txt2img")):
+    for marker, source in _SOURCES:
         if marker in name:
             return source
     return name[:40]
