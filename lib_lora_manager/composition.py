@@ -30,6 +30,7 @@ class Composer:
         the same LoRA twice, names SDNext cannot parse, weights outside the recommended range
         and, when ``model_family`` is given, LoRAs made for another base model."""
         prompt, negative = fields.PROMPT.parse(prompt), fields.PROMPT.parse(negative, "negative_prompt")
+        model_family = fields.MODEL_FAMILY.parse(model_family)
         warnings: list[str] = []
         composed: list[ComposedLora] = []
         used: dict[int, str] = {}

@@ -104,11 +104,11 @@ class Table:
     def page(self, session: Session, query: Query, page: int, per_page: int) -> IdPage:
         """The ids of one page of ``query``'s matches, in order, and how many match in all.
 
-        ``per_page`` is clamped to 1..fields.MAX_PER_PAGE; a page beyond fields.PAGE's bounds
-        raises InvalidInput. Ids first, rows second (the caller's): sorting narrow (key, id) pairs
-        is far cheaper than sorting whole rows, and deep pages are skipped within the index."""
-        per_page = max(1, min(int(per_page), fields.MAX_PER_PAGE))
-        page = fields.PAGE.parse(page)
+        ``page`` and ``per_page`` are checked by their field types (fields.PAGE, fields.PER_PAGE),
+        as REST checks them: out of bounds raises InvalidInput. Ids first, rows second (the
+        caller's): sorting narrow (key, id) pairs is far cheaper than sorting whole rows, and deep
+        pages are skipped within the index."""
+        per_page, page = fields.PER_PAGE.parse(per_page), fields.PAGE.parse(page)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
             return session.scalar(select(func.count(self.id_column)).where(*self.base_where(indexed), *where))

@@ -68,7 +68,7 @@ def test_cover_is_served(client, library, tmp_path):
     response = client.get(f"{BASE}/{recipe.id}/cover")
     assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
     bare = library.recipes.save("bare", "x")
-    response = client.get(f"{BASE}/{bare['id']}/cover")
+    response = client.get(f"{BASE}/{bare.id}/cover")
     assert response.status_code == 404 and "no cover" in response.json()["error"]
 
 

@@ -236,7 +236,7 @@ def _entry(w: WaysIn, weight: Any) -> list[dict[str, Any]]:
 LORA_WEIGHT_WAYS = {
     "Recipes.save": lambda w, v: _refusal(lambda: w.library.recipes.save("weights", loras=_entry(w, v))),
     "POST /recipes": lambda w, v: _rest("post", "/recipes", json={"name": "weights", "loras": _entry(w, v)})(w),
-    "Library.compose": lambda w, v: _refusal(lambda: w.library.compose("x", _entry(w, v))),
+    "Library.compose": lambda w, v: _refusal(lambda: w.library.composer.compose("x", _entry(w, v))),
     "POST /compose": lambda w, v: _rest("post", "/compose", json={"prompt": "x", "loras": _entry(w, v)})(w),
     "POST /generate": lambda w, v: _rest("post", "/generate", json={"prompt": "x", "loras": _entry(w, v)})(w),
 }
@@ -257,7 +257,7 @@ RECIPE_NAME_WAYS = {
     "PATCH /recipes/{id}": _bodies("patch", "/recipes/{recipe}", lambda w, v: {"name": v}),
 }
 MODEL_WAYS = {
-    "Library.compose": lambda w, v: _refusal(lambda: w.library.compose("x", [], model_family=v)),
+    "Library.compose": lambda w, v: _refusal(lambda: w.library.composer.compose("x", [], model_family=v)),
     "POST /compose": _bodies("post", "/compose", lambda w, v: {"prompt": "x", "model": v}),
 }
 
@@ -371,7 +371,7 @@ def ways_in(library, lora_dir, tmp_path, capsys, database_url):
     image.write_bytes(b"")
     generation = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="x",
                                                             images=[GeneratedImage(path=str(image))]))
-    recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": lora}])["id"]
+    recipe = library.recipes.save("castle", "a castle", "", [{"lora_id": lora}]).id
     jobs = JobQueue(library.store, PaintingGenerator(tmp_path / "out"))
     app = FastAPI()
     for path, endpoint, methods in api.routes(lambda: library) + api.job_routes(lambda: library, lambda: jobs):
@@ -408,14 +408,14 @@ def test_an_id_is_never_a_boolean(ways_in):
                  lambda: w.library.get(True), lambda: w.library.recipes.get(True)):
         assert _refusal(call).endswith("must be a number, not true")
     assert _refusal(lambda: history.image_file(w.generation, True)) == "image number: expected int (a whole number), got true"
-    assert (history.detail(w.generation)["rating"], history.detail(w.generation)["favorite"]) == (None, False)
+    assert (history.detail(w.generation).rating, history.detail(w.generation).favorite) == (None, False)
 
 
 def test_deleting_a_generation_takes_a_real_boolean(ways_in):
     """The text "false" is not false: it once deleted the generation's image files."""
     w = ways_in
-    image = w.library.history.detail(w.generation)["images"][0]["path"]
+    image = w.library.history.detail(w.generation).images[0].path
     assert _refusal(lambda: w.library.history.delete(w.generation, delete_files="false")) == \
         "delete_files must be true or false, not “false”"
-    assert w.library.history.detail(w.generation)["images"][0]["exists"] and os.path.exists(image)
-    assert w.library.history.delete(w.generation, delete_files=False)["deleted_files"] == [] and os.path.exists(image)
+    assert w.library.history.detail(w.generation).images[0].exists and os.path.exists(image)
+    assert w.library.history.delete(w.generation, delete_files=False).deleted_files == [] and os.path.exists(image)

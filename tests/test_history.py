@@ -230,7 +230,7 @@ def test_delete_spares_shared_files_and_non_images_and_drops_our_copies(library,
     assert os.path.exists(shared) and notes.exists() and not os.path.exists(own) and not os.path.exists(thumb)
     with pytest.raises(NotFound):
         library.history.detail(gid)
-    assert library.history.detail(other).images[0]["exists"]
+    assert library.history.detail(other).images[0].exists
 
 
 def test_rerun_request_comes_from_fields_then_the_infotext(library):

@@ -166,7 +166,7 @@ def test_the_queue_survives_a_restart(tmp_path, lora_dir, database_url):
         statuses = {j["request"]["prompt"]: (j["status"], j["message"]) for j in jobs.list()}
         assert statuses["was running"] == ("interrupted", "LoRA Manager stopped while this job was running")
         assert [r.prompt for r in painter.requests] == ["was waiting"]
-        assert left_over(lib.db) == 0
+        assert left_over(lib.store.db) == 0
     finally:
         jobs.close()
         lib.close()

@@ -115,7 +115,9 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
 def test_page_reads_page_and_per_page_as_search_does(library):
     parsed = query.parse("", LORAS)
     with library.store.db.read() as session:
-        assert LORAS.page(session, parsed, 1, 0).per_page == 1
-        assert LORAS.page(session, parsed, "2", 1000) == (0, [], 2, MAX_PER_PAGE)
+        assert LORAS.page(session, parsed, "2", str(MAX_PER_PAGE)) == (0, [], 2, MAX_PER_PAGE)
+        for per_page in (0, MAX_PER_PAGE + 1, "x"):  # refused as REST refuses them, never clamped
+            with pytest.raises(InvalidInput, match="per_page"):
+                LORAS.page(session, parsed, 1, per_page)
         with pytest.raises(InvalidInput, match="page must be between"):
             LORAS.page(session, parsed, 0, 10)

@@ -85,7 +85,7 @@ def test_rename_and_delete(library, loras):
         library.recipes.delete(a.id)
     with pytest.raises(NotFound):
         library.recipes.rename(a.id, "again")
-    assert [r["name"] for r in library.recipes.search("")] == ["two"]
+    assert [r.name for r in library.recipes.search("")] == ["two"]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -31,7 +31,7 @@ def test_a_member_is_stored_as_its_string(library):
     with library.store.db.read() as session:
         row = session.execute(text("SELECT status, source FROM generations WHERE id = :id"), {"id": generation_id}).one()
     assert tuple(row) == ("no_model", "lora-manager") and type(row[0]) is str
-    assert [i["id"] for i in library.history.search("status:nomodel source:lm").items] == [generation_id]
+    assert [i.id for i in library.history.search("status:nomodel source:lm").items] == [generation_id]
     known = "succeeded, interrupted, failed, no_model"
     with pytest.raises(InvalidInput, match=f"^unknown generation status “done” \\(known: {known}\\)$"):
         library.history.record(GenerationRecord(started_at=time.time(), status="done"))

@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from lib_lora_manager import api, catalog, cli, scanner, settings
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
+from lib_lora_manager.results import LoraSummary, to_json
 
 pytestmark = pytest.mark.faults
 
@@ -58,13 +59,13 @@ def run_cli(library, capsys, *args) -> tuple[int, str]:
     return code, out
 
 
-def by_file(library) -> dict[str, dict]:
+def by_file(library) -> dict[str, LoraSummary]:
     return {item.filename: item for item in library.search("", per_page=200).items}
 
 
 def json_safe(data) -> None:
-    """What FastAPI sends (ensure_ascii=False, UTF-8) must encode."""
-    json.dumps(data, ensure_ascii=False).encode("utf-8")
+    """What REST sends (results.to_json, then ensure_ascii=False, UTF-8) must encode."""
+    json.dumps(to_json(data), ensure_ascii=False).encode("utf-8")
 
 
 # --- names that are not UTF-8 -------------------------------------------------------------------
@@ -83,45 +84,45 @@ def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_
     items = by_file(library)
     json_safe(items)
     item = items["caf\\xe9.safetensors"]
-    assert item["relpath"] == "caf\\xe9 pack/caf\\xe9.safetensors" and item["folder"] == "caf\\xe9 pack"
-    assert "not valid UTF-8" in item["token_problem"]
-    detail = library.get(item["id"])
+    assert item.relpath == "caf\\xe9 pack/caf\\xe9.safetensors" and item.folder == "caf\\xe9 pack"
+    assert "not valid UTF-8" in item.token_problem
+    detail = library.get(item.id)
     json_safe(detail)
     assert detail.path.endswith("caf\\xe9 pack/caf\\xe9.safetensors") and detail.description == "a description"
     # the real file behind the row: rescan, hash, header, preview
-    assert library.get(item["id"]).path == str(bad)
+    assert catalog.row(library.store, item.id).path == str(bad)
     assert library.indexer.scan().unchanged == 2
-    assert library.indexer.hash_pending() == 2 and library.get(item["id"]).sha256
-    assert library.files.raw_header(item["id"])["__metadata__"]["ss_output_name"] == "cafe"
-    assert library.previews.thumbnail(item["id"]) is not None
-    assert library.find(f"{CAFE}.safetensors").id == item["id"]  # as the CLI gets it from argv
+    assert library.indexer.hash_pending() == 2 and library.get(item.id).sha256
+    assert library.files.raw_header(item.id)["__metadata__"]["ss_output_name"] == "cafe"
+    assert library.previews.thumbnail(item.id) is not None
+    assert library.find(f"{CAFE}.safetensors").id == item.id  # as the CLI gets it from argv
 
     with rest_client(library) as client:
         body = client.get("/lora-manager/v1/loras", params={"q": "sort:name"})
         assert body.status_code == 200 and body.json()["total"] == 2
-        assert client.get(f"/lora-manager/v1/loras/{item['id']}").json()["filename"] == "caf\\xe9.safetensors"
-        assert client.get(f"/lora-manager/v1/loras/{item['id']}/preview").status_code == 200
+        assert client.get(f"/lora-manager/v1/loras/{item.id}").json()["filename"] == "caf\\xe9.safetensors"
+        assert client.get(f"/lora-manager/v1/loras/{item.id}/preview").status_code == 200
         assert client.get("/lora-manager/v1/stats").status_code == 200
     code, out = run_cli(library, capsys, "search", "--json")
     assert code == 0 and json.loads(out)["total"] == 2
-    code, out = run_cli(library, capsys, "show", str(item["id"]))
+    code, out = run_cli(library, capsys, "show", str(item.id))
     assert code == 0 and "caf\\xe9.safetensors" in out
 
     # move, trash and undo take the real file (and its sidecar) and bring it back
-    moved = library.files.move([item["id"]], str(lora_dir), f"{CAFE} pack/sub")
+    moved = library.files.move([item.id], str(lora_dir), f"{CAFE} pack/sub")
     assert not moved.errors and (bad.parent / "sub" / bad.name).exists() and (bad.parent / "sub" / f"{CAFE}.txt").exists()
-    assert library.get(item["id"]).relpath == "caf\\xe9 pack/sub/caf\\xe9.safetensors"
-    assert library.files.move([item["id"]], str(lora_dir), f"{CAFE} pack").done == [item["id"]] and bad.exists()
-    batch = library.files.trash([item["id"]])
+    assert library.get(item.id).relpath == "caf\\xe9 pack/sub/caf\\xe9.safetensors"
+    assert library.files.move([item.id], str(lora_dir), f"{CAFE} pack").done == [item.id] and bad.exists()
+    batch = library.files.trash([item.id])
     assert not batch.errors and not bad.exists()
     assert not library.files.undo_trash(batch.batch).errors
-    assert bad.exists() and library.get(item["id"]).path == str(bad)
+    assert bad.exists() and catalog.row(library.store, item.id).path == str(bad)
     (lora_dir / "elsewhere").mkdir()
     (lora_dir / "elsewhere" / bad.name).write_bytes(b"")  # in the way: the error names the file, as JSON
     with rest_client(library) as client:
-        response = client.post("/lora-manager/v1/bulk", json={"action": "move", "ids": [item["id"]],
+        response = client.post("/lora-manager/v1/bulk", json={"action": "move", "ids": [item.id],
                                                             "value": {"root": str(lora_dir), "subfolder": "elsewhere"}})
-        assert response.status_code == 200 and "caf\\xe9.safetensors" in response.json()["errors"][str(item["id"])]
+        assert response.status_code == 200 and "caf\\xe9.safetensors" in response.json()["errors"][str(item.id)]
 
 
 def test_a_library_folder_whose_name_is_not_utf8_rescans_as_unchanged(library, tmp_path):
@@ -171,20 +172,20 @@ def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_d
     assert (report.files, report.added) == (5, 5)
     items = by_file(library)
     json_safe(items)
-    assert items["nul.safetensors"]["error"] is None
-    nul = library.get(items["nul.safetensors"]["id"])
+    assert items["nul.safetensors"].error is None
+    nul = library.get(items["nul.safetensors"].id)
     assert nul.output_name == "output" and nul.title == "title" and nul.network_module == "networks.lora"
     assert nul.metadata["ss_output_name"] == "out\0put"  # the header as it is, JSON-escaped
-    huge = library.get(items["huge.safetensors"]["id"])
+    huge = library.get(items["huge.safetensors"].id)
     assert huge.error is None and huge.epochs is None and huge.steps is None and huge.network_dim == 2
-    lone = library.get(items["lone.safetensors"]["id"])
+    lone = library.get(items["lone.safetensors"].id)
     json_safe(lone)
     assert lone.description == "nul in a description" and lone.notes in ("n?", "n\ufffd")
     assert "w\0rd" not in lone.trigger_words and "xy" in lone.trigger_words
-    assert items["surrogate.safetensors"]["error"]  # a header the reader refuses: one error, one item
+    assert items["surrogate.safetensors"].error  # a header the reader refuses: one error, one item
     assert library.search("output").total == 1
     with rest_client(library) as client:
-        assert client.get(f"/lora-manager/v1/loras/{lone['id']}").status_code == 200
+        assert client.get(f"/lora-manager/v1/loras/{lone.id}").status_code == 200
         assert client.get("/lora-manager/v1/loras").json()["total"] == 5
     code, out = run_cli(library, capsys, "search", "--json")
     assert code == 0 and json.loads(out)["total"] == 5
