@@ -100,7 +100,7 @@ def start_standalone(stack: ExitStack, tmp: Path, *, add_loras: Callable[[Path],
     ``prepare(library)`` changes the library before the app is built; ``settings`` override the
     defaults; ``demo_model`` generates in-process with the tiny demo pipeline."""
     playwright_api()  # skip before building anything
-    from lib_lora_manager.hosts.standalone import build_app, start_generation
+    from lib_lora_manager.hosts.standalone import build_app, new_app
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     root, data = tmp / "Lora", tmp / "data"
@@ -109,7 +109,7 @@ def start_standalone(stack: ExitStack, tmp: Path, *, add_loras: Callable[[Path],
         add_loras(root)
     library = Library.open(str(data), roots=[str(root)], database_url=f"sqlite:///{data / 'lm.db'}", hashing=False)
     stack.callback(library.close)
-    library.scan()
+    library.indexer.scan()
     if prepare:
         prepare(library)
     values = {s.key: s.default for s in SETTINGS} | (settings or {})
@@ -123,10 +123,10 @@ def start_standalone(stack: ExitStack, tmp: Path, *, add_loras: Callable[[Path],
         model = build_tiny_pipeline(tmp / "model")
         stack.callback(torch.set_num_threads, torch.get_num_threads())
         torch.set_num_threads(1)  # the tiny model is faster on one thread than on two shared cores
-        recorder, jobs = start_generation(library, model, str(data))
-        stack.callback(recorder.close)
-        stack.callback(jobs.close)
-        host = HostInfo(name="standalone", setting=values.__getitem__, generator=jobs.generator, jobs=lambda: jobs)
+        app = new_app(lambda: library, model=model)
+        stack.callback(app.pause)  # the job worker stops and pending records are stored; the library closes above
+        jobs = app.jobs()
+        host = HostInfo(name="standalone", setting=values.__getitem__, generator=app.generator(), jobs=app.jobs)
     url = stack.enter_context(serving(build_app(library, host)))
     page, dialogs = stack.enter_context(
         chromium_page(viewport=viewport, timeout_ms=timeout_ms, clipboard_origin=url if clipboard else None))

@@ -39,7 +39,7 @@ def test_migrations_match_the_models(tmp_path):
 
 
 def test_sqlite_pragmas_and_idempotent_migration(tmp_path):
-    db = Database(sqlite_url(tmp_path / "lib.store.db"))
+    db = Database(sqlite_url(tmp_path / "lib.db"))
     assert db.migrate() is None  # new database: nothing to back up
     assert db.migrate() is None  # already at head: alembic is not even imported
     with db.engine.connect() as conn:
@@ -49,7 +49,7 @@ def test_sqlite_pragmas_and_idempotent_migration(tmp_path):
 
 
 def test_sqlite_file_is_backed_up_before_a_migration(tmp_path):
-    path = tmp_path / "lib.store.db"
+    path = tmp_path / "lib.db"
     db = Database(sqlite_url(path))
     db.migrate()
     with db.write() as session:
@@ -61,14 +61,14 @@ def test_sqlite_file_is_backed_up_before_a_migration(tmp_path):
 
     with pytest.raises(CommandError):  # unknown old revision: alembic refuses, but the copy exists
         db.migrate()
-    backups = list(tmp_path.glob("lib.store.db.before-old-*.bak"))
+    backups = list(tmp_path.glob("lib.db.before-old-*.bak"))
     assert len(backups) == 1
     copy = sqlite3.connect(backups[0])
     assert copy.execute("SELECT value FROM state WHERE key='marker'").fetchone() == ("before",)
 
 
 def test_concurrent_writers_never_see_database_locked(tmp_path):
-    db = Database(sqlite_url(tmp_path / "lib.store.db"))
+    db = Database(sqlite_url(tmp_path / "lib.db"))
     db.migrate()
     errors = []
 
@@ -102,7 +102,7 @@ def test_postgres_migrates_and_reports_head():
 def test_a_write_holds_the_write_lock_from_its_start_and_a_read_never_takes_it(tmp_path):
     """Otherwise a write that read first must upgrade its lock, which SQLite refuses at once
     ("database is locked", no busy wait) when another process wrote meanwhile."""
-    path = tmp_path / "lib.store.db"
+    path = tmp_path / "lib.db"
     db = Database(sqlite_url(path))
     db.migrate()
     other = sqlite3.connect(path, timeout=0, isolation_level=None)  # another process
@@ -121,7 +121,7 @@ def test_a_write_waits_for_another_process_then_says_busy(tmp_path, monkeypatch)
 
     monkeypatch.setattr(db_module, "BUSY_TIMEOUT", 0.2)
     monkeypatch.setattr(db_module, "RETRY_FOR", 0.6)
-    path = tmp_path / "lib.store.db"
+    path = tmp_path / "lib.db"
     db = Database(sqlite_url(path))
     db.migrate()
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

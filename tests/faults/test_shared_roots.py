@@ -21,7 +21,7 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_url(request, tmp_path):
     if request.param == "sqlite":
-        return sqlite_url(tmp_path / "shared.store.db")
+        return sqlite_url(tmp_path / "shared.db")
     if not POSTGRES_URL:
         pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
     reset_postgres(POSTGRES_URL)
