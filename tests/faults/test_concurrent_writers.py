@@ -96,7 +96,7 @@ class Servers:
         return [r for r in self.responses if r[0] >= 500]
 
     def row(self, lora_id: int) -> tuple[str | None, set[str], str]:
-        with self.library.db.read() as session:
+        with self.library.store.db.read() as session:
             lora = session.get(Lora, lora_id)
             return lora.notes, {t.name for t in lora.tags}, lora.search_text
 
@@ -220,7 +220,7 @@ def test_the_same_new_tag_created_on_several_loras_at_once(servers):
     assert all(last[lora_id] in final[lora_id] for lora_id in loras)
     # additive writes on the bulk side: every tag added is still there
     assert all(tag in final[lora_id] for lora_id, tag in acknowledged if loras.index(lora_id) % 2 == 0)
-    with servers.library.db.read() as session:
+    with servers.library.store.db.read() as session:
         counts = dict(session.execute(select(Tag.name, func.count()).where(Tag.name.like("brand new %")).group_by(Tag.name)).all())
     assert counts == {f"brand new {r}": 1 for r in range(6)}
 
