@@ -45,7 +45,7 @@ def start(work: Path, step_ms: float):
     double = sdnext.start(REPO, lora_dir, work / "sdnext-data", {"lora_manager_scan_on_start": False}, model="sdxl")
     double.pipeline.step_time = step_ms / 1000
     host = sys.modules["lib_lora_manager.hosts.sdnext"]
-    host.app.library().scan()
+    host.app.library().indexer.scan()
     return double, host
 
 
