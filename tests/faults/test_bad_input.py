@@ -6,12 +6,10 @@ Runs on SQLite and PostgreSQL (the library fixture), against a real FastAPI app.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
+from browser import serving
 from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -187,26 +185,7 @@ def test_date_extremes_are_valid_queries(setup):
 
 # --- sizes: refused at once, never read whole ----------------------------------------------------
 
-@contextmanager
-def serving(app):
-    """The app served by uvicorn on a free local port (TestClient reads a streamed body whole)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-faults", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+# requests over real HTTP (TestClient reads a streamed body whole): browser.serving
 
 
 MB = 1024 * 1024

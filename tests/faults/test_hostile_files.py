@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from browser import serving
 from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -393,26 +393,11 @@ def test_a_failed_background_scan_says_so(library, lora_dir, monkeypatch, caplog
 
 
 @contextmanager
-def serving(app):
-    """The app served by uvicorn on a free local port, on a thread: requests go over real HTTP
-    with their paths as written (clients like httpx would remove '..' first)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def serving_port(app):
+    """The app's port on a real local server: requests go over real HTTP with their paths as
+    written (clients like httpx would remove '..' first)."""
+    with serving(app) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def raw_get(port: int, path: str) -> tuple[int, bytes]:
@@ -448,7 +433,7 @@ def test_the_standalone_server_never_serves_the_data_folder(tmp_path, monkeypatc
         (tmp_path / "innocent").symlink_to(data)
         values = {s.key: s.default for s in settings.SETTINGS}
         app = build_app(lib, HostInfo(name="standalone", setting=values.__getitem__))
-        with serving(app) as port:
+        with serving_port(app) as port:
             assert raw_get(port, "/file=style.css")[0] == 200  # the route itself still works
             refused_everywhere(port, [
                 "/file=data/lora_manager.db", f"/file={data}/lora_manager.db", f"/file={data}/../data/lora_manager.db",
@@ -468,7 +453,7 @@ def test_sdnext_never_serves_our_data_folder(sdnext):
         (data / "trash").mkdir(exist_ok=True)
         (data / "trash" / "secret.txt").write_text("secret")
         (double.data_dir / "params.txt").write_text("SDNext's own file")
-        with serving(double.app) as port:
+        with serving_port(double.app) as port:
             # SDNext's data folder is served (its allowed path); ours inside it is not
             assert raw_get(port, f"/file={double.data_dir}/params.txt")[0] == 200
             refused_everywhere(port, [
