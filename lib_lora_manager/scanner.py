@@ -445,7 +445,7 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
         sync = _Sync(db, roots, _Index(db, mounts), report, progress or (lambda _f, _m: None),
                      should_stop or (lambda: False), readers, thumbnail_dir)
         sync.run()
-    report.skipped_count = len(report.skipped)
+    report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
     progress = progress or (lambda _f, _m: None)
@@ -597,6 +597,9 @@ class _Sync:
         write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}))
         report.missing += len(gone)
         report.returned += len(returned)
+        if len(report.skipped) > MAX_SKIPPED:  # the report keeps the first lines and counts the rest
+            report.skipped_count += len(report.skipped) - MAX_SKIPPED
+            del report.skipped[MAX_SKIPPED:]
         self._report_progress("")
 
     def _match_moves(self, new: list[Found], vanished: dict[str, Any],
@@ -712,9 +715,14 @@ class _Index:
         return self.mounts.local_path(row.root_id, row.relpath)
 
     def count(self) -> int:
+        """About how many files the scan will meet: the rows of this machine's folders, counted
+        from the (root id, folder) index alone (trashed and missing rows too)."""
         with self.db.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(Lora).where(
-                live(), Lora.missing.is_(False), *self._scope())).scalar_one()
+            stmt = select(func.count()).select_from(Lora)
+            if self.mounts is None:
+                return conn.execute(stmt).scalar_one()
+            mounted = conn.execute(stmt.where(Lora.root_id.in_(sorted(self.mounts.root_ids)))).scalar_one()
+            return mounted + (conn.execute(stmt.where(self.by_stored_root)).scalar_one() if self.by_stored_root is not False else 0)
 
     def in_folders(self, directories: set[str]) -> dict[str, Any]:
         """path on this machine -> row, for the rows of these folders (absolute paths)."""
@@ -736,13 +744,21 @@ class _Index:
             conditions.append(in_folder if self.by_stored_root is None else and_(self.by_stored_root, in_folder))
         if not conditions:
             return {}
-        index = {}
         with self.db.engine.connect() as conn:
-            for row in conn.execute(select(*self.COLUMNS).where(or_(*conditions), live())):
-                key = self.key(row)
-                if self.by_stored_root is not False and key[:key.rfind(os.sep)] not in directories:
-                    continue
-                index[key] = row
+            rows = conn.execute(select(*self.COLUMNS).where(or_(*conditions), live())).all()
+        # the hot path of a no-change rescan: key() inlined
+        mounted_at, mounts = self.mounted_at, self.mounts
+        index = {}
+        for row in rows:
+            root = mounted_at.get(row.root_id)
+            # the common case first: the row was written by this machine (same folder path)
+            index[row.path if root is None or root == row.root else path_to_db(mounts.local_path(row.root_id, row.relpath))] = row
+        for stored in [path for path in index if not path.isascii()]:
+            real = path_from_db(stored)
+            if real != stored:
+                index[real] = index.pop(stored)
+        if self.by_stored_root is not False:  # rows found by a folder of the same name elsewhere
+            index = {key: row for key, row in index.items() if key[:key.rfind(os.sep)] in directories}
         return index
 
     def with_identity(self, identities: set[tuple[int, int]], marker: float) -> Iterator[tuple[str, Any]]:
