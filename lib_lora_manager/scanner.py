@@ -1,9 +1,11 @@
 """Keep the index in step with the LoRA folders.
 
 A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
-sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
-match a vanished row are moves: the row follows the file and keeps its user data. Files that
-vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
+sidecars' signature with the index, and opens only what changed. It works a group of folders
+(about ``BATCH`` files) at a time, reading just their rows, so its memory does not grow with the
+library. New files whose (inode, size) match a vanished row are moves: the row follows the file
+and keeps its user data. Files that vanished are marked missing, never deleted (NAS and offline
+drives come back). Files are read
 with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
 in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
 never for a batch or a whole scan.
@@ -439,16 +441,16 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     started = time.perf_counter()
     roots = [os.path.abspath(r) for r in roots]
     report = ScanReport(roots=[naming.display(r) for r in roots])
+    progress = progress or (lambda _f, _m: None)
     # Several files are read at once: on a cold cache, a slow disk or a NAS, the next headers are
     # on their way while this thread parses one (reads release the GIL; parsing does not).
     with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lora-manager-read") as readers:
-        sync = _Sync(db, roots, _Index(db, mounts), report, progress or (lambda _f, _m: None),
-                     should_stop or (lambda: False), readers, thumbnail_dir)
+        sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers,
+                     thumbnail_dir)
         sync.run()
     report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
-    progress = progress or (lambda _f, _m: None)
     progress(1.0, "done: " + report.summary())
     return report
 

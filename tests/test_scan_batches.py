@@ -131,3 +131,18 @@ def test_a_scan_holds_a_batch_of_files_and_rows_not_the_library(library, lora_di
     assert peaks["reports"] >= 20  # it was looked at all along the scan
     assert peaks["files"] <= 2 * scanner.BATCH, peaks
     assert peaks["rows"] <= 2 * scanner.BATCH, peaks
+
+
+def test_the_report_keeps_the_first_skipped_lines_and_counts_them_all(library, lora_dir, monkeypatch):
+    monkeypatch.setattr(scanner, "BATCH", 2)
+    monkeypatch.setattr(scanner, "MAX_SKIPPED", 3)
+    for folder in range(5):
+        make_lora(lora_dir / f"f{folder}", "real", seed=folder)
+        for i in range(2):
+            (lora_dir / f"f{folder}" / f"dangling{i}.safetensors").symlink_to(lora_dir / "nowhere" / f"{folder}{i}")
+
+    report = library.indexer.scan()
+
+    assert report.added == 5 and report.skipped_count == 10 and len(report.skipped) == 3
+    assert all("a link to something that is not there" in line for line in report.skipped)
+    assert "10 skipped" in report.summary()
