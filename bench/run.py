@@ -593,9 +593,11 @@ def bench_rescan(results: Results, cache: Cache, root: Path, work: Path, profile
         results.add("rescan", "no-change rescan, caches dropped (info)", cold_s, "s", cold_floor_s,
                     "os.walk + stat, caches dropped", note=f"{cold_s / cold_floor_s:.1f} × floor")
     _report, heap_mb = heap_peak(library.indexer.scan)
+    largest = max((sum(1 for name in names if name.endswith(".safetensors")) for _d, _s, names in os.walk(root)), default=0)
     results.add("rescan", "no-change rescan: Python heap peak (info)", heap_mb, "MB",
                 note="tracemalloc peak of one more no-change rescan (not timed): the Python objects it held at "
-                     "once; should not grow with the library")
+                     f"once; it follows the largest folder ({largest} LoRA files; a folder is compared whole), "
+                     "not the library")
     if profile and rescan_s > 1.0:
         results.profiles["no-change rescan"] = profile_text(library.indexer.scan)
     return library
