@@ -146,3 +146,21 @@ def test_the_report_keeps_the_first_skipped_lines_and_counts_them_all(library, l
     assert report.added == 5 and report.skipped_count == 10 and len(report.skipped) == 3
     assert all("a link to something that is not there" in line for line in report.skipped)
     assert "10 skipped" in report.summary()
+
+
+def test_a_stopped_scan_marks_nothing_it_did_not_list_missing(library, lora_dir, monkeypatch):
+    monkeypatch.setattr(scanner, "BATCH", 2)
+    for folder in range(4):
+        make_lora(lora_dir / f"f{folder}", "one", seed=folder)
+        make_lora(lora_dir / f"f{folder}", "two", seed=folder + 10)
+    library.indexer.scan()
+    asked = []
+
+    def should_stop() -> bool:  # after the first group of folders
+        asked.append(True)
+        return len(asked) > 1
+
+    report = scanner.scan(library.store.db, library.store.roots, mounts=library.store.mounts, should_stop=should_stop)
+
+    assert report.unchanged == 2 and report.missing == 0
+    assert library.search("missing:yes").total == 0 and library.search("").total == 8
