@@ -59,7 +59,7 @@ class Figure:
     stage: str
     name: str
     value: float
-    unit: str  # "s", "ms", "MB/s", "x" or "" (a count)
+    unit: str  # "s", "ms", "MB/s", "MB", "x" or "" (a count)
     floor: float | None = None
     floor_name: str = ""
     target: str = ""
@@ -145,6 +145,53 @@ def profile_text(fn: Callable, *args, limit: int = 25, **kwargs) -> str:
     stats.strip_dirs().sort_stats("tottime").print_stats(limit)
     stats.sort_stats("cumulative").print_stats(limit)
     return out.getvalue()
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def _status_mb(field_name: str) -> float | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in MB (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def rss_peak(fn: Callable, *args) -> tuple[object, float | None, float | None]:
+    """(result, the process's resident set size before, its high-water mark during ``fn``), MB.
+
+    The high-water mark is reset first (``5`` to /proc/self/clear_refs, Linux 4.0+), so the
+    peak is this call's; it includes whatever the process held before (imports, the database's
+    caches). Nothing is slowed down. None where the kernel does not offer it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return fn(*args), None, None
+    before = _status_mb("VmRSS")
+    result = fn(*args)
+    return result, before, _status_mb("VmHWM")
+
+
+def heap_peak(fn: Callable, *args) -> tuple[object, float]:
+    """(result, the most Python heap ``fn`` held at once beyond what was held before, MB), by
+    tracemalloc: exact for Python objects, blind to C libraries' own memory (SQLite's page
+    cache), and it slows allocation down: timed runs never use it."""
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = fn(*args)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak / 1e6
 
 
 # --- page cache -------------------------------------------------------------------------------
@@ -524,9 +571,13 @@ def bench_rescan(results: Results, cache: Cache, root: Path, work: Path, profile
     log(f"indexing the whole library: {root}")
     cache.reset()
     with GcClock() as collector:
-        index_s, report = timed(library.indexer.scan)
+        (index_s, report), rss_before, rss_high = rss_peak(timed, library.indexer.scan)
     results.add("rescan", f"first index of {report.files} files", index_s, "s",
                 note=f"{report.files / index_s:.0f} files/s; garbage collector: {collector}; {report.summary()}")
+    if rss_high is not None:
+        results.add("rescan", "first index: resident memory high-water mark (info)", rss_high, "MB",
+                    note=f"the process's RSS peak during the scan (VmHWM, reset before it): {rss_before:.0f} MB "
+                         f"before it, so {rss_high - rss_before:.0f} MB more at the peak")
     log("no-change rescan")
     floor_stat_all(root)  # both warm: a rescan right after an index, or a second one later
     floor_s, floor_n = timed(floor_stat_all, root)
@@ -541,6 +592,12 @@ def bench_rescan(results: Results, cache: Cache, root: Path, work: Path, profile
         cold_s, _ = timed(library.indexer.scan)
         results.add("rescan", "no-change rescan, caches dropped (info)", cold_s, "s", cold_floor_s,
                     "os.walk + stat, caches dropped", note=f"{cold_s / cold_floor_s:.1f} × floor")
+    _report, heap_mb = heap_peak(library.indexer.scan)
+    largest = max((sum(1 for name in names if name.endswith(".safetensors")) for _d, _s, names in os.walk(root)), default=0)
+    results.add("rescan", "no-change rescan: Python heap peak (info)", heap_mb, "MB",
+                note="tracemalloc peak of one more no-change rescan (not timed): the Python objects it held at "
+                     f"once; it follows the largest folder ({largest} LoRA files; a folder is compared whole), "
+                     "not the library")
     if profile and rescan_s > 1.0:
         results.profiles["no-change rescan"] = profile_text(library.indexer.scan)
     return library
@@ -1031,6 +1088,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.0f} MB/s"
     if unit == "GB":
         return f"{value:.1f} GB"
+    if unit == "MB":
+        return f"{value:.1f} MB"
     return f"{value:,.0f}{(' ' + unit) if unit else ''}"
 
 

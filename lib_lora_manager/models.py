@@ -110,6 +110,8 @@ class Lora(Base):
         Index("ix_loras_inode_size", "inode", "size"),
         Index("ix_loras_stem", "stem"),
         Index("ix_loras_root_id_relpath", "root_id", "relpath"),
+        # the scanner reads the rows of a group of folders at a time
+        Index("ix_loras_root_id_folder", "root_id", "folder"),
         # covers the duplicate finder's GROUP BY without reading rows
         Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
         # No indexes on low-cardinality columns (missing, favorite, base model, type): without

@@ -1,9 +1,11 @@
 """Keep the index in step with the LoRA folders.
 
 A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mtime) and its
-sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
-match a vanished row are moves: the row follows the file and keeps its user data. Files that
-vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
+sidecars' signature with the index, and opens only what changed. It works a group of folders
+(about ``BATCH`` files) at a time, reading just their rows, so its memory does not grow with the
+library. New files whose (inode, size) match a vanished row are moves: the row follows the file
+and keeps its user data. Files that vanished are marked missing, never deleted (NAS and offline
+drives come back). Files are read
 with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
 in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
 never for a batch or a whole scan.
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from . import naming, sidecars
@@ -440,27 +442,106 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     roots = [os.path.abspath(r) for r in roots]
     report = ScanReport(roots=[naming.display(r) for r in roots])
     progress = progress or (lambda _f, _m: None)
-    walker = Walk(Boundary(roots), report.folder_errors, report.skipped)
+    # Several files are read at once: on a cold cache, a slow disk or a NAS, the next headers are
+    # on their way while this thread parses one (reads release the GIL; parsing does not).
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lora-manager-read") as readers:
+        sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers,
+                     thumbnail_dir)
+        sync.run()
+    report.skipped_count += len(report.skipped)
+    del report.skipped[MAX_SKIPPED:]
+    report.seconds = time.perf_counter() - started
+    progress(1.0, "done: " + report.summary())
+    return report
 
-    indexed = _load_index(db, mounts)
-    seen: set[str] = set()
-    changed: list[Found] = []
-    sidecar_only: list[tuple[int, Found]] = []
-    returned: list[int] = []
-    progress(0.0, "listing folders")
-    for root in roots:
-        if not os.path.isdir(root):
-            report.folder_errors.append(f"library folder not found: {naming.display(root)}")
-            continue
-        root_id = mounts.root_id(root) if mounts is not None else None
-        stored_root = path_to_db(root)  # as _load_index gives row.root
-        for listing in walker.listings(root, root_id):
+
+class _Sync:
+    """One scan, a group of folders at a time.
+
+    The walk hands over folder listings; about ``BATCH`` files' worth of them are compared with
+    the rows of just those folders (one query), their changed files read and written, and their
+    vanished files marked missing before the walk goes on. Memory holds one group's listings and
+    rows and the set of folders listed so far, whatever the size of the library. Rows of folders
+    the walk never lists are found in the database at the end.
+
+    A new file whose (inode, size) is that of a row whose file is gone is that row's file, moved:
+    the row follows it and keeps its user data. "Gone" is judged whichever comes first in the
+    walk: a row of a folder already listed is gone if this scan marked it missing; a row of a
+    folder listed later is gone if its file is not there (or not where the walk will look)."""
+
+    def __init__(self, db: Database, roots: list[str], index: _Index, report: ScanReport, progress: Progress,
+                 should_stop: Callable[[], bool], readers: ThreadPoolExecutor, thumbnail_dir: str | None):
+        self.db, self.roots, self.index, self.report = db, roots, index, report
+        self.progress, self.should_stop = progress, should_stop
+        self.readers, self.thumbnail_dir = readers, thumbnail_dir
+        self.listed: set[str] = set()  # folders whose files were compared in this scan
+        self.roots_to_walk: list[str] = list(roots)  # the folder being walked and those after it
+        self.marker = time.time()  # missing_since of the rows this scan finds gone
+        self.expected = index.count()  # files the progress expects (the rows of the last scan)
+        self.compared = 0  # files compared, read when they changed
+        self.read = 0  # changed files read
+        self.stopped = False
+
+    def run(self) -> None:
+        report = self.report
+        walker = Walk(Boundary(self.roots), report.folder_errors, report.skipped)
+        self.progress(0.0, "listing folders")
+        for root in self.roots:
+            if self.stopped:
+                break
+            if not os.path.isdir(root):
+                report.folder_errors.append(f"library folder not found: {naming.display(root)}")
+                self.roots_to_walk.remove(root)
+                continue
+            root_id = self.index.mounts.root_id(root) if self.index.mounts is not None else None
+            group: list[Listing] = []
+            files = 0
+            for listing in walker.listings(root, root_id):
+                if listing.directory in self.listed:
+                    continue  # nested library folders: compared already, under the outer one
+                self.listed.add(listing.directory)
+                group.append(listing)
+                files += len(listing.loras)
+                if files >= BATCH:
+                    self._sync(group, root, root_id)
+                    group, files = [], 0
+                    if self.stopped:
+                        break
+            if group and not self.stopped:
+                self._sync(group, root, root_id)
+            self.roots_to_walk.remove(root)
+        if not self.stopped:  # a scan stopped half-way judges only what it listed
+            self._mark_unlisted()
+
+    def _report_progress(self, doing: str) -> None:
+        expected = max(self.expected, self.report.files)
+        fraction = min(0.99, self.compared / expected) if expected else 0.0
+        self.progress(fraction, f"{self.report.files} files in {len(self.listed)} folders listed, "
+                                f"{self.read} changed files read{doing}")
+
+    def _read(self, batch: list[Found]) -> list[Analysis]:
+        """Read one batch of changed files."""
+        return list(self.readers.map(lambda found: analyse(found, self.thumbnail_dir), batch))
+
+    def _sync(self, group: list[Listing], root: str, root_id: str | None) -> None:
+        """Compare a group of listings with their rows, and write what differs."""
+        if self.should_stop():
+            self.stopped = True
+            return
+        report = self.report
+        stored_root = path_to_db(root)  # as _Index gives row.root
+        directories = {listing.directory for listing in group}
+        rows = self.index.in_folders(directories)
+        changed: list[Found] = []
+        indexed: dict[str, Any] = {}  # path -> row of the changed files that have one
+        sidecar_only: list[tuple[int, Found]] = []
+        returned: list[int] = []
+        files = 0
+        for listing in group:
+            files += len(listing.loras)
             for entry, st in listing.loras:
                 path = entry.path
-                if path in seen:  # nested roots
-                    continue
-                seen.add(path)
-                row = indexed.get(path)
+                row = rows.pop(path, None)  # what is left at the end is gone
                 # a row found under another library folder (folders were re-arranged) is re-read
                 # too, so its root and relative path follow
                 if (row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns
@@ -468,6 +549,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                     if row is None and not storable_path(path):
                         report.skipped.append(f"{naming.display(path)}: {UNSTORABLE}")
                         continue
+                    if row is not None:
+                        indexed[path] = row
                     changed.append(listing.found(entry, st))
                     continue
                 if row.missing:
@@ -480,99 +563,245 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
                     sidecar_only.append((row.id, found))
                 else:
                     report.unchanged += 1
-            report.files = len(seen)
-            progress(0.0, f"listing folders: {report.files} files")
+        report.files += files
+        self.compared += files - len(changed) - len(sidecar_only)
+        # Rows of these folders whose file was not listed: vanished, or moved (see _match_moves).
+        vanished = {path: row for path, row in rows.items() if not row.missing}
+        del rows
+        moves: dict[str, str] = {}  # new path -> old path
+        marked_before: set[str] = set()  # new paths of moved files whose row this scan marked missing
+        for new_path, (old_path, row) in self._match_moves([f for f in changed if f.path not in indexed],
+                                                           vanished, directories).items():
+            moves[new_path] = old_path
+            indexed[old_path] = row
+            vanished.pop(old_path, None)
+            if row.missing:
+                marked_before.add(new_path)
 
-    # Not seen: vanished, or under a folder that is no longer a library folder. Either way the
-    # LoRA is not available; it is marked missing and keeps its user data.
-    vanished = {path: row for path, row in indexed.items() if path not in seen and not row.missing}
-    moves = _match_moves(changed, indexed, vanished)
-    total = len(changed) + len(sidecar_only)
-    done = 0
-    # Several files are read at once: on a cold cache, a slow disk or a NAS, the next headers are
-    # on their way while this thread parses one (reads release the GIL; parsing does not).
-    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lora-manager-read") as readers:
         for start in range(0, len(changed), BATCH):
-            if should_stop and should_stop():
+            if self.should_stop():
+                self.stopped = True
                 break
             batch = changed[start:start + BATCH]
-            analysed = list(readers.map(lambda found: analyse(found, thumbnail_dir), batch))
-            _write_changed(db, analysed, indexed, moves, report)
-            done += len(batch)
-            progress(done / max(total, 1), f"reading {done}/{total} changed files")
-    for start in range(0, len(sidecar_only), BATCH):
-        batch = sidecar_only[start:start + BATCH]
-        _write_sidecars(db, batch)
-        report.updated += len(batch)
-        done += len(batch)
-        progress(done / max(total, 1), f"reading sidecars {done}/{total}")
+            _write_changed(self.db, self._read(batch), indexed, moves, report)
+            report.missing -= sum(1 for found in batch if found.path in marked_before)  # missing no more
+            self.read += len(batch)
+            self.compared += len(batch)
+            self._report_progress("")
+        for start in range(0, len(sidecar_only), BATCH):
+            batch = sidecar_only[start:start + BATCH]
+            _write_sidecars(self.db, batch)
+            report.updated += len(batch)
+            self.compared += len(batch)
+        # a file that moved here but was not read (the scan was stopped) keeps its row as it was
+        gone = sorted(row.id for row in vanished.values())
+        write_in_slices(self.db, gone, _mark({"missing": True, "missing_since": self.marker}))
+        write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}))
+        report.missing += len(gone)
+        report.returned += len(returned)
+        if len(report.skipped) > MAX_SKIPPED:  # the report keeps the first lines and counts the rest
+            report.skipped_count += len(report.skipped) - MAX_SKIPPED
+            del report.skipped[MAX_SKIPPED:]
+        self._report_progress("")
 
-    moved_from = {indexed_path for indexed_path in moves.values()}
-    gone = sorted(row.id for path, row in vanished.items() if path not in moved_from)
-    now = time.time()
+    def _match_moves(self, new: list[Found], vanished: dict[str, Any],
+                     directories: set[str]) -> dict[str, tuple[str, Any]]:
+        """New path -> (old path, row) for the new files that are indexed files moved or renamed
+        (same inode and size).
 
-    def mark(values: dict[str, Any]):
-        def work(session, ids: list[int]) -> None:
-            session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
-        return work
-    write_in_slices(db, gone, mark({"missing": True, "missing_since": now}))
-    write_in_slices(db, sorted(returned), mark({"missing": False, "missing_since": None}))
-    report.missing = len(gone)
-    report.returned = len(returned)
-    report.skipped_count = len(report.skipped)
-    del report.skipped[MAX_SKIPPED:]
-    report.seconds = time.perf_counter() - started
-    progress(1.0, "done: " + report.summary())
-    return report
+        Rows of this group's folders first, then the database's rows with that identity whose
+        file is gone: marked missing earlier in this scan, or in a folder not listed yet where
+        the walk will not find it."""
+        moves: dict[str, tuple[str, Any]] = {}
+        if not new:
+            return moves
+        here = {(row.inode, row.size): (path, row) for path, row in vanished.items() if row.inode}
+        wanted: list[Found] = []
+        for found in new:
+            old = here.pop((found.inode, found.size), None)
+            if old is not None:
+                moves[found.path] = old
+            elif found.inode:
+                wanted.append(found)
+        if not wanted:
+            return moves
+        elsewhere: dict[tuple[int, int], list[tuple[str, Any]]] = {}
+        for path, row in self.index.with_identity({(f.inode, f.size) for f in wanted}, self.marker):
+            if not row.missing:  # not marked by this scan: is its file gone, or only not listed yet?
+                folder = os.path.dirname(path)
+                if folder in directories or folder in self.listed or self._listed_later(path):
+                    continue
+            elsewhere.setdefault((row.inode, row.size), []).append((path, row))
+        for found in wanted:
+            candidates = elsewhere.get((found.inode, found.size))
+            if candidates:
+                moves[found.path] = candidates.pop()
+        return moves
+
+    def _listed_later(self, path: str) -> bool:
+        """Whether the walk will list this file later in this scan: a file (or a link to one) under
+        a library folder not walked yet, or the one being walked, with no hidden folder on the way."""
+        for root in self.roots_to_walk:
+            prefix = root.rstrip(os.sep) + os.sep
+            if path.startswith(prefix):
+                folders = path[len(prefix):].split(os.sep)[:-1]
+                if not any(part.startswith(".") for part in folders) and os.path.isfile(path):
+                    return True
+        return False
+
+    def _mark_unlisted(self) -> None:
+        """Rows of folders the walk did not list: vanished, or under a folder that is no longer a
+        library folder. Either way the LoRA is not available; it is marked missing and keeps its
+        user data. Found and marked a batch at a time."""
+        for condition in self.index.unlisted(self.listed):
+            last = 0
+            while True:
+                ids = self.index.not_missing(condition, after=last)
+                if not ids:
+                    break
+                last = ids[-1]
+                write_in_slices(self.db, ids, _mark({"missing": True, "missing_since": self.marker}))
+                self.report.missing += len(ids)
+                self._report_progress(f", {self.report.missing} missing")
 
 
-def _load_index(db: Database, mounts: RootMap | None = None) -> dict[str, Any]:
-    """path on this machine -> (id, size, mtime_ns, signature, missing, inode, root, root_id) of
-    the live rows of every folder this machine ever mounted (all rows without ``mounts``).
+def _mark(values: dict[str, Any]):
+    def work(session, ids: list[int]) -> None:
+        session.execute(update(Lora).where(Lora.id.in_(ids)).values(**values))
+    return work
+
+
+class _Index:
+    """The indexed rows this machine judges, by folder: the live rows of every folder this
+    machine ever mounted (all rows without ``mounts``), each under its path on this machine.
 
     Not only those of the current folders: a file may be indexed under a folder that is no
     longer a library folder of its own (an extra folder inside SDNext's, say). Rows of folders
-    only other machines mount are left out: not ours to judge. Core rows straight from the
-    driver: at 50,000 files this load is half of a no-change rescan. So the path and root come
-    in their stored form (dbtypes.FsPath; the same text for any UTF-8 name) and only the keys
-    that are not ASCII are turned back into real names: converting every value costs a tenth of
-    the load. ``row.root`` stays stored: compare it with ``path_to_db(root)``."""
-    columns = (type_coerce(Lora.path, Text).label("path"), Lora.id, Lora.size, Lora.mtime_ns,
+    only other machines mount are left out: not ours to judge. A row of a mounted folder is
+    found by (root id, folder); a row without a root id (or every row, without ``mounts``) by its
+    stored root and folder. Core rows straight from the driver (a no-change rescan reads every
+    row once): the path and root come in their stored form (dbtypes.FsPath; the same text for
+    any UTF-8 name) and only paths that are not ASCII are turned back into real names.
+    ``row.root`` stays stored: compare it with ``path_to_db(root)``."""
+
+    COLUMNS = (type_coerce(Lora.path, Text).label("path"), Lora.id, Lora.size, Lora.mtime_ns,
                Lora.sidecar_signature.label("signature"), Lora.missing, Lora.inode,
                type_coerce(Lora.root, Text).label("root"), Lora.root_id, Lora.relpath)
-    where = [live()]
-    if mounts is not None:
-        where.append(or_(Lora.root_id.in_(sorted(mounts.root_ids)), Lora.root_id.is_(None)))
-    with db.engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(*where))
-        if mounts is None:
-            index = {row.path: row for row in rows}
-        else:
-            mounted_at = {root_id: path_to_db(mounts.local_path(root_id, "")) for root_id in mounts.root_ids}
-            index = {}
-            for row in rows:
-                root = mounted_at.get(row.root_id)
-                # the common case first: the row was written by this machine (same folder path)
-                key = row.path if root is None or root == row.root else path_to_db(mounts.local_path(row.root_id, row.relpath))
-                index[key] = row
-    for stored in [path for path in index if not path.isascii()]:
-        real = path_from_db(stored)
-        if real != stored:
-            index[real] = index.pop(stored)
-    return index
 
+    def __init__(self, db: Database, mounts: RootMap | None):
+        self.db = db
+        self.mounts = mounts
+        # root id -> where this machine mounts it, real and stored
+        self.local_roots = {root_id: mounts.local_path(root_id, "") for root_id in mounts.root_ids} if mounts else {}
+        self.mounted_at = {root_id: path_to_db(path) for root_id, path in self.local_roots.items()}
+        # which rows are found by their stored root and folder: all (None), those without a root
+        # id (a condition; rows from before root ids, looked up only if there are any) or none
+        self.by_stored_root: Any = None
+        if mounts is not None:
+            self.by_stored_root = Lora.root_id.is_(None)
+            with db.engine.connect() as conn:
+                if conn.execute(select(Lora.id).where(self.by_stored_root).limit(1)).first() is None:
+                    self.by_stored_root = False
 
-def _match_moves(changed: list[Found], indexed: dict[str, Any], vanished: dict[str, Any]) -> dict[str, str]:
-    """New path -> old path for files that were moved or renamed (same inode and size)."""
-    by_identity = {(row.inode, row.size): path for path, row in vanished.items() if row.inode}
-    moves = {}
-    for found in changed:
-        if found.path in indexed:
-            continue
-        old = by_identity.pop((found.inode, found.size), None)
-        if old is not None:
-            moves[found.path] = old
-    return moves
+    def _scope(self) -> list:
+        if self.mounts is None:
+            return []
+        return [or_(Lora.root_id.in_(sorted(self.mounts.root_ids)), Lora.root_id.is_(None))]
+
+    def key(self, row) -> str:
+        """The row's path on this machine."""
+        root = self.mounted_at.get(row.root_id)
+        # the common case first: the row was written by this machine (same folder path)
+        if root is None or root == row.root:
+            return path_from_db(row.path)
+        return self.mounts.local_path(row.root_id, row.relpath)
+
+    def count(self) -> int:
+        """About how many files the scan will meet: the rows of this machine's folders, counted
+        from the (root id, folder) index alone (trashed and missing rows too)."""
+        with self.db.engine.connect() as conn:
+            stmt = select(func.count()).select_from(Lora)
+            if self.mounts is None:
+                return conn.execute(stmt).scalar_one()
+            mounted = conn.execute(stmt.where(Lora.root_id.in_(sorted(self.mounts.root_ids)))).scalar_one()
+            return mounted + (conn.execute(stmt.where(self.by_stored_root)).scalar_one() if self.by_stored_root is not False else 0)
+
+    def in_folders(self, directories: set[str]) -> dict[str, Any]:
+        """path on this machine -> row, for the rows of these folders (absolute paths)."""
+        conditions = []
+        for root_id, base in self.local_roots.items():
+            prefix = base.rstrip(os.sep) + os.sep
+            folders = [("" if d == base else d[len(prefix):].replace(os.sep, "/"))
+                       for d in directories if d == base or d.startswith(prefix)]
+            if folders:
+                conditions.append(and_(Lora.root_id == root_id, Lora.folder.in_(folders)))
+        if self.by_stored_root is not False:
+            # the folder of a row found by its stored root is the directory's path relative to
+            # any of its ancestors; rows of other directories are dropped below
+            relative = set()
+            for directory in directories:
+                parts = directory.split(os.sep)
+                relative.update("/".join(parts[i:]) for i in range(1, len(parts) + 1))
+            in_folder = Lora.folder.in_(sorted(relative))
+            conditions.append(in_folder if self.by_stored_root is None else and_(self.by_stored_root, in_folder))
+        if not conditions:
+            return {}
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(*self.COLUMNS).where(or_(*conditions), live())).all()
+        # the hot path of a no-change rescan: key() inlined
+        mounted_at, mounts = self.mounted_at, self.mounts
+        index = {}
+        for row in rows:
+            root = mounted_at.get(row.root_id)
+            # the common case first: the row was written by this machine (same folder path)
+            index[row.path if root is None or root == row.root else path_to_db(mounts.local_path(row.root_id, row.relpath))] = row
+        for stored in [path for path in index if not path.isascii()]:
+            real = path_from_db(stored)
+            if real != stored:
+                index[real] = index.pop(stored)
+        if self.by_stored_root is not False:  # rows found by a folder of the same name elsewhere
+            index = {key: row for key, row in index.items() if key[:key.rfind(os.sep)] in directories}
+        return index
+
+    def with_identity(self, identities: set[tuple[int, int]], marker: float) -> Iterator[tuple[str, Any]]:
+        """(path on this machine, row) of the rows with one of these (inode, size) that are not
+        missing, or were marked missing by the scan whose marker this is."""
+        columns = (*self.COLUMNS, Lora.missing_since)
+        stmt = select(*columns).where(
+            Lora.inode.in_(sorted({inode for inode, _size in identities})), live(), *self._scope(),
+            or_(Lora.missing.is_(False), Lora.missing_since == marker)).order_by(Lora.id.desc())
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        for row in rows:
+            if (row.inode, row.size) in identities:
+                yield self.key(row), row
+
+    def unlisted(self, listed: set[str]) -> Iterator:
+        """Conditions selecting the rows of the folders not in ``listed``, a chunk of folders each."""
+        if self.local_roots:  # the (root id, folder) index alone answers
+            stmt = select(Lora.root_id, Lora.folder).where(Lora.root_id.in_(sorted(self.local_roots))).distinct()
+            yield from self._unlisted(stmt, self.local_roots.__getitem__, Lora.root_id, [], listed)
+        if self.by_stored_root is not False:
+            stmt = select(Lora.root, Lora.folder).distinct()
+            only = [] if self.by_stored_root is None else [self.by_stored_root]
+            yield from self._unlisted(stmt.where(*only), lambda root: root, Lora.root, only, listed)
+
+    def _unlisted(self, places, local_root: Callable[[str], str], column, only: list, listed: set[str]) -> Iterator:
+        by_root: dict[str, list[str]] = {}
+        with self.db.engine.connect() as conn:
+            for root, folder in conn.execute(places):
+                base = local_root(root)
+                if (os.path.join(base, *folder.split("/")) if folder else base) not in listed:
+                    by_root.setdefault(root, []).append(folder)
+        for root, folders in by_root.items():
+            for start in range(0, len(folders), BATCH):
+                yield and_(column == root, Lora.folder.in_(folders[start:start + BATCH]), *only)
+
+    def not_missing(self, condition, after: int) -> list[int]:
+        """Ids of the next batch of live, not missing rows meeting ``condition``, in id order."""
+        with self.db.engine.connect() as conn:
+            return list(conn.scalars(select(Lora.id).where(condition, Lora.id > after, live(), Lora.missing.is_(False))
+                                     .order_by(Lora.id).limit(BATCH)))
 
 
 @dataclass

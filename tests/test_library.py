@@ -348,7 +348,7 @@ def test_files_indexed_meanwhile_by_another_process_are_left_to_it(library, lora
         make_lora(lora_dir, f"shared{i}", seed=i)
     library.indexer.scan()
     (lora_dir / "late.safetensors").write_bytes(make_lora(lora_dir.parent, "late").read_bytes())
-    monkeypatch.setattr(scanner, "_load_index", lambda db, mounts=None: {})  # our index was loaded before theirs
+    monkeypatch.setattr(scanner._Index, "in_folders", lambda self, directories: {})  # our index was read before theirs
 
     report = library.indexer.scan()
 

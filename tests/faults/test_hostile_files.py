@@ -370,7 +370,7 @@ def test_a_failed_background_scan_says_so(library, lora_dir, monkeypatch, caplog
     def broken(*_args, **_kwargs):
         raise RuntimeError("the disk went away")
 
-    monkeypatch.setattr(scanner, "_load_index", broken)
+    monkeypatch.setattr(scanner._Index, "in_folders", broken)
     caplog.set_level(logging.ERROR, logger="lora_manager")
     assert library.indexer.scan_in_background()
     wait_for_scan(library)

@@ -1,0 +1,166 @@
+"""The scan works a group of folders at a time: the index it leaves does not depend on the group
+size, and what it holds in memory does not grow with the library."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from factories import make_lora, reset_postgres
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+
+from lib_lora_manager import scanner
+from lib_lora_manager.library import Library
+from lib_lora_manager.models import Lora
+
+FOLDERS = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3", "back"], "z": ["z1", "z2"], "gone": ["g1", "g2"],
+           "nested": ["n1", "n2"], "nested/deep": ["d1", "d2"]}
+
+
+def _play(base: Path, database_url: str | None) -> tuple[list[dict], list[dict]]:
+    """A library through moves both ways between folders, a rename, a vanished folder and file,
+    a file that comes back, a sidecar-only change, a rewritten file, a folder dropped from the
+    library (one of its files moved into the library) and a library folder nested in another.
+    Returns each scan's counts and every row at the end."""
+    if database_url:
+        reset_postgres(database_url)
+    outer, extra = base / "Lora", base / "Extra"
+    inner = outer / "nested"
+    for n, (folder, stems) in enumerate(FOLDERS.items()):
+        for i, stem in enumerate(stems):
+            make_lora(outer / folder, stem, seed=10 * n + i)
+    make_lora(extra, "x1", seed=90)
+    make_lora(extra, "x2", seed=91)
+    library = Library.open(str(base / "data"), roots=[str(outer), str(inner), str(extra)], database_url=database_url,
+                           hashing=False)
+    try:
+        reports = [library.indexer.scan()]
+        for rating, stem in enumerate(("a1", "a2", "z1", "n1", "x1", "back", "b2"), start=1):
+            library.edit(library.find(stem).id, rating=rating % 5 + 1, tags=[stem])
+
+        os.rename(outer / "a" / "a1.safetensors", outer / "a" / "a1_renamed.safetensors")
+        os.rename(outer / "a" / "a2.safetensors", outer / "z" / "a2.safetensors")  # a -> z
+        os.rename(outer / "z" / "z1.safetensors", outer / "a" / "z1.safetensors")  # z -> a: one of the two is met first
+        os.rename(inner / "n1.safetensors", outer / "b" / "n1.safetensors")  # out of the nested library folder
+        os.rename(extra / "x1.safetensors", outer / "z" / "x1.safetensors")  # from a folder about to leave the library
+        shutil.rmtree(outer / "gone")
+        os.rename(outer / "b" / "back.safetensors", base / "back.safetensors")
+        (outer / "b" / "b2.civitai.info").write_text(json.dumps({"id": 1, "modelId": 2, "baseModel": "SDXL 1.0",
+                                                                 "trainedWords": ["bee"]}))
+        make_lora(outer / "b", "b3", "sdxl", seed=99)  # rewritten in place
+        library.store.set_roots([str(outer), str(inner)])
+        reports.append(library.indexer.scan())
+
+        os.rename(base / "back.safetensors", outer / "b" / "back.safetensors")
+        reports.append(library.indexer.scan())
+        reports.append(library.indexer.scan())
+
+        with library.store.db.read() as session:
+            rows = session.scalars(select(Lora).order_by(Lora.id)).all()
+            index = [{"id": r.id, "root": os.path.relpath(r.root, base), "relpath": r.relpath, "folder": r.folder,
+                      "missing": r.missing, "rating": r.rating, "tags": [t.name for t in r.tags],
+                      "base_model": r.base_model, "sidecars": r.sidecar_signature is not None, "size": r.size}
+                     for r in rows]
+    finally:
+        library.close()
+    counts = [{k: v for k, v in vars(r).items() if k not in ("seconds", "roots", "skipped", "folder_errors")}
+              for r in reports]
+    return counts, index
+
+
+def test_a_tiny_batch_leaves_the_same_index(tmp_path, database_url, monkeypatch):
+    monkeypatch.delenv("LORA_MANAGER_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LORA_MANAGER_MACHINE_ID", "one-machine")
+    counts, index = _play(tmp_path / "default", database_url)
+    monkeypatch.setattr(scanner, "BATCH", 2)  # every folder a group of its own
+    tiny_counts, tiny_index = _play(tmp_path / "tiny", database_url)
+
+    assert tiny_counts == counts
+    assert tiny_index == index
+    # and that index is the right one
+    moves, back, again = counts[1:]
+    assert (moves["moved"], moves["missing"], moves["added"]) == (5, 4, 0), moves  # gone/g1, g2, back, x2
+    assert (back["returned"], back["missing"]) == (1, 0) and again["unchanged"] == again["files"] == 14
+    rows = {row["relpath"]: row for row in index}
+    assert len(rows) == len(index) == 17
+
+    def user_view(relpath: str) -> tuple:
+        row = rows[relpath]
+        return row["folder"], row["missing"], row["rating"], row["tags"]
+    assert user_view("a/a1_renamed.safetensors") == ("a", False, 2, ["a1"])
+    assert user_view("z/a2.safetensors") == ("z", False, 3, ["a2"])
+    assert user_view("a/z1.safetensors") == ("a", False, 4, ["z1"])
+    assert user_view("b/n1.safetensors") == ("b", False, 5, ["n1"])
+    assert user_view("z/x1.safetensors") == ("z", False, 1, ["x1"])
+    assert user_view("b/back.safetensors") == ("b", False, 2, ["back"])
+    assert rows["gone/g1.safetensors"]["missing"] and rows["gone/g2.safetensors"]["missing"]
+    assert rows["x2.safetensors"]["missing"]  # its folder left the library
+    assert rows["b/b2.safetensors"]["base_model"] == "sdxl" and rows["b/b2.safetensors"]["sidecars"]
+    assert rows["b/b3.safetensors"]["base_model"] == "sdxl"
+
+
+def _alive(kind: type) -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+
+@pytest.mark.parametrize("scan", ["cold", "rescan"])
+def test_a_scan_holds_a_batch_of_files_and_rows_not_the_library(library, lora_dir, monkeypatch, scan):
+    """Found (a file to read) and rows of the index alive at any progress report, as the scan
+    walks 40 folders of 2 files in groups of about 4 files: a group's worth, not 80."""
+    monkeypatch.setattr(scanner, "BATCH", 4)
+    for folder in range(40):
+        for i in range(2):
+            make_lora(lora_dir / f"f{folder:02}", f"l{folder}_{i}", seed=i)
+    if scan == "rescan":
+        library.indexer.scan()
+    peaks = {"files": 0, "rows": 0, "reports": 0}
+
+    def progress(_fraction: float, _message: str) -> None:
+        peaks["files"] = max(peaks["files"], _alive(scanner.Found))
+        peaks["rows"] = max(peaks["rows"], _alive(Row))
+        peaks["reports"] += 1
+
+    report = library.indexer.scan(progress)
+
+    assert report.files == 80 and (report.added if scan == "cold" else report.unchanged) == 80
+    assert peaks["reports"] >= 20  # it was looked at all along the scan
+    assert peaks["files"] <= 2 * scanner.BATCH, peaks
+    assert peaks["rows"] <= 2 * scanner.BATCH, peaks
+
+
+def test_the_report_keeps_the_first_skipped_lines_and_counts_them_all(library, lora_dir, monkeypatch):
+    monkeypatch.setattr(scanner, "BATCH", 2)
+    monkeypatch.setattr(scanner, "MAX_SKIPPED", 3)
+    for folder in range(5):
+        make_lora(lora_dir / f"f{folder}", "real", seed=folder)
+        for i in range(2):
+            (lora_dir / f"f{folder}" / f"dangling{i}.safetensors").symlink_to(lora_dir / "nowhere" / f"{folder}{i}")
+
+    report = library.indexer.scan()
+
+    assert report.added == 5 and report.skipped_count == 10 and len(report.skipped) == 3
+    assert all("a link to something that is not there" in line for line in report.skipped)
+    assert "10 skipped" in report.summary()
+
+
+def test_a_stopped_scan_marks_nothing_it_did_not_list_missing(library, lora_dir, monkeypatch):
+    monkeypatch.setattr(scanner, "BATCH", 2)
+    for folder in range(4):
+        make_lora(lora_dir / f"f{folder}", "one", seed=folder)
+        make_lora(lora_dir / f"f{folder}", "two", seed=folder + 10)
+    library.indexer.scan()
+    asked = []
+
+    def should_stop() -> bool:  # after the first group of folders
+        asked.append(True)
+        return len(asked) > 1
+
+    report = scanner.scan(library.store.db, library.store.roots, mounts=library.store.mounts, should_stop=should_stop)
+
+    assert report.unchanged == 2 and report.missing == 0
+    assert library.search("missing:yes").total == 0 and library.search("").total == 8
