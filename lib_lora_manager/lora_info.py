@@ -24,6 +24,11 @@ from operator import itemgetter
 from .base_models import family_code
 from .safetensors_header import Header
 
+try:
+    import orjson
+except ImportError:  # the standard library parses the JSON held in metadata values
+    orjson = None
+
 MAX_METADATA_VALUE_BYTES = 64 * 1024
 MAX_METADATA_KEY_CHARS = 256
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
@@ -254,10 +259,21 @@ def _json_object(raw: str | None) -> dict:
     return _json_object_unbounded(raw)
 
 
-def _json_object_unbounded(raw: str | None) -> dict:
-    """A JSON object held in a metadata string (bounded by the header limit), or {}."""
+def _json_object_unbounded(raw: str | None, *, exact: bool = False) -> dict:
+    """A JSON object held in a metadata string (bounded by the header limit), or {}.
+
+    orjson first; what it refuses (NaN, lone surrogates, deep nesting) goes to ``json``, which
+    accepts more. ``exact``: ``json`` only, for callers that must tell integers beyond 64 bits
+    (orjson makes them floats) from floats."""
     if not raw or raw[:1] != "{":
         return {}
+    if orjson is not None and not exact:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return value if type(value) is dict else {}
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
@@ -563,12 +579,14 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     return ranked
 
 
-def _tag_counts(raw: str | None) -> dict[str, int]:
+def _tag_counts(raw: str | None, *, exact: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for tags in _json_object_unbounded(raw).values():
+    for tags in _json_object_unbounded(raw, exact=exact).values():
         if not isinstance(tags, dict):
             continue
         for tag, n in tags.items():
+            if type(n) is float and not exact:  # maybe an integer too big for orjson: count as json reads it
+                return _tag_counts(raw, exact=True)
             tag = " ".join(tag.split())
             if tag and len(tag) <= _MAX_TAG and type(n) is int and n > 0:
                 counts[tag] = counts.get(tag, 0) + n

@@ -25,7 +25,7 @@ from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lib_lora_manager import api, catalog, cli, scanner, settings
+from lib_lora_manager import api, catalog, cli, reading, scanner, settings
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
 from lib_lora_manager.results import LoraSummary, to_json
@@ -200,7 +200,7 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
         make_lora(lora_dir, f"ok{i}", seed=i)
     make_lora(lora_dir, "big_value", seed=8)
     make_lora(lora_dir, "big_inode", seed=9)
-    files, headers = scanner.file_columns, scanner.header_columns
+    files, headers = reading.file_columns, reading.header_columns
 
     def file_columns(found):
         return {**files(found), "inode": 2**64 - 1} if found.filename == "big_inode.safetensors" else files(found)
@@ -211,8 +211,8 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
             head = {**head, "network_dim": 2**70}
         return head, metadata, info
 
-    monkeypatch.setattr(scanner, "file_columns", file_columns)
-    monkeypatch.setattr(scanner, "header_columns", header_columns)
+    monkeypatch.setattr(reading, "file_columns", file_columns)
+    monkeypatch.setattr(reading, "header_columns", header_columns)
     report = library.indexer.scan()
     assert (report.files, report.added, report.errors) == (8, 7, 1)
     assert len(report.skipped) == 1
@@ -226,14 +226,14 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
 def test_a_file_whose_reading_raises_is_one_error(library, lora_dir, monkeypatch):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "bad", seed=2)
-    real = scanner.sidecar_columns
+    real = reading.sidecar_columns
 
     def sidecar_columns(found):
         if found.filename == "bad.safetensors":
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
         return real(found)
 
-    monkeypatch.setattr(scanner, "sidecar_columns", sidecar_columns)
+    monkeypatch.setattr(reading, "sidecar_columns", sidecar_columns)
     report = library.indexer.scan()
     assert (report.added, report.errors) == (2, 1)
     assert "cannot read the file" in by_file(library)["bad.safetensors"].error
