@@ -71,6 +71,7 @@ def json_safe(data) -> None:
 # --- names that are not UTF-8 -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_dir, capsys, tmp_path):
     thumbnail = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     make_lora(lora_dir, "good", seed=1)
@@ -148,6 +149,7 @@ def test_a_name_holding_the_reserved_characters_is_reported_not_misread(library,
 # --- text from files ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_dir, capsys):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "nul", seed=2, metadata={
@@ -191,6 +193,7 @@ def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_d
     assert code == 0 and json.loads(out)["total"] == 5
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monkeypatch):
     """Values out of a column's range (an inode of 2**64 - 1 from a network file system, a count
     over 2**63) fail the batch's transaction: the batch is written in pieces, the file with the
@@ -223,6 +226,7 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
     assert library.get(library.find("ok3").id).metadata  # the rest of the batch, complete
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_file_whose_reading_raises_is_one_error(library, lora_dir, monkeypatch):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "bad", seed=2)
