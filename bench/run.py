@@ -88,6 +88,15 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) of this process and of its children that have ended: on a busy
+    machine the wall-clock figures move with the load, these much less."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 class GcClock:
     """Time spent in Python's cyclic garbage collector while in the ``with`` block.
 
@@ -511,31 +520,40 @@ def bench_cold_scan(results: Results, cache: Cache, cold_dir: Path, work: Path, 
     of the two: the machine's load drifts)."""
     from lib_lora_manager.library import Library
 
-    def scan() -> tuple[float, object, GcClock]:
+    def scan() -> tuple[float, object, GcClock, str]:
         library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
         try:
             if not warm:
                 cache.reset()
+            own, children = cpu_seconds()
             with GcClock() as clock:
                 seconds, report = timed(library.indexer.scan)
+            own_after, children_after = cpu_seconds()
         finally:
             library.close()
-        return seconds, report, clock
+        cpu = (f"CPU {own_after - own + children_after - children:.2f} s (this process {own_after - own:.2f} s, "
+               f"reading processes {children_after - children:.2f} s)")
+        return seconds, report, clock, cpu
+
+    def floor(fn: Callable, *args) -> tuple[float, int, float]:
+        own = cpu_seconds()[0]
+        seconds, count = timed(fn, *args)
+        return seconds, count, cpu_seconds()[0] - own
 
     log(f"cold scan: {cold_dir}")
     warm = True
     paths = safetensors_files(cold_dir)
     floor_read_headers(cold_dir)  # fill the page cache
-    before_s, floor_n = timed(floor_parse_headers, paths)
-    scan_s, report, scan_gc = scan()
-    after_s, _ = timed(floor_parse_headers, paths)
+    before_s, floor_n, before_cpu = floor(floor_parse_headers, paths)
+    scan_s, report, scan_gc, scan_cpu = scan()
+    after_s, _, after_cpu = floor(floor_parse_headers, paths)
     floor_s = (before_s + after_s) / 2
     ratio = scan_s / floor_s
     results.add("cold scan", f"scan of {report.files} new files, page cache warm", scan_s, "s", floor_s,
                 f"orjson read+parse of {floor_n} headers, 1 thread, warm", "≤ 1.2 × floor", ratio <= 1.2,
                 f"{ratio:.2f} × floor (floor {before_s:.2f} s before, {after_s:.2f} s after); "
-                f"{report.files / scan_s:.0f} files/s on {os.cpu_count()} cores; garbage collector in the scan: "
-                f"{scan_gc}; " + report.summary())
+                f"{report.files / scan_s:.0f} files/s on {os.cpu_count()} cores; scan {scan_cpu}, floor CPU "
+                f"{(before_cpu + after_cpu) / 2:.2f} s; garbage collector in the scan: {scan_gc}; " + report.summary())
     if profile and ratio > 1.2:
         library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
         results.profiles["cold scan"] = profile_text(library.indexer.scan)
@@ -544,15 +562,16 @@ def bench_cold_scan(results: Results, cache: Cache, cold_dir: Path, work: Path, 
         return
     warm = False
     cache.reset()
-    before_s, floor_n = timed(floor_read_headers, cold_dir)
-    scan_s, report, _ = scan()
+    before_s, floor_n, _ = floor(floor_read_headers, cold_dir)
+    scan_s, report, _, scan_cpu = scan()
     cache.reset()
-    after_s, _ = timed(floor_read_headers, cold_dir)
+    after_s, _, _ = floor(floor_read_headers, cold_dir)
     floor_s = (before_s + after_s) / 2
     ratio = scan_s / floor_s
     results.add("cold scan", f"scan of {report.files} new files, caches dropped", scan_s, "s", floor_s,
                 f"walk + read {floor_n} headers (no parse), 1 thread, caches dropped", "≤ 1.1 × floor", ratio <= 1.1,
-                f"{ratio:.2f} × floor (floor {before_s:.2f} s before, {after_s:.2f} s after)")
+                f"{ratio:.2f} × floor (floor {before_s:.2f} s before, {after_s:.2f} s after); scan {scan_cpu}; "
+                "when the disk is faster than the parsing, the warm figure bounds this one")
 
 
 # --- stage 3: full index and no-change rescan -------------------------------------------------

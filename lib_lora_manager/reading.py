@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 from . import naming, sidecars
 from .lora_info import LoraInfo, extract
-from .safetensors_header import HeaderError, read_header
+from .safetensors_header import HeaderError, parse_header, read_header, read_header_bytes
 
 try:
     import orjson
@@ -49,6 +49,10 @@ MIN_FILES = 64  # a batch smaller than this is read here: starting workers would
 CHUNK = 16  # files per request: small enough that every worker stays busy to the end of a batch
 AHEAD = 2  # batches read while the one before is written: bounds what is held in memory
 THREADS = 4  # files read at once in this process: reads overlap, parsing takes turns
+READ_AHEAD = 2  # headers a worker reads while it parses one: a slow disk or share is kept busy
+
+# A header read ahead: (its bytes, the data region's size), or why it cannot be read.
+HeaderBytes = tuple[bytes, int] | HeaderError
 
 
 @dataclass
@@ -84,10 +88,11 @@ class Analysis:
 # --- one file ---------------------------------------------------------------------------------
 
 
-def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
-    """Read one changed file; whatever goes wrong reading it is an error on this one item."""
+def analyse(found: Found, thumbnail_dir: str | None, header_bytes: HeaderBytes | None = None) -> Analysis:
+    """Read one changed file; whatever goes wrong reading it is an error on this one item.
+    ``header_bytes``: what read_ahead gave for it, when the header was read ahead."""
     try:
-        head, metadata, info = header_columns(found, thumbnail_dir)
+        head, metadata, info = header_columns(found, thumbnail_dir, header_bytes)
         side, data = sidecar_columns(found)
     except (OSError, ValueError, UnicodeError) as e:
         log.warning("LoRA Manager: cannot read %s: %s", naming.display(found.path), e)
@@ -123,7 +128,8 @@ def empty_head(error: str | None = None) -> dict[str, Any]:
     }
 
 
-def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict[str, Any], dict[str, str], LoraInfo | None]:
+def header_columns(found: Found, thumbnail_dir: str | None = None,
+                   header_bytes: HeaderBytes | None = None) -> tuple[dict[str, Any], dict[str, str], LoraInfo | None]:
     """Columns derived from the safetensors header, the bounded metadata, and the info.
 
     A file that cannot be read gets ``error`` set and everything else empty: one error on one
@@ -132,7 +138,12 @@ def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict
     if not found.filename.lower().endswith(".safetensors"):
         return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
     try:
-        header = read_header(found.path)
+        if header_bytes is None:
+            header = read_header(found.path)
+        elif isinstance(header_bytes, HeaderError):
+            raise header_bytes
+        else:
+            header = parse_header(*header_bytes)
         info = extract(header, found.filename)
     except HeaderError as e:
         return {**empty, "error": str(e)}, {}, None
@@ -424,8 +435,34 @@ def serve() -> None:
     gc.set_threshold(100_000, 50, 100)
     try:
         thumbnail_dir = _receive(requests)
-        while True:
-            files = _receive(requests)
-            _send(replies, [analyse(found, thumbnail_dir) for found in files])
+        with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="lora-manager-read-ahead") as readers:
+            while True:
+                files = _receive(requests)
+                _send(replies, read_ahead(files, thumbnail_dir, readers))
     except _WorkerGone:  # the parent closed our stdin (done) or is gone
         return
+
+
+def read_ahead(files: list[Found], thumbnail_dir: str | None, readers: ThreadPoolExecutor) -> list[Analysis]:
+    """The analyses of ``files``, in order, while ``readers`` read the next READ_AHEAD headers
+    (reads release the GIL; at most READ_AHEAD + 1 headers are held at once)."""
+    ahead: deque[Future] = deque()
+    coming = iter(files)
+    out = []
+    for found in files:
+        while len(ahead) <= READ_AHEAD:
+            nxt = next(coming, None)
+            if nxt is None:
+                break
+            ahead.append(readers.submit(_header_bytes, nxt))
+        out.append(analyse(found, thumbnail_dir, ahead.popleft().result()))
+    return out
+
+
+def _header_bytes(found: Found) -> HeaderBytes | None:
+    if not found.filename.lower().endswith(".safetensors"):
+        return None
+    try:
+        return read_header_bytes(found.path)
+    except HeaderError as e:
+        return e

@@ -62,8 +62,13 @@ class Header:
 
 def read_header(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
     """Read and validate the header of ``path``; raises HeaderError for any problem, I/O included."""
-    raw, data_size = _read_raw(path, max_header_bytes)
-    return parse_header(raw, data_size)
+    return parse_header(*read_header_bytes(path, max_header_bytes=max_header_bytes))
+
+
+def read_header_bytes(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> tuple[bytes, int]:
+    """(the N header bytes, the data region's size) for ``parse_header``: the I/O part of
+    read_header, for callers that read ahead while parsing. Raises HeaderError as it does."""
+    return _read_raw(path, max_header_bytes)
 
 
 def read_raw_header(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
