@@ -381,7 +381,10 @@ class _Worker:
             return None
         worker = cls(process)
         try:
-            _send(process.stdin, (list(sys.path), __name__))
+            # the folder holding this package first: importable even where the parent found it
+            # through an import hook that -S leaves out (an editable install)
+            package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            _send(process.stdin, ([package_parent, *sys.path], __name__))
             _send(process.stdin, thumbnail_dir)
         except _WorkerGone:
             worker.stop()
