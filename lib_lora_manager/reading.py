@@ -7,7 +7,7 @@ machine has more than one core, because parsing headers is CPU work that threads
 
 Workers are fresh interpreters (``python -I -S -c``) that import only this module and the
 foundation modules under it, on the parent's ``sys.path``. They never run the host's main
-script: multiprocessing's spawn would import SDNext's ``launch.py`` again in every worker, and
+script: multiprocessing's spawn would import SDNext's main script again in every worker, and
 fork would copy a process full of torch threads and locks. A request is a pickled list of
 ``Found`` on the worker's stdin, the reply the pickled list of ``Analysis`` on its stdout; a
 worker ends when its stdin closes (its parent ended or finished). A worker that dies costs

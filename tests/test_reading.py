@@ -154,7 +154,7 @@ with reading.Readers(None, min_files=1) as readers:
 
 
 def run_host(tmp_path: Path, root: Path, prefix: list[str] = ()) -> tuple[str, list[str]]:
-    """Run an unguarded main script (no ``if __name__ == "__main__"``, as SDNext's launch.py
+    """Run an unguarded main script (no ``if __name__ == "__main__"``, as SDNext's main script
     leaves code at module level) that reads ``root`` with the default Readers."""
     marker = tmp_path / "ran.txt"
     script = tmp_path / "host_main.py"
