@@ -232,8 +232,9 @@ class Readers:
             for analysed in readers.analysed(batches):  # each batch's Analysis list, in order
                 write(analysed)
 
-    Workers start with the first batch of at least ``min_files`` files, one per core; smaller
-    batches, one core, or workers that cannot start: the files are read in this process."""
+    Workers start with the first batch of at least ``min_files`` files, one per core, and then
+    read every batch; before that, with one core, or when workers cannot start, the files are
+    read in this process."""
 
     def __init__(self, thumbnail_dir: str | None, *, processes: int | None = None, min_files: int = MIN_FILES):
         self.thumbnail_dir = thumbnail_dir
@@ -268,7 +269,8 @@ class Readers:
             yield _joined(pending.popleft())
 
     def _submit(self, batch: list[Found]) -> list[Future]:
-        pool = self._workers() if len(batch) >= self.min_files else None
+        # workers that are running take every batch; only a big one starts them
+        pool = self._workers() if self._pool is not None or len(batch) >= self.min_files else None
         if pool is not None:
             return [pool.submit(batch[start:start + CHUNK]) for start in range(0, len(batch), CHUNK)]
         if self._threads is None:

@@ -124,9 +124,13 @@ def test_a_killed_worker_mid_batch(tmp_path, caplog):
 
 
 def test_small_batches_start_no_worker(folder, tmp_path):
-    with reading.Readers(None, processes=2) as readers:
+    with reading.Readers(None, processes=2, min_files=len(folder)) as readers:
         assert list(readers.analysed([folder[:5]])) == [[reading.analyse(f, None) for f in folder[:5]]]
         assert workers() == []
+        # a big batch starts them; the small one after it is theirs too
+        assert list(readers.analysed([folder, folder[:5]])) == [[reading.analyse(f, None) for f in b]
+                                                                for b in (folder, folder[:5])]
+        assert len(workers()) == 2
 
 
 def test_no_python_to_start_means_reading_here(folder, tmp_path, monkeypatch, caplog):
