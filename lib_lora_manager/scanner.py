@@ -4,7 +4,8 @@ A scan lists every folder once (``os.scandir``), compares each LoRA's (size, mti
 sidecars' signature with the index, and opens only what changed. New files whose (inode, size)
 match a vanished row are moves: the row follows the file and keeps its user data. Files that
 vanished are marked missing, never deleted (NAS and offline drives come back). Files are read
-with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
+with no transaction open (reading.py: in worker processes when there are several cores), then
+written by this process in transactions of about ``WRITE_SECONDS`` each, so edits
 in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
 never for a batch or a whole scan.
 
