@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BUILD_VERSION = 1  # bump when the generated library changes, so cached copies are rebuilt
+BUILD_VERSION = 2  # bump when the generated library changes, so cached copies are rebuilt
 STAGES = ("cold", "rescan", "query", "hash", "startup")
 MAX_HEADER = 64 << 20
 
@@ -86,6 +86,15 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return time.perf_counter() - start, result
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) of this process and of its children that have ended: on a busy
+    machine the wall-clock figures move with the load, these much less."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 class GcClock:
@@ -485,8 +494,38 @@ def header_sizes(root: Path, sample: int = 400) -> dict[str, float]:
 # --- floors -----------------------------------------------------------------------------------
 
 
+def safetensors_files(root: Path) -> list[str]:
+    """The safetensors paths under ``root`` in walk order (listed outside the timed floors)."""
+    return [os.path.join(dirpath, name) for dirpath, _dirs, names in os.walk(root)
+            for name in names if name.endswith(".safetensors")]
+
+
+def floor_parse_headers(paths: list[str]) -> int:
+    """The least a scanner must do per file: open it, read its header, parse it. One thread,
+    orjson (the fastest parser at hand; SDNext ships it), cyclic GC off (headers hold no cycles)."""
+    import orjson
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for path in paths:
+            with open(path, "rb", buffering=0) as f:
+                head = f.read(8)
+                length = int.from_bytes(head, "little") if len(head) == 8 else 0
+                if 0 < length <= MAX_HEADER:
+                    try:
+                        orjson.loads(f.read(length))
+                    except orjson.JSONDecodeError:
+                        pass
+    finally:
+        if enabled:
+            gc.enable()
+    return len(paths)
+
+
 def floor_read_headers(root: Path) -> int:
-    """The least a scanner must do: walk, open each safetensors file, read its header, parse it."""
+    """What a scan cannot avoid on a cold page cache: walk, open each safetensors file and read
+    its header (no parsing), one thread."""
     count = 0
     for dirpath, _dirs, names in os.walk(root):
         for name in names:
@@ -496,10 +535,7 @@ def floor_read_headers(root: Path) -> int:
                 head = f.read(8)
                 length = int.from_bytes(head, "little") if len(head) == 8 else 0
                 if 0 < length <= MAX_HEADER:
-                    try:
-                        json.loads(f.read(length))
-                    except ValueError:
-                        pass
+                    f.read(length)
             count += 1
     return count
 
@@ -525,35 +561,64 @@ def fresh_dir(path: Path) -> Path:
 
 
 def bench_cold_scan(results: Results, cache: Cache, cold_dir: Path, work: Path, profile: bool) -> None:
-    """New files into a fresh database, against the bare header loop measured before and after
-    (the mean of the two: a cold disk read drifts with what else the machine is doing)."""
+    """New files into a fresh database, twice: with the page cache warm against the orjson parse
+    floor (what the CPU must do), and, as root, with the caches dropped against just reading the
+    headers (what the disk must do). Each floor is measured before and after its scan (the mean
+    of the two: the machine's load drifts)."""
     from lib_lora_manager.library import Library
 
+    def scan() -> tuple[float, object, GcClock, str]:
+        library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
+        try:
+            if not warm:
+                cache.reset()
+            own, children = cpu_seconds()
+            with GcClock() as clock:
+                seconds, report = timed(library.indexer.scan)
+            own_after, children_after = cpu_seconds()
+        finally:
+            library.close()
+        cpu = (f"CPU {own_after - own + children_after - children:.2f} s (this process {own_after - own:.2f} s, "
+               f"reading processes {children_after - children:.2f} s)")
+        return seconds, report, clock, cpu
+
+    def floor(fn: Callable, *args) -> tuple[float, int, float]:
+        own = cpu_seconds()[0]
+        seconds, count = timed(fn, *args)
+        return seconds, count, cpu_seconds()[0] - own
+
     log(f"cold scan: {cold_dir}")
-    if not cache.can_drop:
-        floor_read_headers(cold_dir)  # warm both equally
-    cache.reset()
-    with GcClock() as floor_gc:
-        before_s, floor_n = timed(floor_read_headers, cold_dir)
-    library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
-    cache.reset()
-    with GcClock() as scan_gc:
-        scan_s, report = timed(library.indexer.scan)
-    library.close()
-    cache.reset()
-    after_s, _ = timed(floor_read_headers, cold_dir)
+    warm = True
+    paths = safetensors_files(cold_dir)
+    floor_read_headers(cold_dir)  # fill the page cache
+    before_s, floor_n, before_cpu = floor(floor_parse_headers, paths)
+    scan_s, report, scan_gc, scan_cpu = scan()
+    after_s, _, after_cpu = floor(floor_parse_headers, paths)
     floor_s = (before_s + after_s) / 2
     ratio = scan_s / floor_s
-    results.add("cold scan", f"scan of {report.files} new files", scan_s, "s", floor_s,
-                f"read+parse {floor_n} headers", "≤ 1.5 × floor", ratio <= 1.5,
-                f"{ratio:.2f} × floor (floor {before_s:.1f} s before, {after_s:.1f} s after); "
-                f"{report.files / scan_s:.0f} files/s; garbage collector: scan {scan_gc}, floor {floor_gc}; "
-                + report.summary())
-    if profile and ratio > 1.5:
+    results.add("cold scan", f"scan of {report.files} new files, page cache warm", scan_s, "s", floor_s,
+                f"orjson read+parse of {floor_n} headers, 1 thread, warm", "≤ 1.2 × floor", ratio <= 1.2,
+                f"{ratio:.2f} × floor (floor {before_s:.2f} s before, {after_s:.2f} s after); "
+                f"{report.files / scan_s:.0f} files/s on {os.cpu_count()} cores; scan {scan_cpu}, floor CPU "
+                f"{(before_cpu + after_cpu) / 2:.2f} s; garbage collector in the scan: {scan_gc}; " + report.summary())
+    if profile and ratio > 1.2:
         library = Library.open(str(fresh_dir(work / "cold")), roots=[str(cold_dir)], hashing=False)
-        cache.reset()
         results.profiles["cold scan"] = profile_text(library.indexer.scan)
         library.close()
+    if not cache.can_drop:
+        return
+    warm = False
+    cache.reset()
+    before_s, floor_n, _ = floor(floor_read_headers, cold_dir)
+    scan_s, report, _, scan_cpu = scan()
+    cache.reset()
+    after_s, _, _ = floor(floor_read_headers, cold_dir)
+    floor_s = (before_s + after_s) / 2
+    ratio = scan_s / floor_s
+    results.add("cold scan", f"scan of {report.files} new files, caches dropped", scan_s, "s", floor_s,
+                f"walk + read {floor_n} headers (no parse), 1 thread, caches dropped", "≤ 1.1 × floor", ratio <= 1.1,
+                f"{ratio:.2f} × floor (floor {before_s:.2f} s before, {after_s:.2f} s after); scan {scan_cpu}; "
+                "when the disk is faster than the parsing, the warm figure bounds this one")
 
 
 # --- stage 3: full index and no-change rescan -------------------------------------------------

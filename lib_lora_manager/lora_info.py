@@ -24,6 +24,11 @@ from operator import itemgetter
 from .base_models import family_code
 from .safetensors_header import Header
 
+try:
+    import orjson
+except ImportError:  # the standard library parses the JSON held in metadata values
+    orjson = None
+
 MAX_METADATA_VALUE_BYTES = 64 * 1024
 MAX_METADATA_KEY_CHARS = 256
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
@@ -254,10 +259,21 @@ def _json_object(raw: str | None) -> dict:
     return _json_object_unbounded(raw)
 
 
-def _json_object_unbounded(raw: str | None) -> dict:
-    """A JSON object held in a metadata string (bounded by the header limit), or {}."""
+def _json_object_unbounded(raw: str | None, *, exact: bool = False) -> dict:
+    """A JSON object held in a metadata string (bounded by the header limit), or {}.
+
+    orjson first; what it refuses (NaN, lone surrogates, deep nesting) goes to ``json``, which
+    accepts more. ``exact``: ``json`` only, for callers that must tell integers beyond 64 bits
+    (orjson makes them floats) from floats."""
     if not raw or raw[:1] != "{":
         return {}
+    if orjson is not None and not exact:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return value if type(value) is dict else {}
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
@@ -555,7 +571,9 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     """Tags ranked by how often they captioned the training images (ss_tag_frequency, summed
     over dataset folders; top 30), the ModelSpec trigger phrase first if there is one."""
     counts = _tag_counts(md.get("ss_tag_frequency"))
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_SUGGESTIONS]
+    ranked = sorted(counts.items())  # by tag, then (stable) by count, highest first
+    ranked.sort(key=itemgetter(1), reverse=True)
+    del ranked[MAX_SUGGESTIONS:]
     phrase = _text(md, "modelspec.trigger_phrase", _MAX_TAG)
     if phrase:
         ranked = [(phrase, counts.get(phrase, 0))] + [t for t in ranked if t[0] != phrase]
@@ -563,16 +581,37 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     return ranked
 
 
-def _tag_counts(raw: str | None) -> dict[str, int]:
+def _tag_counts(raw: str | None, *, exact: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for tags in _json_object_unbounded(raw).values():
-        if not isinstance(tags, dict):
+    for tags in _json_object_unbounded(raw, exact=exact).values():
+        if not isinstance(tags, dict) or not tags:
+            continue
+        if _clean_counts(tags):  # the common case, checked by C-level passes
+            if not counts:
+                counts = dict(tags)
+                continue
+            for tag, n in tags.items():
+                counts[tag] = counts.get(tag, 0) + n
             continue
         for tag, n in tags.items():
+            if type(n) is float and not exact:  # maybe an integer too big for orjson: count as json reads it
+                return _tag_counts(raw, exact=True)
             tag = " ".join(tag.split())
             if tag and len(tag) <= _MAX_TAG and type(n) is int and n > 0:
                 counts[tag] = counts.get(tag, 0) + n
     return counts
+
+
+def _clean_counts(tags: dict) -> bool:
+    """Whether every tag is already one line of single-spaced text (as ``" ".join(tag.split())``
+    leaves it) of 1 to _MAX_TAG characters, and every count a positive int."""
+    counts = tags.values()
+    if set(map(type, counts)) != {int} or min(counts) <= 0:
+        return False
+    if min(map(len, tags)) == 0 or max(map(len, tags)) > _MAX_TAG:
+        return False
+    joined = "\0".join(tags)  # NUL is no whitespace: a space next to it ends or starts a tag
+    return " \0" not in joined and "\0 " not in joined and " ".join(joined.split()) == joined
 
 
 _IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),

@@ -9,9 +9,17 @@ Every file is untrusted. Anything wrong with one becomes a single :class:`Header
 text is one line a user can act on; nothing else escapes, and nothing is allocated before the
 declared length has been checked against the limit and the file size.
 
-The scanner runs this for tens of thousands of files, so the happy path is one plain
-``json.loads``, one tight loop over the tensors and a colon count (see _check_duplicates);
-the slower duplicate-key parse covers only the metadata unless the count looks wrong.
+The scanner runs this for tens of thousands of files, so the happy path is one ``orjson``
+parse (SDNext ships orjson; the standard library's ``json`` is used where it is missing), one
+tight loop over the tensors and a colon count (see _check_duplicates); the slower duplicate-key
+parse covers only the metadata unless the count looks wrong.
+
+The standard library is the reference: orjson accepts a subset of what ``json`` accepts and
+gives the same values for it, except integers beyond 64 bits (orjson makes them floats), which
+no valid header holds. So a header orjson refuses, or one that fails any check after orjson
+parsed it, is parsed again with ``json`` and judged by it: the errors are the same words for
+the same file whichever parser is installed. Lone surrogates (which ``json`` accepts) never
+get past orjson, so only the ``json`` path looks for them.
 """
 
 from __future__ import annotations
@@ -22,6 +30,11 @@ import re
 import stat
 import struct
 from dataclasses import dataclass
+
+try:
+    import orjson
+except ImportError:  # everything is parsed by the standard library: slower, same results
+    orjson = None
 
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 _PREFIX = 8
@@ -49,14 +62,19 @@ class Header:
 
 def read_header(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> Header:
     """Read and validate the header of ``path``; raises HeaderError for any problem, I/O included."""
-    raw, data_size = _read_raw(path, max_header_bytes)
-    return parse_header(raw, data_size)
+    return parse_header(*read_header_bytes(path, max_header_bytes=max_header_bytes))
+
+
+def read_header_bytes(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> tuple[bytes, int]:
+    """(the N header bytes, the data region's size) for ``parse_header``: the I/O part of
+    read_header, for callers that read ahead while parsing. Raises HeaderError as it does."""
+    return _read_raw(path, max_header_bytes)
 
 
 def read_raw_header(path: str | os.PathLike, *, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
     """The whole header JSON (``__metadata__`` first when present) for display; same checks."""
     raw, data_size = _read_raw(path, max_header_bytes)
-    header, has_metadata = _parse(raw, data_size)
+    header, has_metadata = _parse_reference(raw, data_size)  # shown as the file holds it, big numbers too
     if not has_metadata:
         return dict(header.tensors)
     return {"__metadata__": header.metadata, **header.tensors}
@@ -70,6 +88,43 @@ def parse_header(raw: bytes, data_size: int | None = None) -> Header:
 def _parse(raw: bytes, data_size: int | None) -> tuple[Header, bool]:
     if isinstance(raw, memoryview):
         raw = raw.tobytes()
+    if orjson is not None:
+        parsed = _parse_fast(raw, data_size)
+        if parsed is not None:
+            return parsed
+    return _parse_reference(raw, data_size)
+
+
+def _parse_fast(raw: bytes, data_size: int | None) -> tuple[Header, bool] | None:
+    """The header parsed by orjson and found valid, or None: then the reference parse judges it."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    has_metadata = "__metadata__" in obj
+    metadata = obj.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict:
+        return None
+    for value in metadata.values():
+        if type(value) is not str:
+            return None
+    entry_keys = _check_tensors(obj, data_size)
+    if entry_keys is None:
+        return None
+    text = str(raw, "utf-8")  # valid: orjson checked it
+    try:
+        _check_duplicates(text, len(obj) + entry_keys, has_metadata)
+    except HeaderError:
+        return None
+    return Header(header_size=len(raw), metadata=metadata, tensors=obj), has_metadata
+
+
+def _parse_reference(raw: bytes, data_size: int | None) -> tuple[Header, bool]:
+    """The standard library's parse and every check, in the order that picks the error shown."""
     text, obj = _decode(raw)
     has_metadata = "__metadata__" in obj
     metadata = obj.pop("__metadata__", None)

@@ -5,8 +5,9 @@ sidecars' signature with the index, and opens only what changed. It works a grou
 (about ``BATCH`` files) at a time, reading just their rows, so its memory does not grow with the
 library. New files whose (inode, size) match a vanished row are moves: the row follows the file
 and keeps its user data. Files that vanished are marked missing, never deleted (NAS and offline
-drives come back). Files are read
-with no transaction open, then written in transactions of about ``WRITE_SECONDS`` each, so edits
+drives come back). Files are read with no transaction open (reading.py: in worker processes when
+there are several cores), then written by this process in transactions of about
+``WRITE_SECONDS`` each, so edits
 in this process and in others (SDNext and the CLI on one SQLite file) wait for one short slice,
 never for a batch or a whole scan.
 
@@ -18,14 +19,12 @@ like a LoRA but is not indexed (a FIFO, a dangling link...) gets a line in the r
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import logging
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,19 +32,18 @@ from typing import Any
 from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from . import naming, sidecars
+from . import naming, reading, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
 from .dbtypes import path_from_db, path_to_db, storable_path
-from .lora_info import LoraInfo, extract
 from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .reading import Analysis, Found, Readers, no_sidecars, sidecar_columns, unreadable
 from .roots import RootMap
-from .safetensors_header import HeaderError, read_header
 
 log = logging.getLogger("lora_manager")
 
 BATCH = 500
-READERS = 4  # files read at once during a scan
+WRITE_AT = 100  # changed files read by the time the scan writes them (see _Sync._sync)
 SUMMARY_LINES = 5  # skipped entries named in a one-line summary (the report lists more)
 MAX_SKIPPED = 1000  # lines kept in a report (a folder of 100,000 dangling links must not bloat it)
 UNSTORABLE = "its name holds characters (U+10FE80..U+10FEFF) reserved for names that are not valid UTF-8; rename it"
@@ -53,23 +51,6 @@ WRITE_SECONDS = 0.1  # a scan's write transaction holds the write lock about thi
 WRITE_PAUSE = 0.015  # and then leaves it free this long, for writers waiting in other processes
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass
-class Found:
-    """A LoRA file seen on disk during this scan."""
-
-    path: str
-    root: str
-    relpath: str
-    directory: str
-    filename: str
-    size: int
-    mtime_ns: int
-    inode: int
-    sidecar_names: list[str]
-    refused: dict[str, str] = field(default_factory=dict)  # sidecars not read (links leaving the library)
-    root_id: str | None = None  # the library folder's identity (roots.py)
 
 
 @dataclass
@@ -275,103 +256,10 @@ def _kind(st: os.stat_result) -> str:
     return "not a file"
 
 
-# --- reading one file -------------------------------------------------------------------------
-
-
-def file_columns(found: Found) -> dict[str, Any]:
-    """Columns describing where the file is and what the filesystem says about it."""
-    stem, ext = os.path.splitext(found.filename)
-    folder = os.path.dirname(found.relpath)
-    return {
-        "path": found.path, "root": found.root, "root_id": found.root_id, "relpath": found.relpath, "folder": folder,
-        "filename": found.filename, "stem": stem, "sdnext_name": naming.sdnext_name(found.filename),
-        "format": naming.LORA_FORMATS[ext.lower()], "size": found.size, "mtime_ns": found.mtime_ns,
-        "mtime": found.mtime_ns / 1e9, "inode": found.inode,
-    }
-
-
-def _empty_head(error: str | None = None) -> dict[str, Any]:
-    return {
-        "error": error, "header_size": None, "base_model_detected": "unknown", "base_model_source": "none",
-        "adapter_type": "unknown", "network_module": None, "network_dim": None, "network_alpha": None,
-        "title": None, "output_name": None, "training_model": None, "resolution": None, "epochs": None,
-        "steps": None, "architecture": None, "trigger_suggestions": None, "embedded_preview": None,
-    }
-
-
-def header_columns(found: Found, thumbnail_dir: str | None = None) -> tuple[dict[str, Any], dict[str, str], LoraInfo | None]:
-    """Columns derived from the safetensors header, the bounded metadata, and the info.
-
-    A file that cannot be read gets ``error`` set and everything else empty: one error on one
-    item, never a failed scan."""
-    empty = _empty_head()
-    if not found.filename.lower().endswith(".safetensors"):
-        return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
-    try:
-        header = read_header(found.path)
-        info = extract(header, found.filename)
-    except HeaderError as e:
-        return {**empty, "error": str(e)}, {}, None
-    columns = {
-        **empty,
-        "header_size": header.header_size, "base_model_detected": info.base_model,
-        "base_model_source": info.base_model_source, "adapter_type": info.adapter_type,
-        "network_module": info.network_module, "network_dim": info.network_dim,
-        "network_alpha": info.network_alpha, "title": info.title, "output_name": info.output_name,
-        "training_model": info.training_model, "resolution": info.resolution, "epochs": info.epochs,
-        "steps": info.steps, "architecture": info.architecture,
-        "trigger_suggestions": json.dumps(info.trigger_suggestions) if info.trigger_suggestions else None,
-        "embedded_preview": _save_thumbnail(found, info, thumbnail_dir),
-    }
-    return columns, info.metadata, info
-
-
-_MIME_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
-
-
-def _save_thumbnail(found: Found, info: LoraInfo, thumbnail_dir: str | None) -> str | None:
-    """Write a modelspec.thumbnail to our data folder (never next to the LoRA)."""
-    if not info.thumbnail or not thumbnail_dir:
-        return None
-    mime, data = info.thumbnail
-    ext = _MIME_EXT.get(mime)
-    if ext is None:
-        return None
-    # fsencode: the path's own bytes, whatever they are (a name need not be valid UTF-8)
-    name = hashlib.sha1(os.fsencode(found.path) + f"\0{found.mtime_ns}".encode()).hexdigest()[:20] + ext
-    target = os.path.join(thumbnail_dir, name)
-    try:
-        os.makedirs(thumbnail_dir, exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        log.warning("LoRA Manager: cannot save embedded thumbnail of %s: %s", found.path, e)
-        return None
-    return target
-
-
-def sidecar_columns(found: Found) -> tuple[dict[str, Any], sidecars.SidecarData]:
-    stem = os.path.splitext(found.filename)[0]
-    data = sidecars.read_sidecars(found.directory, stem, found.sidecar_names, refused=found.refused)
-    columns = {
-        "sidecar_signature": _signature(found),
-        "description": data.description,
-        "sidecar_preview": data.preview,
-        "civitai": json.dumps(data.civitai) if data.civitai else None,
-        "sidecar_errors": "\n".join(data.errors) if data.errors else None,
-        "base_model_sidecar": data.base_model,
-    }
-    return columns, data
-
-
-def _signature(found: Found) -> str | None:
-    return sidecars.sidecar_signature(found.directory, found.sidecar_names) if found.sidecar_names else None
-
-
-def seeded_user_data(info: LoraInfo | None, data: sidecars.SidecarData) -> dict[str, Any]:
+def seeded_user_data(trigger_phrase: str | None, data: sidecars.SidecarData) -> dict[str, Any]:
     """First values of user-editable fields for a new row, from metadata and sidecars."""
     words: list[str] = []
-    for word in list(data.trigger_words) + ([info.trigger_phrase] if info and info.trigger_phrase else []):
+    for word in list(data.trigger_words) + ([trigger_phrase] if trigger_phrase else []):
         if word and word not in words:
             words.append(word)
     seeded: dict[str, Any] = {"trigger_words": json.dumps(words) if words else None}
@@ -442,11 +330,9 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     roots = [os.path.abspath(r) for r in roots]
     report = ScanReport(roots=[naming.display(r) for r in roots])
     progress = progress or (lambda _f, _m: None)
-    # Several files are read at once: on a cold cache, a slow disk or a NAS, the next headers are
-    # on their way while this thread parses one (reads release the GIL; parsing does not).
-    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lora-manager-read") as readers:
-        sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers,
-                     thumbnail_dir)
+    # changed files are read in worker processes (reading.py) while this thread writes
+    with Readers(thumbnail_dir) as readers:
+        sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers)
         sync.run()
     report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
@@ -470,10 +356,10 @@ class _Sync:
     folder listed later is gone if its file is not there (or not where the walk will look)."""
 
     def __init__(self, db: Database, roots: list[str], index: _Index, report: ScanReport, progress: Progress,
-                 should_stop: Callable[[], bool], readers: ThreadPoolExecutor, thumbnail_dir: str | None):
+                 should_stop: Callable[[], bool], readers: Readers):
         self.db, self.roots, self.index, self.report = db, roots, index, report
         self.progress, self.should_stop = progress, should_stop
-        self.readers, self.thumbnail_dir = readers, thumbnail_dir
+        self.readers = readers
         self.listed: set[str] = set()  # folders whose files were compared in this scan
         self.roots_to_walk: list[str] = list(roots)  # the folder being walked and those after it
         self.marker = time.time()  # missing_since of the rows this scan finds gone
@@ -519,10 +405,6 @@ class _Sync:
         self.progress(fraction, f"{self.report.files} files in {len(self.listed)} folders listed, "
                                 f"{self.read} changed files read{doing}")
 
-    def _read(self, batch: list[Found]) -> list[Analysis]:
-        """Read one batch of changed files."""
-        return list(self.readers.map(lambda found: analyse(found, self.thumbnail_dir), batch))
-
     def _sync(self, group: list[Listing], root: str, root_id: str | None) -> None:
         """Compare a group of listings with their rows, and write what differs."""
         if self.should_stop():
@@ -559,7 +441,7 @@ class _Sync:
                     report.unchanged += 1  # the common case, decided without building a Found
                     continue
                 found = listing.found(entry, st)
-                if _signature(found) != row.signature:
+                if reading.signature(found) != row.signature:
                     sidecar_only.append((row.id, found))
                 else:
                     report.unchanged += 1
@@ -583,7 +465,9 @@ class _Sync:
                 self.stopped = True
                 break
             batch = changed[start:start + BATCH]
-            _write_changed(self.db, self._read(batch), indexed, moves, report)
+            # written piece by piece as the readers finish them: writing overlaps reading
+            for analysed in self.readers.pieces(batch, WRITE_AT):
+                _write_changed(self.db, analysed, indexed, moves, report)
             report.missing -= sum(1 for found in batch if found.path in marked_before)  # missing no more
             self.read += len(batch)
             self.compared += len(batch)
@@ -804,36 +688,6 @@ class _Index:
                                      .order_by(Lora.id).limit(BATCH)))
 
 
-@dataclass
-class Analysis:
-    """Everything read from one changed file and its sidecars, ready to be written."""
-
-    found: Found
-    columns: dict[str, Any]
-    head: dict[str, Any]
-    metadata: dict[str, str]
-    info: LoraInfo | None
-    side: dict[str, Any]
-    data: sidecars.SidecarData
-
-
-def analyse(found: Found, thumbnail_dir: str | None) -> Analysis:
-    """Read one changed file; whatever goes wrong reading it is an error on this one item."""
-    try:
-        head, metadata, info = header_columns(found, thumbnail_dir)
-        side, data = sidecar_columns(found)
-    except (OSError, ValueError, UnicodeError) as e:
-        log.warning("LoRA Manager: cannot read %s: %s", naming.display(found.path), e)
-        return unreadable(found, f"cannot read the file: {e}")
-    return Analysis(found, file_columns(found), head, metadata, info, side, data)
-
-
-def unreadable(found: Found, error: str) -> Analysis:
-    """The analysis of a file known only by its directory entry: listed, with ``error`` set."""
-    side = {**_no_sidecars(found, None), "sidecar_signature": None}
-    return Analysis(found, file_columns(found), _empty_head(error), {}, None, side, sidecars.SidecarData())
-
-
 # Failures caused by what one row holds. Lost connections, locks and constraint races are not
 # among them: those fail the scan (or are retried and handled where they happen, see _insert_new).
 _ROW_ERRORS = (DataError, ValueError, OverflowError, UnicodeError)
@@ -890,7 +744,7 @@ def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
 class _NewRow:
     found: Found
     values: dict[str, Any]
-    metadata: dict[str, str]
+    metadata_json: str | None
     tags: list[str]
 
 
@@ -899,7 +753,7 @@ class _ChangedRow:
     found: Found
     id: int
     values: dict[str, Any]
-    metadata: dict[str, str]
+    metadata_json: str | None
 
 
 def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
@@ -938,15 +792,15 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
     inserts: list[_NewRow] = []
     updates: list[_ChangedRow] = []
     for analysis in batch:
-        found, columns, head, metadata, info, side, data = (
-            analysis.found, analysis.columns, analysis.head, analysis.metadata, analysis.info, analysis.side, analysis.data)
+        found, columns, head, metadata_json, side, data = (
+            analysis.found, analysis.columns, analysis.head, analysis.metadata_json, analysis.side, analysis.data)
         if head["error"]:
             report.errors += 1
         old_path = moves.get(found.path)
         row = indexed.get(old_path or found.path)
         values = {**columns, **head, **side, "scanned_at": now, "missing": False, "missing_since": None}
         if row is None:
-            seeded = seeded_user_data(info, data)
+            seeded = seeded_user_data(analysis.trigger_phrase, data)
             words = json.loads(seeded["trigger_words"]) if seeded.get("trigger_words") else []
             values.update(seeded)
             values.update(
@@ -955,7 +809,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
             )
-            inserts.append(_NewRow(found, values, metadata, data.tags))
+            inserts.append(_NewRow(found, values, metadata_json, data.tags))
             report.added += 1
         else:
             # user data stays untouched; hashes only go when the content may have changed (a
@@ -966,7 +820,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
                 report.moved += 1
             else:
                 report.updated += 1
-            updates.append(_ChangedRow(found, row.id, values, metadata))
+            updates.append(_ChangedRow(found, row.id, values, metadata_json))
     return inserts, updates
 
 
@@ -975,7 +829,7 @@ def _update_rows(session, rows: list[_ChangedRow]) -> None:
         session.execute(update(Lora).where(Lora.id == row.id).values(**row.values))
     ids = [row.id for row in rows]
     session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
-    meta_rows = [{"lora_id": row.id, "metadata_json": json.dumps(row.metadata)} for row in rows if row.metadata]
+    meta_rows = [{"lora_id": row.id, "metadata_json": row.metadata_json} for row in rows if row.metadata_json]
     if meta_rows:
         session.execute(insert(LoraMetadata), meta_rows)
     refresh_search_text(session, ids)
@@ -985,7 +839,7 @@ def _update_rows(session, rows: list[_ChangedRow]) -> None:
 def _insert_rows(session, rows: list[_NewRow]) -> int:
     """Insert new rows with their metadata and tags; returns how many were inserted."""
     ids, kept = _insert_new(session, rows)
-    meta_rows = [{"lora_id": i, "metadata_json": json.dumps(row.metadata)} for i, row in zip(ids, kept) if row.metadata]
+    meta_rows = [{"lora_id": i, "metadata_json": row.metadata_json} for i, row in zip(ids, kept) if row.metadata_json]
     if meta_rows:
         session.execute(insert(LoraMetadata), meta_rows)
     link_tags(session, [(i, row.tags) for i, row in zip(ids, kept) if row.tags])
@@ -1018,7 +872,7 @@ def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
         try:
             side, _data = sidecar_columns(found)
         except (OSError, ValueError, UnicodeError) as e:
-            side = _no_sidecars(found, f"cannot read the sidecars: {e}")
+            side = no_sidecars(found, f"cannot read the sidecars: {e}")
         rows.append((found, {"b_id": lora_id, **side}))
     rows.sort(key=lambda r: r[1]["b_id"])
 
@@ -1030,15 +884,9 @@ def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
     def refused(row: tuple[Found, dict[str, Any]], error: BaseException) -> None:
         found, values = row
         log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
-        side = _no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
+        side = no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
         write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
     write_in_slices(db, rows, work, refused)
-
-
-def _no_sidecars(found: Found, error: str | None) -> dict[str, Any]:
-    """Sidecar columns of a LoRA whose sidecars could not be read or stored: only the error."""
-    return {"sidecar_signature": _signature(found), "description": None, "sidecar_preview": None, "civitai": None,
-            "sidecar_errors": error, "base_model_sidecar": None}
 
 
 def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:

@@ -440,6 +440,23 @@ def _slug(name: str) -> str:
     return "_".join(kept.split()) or "concept"
 
 
+# Captioning tools (WD14 taggers, BLIP) give each image a few dozen tags: a kohya dataset of 12-60
+# images names 60-300 distinct ones, so ss_tag_frequency is typically 2-10 KB of the header.
+_TAG_COLORS = ("black", "white", "blonde", "brown", "red", "blue", "green", "pink", "purple", "grey",
+               "silver", "orange", "yellow", "aqua", "multicolored")
+_TAG_ITEMS = ("hair", "eyes", "shirt", "skirt", "dress", "jacket", "gloves", "thighhighs", "footwear",
+              "ribbon", "bow", "hat", "background", "flower", "nails", "bikini", "kimono", "sweater",
+              "scarf", "necktie")
+_TAG_WORDS = ("open mouth", "closed mouth", "blush", "bangs", "short hair", "very long hair", "twintails",
+              "ponytail", "braid", "hair between eyes", "sidelocks", "ahoge", "large breasts", "collarbone",
+              "bare shoulders", "jewelry", "earrings", "holding", "standing", "sitting", "full body",
+              "cowboy shot", "from side", "from behind", "indoors", "day", "sky", "cloud", "tree", "water",
+              "sunlight", "depth of field", "blurry", "lens flare", "light particles", "signature",
+              "artist name", "english text", "1boy", "multiple girls", "2girls", "hand up", "arms up",
+              "outstretched arm", "v", "one eye closed", "teeth", "tongue out", "parted lips", "looking back")
+_TAG_VOCABULARY = _TAGS + _TAG_WORDS + tuple(f"{c} {i}" for c in _TAG_COLORS for i in _TAG_ITEMS)
+
+
 def _tag_frequency(rng: random.Random, trigger: str, repeats: int, images: int) -> dict[str, dict[str, int]]:
     dirs = {f"{repeats}_{trigger}": images}
     if rng.random() < 0.4:
@@ -450,6 +467,12 @@ def _tag_frequency(rng: random.Random, trigger: str, repeats: int, images: int) 
         for tag in rng.sample(_TAGS, rng.randint(4, 10)):
             tags[tag] = rng.randint(1, count - 1)
         out[folder] = tags
+    # the long tail from a generator of its own, so every other value stays as it was
+    extra = random.Random(f"{trigger}:{repeats}:{images}")
+    for folder, count in dirs.items():
+        tags = out[folder]
+        for tag in extra.sample(_TAG_VOCABULARY, extra.randint(80, 300)):
+            tags.setdefault(tag, extra.randint(1, max(1, count - 1)))
     return out
 
 

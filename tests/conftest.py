@@ -105,3 +105,20 @@ def standalone_in_browser(tmp_path):
     """
     with ExitStack() as stack:
         yield partial(browser.start_standalone, stack, tmp_path)
+
+
+# --- JSON parsers ----------------------------------------------------------------------------
+# Headers and the JSON held in metadata are parsed by orjson when it is installed (SDNext ships
+# it) and by the standard library otherwise; results and error messages must not depend on it.
+
+@pytest.fixture(params=["orjson", "stdlib-json"])
+def json_parser(request, monkeypatch):
+    from lib_lora_manager import lora_info, reading, safetensors_header
+
+    if request.param == "orjson":
+        if safetensors_header.orjson is None:
+            pytest.skip("orjson is not installed")
+    else:
+        for module in (safetensors_header, lora_info, reading):
+            monkeypatch.setattr(module, "orjson", None)
+    return request.param

@@ -20,6 +20,9 @@ from lib_lora_manager.safetensors_header import (
     read_raw_header,
 )
 
+# every test here runs with orjson and with the standard library's json (conftest.json_parser)
+pytestmark = pytest.mark.usefixtures("json_parser")
+
 ENTRY = {"dtype": "F16", "shape": [2, 4], "data_offsets": [0, 16]}
 
 # A word each message must contain, so a user can tell what is wrong.
@@ -174,6 +177,34 @@ BAD_HEADERS = [
     (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2],"x":{"y":1,"y":2}}}', "duplicate key 'y'"),
     (b'{"__metadata__":{"k":"v"}, "k:x":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},'
      b'"k:x":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}', "duplicate key 'k:x'"),
+    # where orjson and json differ, json's reading decides
+    (b'{"__metadata__":{"k":NaN}}', "'k' is a number"),
+    (b'{"__metadata__":{"k":1e400}}', "'k' is a number"),
+    (b'{"__metadata__":{"k":18446744073709551616}}', "'k' is an integer"),  # orjson: a float
+    (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,18446744073709551616]}}', "past the data region"),
+    (b'{"t":{"dtype":"F16","shape":[-18446744073709551616],"data_offsets":[0,2]}}', "shape"),
+    (b'{"__metadata__":{"k":"a\\tb\\u0000","k2":"a\\x01"}}', "not valid JSON: Invalid \\escape"),
+    (b'{"__metadata__":{"k":"a\x01b"}}', "not valid JSON: Invalid control character"),
+    (b'\xef\xbb\xbf{"__metadata__":{}}', "UTF-8 BOM"),
+    (b'{"__metadata__":{"k":"\xed\xa0\x80"}}', "not valid UTF-8 (byte 0xed at offset 22)"),
+    (b'{"__metadata__":{"k":"\\udfff\\ud800"}}', "surrogate"),
+    (b'{"__metadata__":{"k":"v"},"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"__metadata__":{"k":"v"}}',
+     "duplicate key '__metadata__'"),
+    (b'{"__metadata__":{"k":"v"},"__metadata__":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
+     "metadata value for 'shape' is a list"),  # the last value is kept, as json keeps it
+    (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
+     "duplicate key 't'"),
+    (b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},'
+     b'"a" : {"dtype":"F16","shape":[1],"data_offsets":[0,2]}}', "duplicate key 'a'"),
+    (b'{"t\\"":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"t\\"":{"dtype":"F16","shape":[1],'
+     b'"data_offsets":[0,2]}}', "duplicate key 't\"'"),
+    (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,101]}}', "past the data region"),
+    (b'{"t":{"dtype":"F16","shape":[1, false],"data_offsets":[0,2]}}', "shape"),
+    (b'{"t":{"dtype":"F16","shape":[[1]],"data_offsets":[0,2]}}', "shape"),
+    (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2.0]}}', "data_offsets"),
+    (b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[true,2]}}', "data_offsets"),
+    (b'{"t":{"dtype":["F16"],"shape":[1],"data_offsets":[0,2]}}', "dtype"),
+    (b'{"t":null}', "tensor 't' is null"),
 ]
 
 
@@ -202,6 +233,10 @@ GOOD_HEADERS = [
     {"t\\": ENTRY, "u": ENTRY},
     {"__metadata__": {}},
     {},
+    # integers beyond 64 bits stay integers (orjson would make them floats), infinities are kept
+    {"t": {**ENTRY, "shape": [2**64, 1]}},
+    {"t": {**ENTRY, "extra": 1e400, "more": 2**70}},
+    {"__metadata__": {"k": "a:b", "k:c": ":", "\\": "\"x\":{\"dtype\":"}, 'n"a:{"dtype":"me': ENTRY},
 ]
 
 

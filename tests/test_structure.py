@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lib_lora_manager"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {  # values, rules and file formats: no database, no host
         "errors", "naming", "base_models", "fields", "vocabulary", "settings", "boundary", "dbtypes",
-        "safetensors_header", "lora_info", "sidecars", "hashing", "prompts", "image_params", "grids",
+        "safetensors_header", "lora_info", "sidecars", "reading", "hashing", "prompts", "image_params", "grids",
         "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses",
     }),
     ("store", {  # the database, its tables and the generic query grammar

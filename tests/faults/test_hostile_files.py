@@ -25,7 +25,7 @@ from factories import make_lora
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lib_lora_manager import api, catalog, cli, scanner, settings
+from lib_lora_manager import api, catalog, cli, reading, scanner, settings
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
 from lib_lora_manager.results import LoraSummary, to_json
@@ -71,6 +71,7 @@ def json_safe(data) -> None:
 # --- names that are not UTF-8 -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_name_that_is_not_utf8_is_indexed_and_usable_everywhere(library, lora_dir, capsys, tmp_path):
     thumbnail = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
     make_lora(lora_dir, "good", seed=1)
@@ -148,6 +149,7 @@ def test_a_name_holding_the_reserved_characters_is_reported_not_misread(library,
 # --- text from files ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_dir, capsys):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "nul", seed=2, metadata={
@@ -191,6 +193,7 @@ def test_nul_surrogates_and_huge_values_in_metadata_and_sidecars(library, lora_d
     assert code == 0 and json.loads(out)["total"] == 5
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monkeypatch):
     """Values out of a column's range (an inode of 2**64 - 1 from a network file system, a count
     over 2**63) fail the batch's transaction: the batch is written in pieces, the file with the
@@ -200,7 +203,7 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
         make_lora(lora_dir, f"ok{i}", seed=i)
     make_lora(lora_dir, "big_value", seed=8)
     make_lora(lora_dir, "big_inode", seed=9)
-    files, headers = scanner.file_columns, scanner.header_columns
+    files, headers = reading.file_columns, reading.header_columns
 
     def file_columns(found):
         return {**files(found), "inode": 2**64 - 1} if found.filename == "big_inode.safetensors" else files(found)
@@ -211,8 +214,8 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
             head = {**head, "network_dim": 2**70}
         return head, metadata, info
 
-    monkeypatch.setattr(scanner, "file_columns", file_columns)
-    monkeypatch.setattr(scanner, "header_columns", header_columns)
+    monkeypatch.setattr(reading, "file_columns", file_columns)
+    monkeypatch.setattr(reading, "header_columns", header_columns)
     report = library.indexer.scan()
     assert (report.files, report.added, report.errors) == (8, 7, 1)
     assert len(report.skipped) == 1
@@ -223,17 +226,18 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
     assert library.get(library.find("ok3").id).metadata  # the rest of the batch, complete
 
 
+@pytest.mark.usefixtures("json_parser")  # orjson, and the standard library where it is missing
 def test_a_file_whose_reading_raises_is_one_error(library, lora_dir, monkeypatch):
     make_lora(lora_dir, "good", seed=1)
     make_lora(lora_dir, "bad", seed=2)
-    real = scanner.sidecar_columns
+    real = reading.sidecar_columns
 
     def sidecar_columns(found):
         if found.filename == "bad.safetensors":
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
         return real(found)
 
-    monkeypatch.setattr(scanner, "sidecar_columns", sidecar_columns)
+    monkeypatch.setattr(reading, "sidecar_columns", sidecar_columns)
     report = library.indexer.scan()
     assert (report.added, report.errors) == (2, 1)
     assert "cannot read the file" in by_file(library)["bad.safetensors"].error
