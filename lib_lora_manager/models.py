@@ -23,6 +23,15 @@ class Base(DeclarativeBase):
 
 
 _LIVE = text("trashed_at IS NULL")
+_ERROR = text("error IS NOT NULL")
+# the columns the library pages are sorted by, and those its filters test (see Lora's indexes)
+LORA_SORT_COLUMNS = ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")
+LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "folder",
+                       "use_count", "last_used_at", "added_at", "mtime")
+# the same for the history
+GENERATION_SORT_COLUMNS = ("started_at", "rating", "duration")
+GENERATION_FILTER_COLUMNS = ("started_at", "status", "source", "rating", "favorite", "group_key", "model_name",
+                             "model_hash")
 
 
 class Lora(Base):
@@ -96,7 +105,8 @@ class Lora(Base):
     weight_max: Mapped[float | None] = mapped_column(Float)
     preview_user: Mapped[str | None] = mapped_column(FsPath)  # image in our data folder
     trashed_at: Mapped[float | None] = mapped_column(Float)
-    # lower-cased name, title, tags, trigger words and notes: free text searches one column
+    # lower-cased name, title, tags, trigger words and notes: free text searches one column,
+    # through a full-text index the database keeps in step (text_index.py)
     search_text: Mapped[str] = mapped_column(SafeText, default="")
     updated_at: Mapped[float] = mapped_column(Float)
     # kept with each recorded generation, so "last used" and "use count" sort like any column
@@ -112,12 +122,16 @@ class Lora(Base):
         Index("ix_loras_root_id_relpath", "root_id", "relpath"),
         # covers the duplicate finder's GROUP BY without reading rows
         Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
-        # No indexes on low-cardinality columns (missing, favorite, base model, type): without
-        # statistics SQLite would trust them and read rows in index order, slower than a scan.
-        # Library pages always exclude trashed rows: partial indexes on the sort keys let a page
-        # (even the last of 50,000) be found from the index alone, without reading rows.
-        *(Index(f"ix_loras_live_{column}", column, sqlite_where=_LIVE, postgresql_where=_LIVE)
-          for column in ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")),
+        # Pages: one index per sort key, holding only rows not in the trash, with every column a
+        # filter tests after the key. A page of any query walks its sort key's index in order,
+        # tests the filters on the index entries and stops after the page: no row is read, even
+        # for the last page or a filter nothing matches (lora_query.LORAS names them). Filters on
+        # other columns are sets of ids from their own index (hashed, error, dupe, hash, tag, free
+        # text), which the walk tests by rowid.
+        *(Index(f"ix_loras_page_{column}", column, *(c for c in LORA_FILTER_COLUMNS if c != column),
+                sqlite_where=_LIVE, postgresql_where=_LIVE)
+          for column in LORA_SORT_COLUMNS),
+        Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR),
     )
 
 
@@ -213,7 +227,8 @@ class Generation(Base):
     # a strength sweep or an A/B comparison: its generations share a group key, each has a label
     group_key: Mapped[str | None] = mapped_column(SafeString(40), index=True)
     label: Mapped[str | None] = mapped_column(SafeText)
-    # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower)
+    # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower),
+    # served by a full-text index (text_index.py)
     search_text: Mapped[str] = mapped_column(SafeText, default=_prompt_search_text, server_default="")
 
     loras: Mapped[list[GenerationLora]] = relationship(cascade="all, delete-orphan", lazy="selectin",
@@ -221,8 +236,10 @@ class Generation(Base):
     images: Mapped[list[GenerationImage]] = relationship(cascade="all, delete-orphan", lazy="selectin",
                                                          order_by="GenerationImage.position")
 
-    # the history sorts by rating and duration
-    __table_args__ = (Index("ix_generations_rating", "rating"), Index("ix_generations_duration", "duration"))
+    # one index per sort key with every column a filter tests: a page walks it in order and
+    # stops after the page without reading rows (history_query.GENERATIONS names them)
+    __table_args__ = tuple(Index(f"ix_generations_page_{column}", column, *(c for c in GENERATION_FILTER_COLUMNS if c != column))
+                           for column in GENERATION_SORT_COLUMNS)
 
 
 class GenerationLora(Base):

@@ -28,6 +28,7 @@ class Page(Generic[T]):
     items: list[T]
     description: str  # the query as understood ("LoRAs tagged anime; sorted by name (A to Z).")
     sort: str  # the sort key used, "-" in front when descending
+    next: str | None = None  # the cursor of the next page (search's ``after``); None on the last
 
     @property
     def pages(self) -> int:
