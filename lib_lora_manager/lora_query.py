@@ -68,9 +68,9 @@ _error = flag_filter("error", _ids_where(Lora.error.is_not(None)), "that could n
 def _folder(value: str):
     folder = value.strip().strip("/").replace("\\", "/")
     if not folder:
-        return Lora.folder == "", "in the top folder"
+        return _ids_where(Lora.folder == ""), "in the top folder"
     prefix = like_escape(folder) + "/%"
-    return or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\")), f"in folder “{folder}”"
+    return _ids_where(or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\"))), f"in folder “{folder}”"
 
 
 def _dupe(value: str):
@@ -147,4 +147,5 @@ def _not_trashed(indexed: bool) -> list[ColumnElement[bool]]:
 
 LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
               help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, index_walk=always_walk,
-              page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()})
+              page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
+              count_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}))

@@ -26,12 +26,19 @@ _LIVE = text("trashed_at IS NULL")
 _ERROR = text("error IS NOT NULL")
 # the columns the library pages are sorted by, and those its filters test (see Lora's indexes)
 LORA_SORT_COLUMNS = ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")
-LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "folder",
-                       "use_count", "last_used_at", "added_at", "mtime")
+LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "use_count",
+                       "last_used_at", "added_at", "mtime")
 # the same for the history
 GENERATION_SORT_COLUMNS = ("started_at", "rating", "duration")
 GENERATION_FILTER_COLUMNS = ("started_at", "status", "source", "rating", "favorite", "group_key", "model_name",
                              "model_hash")
+
+
+def page_index_columns(sort_column: str, filter_columns: tuple[str, ...], *more: str) -> tuple[str, ...]:
+    """A page index: the sort key, the id (every sort's tie-break, so the index is the page's
+    order exactly), then the columns filters test. ``more``: columns a partial index's own
+    condition tests (SQLite reads the row for them otherwise)."""
+    return (sort_column, "id", *more, *(c for c in filter_columns if c != sort_column))
 
 
 class Lora(Base):
@@ -126,9 +133,11 @@ class Lora(Base):
         # filter tests after the key. A page of any query walks its sort key's index in order,
         # tests the filters on the index entries and stops after the page: no row is read, even
         # for the last page or a filter nothing matches (lora_query.LORAS names them). Filters on
-        # other columns are sets of ids from their own index (hashed, error, dupe, hash, tag, free
-        # text), which the walk tests by rowid.
-        *(Index(f"ix_loras_page_{column}", column, *(c for c in LORA_FILTER_COLUMNS if c != column),
+        # other columns are sets of ids from their own index (folder, hashed, error, dupe, hash,
+        # tag, free text), which the walk tests by rowid; a query with only those is counted in
+        # ix_loras_live, which holds nothing but the ids.
+        Index("ix_loras_live", "trashed_at", sqlite_where=_LIVE, postgresql_where=_LIVE),
+        *(Index(f"ix_loras_page_{column}", *page_index_columns(column, LORA_FILTER_COLUMNS, "trashed_at"),
                 sqlite_where=_LIVE, postgresql_where=_LIVE)
           for column in LORA_SORT_COLUMNS),
         Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR),
@@ -238,7 +247,7 @@ class Generation(Base):
 
     # one index per sort key with every column a filter tests: a page walks it in order and
     # stops after the page without reading rows (history_query.GENERATIONS names them)
-    __table_args__ = tuple(Index(f"ix_generations_page_{column}", column, *(c for c in GENERATION_FILTER_COLUMNS if c != column))
+    __table_args__ = tuple(Index(f"ix_generations_page_{column}", *page_index_columns(column, GENERATION_FILTER_COLUMNS))
                            for column in GENERATION_SORT_COLUMNS)
 
 

@@ -100,6 +100,10 @@ class Table:
     # sort key -> the index a page walks on SQLite (INDEXED BY): SQLite has no statistics to
     # judge a filter's selectivity by, and a wrong guess reads every row in random order
     page_indexes: dict[str, str] = field(default_factory=dict)
+    # the narrow index a query is counted in on SQLite when each of its terms is a set of ids
+    # (``id_set_keys``: filter keys whose clause tests nothing but the id; None is free text)
+    count_index: str | None = None
+    id_set_keys: frozenset[str | None] = frozenset()
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -126,11 +130,14 @@ class Table:
         skipped within the index."""
         per_page, page = fields.PER_PAGE.parse(per_page), fields.PAGE.parse(page)
         position = _Cursor.read(after, self, query) if after else None
-        hint = self._hint(session, query)
+        hint = self._hint(session, query, self.page_indexes.get(query.sort.key))
+        count_hint = hint
+        if self.count_index and all(t.key in self.id_set_keys for t in query.terms):
+            count_hint = self._hint(session, query, self.count_index)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
-            stmt = select(func.count(self.id_column)).where(*self.base_where(indexed or hint is not None), *where)
-            return session.scalar(stmt if hint is None else stmt.with_hint(self.id_column.table, hint, "sqlite"))
+            stmt = select(func.count(self.id_column)).where(*self.base_where(indexed or count_hint is not None), *where)
+            return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
         total = count(not query.terms, *query.where())
@@ -156,8 +163,7 @@ class Table:
         value = session.scalar(select(query.sort_column()).where(self.id_column == last))
         return _Cursor(query.fingerprint(), value, last, found.page + 1).write()
 
-    def _hint(self, session: Session, query: Query) -> str | None:
-        index = self.page_indexes.get(query.sort.key)
+    def _hint(self, session: Session, query: Query, index: str | None) -> str | None:
         if index is None or session.get_bind().dialect.name != "sqlite":
             return None
         return f"INDEXED BY {index}"

@@ -78,6 +78,7 @@ class TextMatch(ColumnElement[bool]):
 
     type = Boolean()
     inherit_cache = True
+    _is_implicitly_boolean = True  # a condition as it is: no "= 1" after it in a WHERE
     _traverse_internals = [("like", InternalTraversal.dp_clauseelement),
                            ("indexed", InternalTraversal.dp_clauseelement)]
 
@@ -100,7 +101,9 @@ def _compile_sqlite(element: TextMatch, compiler, **kw) -> str:
 def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased."""
     needle = value.lower()
-    like = text_column.like(f"%{_like_escape(needle)}%", escape="\\")
+    # the LIKE reads every row: as a set of ids, in one sequential pass, and not row by row
+    # while a page walks its sort index
+    like = id_column.in_(select(id_column).where(text_column.like(f"%{_like_escape(needle)}%", escape="\\")))
     indexed = None
     if len(needle) >= MIN_TERM and sqlite_has_trigram():
         fts = INDEXED[text_column.table.name]
