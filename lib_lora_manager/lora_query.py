@@ -77,7 +77,7 @@ def _dupe(value: str):
     yes = yes_or_no("dupe", value)
     shared = (
         select(Lora.sha256)
-        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), live())
         .group_by(Lora.sha256)
         .having(func.count() > 1)
     )
