@@ -52,7 +52,7 @@ class Lora(Base):
     # it mounts the folder at; (root_id, relpath) is where the file is
     root_id: Mapped[str | None] = mapped_column(SafeString(32))
     relpath: Mapped[str] = mapped_column(FsPath)  # relative to root, '/' separated
-    folder: Mapped[str] = mapped_column(FsPath, index=True)  # relpath's directory ('' at the root)
+    folder: Mapped[str] = mapped_column(FsPath)  # relpath's directory ('' at the root)
     filename: Mapped[str] = mapped_column(FsPath)
     stem: Mapped[str] = mapped_column(FsPath)
     sdnext_name: Mapped[str] = mapped_column(FsPath, index=True)  # SDNext's network name: stem, '.' -> '_'
@@ -137,6 +137,9 @@ class Lora(Base):
         # tag, free text), which the walk tests by rowid; a query with only those is counted in
         # ix_loras_live, which holds nothing but the ids.
         Index("ix_loras_live", "trashed_at", sqlite_where=_LIVE, postgresql_where=_LIVE),
+        # "folder:x" is x or anything under "x/": PostgreSQL finds a LIKE prefix in an index only
+        # with pattern ops when the database's collation is not C
+        Index("ix_loras_folder", "folder", postgresql_ops={"folder": "text_pattern_ops"}),
         *(Index(f"ix_loras_page_{column}", *page_index_columns(column, LORA_FILTER_COLUMNS, "trashed_at"),
                 sqlite_where=_LIVE, postgresql_where=_LIVE)
           for column in LORA_SORT_COLUMNS),

@@ -130,13 +130,17 @@ class Table:
         skipped within the index."""
         per_page, page = fields.PER_PAGE.parse(per_page), fields.PAGE.parse(page)
         position = _Cursor.read(after, self, query) if after else None
-        hint = self._hint(session, query, self.page_indexes.get(query.sort.key))
+        # PostgreSQL has statistics to choose indexes by: every index is offered to it; SQLite
+        # is told which to walk (page_indexes, count_index)
+        planner_knows = session.get_bind().dialect.name != "sqlite"
+        hint = self._hint(session, self.page_indexes.get(query.sort.key))
         count_hint = hint
         if self.count_index and all(t.key in self.id_set_keys for t in query.terms):
-            count_hint = self._hint(session, query, self.count_index)
+            count_hint = self._hint(session, self.count_index)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
-            stmt = select(func.count(self.id_column)).where(*self.base_where(indexed or count_hint is not None), *where)
+            indexed = indexed or count_hint is not None or planner_knows
+            stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
@@ -147,7 +151,7 @@ class Table:
             where.append(position.beyond(self, query))
         else:
             use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
-        stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None), *where)
+        stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
             stmt = stmt.offset((page - 1) * per_page)
@@ -163,7 +167,7 @@ class Table:
         value = session.scalar(select(query.sort_column()).where(self.id_column == last))
         return _Cursor(query.fingerprint(), value, last, found.page + 1).write()
 
-    def _hint(self, session: Session, query: Query, index: str | None) -> str | None:
+    def _hint(self, session: Session, index: str | None) -> str | None:
         if index is None or session.get_bind().dialect.name != "sqlite":
             return None
         return f"INDEXED BY {index}"

@@ -33,6 +33,8 @@ def upgrade() -> None:
             batch_op.create_index(f'ix_loras_page_{column}', [column, 'id', 'trashed_at', *(c for c in LORA_FILTERS if c != column)],
                                   unique=False, sqlite_where=LIVE, postgresql_where=LIVE)
         batch_op.create_index('ix_loras_live', ['trashed_at'], unique=False, sqlite_where=LIVE, postgresql_where=LIVE)
+        batch_op.drop_index('ix_loras_folder')
+        batch_op.create_index('ix_loras_folder', ['folder'], unique=False, postgresql_ops={'folder': 'text_pattern_ops'})
         error = sa.text('error IS NOT NULL')
         batch_op.create_index('ix_loras_error', ['id'], unique=False, sqlite_where=error, postgresql_where=error)
     with op.batch_alter_table('generations', schema=None) as batch_op:
@@ -61,6 +63,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_loras_error', sqlite_where=sa.text('error IS NOT NULL'),
                             postgresql_where=sa.text('error IS NOT NULL'))
         batch_op.drop_index('ix_loras_live', sqlite_where=LIVE, postgresql_where=LIVE)
+        batch_op.drop_index('ix_loras_folder')
+        batch_op.create_index('ix_loras_folder', ['folder'], unique=False)
         for column in LORA_SORTS:
             batch_op.drop_index(f'ix_loras_page_{column}', sqlite_where=LIVE, postgresql_where=LIVE)
         for column in OLD_LORA_SORTS:
