@@ -234,7 +234,7 @@ class History:
             ids = found.ids
             rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.id.in_(ids)))} if ids else {}
             items = [self._summary(rows[i]) for i in ids if i in rows]
-            cursor = GENERATIONS.next_cursor(session, parsed, found)
+            cursor = GENERATIONS.next_cursor(parsed, found, rows.get(ids[-1]) if ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
         return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
                     description=parsed.describe(), sort=sort, next=cursor)

@@ -83,7 +83,7 @@ class Library:
             by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
             loras = [by_id[i] for i in ids if i in by_id]
             items = catalog.summaries(self.store, session, loras)
-            cursor = LORAS.next_cursor(session, parsed, found)
+            cursor = LORAS.next_cursor(parsed, found, by_id.get(ids[-1]) if ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
         return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
                     description=parsed.describe(), sort=sort, next=cursor)

@@ -18,7 +18,18 @@ from . import base_models, text_index
 from .errors import QueryError
 from .lora_info import ADAPTER_TYPES
 from .models import Lora, LoraTag, Tag, live
-from .query import FilterFn, Table, always_walk, flag_filter, like_escape, numeric_filter, time_filter, yes_or_no
+from .query import (
+    FilterFn,
+    ForEngine,
+    Table,
+    always_walk,
+    flag_filter,
+    ids_where,
+    like_escape,
+    numeric_filter,
+    time_filter,
+    yes_or_no,
+)
 from .vocabulary import LORA_HELP
 
 
@@ -27,9 +38,10 @@ def _free_text(value: str) -> tuple[ColumnElement[bool], str]:
 
 
 def _ids_where(*where: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Rows whose id is among those ``where`` selects: found through that column's own index,
-    then tested by id while a page walks its sort index (which holds ids, not this column)."""
-    return Lora.id.in_(select(Lora.id).where(*where))
+    """Rows matching ``where``, a condition on a column the page indexes do not hold: on SQLite
+    the set of their ids, found through that column's own index and tested by id while a page
+    walks its sort index (query.ForEngine)."""
+    return ids_where(Lora.id, *where)
 
 
 def _tag(value: str):
@@ -89,10 +101,14 @@ def _hash(value: str):
     v = value.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,64}", v):
         raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
-    # hashes are stored as lower-case hex: a prefix is a range of the column's index
+    pattern = like_escape(v) + "%"
+    prefixed = or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\"))
+    # SQLite: hashes are stored as lower-case hex, so a prefix is a range of each column's
+    # index (its LIKE is case-insensitive and cannot use one); compared byte by byte there
     end = v[:-1] + chr(ord(v[-1]) + 1)
-    return Lora.id.in_(union(select(Lora.id).where(Lora.sha256 >= v, Lora.sha256 < end),
-                             select(Lora.id).where(Lora.addnet_hash >= v, Lora.addnet_hash < end))), f"with hash {v}…"
+    ranges = union(select(Lora.id).where(Lora.sha256 >= v, Lora.sha256 < end),
+                   select(Lora.id).where(Lora.addnet_hash >= v, Lora.addnet_hash < end))
+    return ForEngine(prefixed, Lora.id.in_(ranges)), f"with hash {v}…"
 
 
 def _used(value: str):

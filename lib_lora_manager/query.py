@@ -25,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, Text, and_, func, not_, or_, select
+from sqlalchemy import Boolean, ColumnElement, String, Text, and_, func, not_, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from . import fields
 from .errors import InvalidInput, QueryError
@@ -159,13 +161,13 @@ class Table:
             stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
         return IdPage(total, list(session.scalars(stmt).all()), page, per_page)
 
-    def next_cursor(self, session: Session, query: Query, found: IdPage) -> str | None:
-        """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the last."""
-        if len(found.ids) < found.per_page or found.page * found.per_page >= found.total:
+    def next_cursor(self, query: Query, found: IdPage, last_row: Any) -> str | None:
+        """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the
+        last. ``last_row``: the row of its last id, as the caller read it."""
+        if len(found.ids) < found.per_page or found.page * found.per_page >= found.total or last_row is None:
             return None
-        last = found.ids[-1]
-        value = session.scalar(select(query.sort_column()).where(self.id_column == last))
-        return _Cursor(query.fingerprint(), value, last, found.page + 1).write()
+        value = getattr(last_row, query.sort_column().key)
+        return _Cursor(query.fingerprint(), value, found.ids[-1], found.page + 1).write()
 
     def _hint(self, session: Session, index: str | None) -> str | None:
         if index is None or session.get_bind().dialect.name != "sqlite":
@@ -265,6 +267,39 @@ class Query:
         noun = self.table.noun
         what = f"All {noun}" if not parts else noun[:1].upper() + noun[1:] + " " + ", ".join(parts)
         return f"{what}; sorted by {desc_label if self.sort.descending else asc_label}."
+
+
+class ForEngine(ColumnElement[bool]):
+    """A condition written for SQLite and for the others: what serves one planner best can
+    mislead the other. SQLite pages walk an index holding some columns only, so a condition on
+    another column is best a set of ids (found through that column's own index) that the walk
+    tests by rowid; PostgreSQL flattens such a set into a join and probes a row per entry, and
+    does best with the condition as it is."""
+
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a condition as it is: no "= 1" after it in a WHERE
+    _traverse_internals = [("default", InternalTraversal.dp_clauseelement),
+                           ("sqlite", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, default: ColumnElement[bool], sqlite: ColumnElement[bool] | None = None):
+        self.default = default
+        self.sqlite = sqlite if sqlite is not None else default
+
+
+@compiles(ForEngine)
+def _compile_default(element: ForEngine, compiler, **kw) -> str:
+    return f"({compiler.process(element.default, **kw)})"
+
+
+@compiles(ForEngine, "sqlite")
+def _compile_sqlite(element: ForEngine, compiler, **kw) -> str:
+    return f"({compiler.process(element.sqlite, **kw)})"
+
+
+def ids_where(id_column, *where: ColumnElement[bool]) -> ForEngine:
+    """Rows matching ``where``: on SQLite as the set of their ids (see ForEngine)."""
+    return ForEngine(and_(*where), id_column.in_(select(id_column).where(*where)))
 
 
 # --- tokenizing -----------------------------------------------------------------------------

@@ -5,16 +5,17 @@ Python when the row is written): ``search_text LIKE '%words%'``. A LIKE with a l
 reads every row; these indexes answer the same question without doing so.
 
 - SQLite: an FTS5 table with the trigram tokenizer per searched table (``loras_text``,
-  ``generations_text``: external content, so the text is not stored twice). Trigrams keep
-  substring matching: a phrase of three or more characters matches exactly the rows whose
-  text contains it. Triggers on the content table update the index inside the statement that
+  ``generations_text``). Trigrams keep substring matching: a phrase of three or more characters
+  matches exactly the rows whose text contains it. The table keeps its own copy of the text (a
+  few MB): a shorter term, which no trigram can look up, is a LIKE over that narrow copy
+  instead of over the whole rows. Triggers on the content table update the index inside the statement that
   changed the row, so every writer (scans, edits, merges, deletes, recorded generations, bulk
   UPDATEs, a migration) keeps it right in its own transaction, and a rollback undoes both.
   Needs SQLite ≥ 3.34 with FTS5 compiled in, checked once per process.
 - PostgreSQL: a GIN index with ``gin_trgm_ops`` (the pg_trgm extension, trusted since
   PostgreSQL 13 but refusable) on ``search_text``; the LIKE stays as it is and uses it.
-- Otherwise, and for terms shorter than three characters (no trigram to look up), the LIKE
-  reads the rows: slower, same answers.
+- Otherwise (and on PostgreSQL for terms shorter than three characters) the LIKE reads the
+  rows: slower, same answers.
 
 ``sync`` makes a database's indexes fit the engine that opens it, at every open (after
 migrating): an SQLite file indexed by one Python and opened by another without FTS5 loses its
@@ -27,12 +28,11 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import Boolean, ColumnElement, bindparam, column, select, table
+from sqlalchemy import ColumnElement, bindparam, column, select, table
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from .dbtypes import SafeText
+from .query import ForEngine, ids_where, like_escape
 
 log = logging.getLogger("lora_manager")
 
@@ -72,50 +72,22 @@ def sqlite_has_trigram() -> bool:
 # --- the free-text clause -------------------------------------------------------------------
 
 
-class TextMatch(ColumnElement[bool]):
-    """``column`` contains ``value``: the full-text lookup on SQLite when it can serve, else
-    the LIKE (PostgreSQL's trigram index serves the LIKE itself)."""
-
-    type = Boolean()
-    inherit_cache = True
-    _is_implicitly_boolean = True  # a condition as it is: no "= 1" after it in a WHERE
-    _traverse_internals = [("like", InternalTraversal.dp_clauseelement),
-                           ("indexed", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, like: ColumnElement[bool], indexed: ColumnElement[bool] | None):
-        self.like = like
-        self.indexed = indexed
-
-
-@compiles(TextMatch)
-def _compile_like(element: TextMatch, compiler, **kw) -> str:
-    return f"({compiler.process(element.like, **kw)})"
-
-
-@compiles(TextMatch, "sqlite")
-def _compile_sqlite(element: TextMatch, compiler, **kw) -> str:
-    clause = element.indexed if element.indexed is not None else element.like
-    return f"({compiler.process(clause, **kw)})"
-
-
 def match(id_column, text_column, value: str) -> ColumnElement[bool]:
-    """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased."""
+    """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased:
+    the LIKE (PostgreSQL's trigram index serves it), on SQLite the full-text table's ids."""
     needle = value.lower()
-    # the LIKE reads every row: as a set of ids, in one sequential pass, and not row by row
-    # while a page walks its sort index
-    like = id_column.in_(select(id_column).where(text_column.like(f"%{_like_escape(needle)}%", escape="\\")))
-    indexed = None
-    if len(needle) >= MIN_TERM and sqlite_has_trigram():
-        fts = INDEXED[text_column.table.name]
-        index = table(fts, column("rowid"), column(text_column.name))
+    like = text_column.like(f"%{like_escape(needle)}%", escape="\\")
+    if not sqlite_has_trigram():
+        return ids_where(id_column, like)  # one sequential pass, not a row per index entry walked
+    fts = INDEXED[text_column.table.name]
+    index = table(fts, column("rowid"), column(text_column.name))
+    if len(needle) >= MIN_TERM:
         phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 phrase: the trigrams in a row
-        indexed = id_column.in_(select(index.c.rowid).where(
-            index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText()))))
-    return TextMatch(like, indexed)
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found = index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText()))
+    else:
+        found = index.c[text_column.name].like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
+                                               escape="\\")
+    return ForEngine(like, id_column.in_(select(index.c.rowid).where(found)))
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
@@ -166,23 +138,22 @@ def _sync_sqlite(connection) -> None:
             continue
         if fts not in present:
             connection.exec_driver_sql(
-                f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, content='{content}', content_rowid='id', "
+                f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, "
                 # already lower-cased in Python: folding again could only add matches LIKE does not find
                 "tokenize='trigram case_sensitive 1')")
         for trigger in triggers:
             if trigger in present:
                 connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
-        connection.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+        connection.exec_driver_sql(f"DELETE FROM {fts}")
+        connection.exec_driver_sql(f"INSERT INTO {fts}(rowid, search_text) SELECT id, search_text FROM {content}")
         connection.exec_driver_sql(
             f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {content} BEGIN "
             f"INSERT INTO {fts}(rowid, search_text) VALUES (new.id, new.search_text); END")
         connection.exec_driver_sql(
-            f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {content} BEGIN "
-            f"INSERT INTO {fts}({fts}, rowid, search_text) VALUES ('delete', old.id, old.search_text); END")
+            f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {content} BEGIN DELETE FROM {fts} WHERE rowid = old.id; END")
         connection.exec_driver_sql(
             f"CREATE TRIGGER {fts}_au AFTER UPDATE OF search_text ON {content} BEGIN "
-            f"INSERT INTO {fts}({fts}, rowid, search_text) VALUES ('delete', old.id, old.search_text); "
-            f"INSERT INTO {fts}(rowid, search_text) VALUES (new.id, new.search_text); END")
+            f"UPDATE {fts} SET search_text = new.search_text WHERE rowid = old.id; END")
 
 
 def drop_sqlite(connection) -> None:

@@ -28,13 +28,16 @@ def live_texts(library) -> dict[int, str]:
 
 
 def assert_in_step(library, probes=PROBES) -> None:
-    """The full-text index holds exactly what the rows hold (SQLite: FTS5's own check against
-    the content table), and every probe finds exactly the rows whose text contains it."""
+    """The full-text index holds exactly what the rows hold (SQLite: the FTS table's text is the
+    rows' text, and FTS5's own check finds its index true to it), and every probe finds exactly
+    the rows whose text contains it."""
     db = library.store.db
     if db.is_sqlite and text_index.sqlite_has_trigram():
         with db.engine.begin() as conn:
-            for fts in text_index.INDEXED.values():
-                conn.exec_driver_sql(f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)")
+            for content, fts in text_index.INDEXED.items():
+                conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
+                copy = conn.exec_driver_sql(f"SELECT rowid, search_text FROM {fts} ORDER BY rowid").all()
+                assert copy == conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
     texts = live_texts(library)
     for probe in probes:
         term = f'"{probe}"' if " " in probe else probe  # one term (no probe holds both)
@@ -245,7 +248,8 @@ def test_a_cursor_is_checked(library, lora_dir):
             library.search("", per_page=2, after=bad)
     parsed = query.parse("", LORAS)
     with library.store.db.read() as session:
-        assert LORAS.next_cursor(session, parsed, LORAS.page(session, parsed, 1, 10)) is None  # the last page
+        found = LORAS.page(session, parsed, 1, 10)
+        assert LORAS.next_cursor(parsed, found, session.get(Lora, found.ids[-1])) is None  # the last page
 
 
 # --- migration 0007 --------------------------------------------------------------------------
