@@ -108,4 +108,7 @@ GENERATIONS = query.Table(
     index_walk=query.always_walk,
     page_indexes={"date": "ix_generations_page_started_at", "rating": "ix_generations_page_rating",
                   "duration": "ix_generations_page_duration"},
+    # the narrowest index that holds every generation: free text and lora: are sets of ids
+    count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
+    filter_count_index="ix_generations_page_rating",
 )

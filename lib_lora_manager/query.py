@@ -103,9 +103,11 @@ class Table:
     # judge a filter's selectivity by, and a wrong guess reads every row in random order
     page_indexes: dict[str, str] = field(default_factory=dict)
     # the narrow index a query is counted in on SQLite when each of its terms is a set of ids
-    # (``id_set_keys``: filter keys whose clause tests nothing but the id; None is free text)
+    # (``id_set_keys``: filter keys whose clause tests nothing but the id; None is free text),
+    # and the narrowest page index, which counts any other query
     count_index: str | None = None
     id_set_keys: frozenset[str | None] = frozenset()
+    filter_count_index: str | None = None
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -136,9 +138,8 @@ class Table:
         # is told which to walk (page_indexes, count_index)
         planner_knows = session.get_bind().dialect.name != "sqlite"
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
-        count_hint = hint
-        if self.count_index and all(t.key in self.id_set_keys for t in query.terms):
-            count_hint = self._hint(session, self.count_index)
+        id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
+        count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
             indexed = indexed or count_hint is not None or planner_knows
