@@ -7,8 +7,9 @@ The history (``--generations`` records with two LoRAs and one image each, 5,000 
 entries, realistic prompts, statuses, models, ratings and groups) is written once into
 ``--dir`` (SQLite) or the database at ``--db`` (PostgreSQL; emptied and refilled when its
 size differs), then each query of ``QUERIES`` runs ``--repeat`` times for its first page and
-a deep page (48 per page, the History tab's page). Printed: the best time of each, and p50,
-p95 and max over all of them; the target is p95 ≤ 100 ms, as for the Library's search. The
+a deep page (48 per page, the History tab's page), and the same deep page by cursor when the
+history hands out cursors. Printed: the best time of each, and p50, p95 and max over all of
+them; the target is p95 ≤ 50 ms on SQLite and ≤ 80 ms on PostgreSQL, free text included. The
 exit status is 1 when it is missed.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -31,7 +33,7 @@ QUERIES = ("", "castle", "-castle", '"neon sunset"', "castle dragon", "lora:l42"
            "status:failed", "-status:succeeded", "date:<7d", "date:2020-01-01..2030-01-01", "rating:>=4", "fav:yes",
            "source:api", "group:job-55", "sort:-rating", "sort:-duration", "castle sort:-rating", "fav:yes sort:-rating",
            "lora:l42 sort:-rating", "rating:none -fav:yes")
-TARGET_P95_MS = 100.0
+TARGET_P95_MS = {"sqlite": 50.0, "postgresql": 80.0}
 LORAS = 5000
 
 
@@ -69,6 +71,11 @@ def build(library, count: int, seed: int = 1) -> float:
             session.execute(insert(Generation), generations)
             session.execute(insert(GenerationLora), used)
             session.execute(insert(GenerationImage), images)
+    if library.store.db.engine.dialect.name == "postgresql":
+        # autovacuum vacuums and analyses the tables this changed within a minute or so: searches are
+        # measured in that state, not in the seconds after a bulk load
+        with library.store.db.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
     return time.perf_counter() - started
 
 
@@ -117,29 +124,38 @@ def main(argv=None) -> int:
     library = open_history(folder, args.db, args.generations)
     deep = max(1, args.generations // 48 // 20)  # a page one twentieth of the way in
     rows, times = [], []
+    engine = "postgresql" if args.db else "sqlite"
+    target = TARGET_P95_MS[engine]
+    load = [os.getloadavg()[0]]
     try:
         for q in QUERIES:
-            for page in (1, deep):
+            before = library.history.search(q, page=deep - 1, per_page=48) if deep > 1 else None
+            cursor = getattr(before, "next", None)  # the history pages by cursor too
+            for page, kwargs in ((1, {"page": 1}), (deep, {"page": deep}), (f"{deep} by cursor", {"after": cursor})):
+                if "after" in kwargs and not cursor:
+                    continue
                 best = float("inf")
                 for _ in range(args.repeat):
                     started = time.perf_counter()
-                    result = library.history.search(q, page=page, per_page=48)
+                    result = library.history.search(q, per_page=48, **kwargs)
                     best = min(best, time.perf_counter() - started)
                 times.append(best * 1000)
                 rows.append({"query": q, "page": page, "ms": round(best * 1000, 1), "total": result.total})
     finally:
         library.close()
+    load.append(os.getloadavg()[0])
     p50, p95 = statistics.median(times), statistics.quantiles(times, n=20)[-1]
-    summary = {"generations": args.generations, "database": "postgresql" if args.db else "sqlite",
-               "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(max(times), 1), "target_p95_ms": TARGET_P95_MS}
+    summary = {"generations": args.generations, "database": engine, "load": load,
+               "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(max(times), 1), "target_p95_ms": target}
     if args.json:
         print(json.dumps({"summary": summary, "queries": rows}, indent=2))
     else:
         for row in rows:
-            print(f"  {row['query'] or '(all)':28} page {row['page']:<4} {row['ms']:7.1f} ms   {row['total']:>7,} found")
+            print(f"  {row['query'] or '(all)':28} page {row['page']!s:<14} {row['ms']:7.1f} ms   {row['total']:>7,} found")
         print(f"{summary['database']}, {args.generations:,} generations, {len(times)} searches: "
-              f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms (target p95 ≤ {TARGET_P95_MS:.0f} ms)")
-    return 0 if p95 <= TARGET_P95_MS else 1
+              f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms (target p95 ≤ {target:.0f} ms); "
+              f"load average (1 min) at start, end: {load[0]:.2f}, {load[1]:.2f}")
+    return 0 if p95 <= target else 1
 
 
 if __name__ == "__main__":

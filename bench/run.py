@@ -1,7 +1,7 @@
 """Benchmarks: build a synthetic LoRA library, then print each figure next to its floor.
 
     .venv/bin/python bench/run.py [--dir /tmp/lora-manager-bench] [--files 50000] [--cold 10000]
-                                  [--queries 300] [--hash-mb 2000] [--skip-build] [--rebuild]
+                                  [--repeat 3] [--db URL] [--hash-mb 2000] [--skip-build] [--rebuild]
                                   [--only cold,rescan,query,hash,startup] [--profile] [--json]
 
 Every figure is measured next to a floor taken in the same run on the same files: the least
@@ -688,118 +688,37 @@ def tag_vocabulary(count: int = 200) -> list[str]:
     return tags[:count]
 
 
-def add_user_data(library, rng: random.Random) -> dict[str, float]:
-    """Tags on ~30 % (200 distinct, Zipf-like), ratings on ~20 %, favorites on ~5 %."""
-    timings = {}
-    start = time.perf_counter()
-    ids = library.ids("")  # every LoRA: a query result like the bulk bar's "select all"
-    tags = tag_vocabulary()
-    tagged = rng.sample(ids, len(ids) * 3 // 10)
-    by_tag: dict[str, list[int]] = {}
-    for lora_id in tagged:
-        for tag in set(rng.choices(tags, [1 / (k + 1) for k in range(len(tags))], k=rng.randint(1, 3))):
-            by_tag.setdefault(tag, []).append(lora_id)
-    for tag in tags:  # every tag is used at least once
-        by_tag.setdefault(tag, [rng.choice(tagged)])
-    for tag, tag_ids in by_tag.items():
-        library.add_tags(tag_ids, [tag])
-    library.add_tags("folder:Characters genshin", ["genshin"])  # tagging a search result, as users do
-    timings["tags"] = time.perf_counter() - start
-    start = time.perf_counter()
-    rated = rng.sample(ids, len(ids) // 5)
-    for rating in range(1, 6):
-        library.set_rating(rated[rating - 1::5], rating)
-    library.set_favorite(rng.sample(ids, len(ids) // 20), True)
-    timings["ratings, favorites"] = time.perf_counter() - start
-    return timings
+def bench_queries(results: Results, work: Path, loras: int, db_url: str | None, repeat: int, profile: bool) -> None:
+    """Library search over REST at library scale: bench/search.py's rows (no files needed), every
+    key of the query language through the standalone app served by uvicorn."""
+    import search
 
-
-def make_queries(rng: random.Random, count: int, folders: list[str], stems: list[str]) -> list[tuple[str, str, int]]:
-    """(kind, query, page): every sort key both ways and every kind at least once, the rest drawn
-    with the weights of what people type most (empty, words, a tag, a base model)."""
-    tags = tag_vocabulary()
-    popular, rare_tags = tags[:20], tags[100:]
-    common_words = ("style", "girl", "xl", "detail", "anime", "v2", "lora", "miku", "dress", "light")
-    from lib_lora_manager import lora_query
-
-    sorts = list(lora_query.SORTS)
-    makers: dict[str, Callable[[], tuple[str, int]]] = {
-        "empty": lambda: ("", 1),
-        "text common": lambda: (rng.choice(common_words), 1),
-        "text rare": lambda: (rng.choice(rng.choice(stems).split() or ["x"])[:20], 1),
-        "text two words": lambda: (f"{rng.choice(common_words)} {rng.choice(STYLES).split()[0]}", 1),
-        "tag": lambda: (f'tag:"{rng.choice(popular if rng.random() < 0.7 else rare_tags)}"', 1),
-        "-tag": lambda: (f'-tag:"{rng.choice(popular)}"', 1),
-        "base": lambda: (f"base:{rng.choice(('sdxl', 'sd1', 'pony', 'illustrious', 'flux'))}", 1),
-        "type": lambda: (f"type:{rng.choice(('lora', 'locon', 'loha'))}", 1),
-        "rating": lambda: (rng.choice(("rating:>=4", "rating:5", "rating:2..3", "rating:none")), 1),
-        "fav": lambda: ("fav:yes", 1),
-        "folder": lambda: (f'folder:"{rng.choice(folders)}"', 1),
-        "added": lambda: (rng.choice(("added:<30d", "added:<1d", "added:>1y")), 1),
-        "hashed": lambda: ("hashed:no", 1),
-        "combined": lambda: (rng.choice((
-            f'{rng.choice(common_words)} tag:"{rng.choice(popular)}" base:sdxl rating:>=3 sort:-rating',
-            f'-tag:"{rng.choice(popular)}" base:sd1 fav:no type:lora sort:-added',
-            f'folder:"{rng.choice(folders)}" {rng.choice(common_words)} sort:size',
-            f'tag:"{rng.choice(popular)}" tag:"{rng.choice(popular)}" hashed:no sort:-modified')), 1),
-        "deep page": lambda: (rng.choice(("", "sort:-size", "base:sd1", "sort:name")), 200),
-    }
-    weights = {"empty": 10, "text common": 15, "text rare": 10, "text two words": 5, "tag": 12, "-tag": 4,
-               "base": 8, "type": 3, "rating": 4, "fav": 3, "folder": 6, "added": 3, "hashed": 2,
-               "combined": 10, "deep page": 5}
-    queries = [("sort", f"sort:{'-' if desc else ''}{key}", 1) for key in sorts for desc in (False, True)]
-    queries += [(kind, *make()) for kind, make in makers.items()]
-    kinds = list(weights)
-    while len(queries) < count:
-        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
-        queries.append((kind, *makers[kind]()))
-    queries = queries[:count]
-    rng.shuffle(queries)
-    return queries
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
-def bench_queries(results: Results, library, count: int, profile: bool) -> None:
-    rng = random.Random(7)
-    log("queries: adding user data (tags, ratings, favorites)")
-    for what, seconds in add_user_data(library, rng).items():
-        results.add("query", f"setup: {what} through the Library API", seconds, "s")
-    stats = library.stats()
-    folders = _folders(library)
-    stems = [item.name for item in library.search("sort:-size", 1, 200).items]
-    queries = make_queries(rng, count, folders, stems)
-    first_s, _ = timed(library.search, "", 1, 48)  # opens the connection, fills SQLite's cache
-    log(f"queries: running {len(queries)} searches over {stats['total']} LoRAs")
-    samples: list[tuple[float, str, str, int, int]] = []
-    for kind, text, page in queries:
-        seconds, result = timed(library.search, text, page, 48)
-        samples.append((seconds * 1000, kind, text, page, result.total))
-    times = [s[0] for s in samples]
-    p95 = percentile(times, 95)
-    results.add("query", f"search p95 ({len(samples)} queries, {stats['total']} LoRAs)", p95, "ms",
-                target="≤ 100 ms", passed=p95 <= 100,
-                note=f"p50 {percentile(times, 50):.1f} ms, max {max(times):.1f} ms; first query {first_s * 1000:.1f} ms")
-    by_kind: dict[str, list[float]] = {}
-    for ms, kind, *_ in samples:
-        by_kind.setdefault(kind, []).append(ms)
-    results.queries = {
-        "overall": _latency(times),
-        "by_kind": {k: _latency(v) for k, v in sorted(by_kind.items())},
-        "slowest": [{"ms": round(ms, 1), "kind": kind, "q": text, "page": page, "total": total}
-                    for ms, kind, text, page, total in sorted(samples, reverse=True)[:5]],
-    }
-    bench_rest(results, library)
-    if profile and p95 > 100:
-        worst: dict[str, tuple[str, int]] = {}  # the slowest query of each kind over the target
-        for ms, kind, text, page, _total in sorted(samples, reverse=True):
-            if ms > 100 and kind not in worst:
-                worst[kind] = (text, page)
-        results.profiles["queries: SQL statements of the slowest query of each slow kind"] = sql_breakdown(
-            library, list(worst.items()))
+    engine = "postgresql" if db_url else "sqlite"
+    log(f"queries: {loras} LoRAs ({engine}), every query key over REST")
+    library = search.open_library(work / "search", db_url, loras)
+    try:
+        samples = search.run(library, repeat)
+        summary = search.summarise(samples, engine)
+        target = summary["target_p95_ms"]
+        overall = summary["overall"]
+        results.add("query", f"search over REST p95, every key ({overall['n']} fetches, {loras} LoRAs, {engine})",
+                    overall["p95"], "ms", target=f"≤ {target:.0f} ms for every key", passed=not summary["missed"],
+                    note=f"p50 {overall['p50']:.1f} ms, max {overall['max']:.1f} ms; SQL p50 {overall['sql_p50']:.1f} ms, "
+                         f"CPU p50 {overall['cpu_p50']:.1f} ms; keys over the target: {', '.join(summary['missed']) or 'none'}")
+        results.queries = {
+            "overall": overall, "by_kind": summary["keys"],
+            "slowest": [{"ms": round(s["ms"], 1), "kind": s["key"], "q": s["q"], "page": s["page"], "total": s["total"]}
+                        for s in summary["slowest"]],
+        }
+        if profile and summary["missed"]:
+            worst: dict[str, tuple[str, int]] = {}  # the slowest first-page query of each key over the target
+            for s in sorted(samples, key=lambda s: -s["ms"]):
+                if s["key"] in summary["missed"] and s["key"] not in worst and s["page"].isdigit():
+                    worst[s["key"]] = (s["q"], int(s["page"]))
+            results.profiles["queries: SQL statements of the slowest query of each slow key"] = sql_breakdown(
+                library, list(worst.items()))
+    finally:
+        library.close()
 
 
 def sql_breakdown(library, queries: list[tuple[str, tuple[str, int]]]) -> str:
@@ -856,39 +775,6 @@ def _depth(plan: list, row) -> int:
     while node in parents:
         depth, node = depth + 1, parents[node]
     return depth
-
-
-def _latency(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": round(percentile(values, 50), 1), "p95": round(percentile(values, 95), 1),
-            "max": round(max(values), 1)}
-
-
-def _folders(library) -> list[str]:
-    from sqlalchemy import select
-
-    from lib_lora_manager.models import Lora
-
-    with library.store.db.read() as session:
-        return sorted({f for f in session.scalars(select(Lora.folder).distinct()) if f})
-
-
-def bench_rest(results: Results, library) -> None:
-    """One GET through FastAPI in-process, next to the same search called directly."""
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from lib_lora_manager import api
-
-    app = FastAPI()
-    for path, endpoint, methods in api.routes(lambda: library):
-        app.add_api_route(path, endpoint, methods=methods)
-    client = TestClient(app)
-    url, params = f"{api.PREFIX}/loras", {"q": 'tag:"anime" base:sdxl', "page": 2, "per_page": 48}
-    client.get(url, params=params).raise_for_status()  # first request builds the app's routing
-    rest = [timed(client.get, url, params=params)[0] * 1000 for _ in range(20)]
-    direct = [timed(library.search, params["q"], 2, 48)[0] * 1000 for _ in range(20)]
-    results.add("query", "REST GET /loras round trip (median of 20)", statistics.median(rest), "ms",
-                statistics.median(direct), "library.search, same query", note="for reference")
 
 
 # --- stage 5: hashing -------------------------------------------------------------------------
@@ -1189,7 +1075,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", type=Path, default=Path("/tmp/lora-manager-bench"), help="cache and work folder")
     p.add_argument("--files", type=int, default=50_000, help="LoRA files in the library (cold set included)")
     p.add_argument("--cold", type=int, default=10_000, help="files in the cold-scan subfolder set")
-    p.add_argument("--queries", type=int, default=300, help="searches timed at full size")
+    p.add_argument("--repeat", type=int, default=3, help="fetches of each query's pages in the query stage")
+    p.add_argument("--db", help="a PostgreSQL URL for the query stage (default: SQLite in --dir/work/search)")
     p.add_argument("--hash-mb", type=int, default=2000, help="MB of real safetensors data to hash")
     p.add_argument("--skip-build", action="store_true", help="use the library in --dir as it is")
     p.add_argument("--rebuild", action="store_true", help="write the library again even if cached")
@@ -1223,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
     results.cache_mode = cache.mode
     results.load.append(f"{os.getloadavg()[0]:.2f}")
 
+    if set(args.stages) <= {"query"}:  # the query stage writes rows, not files
+        return finish(results, base, args)
     build_s, (root, manifest) = timed(build_library, base, args.files, args.cold, args.rebuild, args.skip_build)
     loras, sidecars, folders, apparent, real = disk_usage(root)
     results.add("build", "LoRA files in the library", loras, "", note=(
@@ -1240,16 +1129,19 @@ def main(argv: list[str] | None = None) -> int:
         bench_cold_scan(results, cache, root / "cold", work, args.profile)
     if "rescan" in args.stages:
         library = bench_rescan(results, cache, root, work, args.profile)
-    if "query" in args.stages:
-        library = library or open_full_library(work, root, fresh=False)
-        bench_queries(results, library, args.queries, args.profile)
     if library is not None:
         library.close()
     if "hash" in args.stages:
         bench_hashing(results, cache, base, work, args.hash_mb, args.profile)
     if "startup" in args.stages:
         bench_startup(results, work, root, args.profile)
+    return finish(results, base, args)
 
+
+def finish(results: Results, base: Path, args: argparse.Namespace) -> int:
+    """The query stage (it needs no files), then the table or the JSON; the exit status."""
+    if "query" in args.stages:
+        bench_queries(results, base / "work", args.files, args.db, args.repeat, args.profile)
     results.load.append(f"{os.getloadavg()[0]:.2f}")
     data = json.dumps(asdict(results), indent=2, ensure_ascii=False)
     (base / "results.json").write_text(data, encoding="utf-8")  # the last run, for comparisons

@@ -29,7 +29,8 @@ LORA = {"lora_id": fields.LORA_ID}
 GENERATION = {"generation_id": fields.GENERATION_ID}
 RECIPE = {"recipe_id": fields.RECIPE_ID}
 JOB = {"job_id": fields.JOB_ID}
-PAGED = {"q": Param(fields.QUERY, ""), "page": Param(fields.PAGE, 1), "per_page": Param(fields.PER_PAGE, 48)}
+PAGED = {"q": Param(fields.QUERY, ""), "page": Param(fields.PAGE, 1), "per_page": Param(fields.PER_PAGE, 48),
+         "after": Param(fields.CURSOR, None)}
 
 
 def mount(add_api_route: Callable[..., Any], routes: list[Route]) -> None:
@@ -45,10 +46,10 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     ``open_library`` returns the Library (the SDNext host opens it after startup)."""
 
     @endpoint(query=PAGED | {"sort": Param(fields.SORT, "")})
-    def list_loras(q: str, page: int, per_page: int, sort: str):
+    def list_loras(q: str, page: int, per_page: int, after: str | None, sort: str):
         if sort:
             q = f"{q} sort:{sort}"
-        return open_library().search(q, page=page, per_page=per_page)
+        return open_library().search(q, page=page, per_page=per_page, after=after)
 
     @endpoint(path=LORA)
     def get_lora(lora_id: int):
@@ -148,8 +149,8 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
     # --- generation history
 
     @endpoint(query=PAGED)
-    def list_history(q: str, page: int, per_page: int):
-        return open_library().history.search(q, page=page, per_page=per_page)
+    def list_history(q: str, page: int, per_page: int, after: str | None):
+        return open_library().history.search(q, page=page, per_page=per_page, after=after)
 
     @endpoint(path=GENERATION)
     def get_generation(generation_id: int):

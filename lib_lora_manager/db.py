@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import text_index
 from .errors import Busy
 
 log = logging.getLogger("lora_manager")
@@ -63,6 +65,14 @@ T = TypeVar("T")
 
 def sqlite_url(path: str | os.PathLike) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+class _SQLiteCompiler(SQLiteCompiler):
+    """SQLite's compiler, rendering ``select.with_hint(table, "INDEXED BY ix", "sqlite")``
+    (SQLAlchemy renders FROM hints only for dialects that have their own syntax)."""
+
+    def get_from_hint_text(self, table, text):
+        return text
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:
@@ -160,6 +170,7 @@ class Database:
             self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
+            self.engine.dialect.statement_compiler = _SQLiteCompiler
         else:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -258,6 +269,7 @@ class Database:
         """Bring the schema to ``SCHEMA_REVISION``; returns the backup path if one was made."""
         current = self.current_revision()
         if current == SCHEMA_REVISION:
+            self._sync_text_index()
             return None
         backup = self._backup_sqlite(current) if current is not None else None
         logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO chatter is not for users
@@ -271,6 +283,15 @@ class Database:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
         return backup
+
+    def _sync_text_index(self) -> None:
+        """Fit the full-text indexes to this engine (text_index.py): a look at the catalog, and
+        a write only when they need creating, repairing or disarming."""
+        with self.engine.connect() as conn:
+            if text_index.in_step(conn):
+                return
+        with self._write_lock, self._write_engine.begin() as conn:
+            text_index.sync(conn)
 
     def _backup_sqlite(self, revision: str) -> str | None:
         if not self.is_sqlite:

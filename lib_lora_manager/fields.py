@@ -45,6 +45,7 @@ MAX_RECIPE_NAME = 200  # a recipe's name is a menu entry
 MAX_PROMPT = 20_000
 MAX_PATH = 4_096
 MAX_QUERY_LENGTH = 2_000
+MAX_CURSOR = 12_000  # a page's last sort value (names up to MAX_NAME characters, escaped) and id
 MAX_QUERY_TERMS = 50  # SQLite refuses expressions deeper than 1000; a term costs a few levels
 MAX_SEED = 4294967294  # SDNext's get_fixed_seed draws random seeds below this
 WEIGHT_LIMIT = 20.0  # LoRA weights: beyond ±20 is a typo, not a style
@@ -453,6 +454,8 @@ PAGE = Integer(1, MAX_PAGE, "page")
 PER_PAGE = Integer(1, MAX_PER_PAGE, "per_page")
 SEED = Integer(-1, MAX_SEED, "seed", description=f"-1 for a random seed, else 0 to {MAX_SEED}")
 QUERY = Text(MAX_QUERY_LENGTH, "q", strip=False, file_names=True, description="a query in the query language (see the README)")
+CURSOR = Text(MAX_CURSOR, "after", nullable=True, empty_is_none=True,
+              description="the next cursor of the page before: the page after it, found by its last item")
 SORT = Text(40, "sort", description="a sort key, - in front for descending (name, -rating, …)")
 TAGS = WordList("tags", MAX_TAGS, MAX_TAG_LENGTH, lower=True, description="tags (compared lower-cased)")
 TAG = Text(MAX_TAG_LENGTH, "tag")

@@ -224,15 +224,20 @@ class History:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page:
-        """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError."""
+    def search(self, q: str | None = "", page: int = 1, per_page: int = 48, after: str | None = None) -> Page:
+        """One page of generations matching ``q`` (keys in ``GENERATIONS``). Raises QueryError.
+
+        ``after``: the ``next`` cursor of the page before (same query), as Library.search."""
         parsed = query.parse(q, GENERATIONS)
         with self.db.read() as session:
-            total, ids, page, per_page = GENERATIONS.page(session, parsed, page, per_page)
+            found = GENERATIONS.page(session, parsed, page, per_page, after)
+            ids = found.ids
             rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.id.in_(ids)))} if ids else {}
             items = [self._summary(rows[i]) for i in ids if i in rows]
+            cursor = GENERATIONS.next_cursor(parsed, found, rows.get(ids[-1]) if ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
-        return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
+        return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
+                    description=parsed.describe(), sort=sort, next=cursor)
 
     def _get(self, session, generation_id: int) -> Generation:
         generation = session.get(Generation, fields.GENERATION_ID.parse(generation_id))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 
 from sqlalchemy import and_, func, or_, select, union
 
-from . import query
+from . import query, text_index
 from .errors import QueryError
 from .models import Generation, GenerationLora, Lora
 from .naming import LORA_FORMATS
@@ -31,8 +30,7 @@ _SOURCE_ALIASES = {"lora_manager": GenerationSource.LORA_MANAGER, "loramanager":
 
 
 def _prompt_text(value: str):
-    pattern = f"%{query.like_escape(value.lower())}%"
-    return Generation.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+    return text_index.match(Generation.id, Generation.search_text, value), f"matching “{value}”"
 
 
 def _lora(value: str):
@@ -94,15 +92,6 @@ def _rating(value: str):
 
 _fav = query.flag_filter("fav", Generation.favorite.is_(True), "favorites", "not favorites", Generation.favorite.is_(False))
 
-def _walk_date_index(parsed: query.Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
-    if parsed.sort.key == "date":
-        # rows are stored in time order, so walking the date index reads the table almost
-        # sequentially: worth it unless the page lies beyond half of the matches
-        return page * per_page * 2 < total
-    # other indexes jump around the table: walk one only when most rows match
-    return query.most_rows_match(parsed, page, per_page, total, count_all)
-
-
 GENERATIONS = query.Table(
     noun="generations",
     id_column=Generation.id,
@@ -115,5 +104,11 @@ GENERATIONS = query.Table(
     sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
     help=HISTORY_HELP,
     sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
-    index_walk=_walk_date_index,
+    # each sort key's index holds every column the filters test: pages walk it (models.Generation)
+    index_walk=query.always_walk,
+    page_indexes={"date": "ix_generations_page_started_at", "rating": "ix_generations_page_rating",
+                  "duration": "ix_generations_page_duration"},
+    # the narrowest index that holds every generation: free text and lora: are sets of ids
+    count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
+    filter_count_index="ix_generations_page_rating",
 )

@@ -71,16 +71,22 @@ class Library:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def search(self, q: str | None = "", page: int = 1, per_page: int = 48) -> Page[LoraSummary]:
-        """One page of LoRAs matching query ``q`` (keys in lora_query.py). Raises QueryError."""
+    def search(self, q: str | None = "", page: int = 1, per_page: int = 48, after: str | None = None) -> Page[LoraSummary]:
+        """One page of LoRAs matching query ``q`` (keys in lora_query.py). Raises QueryError.
+
+        ``after``: the ``next`` cursor of the page before (same query), which finds the page by
+        its predecessor's last item instead of skipping ``page - 1`` pages."""
         parsed = query.parse(q, LORAS)
         with self.store.db.read() as session:
-            total, ids, page, per_page = LORAS.page(session, parsed, page, per_page)
+            found = LORAS.page(session, parsed, page, per_page, after)
+            ids = found.ids
             by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
             loras = [by_id[i] for i in ids if i in by_id]
             items = catalog.summaries(self.store, session, loras)
+            cursor = LORAS.next_cursor(parsed, found, by_id.get(ids[-1]) if ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
-        return Page(total=total, page=page, per_page=per_page, items=items, description=parsed.describe(), sort=sort)
+        return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
+                    description=parsed.describe(), sort=sort, next=cursor)
 
     def ids(self, q: str | None) -> list[int]:
         """Ids of every LoRA matching ``q`` (bulk operations on a whole result)."""

@@ -12,19 +12,36 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, not_, or_, select
+from sqlalchemy import ColumnElement, func, not_, or_, select, union
 
-from . import base_models
+from . import base_models, text_index
 from .errors import QueryError
 from .lora_info import ADAPTER_TYPES
 from .models import Lora, LoraTag, Tag, live
-from .query import FilterFn, Table, flag_filter, like_escape, numeric_filter, time_filter, yes_or_no
+from .query import (
+    FilterFn,
+    ForEngine,
+    Table,
+    always_walk,
+    flag_filter,
+    ids_where,
+    like_escape,
+    numeric_filter,
+    time_filter,
+    yes_or_no,
+)
 from .vocabulary import LORA_HELP
 
 
 def _free_text(value: str) -> tuple[ColumnElement[bool], str]:
-    pattern = f"%{like_escape(value.lower())}%"
-    return Lora.search_text.like(pattern, escape="\\"), f"matching “{value}”"
+    return text_index.match(Lora.id, Lora.search_text, value), f"matching “{value}”"
+
+
+def _ids_where(*where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Rows matching ``where``, a condition on a column the page indexes do not hold: on SQLite
+    the set of their ids, found through that column's own index and tested by id while a page
+    walks its sort index (query.ForEngine)."""
+    return ids_where(Lora.id, *where)
 
 
 def _tag(value: str):
@@ -54,28 +71,29 @@ def _rating(value: str):
 
 _fav = flag_filter("fav", Lora.favorite.is_(True), "favorites", "not favorites", Lora.favorite.is_(False))
 _missing = flag_filter("missing", Lora.missing.is_(True), "whose file is missing", "whose file is present", Lora.missing.is_(False))
-_hashed = flag_filter("hashed", Lora.sha256.is_not(None), "hashed", "not hashed yet", Lora.sha256.is_(None))
+_hashed = flag_filter("hashed", not_(_ids_where(Lora.sha256.is_(None))), "hashed", "not hashed yet",
+                      _ids_where(Lora.sha256.is_(None)))
 _nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
-_error = flag_filter("error", Lora.error.is_not(None), "that could not be read", "read without errors", Lora.error.is_(None))
+_error = flag_filter("error", _ids_where(Lora.error.is_not(None)), "that could not be read", "read without errors")
 
 
 def _folder(value: str):
     folder = value.strip().strip("/").replace("\\", "/")
     if not folder:
-        return Lora.folder == "", "in the top folder"
+        return _ids_where(Lora.folder == ""), "in the top folder"
     prefix = like_escape(folder) + "/%"
-    return or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\")), f"in folder “{folder}”"
+    return _ids_where(or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\"))), f"in folder “{folder}”"
 
 
 def _dupe(value: str):
     yes = yes_or_no("dupe", value)
     shared = (
         select(Lora.sha256)
-        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), Lora.trashed_at.is_(None))
+        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), live())
         .group_by(Lora.sha256)
         .having(func.count() > 1)
     )
-    clause = Lora.sha256.in_(shared)
+    clause = _ids_where(Lora.sha256.in_(shared))
     return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
 
 
@@ -84,7 +102,13 @@ def _hash(value: str):
     if not re.fullmatch(r"[0-9a-f]{4,64}", v):
         raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
     pattern = like_escape(v) + "%"
-    return or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\")), f"with hash {v}…"
+    prefixed = or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\"))
+    # SQLite: hashes are stored as lower-case hex, so a prefix is a range of each column's
+    # index (its LIKE is case-insensitive and cannot use one); compared byte by byte there
+    end = v[:-1] + chr(ord(v[-1]) + 1)
+    ranges = union(select(Lora.id).where(Lora.sha256 >= v, Lora.sha256 < end),
+                   select(Lora.id).where(Lora.addnet_hash >= v, Lora.addnet_hash < end))
+    return ForEngine(prefixed, Lora.id.in_(ranges)), f"with hash {v}…"
 
 
 def _used(value: str):
@@ -138,4 +162,7 @@ def _not_trashed(indexed: bool) -> list[ColumnElement[bool]]:
 
 
 LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
-              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed)
+              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, index_walk=always_walk,
+              page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
+              count_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
+              filter_count_index="ix_loras_page_rating")

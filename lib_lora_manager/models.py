@@ -23,6 +23,22 @@ class Base(DeclarativeBase):
 
 
 _LIVE = text("trashed_at IS NULL")
+_ERROR = text("error IS NOT NULL")
+# the columns the library pages are sorted by, and those its filters test (see Lora's indexes)
+LORA_SORT_COLUMNS = ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")
+LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "use_count",
+                       "last_used_at", "added_at", "mtime")
+# the same for the history
+GENERATION_SORT_COLUMNS = ("started_at", "rating", "duration")
+GENERATION_FILTER_COLUMNS = ("started_at", "status", "source", "rating", "favorite", "group_key", "model_name",
+                             "model_hash")
+
+
+def page_index_columns(sort_column: str, filter_columns: tuple[str, ...], *more: str) -> tuple[str, ...]:
+    """A page index: the sort key, the id (every sort's tie-break, so the index is the page's
+    order exactly), then the columns filters test. ``more``: columns a partial index's own
+    condition tests (SQLite reads the row for them otherwise)."""
+    return (sort_column, "id", *more, *(c for c in filter_columns if c != sort_column))
 
 
 class Lora(Base):
@@ -36,7 +52,7 @@ class Lora(Base):
     # it mounts the folder at; (root_id, relpath) is where the file is
     root_id: Mapped[str | None] = mapped_column(SafeString(32))
     relpath: Mapped[str] = mapped_column(FsPath)  # relative to root, '/' separated
-    folder: Mapped[str] = mapped_column(FsPath, index=True)  # relpath's directory ('' at the root)
+    folder: Mapped[str] = mapped_column(FsPath)  # relpath's directory ('' at the root)
     filename: Mapped[str] = mapped_column(FsPath)
     stem: Mapped[str] = mapped_column(FsPath)
     sdnext_name: Mapped[str] = mapped_column(FsPath, index=True)  # SDNext's network name: stem, '.' -> '_'
@@ -96,7 +112,8 @@ class Lora(Base):
     weight_max: Mapped[float | None] = mapped_column(Float)
     preview_user: Mapped[str | None] = mapped_column(FsPath)  # image in our data folder
     trashed_at: Mapped[float | None] = mapped_column(Float)
-    # lower-cased name, title, tags, trigger words and notes: free text searches one column
+    # lower-cased name, title, tags, trigger words and notes: free text searches one column,
+    # through a full-text index the database keeps in step (text_index.py)
     search_text: Mapped[str] = mapped_column(SafeText, default="")
     updated_at: Mapped[float] = mapped_column(Float)
     # kept with each recorded generation, so "last used" and "use count" sort like any column
@@ -114,12 +131,21 @@ class Lora(Base):
         Index("ix_loras_root_id_folder", "root_id", "folder"),
         # covers the duplicate finder's GROUP BY without reading rows
         Index("ix_loras_sha256_state", "sha256", "missing", "trashed_at"),
-        # No indexes on low-cardinality columns (missing, favorite, base model, type): without
-        # statistics SQLite would trust them and read rows in index order, slower than a scan.
-        # Library pages always exclude trashed rows: partial indexes on the sort keys let a page
-        # (even the last of 50,000) be found from the index alone, without reading rows.
-        *(Index(f"ix_loras_live_{column}", column, sqlite_where=_LIVE, postgresql_where=_LIVE)
-          for column in ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")),
+        # Pages: one index per sort key, holding only rows not in the trash, with every column a
+        # filter tests after the key. A page of any query walks its sort key's index in order,
+        # tests the filters on the index entries and stops after the page: no row is read, even
+        # for the last page or a filter nothing matches (lora_query.LORAS names them). Filters on
+        # other columns are sets of ids from their own index (folder, hashed, error, dupe, hash,
+        # tag, free text), which the walk tests by rowid; a query with only those is counted in
+        # ix_loras_live, which holds nothing but the ids.
+        Index("ix_loras_live", "trashed_at", sqlite_where=_LIVE, postgresql_where=_LIVE),
+        # "folder:x" is x or anything under "x/": PostgreSQL finds a LIKE prefix in an index only
+        # with pattern ops when the database's collation is not C
+        Index("ix_loras_folder", "folder", postgresql_ops={"folder": "text_pattern_ops"}),
+        *(Index(f"ix_loras_page_{column}", *page_index_columns(column, LORA_FILTER_COLUMNS, "trashed_at"),
+                sqlite_where=_LIVE, postgresql_where=_LIVE)
+          for column in LORA_SORT_COLUMNS),
+        Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR),
     )
 
 
@@ -215,7 +241,8 @@ class Generation(Base):
     # a strength sweep or an A/B comparison: its generations share a group key, each has a label
     group_key: Mapped[str | None] = mapped_column(SafeString(40), index=True)
     label: Mapped[str | None] = mapped_column(SafeText)
-    # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower)
+    # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower),
+    # served by a full-text index (text_index.py)
     search_text: Mapped[str] = mapped_column(SafeText, default=_prompt_search_text, server_default="")
 
     loras: Mapped[list[GenerationLora]] = relationship(cascade="all, delete-orphan", lazy="selectin",
@@ -223,8 +250,10 @@ class Generation(Base):
     images: Mapped[list[GenerationImage]] = relationship(cascade="all, delete-orphan", lazy="selectin",
                                                          order_by="GenerationImage.position")
 
-    # the history sorts by rating and duration
-    __table_args__ = (Index("ix_generations_rating", "rating"), Index("ix_generations_duration", "duration"))
+    # one index per sort key with every column a filter tests: a page walks it in order and
+    # stops after the page without reading rows (history_query.GENERATIONS names them)
+    __table_args__ = tuple(Index(f"ix_generations_page_{column}", *page_index_columns(column, GENERATION_FILTER_COLUMNS))
+                           for column in GENERATION_SORT_COLUMNS)
 
 
 class GenerationLora(Base):

@@ -14,16 +14,22 @@ in lora_query.py (``LORAS``), the generation history's in history_query.py (``GE
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, Text, and_, func, not_, select
+from sqlalchemy import Boolean, ColumnElement, String, Text, and_, func, not_, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from . import fields
 from .errors import InvalidInput, QueryError
@@ -67,6 +73,12 @@ def most_rows_match(query: Query, page: int, per_page: int, total: int, count_al
     return not query.terms or total * 2 > count_all()
 
 
+def always_walk(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+    """Walk the sort index for every page: right when each sort key's index holds every column
+    the filters test (models: the page indexes), so the walk never reads a row."""
+    return True
+
+
 def _no_base_where(indexed: bool) -> list[ColumnElement[bool]]:
     return []
 
@@ -87,6 +99,15 @@ class Table:
     # page walks the sort index, so a clause can let the planner use or hide a partial index
     base_where: Callable[[bool], list[ColumnElement[bool]]] = _no_base_where
     index_walk: IndexWalk = most_rows_match
+    # sort key -> the index a page walks on SQLite (INDEXED BY): SQLite has no statistics to
+    # judge a filter's selectivity by, and a wrong guess reads every row in random order
+    page_indexes: dict[str, str] = field(default_factory=dict)
+    # the narrow index a query is counted in on SQLite when each of its terms is a set of ids
+    # (``id_set_keys``: filter keys whose clause tests nothing but the id; None is free text),
+    # and the narrowest page index, which counts any other query
+    count_index: str | None = None
+    id_set_keys: frozenset[str | None] = frozenset()
+    filter_count_index: str | None = None
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -101,26 +122,104 @@ class Table:
     def default_sort(self) -> Sort:
         return Sort(self.help.default_sort.lstrip("-"), self.help.default_sort.startswith("-"))
 
-    def page(self, session: Session, query: Query, page: int, per_page: int) -> IdPage:
+    def page(self, session: Session, query: Query, page: int, per_page: int, after: str | None = None) -> IdPage:
         """The ids of one page of ``query``'s matches, in order, and how many match in all.
 
         ``page`` and ``per_page`` are checked by their field types (fields.PAGE, fields.PER_PAGE),
-        as REST checks them: out of bounds raises InvalidInput. Ids first, rows second (the
-        caller's): sorting narrow (key, id) pairs is far cheaper than sorting whole rows, and deep
-        pages are skipped within the index."""
+        as REST checks them: out of bounds raises InvalidInput. ``after``, a cursor from
+        ``next_cursor``, starts the page after the last item of the page it was made for (its
+        page number is that page's plus one) by the sort key's value rather than by skipping:
+        deep pages cost what the first does. Ids first, rows second (the caller's): sorting
+        narrow (key, id) pairs is far cheaper than sorting whole rows, and deep pages are
+        skipped within the index."""
         per_page, page = fields.PER_PAGE.parse(per_page), fields.PAGE.parse(page)
+        position = _Cursor.read(after, self, query) if after else None
+        # PostgreSQL has statistics to choose indexes by: every index is offered to it; SQLite
+        # is told which to walk (page_indexes, count_index)
+        planner_knows = session.get_bind().dialect.name != "sqlite"
+        hint = self._hint(session, self.page_indexes.get(query.sort.key))
+        id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
+        count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
-            return session.scalar(select(func.count(self.id_column)).where(*self.base_where(indexed), *where))
+            indexed = indexed or count_hint is not None or planner_knows
+            stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
+            return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
         total = count(not query.terms, *query.where())
-        use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
-        ids = session.scalars(
-            select(self.id_column).where(*self.base_where(use_index), *query.where())
-            .order_by(*query.order_by(use_index=use_index)).limit(per_page).offset((page - 1) * per_page)
-        ).all()
-        return IdPage(total, list(ids), page, per_page)
+        where = query.where()
+        if position is not None:
+            page, use_index = position.page, True
+            where.append(position.beyond(self, query))
+        else:
+            use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
+        stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
+                .order_by(*query.order_by(use_index=use_index)).limit(per_page))
+        if position is None:
+            stmt = stmt.offset((page - 1) * per_page)
+        if hint is not None:
+            stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
+        return IdPage(total, list(session.scalars(stmt).all()), page, per_page)
+
+    def next_cursor(self, query: Query, found: IdPage, last_row: Any) -> str | None:
+        """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the
+        last. ``last_row``: the row of its last id, as the caller read it."""
+        if len(found.ids) < found.per_page or found.page * found.per_page >= found.total or last_row is None:
+            return None
+        value = getattr(last_row, query.sort_column().key)
+        return _Cursor(query.fingerprint(), value, found.ids[-1], found.page + 1).write()
+
+    def _hint(self, session: Session, index: str | None) -> str | None:
+        if index is None or session.get_bind().dialect.name != "sqlite":
+            return None
+        return f"INDEXED BY {index}"
+
+
+_ROW_ID = fields.Id("after")
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where a page ends: the sort key's value and the id of its last item, and the number of
+    the page that follows. Opaque to clients (base64 of JSON), and tied to its query by a
+    fingerprint of the terms and the sort, so a cursor is never applied to another search."""
+
+    fingerprint: str
+    value: Any
+    last_id: int
+    page: int
+
+    def write(self) -> str:
+        data = json.dumps([self.fingerprint, self.value, self.last_id, self.page], ensure_ascii=True, allow_nan=False)
+        return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
+
+    @classmethod
+    def read(cls, text: str, table: Table, query: Query) -> _Cursor:
+        text = fields.CURSOR.parse(text)
+        try:
+            data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            fingerprint, value, last_id, page = data
+            if not (isinstance(fingerprint, str) and isinstance(last_id, int) and isinstance(page, int)
+                    and (value is None or isinstance(value, (str, int, float)))):
+                raise ValueError(data)
+        except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+            raise InvalidInput("after: not a cursor this search handed out; start again from the first page") from None
+        if fingerprint != query.fingerprint():
+            raise InvalidInput("after: the cursor belongs to another search (query or sort changed); "
+                               "start again from the first page")
+        return cls(fingerprint, value, _ROW_ID.parse(last_id), fields.PAGE.parse(page, "after"))
+
+    def beyond(self, table: Table, query: Query) -> ColumnElement[bool]:
+        """Rows after this position in the query's order: (key, id) beyond (value, id), where
+        rows without a value come last in both directions."""
+        column, id_column = query.sort_column(), table.id_column
+        descending = query.sort.descending
+        id_beyond = id_column < self.last_id if descending else id_column > self.last_id
+        if self.value is None:
+            return and_(column.is_(None), id_beyond)
+        clause = or_(column < self.value if descending else column > self.value, and_(column == self.value, id_beyond))
+        return or_(clause, column.is_(None)) if getattr(column, "nullable", True) else clause
 
 
 @dataclass
@@ -137,12 +236,21 @@ class Query:
     def where(self) -> list[ColumnElement[bool]]:
         return [t.clause for t in self.terms]
 
+    def sort_column(self):
+        column = self.table.sorts[self.sort.key]
+        return column() if callable(column) else column
+
+    def fingerprint(self) -> str:
+        """A short digest of the terms and the sort: what a cursor must have been made for."""
+        terms = [(t.key, t.value, t.negated) for t in self.terms]
+        text = json.dumps([terms, self.sort.key, self.sort.descending], ensure_ascii=True)
+        return hashlib.blake2s(text.encode(), digest_size=6).hexdigest()
+
     def order_by(self, use_index: bool = True) -> list[UnaryExpression]:
         """ORDER BY clauses. ``use_index=False`` hides the sort key from the planner: for a
         filtered page, scanning and sorting the matches beats walking the whole sort index
         and reading every row to test the filter (SQLite cannot estimate LIKE selectivity)."""
-        column = self.table.sorts[self.sort.key]
-        expr = column() if callable(column) else column
+        expr = self.sort_column()
         if not use_index:
             expr = func.lower(expr) if isinstance(expr.type, (String, Text)) else expr + 0
         descending = self.sort.descending
@@ -160,6 +268,39 @@ class Query:
         noun = self.table.noun
         what = f"All {noun}" if not parts else noun[:1].upper() + noun[1:] + " " + ", ".join(parts)
         return f"{what}; sorted by {desc_label if self.sort.descending else asc_label}."
+
+
+class ForEngine(ColumnElement[bool]):
+    """A condition written for SQLite and for the others: what serves one planner best can
+    mislead the other. SQLite pages walk an index holding some columns only, so a condition on
+    another column is best a set of ids (found through that column's own index) that the walk
+    tests by rowid; PostgreSQL flattens such a set into a join and probes a row per entry, and
+    does best with the condition as it is."""
+
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # a condition as it is: no "= 1" after it in a WHERE
+    _traverse_internals = [("default", InternalTraversal.dp_clauseelement),
+                           ("sqlite", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, default: ColumnElement[bool], sqlite: ColumnElement[bool] | None = None):
+        self.default = default
+        self.sqlite = sqlite if sqlite is not None else default
+
+
+@compiles(ForEngine)
+def _compile_default(element: ForEngine, compiler, **kw) -> str:
+    return f"({compiler.process(element.default, **kw)})"
+
+
+@compiles(ForEngine, "sqlite")
+def _compile_sqlite(element: ForEngine, compiler, **kw) -> str:
+    return f"({compiler.process(element.sqlite, **kw)})"
+
+
+def ids_where(id_column, *where: ColumnElement[bool]) -> ForEngine:
+    """Rows matching ``where``: on SQLite as the set of their ids (see ForEngine)."""
+    return ForEngine(and_(*where), id_column.in_(select(id_column).where(*where)))
 
 
 # --- tokenizing -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ class Page(Generic[T]):
     items: list[T]
     description: str  # the query as understood ("LoRAs tagged anime; sorted by name (A to Z).")
     sort: str  # the sort key used, "-" in front when descending
+    next: str | None = None  # the cursor of the next page (search's ``after``); None on the last
 
     @property
     def pages(self) -> int:
@@ -250,9 +251,14 @@ class DeletedGeneration:
     kept_files: dict[str, str] = field(default_factory=dict)  # file -> why it stays
 
 
+_SCALARS = frozenset((str, int, float, bool))
+
+
 def to_json(value: Any) -> Any:
     """A result (or a list, dict or tuple of them) as JSON-ready data: dataclasses become
     objects of their fields, Pages included."""
+    if value is None or type(value) in _SCALARS:  # most values: a page of 48 cards holds ~2,000
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

@@ -27,7 +27,8 @@ def client(library, lora_dir):
 
 def test_list_search_sort_and_page(client):
     body = client.get("/lora-manager/v1/loras").json()
-    assert set(body) == {"total", "page", "per_page", "items", "description", "sort"} and body["total"] == 3
+    assert set(body) == {"total", "page", "per_page", "items", "description", "sort", "next"} and body["total"] == 3
+    assert body["next"] is None  # one page holds them all
     assert (body["description"], body["sort"]) == ("All LoRAs; sorted by name (A to Z).", "name")
     body = client.get("/lora-manager/v1/loras", params={"q": "base:sdxl"}).json()
     assert [i["filename"] for i in body["items"]] == ["beta.safetensors"]
@@ -36,6 +37,12 @@ def test_list_search_sort_and_page(client):
     body = client.get("/lora-manager/v1/loras", params={"sort": "-name", "per_page": 1, "page": 2}).json()
     assert body["page"] == 2 and body["per_page"] == 1 and len(body["items"]) == 1
     assert body["sort"] == "-name" and "name (Z to A)" in body["description"]
+    # the next page by cursor: the same items as by number
+    first = client.get("/lora-manager/v1/loras", params={"sort": "-name", "per_page": 1}).json()
+    by_cursor = client.get("/lora-manager/v1/loras", params={"sort": "-name", "per_page": 1, "after": first["next"]}).json()
+    assert (by_cursor["items"], by_cursor["page"]) == (body["items"], 2)
+    refused = client.get("/lora-manager/v1/loras", params={"sort": "name", "per_page": 1, "after": first["next"]})
+    assert refused.status_code == 422 and "another search" in refused.json()["error"]
 
 
 def test_get_and_patch(client):

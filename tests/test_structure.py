@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses",
     }),
     ("store", {  # the database, its tables and the generic query grammar
-        "models", "db", "processes", "roots", "store", "query",
+        "models", "db", "processes", "roots", "store", "query", "text_index",
     }),
     ("library", {  # the Library and the parts built over the Store
         "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",

@@ -1,0 +1,194 @@
+"""Free text through a full-text index that the database keeps in step by itself.
+
+Free text is a case-insensitive substring match on a ``search_text`` column (lower-cased in
+Python when the row is written): ``search_text LIKE '%words%'``. A LIKE with a leading ``%``
+reads every row; these indexes answer the same question without doing so.
+
+- SQLite: an FTS5 table with the trigram tokenizer per searched table (``loras_text``,
+  ``generations_text``). Trigrams keep substring matching: a phrase of three or more characters
+  matches exactly the rows whose text contains it. The table keeps its own copy of the text (a
+  few MB): a shorter term, which no trigram can look up, is a LIKE over that narrow copy
+  instead of over the whole rows. Triggers on the content table update the index inside the statement that
+  changed the row, so every writer (scans, edits, merges, deletes, recorded generations, bulk
+  UPDATEs, a migration) keeps it right in its own transaction, and a rollback undoes both.
+  Needs SQLite ≥ 3.34 with FTS5 compiled in, checked once per process.
+- PostgreSQL: a GIN index with ``gin_trgm_ops`` (the pg_trgm extension, trusted since
+  PostgreSQL 13 but refusable) on ``search_text``; the LIKE stays as it is and uses it.
+- Otherwise (and on PostgreSQL for terms shorter than three characters) the LIKE reads the
+  rows: slower, same answers.
+
+``sync`` makes a database's indexes fit the engine that opens it, at every open (after
+migrating): an SQLite file indexed by one Python and opened by another without FTS5 loses its
+triggers (or every write would fail), and gets them back, rebuilt, when FTS5 is there again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+
+from sqlalchemy import ColumnElement, bindparam, column, select, table
+from sqlalchemy.exc import DBAPIError
+
+from .dbtypes import SafeText
+from .query import ForEngine, ids_where, like_escape
+
+log = logging.getLogger("lora_manager")
+
+MIN_TERM = 3  # characters: a trigram index cannot look up anything shorter
+TRIGRAM_EXTENSION = "pg_trgm"
+# content table -> its full-text table (SQLite) and its trigram index (PostgreSQL)
+INDEXED = {"loras": "loras_text", "generations": "generations_text"}
+_TRIGGERS = ("ai", "ad", "au")  # after insert, delete, update of search_text
+
+
+def trigram_index_name(content: str) -> str:
+    return f"ix_{content}_search_text_trgm"
+
+
+def owns(name: str) -> bool:
+    """Whether a table or index of that name belongs to the full-text indexes (not to the
+    models: SQLite's FTS5 keeps shadow tables such as ``loras_text_data``)."""
+    return any(name == fts or name.startswith(fts + "_") for fts in INDEXED.values()) or \
+        name in {trigram_index_name(content) for content in INDEXED}
+
+
+@functools.cache
+def sqlite_has_trigram() -> bool:
+    """Whether this process's SQLite has FTS5 with the trigram tokenizer (3.34+)."""
+    if sqlite3.sqlite_version_info < (3, 34, 0):
+        return False
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute("CREATE VIRTUAL TABLE probe USING fts5(t, tokenize='trigram')")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+
+
+# --- the free-text clause -------------------------------------------------------------------
+
+
+def match(id_column, text_column, value: str) -> ColumnElement[bool]:
+    """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased:
+    the LIKE (PostgreSQL's trigram index serves it), on SQLite the full-text table's ids."""
+    needle = value.lower()
+    like = text_column.like(f"%{like_escape(needle)}%", escape="\\")
+    if not sqlite_has_trigram():
+        return ids_where(id_column, like)  # one sequential pass, not a row per index entry walked
+    fts = INDEXED[text_column.table.name]
+    index = table(fts, column("rowid"), column(text_column.name))
+    if len(needle) >= MIN_TERM:
+        phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 phrase: the trigrams in a row
+        found = index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText()))
+    else:
+        found = index.c[text_column.name].like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
+                                               escape="\\")
+    return ForEngine(like, id_column.in_(select(index.c.rowid).where(found)))
+
+
+# --- keeping the indexes ----------------------------------------------------------------------
+
+
+def in_step(connection) -> bool:
+    """Whether the database's full-text indexes are those this engine can use and keep (one
+    cheap look at the catalog; ``sync`` when not)."""
+    if connection.dialect.name == "sqlite":
+        present = _sqlite_objects(connection)
+        if not sqlite_has_trigram():
+            return not any(f"{fts}_{t}" in present for fts in INDEXED.values() for t in _TRIGGERS)
+        return all(fts in present and all(f"{fts}_{t}" in present for t in _TRIGGERS) for fts in INDEXED.values())
+    if connection.dialect.name == "postgresql":
+        return len(_postgresql_indexes(connection)) == len(INDEXED)
+    return True
+
+
+def sync(connection) -> None:
+    """Create, repair or (SQLite without FTS5) disarm the full-text indexes of a migrated
+    database, on ``connection`` inside its (write) transaction."""
+    if connection.dialect.name == "sqlite":
+        _sync_sqlite(connection)
+    elif connection.dialect.name == "postgresql":
+        _sync_postgresql(connection)
+
+
+def _sqlite_objects(connection) -> set[str]:
+    names = [fts for fts in INDEXED.values()] + [f"{fts}_{t}" for fts in INDEXED.values() for t in _TRIGGERS]
+    marks = ", ".join("?" * len(names))
+    rows = connection.exec_driver_sql(f"SELECT name FROM sqlite_master WHERE name IN ({marks})", tuple(names))
+    return {r[0] for r in rows}
+
+
+def _sync_sqlite(connection) -> None:
+    present = _sqlite_objects(connection)
+    for content, fts in INDEXED.items():
+        triggers = [f"{fts}_{t}" for t in _TRIGGERS]
+        if not sqlite_has_trigram():
+            # without the module every write to the content table would fail in its trigger;
+            # the index goes stale, and is rebuilt when an engine with FTS5 opens the file
+            for trigger in triggers:
+                if trigger in present:
+                    connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
+                    log.warning("LoRA Manager: this SQLite has no FTS5 trigram tokenizer; free text reads every row")
+            continue
+        if fts in present and all(t in present for t in triggers):
+            continue
+        if fts not in present:
+            connection.exec_driver_sql(
+                f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, "
+                # already lower-cased in Python: folding again could only add matches LIKE does not find
+                "tokenize='trigram case_sensitive 1')")
+        for trigger in triggers:
+            if trigger in present:
+                connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
+        connection.exec_driver_sql(f"DELETE FROM {fts}")
+        connection.exec_driver_sql(f"INSERT INTO {fts}(rowid, search_text) SELECT id, search_text FROM {content}")
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {content} BEGIN "
+            f"INSERT INTO {fts}(rowid, search_text) VALUES (new.id, new.search_text); END")
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {content} BEGIN DELETE FROM {fts} WHERE rowid = old.id; END")
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {fts}_au AFTER UPDATE OF search_text ON {content} BEGIN "
+            f"UPDATE {fts} SET search_text = new.search_text WHERE rowid = old.id; END")
+
+
+def drop_sqlite(connection) -> None:
+    """Remove the SQLite full-text tables and their triggers (migration 0007's downgrade)."""
+    for fts in INDEXED.values():
+        for trigger in _TRIGGERS:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {fts}_{trigger}")
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {fts}")
+
+
+def _postgresql_indexes(connection) -> set[str]:
+    names = [trigram_index_name(content) for content in INDEXED]
+    return {r[0] for r in connection.exec_driver_sql(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%(names)s)",
+        {"names": names})}
+
+
+def _sync_postgresql(connection) -> None:
+    present = _postgresql_indexes(connection)
+    if len(present) == len(INDEXED):
+        return
+    savepoint = connection.begin_nested()  # a refused extension must not abort the transaction
+    try:
+        connection.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS {TRIGRAM_EXTENSION}")
+        for content in INDEXED:
+            if trigram_index_name(content) not in present:
+                connection.exec_driver_sql(f"CREATE INDEX {trigram_index_name(content)} ON {content} "
+                                           "USING gin (search_text gin_trgm_ops)")
+        savepoint.commit()
+    except DBAPIError as e:  # refused (privileges, no contrib package): the LIKE reads every row
+        savepoint.rollback()
+        log.warning("LoRA Manager: no trigram index for free text (%s); searches read every row",
+                    str(e).splitlines()[0])
+
+
+def drop_postgresql(connection) -> None:
+    for content in INDEXED:
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {trigram_index_name(content)}")

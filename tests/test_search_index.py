@@ -1,0 +1,309 @@
+"""Free text through full-text indexes (text_index.py), kept in step by every writer; the
+fallbacks when an engine cannot have them; cursors; migration 0007 on a database with data."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+
+import pytest
+from factories import POSTGRES_URL, make_lora, reset_postgres
+from sqlalchemy import select, text, update
+
+from lib_lora_manager import query, text_index
+from lib_lora_manager.db import MIGRATIONS_DIR, Database, sqlite_url
+from lib_lora_manager.errors import InvalidInput
+from lib_lora_manager.history import GenerationRecord
+from lib_lora_manager.library import Library
+from lib_lora_manager.lora_query import LORAS
+from lib_lora_manager.models import Generation, Lora
+
+PROBES = ("style", "anime", "ani", "blue hair", "keepme", "sparkle", "café", "ミク", "zzz", "xl", "e_s", "100%")
+
+
+def live_texts(library) -> dict[int, str]:
+    with library.store.db.read() as session:
+        return dict(session.execute(select(Lora.id, Lora.search_text).where(Lora.trashed_at.is_(None))).all())
+
+
+def assert_in_step(library, probes=PROBES) -> None:
+    """The full-text index holds exactly what the rows hold (SQLite: the FTS table's text is the
+    rows' text, and FTS5's own check finds its index true to it), and every probe finds exactly
+    the rows whose text contains it."""
+    db = library.store.db
+    if db.is_sqlite and text_index.sqlite_has_trigram():
+        with db.engine.begin() as conn:
+            for content, fts in text_index.INDEXED.items():
+                conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
+                copy = conn.exec_driver_sql(f"SELECT rowid, search_text FROM {fts} ORDER BY rowid").all()
+                assert copy == conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
+    texts = live_texts(library)
+    for probe in probes:
+        term = f'"{probe}"' if " " in probe else probe  # one term (no probe holds both)
+        expected = sorted(i for i, t in texts.items() if probe.lower() in t)
+        assert sorted(library.ids(term)) == expected, probe
+        assert sorted(library.ids(f"-{term}")) == sorted(set(texts) - set(expected)), probe
+    with db.read() as session:
+        prompts = dict(session.execute(select(Generation.id, Generation.search_text)).all())
+    for probe in ("castle", "blurry", "cas", "ng", "zzz"):
+        found = library.history.search(probe, per_page=200)
+        assert sorted(g.id for g in found.items) == sorted(i for i, t in prompts.items() if probe in t), probe
+
+
+def record(library, prompt: str, negative: str = "blurry") -> int:
+    return library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt=prompt,
+                                                   negative_prompt=negative))
+
+
+def test_every_kind_of_write_keeps_free_text_in_step(library, lora_dir):
+    # scanner inserts
+    make_lora(lora_dir / "styles", "anime_style", seed=1)
+    make_lora(lora_dir, "Café ✨sparkle✨ XL", seed=2)
+    make_lora(lora_dir, "blue hair helper", seed=3)
+    make_lora(lora_dir, "plain", seed=4)
+    library.indexer.scan()
+    assert_in_step(library)
+    ids = {i.filename: i.id for i in library.search("", per_page=50).items}
+    plain = ids["plain.safetensors"]
+    # edits: names, notes, trigger words, tags (the row's text is recomputed in the same transaction)
+    library.edit(plain, display_name="初音ミク Style", notes="100% keepme", trigger_words=["e_s"], tags=["anime"])
+    assert library.ids("keepme") == [plain]
+    assert_in_step(library)
+    # bulk tag edits
+    library.add_tags("style", ["keepme tag"])
+    library.remove_tags([plain], ["anime"])
+    library.merge_tags(["keepme tag"], "merged keepme")
+    assert_in_step(library)
+    # a scanner update: the file changed on disk
+    make_lora(lora_dir, "plain", seed=9)
+    library.indexer.scan()
+    assert_in_step(library)
+    # the trash: rows stay, searches leave them out; and back
+    library.files.trash([ids["blue hair helper.safetensors"]])
+    assert_in_step(library)
+    library.files.undo_trash()
+    assert_in_step(library)
+    # a merge: a file that vanished turns up under another name (the hash tells), and its row
+    # takes over the new one, which is deleted
+    library.indexer.hash_pending()
+    old = lora_dir / "Café ✨sparkle✨ XL.safetensors"
+    library.edit(ids[old.name], notes="sparkle keepme twin")
+    shutil.copy2(old, lora_dir / "renamed twin.safetensors")
+    old.unlink()
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    assert library.ids("renamed twin") == [ids[old.name]]  # the old row holds the new file's name
+    assert_in_step(library)
+    # history: recorded, then deleted
+    first = record(library, "a castle at night, anime")
+    record(library, "Castle Ruins", negative="lowres, ng")
+    assert_in_step(library)
+    library.history.delete(first)
+    assert_in_step(library)
+
+
+def test_a_rolled_back_write_leaves_the_index_as_it_was(library, lora_dir):
+    make_lora(lora_dir, "anime_style", seed=1)
+    library.indexer.scan()
+    (lora_id,) = library.ids("")
+
+    class Abort(Exception):
+        pass
+
+    def change_then_fail(session):
+        session.execute(update(Lora).where(Lora.id == lora_id).values(search_text="zzz only"))
+        session.execute(Generation.__table__.insert().values(started_at=1.0, status="succeeded", prompt="castle",
+                                                             negative_prompt="", search_text="castle\n"))
+        assert library.ids("zzz") == []  # another connection: nothing committed yet
+        raise Abort
+
+    with pytest.raises(Abort):
+        library.store.db.transaction(change_then_fail)
+    assert library.ids("anime") == [lora_id] and library.ids("zzz") == []
+    assert library.history.search("castle").total == 0
+    assert_in_step(library)
+
+
+def test_short_terms_and_odd_characters_match_as_substrings(library, lora_dir):
+    for n, name in enumerate(("xl_style", "a_b 100%", 'quote"d name', "UPPER Case", "ab")):
+        make_lora(lora_dir, name, seed=n)
+    library.indexer.scan()
+    assert_in_step(library, ("xl", "x", "_", "%", "a_b", "100%", 'e"d', "upper c", "e c", "ab", "b 1"))
+    assert library.search('quote"d').total == 1  # a quote inside a word is a character like any other
+
+
+def test_sqlite_without_fts5_falls_back_and_catches_up(tmp_path, lora_dir, monkeypatch, caplog):
+    """An SQLite without FTS5 (an older Python) drops the triggers it could not run, reads every
+    row for free text, and the index is rebuilt when an engine with FTS5 opens the file again."""
+    if not text_index.sqlite_has_trigram():
+        pytest.skip("this SQLite has no FTS5 trigram tokenizer: every run is the fallback")
+    data = tmp_path / "data"
+    make_lora(lora_dir, "anime_style", seed=1)
+    library = Library.open(str(data), roots=[str(lora_dir)])
+    library.indexer.scan()
+    library.close()
+
+    monkeypatch.setattr(text_index, "sqlite_has_trigram", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="lora_manager"):
+        library = Library.open(str(data), roots=[str(lora_dir)])
+    assert "no FTS5" in caplog.text
+    with library.store.db.engine.connect() as conn:
+        assert text_index.in_step(conn)  # in step for this engine: nothing it cannot run
+        triggers = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").scalar()
+    assert triggers == 0
+    parsed = text_index.match(Lora.id, Lora.search_text, "anime")
+    assert "MATCH" not in str(select(Lora.id).where(parsed).compile(library.store.db.engine))
+    make_lora(lora_dir, "castle_keepme", seed=2)  # written while the index cannot follow
+    library.indexer.scan()
+    library.edit(library.ids("anime")[0], notes="keepme too")
+    record(library, "castle keepme")
+    assert_in_step(library)
+    library.close()
+
+    monkeypatch.undo()
+    library = Library.open(str(data), roots=[str(lora_dir)])
+    try:
+        with library.store.db.engine.connect() as conn:
+            assert text_index.in_step(conn)
+        assert sorted(library.ids("keepme")) == sorted(live_texts(library))
+        assert_in_step(library)  # integrity-check included: the index was rebuilt
+    finally:
+        library.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LORA_MANAGER_TEST_POSTGRES_URL is not set")
+def test_postgresql_without_pg_trgm_reads_every_row(tmp_path, lora_dir, monkeypatch, caplog):
+    """The extension refused (here: one that does not exist): the LIKE scans, with the same answers."""
+    reset_postgres(POSTGRES_URL)
+    engine = Database(POSTGRES_URL).engine
+    monkeypatch.setattr(text_index, "TRIGRAM_EXTENSION", "lora_manager_no_such_extension")
+    with caplog.at_level(logging.WARNING, logger="lora_manager"):
+        library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=POSTGRES_URL)
+    try:
+        assert "no trigram index" in caplog.text
+        with engine.connect() as conn:
+            assert not text_index.in_step(conn)
+        for n, name in enumerate(("anime_style", "blue hair", "xl")):
+            make_lora(lora_dir, name, seed=n)
+        library.indexer.scan()
+        record(library, "a castle")
+        assert_in_step(library)
+    finally:
+        library.close()
+        engine.dispose()
+
+
+def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        with library.store.db.engine.connect() as conn:
+            assert text_index.in_step(conn)
+            indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm'")).scalars())
+        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_search_text_trgm"}
+    finally:
+        library.close()
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def test_cursor_pages_are_the_offset_pages(library, lora_dir):
+    for i in range(13):
+        make_lora(lora_dir / ("a" if i % 3 else "b"), f"walk{i:02d}", seed=i)
+    library.indexer.scan()
+    ids = library.ids("sort:name")
+    for n, lora_id in enumerate(ids[:7]):  # ratings with ties and gaps; uses for half
+        library.edit(lora_id, rating=1 + n % 3, display_name="same name" if n < 4 else None)
+    library.set_favorite(ids[::2], True)
+    for n in range(5):
+        record(library, f"<lora:walk{n:02d}:1> castle")
+    library.files.trash([ids[-1]])
+    for q in ("", "sort:-name", "sort:rating", "sort:-rating", "sort:used", "sort:-uses", "sort:size", "walk",
+              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none"):
+        offset = [library.search(q, page=n, per_page=3) for n in range(1, 6)]
+        cursor_pages, cursor = [offset[0]], offset[0].next
+        while cursor:
+            cursor_pages.append(library.search(q, per_page=3, after=cursor))
+            cursor = cursor_pages[-1].next
+        expected = [[i.id for i in p.items] for p in offset if p.items]
+        assert [[i.id for i in p.items] for p in cursor_pages] == expected, q
+        assert [p.page for p in cursor_pages] == list(range(1, len(expected) + 1)), q
+        assert {p.total for p in cursor_pages} == {offset[0].total}, q
+    history = [library.history.search("sort:-rating", page=n, per_page=2) for n in (1, 2, 3)]
+    following = library.history.search("sort:-rating", per_page=2, after=history[0].next)
+    assert [g.id for g in following.items] == [g.id for g in history[1].items] and following.page == 2
+    assert history[2].next is None
+
+
+def test_a_cursor_is_checked(library, lora_dir):
+    for i in range(4):
+        make_lora(lora_dir, f"c{i}", seed=i)
+    library.indexer.scan()
+    cursor = library.search("", per_page=2).next
+    with pytest.raises(InvalidInput, match="another search"):
+        library.search("sort:-name", per_page=2, after=cursor)
+    for bad in ("nonsense", "eyJ4Ijox", cursor[:-3], "x" * 20_000):
+        with pytest.raises(InvalidInput, match="after"):
+            library.search("", per_page=2, after=bad)
+    parsed = query.parse("", LORAS)
+    with library.store.db.read() as session:
+        found = LORAS.page(session, parsed, 1, 10)
+        assert LORAS.next_cursor(parsed, found, session.get(Lora, found.ids[-1])) is None  # the last page
+
+
+# --- migration 0007 --------------------------------------------------------------------------
+
+
+def _migrate_to(db: Database, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db._write_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0007_indexes_a_0006_database_with_data(engine, tmp_path):
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        with Database(POSTGRES_URL).engine.begin() as conn:  # as a database made before 0007 has it
+            conn.exec_driver_sql("DROP EXTENSION IF EXISTS pg_trgm")
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0006")
+    with db.engine.begin() as conn:
+        for n, words in enumerate(("anime style", "blue hair", "castle keepme")):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, favorite, nsfw, search_text, updated_at, use_count) VALUES (:path, '/r', :rel, '', :rel, :rel, "
+                ":rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, 'sd1', 'header', 'lora', 'sd1', false, false, :words, 1, 0)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "words": words})
+        conn.execute(text("INSERT INTO generations (started_at, status, prompt, negative_prompt, favorite, search_text) "
+                          "VALUES (1, 'succeeded', 'Castle', '', false, 'castle\n')"))
+    assert db.current_revision() == "0006"
+    db.migrate()
+    assert db.current_revision() == "0007"
+    with db.engine.connect() as conn:
+        assert text_index.in_step(conn)
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert library.search("keepme").total == 1 and library.search("-style").total == 2
+        assert library.history.search("castle").total == 1
+        with library.store.db.engine.connect() as conn:
+            from sqlalchemy import inspect
+
+            indexes = {i["name"] for i in inspect(conn).get_indexes("loras")}
+        assert "ix_loras_page_sort_name" in indexes and "ix_loras_live_sort_name" not in indexes
+        assert_in_step(library, ("keepme", "style", "hair", "e k"))
+    finally:
+        library.close()
