@@ -12,7 +12,7 @@ from factories import POSTGRES_URL, make_lora, reset_postgres
 from sqlalchemy import select, text, update
 
 from lib_lora_manager import query, text_index
-from lib_lora_manager.db import MIGRATIONS_DIR, Database, sqlite_url
+from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.history import GenerationRecord
 from lib_lora_manager.library import Library
@@ -291,7 +291,7 @@ def test_migration_0007_indexes_a_0006_database_with_data(engine, tmp_path):
                           "VALUES (1, 'succeeded', 'Castle', '', false, 'castle\n')"))
     assert db.current_revision() == "0006"
     db.migrate()
-    assert db.current_revision() == "0007"
+    assert db.current_revision() == SCHEMA_REVISION
     with db.engine.connect() as conn:
         assert text_index.in_step(conn)
     db.dispose()
