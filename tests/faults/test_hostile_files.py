@@ -208,8 +208,8 @@ def test_a_row_the_database_refuses_costs_only_that_row(library, lora_dir, monke
     def file_columns(found):
         return {**files(found), "inode": 2**64 - 1} if found.filename == "big_inode.safetensors" else files(found)
 
-    def header_columns(found, thumbnail_dir=None):
-        head, metadata, info = headers(found, thumbnail_dir)
+    def header_columns(found, thumbnail_dir=None, header_bytes=None):
+        head, metadata, info = headers(found, thumbnail_dir, header_bytes)
         if found.filename == "big_value.safetensors":
             head = {**head, "network_dim": 2**70}
         return head, metadata, info
