@@ -24,6 +24,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -340,7 +341,9 @@ class _Pool:
             result = None
             if worker is not None:
                 try:
-                    result = worker.analyse(files)
+                    result, warnings = worker.analyse(files)
+                    for message in warnings:  # logged here, where the host's log handlers are
+                        log.warning("%s", message)
                 except _WorkerGone as e:
                     worker.stop()
                     log.warning("LoRA Manager: a file-reading process stopped (%s, exit status %s); "
@@ -376,8 +379,12 @@ class _Worker:
         try:
             # -I: no PYTHON* variables, no user site, no current folder on the path; -S: no site
             # import (the parent's path is handed over instead); stderr is the parent's
+            # a session of its own: Ctrl+C in the host's terminal is the host's to handle, and
+            # a worker ends when the host closes its stdin (or ends)
+            separate = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+                        else {"start_new_session": True})
             process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _BOOT],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, **separate)
         except OSError as e:
             log.warning("LoRA Manager: cannot start a file-reading process (%s); files are read here", e)
             return None
@@ -393,7 +400,8 @@ class _Worker:
             return None
         return worker
 
-    def analyse(self, files: list[Found]) -> list[Analysis]:
+    def analyse(self, files: list[Found]) -> tuple[list[Analysis], list[str]]:
+        """The analyses of ``files`` and the warnings logged while reading them."""
         _send(self.process.stdin, files)
         return _receive(self.process.stdout)
 
@@ -436,6 +444,10 @@ def serve() -> None:
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt a reply
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when reading stops
+    warnings = _Collected()
+    log.addHandler(warnings)
+    log.propagate = False
     # headers hold no reference cycles: collecting while parsing them only costs time
     gc.set_threshold(100_000, 50, 100)
     try:
@@ -443,9 +455,25 @@ def serve() -> None:
         with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="lora-manager-read-ahead") as readers:
             while True:
                 files = _receive(requests)
-                _send(replies, read_ahead(files, thumbnail_dir, readers))
+                analysed = read_ahead(files, thumbnail_dir, readers)
+                _send(replies, (analysed, warnings.take()))
     except _WorkerGone:  # the parent closed our stdin (done) or is gone
         return
+
+
+class _Collected(logging.Handler):
+    """A worker's warnings, sent with its reply and logged by the host."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def take(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        return messages
 
 
 def read_ahead(files: list[Found], thumbnail_dir: str | None, readers: ThreadPoolExecutor) -> list[Analysis]:
