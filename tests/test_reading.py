@@ -86,9 +86,9 @@ def test_workers_read_what_this_process_reads(folder, tmp_path):
     with reading.Readers(thumbs, processes=2, min_files=1) as readers:
         batches = list(readers.analysed([folder[:7], folder[7:]]))
         running = workers()
+        if hasattr(os, "getpgid"):  # Ctrl+C in the host's terminal does not reach them
+            assert all(os.getpgid(worker.pid) != os.getpgid(0) for worker in running)
     assert len(running) == 2
-    if hasattr(os, "getpgid"):  # Ctrl+C in the host's terminal does not reach them
-        assert all(os.getpgid(worker.pid) != os.getpgid(0) for worker in running)
     assert [a for batch in batches for a in batch] == expected
     assert psutil.wait_procs(running, timeout=5)[1] == []  # closed with the readers
 
