@@ -51,6 +51,9 @@ CHUNK = 16  # files per request: small enough that every worker stays busy to th
 AHEAD = 2  # batches read while the one before is written: bounds what is held in memory
 THREADS = 4  # files read at once in this process: reads overlap, parsing takes turns
 READ_AHEAD = 2  # headers a worker reads while it parses one: a slow disk or share is kept busy
+# Past about this many workers the one writer is the limit (it spends about a fifth of a worker's
+# time per file), and each worker is another interpreter in memory.
+MAX_PROCESSES = 6
 
 # A header read ahead: (its bytes, the data region's size), or why it cannot be read.
 HeaderBytes = tuple[bytes, int] | HeaderError
@@ -233,13 +236,15 @@ class Readers:
             for analysed in readers.analysed(batches):  # each batch's Analysis list, in order
                 write(analysed)
 
-    Workers start with the first batch of at least ``min_files`` files, one per core, and then
-    read every batch; before that, with one core, or when workers cannot start, the files are
-    read in this process."""
+    Workers start with the first batch of at least ``min_files`` files, one per core (at most
+    MAX_PROCESSES), and then read every batch; before that, with one core, or when workers
+    cannot start, the files are read in this process."""
 
     def __init__(self, thumbnail_dir: str | None, *, processes: int | None = None, min_files: int = MIN_FILES):
         self.thumbnail_dir = thumbnail_dir
-        self.processes = (cores() if cores() > 1 else 0) if processes is None else processes
+        if processes is None:
+            processes = min(cores(), MAX_PROCESSES) if cores() > 1 else 0
+        self.processes = processes
         self.min_files = min_files
         self._pool: _Pool | None = None
         self._threads: ThreadPoolExecutor | None = None
