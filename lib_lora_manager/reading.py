@@ -24,6 +24,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -50,6 +51,9 @@ CHUNK = 16  # files per request: small enough that every worker stays busy to th
 AHEAD = 2  # batches read while the one before is written: bounds what is held in memory
 THREADS = 4  # files read at once in this process: reads overlap, parsing takes turns
 READ_AHEAD = 2  # headers a worker reads while it parses one: a slow disk or share is kept busy
+# Past about this many workers the one writer is the limit (it spends about a fifth of a worker's
+# time per file), and each worker is another interpreter in memory.
+MAX_PROCESSES = 6
 
 # A header read ahead: (its bytes, the data region's size), or why it cannot be read.
 HeaderBytes = tuple[bytes, int] | HeaderError
@@ -232,13 +236,15 @@ class Readers:
             for analysed in readers.analysed(batches):  # each batch's Analysis list, in order
                 write(analysed)
 
-    Workers start with the first batch of at least ``min_files`` files, one per core, and then
-    read every batch; before that, with one core, or when workers cannot start, the files are
-    read in this process."""
+    Workers start with the first batch of at least ``min_files`` files, one per core (at most
+    MAX_PROCESSES), and then read every batch; before that, with one core, or when workers
+    cannot start, the files are read in this process."""
 
     def __init__(self, thumbnail_dir: str | None, *, processes: int | None = None, min_files: int = MIN_FILES):
         self.thumbnail_dir = thumbnail_dir
-        self.processes = (cores() if cores() > 1 else 0) if processes is None else processes
+        if processes is None:
+            processes = min(cores(), MAX_PROCESSES) if cores() > 1 else 0
+        self.processes = processes
         self.min_files = min_files
         self._pool: _Pool | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -353,7 +359,9 @@ class _Pool:
             result = None
             if worker is not None:
                 try:
-                    result = worker.analyse(files)
+                    result, warnings = worker.analyse(files)
+                    for message in warnings:  # logged here, where the host's log handlers are
+                        log.warning("%s", message)
                 except _WorkerGone as e:
                     worker.stop()
                     log.warning("LoRA Manager: a file-reading process stopped (%s, exit status %s); "
@@ -389,8 +397,12 @@ class _Worker:
         try:
             # -I: no PYTHON* variables, no user site, no current folder on the path; -S: no site
             # import (the parent's path is handed over instead); stderr is the parent's
+            # a session of its own: Ctrl+C in the host's terminal is the host's to handle, and
+            # a worker ends when the host closes its stdin (or ends)
+            separate = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
+                        else {"start_new_session": True})
             process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _BOOT],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, **separate)
         except OSError as e:
             log.warning("LoRA Manager: cannot start a file-reading process (%s); files are read here", e)
             return None
@@ -406,7 +418,8 @@ class _Worker:
             return None
         return worker
 
-    def analyse(self, files: list[Found]) -> list[Analysis]:
+    def analyse(self, files: list[Found]) -> tuple[list[Analysis], list[str]]:
+        """The analyses of ``files`` and the warnings logged while reading them."""
         _send(self.process.stdin, files)
         return _receive(self.process.stdout)
 
@@ -449,6 +462,10 @@ def serve() -> None:
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt a reply
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when reading stops
+    warnings = _Collected()
+    log.addHandler(warnings)
+    log.propagate = False
     # headers hold no reference cycles: collecting while parsing them only costs time
     gc.set_threshold(100_000, 50, 100)
     try:
@@ -456,9 +473,25 @@ def serve() -> None:
         with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="lora-manager-read-ahead") as readers:
             while True:
                 files = _receive(requests)
-                _send(replies, read_ahead(files, thumbnail_dir, readers))
+                analysed = read_ahead(files, thumbnail_dir, readers)
+                _send(replies, (analysed, warnings.take()))
     except _WorkerGone:  # the parent closed our stdin (done) or is gone
         return
+
+
+class _Collected(logging.Handler):
+    """A worker's warnings, sent with its reply and logged by the host."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def take(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        return messages
 
 
 def read_ahead(files: list[Found], thumbnail_dir: str | None, readers: ThreadPoolExecutor) -> list[Analysis]:

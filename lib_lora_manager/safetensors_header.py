@@ -15,11 +15,14 @@ tight loop over the tensors and a colon count (see _check_duplicates); the slowe
 parse covers only the metadata unless the count looks wrong.
 
 The standard library is the reference: orjson accepts a subset of what ``json`` accepts and
-gives the same values for it, except integers beyond 64 bits (orjson makes them floats), which
-no valid header holds. So a header orjson refuses, or one that fails any check after orjson
-parsed it, is parsed again with ``json`` and judged by it: the errors are the same words for
-the same file whichever parser is installed. Lone surrogates (which ``json`` accepts) never
-get past orjson, so only the ``json`` path looks for them.
+gives the same values for it, except integers beyond 64 bits (orjson makes them floats) and
+nesting between json's depth limit (about 1000, less the caller's stack) and orjson's (1024).
+orjson's reading is taken only for headers whose metadata values are strings and whose entries
+hold exactly a dtype, a shape and offsets of the right types: nothing there can be a float or
+nested, so it is the reference's reading. Any other header is parsed again with ``json`` and
+judged by it: the errors are the same words for the same file whichever parser is installed.
+Lone surrogates (which ``json`` accepts) never get past orjson, so only the ``json`` path looks
+for them.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def _parse_fast(raw: bytes, data_size: int | None) -> tuple[Header, bool] | None
         if type(value) is not str:
             return None
     entry_keys = _check_tensors(obj, data_size)
-    if entry_keys is None:
+    if entry_keys != 3 * len(obj):  # a bad entry, or one with more than dtype, shape and offsets
         return None
     text = str(raw, "utf-8")  # valid: orjson checked it
     try:

@@ -84,6 +84,8 @@ def test_mangled_headers_read_the_same_with_both_parsers(monkeypatch):
     b'{"t":{"dtype":"F16","shape":[18446744073709551616],"data_offsets":[0,2]}}',
     b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2],"x":1e400}}',
     b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2],"x":[' + b"[" * 1100 + b"]" * 1100 + b"]}}",
+    # deeper than json goes from here, not as deep as orjson's limit
+    b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2],"x":' + b"[" * 1000 + b"]" * 1000 + b"}}",
     b'{"__metadata__":{"k":"\\ud83d\\ude00"},"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
     b'{"__metadata__":{"k":"\\ud83d"},"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,31 @@ def test_extract_is_total_on_hostile_metadata_values() -> None:
     assert info.trigger_suggestions == [] and info.thumbnail is None
     assert info.adapter_type == "unknown"  # a garbled argument list names no algorithm
     assert len(info.training_model or "") <= 1024
+
+
+def _suggestions_as_specified(md: dict[str, str]) -> list[tuple[str, int]]:
+    """trigger_suggestions written plainly: every tag normalised, summed, ranked by count then name."""
+    counts: dict[str, int] = {}
+    for tags in json.loads(md["ss_tag_frequency"]).values():
+        if isinstance(tags, dict):
+            for tag, n in tags.items():
+                tag = " ".join(tag.split())
+                if tag and len(tag) <= 200 and type(n) is int and n > 0:
+                    counts[tag] = counts.get(tag, 0) + n
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:30]
+
+
+def test_trigger_suggestions_match_the_plain_definition():
+    """The counting takes shortcuts for clean tag lists; odd ones (spaces, tabs, empty or long
+    tags, bad counts, tags repeated across folders) must rank exactly as the plain loop does."""
+    rng = random.Random(3)
+    words = ["solo", "1girl", "smile", " smile", "smile ", "blue  sky", "blue sky", "a\tb", "a b", "", "x" * 201,
+             "red eyes", "long hair", "\u3000wide", "ab\0cd", "nul \0", "z"]
+    for _ in range(400):
+        folders = {}
+        for f in range(rng.randint(1, 3)):
+            folders[f"{f}_set"] = {rng.choice(words) + rng.choice(("", "", str(rng.randint(0, 40)))):
+                                   rng.choice((1, 2, 3, 5, 8, 0, -1, True, 2.5, "4")) if rng.random() < 0.2
+                                   else rng.randint(1, 9) for _ in range(rng.randint(0, 25))}
+        md = {"ss_tag_frequency": json.dumps(folders)}
+        assert trigger_suggestions(md) == _suggestions_as_specified(md)

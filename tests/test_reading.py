@@ -86,6 +86,8 @@ def test_workers_read_what_this_process_reads(folder, tmp_path):
     with reading.Readers(thumbs, processes=2, min_files=1) as readers:
         batches = list(readers.analysed([folder[:7], folder[7:]]))
         running = workers()
+        if hasattr(os, "getpgid"):  # Ctrl+C in the host's terminal does not reach them
+            assert all(os.getpgid(worker.pid) != os.getpgid(0) for worker in running)
     assert len(running) == 2
     assert [a for batch in batches for a in batch] == expected
     assert psutil.wait_procs(running, timeout=5)[1] == []  # closed with the readers
@@ -173,7 +175,8 @@ def run_host(tmp_path: Path, root: Path, prefix: list[str] = ()) -> tuple[str, l
 def test_workers_never_run_the_hosts_main_script(tmp_path):
     root = mixed_folder(tmp_path / "Lora")
     (processes, running, analysed, readable), ran = run_host(tmp_path, root)
-    assert int(processes) == reading.cores() and int(running) == reading.cores()
+    expected = min(reading.cores(), reading.MAX_PROCESSES)
+    assert int(processes) == expected and int(running) == expected
     assert int(analysed) == len(found_in(root)) and int(readable) == int(analysed) - len(synth.HOSTILE_KINDS)
     assert len(ran) == 1  # the main script ran once: in the host, never in a worker
 
@@ -193,7 +196,21 @@ def test_a_scan_of_many_changed_files_reads_them_in_workers(library, lora_dir):
     seen = []
     report = library.indexer.scan(progress=lambda _f, message: seen.append(len(workers())))
     assert (report.added, report.errors) == (reading.MIN_FILES + 7, 1)
-    assert max(seen) == (reading.cores() if reading.cores() > 1 else 0)
+    assert max(seen) == (min(reading.cores(), reading.MAX_PROCESSES) if reading.cores() > 1 else 0)
     item = library.get(library.find("f5").id)
     assert item.metadata["ss_output_name"] == "f5" and item.base_model == "sdxl" and item.error is None
     assert library.search("").total == reading.MIN_FILES + 7
+
+
+def test_a_workers_warnings_reach_the_hosts_log(tmp_path, caplog, monkeypatch):
+    """A thumbnail that cannot be saved is logged by the host, as when it reads the file itself."""
+    root = tmp_path / "Lora"
+    make_lora(root, "thumb", metadata=synth.realistic_metadata("sd1", "thumb", modelspec_thumbnail=png_data_uri()))
+    blocked = tmp_path / "thumbs"
+    blocked.write_text("a file where the thumbnail folder should be")
+    caplog.set_level(logging.WARNING, logger="lora_manager")
+    with reading.Readers(str(blocked), processes=1, min_files=1) as readers:
+        (analysis,), = readers.analysed([found_in(root)])
+        assert workers()
+    assert analysis.head["embedded_preview"] is None and analysis.head["error"] is None
+    assert "cannot save embedded thumbnail" in caplog.text
