@@ -28,7 +28,7 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import ColumnElement, bindparam, column, select, table
+from sqlalchemy import ColumnElement, bindparam, column, not_, select, table
 from sqlalchemy.exc import DBAPIError
 
 from .dbtypes import SafeText
@@ -87,7 +87,8 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     else:
         found = index.c[text_column.name].like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
                                                escape="\\")
-    return ForEngine(like, id_column.in_(select(index.c.rowid).where(found)))
+    return ForEngine(like, id_column.in_(select(index.c.rowid).where(found)),
+                     not_(id_column.in_(select(id_column).where(like))))
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
