@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     # numbers and ids are checked by the Library's field types (fields.py), as REST's are
     p.add_argument("--page", default=1)
     p.add_argument("--per-page", default=50)
+    p.add_argument("--after", help="the next cursor a --json search printed: the page after it")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("show", parents=[common], help="everything about one LoRA")
@@ -180,7 +181,7 @@ def cmd_hash(library, args) -> int:
 
 
 def cmd_search(library, args) -> int:
-    page = library.search(args.query, page=args.page, per_page=args.per_page)
+    page = library.search(args.query, page=args.page, per_page=args.per_page, after=args.after)
     if args.json:
         _print_json(page)
         return 0

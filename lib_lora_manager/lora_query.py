@@ -108,7 +108,7 @@ def _hash(value: str):
     end = v[:-1] + chr(ord(v[-1]) + 1)
     ranges = union(select(Lora.id).where(Lora.sha256 >= v, Lora.sha256 < end),
                    select(Lora.id).where(Lora.addnet_hash >= v, Lora.addnet_hash < end))
-    return ForEngine(prefixed, Lora.id.in_(ranges)), f"with hash {v}…"
+    return ForEngine(prefixed, Lora.id.in_(ranges), not_(Lora.id.in_(select(Lora.id).where(prefixed)))), f"with hash {v}…"
 
 
 def _used(value: str):

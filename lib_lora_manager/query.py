@@ -275,17 +275,24 @@ class ForEngine(ColumnElement[bool]):
     mislead the other. SQLite pages walk an index holding some columns only, so a condition on
     another column is best a set of ids (found through that column's own index) that the walk
     tests by rowid; PostgreSQL flattens such a set into a join and probes a row per entry, and
-    does best with the condition as it is."""
+    does best with the condition as it is, except negated: a page walking its sort index then
+    tests each entry against the set's hash (``default_negated``), reading no row."""
 
     type = Boolean()
     inherit_cache = True
     _is_implicitly_boolean = True  # a condition as it is: no "= 1" after it in a WHERE
     _traverse_internals = [("default", InternalTraversal.dp_clauseelement),
-                           ("sqlite", InternalTraversal.dp_clauseelement)]
+                           ("sqlite", InternalTraversal.dp_clauseelement),
+                           ("default_negated", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, default: ColumnElement[bool], sqlite: ColumnElement[bool] | None = None):
+    def __init__(self, default: ColumnElement[bool], sqlite: ColumnElement[bool] | None = None,
+                 default_negated: ColumnElement[bool] | None = None):
         self.default = default
         self.sqlite = sqlite if sqlite is not None else default
+        self.default_negated = default_negated if default_negated is not None else not_(default)
+
+    def _negate(self) -> ForEngine:
+        return ForEngine(self.default_negated, not_(self.sqlite), self.default)
 
 
 @compiles(ForEngine)
@@ -299,8 +306,10 @@ def _compile_sqlite(element: ForEngine, compiler, **kw) -> str:
 
 
 def ids_where(id_column, *where: ColumnElement[bool]) -> ForEngine:
-    """Rows matching ``where``: on SQLite as the set of their ids (see ForEngine)."""
-    return ForEngine(and_(*where), id_column.in_(select(id_column).where(*where)))
+    """Rows matching ``where``: on SQLite as the set of their ids, elsewhere as it is, and
+    negated as the rows outside that set (see ForEngine)."""
+    ids = id_column.in_(select(id_column).where(*where))
+    return ForEngine(and_(*where), ids, not_(ids))
 
 
 # --- tokenizing -----------------------------------------------------------------------------

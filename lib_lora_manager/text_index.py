@@ -8,9 +8,10 @@ reads every row; these indexes answer the same question without doing so.
   ``generations_text``). Trigrams keep substring matching: a phrase of three or more characters
   matches exactly the rows whose text contains it. The table keeps its own copy of the text (a
   few MB): a shorter term, which no trigram can look up, is a LIKE over that narrow copy
-  instead of over the whole rows. Triggers on the content table update the index inside the statement that
-  changed the row, so every writer (scans, edits, merges, deletes, recorded generations, bulk
-  UPDATEs, a migration) keeps it right in its own transaction, and a rollback undoes both.
+  instead of over the whole rows. Triggers on the content table update the index inside the
+  statement that changed the row, so every writer (scans, edits, merges, deletes, recorded
+  generations, bulk UPDATEs, a migration) keeps it right in its own transaction, and a
+  rollback undoes both.
   Needs SQLite ≥ 3.34 with FTS5 compiled in, checked once per process.
 - PostgreSQL: a GIN index with ``gin_trgm_ops`` (the pg_trgm extension, trusted since
   PostgreSQL 13 but refusable) on ``search_text``; the LIKE stays as it is and uses it.
@@ -28,7 +29,7 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import ColumnElement, bindparam, column, select, table
+from sqlalchemy import ColumnElement, bindparam, column, not_, select, table
 from sqlalchemy.exc import DBAPIError
 
 from .dbtypes import SafeText
@@ -80,14 +81,17 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     if not sqlite_has_trigram():
         return ids_where(id_column, like)  # one sequential pass, not a row per index entry walked
     fts = INDEXED[text_column.table.name]
-    index = table(fts, column("rowid"), column(text_column.name))
     if len(needle) >= MIN_TERM:
+        index = table(fts, column("rowid"), column(text_column.name))
         phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 phrase: the trigrams in a row
-        found = index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText()))
+        ids = select(index.c.rowid).where(index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText())))
     else:
-        found = index.c[text_column.name].like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
-                                               escape="\\")
-    return ForEngine(like, id_column.in_(select(index.c.rowid).where(found)))
+        # FTS5 keeps the text in its "_content" table (columns id, c0): scanned directly, it is
+        # two and a half times faster than the same LIKE through the virtual table
+        copy = table(f"{fts}_content", column("id"), column("c0"))
+        ids = select(copy.c.id).where(copy.c.c0.like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
+                                                     escape="\\"))
+    return ForEngine(like, id_column.in_(ids), not_(id_column.in_(select(id_column).where(like))))
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
@@ -124,16 +128,18 @@ def _sqlite_objects(connection) -> set[str]:
 
 def _sync_sqlite(connection) -> None:
     present = _sqlite_objects(connection)
+    if not sqlite_has_trigram():
+        # without the module every write to the content tables would fail in their triggers;
+        # the index goes stale, and is rebuilt when an engine with FTS5 opens the file again
+        armed = [f"{fts}_{t}" for fts in INDEXED.values() for t in _TRIGGERS if f"{fts}_{t}" in present]
+        for trigger in armed:
+            connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
+        if armed:
+            log.warning("LoRA Manager: this SQLite (%s) has no FTS5 trigram tokenizer: free text reads every row "
+                        "until a newer one opens the library", sqlite3.sqlite_version)
+        return
     for content, fts in INDEXED.items():
         triggers = [f"{fts}_{t}" for t in _TRIGGERS]
-        if not sqlite_has_trigram():
-            # without the module every write to the content table would fail in its trigger;
-            # the index goes stale, and is rebuilt when an engine with FTS5 opens the file
-            for trigger in triggers:
-                if trigger in present:
-                    connection.exec_driver_sql(f"DROP TRIGGER {trigger}")
-                    log.warning("LoRA Manager: this SQLite has no FTS5 trigram tokenizer; free text reads every row")
-            continue
         if fts in present and all(t in present for t in triggers):
             continue
         if fts not in present:

@@ -43,6 +43,9 @@ def test_scan_search_show_tag_stats(tmp_path, lib_dir):
 
     result = json.loads(run("search", "", "--json", data_dir=data).stdout)  # roots remembered
     assert result["total"] == 3 and set(result) == {"total", "page", "per_page", "items", "description", "sort", "next"}
+    first = json.loads(run("search", "", "--per-page", "2", "--json", data_dir=data).stdout)
+    following = json.loads(run("search", "", "--per-page", "2", "--after", first["next"], "--json", data_dir=data).stdout)
+    assert following["page"] == 2 and [i["id"] for i in following["items"]] == [i["id"] for i in result["items"][2:]]
     bad = next(i for i in result["items"] if i["filename"] == "bad.safetensors")
     assert "JSON" in bad["error"] or "json" in bad["error"]
     assert all(i["token"].startswith("<lora:") for i in result["items"])
