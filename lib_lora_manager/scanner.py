@@ -578,11 +578,14 @@ class _Sync:
             if row.missing:
                 marked_before.add(new_path)
 
-        for start in range(0, len(changed), BATCH):
+        # read in batches of about BATCH files (a group is one batch unless a folder is large),
+        # not BATCH and a small remainder: each batch waits for its slowest file
+        size = -(-len(changed) // max(1, round(len(changed) / BATCH))) or 1
+        for start in range(0, len(changed), size):
             if self.should_stop():
                 self.stopped = True
                 break
-            batch = changed[start:start + BATCH]
+            batch = changed[start:start + size]
             _write_changed(self.db, self._read(batch), indexed, moves, report)
             report.missing -= sum(1 for found in batch if found.path in marked_before)  # missing no more
             self.read += len(batch)
