@@ -460,11 +460,14 @@ class _Sync:
             if row.missing:
                 marked_before.add(new_path)
 
-        for start in range(0, len(changed), BATCH):
+        # read in batches of about BATCH files (a group is one batch unless a folder is large),
+        # not BATCH and a small remainder: each batch waits for its slowest file
+        size = -(-len(changed) // max(1, round(len(changed) / BATCH))) or 1
+        for start in range(0, len(changed), size):
             if self.should_stop():
                 self.stopped = True
                 break
-            batch = changed[start:start + BATCH]
+            batch = changed[start:start + size]
             # written piece by piece as the readers finish them: writing overlaps reading
             for analysed in self.readers.pieces(batch, WRITE_AT):
                 _write_changed(self.db, analysed, indexed, moves, report)
