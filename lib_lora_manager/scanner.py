@@ -831,7 +831,7 @@ def _update_rows(session, rows: list[_ChangedRow]) -> None:
     session.execute(LoraMetadata.__table__.delete().where(LoraMetadata.lora_id.in_(ids)))
     meta_rows = [{"lora_id": row.id, "metadata_json": row.metadata_json} for row in rows if row.metadata_json]
     if meta_rows:
-        session.execute(insert(LoraMetadata), meta_rows)
+        session.execute(_INSERT_METADATA, meta_rows)
     refresh_search_text(session, ids)
     refresh_base_model(session, ids)
 
@@ -841,9 +841,13 @@ def _insert_rows(session, rows: list[_NewRow]) -> int:
     ids, kept = _insert_new(session, rows)
     meta_rows = [{"lora_id": i, "metadata_json": row.metadata_json} for i, row in zip(ids, kept) if row.metadata_json]
     if meta_rows:
-        session.execute(insert(LoraMetadata), meta_rows)
+        session.execute(_INSERT_METADATA, meta_rows)
     link_tags(session, [(i, row.tags) for i, row in zip(ids, kept) if row.tags])
     return len(ids)
+
+
+_INSERT_LORA = insert(Lora.__table__).returning(Lora.__table__.c.id, sort_by_parameter_order=True)
+_INSERT_METADATA = insert(LoraMetadata.__table__)
 
 
 def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]:
@@ -853,9 +857,8 @@ def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]
     file): between our index load and this insert, another scanner may have added a file."""
     while rows:
         try:
-            with session.begin_nested():
-                ids = session.execute(insert(Lora).returning(Lora.id, sort_by_parameter_order=True),
-                                      [row.values for row in rows]).scalars().all()
+            with session.begin_nested():  # Core, not the ORM's bulk insert: the same SQL, less Python per row
+                ids = session.execute(_INSERT_LORA, [row.values for row in rows]).scalars().all()
             return list(ids), rows
         except IntegrityError:
             taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r.values["path"] for r in rows]))))
