@@ -857,15 +857,29 @@ def _insert_new(session, rows: list[_NewRow]) -> tuple[list[int], list[_NewRow]]
     file): between our index load and this insert, another scanner may have added a file."""
     while rows:
         try:
-            with session.begin_nested():  # Core, not the ORM's bulk insert: the same SQL, less Python per row
-                ids = session.execute(_INSERT_LORA, [row.values for row in rows]).scalars().all()
-            return list(ids), rows
+            with session.begin_nested():
+                return _insert_grouped(session, rows), rows
         except IntegrityError:
             taken = set(session.scalars(select(Lora.path).where(Lora.path.in_([r.values["path"] for r in rows]))))
             if not taken:
                 raise
             rows = [r for r in rows if r.values["path"] not in taken]
     return [], []
+
+
+def _insert_grouped(session, rows: list[_NewRow]) -> list[int]:
+    """The new ids of ``rows``, in order. Core inserts, not the ORM's bulk insert (the same SQL,
+    less Python per row); one executemany per set of columns, since a Core executemany takes the
+    columns of its first row (seeded user fields differ from file to file)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(tuple(row.values), []).append(index)
+    ids: list[int] = [0] * len(rows)
+    for indexes in groups.values():
+        got = session.execute(_INSERT_LORA, [rows[i].values for i in indexes]).scalars().all()
+        for index, lora_id in zip(indexes, got, strict=True):
+            ids[index] = lora_id
+    return ids
 
 
 def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
