@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 
 from .base_models import family_code
@@ -571,7 +573,11 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     """Tags ranked by how often they captioned the training images (ss_tag_frequency, summed
     over dataset folders; top 30), the ModelSpec trigger phrase first if there is one."""
     counts = _tag_counts(md.get("ss_tag_frequency"))
-    ranked = sorted(counts.items())  # by tag, then (stable) by count, highest first
+    ranked = counts.items()
+    if len(counts) > MAX_SUGGESTIONS:  # only tags counted as often as the 30th can rank: C-level passes
+        cut = heapq.nlargest(MAX_SUGGESTIONS, counts.values())[-1]
+        ranked = compress(ranked, map(cut.__le__, counts.values()))
+    ranked = sorted(ranked)  # by tag, then (stable) by count, highest first
     ranked.sort(key=itemgetter(1), reverse=True)
     del ranked[MAX_SUGGESTIONS:]
     phrase = _text(md, "modelspec.trigger_phrase", _MAX_TAG)

@@ -164,3 +164,31 @@ def test_a_stopped_scan_marks_nothing_it_did_not_list_missing(library, lora_dir,
 
     assert report.unchanged == 2 and report.missing == 0
     assert library.search("missing:yes").total == 0 and library.search("").total == 8
+
+
+def test_new_files_seeded_with_different_fields_in_one_write_keep_each_its_own(library, lora_dir):
+    """New rows are inserted together whatever user fields their sidecars seed: each row keeps
+    exactly its own values, and columns a file does not seed keep their defaults."""
+    seeded = {
+        "notes_only": {"notes": "only notes here"},
+        "weight_only": {"preferred weight": 0.6},
+        "everything": {"notes": "all of it", "preferred weight": 0.8, "activation text": "shiny armor"},
+    }
+    for name in ["plain1", *seeded, "plain2"]:
+        make_lora(lora_dir, name, metadata={}, seed=len(name))  # no trigger phrase to seed
+    for name, sidecar in seeded.items():
+        (lora_dir / f"{name}.json").write_text(json.dumps(sidecar), encoding="utf-8")
+
+    report = library.indexer.scan()
+
+    assert report.added == 5 and report.errors == 0
+    with library.store.db.read() as session:
+        rows = {r.stem: r for r in session.execute(
+            select(Lora.stem, Lora.notes, Lora.default_weight, Lora.trigger_words, Lora.path))}
+    assert {stem: (r.notes, r.default_weight, r.trigger_words) for stem, r in rows.items()} == {
+        "plain1": (None, None, None), "plain2": (None, None, None),
+        "notes_only": ("only notes here", None, None),
+        "weight_only": (None, 0.6, None),
+        "everything": ("all of it", 0.8, json.dumps(["shiny armor"])),
+    }
+    assert all(r.path.endswith(f"{stem}.safetensors") for stem, r in rows.items())
