@@ -30,6 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 from . import fields
 from .errors import InvalidInput, QueryError
@@ -62,21 +63,35 @@ class IdPage(NamedTuple):
     per_page: int
 
 
-# whether a page walks the sort index: (query, page, per_page, matches, count of all rows) -> bool
+# whether a page walks the sort index: (query, page, per_page, matches, how many rows the table
+# holds: an estimate, the largest id, read from the end of the primary key) -> bool
 IndexWalk = Callable[["Query", int, int, int, Callable[[], int]], bool]
 
 
-def most_rows_match(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+def most_rows_match(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
     """Walk the sort index only when most rows match. The walk stops after the page, but it reads
     rows in index order (random on disk) and tests the filters on each: for few matches one scan
     plus a sort of the matches is cheaper."""
-    return not query.terms or total * 2 > count_all()
+    return not query.terms or total * 2 > rows()
 
 
-def always_walk(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+def always_walk(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
     """Walk the sort index for every page: right when each sort key's index holds every column
     the filters test (models: the page indexes), so the walk never reads a row."""
     return True
+
+
+def walk_unless_few(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
+    """Walk the sort index (as ``always_walk``) unless the matches are few and each term is a set
+    of ids from its own index: a walk tests about ``rows × (skipped + per_page) / matches``
+    entries to fill the page (every entry when fewer match than a page holds), where reading the
+    few matches by id and sorting them costs one row each (counted as ten entries)."""
+    if total > _FEW_MATCHES or not all(t.key in query.table.id_set_keys for t in query.terms):
+        return True
+    return total * total * 10 >= page * per_page * rows()
+
+
+_FEW_MATCHES = 5000  # past this the walk wins for any table size the count would be worth taking for
 
 
 def _no_base_where(indexed: bool) -> list[ColumnElement[bool]]:
@@ -150,10 +165,15 @@ class Table:
         total = count(not query.terms, *query.where())
         where = query.where()
         if position is not None:
-            page, use_index = position.page, True
+            page = position.page
             where.append(position.beyond(self, query))
-        else:
-            use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
+        if total == 0 or position is None and (page - 1) * per_page >= total:
+            return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        # a cursor starts the walk at its position: the walk skips nothing
+        use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
+                                    lambda: session.scalar(select(func.max(self.id_column))) or 0)
+        if not use_index and id_sets_only:
+            hint = None  # few matches, each found by id: read them and sort, no index walked
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
@@ -402,6 +422,40 @@ def _parse_sort(table: Table, value: str, position: int) -> Sort:
 
 def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_LAST_CODE_POINT = 0x10FFFF
+
+
+def after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix``, in code point
+    order (SQLite's BINARY collation, PostgreSQL's C order and its pattern operators), or None
+    when there is none (every character is the last code point). Surrogates, which no database
+    stores, are skipped."""
+    stem = prefix.rstrip(chr(_LAST_CODE_POINT))
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
+
+def starts_with(column, prefix: str) -> ColumnElement[bool]:
+    """Values of ``column`` that start with ``prefix``, as a range of its index.
+
+    A LIKE cannot say this through an index on either engine: SQLite's LIKE ignores ASCII case
+    (its indexes do not), and PostgreSQL finds a range in ``LIKE $1`` only when it sees the
+    pattern, which a prepared statement's generic plan does not. The range is compared in code
+    point order: on PostgreSQL by the pattern operators, which a ``text_pattern_ops`` index
+    serves whatever the database's collation. No character of the prefix is special."""
+    if isinstance(column.type, TypeDecorator):  # bounded as stored (dbtypes.FsPath: escapes as stand-ins)
+        prefix = column.type.process_bind_param(prefix, None)
+    end = after_prefix(prefix)
+    on_sqlite = column >= prefix if end is None else and_(column >= prefix, column < end)
+    ge, lt = column.op("~>=~", is_comparison=True), column.op("~<~", is_comparison=True)
+    elsewhere = ge(prefix) if end is None else and_(ge(prefix), lt(end))
+    return ForEngine(elsewhere, on_sqlite)
 
 
 def yes_or_no(key: str, value: str) -> bool:
