@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, union
+from sqlalchemy import ColumnElement, and_, not_, or_, select, union
 
 from . import base_models, text_index
 from .errors import QueryError
 from .lora_info import ADAPTER_TYPES
-from .models import Lora, LoraTag, Tag, live
+from .models import Lora, LoraHashCopies, LoraTag, Tag, live
 from .query import (
     FilterFn,
     ForEngine,
@@ -87,12 +87,8 @@ def _folder(value: str):
 
 def _dupe(value: str):
     yes = yes_or_no("dupe", value)
-    shared = (
-        select(Lora.sha256)
-        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), live())
-        .group_by(Lora.sha256)
-        .having(func.count() > 1)
-    )
+    # the hashes more than one present, live row holds (kept by the database: LoraHashCopies)
+    shared = select(LoraHashCopies.sha256).where(LoraHashCopies.copies > 1)
     clause = _ids_where(Lora.sha256.in_(shared))
     return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
 
