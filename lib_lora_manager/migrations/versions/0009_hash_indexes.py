@@ -66,6 +66,10 @@ def upgrade() -> None:
                "WHERE sha256 IS NOT NULL AND missing = false AND trashed_at IS NULL GROUP BY sha256")
     for statement in _SQLITE_TRIGGERS if op.get_bind().dialect.name == "sqlite" else _POSTGRESQL_TRIGGER:
         op.execute(statement)
+    if op.get_bind().dialect.name == "postgresql":
+        # statistics now, not at autovacuum's next pass: without them the planner guesses
+        # thousands of shared hashes and joins them against every row
+        op.execute("ANALYZE lora_hash_copies")
 
 
 def downgrade() -> None:
