@@ -111,6 +111,14 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
                 pages = [table.page(session, parsed, page, 2) for page in (1, 2, 3, 4)]
                 assert [p.ids for p in pages] == [whole.ids[i:i + 2] for i in (0, 2, 4, 6)], (text, table.index_walk)
                 assert [(p.total, p.page, p.per_page) for p in pages] == [(total, n, 2) for n in (1, 2, 3, 4)]
+                cursor_ids, found = [], table.page(session, parsed, 1, 2)  # cursors, either way too
+                while True:
+                    cursor_ids += found.ids
+                    after = table.next_cursor(parsed, found, session.get(Lora, found.ids[-1]) if found.ids else None)
+                    if after is None:
+                        break
+                    found = table.page(session, parsed, 1, 2, after)
+                assert cursor_ids == whole.ids, (text, table.index_walk)
 
 
 def test_page_reads_page_and_per_page_as_search_does(library):
