@@ -46,6 +46,8 @@ class Term:
     negated: bool
     clause: ColumnElement[bool]
     description: str
+    # the term without its "-": the rows a negated term leaves out
+    positive: ColumnElement[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,11 @@ class Table:
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
-        total = count(not query.terms, *query.where())
+        if len(query.terms) == 1 and query.terms[0].negated and id_sets_only:
+            # all but a set of ids: counting the set and the rows beats testing every row against it
+            total = count(True) - count(True, query.terms[0].positive)
+        else:
+            total = count(not query.terms, *query.where())
         where = query.where()
         if position is not None:
             page = position.page
@@ -388,9 +394,10 @@ def parse(text: str | None, table: Table) -> Query:
                 if e.position is None:
                     e.position = position
                 raise
+        positive = clause
         if negated:
             clause, words = not_(clause), f"not {words}"
-        query.terms.append(Term(key, value, negated, clause, words))
+        query.terms.append(Term(key, value, negated, clause, words, positive))
     return query
 
 
