@@ -49,6 +49,11 @@ class Term:
     # the term without its "-": the rows a negated term leaves out
     positive: ColumnElement[bool] | None = None
 
+    def outside_of(self) -> ColumnElement[bool] | None:
+        """The set this term's rows are all rows but, when it is one: a negated term, or a
+        filter whose clause is a negated ForEngine (``dupe:no``, ``hashed:yes``)."""
+        return self.positive if self.negated else getattr(self.clause, "negation_of", None)
+
 
 @dataclass(frozen=True)
 class Sort:
@@ -164,9 +169,10 @@ class Table:
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
-        if len(query.terms) == 1 and query.terms[0].negated and id_sets_only:
+        outside = query.terms[0].outside_of() if len(query.terms) == 1 and id_sets_only else None
+        if outside is not None:
             # all but a set of ids: counting the set and the rows beats testing every row against it
-            total = count(True) - count(True, query.terms[0].positive)
+            total = count(True) - count(True, outside)
         else:
             total = count(not query.terms, *query.where())
         where = query.where()
@@ -318,7 +324,9 @@ class ForEngine(ColumnElement[bool]):
         self.default_negated = default_negated if default_negated is not None else not_(default)
 
     def _negate(self) -> ForEngine:
-        return ForEngine(self.default_negated, not_(self.sqlite), self.default)
+        negated = ForEngine(self.default_negated, not_(self.sqlite), self.default)
+        negated.negation_of = self  # Table.page counts "all but a set" as all rows less the set's
+        return negated
 
 
 @compiles(ForEngine)

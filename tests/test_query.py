@@ -104,7 +104,7 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
     for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6),
                         ("walk1 sort:-size", 1), ("error:no sort:-name", 7), ("nomatch", 0),
                         # one negated set: counted as all rows but the set's (the trashed one in neither)
-                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0)):
+                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0)):
         parsed = query.parse(text, LORAS)
         with library.store.db.read() as session:
             whole = scan.page(session, parsed, 1, 100)
