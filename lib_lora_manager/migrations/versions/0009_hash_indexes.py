@@ -28,7 +28,9 @@ _SQLITE_TRIGGERS = (
     "WHEN old.sha256 IS NOT NULL AND old.missing = 0 AND old.trashed_at IS NULL BEGIN "
     "UPDATE lora_hash_copies SET copies = copies - 1 WHERE sha256 = old.sha256; "
     "DELETE FROM lora_hash_copies WHERE sha256 = old.sha256 AND copies <= 0; END",
-    "CREATE TRIGGER loras_hash_copies_au AFTER UPDATE OF sha256, missing, trashed_at ON loras BEGIN "
+    # a scan rewrites rows without changing these: such an update leaves the copies alone
+    "CREATE TRIGGER loras_hash_copies_au AFTER UPDATE OF sha256, missing, trashed_at ON loras "
+    "WHEN old.sha256 IS NOT new.sha256 OR old.missing IS NOT new.missing OR old.trashed_at IS NOT new.trashed_at BEGIN "
     "UPDATE lora_hash_copies SET copies = copies - 1 "
     "WHERE sha256 = old.sha256 AND old.missing = 0 AND old.trashed_at IS NULL; "
     "DELETE FROM lora_hash_copies WHERE sha256 = old.sha256 AND copies <= 0; "
@@ -49,8 +51,15 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$""",
-    "CREATE TRIGGER loras_hash_copies_kept AFTER INSERT OR DELETE OR UPDATE OF sha256, missing, trashed_at ON loras "
-    "FOR EACH ROW EXECUTE FUNCTION loras_hash_copies_kept()",
+    # rows without a hash (a scan inserts them before hashing) and updates that change none of
+    # the three columns do not call the function
+    "CREATE TRIGGER loras_hash_copies_ai AFTER INSERT ON loras FOR EACH ROW WHEN (NEW.sha256 IS NOT NULL) "
+    "EXECUTE FUNCTION loras_hash_copies_kept()",
+    "CREATE TRIGGER loras_hash_copies_ad AFTER DELETE ON loras FOR EACH ROW WHEN (OLD.sha256 IS NOT NULL) "
+    "EXECUTE FUNCTION loras_hash_copies_kept()",
+    "CREATE TRIGGER loras_hash_copies_au AFTER UPDATE OF sha256, missing, trashed_at ON loras FOR EACH ROW "
+    "WHEN (OLD.sha256 IS DISTINCT FROM NEW.sha256 OR OLD.missing IS DISTINCT FROM NEW.missing "
+    "OR OLD.trashed_at IS DISTINCT FROM NEW.trashed_at) EXECUTE FUNCTION loras_hash_copies_kept()",
 )
 
 
@@ -73,11 +82,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        for trigger in ("ai", "ad", "au"):
-            op.execute(f"DROP TRIGGER IF EXISTS loras_hash_copies_{trigger}")
-    else:
-        op.execute("DROP TRIGGER IF EXISTS loras_hash_copies_kept ON loras")
+    on = "" if op.get_bind().dialect.name == "sqlite" else " ON loras"
+    for trigger in ("ai", "ad", "au"):
+        op.execute(f"DROP TRIGGER IF EXISTS loras_hash_copies_{trigger}{on}")
+    if on:
         op.execute("DROP FUNCTION IF EXISTS loras_hash_copies_kept()")
     op.drop_index('ix_lora_hash_copies_shared', table_name='lora_hash_copies')
     op.drop_table('lora_hash_copies')
