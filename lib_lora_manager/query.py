@@ -176,6 +176,12 @@ class Table:
         else:
             total = count(not query.terms, *query.where())
         where = query.where()
+        walked = 1 if position is not None else page  # pages' worth of matches the walk reads
+        if (not planner_knows and any(hasattr(t.clause, "row_test") for t in query.terms)
+                and walked * per_page * 10 * self._rows(session) < total * total):
+            # most rows match: a walk of the sort index fills the page after a few rows, testing
+            # each one's text, where a full-text term's id set lists every match first
+            where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
         if position is not None:
             page = position.page
             where.append(position.beyond(self, query))
@@ -183,7 +189,7 @@ class Table:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
         # a cursor starts the walk at its position: the walk skips nothing
         use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
-                                    lambda: session.scalar(select(func.max(self.id_column))) or 0)
+                                    lambda: self._rows(session))
         if not use_index and id_sets_only:
             hint = None  # few matches, each found by id: read them and sort, no index walked
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
@@ -201,6 +207,10 @@ class Table:
             return None
         value = getattr(last_row, query.sort_column().key)
         return _Cursor(query.fingerprint(), value, found.ids[-1], found.page + 1).write()
+
+    def _rows(self, session: Session) -> int:
+        """About how many rows the table holds: the largest id (the end of the primary key)."""
+        return session.scalar(select(func.max(self.id_column))) or 0
 
     def _hint(self, session: Session, index: str | None) -> str | None:
         if index is None or session.get_bind().dialect.name != "sqlite":

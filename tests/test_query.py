@@ -172,3 +172,22 @@ def test_few_matches_of_id_sets_are_read_by_id_and_many_walk_the_index():
     assert query.walk_unless_few(few_tags, 1, 48, 3000, lambda: 50_000)  # the page is found after 800 entries
     assert query.walk_unless_few(few_tags, 1, 48, 6000, lambda: 10**9)
     assert query.walk_unless_few(text, 1, 48, 10, lambda: 50_000)  # tested on the index entries themselves
+
+
+def test_a_term_most_rows_hold_finds_the_same_pages_by_testing_rows(library, lora_dir):
+    """When most rows match, a page walks the sort index testing each row's text rather than
+    listing the full-text index's matches first: the same ids, offset pages and cursors alike."""
+    for i in range(24):
+        make_lora(lora_dir, f"walk{i:02d}" if i % 8 else f"other{i:02d}", seed=i)
+    library.indexer.scan()
+    for text in ("walk", "walk sort:-size", "alk0 sort:-added", "wa"):
+        whole = [item.id for item in library.search(text, per_page=100).items]  # few pages' worth: the id sets
+        assert len(whole) > 6, text
+        singles = [library.search(text, page=n, per_page=1).items for n in (1, 2, 3)]  # 1 and 2 test the rows
+        assert [i.id for items in singles for i in items] == whole[:3], text
+        cursor, followed = None, []
+        for _ in range(3):
+            found = library.search(text, per_page=1, after=cursor)
+            followed += [i.id for i in found.items]
+            cursor = found.next
+        assert followed == whole[:3], text
