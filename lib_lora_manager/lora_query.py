@@ -12,22 +12,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, not_, or_, select, union
+from sqlalchemy import ColumnElement, and_, not_, or_, select, union
 
 from . import base_models, text_index
 from .errors import QueryError
 from .lora_info import ADAPTER_TYPES
-from .models import Lora, LoraTag, Tag, live
+from .models import Lora, LoraHashCopies, LoraTag, Tag, live
 from .query import (
     FilterFn,
     ForEngine,
     Table,
-    always_walk,
     flag_filter,
     ids_where,
-    like_escape,
     numeric_filter,
+    starts_with,
     time_filter,
+    walk_unless_few,
     yes_or_no,
 )
 from .vocabulary import LORA_HELP
@@ -81,18 +81,14 @@ def _folder(value: str):
     folder = value.strip().strip("/").replace("\\", "/")
     if not folder:
         return _ids_where(Lora.folder == ""), "in the top folder"
-    prefix = like_escape(folder) + "/%"
-    return _ids_where(or_(Lora.folder == folder, Lora.folder.like(prefix, escape="\\"))), f"in folder “{folder}”"
+    # the folder or anything under it, compared as stored (case and all): a range of its index
+    return _ids_where(or_(Lora.folder == folder, starts_with(Lora.folder, folder + "/"))), f"in folder “{folder}”"
 
 
 def _dupe(value: str):
     yes = yes_or_no("dupe", value)
-    shared = (
-        select(Lora.sha256)
-        .where(Lora.sha256.is_not(None), Lora.missing.is_(False), live())
-        .group_by(Lora.sha256)
-        .having(func.count() > 1)
-    )
+    # the hashes more than one present, live row holds (kept by the database: LoraHashCopies)
+    shared = select(LoraHashCopies.sha256).where(LoraHashCopies.copies > 1)
     clause = _ids_where(Lora.sha256.in_(shared))
     return (clause, "with a duplicate file") if yes else (not_(clause), "without duplicates")
 
@@ -101,13 +97,13 @@ def _hash(value: str):
     v = value.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{4,64}", v):
         raise QueryError(f"“hash:{value}”: use 4 to 64 hexadecimal digits")
-    pattern = like_escape(v) + "%"
-    prefixed = or_(Lora.sha256.like(pattern, escape="\\"), Lora.addnet_hash.like(pattern, escape="\\"))
-    # SQLite: hashes are stored as lower-case hex, so a prefix is a range of each column's
-    # index (its LIKE is case-insensitive and cannot use one); compared byte by byte there
-    end = v[:-1] + chr(ord(v[-1]) + 1)
-    ranges = union(select(Lora.id).where(Lora.sha256 >= v, Lora.sha256 < end),
-                   select(Lora.id).where(Lora.addnet_hash >= v, Lora.addnet_hash < end))
+    # hashes are stored as lower-case hex, which every collation orders as code points do: a
+    # prefix is a range of each column's plain index (the next prefix is found among hex digits,
+    # so no punctuation, which a collation may skip, bounds it)
+    end = v[:-1] + ("a" if v[-1] == "9" else chr(ord(v[-1]) + 1))
+    sha256, addnet = and_(Lora.sha256 >= v, Lora.sha256 < end), and_(Lora.addnet_hash >= v, Lora.addnet_hash < end)
+    prefixed = or_(sha256, addnet)
+    ranges = union(select(Lora.id).where(sha256), select(Lora.id).where(addnet))
     return ForEngine(prefixed, Lora.id.in_(ranges), not_(Lora.id.in_(select(Lora.id).where(prefixed)))), f"with hash {v}…"
 
 
@@ -162,7 +158,7 @@ def _not_trashed(indexed: bool) -> list[ColumnElement[bool]]:
 
 
 LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
-              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, index_walk=always_walk,
+              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, index_walk=walk_unless_few,
               page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
               count_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
               filter_count_index="ix_loras_page_rating")

@@ -24,6 +24,8 @@ class Base(DeclarativeBase):
 
 _LIVE = text("trashed_at IS NULL")
 _ERROR = text("error IS NOT NULL")
+_UNHASHED = text("sha256 IS NULL")
+_SHARED = text("copies > 1")
 # the columns the library pages are sorted by, and those its filters test (see Lora's indexes)
 LORA_SORT_COLUMNS = ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")
 LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "use_count",
@@ -146,6 +148,8 @@ class Lora(Base):
                 sqlite_where=_LIVE, postgresql_where=_LIVE)
           for column in LORA_SORT_COLUMNS),
         Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR),
+        # "hashed:": PostgreSQL reads the whole table for "sha256 IS NULL" rather than the hash index
+        Index("ix_loras_unhashed", "id", sqlite_where=_UNHASHED, postgresql_where=_UNHASHED),
     )
 
 
@@ -179,6 +183,20 @@ class LoraMetadata(Base):
 
     lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
     metadata_json: Mapped[str] = mapped_column(SafeText)
+
+
+class LoraHashCopies(Base):
+    """How many rows hold each hash among those present and not in the trash: "dupe:" reads the
+    few hashes held more than once from a small index instead of grouping every hash. Kept in
+    step by triggers on ``loras`` (migration 0009) in the transaction of every write; a
+    migration that rebuilds ``loras`` (SQLite batch mode) must create them again."""
+
+    __tablename__ = "lora_hash_copies"
+
+    sha256: Mapped[str] = mapped_column(SafeString(64), primary_key=True)
+    copies: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_lora_hash_copies_shared", "sha256", sqlite_where=_SHARED, postgresql_where=_SHARED),)
 
 
 class Tag(Base):

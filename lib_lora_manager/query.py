@@ -30,6 +30,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 from . import fields
 from .errors import InvalidInput, QueryError
@@ -45,6 +46,13 @@ class Term:
     negated: bool
     clause: ColumnElement[bool]
     description: str
+    # the term without its "-": the rows a negated term leaves out
+    positive: ColumnElement[bool] | None = None
+
+    def outside_of(self) -> ColumnElement[bool] | None:
+        """The set this term's rows are all rows but, when it is one: a negated term, or a
+        filter whose clause is a negated ForEngine (``dupe:no``, ``hashed:yes``)."""
+        return self.positive if self.negated else getattr(self.clause, "negation_of", None)
 
 
 @dataclass(frozen=True)
@@ -62,21 +70,35 @@ class IdPage(NamedTuple):
     per_page: int
 
 
-# whether a page walks the sort index: (query, page, per_page, matches, count of all rows) -> bool
+# whether a page walks the sort index: (query, page, per_page, matches, how many rows the table
+# holds: an estimate, the largest id, read from the end of the primary key) -> bool
 IndexWalk = Callable[["Query", int, int, int, Callable[[], int]], bool]
 
 
-def most_rows_match(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+def most_rows_match(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
     """Walk the sort index only when most rows match. The walk stops after the page, but it reads
     rows in index order (random on disk) and tests the filters on each: for few matches one scan
     plus a sort of the matches is cheaper."""
-    return not query.terms or total * 2 > count_all()
+    return not query.terms or total * 2 > rows()
 
 
-def always_walk(query: Query, page: int, per_page: int, total: int, count_all: Callable[[], int]) -> bool:
+def always_walk(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
     """Walk the sort index for every page: right when each sort key's index holds every column
     the filters test (models: the page indexes), so the walk never reads a row."""
     return True
+
+
+def walk_unless_few(query: Query, page: int, per_page: int, total: int, rows: Callable[[], int]) -> bool:
+    """Walk the sort index (as ``always_walk``) unless the matches are few and each term is a set
+    of ids from its own index: a walk tests about ``rows × (skipped + per_page) / matches``
+    entries to fill the page (every entry when fewer match than a page holds), where reading the
+    few matches by id and sorting them costs one row each (counted as ten entries)."""
+    if total > _FEW_MATCHES or not all(t.key in query.table.id_set_keys for t in query.terms):
+        return True
+    return total * total * 10 >= page * per_page * rows()
+
+
+_FEW_MATCHES = 5000  # past this the walk wins for any table size the count would be worth taking for
 
 
 def _no_base_where(indexed: bool) -> list[ColumnElement[bool]]:
@@ -147,13 +169,29 @@ class Table:
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
-        total = count(not query.terms, *query.where())
-        where = query.where()
-        if position is not None:
-            page, use_index = position.page, True
-            where.append(position.beyond(self, query))
+        outside = query.terms[0].outside_of() if len(query.terms) == 1 and id_sets_only else None
+        if outside is not None:
+            # all but a set of ids: counting the set and the rows beats testing every row against it
+            total = count(True) - count(True, outside)
         else:
-            use_index = self.index_walk(query, page, per_page, total, lambda: count(True))
+            total = count(not query.terms, *query.where())
+        where = query.where()
+        walked = 1 if position is not None else page  # pages' worth of matches the walk reads
+        if (not planner_knows and any(hasattr(t.clause, "row_test") for t in query.terms)
+                and walked * per_page * 10 * self._rows(session) < total * total):
+            # most rows match: a walk of the sort index fills the page after a few rows, testing
+            # each one's text, where a full-text term's id set lists every match first
+            where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
+        if position is not None:
+            page = position.page
+            where.append(position.beyond(self, query))
+        if total == 0 or position is None and (page - 1) * per_page >= total:
+            return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        # a cursor starts the walk at its position: the walk skips nothing
+        use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
+                                    lambda: self._rows(session))
+        if not use_index and id_sets_only:
+            hint = None  # few matches, each found by id: read them and sort, no index walked
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
@@ -169,6 +207,10 @@ class Table:
             return None
         value = getattr(last_row, query.sort_column().key)
         return _Cursor(query.fingerprint(), value, found.ids[-1], found.page + 1).write()
+
+    def _rows(self, session: Session) -> int:
+        """About how many rows the table holds: the largest id (the end of the primary key)."""
+        return session.scalar(select(func.max(self.id_column))) or 0
 
     def _hint(self, session: Session, index: str | None) -> str | None:
         if index is None or session.get_bind().dialect.name != "sqlite":
@@ -292,7 +334,9 @@ class ForEngine(ColumnElement[bool]):
         self.default_negated = default_negated if default_negated is not None else not_(default)
 
     def _negate(self) -> ForEngine:
-        return ForEngine(self.default_negated, not_(self.sqlite), self.default)
+        negated = ForEngine(self.default_negated, not_(self.sqlite), self.default)
+        negated.negation_of = self  # Table.page counts "all but a set" as all rows less the set's
+        return negated
 
 
 @compiles(ForEngine)
@@ -368,9 +412,10 @@ def parse(text: str | None, table: Table) -> Query:
                 if e.position is None:
                     e.position = position
                 raise
+        positive = clause
         if negated:
             clause, words = not_(clause), f"not {words}"
-        query.terms.append(Term(key, value, negated, clause, words))
+        query.terms.append(Term(key, value, negated, clause, words, positive))
     return query
 
 
@@ -402,6 +447,40 @@ def _parse_sort(table: Table, value: str, position: int) -> Sort:
 
 def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_LAST_CODE_POINT = 0x10FFFF
+
+
+def after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix``, in code point
+    order (SQLite's BINARY collation, PostgreSQL's C order and its pattern operators), or None
+    when there is none (every character is the last code point). Surrogates, which no database
+    stores, are skipped."""
+    stem = prefix.rstrip(chr(_LAST_CODE_POINT))
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
+
+def starts_with(column, prefix: str) -> ColumnElement[bool]:
+    """Values of ``column`` that start with ``prefix``, as a range of its index.
+
+    A LIKE cannot say this through an index on either engine: SQLite's LIKE ignores ASCII case
+    (its indexes do not), and PostgreSQL finds a range in ``LIKE $1`` only when it sees the
+    pattern, which a prepared statement's generic plan does not. The range is compared in code
+    point order: on PostgreSQL by the pattern operators, which a ``text_pattern_ops`` index
+    serves whatever the database's collation. No character of the prefix is special."""
+    if isinstance(column.type, TypeDecorator):  # bounded as stored (dbtypes.FsPath: escapes as stand-ins)
+        prefix = column.type.process_bind_param(prefix, None)
+    end = after_prefix(prefix)
+    on_sqlite = column >= prefix if end is None else and_(column >= prefix, column < end)
+    ge, lt = column.op("~>=~", is_comparison=True), column.op("~<~", is_comparison=True)
+    elsewhere = ge(prefix) if end is None else and_(ge(prefix), lt(end))
+    return ForEngine(elsewhere, on_sqlite)
 
 
 def yes_or_no(key: str, value: str) -> bool:

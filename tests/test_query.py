@@ -101,7 +101,10 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
     library.files.trash(library.ids("walk7"))
     walk = dataclasses.replace(LORAS, index_walk=lambda *facts: True)
     scan = dataclasses.replace(LORAS, index_walk=lambda *facts: False)
-    for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6)):
+    for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6),
+                        ("walk1 sort:-size", 1), ("error:no sort:-name", 7), ("nomatch", 0),
+                        # one negated set: counted as all rows but the set's (the trashed one in neither)
+                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0)):
         parsed = query.parse(text, LORAS)
         with library.store.db.read() as session:
             whole = scan.page(session, parsed, 1, 100)
@@ -110,6 +113,14 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
                 pages = [table.page(session, parsed, page, 2) for page in (1, 2, 3, 4)]
                 assert [p.ids for p in pages] == [whole.ids[i:i + 2] for i in (0, 2, 4, 6)], (text, table.index_walk)
                 assert [(p.total, p.page, p.per_page) for p in pages] == [(total, n, 2) for n in (1, 2, 3, 4)]
+                cursor_ids, found = [], table.page(session, parsed, 1, 2)  # cursors, either way too
+                while True:
+                    cursor_ids += found.ids
+                    after = table.next_cursor(parsed, found, session.get(Lora, found.ids[-1]) if found.ids else None)
+                    if after is None:
+                        break
+                    found = table.page(session, parsed, 1, 2, after)
+                assert cursor_ids == whole.ids, (text, table.index_walk)
 
 
 def test_page_reads_page_and_per_page_as_search_does(library):
@@ -121,3 +132,62 @@ def test_page_reads_page_and_per_page_as_search_does(library):
                 LORAS.page(session, parsed, 1, per_page)
         with pytest.raises(InvalidInput, match="page must be between"):
             LORAS.page(session, parsed, 0, 10)
+
+
+def test_folder_is_the_folder_and_what_is_under_it_whatever_its_characters(library, lora_dir):
+    """folder:x is a range of the folder index (x/ up to x0): no character of x is a pattern,
+    case counts as in every other comparison of paths, and names that are not UTF-8 (surrogate
+    escapes, stored as stand-ins) or end in the last code point are bounded as stored."""
+    folders = ["50%", "50x", "50%/deep", "a_b", "axb", "ünï", "ünïx", "ünï/deep/er", "Styles/sub", "styles",
+               "z\U0010ffff", "z\U0010ffff/in", "z\U0010ffffa", "caf\udce9", "caf\udce9/sub", "caf\udce9x"]
+    for n, folder in enumerate(folders):
+        make_lora(lora_dir / folder, f"f{n:02d}", seed=n)
+    library.indexer.scan()
+
+    def found(folder: str) -> set[str]:
+        return {folders[int(path.rsplit("/", 1)[-1][1:3])] for path in
+                (item.relpath for item in library.search(f'folder:"{folder}"', per_page=100).items)}
+
+    assert found("50%") == {"50%", "50%/deep"}
+    assert found("a_b") == {"a_b"}
+    assert found("ünï") == {"ünï", "ünï/deep/er"}
+    assert found("ünï/deep") == {"ünï/deep/er"}
+    assert found("styles") == {"styles"} and found("Styles") == {"Styles/sub"}
+    assert found("z\U0010ffff") == {"z\U0010ffff", "z\U0010ffff/in"}
+    assert found("caf\udce9") == {"caf\udce9", "caf\udce9/sub"}
+    assert len(library.ids('-folder:"50%"')) == len(folders) - 2
+
+
+def test_the_next_prefix_skips_surrogates_and_the_last_code_point():
+    assert query.after_prefix("a/") == "a0"
+    assert query.after_prefix("ab\U0010ffff\U0010ffff") == "ac"
+    assert query.after_prefix("\U0010ffff") is None
+    assert query.after_prefix("x\ud7ff") == "x\ue000"
+    assert query.after_prefix("%_\\") == "%_]"
+
+
+def test_few_matches_of_id_sets_are_read_by_id_and_many_walk_the_index():
+    few_tags, text = query.parse("tag:x", LORAS), query.parse("rating:5", LORAS)
+    assert not query.walk_unless_few(few_tags, 1, 48, 100, lambda: 50_000)
+    assert query.walk_unless_few(few_tags, 1, 48, 3000, lambda: 50_000)  # the page is found after 800 entries
+    assert query.walk_unless_few(few_tags, 1, 48, 6000, lambda: 10**9)
+    assert query.walk_unless_few(text, 1, 48, 10, lambda: 50_000)  # tested on the index entries themselves
+
+
+def test_a_term_most_rows_hold_finds_the_same_pages_by_testing_rows(library, lora_dir):
+    """When most rows match, a page walks the sort index testing each row's text rather than
+    listing the full-text index's matches first: the same ids, offset pages and cursors alike."""
+    for i in range(24):
+        make_lora(lora_dir, f"walk{i:02d}" if i % 8 else f"other{i:02d}", seed=i)
+    library.indexer.scan()
+    for text in ("walk", "walk sort:-size", "alk0 sort:-added", "wa"):
+        whole = [item.id for item in library.search(text, per_page=100).items]  # few pages' worth: the id sets
+        assert len(whole) > 6, text
+        singles = [library.search(text, page=n, per_page=1).items for n in (1, 2, 3)]  # 1 and 2 test the rows
+        assert [i.id for items in singles for i in items] == whole[:3], text
+        cursor, followed = None, []
+        for _ in range(3):
+            found = library.search(text, per_page=1, after=cursor)
+            followed += [i.id for i in found.items]
+            cursor = found.next
+        assert followed == whole[:3], text

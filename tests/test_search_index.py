@@ -150,8 +150,9 @@ def test_sqlite_without_fts5_falls_back_and_catches_up(tmp_path, lora_dir, monke
     assert "no FTS5" in caplog.text
     with library.store.db.engine.connect() as conn:
         assert text_index.in_step(conn)  # in step for this engine: nothing it cannot run
-        triggers = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").scalar()
-    assert triggers == 0
+        triggers = [r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+    # the full-text triggers are gone; those keeping the copies of each hash need no FTS5
+    assert sorted(triggers) == ["loras_hash_copies_ad", "loras_hash_copies_ai", "loras_hash_copies_au"]
     parsed = text_index.match(Lora.id, Lora.search_text, "anime")
     assert "MATCH" not in str(select(Lora.id).where(parsed).compile(library.store.db.engine))
     make_lora(lora_dir, "castle_keepme", seed=2)  # written while the index cannot follow
@@ -305,5 +306,90 @@ def test_migration_0007_indexes_a_0006_database_with_data(engine, tmp_path):
             indexes = {i["name"] for i in inspect(conn).get_indexes("loras")}
         assert "ix_loras_page_sort_name" in indexes and "ix_loras_live_sort_name" not in indexes
         assert_in_step(library, ("keepme", "style", "hair", "e k"))
+    finally:
+        library.close()
+
+
+# --- copies per hash (dupe:), kept by triggers ------------------------------------------------
+
+
+def assert_copies_in_step(library) -> set[int]:
+    """lora_hash_copies holds, for each hash, how many rows present and not in the trash hold
+    it; dupe:yes finds the live rows holding a hash more than one does. Returns those ids."""
+    with library.store.db.read() as session:
+        kept = dict(session.execute(text("SELECT sha256, copies FROM lora_hash_copies")).all())
+        rows = session.execute(select(Lora.id, Lora.sha256, Lora.missing, Lora.trashed_at)).all()
+    counted = [r for r in rows if r.sha256 is not None and not r.missing and r.trashed_at is None]
+    expected = {h: sum(1 for r in counted if r.sha256 == h) for h in {r.sha256 for r in counted}}
+    assert kept == expected
+    dupes = {r.id for r in rows if r.trashed_at is None and expected.get(r.sha256, 0) > 1}
+    assert set(library.ids("dupe:yes")) == dupes
+    assert set(library.ids("dupe:no")) == {r.id for r in rows if r.trashed_at is None} - dupes
+    return dupes
+
+
+def test_every_kind_of_write_keeps_the_copies_of_each_hash_in_step(library, lora_dir):
+    original = make_lora(lora_dir / "a", "same")
+    for name in ("b/same", "b/copy", "c/copy"):
+        (lora_dir / name).parent.mkdir(exist_ok=True)
+        shutil.copy(original, lora_dir / f"{name}.safetensors")
+    make_lora(lora_dir, "alone", seed=3)
+    library.indexer.scan()
+    assert assert_copies_in_step(library) == set()  # not hashed yet
+    library.indexer.hash_pending()
+    four = assert_copies_in_step(library)
+    assert len(four) == 4
+    library.files.trash(library.ids("folder:c"))
+    assert len(assert_copies_in_step(library)) == 3
+    library.files.undo_trash()
+    assert len(assert_copies_in_step(library)) == 4
+    (lora_dir / "b" / "copy.safetensors").unlink()  # missing after a rescan
+    library.indexer.scan()
+    assert len(assert_copies_in_step(library)) == 4  # three copies counted; the missing row shares their hash
+    db = library.store.db
+    with db.write() as session:  # a bulk UPDATE and DELETE, as a migration or a tool might write
+        session.execute(update(Lora).where(Lora.id.in_(library.ids("folder:a"))).values(sha256="f" * 64))
+    assert len(assert_copies_in_step(library)) == 3
+    with pytest.raises(RuntimeError), db.write() as session:  # rolled back: the copies too
+        session.execute(update(Lora).values(sha256="e" * 64))
+        raise RuntimeError
+    assert len(assert_copies_in_step(library)) == 3
+    with db.write() as session:
+        session.execute(text("DELETE FROM lora_tags"))
+        session.execute(Lora.__table__.delete().where(Lora.id.in_(library.ids("folder:b same"))))
+    assert assert_copies_in_step(library) == set()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0008")
+    with db.engine.begin() as conn:
+        for n, (sha256, missing, trashed) in enumerate(
+                [("a" * 64, False, None), ("a" * 64, False, None), ("a" * 64, True, None), ("a" * 64, False, 5.0),
+                 ("b" * 64, False, None), ("b" * 64, True, None), (None, False, None)]):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, favorite, nsfw, search_text, updated_at, use_count, sha256, trashed_at) VALUES (:path, '/r', "
+                ":rel, '', :rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, :missing, 'sd1', 'header', 'lora', 'sd1', "
+                "false, false, '', 1, 0, :sha256, :trashed)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "missing": missing, "sha256": sha256,
+                 "trashed": trashed})
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert dict(conn.execute(text("SELECT sha256, copies FROM lora_hash_copies")).all()) == {"a" * 64: 2, "b" * 64: 1}
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert len(assert_copies_in_step(library)) == 3  # the two counted and the missing one sharing their hash
+        assert library.search("hashed:no").total == 1 and library.search("hashed:yes").total == 5
     finally:
         library.close()
