@@ -1,0 +1,837 @@
+"""Scale benchmark: how scan, rescan, search, history search and memory grow from 10,000 to 200,000 LoRAs.
+
+    .venv/bin/python bench/scale.py [--dir /work/bench-scale] [--sizes 10000,50000,200000]
+                                    [--generations 10000,100000,1000000] [--db URL] [--queries 200]
+                                    [--cache auto|warm|cold] [--only build,scan,rescan,search,history,memory] [--json]
+
+The LoRA files are built once under ``--dir`` and reused: nested sets, one folder ("part") per
+step between sizes, so the 50,000 set is the 10,000 set plus a part of 40,000, each part scanned
+as one more LoRA folder. Files are bench/run.py's synthetic library (synth.py's realistic kohya
+headers, sparse data). Each size is then indexed into a fresh database (SQLite in ``--dir/work``,
+or a schema of its own in the PostgreSQL database at ``--db``) and measured next to a floor
+taken in the same run:
+
+- cold scan: against reading and parsing the same headers with orjson in one thread. Warm when
+  the set's headers fit in the page cache (the floor is run once first so both are warm), cold
+  when they cannot (each run then starts with the set's pages evicted by ``posix_fadvise``,
+  which touches no other process's cache); the table says which.
+- no-change rescan: against ``os.walk`` + ``stat`` of the same files, both warm.
+- search: the query set of bench/run.py over REST (FastAPI in-process), p50 and p95.
+- history: bench/history.py's query set over REST at each ``--generations`` size (histories
+  built the first time and reused: SQLite files under ``--dir/work``, or PostgreSQL schemas).
+- memory: the standalone server (``python -m lib_lora_manager serve``) at the largest size:
+  resident memory idle after answering a request, and the peaks while it scans the largest set
+  into an empty database (its own and its worker processes').
+
+Then how each figure grows from the smallest size to the largest, next to how the work grows.
+Progress goes to stderr, the table (or ``--json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import history as history_bench  # noqa: E402  (bench/history.py)
+import run as library_bench  # noqa: E402  (bench/run.py)
+
+REPO = library_bench.ROOT
+BUILD_VERSION = 1  # bump when the files of a part change, so cached parts are rebuilt
+STAGES = ("build", "scan", "rescan", "search", "history", "memory")
+log = library_bench.log
+timed = library_bench.timed
+
+
+# --- the nested LoRA sets ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """Files ``start`` to ``end`` of the nested sets, in their own folder."""
+
+    start: int
+    end: int
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.start:07d}-{self.end:07d}"
+
+    @property
+    def count(self) -> int:
+        return self.end - self.start
+
+
+def parts_for(sizes: list[int]) -> list[Part]:
+    """One part per step between consecutive sizes: the set of size N is every part ending ≤ N."""
+    bounds = [0, *sorted(sizes)]
+    return [Part(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def set_roots(base: Path, parts: list[Part], size: int) -> list[Path]:
+    return [base / "loras" / p.name for p in parts if p.end <= size]
+
+
+def read_manifest(base: Path) -> dict:
+    path = base / "parts.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def build_parts(base: Path, parts: list[Part], processes: int = 2) -> dict:
+    """Write every part not built yet (or built by another BUILD_VERSION); returns the manifest:
+    per part, the seconds it took, ms per file, and the disk it uses."""
+    manifest = read_manifest(base)
+    for part in parts:
+        entry = manifest.get(part.name)
+        folder = base / "loras" / part.name
+        if entry and entry.get("version") == BUILD_VERSION and folder.exists():
+            continue
+        if folder.exists():  # an interrupted build: start the part again
+            shutil.rmtree(folder)
+        free = shutil.disk_usage(base).free
+        log(f"build: {part.name}: writing {part.count:,} files with {processes} processes "
+            f"({free / 1e9:.0f} GB free on the disk)")
+        plans = [dataclasses.replace(p, seed=part.start + p.seed)  # every file of every part differs
+                 for p in library_bench.plan_library(part.count, 0, seed=1 + part.start)]
+        chunks = [(str(folder), plans[i:i + 250]) for i in range(0, len(plans), 250)]
+        started, done, next_log = time.perf_counter(), 0, 5000
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            for count in pool.imap_unordered(library_bench.write_plans, chunks):
+                done += count
+                if done >= next_log:
+                    next_log += 5000
+                    spent = time.perf_counter() - started
+                    log(f"  {done:,}/{part.count:,} files, {spent:.0f} s, about "
+                        f"{spent / done * (part.count - done):.0f} s left")
+        seconds = time.perf_counter() - started
+        os.sync()  # the disk use below, and later cold runs, see the files on disk
+        loras, sidecars, folders, apparent, real = library_bench.disk_usage(folder)
+        manifest[part.name] = {"version": BUILD_VERSION, "start": part.start, "end": part.end,
+                               "seconds": round(seconds, 1), "ms_per_file": round(seconds / part.count * 1000, 2),
+                               "loras": loras, "sidecars": sidecars, "folders": folders,
+                               "apparent_bytes": apparent, "real_bytes": real, "built_at": time.time(),
+                               "load": os.getloadavg()[0]}
+        (base / "parts.json").write_text(json.dumps(manifest, indent=1))
+        log(f"build: {part.name} done in {seconds:.0f} s ({seconds / part.count * 1000:.1f} ms per file with "
+            f"{processes} processes), {real / 1e9:.1f} GB on disk ({real / max(loras, 1) / 1024:.0f} KB per LoRA)")
+    return manifest
+
+
+# --- results ----------------------------------------------------------------------------------
+
+LINEAR_LIMIT = 1.1  # a scan's growth exponent (see growth) may exceed 1 by this much: noise, not a trend
+FLAT_LIMIT = 0.25  # a paged search's: ×2.1 over 20× the data is still "close to flat"
+
+
+@dataclasses.dataclass
+class Figure:
+    stage: str
+    name: str  # the same name at every size: figures are compared across sizes by (stage, name)
+    size: int  # LoRAs indexed, or generations in the history
+    value: float
+    unit: str  # "s", "ms", "MB"
+    floor: float | None = None
+    floor_name: str = ""
+    grows: str = ""  # how it should grow with size: "linear", "flat", or "" (not compared)
+    note: str = ""
+    load: float = dataclasses.field(default_factory=lambda: os.getloadavg()[0])
+
+
+@dataclasses.dataclass
+class Growth:
+    stage: str
+    name: str
+    sizes: tuple[int, int]
+    values: tuple[float, float]
+    figure: float  # the figure at the largest size over the figure at the smallest
+    work: float  # the size at the largest over the smallest
+    exponent: float  # figure = work ** exponent: 1 is linear, 0 flat
+    floor: float | None  # the same ratio for the figure's floor, when it has one
+    expected: str
+    within: bool | None
+
+
+def growth(figures: list[Figure]) -> list[Growth]:
+    """For each figure measured at two sizes or more: how it grew from the smallest size to the
+    largest, against how the work grew. A figure that grows as fast as the work has exponent 1
+    (scans should: each file is read once), one that does not grow has 0 (a page of results)."""
+    series: dict[tuple[str, str], list[Figure]] = {}
+    for f in figures:
+        if f.grows:
+            series.setdefault((f.stage, f.name), []).append(f)
+    out = []
+    for (stage, name), measured in series.items():
+        measured.sort(key=lambda f: f.size)
+        small, large = measured[0], measured[-1]
+        if large.size <= small.size or small.value <= 0:
+            continue
+        work, ratio = large.size / small.size, large.value / small.value
+        exponent = math.log(ratio) / math.log(work)
+        floor = large.floor / small.floor if small.floor and large.floor else None
+        limit = LINEAR_LIMIT if small.grows == "linear" else FLAT_LIMIT
+        out.append(Growth(stage, name, (small.size, large.size), (small.value, large.value), ratio, work, exponent,
+                          floor, small.grows, exponent <= limit))
+    return out
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+class Databases:
+    """Where each index lives: a SQLite file in its data folder under ``--dir/work``, or (with
+    ``--db``) a schema of its own in that PostgreSQL database (``d<tag of --dir>_<name>``), so that
+    sizes never mix."""
+
+    def __init__(self, base: Path, url: str | None):
+        import zlib
+
+        self.base, self.url = base, url
+        # schemas of runs with another --dir must not be taken for this one's
+        self.prefix = f"d{zlib.crc32(str(base).encode()) % 10000:04d}"
+        if url:
+            self._create_trigram_extension()
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.url else "sqlite"
+
+    def data_dir(self, name: str) -> Path:
+        return self.base / "work" / self.kind / name
+
+    def url_for(self, name: str) -> str | None:
+        """The schema first in the search path: tables go there; ``public`` after it for extensions."""
+        if not self.url:
+            return None
+        return f"{self.url}{'&' if '?' in self.url else '?'}options=-csearch_path%3D{self.prefix}_{name}%2Cpublic"
+
+    def reset(self, name: str) -> Path:
+        """An empty database and data folder for ``name``."""
+        if self.url:
+            schema = f"{self.prefix}_{name}"
+            self._execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', f'CREATE SCHEMA "{schema}"')
+        return library_bench.fresh_dir(self.data_dir(name))
+
+    def ensure(self, name: str) -> Path:
+        """The database ``name`` as it is, created empty when missing."""
+        if self.url:
+            self._execute(f'CREATE SCHEMA IF NOT EXISTS "{self.prefix}_{name}"')
+        folder = self.data_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _create_trigram_extension(self) -> None:
+        """pg_trgm in ``public``, where every schema's search path finds it, when the server has it
+        (created inside one benchmark schema, it would vanish with that schema)."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self._execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        except DBAPIError as e:
+            log(f"postgresql: pg_trgm not available ({type(e.orig).__name__}); searches use the fallback")
+
+    def _execute(self, *statements: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                for statement in statements:
+                    conn.execute(text(statement))
+        finally:
+            engine.dispose()
+
+
+# --- page cache and floors --------------------------------------------------------------------
+
+
+def mem_info() -> dict[str, int]:
+    """/proc/meminfo in bytes."""
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def cache_mode(requested: str, header_bytes: int) -> str:
+    """warm when the set's headers fit comfortably in the memory free now (other processes use
+    the rest), cold otherwise: a second read of a set larger than the cache comes from disk anyway."""
+    if requested != "auto":
+        return requested
+    return "warm" if header_bytes < 0.6 * mem_info()["MemAvailable"] else "cold"
+
+
+def lora_files(roots: list[Path]):
+    for root in roots:
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                yield os.path.join(dirpath, name)
+
+
+def evict(roots: list[Path]) -> float:
+    """Drop the set's pages from the page cache (written pages are flushed first, or they would
+    stay); only these files, so other processes on the machine keep theirs. Returns seconds."""
+    started = time.perf_counter()
+    os.sync()
+    for path in lora_files(roots):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - started
+
+
+def floor_orjson(roots: list[Path]) -> tuple[int, int]:
+    """The least a scan must do, in one thread: walk, open each .safetensors file, read its header
+    and parse it with orjson. Returns (files, header bytes)."""
+    import orjson
+
+    files = total = 0
+    for path in lora_files(roots):
+        if not path.endswith(".safetensors"):
+            continue
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if 0 < length <= library_bench.MAX_HEADER:
+                data = f.read(length)
+                total += len(data)
+                try:
+                    orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    pass
+        files += 1
+    return files, total
+
+
+def floor_walk(roots: list[Path]) -> int:
+    """The least a no-change rescan must do: list every folder, stat every file."""
+    return sum(library_bench.floor_stat_all(root) for root in roots)
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+class Sizes:
+    """The indexes of the LoRA sets, one per size, opened and reused across stages."""
+
+    def __init__(self, base: Path, parts: list[Part], manifest: dict, dbs: Databases, cache: str):
+        self.base, self.parts, self.manifest, self.dbs, self.cache = base, parts, manifest, dbs, cache
+
+    def roots(self, size: int) -> list[Path]:
+        return set_roots(self.base, self.parts, size)
+
+    def header_bytes(self, size: int) -> int:
+        """Disk the set uses: nearly all of it headers (the tensor data are holes)."""
+        return sum(self.manifest[p.name]["real_bytes"] for p in self.parts if p.end <= size)
+
+    @staticmethod
+    def name(size: int) -> str:
+        return f"scale_lib_{size}"
+
+    def open(self, size: int, *, fresh: bool):
+        from lib_lora_manager.library import Library
+
+        name = self.name(size)
+        folder = self.dbs.reset(name) if fresh else self.dbs.ensure(name)
+        return Library.open(str(folder), roots=[str(r) for r in self.roots(size)], database_url=self.dbs.url_for(name),
+                            hashing=False)
+
+    def marker(self, size: int, what: str) -> Path:
+        return self.dbs.data_dir(self.name(size)) / f"bench-{what}"
+
+    def indexed(self, size: int, figures: list[Figure]):
+        """The index of ``size``, scanning it first (timed, for information) if no stage did."""
+        if self.marker(size, "indexed").exists():
+            return self.open(size, fresh=False)
+        library = self.open(size, fresh=True)
+        log(f"  indexing {size:,} LoRAs (no index from an earlier run)")
+        seconds, report = timed(library.indexer.scan)
+        figures.append(Figure("scan", "index (info: no cold-scan stage)", size, seconds, "s", note=report.summary()))
+        self.marker(size, "indexed").write_text(report.summary())
+        return library
+
+
+def bench_scan(figures: list[Figure], sizes: Sizes, size: int) -> None:
+    """A scan of every file of the set into an empty database, against the orjson floor on the
+    same files in the same cache state, run before and after (the mean is the floor)."""
+    roots = sizes.roots(size)
+    mode = cache_mode(sizes.cache, sizes.header_bytes(size))
+
+    def prepare() -> None:
+        if mode == "cold":
+            evict(roots)
+
+    log(f"scan {size:,}: page cache {mode} ({sizes.header_bytes(size) / 1e9:.1f} GB of headers, "
+        f"{mem_info()['MemAvailable'] / 1e9:.1f} GB available)")
+    if mode == "warm":
+        floor_orjson(roots)  # reads the set into the page cache
+    prepare()
+    before_s, (files, header_bytes) = timed(floor_orjson, roots)
+    library = sizes.open(size, fresh=True)
+    prepare()
+    log(f"  floor {before_s:.1f} s; scanning")
+    scan_s, report = timed(library.indexer.scan)
+    library.close()
+    sizes.marker(size, "indexed").write_text(report.summary())
+    prepare()
+    after_s, _ = timed(floor_orjson, roots)
+    floor_s = (before_s + after_s) / 2
+    figures.append(Figure(
+        "scan", f"cold scan: empty database, {mode} page cache", size, scan_s, "s", floor_s, "orjson read+parse, 1 thread",
+        "linear", f"{scan_s / floor_s:.2f} × floor (floor {before_s:.1f} s before, {after_s:.1f} s after; "
+        f"{header_bytes / 1e9:.1f} GB of headers in {files:,} files); {report.files / scan_s:.0f} files/s; "
+        + report.summary()))
+    log(f"  scan {scan_s:.1f} s, floor after {after_s:.1f} s")
+
+
+def bench_rescan(figures: list[Figure], sizes: Sizes, size: int) -> None:
+    """A second scan with nothing changed, against os.walk + stat; both warm (a rescan follows
+    an index, or an earlier rescan, and the folders' inodes are small enough to stay cached)."""
+    roots = sizes.roots(size)
+    library = sizes.indexed(size, figures)
+    try:
+        library.indexer.scan()  # any first-time work after the index (warm caches, statistics) is not the rescan's
+        floor_walk(roots)
+        floor_s, walked = timed(floor_walk, roots)
+        rescan_s, report = timed(library.indexer.scan)
+    finally:
+        library.close()
+    figures.append(Figure("rescan", "no-change rescan (warm)", size, rescan_s, "s", floor_s,
+                          f"os.walk + stat of {walked:,} files", "linear",
+                          f"{rescan_s / floor_s:.1f} × floor; {report.unchanged:,} unchanged, {report.updated} re-read"))
+    log(f"rescan {size:,}: {rescan_s:.2f} s, walk {floor_s:.2f} s")
+
+
+def rest_client(library):
+    """The REST API in-process: FastAPI's routing, validation and JSON encoding, no socket."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lib_lora_manager import api
+
+    app = FastAPI()
+    api.mount(app.add_api_route, api.routes(lambda: library))
+    return TestClient(app)
+
+
+def latency(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": library_bench.percentile(values, 50), "p95": library_bench.percentile(values, 95),
+            "max": max(values)}
+
+
+def bench_search(figures: list[Figure], sizes: Sizes, size: int, count: int) -> dict:
+    """bench/run.py's query set (every key of the query language, first and deep pages) over
+    REST; the set is drawn from the library itself, so it differs a little between sizes."""
+    import random
+
+    from lib_lora_manager import api
+
+    library = sizes.indexed(size, figures)
+    try:
+        if not sizes.marker(size, "user-data").exists():
+            log(f"search {size:,}: adding tags, ratings and favorites")
+            spent, _ = timed(library_bench.add_user_data, library, random.Random(7))
+            sizes.marker(size, "user-data").write_text(f"{spent:.1f} s")
+        folders = library_bench._folders(library)  # pylint: disable=protected-access
+        stems = [item.name for item in library.search("sort:-size", 1, 200).items]
+        queries = library_bench.make_queries(random.Random(7), count, folders, stems)
+        client = rest_client(library)
+        url = f"{api.PREFIX}/loras"
+        client.get(url, params={"q": "", "page": 1, "per_page": 48}).raise_for_status()  # routing built, cache warm
+        log(f"search {size:,}: {len(queries)} queries over REST")
+        samples = []
+        for kind, q, page in queries:
+            seconds, response = timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
+            response.raise_for_status()
+            samples.append((seconds * 1000, kind, q, page, response.json()["total"]))
+    finally:
+        library.close()
+    times = [s[0] for s in samples]
+    overall = latency(times)
+    by_kind: dict[str, list[float]] = {}
+    for ms, kind, *_ in samples:
+        by_kind.setdefault(kind, []).append(ms)
+    for stat in ("p50", "p95"):
+        figures.append(Figure("search", f"library search {stat} (REST)", size, overall[stat], "ms", grows="flat",
+                              note=f"{len(samples)} queries, first and deep pages, 48 per page; max {overall['max']:.0f} ms"
+                              if stat == "p95" else ""))
+    return {"overall": overall, "by_kind": {k: latency(v) for k, v in sorted(by_kind.items())},
+            "slowest": [{"ms": round(ms, 1), "kind": kind, "q": q, "page": page, "total": total}
+                        for ms, kind, q, page, total in sorted(samples, reverse=True)[:5]]}
+
+
+def bench_history(figures: list[Figure], base: Path, dbs: Databases, generations: int, repeat: int) -> dict:
+    """bench/history.py's queries over REST, first page and a page one twentieth of the way in,
+    best of ``repeat`` each; the history is built the first time and reused."""
+    import contextlib
+
+    from lib_lora_manager import api
+
+    name = f"scale_history_{generations}"
+    folder = dbs.ensure(name)
+    log(f"history {generations:,}: opening (built the first time: about {generations / 4000:.0f} s or more)")
+    with contextlib.redirect_stdout(sys.stderr):  # open_history reports its build on stdout
+        opened_s, library = timed(history_bench.open_history, folder, dbs.url_for(name), generations)
+    deep = max(1, generations // 48 // 20)
+    rows, times = [], []
+    try:
+        client = rest_client(library)
+        url = f"{api.PREFIX}/history"
+        client.get(url, params={"q": "", "page": 1, "per_page": 48}).raise_for_status()
+        for q in history_bench.QUERIES:
+            for page in (1, deep):
+                best = math.inf
+                for _ in range(repeat):
+                    seconds, response = timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
+                    response.raise_for_status()
+                    best = min(best, seconds * 1000)
+                times.append(best)
+                rows.append({"q": q, "page": page, "ms": round(best, 1), "total": response.json()["total"]})
+    finally:
+        library.close()
+    overall = latency(times)
+    built = f"built in this run ({opened_s:.0f} s); " if opened_s > 10 else ""
+    for stat in ("p50", "p95"):
+        figures.append(Figure("history", f"history search {stat} (REST)", generations, overall[stat], "ms", grows="flat",
+                              note=f"{built}{len(times)} searches, best of {repeat}, first page and page {deep}; "
+                              f"max {overall['max']:.0f} ms" if stat == "p95" else ""))
+    log(f"history {generations:,}: p50 {overall['p50']:.1f} ms, p95 {overall['p95']:.1f} ms")
+    return {"overall": overall, "queries": rows}
+
+
+# --- memory of the standalone server ----------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak resident set since the process started) in bytes; {} once gone."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":", 1)
+                    out[key] = int(value.split()[0]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+class MemoryWatch:
+    """Samples a process and its descendants (scan workers) a few times a second: each one's
+    peak (VmHWM, read while it is alive), and the largest sum of resident sets seen at once.
+    The sum of peaks overstates (forked workers share pages with their parent, and their peaks
+    need not coincide); the largest simultaneous sum understates (sampling misses short peaks)."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        import threading
+
+        self.pid, self.interval = pid, interval
+        self.peaks: dict[int, int] = {}
+        self.names: dict[int, str] = {}
+        self.largest_sum = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                children = psutil.Process(self.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for pid in (self.pid, *(c.pid for c in children)):
+                status = proc_status(pid)
+                if status:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), status["VmHWM"])
+                    total += status["VmRSS"]
+                    if pid not in self.names:
+                        self.names[pid] = "server" if pid == self.pid else "child"
+            self.largest_sum = max(self.largest_sum, total)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def children_peaks(self) -> list[int]:
+        return [peak for pid, peak in self.peaks.items() if pid != self.pid]
+
+
+class Server:
+    """``python -m lib_lora_manager serve`` in a child process, on a free port."""
+
+    def __init__(self, data_dir: Path, roots: list[Path], url: str | None, *, scan: bool):
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        command = [sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data_dir),
+                   "--port", str(self.port), "--no-hashing", *(["--db", url] if url else []),
+                   *(["--no-scan"] if not scan else [])]
+        for root in roots:
+            command += ["--lora-dir", str(root)]
+        self.log_path = data_dir / "server.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop)
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        self.started = time.perf_counter()
+
+    def get(self, path: str, timeout: float = 60.0) -> dict:
+        import urllib.request
+
+        from lib_lora_manager import api
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{api.PREFIX}{path}", timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def wait_ready(self, timeout: float = 300.0) -> float:
+        """Seconds until the first REST answer."""
+        import urllib.error
+
+        while time.perf_counter() - self.started < timeout:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited ({self.process.returncode}); see {self.log_path}")
+            try:
+                self.get("/stats")
+                return time.perf_counter() - self.started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.25)
+        raise SystemExit(f"the server did not answer within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except Exception:  # noqa: BLE001  (subprocess.TimeoutExpired: it did not stop, so end it)
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def bench_memory(figures: list[Figure], sizes: Sizes, size: int) -> None:
+    """The server's memory with ``size`` LoRAs: idle after answering searches, over the index
+    the other stages built, then its peaks during a scan of the same files into an empty database."""
+    roots = sizes.roots(size)
+    library = sizes.indexed(size, figures)  # an index to serve; made now if no stage made one
+    library.close()
+    server = Server(sizes.dbs.data_dir(Sizes.name(size)), roots, sizes.dbs.url_for(Sizes.name(size)), scan=False)
+    try:
+        ready_s = server.wait_ready()
+        total = server.get("/loras?q=&page=1&per_page=48")["total"]
+        server.get("/loras?q=style&page=3&per_page=48")
+        server.get("/loras?q=sort:-size&page=200&per_page=48")
+        time.sleep(2)  # anything the answers started settles
+        idle = proc_status(server.process.pid)
+    finally:
+        server.stop()
+    mb = 1 / 2**20
+    figures.append(Figure("memory", "server resident memory, idle (VmRSS)", size, idle["VmRSS"] * mb, "MB", grows="flat",
+                          note=f"{total:,} LoRAs indexed, after 3 searches over REST; peak so far (VmHWM) "
+                          f"{idle['VmHWM'] * mb:.0f} MB; first answer {ready_s:.1f} s after start"))
+
+    name = f"scale_memscan_{size}"
+    data_dir = sizes.dbs.reset(name)
+    mode = cache_mode(sizes.cache, sizes.header_bytes(size))
+    if mode == "cold":
+        evict(roots)
+    log(f"memory {size:,}: the server scans {size:,} files into an empty database ({mode} page cache)")
+    server = Server(data_dir, roots, sizes.dbs.url_for(name), scan=True)
+    watch = MemoryWatch(server.process.pid)
+    try:
+        server.wait_ready()
+        while True:
+            status = server.get("/scan/status")
+            if not status["running"] and status["finished_at"]:
+                break
+            time.sleep(1)
+        scan_s = status["finished_at"] - status["started_at"]
+        watch.stop()
+        peak = proc_status(server.process.pid)["VmHWM"]
+        after = proc_status(server.process.pid)["VmRSS"]
+    finally:
+        watch.stop()
+        server.stop()
+    children = watch.children_peaks
+    figures.append(Figure(
+        "memory", "server peak during a cold scan (VmHWM)", size, peak * mb, "MB", grows="flat",
+        note=f"scan of {(status['last_report'] or {}).get('files', 0):,} files took {scan_s:.0f} s ({mode} page cache); "
+        f"resident after it {after * mb:.0f} MB; " + (
+            f"{len(children)} worker processes, sum of their peaks {sum(children) * mb:.0f} MB, "
+            f"largest one {max(children) * mb:.0f} MB; largest simultaneous sum of resident sets (sampled every "
+            f"{watch.interval} s) {watch.largest_sum * mb:.0f} MB" if children else "no worker processes")))
+    if children:
+        figures.append(Figure("memory", "server + scan workers: sum of peaks", size, (peak + sum(children)) * mb, "MB",
+                              grows="flat", note="overstates: workers share pages with the server they forked from"))
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    if unit == "MB":
+        return f"{value:,.0f} MB"
+    return library_bench.fmt(value, unit)
+
+
+def table(report: dict, figures: list[Figure], growths: list[Growth]) -> str:
+    out = [f"database: {report['database']}; load average (1 min) at start, end: {report['load'][0]:.2f}, "
+           f"{report['load'][-1]:.2f}; {report['cpus']} CPUs, {report['memory_gb']:.0f} GB RAM", ""]
+    out += ["files (built once, reused):"]
+    for line in report.get("build", []):
+        out.append(f"  {line}")
+    rows = [("stage", "size", "figure", "value", "floor", "floor is", "× floor", "load")]
+    for f in figures:
+        rows.append((f.stage, f"{f.size:,}", f.name, fmt(f.value, f.unit), fmt(f.floor, f.unit), f.floor_name,
+                     f"{f.value / f.floor:.2f}" if f.floor else "", f"{f.load:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    out += ["", *lines, "", "notes:"]
+    out += [f"  {f.stage} {f.size:,} / {f.name}: {f.note}" for f in figures if f.note]
+    if growths:
+        out += ["", "growth from the smallest size to the largest (exponent: figure grows as work ** exponent; "
+                f"1 linear, 0 flat; limits {LINEAR_LIMIT} for scans, {FLAT_LIMIT} for paged searches):"]
+        for g in growths:
+            verdict = "" if g.within is None else ("within" if g.within else "GROWS TOO FAST")
+            floor = f", its floor ×{g.floor:.1f}" if g.floor else ""
+            out.append(f"  {g.stage} / {g.name}: {g.sizes[0]:,} → {g.sizes[1]:,} (work ×{g.work:.0f}): "
+                       f"×{g.figure:.2f}{floor}; exponent {g.exponent:.2f}, expected {g.expected}: {verdict}")
+    for size, queries in report.get("search", {}).items():
+        out += ["", f"library search by kind at {int(size):,} LoRAs (ms):",
+                f"  {'kind':<16} {'n':>4} {'p50':>7} {'p95':>7} {'max':>7}"]
+        for kind, s in [("overall", queries["overall"]), *queries["by_kind"].items()]:
+            out.append(f"  {kind:<16} {s['n']:>4} {s['p50']:>7.1f} {s['p95']:>7.1f} {s['max']:>7.1f}")
+        out += [f"  slowest: {s['ms']:.0f} ms page {s['page']} {s['total']:,} hits [{s['kind']}] {s['q']!r}"
+                for s in queries["slowest"][:3]]
+    for size, hist in report.get("history", {}).items():
+        slow = sorted(hist["queries"], key=lambda r: -r["ms"])[:3]
+        out += ["", f"history at {int(size):,} generations, slowest: "
+                + "; ".join(f"{r['q'] or '(all)'!r} page {r['page']} {r['ms']:.0f} ms" for r in slow)]
+    out += ["", "stage durations: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["durations"].items())]
+    return "\n".join(out)
+
+
+def build_summary(base: Path, parts: list[Part], manifest: dict, sizes: list[int]) -> list[str]:
+    """How long the files took to write and what they use on disk, and whether the largest set
+    can be held in the page cache at all."""
+    lines = []
+    for p in parts:
+        m = manifest[p.name]
+        lines.append(f"{p.name}: {m['loras']:,} LoRAs + {m['sidecars']:,} sidecars in {m['folders']:,} folders; "
+                     f"written in {m['seconds']:.0f} s ({m['ms_per_file']:.1f} ms per file, 2 processes, load "
+                     f"{m.get('load', 0):.1f}); {m['real_bytes'] / 1e9:.1f} GB on disk "
+                     f"({m['real_bytes'] / max(m['loras'], 1) / 1024:.0f} KB per LoRA)")
+    memory = mem_info()
+    for size in sizes:
+        used = sum(manifest[p.name]["real_bytes"] for p in parts if p.end <= size)
+        fits = "fits in" if used < memory["MemTotal"] * 0.6 else "does NOT fit in"
+        lines.append(f"set of {size:,}: {used / 1e9:.1f} GB of headers on disk, {fits} the page cache "
+                     f"({memory['MemTotal'] / 1e9:.0f} GB RAM)")
+    lines.append(f"in {base / 'loras'}; {shutil.disk_usage(base).free / 1e9:.0f} GB free on that disk now")
+    return lines
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dir", type=Path, default=Path("/work/bench-scale"), help="built files and databases (outside the repo)")
+    p.add_argument("--sizes", default="10000,50000,200000", help="LoRA counts, comma-separated")
+    p.add_argument("--generations", default="10000,100000,1000000", help="history sizes, comma-separated")
+    p.add_argument("--db", help="a PostgreSQL URL (default: SQLite files in --dir)")
+    p.add_argument("--queries", type=int, default=200, help="library searches timed at each size")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each history search (the best is kept)")
+    p.add_argument("--cache", choices=("auto", "warm", "cold"), default="auto",
+                   help="page cache for cold scans: warm, cold (the set's pages evicted), or auto: warm when it fits")
+    p.add_argument("--only", default=",".join(STAGES[1:]),
+                   help=f"comma-separated stages of: {', '.join(STAGES)} (files are built for any stage that needs them)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    args = p.parse_args(argv)
+    try:
+        args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+        args.generations = sorted({int(s) for s in args.generations.split(",") if s.strip()})
+    except ValueError:
+        p.error("--sizes and --generations are comma-separated whole numbers")
+    if not args.sizes or min(args.sizes) < 1 or (args.generations and min(args.generations) < 1):
+        p.error("sizes must be positive")
+    args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.stages) - set(STAGES)
+    if unknown:
+        p.error(f"unknown stages {', '.join(sorted(unknown))}")
+    if args.db and not args.db.startswith("postgresql"):
+        p.error("--db takes a PostgreSQL URL (SQLite is the default)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    library_bench.logging_quiet()
+    base = args.dir.resolve()
+    if base == REPO or REPO in base.parents:
+        raise SystemExit(f"--dir {base} is inside the repository: the built data must live outside it")
+    base.mkdir(parents=True, exist_ok=True)
+    library_bench.hold_lock(base)
+    report: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                    "database": "postgresql" if args.db else "sqlite", "load": [os.getloadavg()[0]],
+                    "cpus": os.cpu_count(), "memory_gb": mem_info()["MemTotal"] / 1e9, "durations": {}}
+    figures: list[Figure] = []
+    durations = report["durations"]
+
+    def stage(name: str, fn, *fn_args):
+        started = time.perf_counter()
+        result = fn(*fn_args)
+        durations[name] = durations.get(name, 0.0) + time.perf_counter() - started
+        log(f"[{name}: {durations[name]:.0f} s so far]")
+        return result
+
+    parts = parts_for(args.sizes)
+    lora_stages = [s for s in ("scan", "rescan", "search", "memory") if s in args.stages]
+    manifest = stage("build", build_parts, base, parts) if lora_stages or "build" in args.stages else read_manifest(base)
+    if all(p.name in manifest for p in parts):
+        report["build"] = build_summary(base, parts, manifest, args.sizes)
+    dbs = Databases(base, args.db)
+    sizes = Sizes(base, parts, manifest, dbs, args.cache)
+    for size in args.sizes:
+        if "scan" in args.stages:
+            stage("scan", bench_scan, figures, sizes, size)
+        if "rescan" in args.stages:
+            stage("rescan", bench_rescan, figures, sizes, size)
+        if "search" in args.stages:
+            report.setdefault("search", {})[size] = stage("search", bench_search, figures, sizes, size, args.queries)
+    if "memory" in args.stages:
+        stage("memory", bench_memory, figures, sizes, args.sizes[-1])
+    if "history" in args.stages:
+        for generations in args.generations:
+            report.setdefault("history", {})[generations] = stage(
+                "history", bench_history, figures, base, dbs, generations, args.repeat)
+    report["load"].append(os.getloadavg()[0])
+    growths = growth(figures)
+    report["figures"] = [dataclasses.asdict(f) for f in figures]
+    report["growth"] = [dataclasses.asdict(g) for g in growths]
+    data = json.dumps(report, indent=2, ensure_ascii=False)
+    (base / f"results-{report['database']}.json").write_text(data, encoding="utf-8")  # the last run, to compare
+    print(data if args.json else table(report, figures, growths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
