@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/scale.py [--dir /work/bench-scale] [--sizes 10000,50000,200000]
                                     [--generations 10000,100000,1000000] [--db URL] [--queries 200]
-                                    [--cache auto|warm|cold] [--only build,scan,rescan,search,history,memory] [--json]
+                                    [--cache auto|warm|cold] [--only build,scan,rescan,search,memory,history]
+                                    [--merge RESULTS] [--json]
 
 The LoRA files are built once under ``--dir`` and reused: nested sets, one folder ("part") per
 step between sizes, so the 50,000 set is the 10,000 set plus a part of 40,000, each part scanned
@@ -11,20 +12,23 @@ headers, sparse data). Each size is then indexed into a fresh database (SQLite i
 or a schema of its own in the PostgreSQL database at ``--db``) and measured next to a floor
 taken in the same run:
 
-- cold scan: against reading and parsing the same headers with orjson in one thread. Warm when
-  the set's headers fit in the page cache (the floor is run once first so both are warm), cold
-  when they cannot (each run then starts with the set's pages evicted by ``posix_fadvise``,
-  which touches no other process's cache); the table says which.
+- cold scan: the standalone server (``python -m lib_lora_manager serve``) scanning the set into an
+  empty database, its scan timed by its own scan status, against reading and parsing the same
+  headers with orjson in one thread. Warm when the set's headers fit in the page cache (the floor
+  runs once first so both are warm, and again after), cold when they cannot (each run then
+  starts with the set's pages evicted by ``posix_fadvise``, which touches no other process's
+  cache); the table says which. Meanwhile the server's memory peak (VmHWM), and its worker
+  processes' if it has any.
 - no-change rescan: against ``os.walk`` + ``stat`` of the same files, both warm.
 - search: the query set of bench/run.py over REST (FastAPI in-process), p50 and p95.
+- memory: the server's resident memory over the index, idle after answering a few searches.
 - history: bench/history.py's query set over REST at each ``--generations`` size (histories
-  built the first time and reused: SQLite files under ``--dir/work``, or PostgreSQL schemas).
-- memory: the standalone server (``python -m lib_lora_manager serve``) at the largest size:
-  resident memory idle after answering a request, and the peaks while it scans the largest set
-  into an empty database (its own and its worker processes').
+  built the first time and reused: SQLite files under ``--dir/history``, or PostgreSQL schemas).
 
 Then how each figure grows from the smallest size to the largest, next to how the work grows.
-Progress goes to stderr, the table (or ``--json``) to stdout.
+Progress goes to stderr, the table (or ``--json``) to stdout. Runs can overlap where they do
+not share work: the file build, the LoRA databases and the histories are locked apart.
+``--merge`` adds an earlier run's figures at sizes this run did not measure.
 """
 
 from __future__ import annotations
@@ -46,9 +50,16 @@ import run as library_bench  # noqa: E402  (bench/run.py)
 
 REPO = library_bench.ROOT
 BUILD_VERSION = 1  # bump when the files of a part change, so cached parts are rebuilt
-STAGES = ("build", "scan", "rescan", "search", "history", "memory")
+STAGES = ("build", "scan", "rescan", "search", "memory", "history")
 log = library_bench.log
 timed = library_bench.timed
+
+
+def cpu_timed(fn, *args, **kwargs) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 # --- the nested LoRA sets ---------------------------------------------------------------------
@@ -80,6 +91,16 @@ def set_roots(base: Path, parts: list[Part], size: int) -> list[Path]:
     return [base / "loras" / p.name for p in parts if p.end <= size]
 
 
+_LOCKED: set[Path] = set()
+
+
+def lock(folder: Path) -> None:
+    """bench/run.py's lock on ``folder``, taken once per process (a second flock would fail)."""
+    if folder not in _LOCKED:
+        library_bench.hold_lock(folder)
+        _LOCKED.add(folder)
+
+
 def read_manifest(base: Path) -> dict:
     path = base / "parts.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -94,6 +115,9 @@ def build_parts(base: Path, parts: list[Part], processes: int = 2) -> dict:
         folder = base / "loras" / part.name
         if entry and entry.get("version") == BUILD_VERSION and folder.exists():
             continue
+        (base / "loras").mkdir(parents=True, exist_ok=True)
+        lock(base / "loras")  # one writer; runs that only read built parts go on meanwhile
+        manifest = read_manifest(base)  # as the last writer left it
         if folder.exists():  # an interrupted build: start the part again
             shutil.rmtree(folder)
         free = shutil.disk_usage(base).free
@@ -119,6 +143,7 @@ def build_parts(base: Path, parts: list[Part], processes: int = 2) -> dict:
                                "loras": loras, "sidecars": sidecars, "folders": folders,
                                "apparent_bytes": apparent, "real_bytes": real, "built_at": time.time(),
                                "load": os.getloadavg()[0]}
+        manifest = {**read_manifest(base), part.name: manifest[part.name]}
         (base / "parts.json").write_text(json.dumps(manifest, indent=1))
         log(f"build: {part.name} done in {seconds:.0f} s ({seconds / part.count * 1000:.1f} ms per file with "
             f"{processes} processes), {real / 1e9:.1f} GB on disk ({real / max(loras, 1) / 1024:.0f} KB per LoRA)")
@@ -190,12 +215,15 @@ class Databases:
     ``--db``) a schema of its own in that PostgreSQL database (``d<tag of --dir>_<name>``), so that
     sizes never mix."""
 
-    def __init__(self, base: Path, url: str | None):
+    def __init__(self, folder: Path, url: str | None):
         import zlib
 
-        self.base, self.url = base, url
+        self.url = url
+        self.folder = folder / self.kind
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock(self.folder)  # one run at a time on these databases
         # schemas of runs with another --dir must not be taken for this one's
-        self.prefix = f"d{zlib.crc32(str(base).encode()) % 10000:04d}"
+        self.prefix = f"d{zlib.crc32(str(folder).encode()) % 10000:04d}"
         if url:
             self._create_trigram_extension()
 
@@ -204,7 +232,7 @@ class Databases:
         return "postgresql" if self.url else "sqlite"
 
     def data_dir(self, name: str) -> Path:
-        return self.base / "work" / self.kind / name
+        return self.folder / name
 
     def url_for(self, name: str) -> str | None:
         """The schema first in the search path: tables go there; ``public`` after it for extensions."""
@@ -337,7 +365,7 @@ class Sizes:
 
     @staticmethod
     def name(size: int) -> str:
-        return f"scale_lib_{size}"
+        return f"lib_{size}"
 
     def open(self, size: int, *, fresh: bool):
         from lib_lora_manager.library import Library
@@ -363,36 +391,74 @@ class Sizes:
 
 
 def bench_scan(figures: list[Figure], sizes: Sizes, size: int) -> None:
-    """A scan of every file of the set into an empty database, against the orjson floor on the
-    same files in the same cache state, run before and after (the mean is the floor)."""
+    """The standalone server scanning every file of the set into an empty database, against the
+    orjson floor on the same files in the same page cache state, and the server's memory peaks
+    meanwhile. The scan's own time is the server's (its scan status), without the server's start.
+    Warm: the floor runs before and after the scan (the mean is the floor); cold: once before
+    (each cold pass reads every header from disk again)."""
+    from lib_lora_manager.scanner import ScanReport
+
     roots = sizes.roots(size)
     mode = cache_mode(sizes.cache, sizes.header_bytes(size))
-
-    def prepare() -> None:
-        if mode == "cold":
-            evict(roots)
-
     log(f"scan {size:,}: page cache {mode} ({sizes.header_bytes(size) / 1e9:.1f} GB of headers, "
-        f"{mem_info()['MemAvailable'] / 1e9:.1f} GB available)")
+        f"{mem_info()['MemAvailable'] / 1e9:.1f} GB available); floor first")
     if mode == "warm":
         floor_orjson(roots)  # reads the set into the page cache
-    prepare()
-    before_s, (files, header_bytes) = timed(floor_orjson, roots)
-    library = sizes.open(size, fresh=True)
-    prepare()
-    log(f"  floor {before_s:.1f} s; scanning")
-    scan_s, report = timed(library.indexer.scan)
-    library.close()
+    else:
+        evict(roots)
+    before_s, before_cpu, (files, header_bytes) = cpu_timed(floor_orjson, roots)
+    name = Sizes.name(size)
+    data_dir = sizes.dbs.reset(name)
+    if mode == "cold":
+        evict(roots)
+    log(f"  floor {before_s:.1f} s ({before_cpu:.1f} s CPU); the server scans")
+    server = Server(data_dir, roots, sizes.dbs.url_for(name), scan=False)
+    watch = MemoryWatch(server.process.pid)
+    try:
+        server.wait_ready()
+        cpu_before = server.cpu_seconds()  # its start (imports, the app) is not the scan's
+        server.post("/scan")
+        status = server.wait_scanned()
+        scan_cpu = server.cpu_seconds() - cpu_before
+        watch.stop()
+        server_status = proc_status(server.process.pid)
+    finally:
+        watch.stop()
+        server.stop()
+    if status["error"]:
+        raise SystemExit(f"the scan failed: {status['error']}; see {server.log_path}")
+    report = ScanReport(**status["last_report"])
+    scan_s = status["finished_at"] - status["started_at"]
     sizes.marker(size, "indexed").write_text(report.summary())
-    prepare()
-    after_s, _ = timed(floor_orjson, roots)
-    floor_s = (before_s + after_s) / 2
+    after_s = after_cpu = None
+    if mode == "warm":
+        after_s, after_cpu, _ = cpu_timed(floor_orjson, roots)
+    floor_s = before_s if after_s is None else (before_s + after_s) / 2
+    floor_cpu = before_cpu if after_cpu is None else (before_cpu + after_cpu) / 2
+    floors = f"floor {before_s:.1f} s before, {after_s:.1f} s after" if after_s is not None else "floor run once, before"
     figures.append(Figure(
-        "scan", f"cold scan: empty database, {mode} page cache", size, scan_s, "s", floor_s, "orjson read+parse, 1 thread",
-        "linear", f"{scan_s / floor_s:.2f} × floor (floor {before_s:.1f} s before, {after_s:.1f} s after; "
-        f"{header_bytes / 1e9:.1f} GB of headers in {files:,} files); {report.files / scan_s:.0f} files/s; "
-        + report.summary()))
-    log(f"  scan {scan_s:.1f} s, floor after {after_s:.1f} s")
+        "scan", f"cold scan: empty database, {mode} page cache", size, scan_s, "s", floor_s,
+        "orjson read+parse, 1 thread", "linear",
+        f"{scan_s / floor_s:.2f} × floor ({floors}; {header_bytes / 1e9:.1f} GB of headers in {files:,} files); "
+        f"{report.files / scan_s:.0f} files/s; by the standalone server (POST /scan); " + report.summary()))
+    figures.append(Figure(
+        "scan", "cold scan: CPU time (server and workers)", size, scan_cpu, "s", floor_cpu, "the floor's CPU time",
+        "linear", "CPU seconds are what a busy machine cannot blur: wall times stretch with other processes' load, "
+        "and a scan on several threads or processes takes a larger share of a busy machine than the one-thread floor"
+        + ("; PostgreSQL's own CPU is not counted" if sizes.dbs.url else "")))
+    log(f"  scan {scan_s:.1f} s" + (f", floor after {after_s:.1f} s" if after_s is not None else ""))
+    mb = 1 / 2**20
+    children = watch.children_peaks
+    figures.append(Figure(
+        "memory", "server peak during the cold scan (VmHWM)", size, server_status["VmHWM"] * mb, "MB", grows="flat",
+        note=f"resident after the scan {server_status['VmRSS'] * mb:.0f} MB; " + (
+            f"{len(children)} worker processes, sum of their peaks {sum(children) * mb:.0f} MB, largest "
+            f"{max(children) * mb:.0f} MB; largest sum of resident sets at one time (sampled every {watch.interval} s) "
+            f"{watch.largest_sum * mb:.0f} MB" if children else "no worker processes")))
+    if children:
+        figures.append(Figure("memory", "server + scan workers: sum of peaks", size,
+                              (server_status["VmHWM"] + sum(children)) * mb, "MB", grows="flat",
+                              note="overstates: workers share pages with the server they forked from"))
 
 
 def bench_rescan(figures: list[Figure], sizes: Sizes, size: int) -> None:
@@ -403,13 +469,14 @@ def bench_rescan(figures: list[Figure], sizes: Sizes, size: int) -> None:
     try:
         library.indexer.scan()  # any first-time work after the index (warm caches, statistics) is not the rescan's
         floor_walk(roots)
-        floor_s, walked = timed(floor_walk, roots)
-        rescan_s, report = timed(library.indexer.scan)
+        floor_s, floor_cpu, walked = cpu_timed(floor_walk, roots)
+        rescan_s, rescan_cpu, report = cpu_timed(library.indexer.scan)
     finally:
         library.close()
     figures.append(Figure("rescan", "no-change rescan (warm)", size, rescan_s, "s", floor_s,
                           f"os.walk + stat of {walked:,} files", "linear",
-                          f"{rescan_s / floor_s:.1f} × floor; {report.unchanged:,} unchanged, {report.updated} re-read"))
+                          f"{rescan_s / floor_s:.1f} × floor; CPU {rescan_cpu:.2f} s against {floor_cpu:.2f} s; "
+                          f"{report.unchanged:,} unchanged, {report.updated} re-read"))
     log(f"rescan {size:,}: {rescan_s:.2f} s, walk {floor_s:.2f} s")
 
 
@@ -451,34 +518,39 @@ def bench_search(figures: list[Figure], sizes: Sizes, size: int, count: int) -> 
         client.get(url, params={"q": "", "page": 1, "per_page": 48}).raise_for_status()  # routing built, cache warm
         log(f"search {size:,}: {len(queries)} queries over REST")
         samples = []
+        cpu = []
         for kind, q, page in queries:
-            seconds, response = timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
+            seconds, cpu_s, response = cpu_timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
             response.raise_for_status()
             samples.append((seconds * 1000, kind, q, page, response.json()["total"]))
+            cpu.append(cpu_s * 1000)
     finally:
         library.close()
     times = [s[0] for s in samples]
     overall = latency(times)
+    cpu_note = (f"; CPU time of this process (REST and SQLite: what the load cannot blur): p50 "
+                f"{library_bench.percentile(cpu, 50):.1f} ms, p95 {library_bench.percentile(cpu, 95):.1f} ms"
+                if not sizes.dbs.url else "")
     by_kind: dict[str, list[float]] = {}
     for ms, kind, *_ in samples:
         by_kind.setdefault(kind, []).append(ms)
     for stat in ("p50", "p95"):
         figures.append(Figure("search", f"library search {stat} (REST)", size, overall[stat], "ms", grows="flat",
                               note=f"{len(samples)} queries, first and deep pages, 48 per page; max {overall['max']:.0f} ms"
-                              if stat == "p95" else ""))
+                              f"{cpu_note}" if stat == "p95" else ""))
     return {"overall": overall, "by_kind": {k: latency(v) for k, v in sorted(by_kind.items())},
             "slowest": [{"ms": round(ms, 1), "kind": kind, "q": q, "page": page, "total": total}
                         for ms, kind, q, page, total in sorted(samples, reverse=True)[:5]]}
 
 
-def bench_history(figures: list[Figure], base: Path, dbs: Databases, generations: int, repeat: int) -> dict:
+def bench_history(figures: list[Figure], dbs: Databases, generations: int, repeat: int) -> dict:
     """bench/history.py's queries over REST, first page and a page one twentieth of the way in,
     best of ``repeat`` each; the history is built the first time and reused."""
     import contextlib
 
     from lib_lora_manager import api
 
-    name = f"scale_history_{generations}"
+    name = f"history_{generations}"
     folder = dbs.ensure(name)
     log(f"history {generations:,}: opening (built the first time: about {generations / 4000:.0f} s or more)")
     with contextlib.redirect_stdout(sys.stderr):  # open_history reports its build on stdout
@@ -614,6 +686,40 @@ class Server:
                 time.sleep(0.25)
         raise SystemExit(f"the server did not answer within {timeout:.0f} s; see {self.log_path}")
 
+    def post(self, path: str) -> dict:
+        import urllib.request
+
+        from lib_lora_manager import api
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{api.PREFIX}{path}", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and of its worker processes, living and ended."""
+        import psutil
+
+        process = psutil.Process(self.process.pid)
+        total = sum(process.cpu_times()[:4])  # user, system, and those of children it waited for
+        for child in process.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def wait_scanned(self) -> dict:
+        """Wait for the scan to finish; its final status."""
+        last_log = time.perf_counter()
+        while True:
+            status = self.get("/scan/status")
+            if not status["running"] and status["finished_at"]:
+                return status
+            if time.perf_counter() - last_log > 30:
+                last_log = time.perf_counter()
+                log(f"  {status['fraction'] * 100:.0f} %: {status['message']}")
+            time.sleep(1)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -625,59 +731,27 @@ class Server:
 
 
 def bench_memory(figures: list[Figure], sizes: Sizes, size: int) -> None:
-    """The server's memory with ``size`` LoRAs: idle after answering searches, over the index
-    the other stages built, then its peaks during a scan of the same files into an empty database."""
+    """The server's resident memory with the set of ``size`` indexed, idle: started over the
+    index the scan stage made (made now if there is none), after answering three searches."""
     roots = sizes.roots(size)
-    library = sizes.indexed(size, figures)  # an index to serve; made now if no stage made one
+    library = sizes.indexed(size, figures)
     library.close()
-    server = Server(sizes.dbs.data_dir(Sizes.name(size)), roots, sizes.dbs.url_for(Sizes.name(size)), scan=False)
+    name = Sizes.name(size)
+    server = Server(sizes.dbs.data_dir(name), roots, sizes.dbs.url_for(name), scan=False)
     try:
         ready_s = server.wait_ready()
         total = server.get("/loras?q=&page=1&per_page=48")["total"]
         server.get("/loras?q=style&page=3&per_page=48")
-        server.get("/loras?q=sort:-size&page=200&per_page=48")
+        server.get("/loras?q=sort:-size&page=20&per_page=48")
         time.sleep(2)  # anything the answers started settles
         idle = proc_status(server.process.pid)
     finally:
         server.stop()
     mb = 1 / 2**20
     figures.append(Figure("memory", "server resident memory, idle (VmRSS)", size, idle["VmRSS"] * mb, "MB", grows="flat",
-                          note=f"{total:,} LoRAs indexed, after 3 searches over REST; peak so far (VmHWM) "
+                          note=f"{total:,} LoRAs indexed, after 3 searches over REST; its peak so far (VmHWM) "
                           f"{idle['VmHWM'] * mb:.0f} MB; first answer {ready_s:.1f} s after start"))
-
-    name = f"scale_memscan_{size}"
-    data_dir = sizes.dbs.reset(name)
-    mode = cache_mode(sizes.cache, sizes.header_bytes(size))
-    if mode == "cold":
-        evict(roots)
-    log(f"memory {size:,}: the server scans {size:,} files into an empty database ({mode} page cache)")
-    server = Server(data_dir, roots, sizes.dbs.url_for(name), scan=True)
-    watch = MemoryWatch(server.process.pid)
-    try:
-        server.wait_ready()
-        while True:
-            status = server.get("/scan/status")
-            if not status["running"] and status["finished_at"]:
-                break
-            time.sleep(1)
-        scan_s = status["finished_at"] - status["started_at"]
-        watch.stop()
-        peak = proc_status(server.process.pid)["VmHWM"]
-        after = proc_status(server.process.pid)["VmRSS"]
-    finally:
-        watch.stop()
-        server.stop()
-    children = watch.children_peaks
-    figures.append(Figure(
-        "memory", "server peak during a cold scan (VmHWM)", size, peak * mb, "MB", grows="flat",
-        note=f"scan of {(status['last_report'] or {}).get('files', 0):,} files took {scan_s:.0f} s ({mode} page cache); "
-        f"resident after it {after * mb:.0f} MB; " + (
-            f"{len(children)} worker processes, sum of their peaks {sum(children) * mb:.0f} MB, "
-            f"largest one {max(children) * mb:.0f} MB; largest simultaneous sum of resident sets (sampled every "
-            f"{watch.interval} s) {watch.largest_sum * mb:.0f} MB" if children else "no worker processes")))
-    if children:
-        figures.append(Figure("memory", "server + scan workers: sum of peaks", size, (peak + sum(children)) * mb, "MB",
-                              grows="flat", note="overstates: workers share pages with the server they forked from"))
+    log(f"memory {size:,}: idle {idle['VmRSS'] * mb:.0f} MB")
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -763,7 +837,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", choices=("auto", "warm", "cold"), default="auto",
                    help="page cache for cold scans: warm, cold (the set's pages evicted), or auto: warm when it fits")
     p.add_argument("--only", default=",".join(STAGES[1:]),
-                   help=f"comma-separated stages of: {', '.join(STAGES)} (files are built for any stage that needs them)")
+                   help=f"comma-separated stages of: {', '.join(STAGES)}. scan: the server's cold scan and its memory "
+                   "peaks; memory: the server idle over the index; files are built for any stage that needs them")
+    p.add_argument("--merge", type=Path, metavar="RESULTS",
+                   help="add the figures of an earlier run's results file at sizes this run does not measure")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     args = p.parse_args(argv)
     try:
@@ -782,6 +859,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def merge_earlier(report: dict, figures: list[Figure], path: Path) -> None:
+    """Figures of an earlier run (its --json output or results file) at sizes this run did not
+    measure, so that the growth spans runs made at different times (marked in their notes)."""
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    measured = {(f.stage, f.name, f.size) for f in figures}
+    when = earlier.get("started", "an earlier run")
+    for data in earlier["figures"]:
+        figure = Figure(**data)
+        if (figure.stage, figure.name, figure.size) not in measured:
+            figure.note = f"[from the run of {when}] {figure.note}".rstrip()
+            figures.append(figure)
+    for key in ("search", "history"):
+        for size, value in earlier.get(key, {}).items():
+            report.setdefault(key, {}).setdefault(str(size), value)
+    figures.sort(key=lambda f: (STAGES.index(f.stage) if f.stage in STAGES else len(STAGES), f.size))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     library_bench.logging_quiet()
@@ -789,8 +883,8 @@ def main(argv: list[str] | None = None) -> int:
     if base == REPO or REPO in base.parents:
         raise SystemExit(f"--dir {base} is inside the repository: the built data must live outside it")
     base.mkdir(parents=True, exist_ok=True)
-    library_bench.hold_lock(base)
     report: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                    "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "database": "postgresql" if args.db else "sqlite", "load": [os.getloadavg()[0]],
                     "cpus": os.cpu_count(), "memory_gb": mem_info()["MemTotal"] / 1e9, "durations": {}}
     figures: list[Figure] = []
@@ -808,27 +902,31 @@ def main(argv: list[str] | None = None) -> int:
     manifest = stage("build", build_parts, base, parts) if lora_stages or "build" in args.stages else read_manifest(base)
     if all(p.name in manifest for p in parts):
         report["build"] = build_summary(base, parts, manifest, args.sizes)
-    dbs = Databases(base, args.db)
-    sizes = Sizes(base, parts, manifest, dbs, args.cache)
-    for size in args.sizes:
-        if "scan" in args.stages:
-            stage("scan", bench_scan, figures, sizes, size)
-        if "rescan" in args.stages:
-            stage("rescan", bench_rescan, figures, sizes, size)
-        if "search" in args.stages:
-            report.setdefault("search", {})[size] = stage("search", bench_search, figures, sizes, size, args.queries)
-    if "memory" in args.stages:
-        stage("memory", bench_memory, figures, sizes, args.sizes[-1])
+    if lora_stages:
+        sizes = Sizes(base, parts, manifest, Databases(base / "work", args.db), args.cache)
+        for size in args.sizes:
+            if "scan" in args.stages:
+                stage("scan", bench_scan, figures, sizes, size)
+            if "rescan" in args.stages:
+                stage("rescan", bench_rescan, figures, sizes, size)
+            if "search" in args.stages:
+                report.setdefault("search", {})[str(size)] = stage("search", bench_search, figures, sizes, size, args.queries)
+            if "memory" in args.stages:
+                stage("memory", bench_memory, figures, sizes, size)
     if "history" in args.stages:
+        histories = Databases(base / "history", args.db)  # locked apart: history runs beside LoRA runs
         for generations in args.generations:
-            report.setdefault("history", {})[generations] = stage(
-                "history", bench_history, figures, base, dbs, generations, args.repeat)
+            report.setdefault("history", {})[str(generations)] = stage(
+                "history", bench_history, figures, histories, generations, args.repeat)
     report["load"].append(os.getloadavg()[0])
+    if args.merge:
+        merge_earlier(report, figures, args.merge)
     growths = growth(figures)
     report["figures"] = [dataclasses.asdict(f) for f in figures]
     report["growth"] = [dataclasses.asdict(g) for g in growths]
     data = json.dumps(report, indent=2, ensure_ascii=False)
-    (base / f"results-{report['database']}.json").write_text(data, encoding="utf-8")  # the last run, to compare
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    (base / f"results-{report['database']}-{stamp}.json").write_text(data, encoding="utf-8")  # every run kept
     print(data if args.json else table(report, figures, growths))
     return 0
 
