@@ -3,7 +3,7 @@
     .venv/bin/python bench/scale.py [--dir /work/bench-scale] [--sizes 10000,50000,200000]
                                     [--generations 10000,100000,1000000] [--db URL] [--queries 200]
                                     [--cache auto|warm|cold] [--only build,scan,rescan,search,memory,history]
-                                    [--merge RESULTS] [--json]
+                                    [--at SIZES] [--merge RESULTS] [--json]
 
 The LoRA files are built once under ``--dir`` and reused: nested sets, one folder ("part") per
 step between sizes, so the 50,000 set is the 10,000 set plus a part of 40,000, each part scanned
@@ -552,7 +552,7 @@ def bench_history(figures: list[Figure], dbs: Databases, generations: int, repea
 
     name = f"history_{generations}"
     folder = dbs.ensure(name)
-    log(f"history {generations:,}: opening (built the first time: about {generations / 4000:.0f} s or more)")
+    log(f"history {generations:,}: opening (built the first time, then reused)")
     with contextlib.redirect_stdout(sys.stderr):  # open_history reports its build on stdout
         opened_s, library = timed(history_bench.open_history, folder, dbs.url_for(name), generations)
     deep = max(1, generations // 48 // 20)
@@ -839,6 +839,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(STAGES[1:]),
                    help=f"comma-separated stages of: {', '.join(STAGES)}. scan: the server's cold scan and its memory "
                    "peaks; memory: the server idle over the index; files are built for any stage that needs them")
+    p.add_argument("--at", metavar="SIZES", help="measure the LoRA stages only at these of --sizes (default: all; "
+                   "--sizes still sets the nested parts)")
     p.add_argument("--merge", type=Path, metavar="RESULTS",
                    help="add the figures of an earlier run's results file at sizes this run does not measure")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
@@ -850,6 +852,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--sizes and --generations are comma-separated whole numbers")
     if not args.sizes or min(args.sizes) < 1 or (args.generations and min(args.generations) < 1):
         p.error("sizes must be positive")
+    try:
+        args.at = sorted({int(s) for s in args.at.split(",") if s.strip()}) if args.at else args.sizes
+    except ValueError:
+        p.error("--at takes comma-separated whole numbers")
+    if set(args.at) - set(args.sizes):
+        p.error("--at takes sizes given in --sizes")
     args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.stages) - set(STAGES)
     if unknown:
@@ -904,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
         report["build"] = build_summary(base, parts, manifest, args.sizes)
     if lora_stages:
         sizes = Sizes(base, parts, manifest, Databases(base / "work", args.db), args.cache)
-        for size in args.sizes:
+        for size in args.at:
             if "scan" in args.stages:
                 stage("scan", bench_scan, figures, sizes, size)
             if "rescan" in args.stages:
