@@ -14,8 +14,8 @@ taken in the same run:
 
 - cold scan: the standalone server (``python -m lib_lora_manager serve``) scanning the set into an
   empty database, its scan timed by its own scan status, against reading and parsing the same
-  headers with orjson in one thread. Warm when the set's headers fit in the page cache (the floor
-  runs once first so both are warm, and again after), cold when they cannot (each run then
+  headers with orjson in one thread. Warm when the set's headers fit in the page cache (the files
+  are read once first), cold when they cannot (each run then
   starts with the set's pages evicted by ``posix_fadvise``, which touches no other process's
   cache); the table says which. Meanwhile the server's memory peak (VmHWM), and its worker
   processes' if it has any.
@@ -91,14 +91,21 @@ def set_roots(base: Path, parts: list[Part], size: int) -> list[Path]:
     return [base / "loras" / p.name for p in parts if p.end <= size]
 
 
-_LOCKED: set[Path] = set()
+_LOCKS: dict[Path, object] = {}  # lock files held open: a flock lasts as long as its file
 
 
-def lock(folder: Path) -> None:
-    """bench/run.py's lock on ``folder``, taken once per process (a second flock would fail)."""
-    if folder not in _LOCKED:
-        library_bench.hold_lock(folder)
-        _LOCKED.add(folder)
+def lock(path: Path) -> None:
+    """One run at a time on what ``path`` guards (held until this process exits; taken once)."""
+    import fcntl
+
+    if path in _LOCKS:
+        return
+    handle = open(path, "w")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"another benchmark run holds {path}; wait for it") from None
+    _LOCKS[path] = handle
 
 
 def read_manifest(base: Path) -> dict:
@@ -116,7 +123,7 @@ def build_parts(base: Path, parts: list[Part], processes: int = 2) -> dict:
         if entry and entry.get("version") == BUILD_VERSION and folder.exists():
             continue
         (base / "loras").mkdir(parents=True, exist_ok=True)
-        lock(base / "loras")  # one writer; runs that only read built parts go on meanwhile
+        lock(base / "loras" / ".lock")  # one writer; runs that only read built parts go on meanwhile
         manifest = read_manifest(base)  # as the last writer left it
         if folder.exists():  # an interrupted build: start the part again
             shutil.rmtree(folder)
@@ -180,6 +187,7 @@ class Growth:
     work: float  # the size at the largest over the smallest
     exponent: float  # figure = work ** exponent: 1 is linear, 0 flat
     floor: float | None  # the same ratio for the figure's floor, when it has one
+    over_floor: tuple[float, float] | None  # figure / floor at the smallest and the largest size
     expected: str
     within: bool | None
 
@@ -200,10 +208,12 @@ def growth(figures: list[Figure]) -> list[Growth]:
             continue
         work, ratio = large.size / small.size, large.value / small.value
         exponent = math.log(ratio) / math.log(work)
-        floor = large.floor / small.floor if small.floor and large.floor else None
+        floored = bool(small.floor and large.floor)
+        floor = large.floor / small.floor if floored else None
+        over = (small.value / small.floor, large.value / large.floor) if floored else None
         limit = LINEAR_LIMIT if small.grows == "linear" else FLAT_LIMIT
         out.append(Growth(stage, name, (small.size, large.size), (small.value, large.value), ratio, work, exponent,
-                          floor, small.grows, exponent <= limit))
+                          floor, over, small.grows, exponent <= limit))
     return out
 
 
@@ -221,7 +231,6 @@ class Databases:
         self.url = url
         self.folder = folder / self.kind
         self.folder.mkdir(parents=True, exist_ok=True)
-        lock(self.folder)  # one run at a time on these databases
         # schemas of runs with another --dir must not be taken for this one's
         self.prefix = f"d{zlib.crc32(str(folder).encode()) % 10000:04d}"
         if url:
@@ -242,6 +251,7 @@ class Databases:
 
     def reset(self, name: str) -> Path:
         """An empty database and data folder for ``name``."""
+        lock(self.folder / f".lock-{name}")  # runs at other sizes may go on meanwhile
         if self.url:
             schema = f"{self.prefix}_{name}"
             self._execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', f'CREATE SCHEMA "{schema}"')
@@ -249,6 +259,7 @@ class Databases:
 
     def ensure(self, name: str) -> Path:
         """The database ``name`` as it is, created empty when missing."""
+        lock(self.folder / f".lock-{name}")
         if self.url:
             self._execute(f'CREATE SCHEMA IF NOT EXISTS "{self.prefix}_{name}"')
         folder = self.data_dir(name)
@@ -394,8 +405,7 @@ def bench_scan(figures: list[Figure], sizes: Sizes, size: int) -> None:
     """The standalone server scanning every file of the set into an empty database, against the
     orjson floor on the same files in the same page cache state, and the server's memory peaks
     meanwhile. The scan's own time is the server's (its scan status), without the server's start.
-    Warm: the floor runs before and after the scan (the mean is the floor); cold: once before
-    (each cold pass reads every header from disk again)."""
+    The floor runs once, just before (at 200,000 files one pass takes minutes)."""
     from lib_lora_manager.scanner import ScanReport
 
     roots = sizes.roots(size)
@@ -403,7 +413,10 @@ def bench_scan(figures: list[Figure], sizes: Sizes, size: int) -> None:
     log(f"scan {size:,}: page cache {mode} ({sizes.header_bytes(size) / 1e9:.1f} GB of headers, "
         f"{mem_info()['MemAvailable'] / 1e9:.1f} GB available); floor first")
     if mode == "warm":
-        floor_orjson(roots)  # reads the set into the page cache
+        for path in lora_files(roots):  # into the page cache
+            with open(path, "rb", buffering=0) as f:
+                while f.read(1 << 20):
+                    pass
     else:
         evict(roots)
     before_s, before_cpu, (files, header_bytes) = cpu_timed(floor_orjson, roots)
@@ -430,23 +443,18 @@ def bench_scan(figures: list[Figure], sizes: Sizes, size: int) -> None:
     report = ScanReport(**status["last_report"])
     scan_s = status["finished_at"] - status["started_at"]
     sizes.marker(size, "indexed").write_text(report.summary())
-    after_s = after_cpu = None
-    if mode == "warm":
-        after_s, after_cpu, _ = cpu_timed(floor_orjson, roots)
-    floor_s = before_s if after_s is None else (before_s + after_s) / 2
-    floor_cpu = before_cpu if after_cpu is None else (before_cpu + after_cpu) / 2
-    floors = f"floor {before_s:.1f} s before, {after_s:.1f} s after" if after_s is not None else "floor run once, before"
+    floor_s, floor_cpu = before_s, before_cpu
     figures.append(Figure(
-        "scan", f"cold scan: empty database, {mode} page cache", size, scan_s, "s", floor_s,
-        "orjson read+parse, 1 thread", "linear",
-        f"{scan_s / floor_s:.2f} × floor ({floors}; {header_bytes / 1e9:.1f} GB of headers in {files:,} files); "
+        "scan", "cold scan (empty database)", size, scan_s, "s", floor_s,
+        f"orjson read+parse, 1 thread, {mode}", "linear",
+        f"{mode} page cache; {scan_s / floor_s:.2f} × floor ({header_bytes / 1e9:.1f} GB of headers in {files:,} files); "
         f"{report.files / scan_s:.0f} files/s; by the standalone server (POST /scan); " + report.summary()))
     figures.append(Figure(
         "scan", "cold scan: CPU time (server and workers)", size, scan_cpu, "s", floor_cpu, "the floor's CPU time",
         "linear", "CPU seconds are what a busy machine cannot blur: wall times stretch with other processes' load, "
         "and a scan on several threads or processes takes a larger share of a busy machine than the one-thread floor"
         + ("; PostgreSQL's own CPU is not counted" if sizes.dbs.url else "")))
-    log(f"  scan {scan_s:.1f} s" + (f", floor after {after_s:.1f} s" if after_s is not None else ""))
+    log(f"  scan {scan_s:.1f} s ({scan_cpu:.1f} s CPU)")
     mb = 1 / 2**20
     children = watch.children_peaks
     figures.append(Figure(
@@ -785,7 +793,7 @@ def table(report: dict, figures: list[Figure], growths: list[Growth]) -> str:
                 f"1 linear, 0 flat; limits {LINEAR_LIMIT} for scans, {FLAT_LIMIT} for paged searches):"]
         for g in growths:
             verdict = "" if g.within is None else ("within" if g.within else "GROWS TOO FAST")
-            floor = f", its floor ×{g.floor:.1f}" if g.floor else ""
+            floor = f", its floor ×{g.floor:.1f} (× floor {g.over_floor[0]:.2f} → {g.over_floor[1]:.2f})" if g.floor else ""
             out.append(f"  {g.stage} / {g.name}: {g.sizes[0]:,} → {g.sizes[1]:,} (work ×{g.work:.0f}): "
                        f"×{g.figure:.2f}{floor}; exponent {g.exponent:.2f}, expected {g.expected}: {verdict}")
     for size, queries in report.get("search", {}).items():
@@ -841,8 +849,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "peaks; memory: the server idle over the index; files are built for any stage that needs them")
     p.add_argument("--at", metavar="SIZES", help="measure the LoRA stages only at these of --sizes (default: all; "
                    "--sizes still sets the nested parts)")
-    p.add_argument("--merge", type=Path, metavar="RESULTS",
-                   help="add the figures of an earlier run's results file at sizes this run does not measure")
+    p.add_argument("--merge", type=Path, metavar="RESULTS", action="append", default=[],
+                   help="add the figures of an earlier run's results file at sizes this run does not measure "
+                   "(repeat for several; with --only '' nothing is measured: the results are put together)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     args = p.parse_args(argv)
     try:
@@ -898,11 +907,21 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     durations = report["durations"]
 
+    results_path = base / f"results-{report['database']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+
+    def save() -> str:
+        """Every run's results are kept; written after each stage too, so a stopped run leaves its figures."""
+        report["figures"] = [dataclasses.asdict(f) for f in figures]
+        data = json.dumps(report, indent=2, ensure_ascii=False, default=str)
+        results_path.write_text(data, encoding="utf-8")
+        return data
+
     def stage(name: str, fn, *fn_args):
         started = time.perf_counter()
         result = fn(*fn_args)
         durations[name] = durations.get(name, 0.0) + time.perf_counter() - started
         log(f"[{name}: {durations[name]:.0f} s so far]")
+        save()
         return result
 
     parts = parts_for(args.sizes)
@@ -927,14 +946,12 @@ def main(argv: list[str] | None = None) -> int:
             report.setdefault("history", {})[str(generations)] = stage(
                 "history", bench_history, figures, histories, generations, args.repeat)
     report["load"].append(os.getloadavg()[0])
-    if args.merge:
-        merge_earlier(report, figures, args.merge)
+    for path in args.merge:
+        merge_earlier(report, figures, path)
     growths = growth(figures)
-    report["figures"] = [dataclasses.asdict(f) for f in figures]
     report["growth"] = [dataclasses.asdict(g) for g in growths]
-    data = json.dumps(report, indent=2, ensure_ascii=False)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    (base / f"results-{report['database']}-{stamp}.json").write_text(data, encoding="utf-8")  # every run kept
+    data = save()
+    log(f"results in {results_path}")
     print(data if args.json else table(report, figures, growths))
     return 0
 

@@ -51,7 +51,7 @@ def test_growth_against_the_work(scale):
 
     linear = by_name["linear scan"]
     assert linear.sizes == (10_000, 200_000) and linear.values == (10.0, 200.0)
-    assert linear.work == 20 and linear.figure == 20 and linear.floor == 20
+    assert linear.work == 20 and linear.figure == 20 and linear.floor == 20 and linear.over_floor == (2.0, 2.0)
     assert linear.exponent == pytest.approx(1.0) and linear.within
 
     assert by_name["quadratic scan"].exponent == pytest.approx(2.0) and not by_name["quadratic scan"].within
