@@ -13,14 +13,15 @@ or a schema of its own in the PostgreSQL database at ``--db``) and measured next
 taken in the same run:
 
 - cold scan: the standalone server (``python -m lib_lora_manager serve``) scanning the set into an
-  empty database, its scan timed by its own scan status, against reading and parsing the same
-  headers with orjson in one thread. Warm when the set's headers fit in the page cache (the files
-  are read once first), cold when they cannot (each run then
-  starts with the set's pages evicted by ``posix_fadvise``, which touches no other process's
-  cache); the table says which. Meanwhile the server's memory peak (VmHWM), and its worker
-  processes' if it has any.
+  empty database on ``POST /scan``, timed by its own scan status, against reading and parsing the
+  same headers with orjson in one thread, in wall time and in CPU time (which other processes'
+  load does not stretch). Warm when the set's headers fit in the page cache (they are read once
+  first), cold when they cannot (each run then starts with the set's pages evicted by
+  ``posix_fadvise``, which touches no other process's cache); the table says which. Meanwhile
+  the server's memory peak (VmHWM), and its worker processes' if it has any.
 - no-change rescan: against ``os.walk`` + ``stat`` of the same files, both warm.
-- search: the query set of bench/run.py over REST (FastAPI in-process), p50 and p95.
+- search: the query set of bench/run.py over REST (FastAPI in-process), p50 and p95 (and, on
+  SQLite, the CPU time of each request, all of it in this process).
 - memory: the server's resident memory over the index, idle after answering a few searches.
 - history: bench/history.py's query set over REST at each ``--generations`` size (histories
   built the first time and reused: SQLite files under ``--dir/history``, or PostgreSQL schemas).
