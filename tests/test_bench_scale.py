@@ -38,6 +38,10 @@ def test_growth_against_the_work(scale):
         figure(scale, "linear scan", 200_000, 200.0, "linear", floor=100.0),
         figure(scale, "quadratic scan", 10_000, 1.0, "linear"),
         figure(scale, "quadratic scan", 200_000, 400.0, "linear"),
+        figure(scale, "scan as slow as its floor", 10_000, 2.0, "linear", floor=1.0),  # page cache
+        figure(scale, "scan as slow as its floor", 200_000, 160.0, "linear", floor=100.0),  # disk
+        figure(scale, "scan slower than its floor", 10_000, 1.0, "linear", floor=1.0),
+        figure(scale, "scan slower than its floor", 200_000, 400.0, "linear", floor=100.0),
         figure(scale, "paged search", 200_000, 24.0, "flat"),  # given out of order: sorted by size
         figure(scale, "paged search", 10_000, 20.0, "flat"),
         figure(scale, "search that scans", 10_000, 20.0, "flat"),
@@ -47,7 +51,8 @@ def test_growth_against_the_work(scale):
         figure(scale, "one size only", 10_000, 1.0, "flat"),
     ]
     by_name = {g.name: g for g in scale.growth(figures)}
-    assert set(by_name) == {"linear scan", "quadratic scan", "paged search", "search that scans"}
+    assert set(by_name) == {"linear scan", "quadratic scan", "paged search", "search that scans",
+                            "scan as slow as its floor", "scan slower than its floor"}
 
     linear = by_name["linear scan"]
     assert linear.sizes == (10_000, 200_000) and linear.values == (10.0, 200.0)
@@ -55,6 +60,9 @@ def test_growth_against_the_work(scale):
     assert linear.exponent == pytest.approx(1.0) and linear.within
 
     assert by_name["quadratic scan"].exponent == pytest.approx(2.0) and not by_name["quadratic scan"].within
+    as_floor = by_name["scan as slow as its floor"]  # ×80 for 20× the files, but its floor went ×100
+    assert as_floor.exponent > 1.1 and as_floor.over_floor == (2.0, 1.6) and as_floor.within
+    assert not by_name["scan slower than its floor"].within  # × floor went 1 → 4
     assert by_name["paged search"].exponent == pytest.approx(0.0609, abs=1e-3) and by_name["paged search"].within
     assert by_name["paged search"].floor is None
     assert by_name["search that scans"].exponent == pytest.approx(1.0) and not by_name["search that scans"].within
