@@ -940,7 +940,8 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     durations = report["durations"]
 
-    results_path = base / f"results-{report['database']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    kind = report["database"] if args.stages else f"{report['database']}-combined"  # --only '': merged, not measured
+    results_path = base / f"results-{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
 
     def save() -> str:
         """Every run's results are kept; written after each stage too, so a stopped run leaves its figures."""
