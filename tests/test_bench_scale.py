@@ -1,0 +1,68 @@
+"""The scale benchmark's own logic: nested file sets and how figures grow with size."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def scale():
+    spec = importlib.util.spec_from_file_location("bench_scale", BENCH / "scale.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_scale"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["bench_scale"]
+
+
+def test_each_size_is_the_smaller_set_plus_one_part(scale, tmp_path):
+    parts = scale.parts_for([50_000, 10_000, 200_000])
+    assert [(p.start, p.end) for p in parts] == [(0, 10_000), (10_000, 50_000), (50_000, 200_000)]
+    assert [p.name for p in scale.parts_for([2, 5])] == ["part-0000000-0000002", "part-0000002-0000005"]
+    roots = scale.set_roots(tmp_path, parts, 50_000)
+    assert roots == [tmp_path / "loras" / parts[0].name, tmp_path / "loras" / parts[1].name]
+
+
+def figure(scale, name, size, value, grows, floor=None):
+    return scale.Figure("stage", name, size, value, "s", floor=floor, grows=grows, load=0.0)
+
+
+def test_growth_against_the_work(scale):
+    figures = [
+        figure(scale, "linear scan", 10_000, 10.0, "linear", floor=5.0),
+        figure(scale, "linear scan", 50_000, 50.0, "linear", floor=25.0),
+        figure(scale, "linear scan", 200_000, 200.0, "linear", floor=100.0),
+        figure(scale, "quadratic scan", 10_000, 1.0, "linear"),
+        figure(scale, "quadratic scan", 200_000, 400.0, "linear"),
+        figure(scale, "scan as slow as its floor", 10_000, 2.0, "linear", floor=1.0),  # page cache
+        figure(scale, "scan as slow as its floor", 200_000, 160.0, "linear", floor=100.0),  # disk
+        figure(scale, "scan slower than its floor", 10_000, 1.0, "linear", floor=1.0),
+        figure(scale, "scan slower than its floor", 200_000, 400.0, "linear", floor=100.0),
+        figure(scale, "paged search", 200_000, 24.0, "flat"),  # given out of order: sorted by size
+        figure(scale, "paged search", 10_000, 20.0, "flat"),
+        figure(scale, "search that scans", 10_000, 20.0, "flat"),
+        figure(scale, "search that scans", 200_000, 400.0, "flat"),
+        figure(scale, "not compared", 10_000, 1.0, ""),
+        figure(scale, "not compared", 200_000, 9.0, ""),
+        figure(scale, "one size only", 10_000, 1.0, "flat"),
+    ]
+    by_name = {g.name: g for g in scale.growth(figures)}
+    assert set(by_name) == {"linear scan", "quadratic scan", "paged search", "search that scans",
+                            "scan as slow as its floor", "scan slower than its floor"}
+
+    linear = by_name["linear scan"]
+    assert linear.sizes == (10_000, 200_000) and linear.values == (10.0, 200.0)
+    assert linear.work == 20 and linear.figure == 20 and linear.floor == 20 and linear.over_floor == (2.0, 2.0)
+    assert linear.exponent == pytest.approx(1.0) and linear.within
+
+    assert by_name["quadratic scan"].exponent == pytest.approx(2.0) and not by_name["quadratic scan"].within
+    as_floor = by_name["scan as slow as its floor"]  # ×80 for 20× the files, but its floor went ×100
+    assert as_floor.exponent > 1.1 and as_floor.over_floor == (2.0, 1.6) and as_floor.within
+    assert not by_name["scan slower than its floor"].within  # × floor went 1 → 4
+    assert by_name["paged search"].exponent == pytest.approx(0.0609, abs=1e-3) and by_name["paged search"].within
+    assert by_name["paged search"].floor is None
+    assert by_name["search that scans"].exponent == pytest.approx(1.0) and not by_name["search that scans"].within
