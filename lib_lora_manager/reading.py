@@ -233,7 +233,9 @@ class Readers:
     """Reads batches of changed files, in worker processes when there is more than one core.
 
         with Readers(thumbnail_dir) as readers:
-            for analysed in readers.analysed(batches):  # each batch's Analysis list, in order
+            for analysed in readers.pieces(batch, 100):  # the scanner: write while the rest is read
+                write(analysed)
+            for analysed in readers.analysed(batches):  # or whole batches, reading ahead
                 write(analysed)
 
     Workers start with the first batch of at least ``min_files`` files, one per core (at most
