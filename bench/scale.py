@@ -1,7 +1,7 @@
 """Scale benchmark: how scan, rescan, search, history search and memory grow from 10,000 to 200,000 LoRAs.
 
     .venv/bin/python bench/scale.py [--dir /work/bench-scale] [--sizes 10000,50000,200000]
-                                    [--generations 10000,100000,1000000] [--db URL] [--queries 200]
+                                    [--generations 10000,100000,1000000] [--db URL]
                                     [--cache auto|warm|cold] [--only build,scan,rescan,search,memory,history]
                                     [--floor-sample N] [--at SIZES] [--merge RESULTS] [--json]
 
@@ -48,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import history as history_bench  # noqa: E402  (bench/history.py)
 import run as library_bench  # noqa: E402  (bench/run.py)
+import search as search_bench  # noqa: E402  (bench/search.py)
 
 REPO = library_bench.ROOT
 BUILD_VERSION = 1  # bump when the files of a part change, so cached parts are rebuilt
@@ -525,54 +526,37 @@ def rest_client(library):
 
 
 def latency(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": library_bench.percentile(values, 50), "p95": library_bench.percentile(values, 95),
+    return {"n": len(values), "p50": search_bench.percentile(values, 50), "p95": search_bench.percentile(values, 95),
             "max": max(values)}
 
 
 def bench_search(figures: list[Figure], sizes: Sizes, size: int, count: int) -> dict:
-    """bench/run.py's query set (every key of the query language, first and deep pages) over
-    REST; the set is drawn from the library itself, so it differs a little between sizes."""
-    import random
-
-    from lib_lora_manager import api
-
+    """bench/search.py's query set (every key of the query language, matching, rare and
+    non-matching values, negated and combined; first, middle and by-cursor pages) over REST
+    through a real server; the values are drawn from the library itself, so they differ a
+    little between sizes. ``count`` is how many times each page is fetched."""
     library = sizes.indexed(size, figures)
     try:
-        if not sizes.marker(size, "user-data").exists():
-            log(f"search {size:,}: adding tags, ratings and favorites")
-            spent, _ = timed(library_bench.add_user_data, library, random.Random(7))
-            sizes.marker(size, "user-data").write_text(f"{spent:.1f} s")
-        folders = library_bench._folders(library)  # pylint: disable=protected-access
-        stems = [item.name for item in library.search("sort:-size", 1, 200).items]
-        queries = library_bench.make_queries(random.Random(7), count, folders, stems)
-        client = rest_client(library)
-        url = f"{api.PREFIX}/loras"
-        client.get(url, params={"q": "", "page": 1, "per_page": 48}).raise_for_status()  # routing built, cache warm
-        log(f"search {size:,}: {len(queries)} queries over REST")
-        samples = []
-        cpu = []
-        for kind, q, page in queries:
-            seconds, cpu_s, response = cpu_timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
-            response.raise_for_status()
-            samples.append((seconds * 1000, kind, q, page, response.json()["total"]))
-            cpu.append(cpu_s * 1000)
+        log(f"search {size:,}: every key of the query language over REST")
+        samples = search_bench.run(library, max(1, count))
     finally:
         library.close()
-    times = [s[0] for s in samples]
-    overall = latency(times)
+    overall = latency([s["ms"] for s in samples])
+    cpu = [s["cpu_ms"] for s in samples]
     cpu_note = (f"; CPU time of this process (REST and SQLite: what the load cannot blur): p50 "
-                f"{library_bench.percentile(cpu, 50):.1f} ms, p95 {library_bench.percentile(cpu, 95):.1f} ms"
+                f"{search_bench.percentile(cpu, 50):.1f} ms, p95 {search_bench.percentile(cpu, 95):.1f} ms"
                 if not sizes.dbs.url else "")
     by_kind: dict[str, list[float]] = {}
-    for ms, kind, *_ in samples:
-        by_kind.setdefault(kind, []).append(ms)
+    for sample in samples:
+        by_kind.setdefault(sample["key"], []).append(sample["ms"])
     for stat in ("p50", "p95"):
         figures.append(Figure("search", f"library search {stat} (REST)", size, overall[stat], "ms", grows="flat",
-                              note=f"{len(samples)} queries, first and deep pages, 48 per page; max {overall['max']:.0f} ms"
-                              f"{cpu_note}" if stat == "p95" else ""))
+                              note=f"{len(samples)} fetches, every key, first and deep pages, "
+                              f"{search_bench.PER_PAGE} per page; max {overall['max']:.0f} ms{cpu_note}"
+                              if stat == "p95" else ""))
     return {"overall": overall, "by_kind": {k: latency(v) for k, v in sorted(by_kind.items())},
-            "slowest": [{"ms": round(ms, 1), "kind": kind, "q": q, "page": page, "total": total}
-                        for ms, kind, q, page, total in sorted(samples, reverse=True)[:5]]}
+            "slowest": [{"ms": round(s["ms"], 1), "kind": s["key"], "q": s["q"], "page": s["page"], "total": s["total"]}
+                        for s in sorted(samples, key=lambda s: -s["ms"])[:5]]}
 
 
 def bench_history(figures: list[Figure], dbs: Databases, generations: int, repeat: int) -> dict:
@@ -607,8 +591,8 @@ def bench_history(figures: list[Figure], dbs: Databases, generations: int, repea
     finally:
         library.close()
     overall = latency(times)
-    cpu_note = (f"; CPU time of this process (REST and SQLite): p50 {library_bench.percentile(cpu, 50):.1f} ms, "
-                f"p95 {library_bench.percentile(cpu, 95):.1f} ms" if not dbs.url else "")
+    cpu_note = (f"; CPU time of this process (REST and SQLite): p50 {search_bench.percentile(cpu, 50):.1f} ms, "
+                f"p95 {search_bench.percentile(cpu, 95):.1f} ms" if not dbs.url else "")
     built = f"built in this run ({opened_s:.0f} s); " if opened_s > 10 else ""
     for stat in ("p50", "p95"):
         figures.append(Figure("history", f"history search {stat} (REST)", generations, overall[stat], "ms", grows="flat",
@@ -868,7 +852,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", default="10000,50000,200000", help="LoRA counts, comma-separated")
     p.add_argument("--generations", default="10000,100000,1000000", help="history sizes, comma-separated")
     p.add_argument("--db", help="a PostgreSQL URL (default: SQLite files in --dir)")
-    p.add_argument("--queries", type=int, default=200, help="library searches timed at each size")
     p.add_argument("--repeat", type=int, default=3, help="runs of each history search (the best is kept)")
     p.add_argument("--cache", choices=("auto", "warm", "cold"), default="auto",
                    help="page cache for cold scans: warm, cold (the set's pages evicted), or auto: warm when it fits")
@@ -973,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
             if "rescan" in args.stages:
                 stage("rescan", bench_rescan, figures, sizes, size)
             if "search" in args.stages:
-                report.setdefault("search", {})[str(size)] = stage("search", bench_search, figures, sizes, size, args.queries)
+                report.setdefault("search", {})[str(size)] = stage("search", bench_search, figures, sizes, size, args.repeat)
     if "history" in args.stages:
         histories = Databases(base / "history", args.db)  # locked apart: history runs beside LoRA runs
         for generations in args.generations:
