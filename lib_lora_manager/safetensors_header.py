@@ -32,6 +32,8 @@ import os
 import re
 import stat
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 try:
@@ -142,6 +144,117 @@ def _parse_reference(raw: bytes, data_size: int | None) -> tuple[Header, bool]:
     tensors_start = _check_duplicates(text, len(obj) + entry_keys, has_metadata)
     _check_unicode(text, tensors_start, metadata, obj)
     return Header(header_size=len(raw), metadata=metadata, tensors=obj), has_metadata
+
+
+# --- layouts seen before --------------------------------------------------------------------
+
+
+class Layouts:
+    """Tensor parts of headers already read and found valid, each with what the caller
+    derived from its tensors.
+
+    Files written by one trainer with one setting (architecture, rank, modules, dtype) share
+    their tensor part byte for byte: only the metadata object in front of it differs. A header
+    that ends with a part seen here needs only that metadata parsed and checked (with the
+    reference parser, duplicate keys included); its tensors are the earlier file's, valid
+    again as long as their last offset lies within this file's data region. Anything else
+    (metadata not first, a part not seen, a problem anywhere) gets ``None`` from ``match`` and
+    the whole parse, whose errors are therefore the only ones users see.
+
+    Bounded by the bytes of the parts held; the least recently matched go first. Safe to share
+    between threads."""
+
+    def __init__(self, max_bytes: int = 8 * _MIB):
+        self.max_bytes = max_bytes
+        self._parts: OrderedDict[bytes, tuple[int, object]] = OrderedDict()  # part -> (last offset, value)
+        self._held = 0
+        self._lock = threading.Lock()
+        self.matched = 0  # headers read by a layout seen before
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def match(self, raw: bytes, data_size: int) -> tuple[dict[str, str], object] | None:
+        """(the checked metadata, the value added with the part) if ``raw`` ends with a part
+        seen before whose tensors fit ``data_size``; else None."""
+        end = _content_end(raw)
+        with self._lock:
+            for part in reversed(self._parts):  # most recently matched first
+                if len(part) < end and raw.endswith(part, 0, end):
+                    self._parts.move_to_end(part)
+                    last_offset, value = self._parts[part]
+                    break
+            else:
+                return None
+        if last_offset > data_size:
+            return None
+        metadata = _leading_metadata(raw[:end - len(part)])
+        if metadata is None:
+            return None
+        self.matched += 1
+        return metadata, value
+
+    def add(self, raw: bytes, header: Header, value: object) -> None:
+        """Remember the tensor part of ``raw`` (read as ``header``, so valid) with ``value``."""
+        text = str(raw, "utf-8")
+        if not text.startswith(_METADATA_FIRST):
+            return
+        try:
+            start = _metadata_end(text)
+        except HeaderError:
+            return
+        if start is None:
+            return
+        if not text.isascii():  # text positions are not byte positions
+            start = len(text[:start].encode("utf-8"))
+        part = raw[start:_content_end(raw)]
+        if len(part) > self.max_bytes:
+            return
+        last_offset = max((entry["data_offsets"][1] for entry in header.tensors.values()), default=0)
+        with self._lock:
+            if part in self._parts:
+                return
+            self._parts[part] = (last_offset, value)
+            self._held += len(part)
+            while self._held > self.max_bytes:
+                dropped, _ = self._parts.popitem(last=False)
+                self._held -= len(dropped)
+
+
+def _content_end(raw: bytes) -> int:
+    """Where ``raw`` ends without the whitespace writers pad headers with."""
+    end = len(raw)
+    while end and raw[end - 1] in b" \t\r\n":
+        end -= 1
+    return end
+
+
+def _leading_metadata(prefix: bytes) -> dict[str, str] | None:
+    """The metadata of a header that is ``prefix`` followed by a tensor part already checked:
+    ``prefix`` must be exactly ``{"__metadata__":`` and one object of strings, checked as the
+    reference parse checks it. None for anything else."""
+    try:
+        text = str(prefix, "utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith(_METADATA_FIRST):
+        return None
+    try:
+        metadata, end = _PAIRS_DECODER.raw_decode(text, _SPACE.match(text, len(_METADATA_FIRST)).end())
+    except (_Duplicate, ValueError, RecursionError):
+        return None
+    if end != len(text) or type(metadata) is not dict:
+        return None
+    for key, value in metadata.items():
+        if type(value) is not str:
+            return None
+        if not (key.isascii() and value.isascii()):
+            try:
+                _encodable(key, "a metadata key")
+                _encodable(value, "a metadata value")
+            except HeaderError:
+                return None
+    return metadata
 
 
 # --- reading ------------------------------------------------------------------------------

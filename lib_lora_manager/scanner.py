@@ -360,6 +360,7 @@ class _Sync:
         self.db, self.roots, self.index, self.report = db, roots, index, report
         self.progress, self.should_stop = progress, should_stop
         self.readers = readers
+        self.pace = Pace(db.is_sqlite)  # one pace for all of this scan's writes
         self.listed: set[str] = set()  # folders whose files were compared in this scan
         self.roots_to_walk: list[str] = list(roots)  # the folder being walked and those after it
         self.marker = time.time()  # missing_since of the rows this scan finds gone
@@ -470,20 +471,20 @@ class _Sync:
             batch = changed[start:start + size]
             # written piece by piece as the readers finish them: writing overlaps reading
             for analysed in self.readers.pieces(batch, WRITE_AT):
-                _write_changed(self.db, analysed, indexed, moves, report)
+                _write_changed(self.db, analysed, indexed, moves, report, self.pace)
             report.missing -= sum(1 for found in batch if found.path in marked_before)  # missing no more
             self.read += len(batch)
             self.compared += len(batch)
             self._report_progress("")
         for start in range(0, len(sidecar_only), BATCH):
             batch = sidecar_only[start:start + BATCH]
-            _write_sidecars(self.db, batch)
+            _write_sidecars(self.db, batch, self.pace)
             report.updated += len(batch)
             self.compared += len(batch)
         # a file that moved here but was not read (the scan was stopped) keeps its row as it was
         gone = sorted(row.id for row in vanished.values())
-        write_in_slices(self.db, gone, _mark({"missing": True, "missing_since": self.marker}))
-        write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}))
+        write_in_slices(self.db, gone, _mark({"missing": True, "missing_since": self.marker}), pace=self.pace)
+        write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}), pace=self.pace)
         report.missing += len(gone)
         report.returned += len(returned)
         if len(report.skipped) > MAX_SKIPPED:  # the report keeps the first lines and counts the rest
@@ -547,7 +548,7 @@ class _Sync:
                 if not ids:
                     break
                 last = ids[-1]
-                write_in_slices(self.db, ids, _mark({"missing": True, "missing_since": self.marker}))
+                write_in_slices(self.db, ids, _mark({"missing": True, "missing_since": self.marker}), pace=self.pace)
                 self.report.missing += len(ids)
                 self._report_progress(f", {self.report.missing} missing")
 
@@ -702,18 +703,48 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.splitlines()[:1])[:300]
 
 
+class Pace:
+    """How a scan's writes share the database: transactions of about ``WRITE_SECONDS`` (the
+    slice size adapts to what the rows take and carries over from one call to the next, so a
+    scan does not start every piece again from the smallest slice), and on SQLite, whose one
+    write lock is all or nothing, at least ``WRITE_PAUSE`` between two of them, so writers in
+    other processes get their turn. PostgreSQL locks rows, not the database: no pause there."""
+
+    def __init__(self, pause: bool):
+        self.size = 16
+        self.pause = pause
+        self._ended = float("-inf")
+
+    def wait(self) -> None:
+        """Before a transaction: let the lock rest if the last one ended just now."""
+        rest = self._ended + WRITE_PAUSE - time.perf_counter() if self.pause else 0
+        if rest > 0:
+            time.sleep(rest)
+
+    def took(self, seconds: float) -> None:
+        """After a transaction: the next slice's size follows how long this one held the lock."""
+        self._ended = time.perf_counter()
+        if seconds > WRITE_SECONDS:
+            self.size = max(1, self.size // 2)
+        elif seconds < WRITE_SECONDS / 3:
+            self.size = min(BATCH, self.size * 2)
+
+
 def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
-                    refused: Callable[[Any, BaseException], None] | None = None) -> list:
-    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+                    refused: Callable[[Any, BaseException], None] | None = None, pace: Pace | None = None) -> list:
+    """``work(session, slice)`` over ``items`` in transactions paced by ``pace`` (a new Pace
+    unless the caller carries one over several calls).
 
     The slice size adapts to the time a slice takes (files with large metadata or tag lists take
     longer), so the write lock is released often whatever the files; each transaction is re-run
     on a conflict (Database.transaction), so ``work`` must not change its arguments. A slice the
     database refuses for what a row holds is halved until the row is found, which goes to
     ``refused(item, error)`` (without it the error is raised): the rest of the slice is written."""
-    results, size, start = [], 16, 0
+    if pace is None:
+        pace = Pace(db.is_sqlite)
+    results, start = [], 0
     while start < len(items):
-        part = items[start:start + size]
+        part = items[start:start + pace.size]
         took = [0.0]
 
         def timed(session, part=part, took=took):
@@ -722,24 +753,20 @@ def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
             session.flush()
             took[0] = time.perf_counter() - began
             return out
+        pace.wait()
         try:
             results.append(db.transaction(timed))
         except _ROW_ERRORS as e:
             if refused is None:
                 raise
             if len(part) > 1:
-                size = max(1, len(part) // 2)
+                pace.size = max(1, len(part) // 2)
                 continue
             refused(part[0], e)
             start += 1
             continue
         start += len(part)
-        if start < len(items):
-            time.sleep(WRITE_PAUSE)
-        if took[0] > WRITE_SECONDS:
-            size = max(1, size // 2)
-        elif took[0] < WRITE_SECONDS / 3:
-            size = min(BATCH, size * 2)
+        pace.took(took[0])
     return results
 
 
@@ -760,7 +787,7 @@ class _ChangedRow:
 
 
 def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
+                   moves: dict[str, str], report: ScanReport, pace: Pace | None = None, *, bare: bool = False) -> None:
     """Write a batch of changed files; a row the database refuses does not lose the batch: it is
     stored with only its file facts and the error, or, if even that fails, reported as skipped."""
     inserts, updates = _plan_changed(batch, indexed, moves, report)
@@ -780,11 +807,11 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
             report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
             return
         error_text = f"cannot store what the file holds: {_one_line(error)}"
-        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, bare=True)
+        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, pace, bare=True)
 
     # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
-    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused)
-    added = sum(write_in_slices(db, inserts, _insert_rows, refused))
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused, pace)
+    added = sum(write_in_slices(db, inserts, _insert_rows, refused, pace))
     report.added -= len(inserts) - refused_inserts - added  # paths another process indexed meanwhile
 
 
@@ -885,7 +912,7 @@ def _insert_grouped(session, rows: list[_NewRow]) -> list[int]:
     return ids
 
 
-def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
+def _write_sidecars(db: Database, batch: list[tuple[int, Found]], pace: Pace | None = None) -> None:
     """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
     rows = []
     for lora_id, found in batch:  # read before any transaction begins
@@ -905,8 +932,8 @@ def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
         found, values = row
         log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
         side = no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
-        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
-    write_in_slices(db, rows, work, refused)
+        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work, pace=pace)
+    write_in_slices(db, rows, work, refused, pace)
 
 
 def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:
