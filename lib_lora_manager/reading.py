@@ -168,8 +168,10 @@ def header_columns(found: Found, thumbnail_dir: str | None = None,
 LAYOUTS = Layouts()
 
 
-def read_info(raw: bytes, data_size: int, filename: str, layouts: Layouts = LAYOUTS) -> LoraInfo:
+def read_info(raw: bytes, data_size: int, filename: str, layouts: Layouts | None = None) -> LoraInfo:
     """The facts of the header ``raw``; raises HeaderError as parse_header does."""
+    if layouts is None:
+        layouts = LAYOUTS
     seen = layouts.match(raw, data_size)
     if seen is not None:
         metadata, keys = seen

@@ -23,6 +23,10 @@ nested, so it is the reference's reading. Any other header is parsed again with 
 judged by it: the errors are the same words for the same file whichever parser is installed.
 Lone surrogates (which ``json`` accepts) never get past orjson, so only the ``json`` path looks
 for them.
+
+A scan meets the same tensor part again and again (one trainer, one setting: the same bytes);
+``Layouts`` remembers parts found valid, and a header ending with one needs only its metadata
+parsed and checked.
 """
 
 from __future__ import annotations
@@ -196,17 +200,9 @@ class Layouts:
 
     def add(self, raw: bytes, header: Header, value: object) -> None:
         """Remember the tensor part of ``raw`` (read as ``header``, so valid) with ``value``."""
-        text = str(raw, "utf-8")
-        if not text.startswith(_METADATA_FIRST):
-            return
-        try:
-            start = _metadata_end(text)
-        except HeaderError:
-            return
+        start = _tensor_part_start(raw, header)
         if start is None:
             return
-        if not text.isascii():  # text positions are not byte positions
-            start = len(text[:start].encode("utf-8"))
         part = raw[start:_content_end(raw)]
         if len(part) > self.max_bytes:
             return
@@ -219,6 +215,20 @@ class Layouts:
             while self._held > self.max_bytes:
                 dropped, _ = self._parts.popitem(last=False)
                 self._held -= len(dropped)
+
+
+def _tensor_part_start(raw: bytes, header: Header) -> int | None:
+    """Where the tensors of a valid header whose metadata comes first begin: at ``,"name":{``
+    for its first tensor's name. Outside strings, valid JSON has ``:{`` only before an object
+    value, and the metadata holds none, so the first such bytes are that place. None when the
+    metadata is not first or the name would be written with escapes."""
+    if not raw.startswith(_METADATA_FIRST_BYTES):
+        return None
+    first = next(iter(header.tensors), None)
+    if first is None or not (first.isascii() and first.isprintable()) or '"' in first or "\\" in first:
+        return None
+    start = raw.find(b',"' + first.encode("ascii") + b'":{', len(_METADATA_FIRST_BYTES))
+    return start if start > 0 else None
 
 
 def _content_end(raw: bytes) -> int:
@@ -243,7 +253,7 @@ def _leading_metadata(prefix: bytes) -> dict[str, str] | None:
         metadata, end = _PAIRS_DECODER.raw_decode(text, _SPACE.match(text, len(_METADATA_FIRST)).end())
     except (_Duplicate, ValueError, RecursionError):
         return None
-    if end != len(text) or type(metadata) is not dict:
+    if _SPACE.match(text, end).end() != len(text) or type(metadata) is not dict:
         return None
     for key, value in metadata.items():
         if type(value) is not str:
@@ -485,6 +495,7 @@ def _find_duplicate(text: str) -> None:
 
 
 _METADATA_FIRST = '{"__metadata__":'
+_METADATA_FIRST_BYTES = _METADATA_FIRST.encode("ascii")
 _SPACE = re.compile(r"[ \t\n\r]*")
 _PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 

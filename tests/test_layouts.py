@@ -135,3 +135,24 @@ def test_the_parts_held_are_bounded(tmp_path):
     assert layouts.matched == 0  # the oldest went first
     facts(*raws[3], layouts)
     assert layouts.matched == 1  # the newest is there
+
+
+def test_a_first_tensor_name_written_with_escapes_is_read_whole_every_time(tmp_path):
+    raw, data_size = read_header_bytes(make_lora(tmp_path, "seen", "sd1", seed=3))
+    text = raw.decode("utf-8")
+    first = text.index('"},"') + 3  # the first tensor's name, after the metadata
+    escaped = (text[:first + 1] + "\\u006c" + text[first + 2:]).encode("utf-8")  # its "l" as an escape
+    assert escaped != raw and parse_header(escaped, data_size).tensors == parse_header(raw, data_size).tensors
+    layouts = Layouts()
+    for _ in range(2):
+        assert facts(escaped, data_size, layouts) == whole_parse(escaped, data_size)
+    assert (len(layouts), layouts.matched) == (0, 0)
+
+
+def test_whitespace_between_the_metadata_and_the_tensors(tmp_path):
+    layouts = Layouts()
+    for seed in (1, 2):
+        raw, data_size = read_header_bytes(make_lora(tmp_path, f"s{seed}", "sd1", seed=seed))
+        spaced = raw.replace(b'"},"', b'"} \n,"', 1)
+        assert facts(spaced, data_size, layouts) == whole_parse(spaced, data_size)
+    assert layouts.matched == 1
