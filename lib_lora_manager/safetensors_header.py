@@ -182,21 +182,21 @@ class Layouts:
         """(the checked metadata, the value added with the part) if ``raw`` ends with a part
         seen before whose tensors fit ``data_size``; else None."""
         end = _content_end(raw)
-        with self._lock:
-            for part in reversed(self._parts):  # most recently matched first
-                if len(part) < end and raw.endswith(part, 0, end):
+        with self._lock:  # a part may end another (the same last tensors): each is a candidate
+            candidates = [(part, *self._parts[part]) for part in reversed(self._parts)
+                          if len(part) < end and raw.endswith(part, 0, end)]
+        for part, last_offset, value in sorted(candidates, key=lambda c: -len(c[0])):
+            if last_offset > data_size:
+                continue
+            metadata = _leading_metadata(raw[:end - len(part)])
+            if metadata is None:
+                continue
+            with self._lock:
+                if part in self._parts:
                     self._parts.move_to_end(part)
-                    last_offset, value = self._parts[part]
-                    break
-            else:
-                return None
-        if last_offset > data_size:
-            return None
-        metadata = _leading_metadata(raw[:end - len(part)])
-        if metadata is None:
-            return None
-        self.matched += 1
-        return metadata, value
+                self.matched += 1
+            return metadata, value
+        return None
 
     def add(self, raw: bytes, header: Header, value: object) -> None:
         """Remember the tensor part of ``raw`` (read as ``header``, so valid) with ``value``."""

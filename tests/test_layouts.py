@@ -156,3 +156,18 @@ def test_whitespace_between_the_metadata_and_the_tensors(tmp_path):
         spaced = raw.replace(b'"},"', b'"} \n,"', 1)
         assert facts(spaced, data_size, layouts) == whole_parse(spaced, data_size)
     assert layouts.matched == 1
+
+
+def test_a_layout_that_ends_another_does_not_hide_it():
+    def header(metadata: str, *names_offsets: tuple[str, int]) -> tuple[bytes, int]:
+        entries = ",".join(f'"{n}.weight":{{"dtype":"F16","shape":[2],"data_offsets":[{o},{o + 4}]}}'
+                           for n, o in names_offsets)
+        return f'{{"__metadata__":{{"k":"{metadata}"}},{entries}}}'.encode(), 12
+
+    longer = header("1", ("c", 8), ("a", 0), ("b", 4))  # ends with every byte of the shorter part
+    shorter = header("2", ("a", 0), ("b", 4))
+    again = header("3", ("c", 8), ("a", 0), ("b", 4))
+    layouts = Layouts()
+    for raw in (longer, shorter, again):
+        assert facts(*raw, layouts) == whole_parse(*raw)
+    assert layouts.matched == 1  # the third read by the longer part, though the shorter was seen last
