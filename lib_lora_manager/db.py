@@ -282,16 +282,19 @@ class Database:
         with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+        self._sync_text_index()  # what the revisions migrated through left to the full-text indexes
         return backup
 
     def _sync_text_index(self) -> None:
         """Fit the full-text indexes to this engine (text_index.py): a look at the catalog, and
         a write only when they need creating, repairing or disarming."""
         with self.engine.connect() as conn:
-            if text_index.in_step(conn):
-                return
-        with self._write_lock, self._write_engine.begin() as conn:
-            text_index.sync(conn)
+            in_step = text_index.in_step(conn)
+        if not in_step:
+            with self._write_lock, self._write_engine.begin() as conn:
+                text_index.sync(conn)
+        with self.engine.connect() as conn:
+            text_index.note(conn)
 
     def _backup_sqlite(self, revision: str) -> str | None:
         if not self.is_sqlite:

@@ -181,7 +181,7 @@ class Table:
                 and walked * per_page * 10 * self._rows(session) < total * total):
             # most rows match: a walk of the sort index fills the page after a few rows, testing
             # each one's text, where a full-text term's id set lists every match first
-            where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
+            where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
             page = position.page
             where.append(position.beyond(self, query))
@@ -191,7 +191,10 @@ class Table:
         use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
                                     lambda: self._rows(session))
         if not use_index and id_sets_only:
-            hint = None  # few matches, each found by id: read them and sort, no index walked
+            # few matches, each found by id: no sort index walked, but each candidate the first set
+            # lists is tested against the others in the narrow index of ids (count_index), so only
+            # the matches' rows are read, for their sort key (a row each read, rather, cost 2.5x)
+            hint = self._hint(session, self.count_index)
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
@@ -261,6 +264,10 @@ class _Cursor:
         if self.value is None:
             return and_(column.is_(None), id_beyond)
         clause = or_(column < self.value if descending else column > self.value, and_(column == self.value, id_beyond))
+        # the same rows, with a bound a planner can start the walk of the sort index at: without it
+        # PostgreSQL walks from the first entry and tests the OR on each (a deep cursor page cost
+        # what the offset page did)
+        clause = and_(column <= self.value if descending else column >= self.value, clause)
         return or_(clause, column.is_(None)) if getattr(column, "nullable", True) else clause
 
 
@@ -276,7 +283,14 @@ class Query:
             self.sort = self.table.default_sort
 
     def where(self) -> list[ColumnElement[bool]]:
-        return [t.clause for t in self.terms]
+        return [t.clause for t in self.tests()]
+
+    def tests(self) -> list[Term]:
+        """The terms in the order a row is best tested in: tests of the row's own columns first,
+        sets of ids (a tag, a folder, free text: a lookup each) last. SQLite tests a WHERE's terms
+        in the order written and stops at the first that fails: a count of
+        ``-tag:anime base:sd1 fav:no`` takes 40 % less time with the tag last."""
+        return sorted(self.terms, key=lambda t: t.key in self.table.id_set_keys)
 
     def sort_column(self):
         column = self.table.sorts[self.sort.key]

@@ -104,7 +104,11 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
     for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6),
                         ("walk1 sort:-size", 1), ("error:no sort:-name", 7), ("nomatch", 0),
                         # one negated set: counted as all rows but the set's (the trashed one in neither)
-                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0)):
+                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0),
+                        # several sets of ids: tested against each other in the index of ids, rows read last
+                        ("walk error:no sort:-size", 7), ("walk -walk2 -hash:0000 sort:size", 6), ("alk1 walk", 1),
+                        # sets after the row's own columns, whatever their order in the query
+                        ("-walk2 rating:none walk sort:-added", 3)):
         parsed = query.parse(text, LORAS)
         with library.store.db.read() as session:
             whole = scan.page(session, parsed, 1, 100)
@@ -164,6 +168,13 @@ def test_the_next_prefix_skips_surrogates_and_the_last_code_point():
     assert query.after_prefix("\U0010ffff") is None
     assert query.after_prefix("x\ud7ff") == "x\ue000"
     assert query.after_prefix("%_\\") == "%_]"
+
+
+def test_terms_are_tested_columns_first_and_sets_of_ids_last():
+    parsed = query.parse("-tag:anime style base:sd1 folder:x fav:no sort:-added", LORAS)
+    assert [t.key for t in parsed.tests()] == ["base", "fav", "tag", None, "folder"]
+    assert parsed.where() == [t.clause for t in parsed.tests()]
+    assert [t.key for t in parsed.terms] == ["tag", None, "base", "folder", "fav"]  # as written, for its words
 
 
 def test_few_matches_of_id_sets_are_read_by_id_and_many_walk_the_index():
