@@ -184,9 +184,12 @@ class Table:
             where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
             page = position.page
-            where.append(position.beyond(self, query))
         if total == 0 or position is None and (page - 1) * per_page >= total:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        if planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True):
+            return IdPage(total, self._nulls_apart(session, query, where, page, per_page, position), page, per_page)
+        if position is not None:
+            where.append(position.beyond(self, query))
         # a cursor starts the walk at its position: the walk skips nothing
         use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
                                     lambda: self._rows(session))
@@ -202,6 +205,37 @@ class Table:
         if hint is not None:
             stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
         return IdPage(total, list(session.scalars(stmt).all()), page, per_page)
+
+    def _nulls_apart(self, session: Session, query: Query, where: list[ColumnElement[bool]], page: int,
+                     per_page: int, position: _Cursor | None) -> list[int]:
+        """A page in descending order of a column that may be NULL, on PostgreSQL: the rows with
+        a value first, then those without (by id), each walked in the sort key's index. Its order
+        (NULLS LAST ascending) walked backwards is DESC NULLS FIRST: asked for the whole order at
+        once, PostgreSQL sorts every match (a top-N sort of 25,000 rows for a middle page at 50,000
+        LoRAs). The rows with a value are counted only for a page among those without."""
+        column, id_column = query.sort_column(), self.id_column
+        base = [*self.base_where(True), *where]
+        valued: list[ColumnElement[bool]] | None = [column.is_not(None)]
+        unvalued = [column.is_(None)]
+        skip = (page - 1) * per_page if position is None else 0
+        if position is not None and position.value is None:
+            valued = None  # the page starts among the rows without a value
+            unvalued.append(id_column < position.last_id)
+        elif position is not None:
+            value = position.value
+            valued += [column <= value, or_(column < value, and_(column == value, id_column < position.last_id))]
+        ids: list[int] = []
+        if valued is not None:
+            ids = list(session.scalars(select(id_column).where(*base, *valued)
+                                       .order_by(column.desc().nulls_first(), id_column.desc()).offset(skip).limit(per_page)))
+            if len(ids) == per_page:
+                return ids
+            if ids or not skip:
+                skip = 0  # the rows with a value end on this page
+            else:  # the page is past them all: how many to skip among the rest
+                skip -= session.scalar(select(func.count(id_column)).where(*base, *valued))
+        rest = select(id_column).where(*base, *unvalued).order_by(id_column.desc()).offset(skip).limit(per_page - len(ids))
+        return ids + list(session.scalars(rest))
 
     def next_cursor(self, query: Query, found: IdPage, last_row: Any) -> str | None:
         """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the

@@ -202,3 +202,23 @@ def test_a_term_most_rows_hold_finds_the_same_pages_by_testing_rows(library, lor
             followed += [i.id for i in found.items]
             cursor = found.next
         assert followed == whole[:3], text
+
+
+def test_postgresql_walks_a_descending_nullable_sort_in_two_parts(library, lora_dir):
+    """On PostgreSQL a descending sort on a column that may be NULL is asked for as the rows
+    with a value (DESC NULLS FIRST: the index walked backwards) and then those without, never as
+    DESC NULLS LAST, which its indexes cannot give in order (every match would be sorted)."""
+    from sqlalchemy import event
+
+    if library.store.db.is_sqlite:
+        pytest.skip("SQLite walks its index for NULLS LAST in either direction")
+    for i in range(5):
+        make_lora(lora_dir, f"part{i}", seed=i)
+    library.indexer.scan()
+    library.set_rating(library.ids("part1") + library.ids("part3"), 4)
+    statements: list[str] = []
+    event.listen(library.store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    pages = [library.search("sort:-rating", page=n, per_page=2) for n in (1, 2, 3)]
+    assert [len(p.items) for p in pages] == [2, 2, 1] and {p.items[0].rating for p in pages[:1]} == {4}
+    ordered = [s for s in statements if "ORDER BY loras.rating" in s]
+    assert ordered and not any("NULLS LAST" in s for s in ordered)

@@ -280,7 +280,9 @@ def test_cursor_pages_are_the_offset_pages(library, lora_dir):
         record(library, f"<lora:walk{n:02d}:1> castle")
     library.files.trash([ids[-1]])
     for q in ("", "sort:-name", "sort:rating", "sort:-rating", "sort:used", "sort:-uses", "sort:size", "walk",
-              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none"):
+              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none",
+              # nulls last in descending order too (PostgreSQL walks the rows with a value, then the rest)
+              "sort:-used", "rating:none sort:-rating", "rating:>=2 sort:-rating", "walk sort:-used"):
         offset = [library.search(q, page=n, per_page=3) for n in range(1, 6)]
         cursor_pages, cursor = [offset[0]], offset[0].next
         while cursor:
