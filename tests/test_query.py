@@ -143,7 +143,9 @@ def test_folder_is_the_folder_and_what_is_under_it_whatever_its_characters(libra
     case counts as in every other comparison of paths, and names that are not UTF-8 (surrogate
     escapes, stored as stand-ins) or end in the last code point are bounded as stored."""
     folders = ["50%", "50x", "50%/deep", "a_b", "axb", "ünï", "ünïx", "ünï/deep/er", "Styles/sub", "styles",
-               "z\U0010ffff", "z\U0010ffff/in", "z\U0010ffffa", "caf\udce9", "caf\udce9/sub", "caf\udce9x"]
+               "z\U0010ffff", "z\U0010ffff/in", "z\U0010ffffa", "caf\udce9", "caf\udce9/sub", "caf\udce9x",
+               # between the folder and what is under it in the index's order: PostgreSQL's range holds them
+               "50% old", "50%-x/deep", "50%.", "ünï !"]
     for n, folder in enumerate(folders):
         make_lora(lora_dir / folder, f"f{n:02d}", seed=n)
     library.indexer.scan()
@@ -160,6 +162,7 @@ def test_folder_is_the_folder_and_what_is_under_it_whatever_its_characters(libra
     assert found("z\U0010ffff") == {"z\U0010ffff", "z\U0010ffff/in"}
     assert found("caf\udce9") == {"caf\udce9", "caf\udce9/sub"}
     assert len(library.ids('-folder:"50%"')) == len(folders) - 2
+    assert found("50% old") == {"50% old"} and found("50%-x") == {"50%-x/deep"}
 
 
 def test_the_next_prefix_skips_surrogates_and_the_last_code_point():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from factories import POSTGRES_URL, make_lora, reset_postgres
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from lib_lora_manager import query, text_index
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
@@ -202,6 +202,29 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
             assert text_index.in_step(conn)
             indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm'")).scalars())
         assert indexes == {"ix_loras_search_text_trgm", "ix_generations_search_text_trgm"}
+    finally:
+        library.close()
+
+
+def test_postgresql_counts_sets_of_ids_in_their_indexes(postgres_url, tmp_path, lora_dir):
+    """folder: and hashed: are counted (and their negations' sets listed) by index-only scans:
+    their indexes carry trashed_at and the id, and folder: is one range of its index."""
+    for n, folder in enumerate(("styles", "styles/sub", "styles 2", "other")):
+        make_lora(lora_dir / folder, f"f{n}", seed=n)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        library.indexer.scan()
+        with library.store.db.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")  # what a large library's statistics choose
+            for q, index in (("folder:styles", "ix_loras_folder"), ("-folder:styles", "ix_loras_folder"),
+                             ("hashed:no", "ix_loras_unhashed")):
+                parsed = query.parse(q, LORAS)
+                stmt = select(func.count(Lora.id)).where(Lora.trashed_at.is_(None), *parsed.where())
+                compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+                assert f"Index Only Scan using {index}" in plan, (q, plan)
+        assert sorted(i.folder for i in library.search("folder:styles").items) == ["styles", "styles/sub"]
     finally:
         library.close()
 
