@@ -186,7 +186,8 @@ class Table:
             page = position.page
         if total == 0 or position is None and (page - 1) * per_page >= total:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
-        if planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True):
+        if (planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True)
+                and total > _FEW_MATCHES):  # a few matches sort in no time; walked for a page, they are all read
             return IdPage(total, self._nulls_apart(session, query, where, page, per_page, position), page, per_page)
         if position is not None:
             where.append(position.beyond(self, query))

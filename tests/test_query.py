@@ -207,7 +207,7 @@ def test_a_term_most_rows_hold_finds_the_same_pages_by_testing_rows(library, lor
         assert followed == whole[:3], text
 
 
-def test_postgresql_walks_a_descending_nullable_sort_in_two_parts(library, lora_dir):
+def test_postgresql_walks_a_descending_nullable_sort_in_two_parts(library, lora_dir, monkeypatch):
     """On PostgreSQL a descending sort on a column that may be NULL is asked for as the rows
     with a value (DESC NULLS FIRST: the index walked backwards) and then those without, never as
     DESC NULLS LAST, which its indexes cannot give in order (every match would be sorted)."""
@@ -219,6 +219,7 @@ def test_postgresql_walks_a_descending_nullable_sort_in_two_parts(library, lora_
         make_lora(lora_dir, f"part{i}", seed=i)
     library.indexer.scan()
     library.set_rating(library.ids("part1") + library.ids("part3"), 4)
+    monkeypatch.setattr(query, "_FEW_MATCHES", 2)  # a few matches are sorted at once
     statements: list[str] = []
     event.listen(library.store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     pages = [library.search("sort:-rating", page=n, per_page=2) for n in (1, 2, 3)]

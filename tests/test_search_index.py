@@ -291,7 +291,9 @@ def test_postgresql_without_grams_reads_short_terms_with_like(tmp_path, lora_dir
 # --- cursors ---------------------------------------------------------------------------------
 
 
-def test_cursor_pages_are_the_offset_pages(library, lora_dir):
+@pytest.mark.parametrize("few", [5000, 0])  # PostgreSQL: a descending nullable sort in one query, and in two
+def test_cursor_pages_are_the_offset_pages(library, lora_dir, monkeypatch, few):
+    monkeypatch.setattr(query, "_FEW_MATCHES", few)
     for i in range(13):
         make_lora(lora_dir / ("a" if i % 3 else "b"), f"walk{i:02d}", seed=i)
     library.indexer.scan()
