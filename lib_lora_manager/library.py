@@ -79,11 +79,8 @@ class Library:
         parsed = query.parse(q, LORAS)
         with self.store.db.read() as session:
             found = LORAS.page(session, parsed, page, per_page, after)
-            ids = found.ids
-            by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
-            loras = [by_id[i] for i in ids if i in by_id]
-            items = catalog.summaries(self.store, session, loras)
-            cursor = LORAS.next_cursor(parsed, found, by_id.get(ids[-1]) if ids else None)
+            items, by_id = catalog.cards(self.store, session, found.ids)
+            cursor = LORAS.next_cursor(parsed, found, by_id.get(found.ids[-1]) if found.ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
         return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
                     description=parsed.describe(), sort=sort, next=cursor)

@@ -375,3 +375,33 @@ def test_tokens_sdnext_cannot_parse_are_flagged(library, lora_dir):
     problems = {i.filename: i.token_problem for i in library.search("").items}
     assert problems["fine name.safetensors"] is None
     assert "'<' or '>'" in problems["<img src=x onerror=alert(1)>.safetensors"]
+
+
+def test_search_cards_are_the_summaries_of_whole_rows(library, lora_dir):
+    """A page's cards are read from the columns a card shows (catalog.cards): field for field
+    what the whole rows make, tags in order, shared prompt names and all; and every sort key's
+    cursor, made from those columns, finds the next page."""
+    from sqlalchemy import select
+
+    from lib_lora_manager import catalog
+    from lib_lora_manager.models import Lora
+
+    for n, name in enumerate(("same", "other", "third")):
+        make_lora(lora_dir, name, seed=n)
+    make_lora(lora_dir / "sub", "same", seed=7)  # a prompt name two files share
+    library.indexer.scan()
+    first, *_ = library.ids("other")
+    library.edit(first, display_name="Shown Name", rating=4, trigger_words=["tw1", "tw2"], tags=["zeta", "alpha"])
+    library.set_favorite([first], True)
+    for sort in ("name", "-added", "modified", "size", "-rating", "used", "-uses"):
+        page = library.search(f"sort:{sort}", per_page=2)
+        following = library.search(f"sort:{sort}", per_page=2, after=page.next)
+        assert [i.id for i in following.items] == [i.id for i in library.search(f"sort:{sort}", page=2, per_page=2).items]
+    items = library.search("", per_page=10).items
+    with library.store.db.read() as session:
+        rows = {r.id: r for r in session.scalars(select(Lora))}
+        expected = catalog.summaries(library.store, session, [rows[i.id] for i in items])
+    assert items == expected
+    card = next(i for i in items if i.id == first)
+    assert (card.name, card.tags, card.trigger_words, card.favorite) == ("Shown Name", ["alpha", "zeta"], ["tw1", "tw2"], True)
+    assert {"same", "sub/same"} <= {i.prompt_name for i in items}  # a shared name is its path

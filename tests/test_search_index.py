@@ -9,7 +9,7 @@ import time
 
 import pytest
 from factories import POSTGRES_URL, make_lora, reset_postgres
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from lib_lora_manager import query, text_index
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
@@ -206,10 +206,94 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
         library.close()
 
 
+def test_postgresql_counts_sets_of_ids_in_their_indexes(postgres_url, tmp_path, lora_dir):
+    """folder: and hashed: are counted (and their negations' sets listed) by index-only scans:
+    their indexes carry trashed_at and the id, and folder: is one range of its index."""
+    for n, folder in enumerate(("styles", "styles/sub", "styles 2", "other")):
+        make_lora(lora_dir / folder, f"f{n}", seed=n)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        library.indexer.scan()
+        with library.store.db.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")  # what a large library's statistics choose
+            for q, index in (("folder:styles", "ix_loras_folder"), ("-folder:styles", "ix_loras_folder"),
+                             ("hashed:no", "ix_loras_unhashed")):
+                parsed = query.parse(q, LORAS)
+                stmt = select(func.count(Lora.id)).where(Lora.trashed_at.is_(None), *parsed.where())
+                compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+                assert f"Index Only Scan using {index}" in plan, (q, plan)
+        assert sorted(i.folder for i in library.search("folder:styles").items) == ["styles", "styles/sub"]
+    finally:
+        library.close()
+
+
+def short_term_sql(library, term: str) -> str:
+    return str(select(Lora.id).where(query.parse(term, LORAS).where()[0]).compile(library.store.db.engine))
+
+
+def test_postgresql_looks_short_terms_up_in_the_grams_and_keeps_them(postgres_url, tmp_path, lora_dir):
+    """A term of one or two characters, which no trigram serves, is looked up in the stored
+    grams of the text (their GIN index): the same rows as the LIKE, kept by every write, and
+    made again by the next open when they went missing."""
+    for n, name in enumerate(("xl_style", "Café ミク", "a_b 100%", "plain")):
+        make_lora(lora_dir, name, seed=n)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        library.indexer.scan()
+        assert "search_grams @>" in short_term_sql(library, "xl") and "LIKE" not in short_term_sql(library, "xl")
+        assert "search_grams" not in short_term_sql(library, "xls")  # three characters: the trigrams
+        probes = ("xl", "x", "ミク", "é", "_", "%", "0%", "a_", "b ", "zz")
+        assert_in_step(library, probes)
+        plain = library.ids("plain")[0]
+        assert plain not in library.ids("xl")
+        library.edit(plain, display_name="Now XL")  # the column follows the row's text
+        assert plain in library.ids("xl")
+        assert_in_step(library, probes)
+        with library.store.db.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP INDEX {text_index.grams_index_name('loras')}")
+            assert not text_index.in_step(conn)
+    finally:
+        library.close()
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        with library.store.db.engine.connect() as conn:
+            assert text_index.in_step(conn)
+        assert "search_grams @>" in short_term_sql(library, "xl")
+        assert_in_step(library, probes)
+    finally:
+        library.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LORA_MANAGER_TEST_POSTGRES_URL is not set")
+def test_postgresql_without_grams_reads_short_terms_with_like(tmp_path, lora_dir, monkeypatch, caplog):
+    """The grams refused (here: a function PostgreSQL cannot create): short terms are the LIKE,
+    with the same answers, and nothing else is lost."""
+    reset_postgres(POSTGRES_URL)
+    with Database(POSTGRES_URL).engine.begin() as conn:  # left by an earlier test's database
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {text_index.GRAMS_FUNCTION}(text)")
+    monkeypatch.setattr(text_index, "_GRAMS_SQL", "CREATE FUNCTION lora_manager_broken() RETURNS no_such_type "
+                                                  "LANGUAGE sql AS $$ SELECT 1 $$")
+    for n, name in enumerate(("xl_style", "blue hair", "plain")):
+        make_lora(lora_dir, name, seed=n)
+    with caplog.at_level(logging.WARNING, logger="lora_manager"):
+        library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=POSTGRES_URL)
+    try:
+        assert "one or two characters" in caplog.text and "no trigram index" not in caplog.text
+        library.indexer.scan()
+        assert "LIKE" in short_term_sql(library, "xl") and "search_grams" not in short_term_sql(library, "xl")
+        assert_in_step(library, ("xl", "x", "e ", "zz", "blue"))
+    finally:
+        library.close()
+
+
 # --- cursors ---------------------------------------------------------------------------------
 
 
-def test_cursor_pages_are_the_offset_pages(library, lora_dir):
+@pytest.mark.parametrize("few", [5000, 0])  # PostgreSQL: a descending nullable sort in one query, and in two
+def test_cursor_pages_are_the_offset_pages(library, lora_dir, monkeypatch, few):
+    monkeypatch.setattr(query, "_FEW_MATCHES", few)
     for i in range(13):
         make_lora(lora_dir / ("a" if i % 3 else "b"), f"walk{i:02d}", seed=i)
     library.indexer.scan()
@@ -221,7 +305,9 @@ def test_cursor_pages_are_the_offset_pages(library, lora_dir):
         record(library, f"<lora:walk{n:02d}:1> castle")
     library.files.trash([ids[-1]])
     for q in ("", "sort:-name", "sort:rating", "sort:-rating", "sort:used", "sort:-uses", "sort:size", "walk",
-              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none"):
+              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none",
+              # nulls last in descending order too (PostgreSQL walks the rows with a value, then the rest)
+              "sort:-used", "rating:none sort:-rating", "rating:>=2 sort:-rating", "walk sort:-used"):
         offset = [library.search(q, page=n, per_page=3) for n in range(1, 6)]
         cursor_pages, cursor = [offset[0]], offset[0].next
         while cursor:
