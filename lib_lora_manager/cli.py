@@ -201,7 +201,7 @@ def cmd_show(library, args) -> int:
     if args.json:
         _print_json(data)
         return 0
-    for key in ("id", "name", "relpath", "path", "token", "base_model_label", "adapter_type", "network_dim",
+    for key in ("id", "name", "relpath", "path", "token", "base_model_label", "base_model_conflict", "adapter_type", "network_dim",
                 "network_alpha", "size", "rating", "favorite", "tags", "trigger_words", "sha256", "autov2",
                 "shorthash", "missing", "error", "description"):
         value = data.get(key)

@@ -105,6 +105,7 @@ class LoraDetail(LoraSummary):
     base_model_source: str | None = None
     base_model_sidecar: str | None = None
     base_model_user: str | None = None
+    base_model_conflict: str | None = None  # the file and a sidecar name different families
     network_module: str | None = None
     network_dim: int | None = None
     network_alpha: float | None = None

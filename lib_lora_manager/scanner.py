@@ -29,10 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Text, and_, bindparam, case, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from . import naming, reading, sidecars
+from . import base_models, naming, reading, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
 from .dbtypes import path_from_db, path_to_db, storable_path
@@ -834,7 +834,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
             words = json.loads(seeded["trigger_words"]) if seeded.get("trigger_words") else []
             values.update(seeded)
             values.update(
-                added_at=now, updated_at=now, base_model=data.base_model or head["base_model_detected"],
+                added_at=now, updated_at=now, base_model=base_models.effective(None, data.base_model, head["base_model_detected"]),
                 sort_name=sort_name(seeded.get("display_name"), head["title"], columns["stem"]),
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
@@ -984,8 +984,18 @@ def refresh_search_text(session, ids: list[int]) -> None:
             lora.sort_name = sort_name(lora.display_name, lora.title, lora.stem)
 
 
+def effective_base_model():
+    """base_models.effective over the columns: the user's choice, else a sidecar's unless the
+    file names a narrower family of it (Pony under a sidecar's "SDXL"), else the file's."""
+    narrower = or_(*(and_(Lora.base_model_sidecar == coarse, Lora.base_model_detected == specific)
+                     for coarse, specific in base_models.REFINEMENTS))
+    return case((Lora.base_model_user.is_not(None), Lora.base_model_user),
+                (and_(Lora.base_model_sidecar.is_not(None), ~narrower), Lora.base_model_sidecar),
+                else_=Lora.base_model_detected)
+
+
 def refresh_base_model(session, ids: list[int]) -> None:
-    """Effective base model = the user's choice, else a sidecar's, else the header's."""
-    effective = func.coalesce(Lora.base_model_user, Lora.base_model_sidecar, Lora.base_model_detected)
+    """Derive the effective base model again after one of its three sources changed."""
+    effective = effective_base_model()
     for start in range(0, len(ids), BATCH):
         session.execute(update(Lora).where(Lora.id.in_(ids[start:start + BATCH])).values(base_model=effective))

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from .base_models import family_code
+from .base_models import family_code, refines
 
 __all__ = [
     "MAX_SIDECAR_BYTES",
@@ -696,16 +696,20 @@ class _Merge:
         )
 
     def _base_model(self) -> tuple[str | None, str | None]:
-        """The best base-model string that names a family; else the best non-empty one."""
+        """The best base-model string that names a family, or a narrower family of it that a
+        lesser source names (CivitAI's "Pony" over A1111's coarse "SDXL", whatever their
+        order); else the best non-empty string."""
         offers = sorted(self.scalars.get("base_model_text", []), key=lambda o: o[:2])
         fallback = None
+        best: tuple[str, str] | None = None
         for _priority, _order, text in offers:
             code = family_code(text)
             if code and code != "unknown":
-                return text, code
-            if fallback is None:
+                if best is None or refines(code, best[1]):
+                    best = (text, code)
+            elif fallback is None:
                 fallback = text  # e.g. "AuraFlow": worth showing, no family of ours
-        return fallback, None
+        return best or (fallback, None)
 
     def _civitai(self) -> dict | None:
         """The best-ranked CivitAI identity, completed by sources that agree with it."""

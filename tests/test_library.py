@@ -375,3 +375,40 @@ def test_tokens_sdnext_cannot_parse_are_flagged(library, lora_dir):
     problems = {i.filename: i.token_problem for i in library.search("").items}
     assert problems["fine name.safetensors"] is None
     assert "'<' or '>'" in problems["<img src=x onerror=alert(1)>.safetensors"]
+
+
+def test_a_coarse_sidecar_base_model_does_not_hide_pony_and_a_conflict_is_shown(library, lora_dir):
+    """A1111's "sd version: SDXL" says less than a Pony or Illustrious file's own metadata: the
+    narrower family wins. An SD1.5 file it calls SDXL is a conflict, shown on the detail."""
+    for stem, family in (("pony_style", "pony"), ("ill_style", "illustrious"), ("old_style", "sd1")):
+        make_lora(lora_dir, stem, family, seed=len(stem))
+        (lora_dir / f"{stem}.json").write_text(json.dumps({"sd version": "SDXL", "activation text": stem}))
+    library.indexer.scan()
+    assert names(library.search("base:pony")) == ["pony_style.safetensors"]
+    assert names(library.search("base:illustrious")) == ["ill_style.safetensors"]
+    assert names(library.search("base:sdxl")) == ["old_style.safetensors"]  # a sidecar may correct the file
+    by_name = {i.filename: i for i in library.search("").items}
+    pony = library.get(by_name["pony_style.safetensors"].id)
+    assert (pony.base_model_detected, pony.base_model_sidecar, pony.base_model_conflict) == ("pony", "sdxl", None)
+    old = library.get(by_name["old_style.safetensors"].id)
+    assert old.base_model_conflict == "the file says SD1.5, a sidecar says SDXL"
+
+    # the same rule when the sidecar is re-read on its own, and when the user's choice goes again
+    (lora_dir / "pony_style.json").write_text(json.dumps({"sd version": "SDXL", "notes": "changed"}))
+    os.utime(lora_dir / "pony_style.json", ns=(1, 1))
+    library.indexer.scan()
+    library.edit(pony.id, base_model="sd1")
+    assert library.get(pony.id).base_model == "sd1"
+    library.edit(pony.id, base_model="auto")
+    assert library.get(pony.id).base_model == "pony"
+
+
+def test_the_demo_library_is_found_under_each_family(library, lora_dir):
+    from lib_lora_manager.demo import create_demo_library
+
+    create_demo_library(lora_dir)
+    library.indexer.scan()
+    pony = sorted(i.relpath for i in library.search("base:pony").items)
+    assert pony == ["characters/ryuu_dragon.safetensors", "pony/aria_knight.safetensors",
+                    "pony/pony_style_mix.safetensors", "styles/ukiyo-e.safetensors"]
+    assert library.search("base:illustrious").total == 3

@@ -393,3 +393,34 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
         assert library.search("hashed:no").total == 1 and library.search("hashed:yes").total == 5
     finally:
         library.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0010_derives_the_base_model_of_stored_rows_again(engine, tmp_path):
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0009")
+    rows = [  # detected, sidecar, user, effective as 0009 stored it
+        ("pony", "sdxl", None, "sdxl"), ("illustrious", "sdxl", None, "sdxl"), ("sd1", "sdxl", None, "sdxl"),
+        ("pony", "sdxl", "sd1", "sd1"), ("sdxl", "pony", None, "pony")]
+    with db.engine.begin() as conn:
+        for n, (detected, sidecar, user, effective) in enumerate(rows):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, base_model_sidecar, base_model_user, favorite, nsfw, search_text, updated_at, use_count) "
+                "VALUES (:path, '/r', :rel, '', :rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, :detected, "
+                "'metadata', 'lora', :effective, :sidecar, :user, false, false, '', 1, 0)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "detected": detected, "sidecar": sidecar,
+                 "user": user, "effective": effective})
+    db.migrate()
+    with db.engine.connect() as conn:
+        got = [r[0] for r in conn.execute(text("SELECT base_model FROM loras ORDER BY id"))]
+    db.dispose()
+    assert got == ["pony", "illustrious", "sdxl", "sd1", "pony"]

@@ -486,3 +486,13 @@ def test_signature_changes_when_a_sidecar_changes(lora_dir: Path) -> None:
 ])
 def test_split_trigger_words(text: str, words: list[str]) -> None:
     assert split_trigger_words(text) == words
+
+
+def test_a_narrower_base_model_wins_over_a_better_ranked_coarse_one(lora_dir: Path) -> None:
+    """A1111's "Pony" refines Stability Matrix's "SDXL 1.0" though it ranks last; "SD1" does not."""
+    write(lora_dir, "ink.cm-info.json", {"ModelId": 4201, "VersionId": 9901, "BaseModel": "SDXL 1.0"})
+    write(lora_dir, "ink.json", {"sd version": "Pony", "activation text": ""})
+    data = read(lora_dir)
+    assert (data.base_model, data.base_model_text) == ("pony", "Pony")
+    write(lora_dir, "ink.json", {"sd version": "SD1", "activation text": ""})
+    assert read(lora_dir).base_model == "sdxl"

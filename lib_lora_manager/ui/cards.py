@@ -260,6 +260,8 @@ def base_model_text(d: LoraDetail) -> str:
         parts.append(f"sidecar says {base_models.label(d.base_model_sidecar)}")
     if d.base_model_user:
         parts.append(f"your override: {base_models.label(d.base_model_user)}")
+    if d.base_model_conflict:
+        parts.append(f"conflict: {d.base_model_conflict}")
     return "; ".join(parts)
 
 
