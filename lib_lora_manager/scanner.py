@@ -258,9 +258,12 @@ def _kind(st: os.stat_result) -> str:
 
 def seeded_user_data(trigger_phrase: str | None, data: sidecars.SidecarData) -> dict[str, Any]:
     """First values of user-editable fields for a new row, from metadata and sidecars."""
+    # the file's trigger phrase is split by the sidecars' rule ("ryuu, dragon horns" is two words)
     words: list[str] = []
-    for word in list(data.trigger_words) + ([trigger_phrase] if trigger_phrase else []):
-        if word and word not in words:
+    seen: set[str] = set()
+    for word in list(data.trigger_words) + sidecars.split_trigger_words(trigger_phrase or ""):
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
             words.append(word)
     seeded: dict[str, Any] = {"trigger_words": json.dumps(words) if words else None}
     if data.preferred_weight is not None:

@@ -412,3 +412,17 @@ def test_the_demo_library_is_found_under_each_family(library, lora_dir):
     assert pony == ["characters/ryuu_dragon.safetensors", "pony/aria_knight.safetensors",
                     "pony/pony_style_mix.safetensors", "styles/ukiyo-e.safetensors"]
     assert library.search("base:illustrious").total == 3
+
+
+def test_a_trigger_phrase_and_a_sidecar_saying_the_same_give_each_word_once(library, lora_dir):
+    """The file's modelspec.trigger_phrase and A1111's activation text, both "ryuu, dragon horns"."""
+    metadata = {**synth.realistic_metadata("pony", "ryuu", seed=7), "modelspec.trigger_phrase": "ryuu, Dragon Horns"}
+    make_lora(lora_dir, "ryuu", "pony", metadata=metadata)
+    (lora_dir / "ryuu.json").write_text(json.dumps({"sd version": "SDXL", "activation text": "ryuu, dragon horns"}))
+    library.indexer.scan()
+    item = library.search("").items[0]
+    assert item.trigger_words == ["ryuu", "dragon horns"]
+    suggested = [w for w, _count in library.get(item.id).trigger_suggestions]
+    assert suggested[:2] == ["ryuu", "Dragon Horns"]  # the phrase's words, not the phrase
+    library.edit(item.id, rating=4)
+    assert library.get(item.id).trigger_words == ["ryuu", "dragon horns"]

@@ -480,7 +480,8 @@ def test_signature_changes_when_a_sidecar_changes(lora_dir: Path) -> None:
     ("a, b c ,  d", ["a", "b c", "d"]),
     ("one\ntwo\r\nthree", ["one", "two", "three"]),
     ("(red, blue:1.2), <lora:x:1>, [a, b]", ["(red, blue:1.2)", "<lora:x:1>", "[a, b]"]),
-    ("unbalanced (a, b", ["unbalanced (a, b"]),
+    ("unbalanced (a, b", ["unbalanced (a", "b"]),  # a bracket never closed cannot swallow the list
+    ("(a, b), c (d, e", ["(a, b)", "c (d", "e"]),
     (", ,  ,", []),
     ("x" * 201 + ", ok", ["ok"]),
 ])
