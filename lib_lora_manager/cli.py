@@ -1,8 +1,10 @@
 """``python -m lib_lora_manager``: serve the UI standalone, or work on any library from a shell.
 
-Every command takes ``--data-dir``, ``--db`` and ``--lora-dir`` so it can point at any library;
-without ``--lora-dir`` the folders remembered from the last run are used. ``--json`` output is
-stable for scripts. Errors print one line and exit with status 2.
+Every command takes ``--data-dir``, ``--db``, ``--lora-dir`` and ``--demo`` so it can point at
+any library; without them a command reads the library ``serve`` last opened (settings.py
+choose_library), and says which one it reads. Without ``--lora-dir`` the folders remembered from
+the last run are used. ``--json`` output is stable for scripts. Errors print one line and exit
+with status 2.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import naming
 from .errors import InvalidInput, LoraManagerError
 from .results import to_json
-from .settings import default_data_dir
+from .settings import LibraryChoice, choose_library
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,9 +34,12 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
-    common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR or ~/.local/share/lora-manager)")
+    common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR, "
+                        "else the folder serve last used, else ~/.local/share/lora-manager)")
     common.add_argument("--db", default=None, metavar="URL", help="database URL (default: $LORA_MANAGER_DATABASE_URL or SQLite in the data folder)")
     common.add_argument("--lora-dir", action="append", default=None, metavar="DIR", help="a LoRA folder (repeat for several; the first is the primary)")
+    common.add_argument("--demo", action="store_true", help="the demo library (in DATA_DIR/demo, created on first use; "
+                        "serve --demo also builds a tiny random SD1.5 model to generate with, unless --model is given)")
 
     parser = Parser(prog="python -m lib_lora_manager", description="LoRA Manager: index, search and curate LoRA files.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,8 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the web UI standalone on 127.0.0.1")
     p.add_argument("--port", type=int, default=7870)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--demo", action="store_true", help="create and open a demo library in the data folder "
-                   "(with a tiny random SD1.5 model to generate with, unless --model is given)")
     p.add_argument("--model", metavar="PATH", help="generate with this model: a local diffusers folder or a "
                    "single-file checkpoint (without it and without --demo there is no Generate panel)")
     p.add_argument("--model-config", metavar="PATH", help="for a single-file checkpoint: a local diffusers folder of the "
@@ -90,17 +94,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def library_location(args: argparse.Namespace, *, last_served: bool = True) -> tuple[LibraryChoice, list[str] | None]:
+    """The library the command line names, and its LoRA folders (None: those it remembers).
+    ``--demo`` writes the demo's LoRA files into its folder the first time, as serve does."""
+    choice = choose_library(args.data_dir, args.db, demo=args.demo, last_served=last_served)
+    roots = list(args.lora_dir) if args.lora_dir else None
+    if args.demo:
+        from pathlib import Path
+
+        from .demo import create_demo_library
+
+        demo_root = os.path.join(choice.data_dir, "loras")
+        create_demo_library(Path(demo_root))
+        roots = [demo_root] + (roots or [])
+    return choice, roots
+
+
 def open_library(args: argparse.Namespace, *, hashing: bool = True):
+    """The Library the command line names, and how it was chosen."""
     from sqlalchemy.exc import ArgumentError
 
     from .library import Library
 
-    data_dir = args.data_dir or default_data_dir()
+    choice, roots = library_location(args)
     try:
-        return Library.open(data_dir, roots=args.lora_dir, database_url=args.db, hashing=hashing)
+        library = Library.open(choice.data_dir, roots=roots, database_url=choice.database_url, hashing=hashing)
     except ArgumentError:  # from --db or $LORA_MANAGER_DATABASE_URL
-        url = args.db or os.environ.get("LORA_MANAGER_DATABASE_URL")
+        url = choice.database_url or os.environ.get("LORA_MANAGER_DATABASE_URL")
         raise InvalidInput(f"“{url}” is not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
+    return library, choice
+
+
+def _say_library(library, choice: LibraryChoice) -> None:
+    """The line above a command's text output: which library it reads, and why that one."""
+    store = library.store
+    url = store.db.engine.url
+    where = naming.display(store.data_dir)
+    if not store.db.is_sqlite or os.path.dirname(os.path.abspath(url.database or "")) != store.data_dir:
+        where += f", database {url.render_as_string(hide_password=True)}"
+    print(f"Library: {where} ({choice.why})")
+    if not store.roots:
+        print("  No LoRA folder yet: scan --lora-dir DIR indexes one (or try: serve --demo).")
 
 
 def main(argv: list[str] | None = None, *, serve: Callable[[argparse.Namespace], int] | None = None) -> int:
@@ -113,8 +147,10 @@ def main(argv: list[str] | None = None, *, serve: Callable[[argparse.Namespace],
             if serve is None:
                 raise InvalidInput("serve runs as: python -m lib_lora_manager serve")
             return serve(args)
-        library = open_library(args)
+        library, choice = open_library(args)
         try:
+            if not getattr(args, "json", False):
+                _say_library(library, choice)
             return COMMANDS[args.command](library, args)
         finally:
             library.close()
