@@ -303,7 +303,7 @@ def cmd_stats(library, args) -> int:
         _print_json(stats)
         return 0
     for key, value in stats.items():
-        print(f"{key:>18}: {value}")
+        print(f"{key:>18}: {value['message'] if key == 'scan' else value}")
     return 0
 
 

@@ -36,7 +36,7 @@ from . import base_models, naming, reading, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
 from .dbtypes import path_from_db, path_to_db, storable_path
-from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .models import Lora, LoraMetadata, LoraTag, Tag, count_unreadable, live
 from .reading import Analysis, Found, Readers, no_sidecars, sidecar_columns, unreadable
 from .roots import RootMap
 
@@ -63,7 +63,7 @@ class ScanReport:
     unchanged: int = 0
     missing: int = 0
     returned: int = 0  # missing files that came back
-    errors: int = 0  # files indexed with a read error
+    errors: int = 0  # files in the index with a read error after the scan (models.count_unreadable)
     folder_errors: list[str] = field(default_factory=list)
     # "path: reason" for each entry that looks like a LoRA (or belongs to one) and was not
     # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
@@ -337,6 +337,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     with Readers(thumbnail_dir) as readers:
         sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers)
         sync.run()
+    with db.read() as session:
+        report.errors = count_unreadable(session)
     report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
@@ -806,7 +808,6 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
         else:
             report.updated -= 1
         if bare:  # even its file facts alone: the file cannot be indexed at all
-            report.errors -= 1
             report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
             return
         error_text = f"cannot store what the file holds: {_one_line(error)}"
@@ -827,8 +828,6 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
     for analysis in batch:
         found, columns, head, metadata_json, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata_json, analysis.side, analysis.data)
-        if head["error"]:
-            report.errors += 1
         old_path = moves.get(found.path)
         row = indexed.get(old_path or found.path)
         values = {**columns, **head, **side, "scanned_at": now, "missing": False, "missing_since": None}

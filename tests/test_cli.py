@@ -139,6 +139,7 @@ def test_serve_answers_until_interrupted_then_closes_everything(tmp_path, lib_di
         assert json.loads(run("search", "", "--json", data_dir=None).stdout)["total"] == 3
         text = run("stats", data_dir=None).stdout
         assert text.startswith(f"Library: {data} (the library last served") and "total: 3" in text
+        assert "scan: last scan: 3 files, 3 new" in text  # the server's scan, read from the database
         server.send_signal(signal.SIGINT)
         _out, err = server.communicate(timeout=60)
     finally:

@@ -426,3 +426,53 @@ def test_a_trigger_phrase_and_a_sidecar_saying_the_same_give_each_word_once(libr
     assert suggested[:2] == ["ryuu", "Dragon Horns"]  # the phrase's words, not the phrase
     library.edit(item.id, rating=4)
     assert library.get(item.id).trigger_words == ["ryuu", "dragon horns"]
+
+
+def test_a_rescan_counts_the_unreadable_files_the_header_counts(library, lora_dir):
+    """The scan's message and the Library header say the same number, even when the corrupt
+    file was not read again (unchanged) and when it is in the trash."""
+    from lib_lora_manager.ui import cards
+
+    make_lora(lora_dir, "good")
+    synth.write_hostile(lora_dir / "broken.safetensors", "truncated")
+    assert library.indexer.scan().errors == 1
+    again = library.indexer.scan()
+    assert (again.unchanged, again.errors) == (2, 1) and "1 unreadable" in again.summary()
+    assert "1 unreadable" in cards.stats_line(library.stats(), library.indexer.status.message)
+    library.files.trash(library.ids("error:yes"))
+    assert library.indexer.scan().errors == library.stats()["errors"] == 0
+
+
+def test_the_scan_status_is_shared_by_every_process_on_the_database(library, lora_dir, tmp_path, database_url):
+    """Another process (the CLI beside a server) sees the scan running here, then its outcome."""
+    import threading
+
+    from lib_lora_manager.library import Library
+
+    make_lora(lora_dir, "one")
+    make_lora(lora_dir, "two", seed=2)
+    other = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=database_url)
+    try:
+        assert other.stats()["scan"]["message"] == "not scanned yet"
+        halfway, go_on = threading.Event(), threading.Event()
+
+        def progress(fraction, message):
+            halfway.set()
+            go_on.wait(30)
+        scan = threading.Thread(target=library.indexer.scan, args=(progress,))
+        scan.start()
+        try:
+            assert halfway.wait(30)
+            shown = other.stats()["scan"]
+            assert shown["running"] is True and shown["message"] == "a scan is running in another process"
+        finally:
+            go_on.set()
+            scan.join(30)
+        shown = other.stats()["scan"]
+        assert shown["running"] is False and shown["message"].startswith("last scan: 2 files, 2 new")
+        assert shown["last_report"]["added"] == 2 and shown["finished_at"] == library.indexer.status.finished_at
+        other.indexer.scan()  # its own, newer scan is what it shows now; the first one sees it too
+        assert other.stats()["scan"]["message"].startswith("last scan: 2 files, 0 new")
+        assert library.stats()["scan"]["finished_at"] == other.indexer.status.finished_at
+    finally:
+        other.close()

@@ -473,7 +473,8 @@ class LibraryTab:
     # --- scanning -----------------------------------------------------------------------------
 
     def stats(self) -> str:
-        return cards.stats_line(self.library.stats(), self.library.indexer.status.message)
+        stats = self.library.stats()
+        return cards.stats_line(stats, stats["scan"]["message"])
 
     def scan(self, progress=None) -> tuple[str, str]:
         """Sync the index now (progress goes to the gr.Progress bar); Busy is a message."""
