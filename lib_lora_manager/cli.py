@@ -22,6 +22,7 @@ from . import naming
 from .errors import InvalidInput, LoraManagerError
 from .results import to_json
 from .settings import LibraryChoice, choose_library
+from .wording import plural
 
 
 class Parser(argparse.ArgumentParser):
@@ -199,20 +200,20 @@ def cmd_scan(library, args) -> int:
     else:
         print("scan: " + report.summary())
         if hashed is not None:
-            print(f"hashed {hashed} files")
+            print(f"hashed {plural(hashed, 'file')}")
     return 0
 
 
 def _hash_all(library) -> int:
     bar = ProgressBar()
     count = library.indexer.hash_pending(progress=lambda n, total, name: bar(n / max(total, 1), f"hashing {name}"))
-    bar(1.0, f"hashed {count} files")
+    bar(1.0, f"hashed {plural(count, 'file')}")
     return count
 
 
 def cmd_hash(library, args) -> int:
     count = _hash_all(library)
-    _print_json({"hashed": count}) if args.json else print(f"hashed {count} files")
+    _print_json({"hashed": count}) if args.json else print(f"hashed {plural(count, 'file')}")
     return 0
 
 
@@ -226,7 +227,7 @@ def cmd_search(library, args) -> int:
         flags = ("★" if item.favorite else " ") + (f"{item.rating}" if item.rating else " ")
         state = " MISSING" if item.missing else (f" ERROR: {item.error}" if item.error else "")
         print(f"{item.id:>6} {flags} {item.base_model_label:<11} {item.token}  {item.relpath}{state}")
-    print(f"page {page.page} of {page.pages}, {page.total} LoRAs")
+    print(f"page {page.page} of {page.pages}, {plural(page.total, 'LoRA')}")
     return 0
 
 
@@ -244,7 +245,7 @@ def cmd_show(library, args) -> int:
         if value not in (None, "", [], False):
             print(f"{key:>16}: {value}")
     if data.get("metadata"):
-        print(f"{'metadata':>16}: {len(data['metadata'])} keys (use --json to see them)")
+        print(f"{'metadata':>16}: {plural(len(data['metadata']), 'key')} (use --json to see them)")
     return 0
 
 
@@ -255,14 +256,14 @@ def cmd_tag(library, args) -> int:
         return 0
     if args.rename:
         count = library.rename_tag(*args.rename)
-        print(f"renamed “{args.rename[0]}” to “{args.rename[1]}” on {count} LoRAs")
+        print(f"renamed “{args.rename[0]}” to “{args.rename[1]}” on {plural(count, 'LoRA')}")
         return 0
     if args.merge:
         if not args.into:
             print("error: --merge needs --into TAG", file=sys.stderr)
             return 2
         count = library.merge_tags(args.merge.split(","), args.into)
-        print(f"merged into “{args.into}” on {count} LoRAs")
+        print(f"merged into “{args.into}” on {plural(count, 'LoRA')}")
         return 0
     if args.query is not None:
         selection = args.query
@@ -290,10 +291,10 @@ def cmd_duplicates(library, args) -> int:
         _print_json(groups)
         return 0
     for group in groups:
-        print(f"{group[0].sha256[:12]}  {len(group)} copies, {group[0].size} bytes each")
+        print(f"{group[0].sha256[:12]}  {plural(len(group), 'copy')}, {plural(group[0].size, 'byte')} each")
         for item in group:
             print(f"   {item.id:>6}  {item.path}")
-    print(f"{len(groups)} groups of duplicates")
+    print(f"{plural(len(groups), 'group')} of duplicates")
     return 0
 
 

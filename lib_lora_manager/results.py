@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .prompts import ComposedLora
+from .wording import plural
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class BulkResult:
     batch: str | None = None  # trash batch, for undo
 
     def summary(self, verb: str) -> str:
-        text = f"{verb} {len(self.done)} LoRA{'s' if len(self.done) != 1 else ''}"
+        text = f"{verb} {plural(len(self.done), 'LoRA')}"
         if self.errors:
             text += f"; {len(self.errors)} failed: " + "; ".join(list(self.errors.values())[:5])
         return text

@@ -39,6 +39,7 @@ from .dbtypes import path_from_db, path_to_db, storable_path
 from .models import Lora, LoraMetadata, LoraTag, Tag, count_unreadable, live
 from .reading import Analysis, Found, Readers, no_sidecars, sidecar_columns, unreadable
 from .roots import RootMap
+from .wording import plural
 
 log = logging.getLogger("lora_manager")
 
@@ -73,7 +74,7 @@ class ScanReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        parts = [f"{self.files} files", f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
+        parts = [plural(self.files, "file"), f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
                  f"{self.missing} missing", f"{self.errors} unreadable"]
         if self.returned:
             parts.append(f"{self.returned} back")
@@ -408,8 +409,8 @@ class _Sync:
     def _report_progress(self, doing: str) -> None:
         expected = max(self.expected, self.report.files)
         fraction = min(0.99, self.compared / expected) if expected else 0.0
-        self.progress(fraction, f"{self.report.files} files in {len(self.listed)} folders listed, "
-                                f"{self.read} changed files read{doing}")
+        self.progress(fraction, f"{plural(self.report.files, 'file')} in {plural(len(self.listed), 'folder')} listed, "
+                                f"{plural(self.read, 'changed file')} read{doing}")
 
     def _sync(self, group: list[Listing], root: str, root_id: str | None) -> None:
         """Compare a group of listings with their rows, and write what differs."""

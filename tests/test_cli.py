@@ -84,6 +84,7 @@ def test_duplicates_keep(tmp_path, lib_dir):
     run("scan", "--lora-dir", str(lib_dir), "--hash", data_dir=data)
     groups = json.loads(run("duplicates", "--json", data_dir=data).stdout)
     assert len(groups) == 1 and len(groups[0]) == 2
+    assert run("duplicates", data_dir=data).stdout.endswith("\n1 group of duplicates\n")
     keep = groups[0][0]["id"]
     run("duplicates", "--keep", str(keep), data_dir=data)
     assert json.loads(run("duplicates", "--json", data_dir=data).stdout) == []

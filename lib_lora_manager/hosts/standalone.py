@@ -13,6 +13,7 @@ from .. import api, catalog, cli, settings
 from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
+from ..wording import plural
 
 log = logging.getLogger("lora_manager")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the extension folder: style.css, javascript/
@@ -104,8 +105,8 @@ def serve(args: argparse.Namespace) -> int:
         server = build_app(library, host)
         settings.remember_served(choice)
         library.indexer.start_background(scan=not args.no_scan)
-        log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/",
-                 len(library.store.roots), data_dir, args.host, args.port)
+        log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
+                 plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         app.close()

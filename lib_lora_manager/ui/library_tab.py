@@ -440,7 +440,7 @@ class LibraryTab:
             count = self.library.merge_tags(sources, target)
         except LoraManagerError as e:
             return (cards.message(str(e), "error"),) + (_gr().update(),) * 4
-        return self.tag_updates(cards.message(f"Merged {len(sources)} tag(s) into “{target.strip().lower()}” on {cards.plural(count)}.", "ok"))
+        return self.tag_updates(cards.message(f"Merged {cards.plural(len(sources), 'tag')} into “{target.strip().lower()}” on {cards.plural(count)}.", "ok"))
 
     # --- duplicates ---------------------------------------------------------------------------
 
