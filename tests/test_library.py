@@ -392,6 +392,9 @@ def test_a_coarse_sidecar_base_model_does_not_hide_pony_and_a_conflict_is_shown(
     assert (pony.base_model_detected, pony.base_model_sidecar, pony.base_model_conflict) == ("pony", "sdxl", None)
     old = library.get(by_name["old_style.safetensors"].id)
     assert old.base_model_conflict == "the file says SD1.5, a sidecar says SDXL"
+    from lib_lora_manager.ui import cards
+
+    assert "conflict: the file says SD1.5, a sidecar says SDXL" in cards.detail(old, "", True)
 
     # the same rule when the sidecar is re-read on its own, and when the user's choice goes again
     (lora_dir / "pony_style.json").write_text(json.dumps({"sd version": "SDXL", "notes": "changed"}))
