@@ -82,7 +82,7 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint()
     def scan_status():
-        return open_library().indexer.status
+        return open_library().indexer.shared_status()
 
     @endpoint()
     def list_tags():

@@ -182,6 +182,7 @@ def detail(store: Store, lora_id: int) -> LoraDetail:
         header_size=lora.header_size,
         base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
         base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
+        base_model_conflict=base_models.conflict(lora.base_model_sidecar, lora.base_model_detected),
         network_module=lora.network_module, network_dim=lora.network_dim, network_alpha=lora.network_alpha,
         title=lora.title, output_name=lora.output_name, training_model=lora.training_model,
         resolution=lora.resolution, epochs=lora.epochs, steps=lora.steps, architecture=lora.architecture,

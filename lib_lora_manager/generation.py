@@ -54,7 +54,7 @@ class RequestFields(fields.Field[dict[str, Any]]):
             self.fail(f"{name} cannot hold {', '.join(kept)}: {self.reason}")
         unknown = sorted(str(key) for key in value if key not in FIELDS)
         if unknown:
-            self.fail(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(self.supported)})")
+            self.fail(f"unsupported {'field' if len(unknown) == 1 else 'fields'}: {', '.join(unknown)} (supported: {', '.join(self.supported)})")
         return {key: FIELDS[key].parse(item, key) for key, item in value.items()}
 
     def _schema(self) -> dict[str, Any]:

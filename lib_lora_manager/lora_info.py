@@ -24,6 +24,7 @@ from itertools import compress
 from operator import itemgetter
 
 from .base_models import family_code
+from .fields import split_trigger_words
 from .safetensors_header import Header
 
 try:
@@ -611,8 +612,9 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     ranked.sort(key=itemgetter(1), reverse=True)
     del ranked[MAX_SUGGESTIONS:]
     phrase = _text(md, "modelspec.trigger_phrase", _MAX_TAG)
-    if phrase:
-        ranked = [(phrase, counts.get(phrase, 0))] + [t for t in ranked if t[0] != phrase]
+    if phrase:  # split as trigger words are: "ryuu, dragon horns" suggests two words
+        words = list(dict.fromkeys(split_trigger_words(phrase)))
+        ranked = [(w, counts.get(w, 0)) for w in words] + [t for t in ranked if t[0] not in words]
         ranked = ranked[:MAX_SUGGESTIONS]
     return ranked
 

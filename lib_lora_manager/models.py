@@ -12,7 +12,7 @@ holds), ``SafeText``/``SafeString`` for the rest (nothing read from a file can f
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .dbtypes import FsPath, SafeString, SafeText
@@ -377,6 +377,12 @@ class State(Base):
 
     key: Mapped[str] = mapped_column(SafeString(100), primary_key=True)
     value: Mapped[str] = mapped_column(SafeText)
+
+
+def count_unreadable(session) -> int:
+    """LoRAs indexed with a read error, out of the trash: the Library header's and a scan's
+    "unreadable" (the same number), what ``error:yes`` finds."""
+    return session.scalar(select(func.count(Lora.id)).where(live(), Lora.error.is_not(None)))
 
 
 def live(indexed: bool = False):

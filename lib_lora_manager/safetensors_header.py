@@ -40,6 +40,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .wording import plural
+
 try:
     import orjson
 except ImportError:  # everything is parsed by the standard library: slower, same results
@@ -284,13 +286,13 @@ def _read_raw(path: str | os.PathLike, limit: int) -> tuple[bytes, int]:
             raise HeaderError("not a regular file")
         size = st.st_size
         if size < _PREFIX:
-            raise HeaderError(f"file is too short to be safetensors ({size} bytes)")
+            raise HeaderError(f"file is too short to be safetensors ({plural(size, 'byte')})")
         (length,) = struct.unpack("<Q", _read_exact(fd, _PREFIX))
         if length > limit:
             raise HeaderError(f"header length {_size(length)} exceeds the {_limit(limit)} limit")
         if _PREFIX + length > size:
             raise HeaderError(
-                f"file is truncated: the header needs {length:,} bytes but only {size - _PREFIX:,} follow"
+                f"file is truncated: the header needs {plural(length, 'byte')} but only {size - _PREFIX:,} follow"
             )
         raw = _read_exact(fd, length)
     except OSError as e:
@@ -396,7 +398,7 @@ def _tensor_problem(name: str, entry, data_size: int | None) -> str | None:
         return f"{where}: data_offsets must be two integers [begin, end] with begin <= end"
     if data_size is not None and offsets[1] > data_size:
         return (f"{where}: data_offsets {offsets} reach past the data region "
-                f"({data_size:,} bytes); the file is probably truncated")
+                f"({plural(data_size, 'byte')}); the file is probably truncated")
     return None
 
 
@@ -516,7 +518,7 @@ def _size(n: int) -> str:
     value = float(n)
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if value < 1000:
-            return f"{n:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return plural(n, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} EB"
 

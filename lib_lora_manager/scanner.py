@@ -29,16 +29,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Text, and_, bindparam, case, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from . import naming, reading, sidecars
+from . import base_models, naming, reading, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
 from .dbtypes import path_from_db, path_to_db, storable_path
-from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .models import Lora, LoraMetadata, LoraTag, Tag, count_unreadable, live
 from .reading import Analysis, Found, Readers, no_sidecars, sidecar_columns, unreadable
 from .roots import RootMap
+from .wording import plural
 
 log = logging.getLogger("lora_manager")
 
@@ -63,7 +64,7 @@ class ScanReport:
     unchanged: int = 0
     missing: int = 0
     returned: int = 0  # missing files that came back
-    errors: int = 0  # files indexed with a read error
+    errors: int = 0  # files in the index with a read error after the scan (models.count_unreadable)
     folder_errors: list[str] = field(default_factory=list)
     # "path: reason" for each entry that looks like a LoRA (or belongs to one) and was not
     # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
@@ -73,7 +74,7 @@ class ScanReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        parts = [f"{self.files} files", f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
+        parts = [plural(self.files, "file"), f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
                  f"{self.missing} missing", f"{self.errors} unreadable"]
         if self.returned:
             parts.append(f"{self.returned} back")
@@ -258,9 +259,12 @@ def _kind(st: os.stat_result) -> str:
 
 def seeded_user_data(trigger_phrase: str | None, data: sidecars.SidecarData) -> dict[str, Any]:
     """First values of user-editable fields for a new row, from metadata and sidecars."""
+    # the file's trigger phrase is split by the sidecars' rule ("ryuu, dragon horns" is two words)
     words: list[str] = []
-    for word in list(data.trigger_words) + ([trigger_phrase] if trigger_phrase else []):
-        if word and word not in words:
+    seen: set[str] = set()
+    for word in list(data.trigger_words) + sidecars.split_trigger_words(trigger_phrase or ""):
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
             words.append(word)
     seeded: dict[str, Any] = {"trigger_words": json.dumps(words) if words else None}
     if data.preferred_weight is not None:
@@ -334,6 +338,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     with Readers(thumbnail_dir) as readers:
         sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers)
         sync.run()
+    with db.read() as session:
+        report.errors = count_unreadable(session)
     report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
@@ -403,8 +409,8 @@ class _Sync:
     def _report_progress(self, doing: str) -> None:
         expected = max(self.expected, self.report.files)
         fraction = min(0.99, self.compared / expected) if expected else 0.0
-        self.progress(fraction, f"{self.report.files} files in {len(self.listed)} folders listed, "
-                                f"{self.read} changed files read{doing}")
+        self.progress(fraction, f"{plural(self.report.files, 'file')} in {plural(len(self.listed), 'folder')} listed, "
+                                f"{plural(self.read, 'changed file')} read{doing}")
 
     def _sync(self, group: list[Listing], root: str, root_id: str | None) -> None:
         """Compare a group of listings with their rows, and write what differs."""
@@ -803,7 +809,6 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
         else:
             report.updated -= 1
         if bare:  # even its file facts alone: the file cannot be indexed at all
-            report.errors -= 1
             report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
             return
         error_text = f"cannot store what the file holds: {_one_line(error)}"
@@ -824,8 +829,6 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
     for analysis in batch:
         found, columns, head, metadata_json, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata_json, analysis.side, analysis.data)
-        if head["error"]:
-            report.errors += 1
         old_path = moves.get(found.path)
         row = indexed.get(old_path or found.path)
         values = {**columns, **head, **side, "scanned_at": now, "missing": False, "missing_since": None}
@@ -834,7 +837,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
             words = json.loads(seeded["trigger_words"]) if seeded.get("trigger_words") else []
             values.update(seeded)
             values.update(
-                added_at=now, updated_at=now, base_model=data.base_model or head["base_model_detected"],
+                added_at=now, updated_at=now, base_model=base_models.effective(None, data.base_model, head["base_model_detected"]),
                 sort_name=sort_name(seeded.get("display_name"), head["title"], columns["stem"]),
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
@@ -984,8 +987,18 @@ def refresh_search_text(session, ids: list[int]) -> None:
             lora.sort_name = sort_name(lora.display_name, lora.title, lora.stem)
 
 
+def effective_base_model():
+    """base_models.effective over the columns: the user's choice, else a sidecar's unless the
+    file names a narrower family of it (Pony under a sidecar's "SDXL"), else the file's."""
+    narrower = or_(*(and_(Lora.base_model_sidecar == coarse, Lora.base_model_detected == specific)
+                     for coarse, specific in base_models.REFINEMENTS))
+    return case((Lora.base_model_user.is_not(None), Lora.base_model_user),
+                (and_(Lora.base_model_sidecar.is_not(None), ~narrower), Lora.base_model_sidecar),
+                else_=Lora.base_model_detected)
+
+
 def refresh_base_model(session, ids: list[int]) -> None:
-    """Effective base model = the user's choice, else a sidecar's, else the header's."""
-    effective = func.coalesce(Lora.base_model_user, Lora.base_model_sidecar, Lora.base_model_detected)
+    """Derive the effective base model again after one of its three sources changed."""
+    effective = effective_base_model()
     for start in range(0, len(ids), BATCH):
         session.execute(update(Lora).where(Lora.id.in_(ids[start:start + BATCH])).values(base_model=effective))

@@ -3,6 +3,7 @@ fallbacks when an engine cannot have them; cursors; migration 0007 on a database
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -479,3 +480,37 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
         assert library.search("hashed:no").total == 1 and library.search("hashed:yes").total == 5
     finally:
         library.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0011_derives_base_models_and_splits_trigger_words_of_stored_rows(engine, tmp_path):
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0010")
+    rows = [  # detected, sidecar, user, effective as 0009 stored it, trigger words
+        ("pony", "sdxl", None, "sdxl", '["ryuu", "dragon horns", "ryuu, dragon horns"]'),
+        ("illustrious", "sdxl", None, "sdxl", '["(red, blue:1.2)", "a, A"]'), ("sd1", "sdxl", None, "sdxl", '["solo"]'),
+        ("pony", "sdxl", "sd1", "sd1", None), ("sdxl", "pony", None, "pony", '["x", "y"]')]
+    with db.engine.begin() as conn:
+        for n, (detected, sidecar, user, effective, words) in enumerate(rows):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, base_model_sidecar, base_model_user, favorite, nsfw, search_text, updated_at, use_count, "
+                "trigger_words) VALUES (:path, '/r', :rel, '', :rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, "
+                ":detected, 'metadata', 'lora', :effective, :sidecar, :user, false, false, '', 1, 0, :words)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "detected": detected, "sidecar": sidecar,
+                 "user": user, "effective": effective, "words": words})
+    db.migrate()
+    with db.engine.connect() as conn:
+        got = conn.execute(text("SELECT base_model, trigger_words FROM loras ORDER BY id")).all()
+    db.dispose()
+    assert [r[0] for r in got] == ["pony", "illustrious", "sdxl", "sd1", "pony"]
+    assert [r[1] and json.loads(r[1]) for r in got] == [
+        ["ryuu", "dragon horns"], ["(red, blue:1.2)", "a"], ["solo"], None, ["x", "y"]]

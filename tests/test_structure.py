@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {  # values, rules and file formats: no database, no host
         "errors", "naming", "base_models", "fields", "vocabulary", "settings", "boundary", "dbtypes",
         "safetensors_header", "lora_info", "sidecars", "reading", "hashing", "prompts", "image_params", "grids",
-        "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses",
+        "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses", "wording",
     }),
     ("store", {  # the database, its tables and the generic query grammar
         "models", "db", "processes", "roots", "store", "query", "text_index",

@@ -33,6 +33,7 @@ from ..naming import format_weight
 from ..prompts import LoraRef, extract_loras, write_infotext
 from ..safetensors_header import HeaderError, read_header
 from ..statuses import GenerationSource, GenerationStatus
+from ..wording import plural
 
 log = logging.getLogger("lora_manager")
 
@@ -384,7 +385,7 @@ class DiffusersGenerator:
         if skipped:
             notes.append(f"Skipped batch {', '.join(map(str, skipped))} of {request.n_iter}.")
         if status == GenerationStatus.INTERRUPTED:
-            notes.insert(0, f"Interrupted after {len(images)} of {len(plan.seeds)} images.")
+            notes.insert(0, f"Interrupted after {len(images)} of {plural(len(plan.seeds), 'image')}.")
         message = " ".join(_sentence(text) for text in ([problem] if problem else []) + notes)
         return GenerationOutcome(status, images, message)
 

@@ -9,10 +9,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import api, catalog, settings
+from .. import api, catalog, cli, settings
 from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
+from ..wording import plural
 
 log = logging.getLogger("lora_manager")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the extension folder: style.css, javascript/
@@ -81,21 +82,15 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    data_dir = args.data_dir or settings.default_data_dir()
-    roots = list(args.lora_dir or [])
-    if args.demo:
-        from ..demo import create_demo_library
-
-        data_dir = os.path.join(data_dir, "demo")
-        demo_root = os.path.join(data_dir, "loras")
-        create_demo_library(Path(demo_root))
-        roots = [demo_root] + roots
+    # the flags alone choose what is served (not the last served library); the CLI reads it next
+    choice, roots = cli.library_location(args, last_served=False)
+    data_dir = choice.data_dir
     model = args.model
     if args.demo and not model:
         from ..demo_model import build_tiny_pipeline
 
         model = build_tiny_pipeline(os.path.join(data_dir, "model"))
-    app = new_app(lambda: Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing),
+    app = new_app(lambda: Library.open(data_dir, roots=roots, database_url=choice.database_url, hashing=not args.no_hashing),
                   model=model, model_config=args.model_config)
     try:
         library = app.library()
@@ -108,9 +103,10 @@ def serve(args: argparse.Namespace) -> int:
             host.generator, host.jobs = app.generator(), app.jobs
             app.jobs()  # the worker starts now: jobs the last run left queued go on
         server = build_app(library, host)
+        settings.remember_served(choice)
         library.indexer.start_background(scan=not args.no_scan)
-        log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/",
-                 len(library.store.roots), data_dir, args.host, args.port)
+        log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
+                 plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         app.close()
