@@ -222,7 +222,9 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
     @endpoint(body=generate_body)
     def generate(body: schemas.Body):
         """SDNext's /sdapi/v1/txt2img field names, plus ``loras``: [{name, weight}] composed
-        into the prompt (with their trigger words unless an entry says "triggers": false)."""
+        into the prompt (with their trigger words unless an entry says "triggers": false).
+        Fields left out take the host's defaults: standalone, width and height are the loaded
+        model's native size. ``request`` in the answer is the request as queued."""
         from .generation import GenerationRequest
 
         values = body.given()
@@ -231,10 +233,12 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
         if loras:
             composed = open_library().composer.compose(values.get("prompt") or "", loras)
             values["prompt"], warnings = composed.prompt, composed.warnings
-        job_id = open_jobs().submit(GenerationRequest.from_dict(values))
-        job = open_jobs().get(job_id)
+        queue = open_jobs()
+        # fields left out take the host's defaults for its model (standalone: the native size)
+        job_id = queue.submit(GenerationRequest.from_dict(values, queue.generator.defaults()))
+        job = queue.get(job_id)
         return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": values.get("prompt", ""),
-                "warnings": warnings}
+                "warnings": warnings, "request": job["request"]}
 
     @endpoint(query={"limit": Param(fields.JOB_LIMIT, 50)})
     def list_jobs(limit: int):

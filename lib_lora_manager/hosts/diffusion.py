@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import demo_model
 from ..errors import InvalidInput, NotFound
-from ..generation import GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
+from ..generation import FIELDS, GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
 from ..history import GeneratedImage, GenerationRecord
 from ..naming import format_weight
 from ..prompts import LoraRef, extract_loras, write_infotext
@@ -118,7 +118,8 @@ class DiffusersGenerator:
 
     ``model_path``: a diffusers folder (``model_index.json``), or a ``.safetensors``/``.ckpt``
     checkpoint, which needs ``model_config`` offline (a diffusers folder, or a Hub repository
-    already in the local cache, of the same architecture). ``resolve_lora(name)`` returns the
+    already in the local cache, of the same architecture). ``torch_threads`` sets torch's
+    threads when the model loads (None leaves torch's default). ``resolve_lora(name)`` returns the
     file of a ``<lora:NAME:…>`` token or raises NotFound/InvalidInput. ``record`` receives one
     GenerationRecord per generate() call.
 
@@ -127,8 +128,10 @@ class DiffusersGenerator:
     """
 
     def __init__(self, model_path: str, output_dir: str, *, resolve_lora: Callable[[str], str],
-                 record: Callable[[GenerationRecord], None] | None = None, model_config: str | None = None):
+                 record: Callable[[GenerationRecord], None] | None = None, model_config: str | None = None,
+                 torch_threads: int | None = None):
         self.model_path = str(model_path or "")
+        self.torch_threads = torch_threads  # set for the process when the model loads; None: torch's choice
         self.output_dir = Path(output_dir)
         self.model_config = model_config
         self._resolve_lora = resolve_lora
@@ -137,6 +140,7 @@ class DiffusersGenerator:
         self._kind: str | None = None  # "sd" or "sdxl" once loaded
         self._family: str | None = None
         self._family_known = False
+        self._defaults: dict[str, Any] | None = None
         self._default_scheduler: Any = None
         self._img2img: Any = None
         self._adapters: OrderedDict[tuple[str, int, int], _Adapter] = OrderedDict()
@@ -172,6 +176,19 @@ class DiffusersGenerator:
             self._family_known = True
         return self._family
 
+    def defaults(self) -> dict[str, Any]:
+        """The model's native width and height (its UNet's sample size times the VAE's scale,
+        as diffusers itself defaults), from the loaded pipeline or else from the model's configs
+        without loading weights; for the demo model also a step count that fits it. {} when
+        there is no model or its configs cannot be read (GenerationRequest's defaults hold)."""
+        if self._defaults is None:
+            self._defaults = self._steps() | _peek_native_size(self.model_path, self.model_config)
+        return dict(self._defaults)
+
+    def _steps(self) -> dict[str, Any]:
+        path = Path(self.model_path) if self.model_path else None
+        return {"steps": demo_model.STEPS} if path and path.is_dir() and demo_model.is_built(path) else {}
+
     def preview(self) -> None:
         return None  # a latent preview comes with every progress report
 
@@ -203,12 +220,18 @@ class DiffusersGenerator:
             progress(Progress(0, request.steps, 0, request.n_iter, "Loading model"))
         with self._load_lock:
             if self._pipe is None:
+                if self.torch_threads:
+                    import torch
+
+                    torch.set_num_threads(self.torch_threads)
                 pipe, kind = _load_pipeline(self.model_path, self.model_config)
                 pipe.set_progress_bar_config(disable=True)
                 self._pipe, self._kind = pipe, kind
                 self._default_scheduler = pipe.scheduler
                 self._family = _loaded_family(pipe, kind)
                 self._family_known = True
+                self._defaults = self._steps() | _native_size(pipe.unet.config.sample_size,
+                                                              getattr(pipe, "vae_scale_factor", 8))
             return self._pipe
 
     def _plan(self, pipe: Any, request: GenerationRequest, progress: ProgressCallback) -> _Plan:
@@ -562,6 +585,58 @@ def _peek_family(model_path: str) -> str | None:
     if path.suffix.lower() == ".safetensors":
         return _checkpoint_family(path)
     return None
+
+
+def _peek_native_size(model_path: str, model_config: str | None) -> dict[str, int]:
+    """{"width", "height"} from the UNet and VAE configs of a diffusers folder, or of the
+    configuration a checkpoint loads with (--model-config, or diffusers' default repository in
+    the local cache); {} when they cannot be read."""
+    if not model_path:
+        return {}
+    path = Path(model_path)
+    if path.is_dir():
+        source: str | None = str(path)
+    elif path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        source = model_config or _cached_default_config(_checkpoint_family(path))
+    else:
+        return {}
+    if source is None:
+        return {}
+    unet, vae = _component_config(source, "unet"), _component_config(source, "vae")
+    channels = vae.get("block_out_channels")
+    if not isinstance(channels, list) or not channels:
+        return {}
+    return _native_size(unet.get("sample_size"), 2 ** (len(channels) - 1))
+
+
+def _component_config(source: str, component: str) -> dict:
+    """``<component>/config.json`` of a local diffusers folder or of a Hub repository in the
+    local cache (never downloaded); {} when absent or unreadable."""
+    file: Any = Path(source) / component / "config.json"
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        file = try_to_load_from_cache(source, f"{component}/config.json")
+        if not isinstance(file, str):
+            return {}
+    try:
+        config = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _native_size(sample_size: Any, scale: Any) -> dict[str, int]:
+    """{"width", "height"} for a UNet sample size (one number, or [height, width]) at a VAE
+    scale; {} when they make no size a request accepts."""
+    sizes = sample_size if isinstance(sample_size, (list, tuple)) and len(sample_size) == 2 else (sample_size,) * 2
+    if not isinstance(scale, int) or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        return {}
+    height, width = (n * scale for n in sizes)
+    bounds = FIELDS["width"]
+    if not all(bounds.low <= n <= bounds.high for n in (width, height)):
+        return {}
+    return {"width": width, "height": height}
 
 
 def _checkpoint_family(path: Path) -> str | None:

@@ -95,8 +95,11 @@ def serve(args: argparse.Namespace) -> int:
         from ..demo_model import build_tiny_pipeline
 
         model = build_tiny_pipeline(os.path.join(data_dir, "model"))
+    # the demo model's layers are so small that a second torch thread only adds waiting (its
+    # images took 5× longer on two busy cores); real models keep torch's default
+    threads = 1 if args.demo and not args.model else None
     app = new_app(lambda: Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing),
-                  model=model, model_config=args.model_config)
+                  model=model, model_config=args.model_config, torch_threads=threads)
     try:
         library = app.library()
         if not library.store.roots:
@@ -117,7 +120,8 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None) -> App:
+def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None,
+            torch_threads: int | None = None) -> App:
     """The standalone App; with ``model``, its generator is the diffusers pipeline over it, and
     every generation is recorded in the history (the counterpart of SDNext's process hooks)."""
     def diffusers(app: App):
@@ -126,6 +130,6 @@ def new_app(open_library: Callable[[], Library], *, model: str | None = None, mo
         library = app.library()
         return DiffusersGenerator(model, os.path.join(library.store.data_dir, "outputs"),
                                   resolve_lora=lambda name: library.store.local_path(catalog.find_row(library.store, name)), record=app.submit,
-                                  model_config=model_config)
+                                  model_config=model_config, torch_threads=torch_threads)
 
     return App(open_library, generator=diffusers if model else None)
