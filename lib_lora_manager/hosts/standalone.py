@@ -9,13 +9,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import api, catalog, settings
+from .. import api, api_docs, catalog, settings
 from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
 
 log = logging.getLogger("lora_manager")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the extension folder: style.css, javascript/
+API_DESCRIPTION = ("The LoRA library, prompt composition, recipes, the generation history and generation jobs. "
+                   "The same routes run inside SDNext, under its authentication.")
 
 
 def page_assets() -> tuple[str, str]:
@@ -48,13 +50,17 @@ def build_app(library: Library, host: HostInfo | None = None):
     """A FastAPI app with the REST routes and the UI mounted at /."""
     import gradio as gr
     from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
 
     host = host or HostInfo(name="standalone")
-    app = FastAPI(title="LoRA Manager")
+    # FastAPI's /docs and /redoc load their scripts from a CDN (blank offline): ours is one page
+    app = FastAPI(title="LoRA Manager", description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     routes = api.routes(lambda: library)
     if host.jobs is not None:
         routes += api.job_routes(lambda: library, host.jobs)
     api.mount(app.add_api_route, routes)
+    app.add_api_route("/docs", lambda: HTMLResponse(api_docs.page(app.openapi())), methods=["GET"],
+                      include_in_schema=False)
     demo = build_blocks(library, host)
     # generation panels follow their job with a long-running handler each: room for several tabs
     demo.queue(concurrency_count=16, api_open=False)
