@@ -8,6 +8,7 @@ library, loaded through diffusers' PEFT integration.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -26,7 +27,7 @@ from lib_lora_manager import demo, demo_model, synth  # noqa: E402
 from lib_lora_manager.errors import InvalidInput, NotFound  # noqa: E402
 from lib_lora_manager.generation import GenerationRequest, Progress  # noqa: E402
 from lib_lora_manager.history import GenerationRecord  # noqa: E402
-from lib_lora_manager.hosts.diffusion import DiffusersGenerator, _native_size  # noqa: E402
+from lib_lora_manager.hosts.diffusion import DiffusersGenerator, _native_size, _OtherAdaptersReport  # noqa: E402
 from lib_lora_manager.lora_info import extract  # noqa: E402
 from lib_lora_manager.prompts import parse_infotext  # noqa: E402
 from lib_lora_manager.safetensors_header import read_header  # noqa: E402
@@ -226,6 +227,50 @@ def test_unknown_and_unloadable_loras_are_reported_and_skipped(generator):
     good = run(generator, "a red cat <lora:style:1> <lora:missing:1>")  # the rest still applies
     assert delta(pixels(good), pixels(run(generator, "a red cat <lora:style:1>"))) == 0
     assert "LoRA networks: style," in good.images[0].infotext
+
+
+def test_lora_loads_log_one_true_line_each_and_no_missing_table(model, loras, tmp_path, caplog, capfd):
+    """transformers 5 prints a LOAD REPORT table of "MISSING" weights from the second LoRA on
+    (the earlier adapters' weights, which it expects too): not shown. Our own line says what
+    each LoRA applies to, and a LoRA that fails still says so."""
+    caplog.set_level(logging.INFO, logger="lora_manager")
+    fresh = DiffusersGenerator(model, str(tmp_path / "out"), resolve_lora=resolver(loras))
+    for prompt in ("a red cat <lora:style:1>", "a red cat <lora:other:1>", "a red cat <lora:style:1> <lora:unet_only:1>"):
+        assert run(fresh, prompt).message == ""
+    printed = "".join(capfd.readouterr())
+    assert "LOAD REPORT" not in printed and "MISSING" not in printed
+    assert "No LoRA keys associated to CLIPTextModel" not in printed + caplog.text  # unet_only has none: as meant
+    lines = [r.getMessage() for r in caplog.records if r.name == "lora_manager"]
+    text_layers = len([k for k in synth.kohya_keys("sd1", 4, tiny=True) if k[0].startswith("lora_te_")]) // 3
+    unet_layers = len(synth.kohya_keys("sd1", 4, tiny=True)) // 3 - text_layers
+    assert f"LoRA Manager: LoRA style.safetensors applies to {unet_layers} unet layers, {text_layers} text_encoder layers" in lines
+    assert f"LoRA Manager: LoRA unet_only.safetensors applies to {unet_layers} unet layers" in lines
+    caplog.clear()
+    failed = run(fresh, "a red cat <lora:real_sd15:1>")
+    assert "'real_sd15' could not be loaded" in failed.message
+    assert any(r.levelno == logging.WARNING and "real_sd15.safetensors could not be loaded: its layer sizes do not fit"
+               in r.getMessage() for r in caplog.records)
+
+
+def report_record(*rows: tuple[str, str]) -> logging.LogRecord:
+    """A LOAD REPORT as transformers 5 logs it (loading_report.log_state_dict_report)."""
+    table = "\n".join(f"{key:<60} | {status:<7} | " for key, status in rows)
+    message = (f"\x1b[1mCLIPTextModel LOAD REPORT\x1b[0m from: None\nKey{' ' * 58}| Status  | \n{'-' * 61}+---------+-\n"
+               f"{table}\nNotes:\n- MISSING:\tthose params were newly initialized because missing from the checkpoint.")
+    return logging.LogRecord("transformers.integrations.peft", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_only_reports_of_other_adapters_missing_weights_are_dropped():
+    quiet = _OtherAdaptersReport("lora_3")
+    others = report_record(("encoder.layers.{0, 1}.mlp.fc1.lora_B.lora_1.weight", "MISSING"),
+                           ("encoder.layers.{0, 1}.self_attn.k_proj.lora_A.lora_2.weight", "MISSING"))
+    assert quiet.filter(others) is False
+    own = report_record(("encoder.layers.{0, 1}.mlp.fc1.lora_B.lora_1.weight", "MISSING"),
+                        ("encoder.layers.0.mlp.fc1.lora_A.lora_3.weight", "MISSING"))
+    unexpected = report_record(("encoder.layers.0.mlp.fc9.lora_A.lora_1.weight", "UNEXPECTED"))
+    unknown = report_record(("encoder.layers.0.mlp.fc1.weight", "MISSING"))
+    plain = logging.LogRecord("transformers.integrations.peft", logging.WARNING, __file__, 1, "something else", None, None)
+    assert all(quiet.filter(record) is True for record in (own, unexpected, unknown, plain))
 
 
 def test_step_schedules_use_their_first_value(generator):

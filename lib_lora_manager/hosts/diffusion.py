@@ -10,6 +10,7 @@ on first use only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -19,6 +20,7 @@ import random
 import re
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -318,6 +320,7 @@ class DiffusersGenerator:
         try:
             adapter = self._load_adapter(pipe, path)
         except _LoraProblem as e:
+            log.warning("LoRA Manager: LoRA %s could not be loaded: %s", Path(path).name, e)
             self._unusable = {k: v for k, v in self._unusable.items() if k[0] != real}
             self._unusable[key] = str(e)
             raise
@@ -330,7 +333,8 @@ class DiffusersGenerator:
             state = _flat_text_encoder_keys(state)
         name = f"lora_{next(self._adapter_numbers)}"
         try:
-            pipe.load_lora_weights(state, adapter_name=name)
+            with _quiet_adapter_load(name):
+                pipe.load_lora_weights(state, adapter_name=name)
         except _LORA_ERRORS as e:
             self._delete_adapter(pipe, name)
             if "size mismatch" in str(e):
@@ -342,6 +346,9 @@ class DiffusersGenerator:
             self._delete_adapter(pipe, name)
             raise _LoraProblem("no layer of this model matched the file's keys (a LoRA for another "
                                "architecture, or a format diffusers does not read)")
+        counts = {c: _layer_count(getattr(pipe, c, None), name) for c in components}
+        log.info("LoRA Manager: LoRA %s applies to %s", Path(path).name,
+                 ", ".join(f"{n} {c} layer{'' if n == 1 else 's'}" for c, n in counts.items()))
         return _Adapter(name, components)
 
     @staticmethod
@@ -701,6 +708,79 @@ def _read_lora(path: str) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _LoraProblem(f"{Path(path).name} holds no LoRA tensors")
     return state
+
+
+# transformers 5 loads a text encoder's adapter expecting the parameters of every adapter the
+# model holds, so from the second LoRA on it logs a "LOAD REPORT" table listing the earlier
+# adapters' weights as MISSING ("newly initialized"), although nothing was missing or reset.
+_ADAPTER_NAME = re.compile(r"\blora_\d+\b")  # our adapter names (see _load_adapter)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REPORT_LOGGER = "transformers.integrations.peft"
+
+
+class _OtherAdaptersReport(logging.Filter):
+    """Drops that report while adapter ``adapter`` loads when every row is a MISSING weight of
+    another adapter; a report with anything else (a key of this adapter, a size mismatch, an
+    unexpected key, a row it cannot read) is let through."""
+
+    def __init__(self, adapter: str):
+        super().__init__()
+        self.adapter = adapter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = _ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in text:
+            return True
+        rows = [line.split("|") for line in text.splitlines()[1:] if "|" in line]
+        rows = [cells for cells in rows if cells[0].strip() not in ("Key", "") and not set(cells[0].strip()) <= {"-", "+"}]
+        for cells in rows:
+            names = set(_ADAPTER_NAME.findall(cells[0]))
+            if len(cells) < 2 or cells[1].strip() != "MISSING" or not names or self.adapter in names:
+                return True
+        return not rows
+
+
+class _NoTextEncoderPart(logging.Filter):
+    """Drops diffusers' warning that a LoRA has no text-encoder weights: many have none, and
+    our own line says which parts a LoRA applies to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No LoRA keys associated to")
+
+
+_NO_TEXT_ENCODER_LOGGER = "diffusers.loaders.lora_base"
+
+
+@contextlib.contextmanager
+def _quiet_adapter_load(adapter: str):
+    """While diffusers loads adapter ``adapter``: no report of other adapters' weights (above),
+    no warning for a LoRA without text-encoder weights, no weight-loading progress bar per LoRA.
+    Real problems still log, and raise."""
+    from transformers.utils import logging as transformers_logging
+
+    # PEFT warns once that a model with an adapter gets another: holding several is our intent
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model",
+                            category=UserWarning)
+    filters = [(logging.getLogger(_REPORT_LOGGER), _OtherAdaptersReport(adapter)),
+               (logging.getLogger(_NO_TEXT_ENCODER_LOGGER), _NoTextEncoderPart())]
+    bars = transformers_logging.is_progress_bar_enabled()
+    for logger, quiet in filters:
+        logger.addFilter(quiet)
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for logger, quiet in filters:
+            logger.removeFilter(quiet)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _layer_count(model: Any, adapter: str) -> int:
+    """How many of ``model``'s layers carry ``adapter`` (PEFT LoRA layers keep one lora_A each)."""
+    if model is None:
+        return 0
+    return sum(1 for module in model.modules() if adapter in (getattr(module, "lora_A", None) or {}))
 
 
 def _flat_text_encoder_keys(state: dict) -> dict:
