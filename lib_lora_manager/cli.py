@@ -21,7 +21,7 @@ from typing import Any
 from . import naming
 from .errors import InvalidInput, LoraManagerError
 from .results import to_json
-from .settings import LibraryChoice, choose_library
+from .settings import LibraryChoice, library_location
 from .wording import plural
 
 
@@ -95,29 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def library_location(args: argparse.Namespace, *, last_served: bool = True) -> tuple[LibraryChoice, list[str] | None]:
-    """The library the command line names, and its LoRA folders (None: those it remembers).
-    ``--demo`` writes the demo's LoRA files into its folder the first time, as serve does."""
-    choice = choose_library(args.data_dir, args.db, demo=args.demo, last_served=last_served)
-    roots = list(args.lora_dir) if args.lora_dir else None
-    if args.demo:
-        from pathlib import Path
-
-        from .demo import create_demo_library
-
-        demo_root = os.path.join(choice.data_dir, "loras")
-        create_demo_library(Path(demo_root))
-        roots = [demo_root] + (roots or [])
-    return choice, roots
-
-
 def open_library(args: argparse.Namespace, *, hashing: bool = True):
     """The Library the command line names, and how it was chosen."""
     from sqlalchemy.exc import ArgumentError
 
     from .library import Library
 
-    choice, roots = library_location(args)
+    choice, roots = library_location(args.data_dir, args.db, args.lora_dir, demo=args.demo)
     try:
         library = Library.open(choice.data_dir, roots=roots, database_url=choice.database_url, hashing=hashing)
     except ArgumentError:  # from --db or $LORA_MANAGER_DATABASE_URL

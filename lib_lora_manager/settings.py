@@ -115,6 +115,23 @@ def choose_library(data_dir: str | None = None, database_url: str | None = None,
     return LibraryChoice(base, database_url, why)
 
 
+def library_location(data_dir: str | None, database_url: str | None, lora_dirs: list[str] | None, *,
+                     demo: bool = False, last_served: bool = True) -> tuple[LibraryChoice, list[str] | None]:
+    """The library a command line names (choose_library), and its LoRA folders (None: those it
+    remembers). ``demo`` writes the demo's LoRA files into its folder the first time."""
+    choice = choose_library(data_dir, database_url, demo=demo, last_served=last_served)
+    roots = list(lora_dirs) if lora_dirs else None
+    if demo:
+        from pathlib import Path
+
+        from .demo import create_demo_library
+
+        demo_root = os.path.join(choice.data_dir, "loras")
+        create_demo_library(Path(demo_root))
+        roots = [demo_root] + (roots or [])
+    return choice, roots
+
+
 def remember_served(choice: LibraryChoice) -> None:
     """Record the library ``serve`` opens for the CLI (see choose_library). Not when
     $LORA_MANAGER_DATA_DIR fixes the folder anyway, and a database URL holding a password is

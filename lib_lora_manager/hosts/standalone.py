@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import api, api_docs, catalog, cli, settings
+from .. import api, api_docs, catalog, settings
 from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
@@ -89,7 +89,8 @@ def serve(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     # the flags alone choose what is served (not the last served library); the CLI reads it next
-    choice, roots = cli.library_location(args, last_served=False)
+    choice, roots = settings.library_location(args.data_dir, args.db, args.lora_dir, demo=args.demo,
+                                              last_served=False)
     data_dir = choice.data_dir
     model = args.model
     if args.demo and not model:
