@@ -110,5 +110,5 @@ GENERATIONS = query.Table(
                   "duration": "ix_generations_page_duration"},
     # the narrowest index that holds every generation: free text and lora: are sets of ids
     count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
-    filter_count_index="ix_generations_page_rating",
+    filter_count_index="ix_generations_page_rating", merge_terms=text_index.merge,
 )

@@ -98,6 +98,7 @@ def walk_unless_few(query: Query, page: int, per_page: int, total: int, rows: Ca
     return total * total * 10 >= page * per_page * rows()
 
 
+ROW_COST = 2  # ids listed from a full-text index per row a walk reads and tests (Table.page)
 _FEW_MATCHES = 5000  # past this the walk wins for any table size the count would be worth taking for
 
 
@@ -130,6 +131,8 @@ class Table:
     count_index: str | None = None
     id_set_keys: frozenset[str | None] = frozenset()
     filter_count_index: str | None = None
+    # puts the free-text terms together as one (text_index.merge): one lookup for all of them
+    merge_terms: Callable[[list[Term]], list[Term]] | None = None
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -159,11 +162,18 @@ class Table:
         # PostgreSQL has statistics to choose indexes by: every index is offered to it; SQLite
         # is told which to walk (page_indexes, count_index)
         planner_knows = session.get_bind().dialect.name != "sqlite"
+        if self.merge_terms is not None and not planner_knows:
+            query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
         count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
+        # a set the full-text table counts by itself, when the table has no clause of its own
+        # (the library's "not in the trash") that its rows must also meet
+        counted_alone = not planner_knows and not self.base_where(True) and not self.base_where(False)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
+            if counted_alone and len(where) == 1 and getattr(where[0], "fts_count", None) is not None:
+                return session.scalar(where[0].fts_count)
             indexed = indexed or count_hint is not None or planner_knows
             stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
@@ -177,11 +187,16 @@ class Table:
             total = count(not query.terms, *query.where())
         where = query.where()
         walked = 1 if position is not None else page  # pages' worth of matches the walk reads
-        if (not planner_knows and any(hasattr(t.clause, "row_test") for t in query.terms)
-                and walked * per_page * 10 * self._rows(session) < total * total):
-            # most rows match: a walk of the sort index fills the page after a few rows, testing
-            # each one's text, where a full-text term's id set lists every match first
-            where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
+        tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
+        if not planner_knows and tested and total:
+            # a walk of the sort index fills the page after reading about rows × wanted / total
+            # rows, testing each one's text; an id set lists every match of its term from the
+            # full-text index first (rows − total for a negated term), and a row read costs
+            # about what ROW_COST listed ids do
+            rows = self._rows(session)
+            listed = sum(max(rows - total, 0) if t.negated else total for t in tested)
+            if walked * per_page * rows * ROW_COST < listed * total:
+                where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
         if position is not None:
             page = position.page
             where.append(position.beyond(self, query))
@@ -336,6 +351,8 @@ class ForEngine(ColumnElement[bool]):
     def _negate(self) -> ForEngine:
         negated = ForEngine(self.default_negated, not_(self.sqlite), self.default)
         negated.negation_of = self  # Table.page counts "all but a set" as all rows less the set's
+        if hasattr(self, "row_test"):
+            negated.row_test = not_(self.row_test)
         return negated
 
 

@@ -29,11 +29,11 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import ColumnElement, bindparam, column, not_, select, table
+from sqlalchemy import ColumnElement, and_, bindparam, column, func, not_, or_, select, table
 from sqlalchemy.exc import DBAPIError
 
 from .dbtypes import SafeText
-from .query import ForEngine, ids_where, like_escape
+from .query import ForEngine, Term, ids_where, like_escape
 
 log = logging.getLogger("lora_manager")
 
@@ -79,23 +79,74 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     needle = value.lower()
     like = text_column.like(f"%{like_escape(needle)}%", escape="\\")
     if not sqlite_has_trigram():
-        return ids_where(id_column, like)  # one sequential pass, not a row per index entry walked
+        # one sequential pass, not a row per index entry walked; negated, the LIKE tests the rows
+        # a page walks where the set would test every row first
+        found = ForEngine(like, ids_where(id_column, like).sqlite, not_(like))
+        found.row_test = like
+        return found
     fts = INDEXED[text_column.table.name]
+    phrase = None
     if len(needle) >= MIN_TERM:
-        index = table(fts, column("rowid"), column(text_column.name))
         phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 phrase: the trigrams in a row
-        ids = select(index.c.rowid).where(index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText())))
+        ids = _matching(fts, text_column.name, phrase)
     else:
         # FTS5 keeps the text in its "_content" table (columns id, c0): scanned directly, it is
         # two and a half times faster than the same LIKE through the virtual table
         copy = table(f"{fts}_content", column("id"), column("c0"))
         ids = select(copy.c.id).where(copy.c.c0.like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
                                                      escape="\\"))
-    found = ForEngine(like, id_column.in_(ids), not_(id_column.in_(select(id_column).where(like))))
+    found = ForEngine(like, id_column.in_(ids), not_(like))
     # a page of a term most rows hold is found sooner by testing the rows its walk reads than by
     # listing every match from the index first (query.Table.page)
     found.row_test = like
+    if phrase is not None:
+        found.phrase, found.fts = phrase, (fts, text_column.name, id_column)
+        found.fts_count = _counted(fts, text_column.name, phrase)
     return found
+
+
+def _matching(fts: str, name: str, expression: str):
+    index = table(fts, column("rowid"), column(name))
+    return select(index.c.rowid).where(index.c[name].op("MATCH")(bindparam(None, expression, type_=SafeText())))
+
+
+def _counted(fts: str, name: str, expression: str):
+    """How many rows of the full-text table match: the content table's count when nothing
+    else is asked of its rows (the triggers keep one row there per row of the content table)."""
+    index = table(fts, column(name))
+    return select(func.count()).select_from(index).where(
+        index.c[name].op("MATCH")(bindparam(None, expression, type_=SafeText())))
+
+
+def merge(terms: list[Term]) -> list[Term]:
+    """``terms`` with the free-text terms the full-text table can look up (three characters or
+    more) as one term of one MATCH expression: ``("a" AND "b") NOT ("c" OR "d")``, or, when every
+    one is negated, the rows outside ``"c" OR "d"``. One lookup instead of an id set per term,
+    which a query of common words would otherwise build and probe once per word."""
+    phrased = [t for t in terms if t.key is None and getattr(t.positive, "phrase", None) is not None]
+    if len(phrased) < 2:
+        return terms
+    fts, name, id_column = phrased[0].positive.fts
+    wanted = [t for t in phrased if not t.negated]
+    unwanted = [t for t in phrased if t.negated]
+    if wanted:
+        expression = " AND ".join(t.positive.phrase for t in wanted)
+        if unwanted:
+            expression = f"({expression}) NOT ({' OR '.join(t.positive.phrase for t in unwanted)})"
+        clause = ForEngine(and_(*(t.clause for t in phrased)), id_column.in_(_matching(fts, name, expression)))
+        clause.row_test = and_(*(t.positive.row_test if not t.negated else not_(t.positive.row_test) for t in phrased))
+        clause.fts_count = _counted(fts, name, expression)
+        positive, negated = clause, False
+    else:
+        expression = " OR ".join(t.positive.phrase for t in unwanted)
+        positive = ForEngine(or_(*(t.positive for t in unwanted)), id_column.in_(_matching(fts, name, expression)))
+        positive.row_test = or_(*(t.positive.row_test for t in unwanted))
+        positive.fts_count = _counted(fts, name, expression)
+        clause, negated = not_(positive), True
+    one = Term(None, " ".join(t.value for t in phrased), negated, clause, ", ".join(t.description for t in phrased), positive)
+    merged = {id(t) for t in phrased}
+    first = next(n for n, t in enumerate(terms) if id(t) in merged)
+    return [one if n == first else t for n, t in enumerate(terms) if n == first or id(t) not in merged]
 
 
 # --- keeping the indexes ----------------------------------------------------------------------

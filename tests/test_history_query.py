@@ -185,3 +185,60 @@ def test_the_library_keeps_its_own_keys_and_gains_positions_and_day_ranges():
         "LoRAs added from 2025-01-01 to 2025-01-31; sorted by name (A to Z).")
     with pytest.raises(QueryError, match="unknown filter “status:”"):
         query.parse("status:failed", LORAS)
+
+
+WORDS = ("castle", "dragon", "neon", "sunset", "forest", "girl")
+
+
+@pytest.fixture
+def wordy(library):
+    """Sixty generations whose prompts draw from six words, so most terms match most rows;
+    returns the library and {id: prompt}."""
+    prompts = {}
+    for n in range(60):
+        words = [w for k, w in enumerate(WORDS) if (n >> k) & 1 or n % (k + 2) == 0]
+        prompt = " ".join(words) + (" neon sunset" if n % 7 == 0 else "")
+        generation = library.history.record(rec(prompt, NOW - n * 60))
+        prompts[generation] = prompt
+        if n % 5:
+            library.history.rate(generation, n % 5)
+    return library, prompts
+
+
+@pytest.mark.parametrize("text", [
+    "castle dragon", "castle -dragon", "-castle -dragon", "castle dragon -neon -girl", '"neon sunset" castle',
+    "castle ca -dragon", "-castle gi", "castle dragon rating:>=2", "-castle -dragon sort:-rating", "castle castle",
+    '-"neon sunset" forest sort:rating'])
+def test_several_words_find_the_rows_holding_each_and_none_of_the_negated(wordy, text):
+    """Free-text words are looked up together (SQLite: one full-text expression, counted in the
+    full-text table); every page, whether it walks the sort index testing rows or reads the
+    matches by id, and every cursor page, holds what a substring test of each prompt says."""
+    library, prompts = wordy
+    terms = [t for t in query._tokens(text) if t[2] is None]
+    expected = {i for i, p in prompts.items() if all((v in p) != negated for _pos, negated, _key, v in terms)}
+    if "rating:>=2" in text:
+        expected = {i for i in expected if library.history.detail(i).rating and library.history.detail(i).rating >= 2}
+    whole = library.history.search(text, per_page=200)  # the matches by id
+    assert {g.id for g in whole.items} == expected and whole.total == len(expected)
+    order = [g.id for g in whole.items]
+    singles = [library.history.search(text, page=n, per_page=1) for n in range(1, 6)]  # walks, testing rows
+    assert [g.id for p in singles for g in p.items] == order[:5]
+    assert {p.total for p in singles} == {len(expected)}
+    cursor, followed = None, []
+    for _ in range(5):
+        found = library.history.search(text, per_page=1, after=cursor)
+        followed += [g.id for g in found.items]
+        cursor = found.next
+    assert followed == order[:5]
+
+
+def test_free_text_words_become_one_term_of_one_expression():
+    from lib_lora_manager import text_index
+
+    parsed = query.parse('castle -dragon ab "neon sunset" status:failed', GENERATIONS)
+    merged = text_index.merge(parsed.terms)
+    assert [(t.key, t.value, t.negated) for t in merged] == [
+        (None, "castle dragon neon sunset", False), (None, "ab", False), ("status", "failed", False)]
+    assert text_index.merge(query.parse("castle ab", GENERATIONS).terms)[0].value == "castle"  # one: as it was
+    negated = text_index.merge(query.parse("-castle -dragon", GENERATIONS).terms)
+    assert len(negated) == 1 and negated[0].negated and negated[0].outside_of() is not None
