@@ -44,10 +44,19 @@ def _lora(value: str):
              func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
     if name.isdigit():
         entry.append(Lora.id == int(name))
+    entries = select(Lora.id).where(or_(*entry))
+    # PostgreSQL guesses hundreds of entries for the OR and joins every used LoRA to them; as an
+    # array it looks the few it gets up in the lora_id index
+    resolved = query.ForEngine(GenerationLora.lora_id == func.any(func.array(entries.scalar_subquery())),
+                               GenerationLora.lora_id.in_(entries))
     # a UNION, not an OR: each half has its index (PostgreSQL scans the whole table for the OR)
     used = union(select(GenerationLora.generation_id).where(func.lower(GenerationLora.name) == low),
-                 select(GenerationLora.generation_id).where(GenerationLora.lora_id.in_(select(Lora.id).where(or_(*entry)))))
-    return Generation.id.in_(used), f"using LoRA “{name}”"
+                 select(GenerationLora.generation_id).where(resolved))
+    clause = Generation.id.in_(used)
+    # each generation once (the UNION), and every one is a generation (the foreign key): the
+    # query's count when nothing else is asked, without testing every generation against it
+    clause.own_count = select(func.count()).select_from(used.subquery())
+    return clause, f"using LoRA “{name}”"
 
 
 def _model(value: str):
@@ -104,8 +113,9 @@ GENERATIONS = query.Table(
     sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
     help=HISTORY_HELP,
     sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
-    # each sort key's index holds every column the filters test: pages walk it (models.Generation)
-    index_walk=query.always_walk,
+    # each sort key's index holds every column the filters test: pages walk it (models.Generation),
+    # but for few matches of lora: or free text, read by id and sorted
+    index_walk=query.walk_unless_few,
     page_indexes={"date": "ix_generations_page_started_at", "rating": "ix_generations_page_rating",
                   "duration": "ix_generations_page_duration"},
     # the narrowest index that holds every generation: free text and lora: are sets of ids

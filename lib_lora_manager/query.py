@@ -167,13 +167,18 @@ class Table:
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
         count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
-        # a set the full-text table counts by itself, when the table has no clause of its own
-        # (the library's "not in the trash") that its rows must also meet
-        counted_alone = not planner_knows and not self.base_where(True) and not self.base_where(False)
+        # a term that counts its own rows (``own_count``; ``sqlite_count``: the full-text table's),
+        # when it is the only one and the table has no clause of its own (the library's "not in
+        # the trash") that its rows must also meet
+        counted_alone = not self.base_where(True) and not self.base_where(False)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
-            if counted_alone and len(where) == 1 and getattr(where[0], "fts_count", None) is not None:
-                return session.scalar(where[0].fts_count)
+            if counted_alone and len(where) == 1:
+                alone = getattr(where[0], "own_count", None)
+                if alone is None and not planner_knows:
+                    alone = getattr(where[0], "sqlite_count", None)
+                if alone is not None:
+                    return session.scalar(alone)
             indexed = indexed or count_hint is not None or planner_knows
             stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
@@ -186,9 +191,15 @@ class Table:
         else:
             total = count(not query.terms, *query.where())
         where = query.where()
+        if position is not None:
+            page = position.page
+        if total == 0 or position is None and (page - 1) * per_page >= total:
+            return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        # a cursor starts the walk at its position: the walk skips nothing
         walked = 1 if position is not None else page  # pages' worth of matches the walk reads
+        use_index = self.index_walk(query, walked, per_page, total, lambda: self._rows(session))
         tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
-        if not planner_knows and tested and total:
+        if not planner_knows and use_index and tested:
             # a walk of the sort index fills the page after reading about rows × wanted / total
             # rows, testing each one's text; an id set lists every match of its term from the
             # full-text index first (rows − total for a negated term), and a row read costs
@@ -198,13 +209,7 @@ class Table:
             if walked * per_page * rows * ROW_COST < listed * total:
                 where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
         if position is not None:
-            page = position.page
             where.append(position.beyond(self, query))
-        if total == 0 or position is None and (page - 1) * per_page >= total:
-            return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
-        # a cursor starts the walk at its position: the walk skips nothing
-        use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
-                                    lambda: self._rows(session))
         if not use_index and id_sets_only:
             hint = None  # few matches, each found by id: read them and sort, no index walked
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)

@@ -101,7 +101,7 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     found.row_test = like
     if phrase is not None:
         found.phrase, found.fts = phrase, (fts, text_column.name, id_column)
-        found.fts_count = _counted(fts, text_column.name, phrase)
+        found.sqlite_count = _counted(fts, text_column.name, phrase)
     return found
 
 
@@ -135,13 +135,13 @@ def merge(terms: list[Term]) -> list[Term]:
             expression = f"({expression}) NOT ({' OR '.join(t.positive.phrase for t in unwanted)})"
         clause = ForEngine(and_(*(t.clause for t in phrased)), id_column.in_(_matching(fts, name, expression)))
         clause.row_test = and_(*(t.positive.row_test if not t.negated else not_(t.positive.row_test) for t in phrased))
-        clause.fts_count = _counted(fts, name, expression)
+        clause.sqlite_count = _counted(fts, name, expression)
         positive, negated = clause, False
     else:
         expression = " OR ".join(t.positive.phrase for t in unwanted)
         positive = ForEngine(or_(*(t.positive for t in unwanted)), id_column.in_(_matching(fts, name, expression)))
         positive.row_test = or_(*(t.positive.row_test for t in unwanted))
-        positive.fts_count = _counted(fts, name, expression)
+        positive.sqlite_count = _counted(fts, name, expression)
         clause, negated = not_(positive), True
     one = Term(None, " ".join(t.value for t in phrased), negated, clause, ", ".join(t.description for t in phrased), positive)
     merged = {id(t) for t in phrased}

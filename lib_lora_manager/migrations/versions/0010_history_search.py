@@ -1,0 +1,38 @@
+"""history search: on PostgreSQL, page indexes for the descending sorts that keep NULLs last
+
+PostgreSQL walks an ascending index backwards as DESC NULLS FIRST; "sort:-rating" and
+"sort:-duration" put unrated and untimed generations last, so without an index in that order
+every page sorted all the matches.
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0010'
+down_revision = '0009'
+branch_labels = None
+depends_on = None
+
+# as in models.py at this revision
+NULLABLE_SORTS = ('rating', 'duration')
+GENERATION_FILTERS = ('started_at', 'status', 'source', 'rating', 'favorite', 'group_key', 'model_name', 'model_hash')
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    for column in NULLABLE_SORTS:
+        op.create_index(f'ix_generations_page_{column}_desc', 'generations',
+                        [sa.text(f'{column} DESC NULLS LAST'), sa.text('id DESC'),
+                         *(c for c in GENERATION_FILTERS if c != column)], unique=False)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    for column in NULLABLE_SORTS:
+        op.drop_index(f'ix_generations_page_{column}_desc', table_name='generations')
