@@ -94,11 +94,13 @@ def open_history(folder: Path, url: str | None, count: int):
             if url:
                 from sqlalchemy import create_engine, text
 
+                from lib_lora_manager import text_index
                 from lib_lora_manager.models import Base
 
                 engine = create_engine(url)
                 with engine.begin() as conn:
                     Base.metadata.drop_all(conn)
+                    text_index.drop_postgresql(conn)  # the copies of the text are not models
                     conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
                 engine.dispose()
             else:

@@ -55,7 +55,8 @@ def _lora(value: str):
     clause = Generation.id.in_(used)
     # each generation once (the UNION), and every one is a generation (the foreign key): the
     # query's count when nothing else is asked, without testing every generation against it
-    clause.own_count = select(func.count()).select_from(used.subquery())
+    counted = select(func.count()).select_from(used.subquery())
+    clause.counts = {"sqlite": counted, "postgresql": counted}
     return clause, f"using LoRA “{name}”"
 
 

@@ -161,24 +161,22 @@ class Table:
         position = _Cursor.read(after, self, query) if after else None
         # PostgreSQL has statistics to choose indexes by: every index is offered to it; SQLite
         # is told which to walk (page_indexes, count_index)
-        planner_knows = session.get_bind().dialect.name != "sqlite"
-        if self.merge_terms is not None and not planner_knows:
+        dialect = session.get_bind().dialect.name
+        planner_knows = dialect != "sqlite"
+        if self.merge_terms is not None:
             query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
         count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
-        # a term that counts its own rows (``own_count``; ``sqlite_count``: the full-text table's),
-        # when it is the only one and the table has no clause of its own (the library's "not in
-        # the trash") that its rows must also meet
+        # a term that counts its own rows (``counts``: dialect name -> a count statement; free
+        # text in its full-text table or copy), when it is the only one and the table has no
+        # clause of its own (the library's "not in the trash") that its rows must also meet
         counted_alone = not self.base_where(True) and not self.base_where(False)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
-            if counted_alone and len(where) == 1:
-                alone = getattr(where[0], "own_count", None)
-                if alone is None and not planner_knows:
-                    alone = getattr(where[0], "sqlite_count", None)
-                if alone is not None:
-                    return session.scalar(alone)
+            alone = getattr(where[0], "counts", {}).get(dialect) if counted_alone and len(where) == 1 else None
+            if alone is not None:
+                return session.scalar(alone)
             indexed = indexed or count_hint is not None or planner_knows
             stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
@@ -199,11 +197,11 @@ class Table:
         walked = 1 if position is not None else page  # pages' worth of matches the walk reads
         use_index = self.index_walk(query, walked, per_page, total, lambda: self._rows(session))
         tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
-        if not planner_knows and use_index and tested:
+        if use_index and tested:
             # a walk of the sort index fills the page after reading about rows × wanted / total
             # rows, testing each one's text; an id set lists every match of its term from the
-            # full-text index first (rows − total for a negated term), and a row read costs
-            # about what ROW_COST listed ids do
+            # full-text index (or copy) first (rows − total for a negated term), and a row read
+            # costs about what ROW_COST listed ids do
             rows = self._rows(session)
             listed = sum(max(rows - total, 0) if t.negated else total for t in tested)
             if walked * per_page * rows * ROW_COST < listed * total:

@@ -38,6 +38,11 @@ def assert_in_step(library, probes=PROBES) -> None:
                 conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
                 copy = conn.exec_driver_sql(f"SELECT rowid, search_text FROM {fts} ORDER BY rowid").all()
                 assert copy == conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
+    if not db.is_sqlite:  # PostgreSQL's narrow copies of the text hold what the rows hold
+        with db.engine.connect() as conn:
+            for content, copy in text_index.COPIED.items():
+                assert conn.exec_driver_sql(f"SELECT id, search_text FROM {copy} ORDER BY id").all() == \
+                    conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
     texts = live_texts(library)
     for probe in probes:
         term = f'"{probe}"' if " " in probe else probe  # one term (no probe holds both)
@@ -201,9 +206,45 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
         with library.store.db.engine.connect() as conn:
             assert text_index.in_step(conn)
             indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm'")).scalars())
-        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_search_text_trgm"}
+        # the history's is on its narrow copy of the text
+        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm"}
     finally:
         library.close()
+
+
+def test_postgresql_copies_the_history_text_into_an_older_database(postgres_url, tmp_path):
+    """A database indexed before the copy (trigram index on generations itself) gets the copy,
+    filled with the rows there, at its next open; the old index goes, and the copy follows every
+    write from then on. A reset (the models' drop_all) leaves nothing of it behind."""
+    reset_postgres(postgres_url)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    kept = record(library, "old castle", negative="old lowres")
+    library.close()
+    engine = Database(postgres_url).engine
+    with engine.begin() as conn:  # as the previous version left it
+        for copy in text_index.COPIED.values():
+            conn.exec_driver_sql(f"DROP FUNCTION {copy}_kept() CASCADE")
+            conn.exec_driver_sql(f"DROP TABLE {copy}")
+        conn.exec_driver_sql("CREATE INDEX ix_generations_search_text_trgm ON generations USING gin (search_text gin_trgm_ops)")
+        assert not text_index.in_step(conn)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert text_index.in_step(conn)
+            assert not conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_generations_search_text_trgm'").all()
+        assert [g.id for g in library.history.search("castle").items] == [kept]
+        newer = record(library, "new castle")
+        assert_in_step(library)
+        assert library.history.search("castle").total == 2 and library.history.search("-castle -old").total == 0
+        library.history.delete(newer)
+        assert_in_step(library)
+    finally:
+        library.close()
+    reset_postgres(postgres_url)
+    with engine.connect() as conn:
+        left = conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars().all()
+        assert left == []
+    engine.dispose()
 
 
 # --- cursors ---------------------------------------------------------------------------------
