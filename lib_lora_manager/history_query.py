@@ -62,11 +62,26 @@ def _lora(value: str):
 
 def _model(value: str):
     v = value.strip()
-    # coalesce: "-model:x" keeps generations whose model is unknown
-    clause = func.lower(func.coalesce(Generation.model_name, "")).like(f"%{query.like_escape(v.lower())}%", escape="\\")
+    pattern = f"%{query.like_escape(v.lower())}%"
+    if v:
+        # the few model names in use, each found by a seek of the model_name index (a loose
+        # index scan), matched by name; their generations then come from that index too,
+        # rather than every generation's name being tested
+        names = select(func.min(Generation.model_name).label("name")).cte("model_names", recursive=True)
+        following = select(func.min(Generation.model_name)).where(Generation.model_name > names.c.name).scalar_subquery()
+        names = names.union_all(select(following).where(names.c.name.is_not(None)))
+        matching = select(names.c.name).where(names.c.name.is_not(None), func.lower(names.c.name).like(pattern, escape="\\"))
+        # "IS NOT NULL" makes "-model:x" keep generations whose model is unknown
+        clause = and_(Generation.model_name.is_not(None), Generation.model_name.in_(matching))
+        counted = select(func.count()).where(clause)
+    else:  # model:"" matches every name and unknown ones
+        clause = func.lower(func.coalesce(Generation.model_name, "")).like(pattern, escape="\\")
+        counted = None
     if re.fullmatch(r"[0-9a-fA-F]{6,64}", v):
         prefix = query.like_escape(v.lower()) + "%"
-        clause = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\"))
+        clause, counted = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\")), None
+    if counted is not None:
+        clause.counts = {"sqlite": counted, "postgresql": counted}  # alone: counted in the model_name index
     return clause, f"made with model “{v}”"
 
 

@@ -259,7 +259,7 @@ class Generation(Base):
     steps: Mapped[int | None] = mapped_column(Integer)
     sampler: Mapped[str | None] = mapped_column(SafeText)
     cfg_scale: Mapped[float | None] = mapped_column(Float)
-    model_name: Mapped[str | None] = mapped_column(SafeText)
+    model_name: Mapped[str | None] = mapped_column(SafeText, index=True)  # model: finds the few names in use
     model_hash: Mapped[str | None] = mapped_column(SafeString(64))
     infotext: Mapped[str | None] = mapped_column(SafeText)
     error: Mapped[str | None] = mapped_column(SafeText)

@@ -1,4 +1,5 @@
-"""history search: on PostgreSQL, page indexes for the descending sorts that keep NULLs last
+"""history search: an index of model names (model: finds the few in use and their generations),
+and on PostgreSQL page indexes for the descending sorts that keep NULLs last
 
 PostgreSQL walks an ascending index backwards as DESC NULLS FIRST; "sort:-rating" and
 "sort:-duration" put unrated and untimed generations last, so without an index in that order
@@ -23,6 +24,7 @@ GENERATION_FILTERS = ('started_at', 'status', 'source', 'rating', 'favorite', 'g
 
 
 def upgrade() -> None:
+    op.create_index('ix_generations_model_name', 'generations', ['model_name'], unique=False)
     if op.get_bind().dialect.name != 'postgresql':
         return
     for column in NULLABLE_SORTS:
@@ -32,6 +34,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_generations_model_name', table_name='generations')
     if op.get_bind().dialect.name != 'postgresql':
         return
     for column in NULLABLE_SORTS:
