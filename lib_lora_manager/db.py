@@ -282,6 +282,7 @@ class Database:
         with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+        self._sync_text_index()  # as at every open: a revision that did not touch them may need it
         return backup
 
     def _sync_text_index(self) -> None:

@@ -434,3 +434,54 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
         assert library.search("hashed:no").total == 1 and library.search("hashed:yes").total == 5
     finally:
         library.close()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0010_brings_a_0009_history_its_search_indexes(engine, tmp_path):
+    """A history made at revision 0009 is searched at once after the upgrade: on PostgreSQL the
+    text is copied (and followed from then on), the descending sorts have their indexes; model:
+    has its index on both."""
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0009")
+    if engine == "postgresql":
+        with db.engine.begin() as conn:  # 0009's code indexed generations itself
+            for copy in text_index.COPIED.values():
+                conn.exec_driver_sql(f"DROP TABLE {copy}")
+                conn.exec_driver_sql(f"DROP FUNCTION {copy}_kept() CASCADE")  # its index goes with it
+            conn.exec_driver_sql("CREATE INDEX ix_generations_search_text_trgm ON generations "
+                                 "USING gin (search_text gin_trgm_ops)")
+    with db.engine.begin() as conn:
+        for n, (prompt, model, rating) in enumerate((("Castle", "DreamShaper_8", 5), ("forest", None, None),
+                                                     ("castle keep", "sdxl", 2))):
+            conn.execute(text("INSERT INTO generations (started_at, status, prompt, negative_prompt, favorite, search_text, "
+                              "model_name, rating) VALUES (:n, 'succeeded', :p, '', false, :t, :m, :r)"),
+                         {"n": n, "p": prompt, "t": prompt.lower() + "\n", "m": model, "r": rating})
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert library.store.db.current_revision() == SCHEMA_REVISION
+        history = library.history
+        assert history.search("castle").total == 2 and history.search("castle -keep").total == 1
+        assert history.search("model:dream").total == 1 and history.search("-model:dream").total == 2
+        assert [g.rating for g in history.search("sort:-rating").items] == [5, 2, None]
+        record(library, "another castle")
+        assert history.search("castle").total == 3
+        with library.store.db.engine.connect() as conn:
+            from sqlalchemy import inspect
+
+            indexes = {i["name"] for i in inspect(conn).get_indexes("generations")}
+            assert "ix_generations_model_name" in indexes
+            if engine == "postgresql":
+                assert {"ix_generations_page_rating_desc", "ix_generations_page_duration_desc"} <= indexes
+                assert "ix_generations_search_text_trgm" not in indexes
+                assert text_index.in_step(conn)
+        assert_in_step(library, probes=())
+    finally:
+        library.close()
