@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -195,16 +196,16 @@ class Table:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
         # a cursor starts the walk at its position: the walk skips nothing
         walked = 1 if position is not None else page  # pages' worth of matches the walk reads
-        use_index = self.index_walk(query, walked, per_page, total, lambda: self._rows(session))
+        rows = functools.cache(lambda: self._rows(session))  # read once, if at all
+        use_index = self.index_walk(query, walked, per_page, total, rows)
         tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
         if use_index and tested:
             # a walk of the sort index fills the page after reading about rows × wanted / total
             # rows, testing each one's text; an id set lists every match of its term from the
             # full-text index (or copy) first (rows − total for a negated term), and a row read
             # costs about what ROW_COST listed ids do
-            rows = self._rows(session)
-            listed = sum(max(rows - total, 0) if t.negated else total for t in tested)
-            if walked * per_page * rows * ROW_COST < listed * total:
+            listed = sum(max(rows() - total, 0) if t.negated else total for t in tested)
+            if walked * per_page * rows() * ROW_COST < listed * total:
                 where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
         if position is not None:
             where.append(position.beyond(self, query))
