@@ -184,7 +184,10 @@ class Table:
 
         # without terms, every row the base clauses keep matches: counted in their index
         outside = query.terms[0].outside_of() if len(query.terms) == 1 and id_sets_only else None
-        if outside is not None:
+        rest = getattr(outside, "counts", {}).get(f"{dialect} outside") if counted_alone else None
+        if rest is not None:  # the rows outside the set, counted in the pass that counts the set
+            total = session.scalar(rest)
+        elif outside is not None:
             # all but a set of ids: counting the set and the rows beats testing every row against it
             total = count(True) - count(True, outside)
         else:

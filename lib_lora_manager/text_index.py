@@ -96,7 +96,7 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     copy = _copy(content)
     if copy is not None:  # elsewhere than SQLite: the ids of the copy's matches, counted there
         default = id_column.in_(select(copy.c.id).where(copy.c.search_text.like(pattern, escape="\\")))
-        counts = {"postgresql": select(func.count()).select_from(copy).where(copy.c.search_text.like(pattern, escape="\\"))}
+        counts = _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"))
     else:
         default, counts = like, {}
     if not sqlite_has_trigram():
@@ -122,6 +122,13 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     if phrase is not None:
         found.phrase, found.pattern, found.fts = phrase, pattern, (fts, text_column.name, id_column, copy)
     return found
+
+
+def _copy_counts(copy, condition) -> dict:
+    """How many rows of the copy (one per content row) meet ``condition``, and how many do not:
+    a negated word is counted in the same one pass (query.Table.page, ``outside_counts``)."""
+    return {"postgresql": select(func.count()).select_from(copy).where(condition),
+            "postgresql outside": select(func.count() - func.count().filter(condition)).select_from(copy)}
 
 
 def _copy(content: str):
@@ -172,7 +179,7 @@ def merge(terms: list[Term]) -> list[Term]:
         negated = True
     if copied is not None:
         default = id_column.in_(select(copy.c.id).where(copied))
-        counts = {"postgresql": select(func.count()).select_from(copy).where(copied)}
+        counts = _copy_counts(copy, copied)
     else:
         default, counts = on_rows, {}
     positive = ForEngine(default, id_column.in_(_matching(fts, name, expression)), not_(default))
