@@ -8,7 +8,10 @@ prints, per file, the CPU time (``time.process_time``, best of --repeat runs, on
 - floor: open, read the header, ``orjson.loads`` it: the least a scan does per file;
 - each stage a reading process runs for a file (reading.analyse): the header's I/O, its parse
   and checks, lora_info.extract, the whole analysis without and with the I/O, and pickling the
-  reply both ways (the worker's dumps, the scan's loads).
+  reply both ways (the worker's dumps, the scan's loads);
+- the whole analysis when every file's tensor part is new (the whole parse for each) and when
+  the layouts are known (safetensors_header.Layouts: only the metadata is parsed), with how many
+  distinct layouts the files hold.
 
 The garbage collector is tuned as in a reading process. ``--min-kb 300`` keeps SDXL headers only.
 CPU seconds are reliable on a busy machine where wall seconds are not; the load is printed.
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from lib_lora_manager import lora_info, reading  # noqa: E402
-from lib_lora_manager.safetensors_header import HeaderError, parse_header, read_header_bytes  # noqa: E402
+from lib_lora_manager.safetensors_header import HeaderError, Layouts, parse_header, read_header_bytes  # noqa: E402
 
 
 def files(folder: Path, count: int, min_bytes: int) -> list[reading.Found]:
@@ -116,6 +119,17 @@ def main() -> None:
         for f in found:
             reading.analyse(f, None)
 
+    def analyse_new_layouts() -> None:
+        reading.LAYOUTS = Layouts(max_bytes=0)  # holds nothing: every header parsed whole
+        try:
+            analyse()
+        finally:
+            reading.LAYOUTS = known
+
+    known = reading.LAYOUTS
+    analyse()  # learns the layouts
+    layouts = len(known)
+
     def workers_cpu(batch: list[reading.Found]) -> float:
         """CPU seconds of two reading processes (reading.Readers) reading ``batch``, their start included."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -134,8 +148,9 @@ def main() -> None:
         ("read_header_bytes (the I/O)", best_cpu(read, args.repeat)),
         ("parse_header (parse and checks)", best_cpu(parse, args.repeat)),
         ("parse_header + lora_info.extract", best_cpu(extract, args.repeat)),
+        ("reading.analyse, every layout new", best_cpu(analyse_new_layouts, args.repeat)),
         ("reading.analyse, header bytes given", best_cpu(analyse_given_bytes, args.repeat)),
-        ("reading.analyse (a worker's work per file)", best_cpu(analyse, args.repeat)),
+        ("reading.analyse, layouts known (a worker's work)", best_cpu(analyse, args.repeat)),
         ("reply: pickle.dumps", best_cpu(lambda: pickle.dumps(replies, protocol=pickle.HIGHEST_PROTOCOL),
                                           args.repeat)),
         ("reply: pickle.loads", best_cpu(lambda: pickle.loads(reply), args.repeat)),
@@ -146,7 +161,7 @@ def main() -> None:
     n = len(found)
     mean_kb = sum(len(raw) for raw, _ in raws) / n / 1000
     print(f"{n} files under {args.dir}, headers {mean_kb:.0f} KB on average; load average {os.getloadavg()[0]:.2f}; "
-          f"CPU per file, best of {args.repeat}")
+          f"{layouts} distinct tensor layouts; CPU per file, best of {args.repeat}")
     for name, seconds in stages:
         print(f"  {name:45s} {seconds / n * 1000:7.3f} ms  {seconds / floor_s:5.2f} × floor")
     print(f"  reply size: {len(reply) / n / 1000:.1f} KB per file")

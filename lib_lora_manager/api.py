@@ -33,11 +33,19 @@ PAGED = {"q": Param(fields.QUERY, ""), "page": Param(fields.PAGE, 1), "per_page"
          "after": Param(fields.CURSOR, None)}
 
 
+# the OpenAPI tag of each route, by the first part of its path: our routes keep together in
+# SDNext's /docs, away from SDNext's own
+TAGS = {"loras": "LoRA Manager: LoRAs", "history": "LoRA Manager: history", "recipes": "LoRA Manager: recipes",
+        "generate": "LoRA Manager: generation", "jobs": "LoRA Manager: generation"}
+LIBRARY_TAG = "LoRA Manager: library"  # scan, tags, duplicates, stats, bulk, trash, compose
+
+
 def mount(add_api_route: Callable[..., Any], routes: list[Route]) -> None:
     """Add ``routes`` through the host's ``add_api_route`` (SDNext's applies its auth), with
-    their OpenAPI description."""
+    their OpenAPI summary, description, tag and parameters."""
     for path, handler, methods in routes:
-        add_api_route(path, handler, methods=methods, **route_options(handler))
+        part = path.removeprefix(PREFIX).strip("/").split("/")[0]
+        add_api_route(path, handler, methods=methods, tags=[TAGS.get(part, LIBRARY_TAG)], **route_options(handler))
 
 
 def routes(open_library: Callable[[], Library]) -> list[Route]:
@@ -47,17 +55,28 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(query=PAGED | {"sort": Param(fields.SORT, "")})
     def list_loras(q: str, page: int, per_page: int, after: str | None, sort: str):
+        """List and search LoRAs
+
+        ``q`` is a query in the query language (``tag:anime base:sdxl rating:>=4 "free text"``);
+        ``sort`` adds a sort key. Pages by ``page`` or by the ``after`` cursor of the last answer."""
         if sort:
             q = f"{q} sort:{sort}"
         return open_library().search(q, page=page, per_page=per_page, after=after)
 
     @endpoint(path=LORA)
     def get_lora(lora_id: int):
+        """One LoRA with everything known about it
+
+        Its file, header metadata, base model and the user's data (rating, tags, notes, trigger
+        words…)."""
         return open_library().get(lora_id)
 
     @endpoint(path=LORA, body=schemas.LoraChanges)
     def patch_lora(lora_id: int, body: schemas.LoraChanges):
-        """Change a LoRA's user data; keys left out stay as they are."""
+        """Change a LoRA's user data
+
+        Rating, favorite, tags, notes, trigger words, recommended weights…; keys left out stay as
+        they are."""
         changes = body.given()
         if not changes:
             raise InvalidInput(body.usage)
@@ -65,6 +84,9 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(path=LORA, query={"size": Param(fields.Integer(32, 1024, "size"), 320)})
     def get_preview(lora_id: int, size: int):
+        """A LoRA's preview image as a WebP thumbnail
+
+        ``size`` is the longest side in pixels; 404 when the LoRA has no preview."""
         path = open_library().previews.thumbnail(lora_id, size=size)
         if path is None:
             raise NotFound(f"LoRA {lora_id} has no preview")
@@ -72,46 +94,81 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(path=LORA)
     def get_raw_header(lora_id: int):
+        """A LoRA file's safetensors header as stored in the file
+
+        The tensor list and the ``__metadata__`` strings, unparsed."""
         return open_library().files.raw_header(lora_id)
 
     @endpoint()
     def start_scan():
+        """Start a scan of the LoRA folders in the background
+
+        202 when it started, 409 when one is already running; both answer the scan's status."""
         indexer = open_library().indexer
         started = indexer.scan_in_background()
         return JSONResponse({"started": started, **to_json(indexer.status)}, status_code=202 if started else 409)
 
     @endpoint()
     def scan_status():
-        return open_library().indexer.status
+        """The running or last scan's progress
+
+        Whether one is running (here or in another process on this database), how far it is, its
+        message, and the last scan's report or error."""
+        return open_library().indexer.shared_status()
 
     @endpoint()
     def list_tags():
+        """Every tag with the number of LoRAs carrying it
+
+        Most used first."""
         return [{"name": name, "count": count} for name, count in open_library().tags()]
 
     @endpoint()
     def duplicates():
+        """LoRA files with the same content
+
+        Groups of present files with the same SHA-256 (files are compared once they are hashed),
+        largest groups first."""
         return open_library().files.duplicates()
 
     @endpoint()
     def stats():
+        """Counts over the library
+
+        Totals (missing, with errors, hashed, favorites, rated, trashed, size), LoRAs by base model
+        and type, duplicate groups, the LoRA folders, the database and the scan's status."""
         return open_library().stats()
 
     @endpoint(body=bulk_actions.BulkRequest)
     def run_bulk_action(body: bulk_actions.BulkRequest):
-        """One action on the LoRAs ``ids`` or on every result of the query ``q``."""
+        """Run one action on many LoRAs
+
+        On the LoRAs ``ids`` or on every result of the query ``q``: add or remove tags, (un)favorite,
+        rate, set the base model, mark NSFW, move or trash their files."""
         return bulk_actions.run(open_library(), body)
 
     @endpoint(body=schemas.ComposeRequest)
     def compose(body: schemas.ComposeRequest):
-        """A prompt with LoRAs composed into it; warnings say what is wrong with any of them."""
+        """Compose LoRAs into a prompt
+
+        Each LoRA (by ``id`` or ``name``) is put in as a ``<lora:NAME:WEIGHT>`` token with its
+        trigger words; warnings say what is wrong with any of them (missing, for another base
+        model than ``model``, a weight outside its range)."""
         return open_library().composer.compose(body.prompt, body.loras, negative=body.negative_prompt, model_family=body.model)
 
     @endpoint(query={"q": Param(fields.QUERY, ""), "limit": Param(fields.RECIPE_LIMIT, 100)})
     def list_recipes(q: str, limit: int):
+        """List and search saved recipes
+
+        Recipes whose name, prompts or LoRA names contain every word of ``q``, newest first."""
         return {"items": open_library().recipes.search(q, limit=limit)}
 
     @endpoint(path=RECIPE)
     def get_recipe(recipe_id: int):
+        """One recipe, with its prompt composed
+
+        ``composed`` is the prompt with the recipe's LoRAs and trigger words put in, and warnings
+        about LoRAs that are missing or outside their recommended weight."""
         library = open_library()
         recipe = library.recipes.get(recipe_id)
         loras = [{**entry, "id": entry["lora_id"]} for entry in recipe.loras]
@@ -121,20 +178,32 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(body=schemas.RecipeBody)
     def save_recipe(body: schemas.RecipeBody):
-        """Save a recipe; one with the same name (in any case) is updated."""
+        """Save a recipe
+
+        A prompt, a negative prompt, LoRAs with their weights and generation settings, under a
+        name; a recipe with the same name (in any case) is updated."""
         return open_library().recipes.save(body.name, body.prompt, body.negative_prompt, body.loras, body.parameters)
 
     @endpoint(path=RECIPE, body=schemas.RecipeRename)
     def rename_recipe(recipe_id: int, body: schemas.RecipeRename):
+        """Rename a recipe
+
+        Refused when another recipe has the name (in any case)."""
         return open_library().recipes.rename(recipe_id, body.name)
 
     @endpoint(path=RECIPE)
     def delete_recipe(recipe_id: int):
+        """Delete a recipe
+
+        Its cover image is deleted with it; the LoRAs it names are not touched."""
         open_library().recipes.delete(recipe_id)
         return {"deleted": recipe_id}
 
     @endpoint(path=RECIPE)
     def get_recipe_cover(recipe_id: int):
+        """A recipe's cover image as WebP
+
+        404 when the recipe has none."""
         cover = open_library().recipes.get(recipe_id).cover
         if cover is None:
             raise NotFound(f"recipe {recipe_id} has no cover image")
@@ -142,7 +211,9 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(body=schemas.UndoTrash)
     def undo_trash(body: schemas.UndoTrash):
-        """Put a trash batch (default: the latest) back where its files were."""
+        """Undo a trash action
+
+        Puts the files of a trash batch (default: the latest) back where they were."""
         result = open_library().files.undo_trash(body.batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
@@ -150,15 +221,24 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(query=PAGED)
     def list_history(q: str, page: int, per_page: int, after: str | None):
+        """List and search the generation history
+
+        ``q`` is a query (``castle lora:anime_style status:failed date:<7d rating:>=4 fav:yes
+        sort:-rating``; free text matches the prompts). Pages by ``page`` or by the ``after`` cursor."""
         return open_library().history.search(q, page=page, per_page=per_page, after=after)
 
     @endpoint(path=GENERATION)
     def get_generation(generation_id: int):
+        """One generation with its parameters, LoRAs and images
+
+        As recorded when it ran, in SDNext or standalone."""
         return open_library().history.detail(generation_id)
 
     @endpoint(path=GENERATION, body=schemas.GenerationChanges)
     def patch_generation(generation_id: int, body: schemas.GenerationChanges):
-        """Rate a generation and/or mark it as a favorite."""
+        """Rate a generation or mark it as a favorite
+
+        ``rating`` 1 to 5 (null clears it), ``favorite`` true or false."""
         changes = body.given()
         if not changes:
             raise InvalidInput(body.usage)
@@ -171,11 +251,18 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     @endpoint(path=GENERATION, query={"delete_files": Param(fields.Flag("delete_files", words=True), False)})
     def delete_generation(generation_id: int, delete_files: bool):
+        """Delete a generation from the history
+
+        With ``delete_files=true`` its image files are deleted too; otherwise they stay on disk."""
         return open_library().history.delete(generation_id, delete_files=delete_files)
 
     @endpoint(path=GENERATION | {"n": fields.IMAGE_NUMBER},
               query={"size": Param(fields.Integer(32, 2048, "size", nullable=True))})
     def get_generation_image(generation_id: int, n: int, size: int | None):
+        """An image of a generation
+
+        ``n`` counts from 0. Without ``size`` the file as saved; with ``size`` a JPEG thumbnail
+        whose longest side is ``size`` pixels."""
         history = open_library().history
         if size is None:
             path = history.image_file(generation_id, n)
@@ -221,8 +308,12 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
 
     @endpoint(body=generate_body)
     def generate(body: schemas.Body):
-        """SDNext's /sdapi/v1/txt2img field names, plus ``loras``: [{name, weight}] composed
-        into the prompt (with their trigger words unless an entry says "triggers": false)."""
+        """Queue a generation
+
+        SDNext's /sdapi/v1/txt2img field names, plus ``loras``: [{name, weight}] composed
+        into the prompt (with their trigger words unless an entry says "triggers": false).
+        Fields left out take the host's defaults: standalone, width and height are the loaded
+        model's native size. ``request`` in the answer is the request as queued."""
         from .generation import GenerationRequest
 
         values = body.given()
@@ -231,29 +322,46 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
         if loras:
             composed = open_library().composer.compose(values.get("prompt") or "", loras)
             values["prompt"], warnings = composed.prompt, composed.warnings
-        job_id = open_jobs().submit(GenerationRequest.from_dict(values))
-        job = open_jobs().get(job_id)
+        queue = open_jobs()
+        # fields left out take the host's defaults for its model (standalone: the native size)
+        job_id = queue.submit(GenerationRequest.from_dict(values, queue.generator.defaults()))
+        job = queue.get(job_id)
         return {"job": job_id, "status": job["status"], "position": job["position"], "prompt": values.get("prompt", ""),
-                "warnings": warnings}
+                "warnings": warnings, "request": job["request"]}
 
     @endpoint(query={"limit": Param(fields.JOB_LIMIT, 50)})
     def list_jobs(limit: int):
+        """The generation job queue
+
+        Queued and running jobs first (with their position), then the latest finished ones."""
         return {"jobs": open_jobs().list(limit)}
 
     @endpoint(path=JOB)
     def get_job(job_id: int):
+        """One generation job
+
+        Its status, progress, request, images and message (why it failed, or notes)."""
         return open_jobs().get(job_id)
 
     @endpoint(path=JOB)
     def cancel_job(job_id: int):
+        """Cancel a job
+
+        A queued job never starts; a running one is interrupted at its next step."""
         return open_jobs().cancel(job_id)
 
     @endpoint(path=JOB)
     def skip_job(job_id: int):
+        """Skip the running job's current batch
+
+        The job goes on with its next batch."""
         return open_jobs().skip(job_id)
 
     @endpoint(path=JOB | {"index": fields.Integer(0, 100_000, "image index")})
     def job_image(job_id: int, index: int):
+        """An image of a job, by its index from 0
+
+        The file as the host saved it."""
         images = open_jobs().get(job_id)["images"]
         if not 0 <= index < len(images):
             raise NotFound(f"job {job_id} has no image {index}")
@@ -261,6 +369,9 @@ def job_routes(open_library: Callable[[], Library], open_jobs: Callable[[], JobQ
 
     @endpoint(path=JOB)
     def job_grid(job_id: int):
+        """The labelled grid of a strength sweep or A/B job
+
+        404 when the job has no grid."""
         grid = open_jobs().get(job_id)["grid"]
         if not grid:
             raise NotFound(f"job {job_id} has no grid")

@@ -97,3 +97,36 @@ def compatible(lora_family: str | None, model_family: str | None) -> bool | None
     if not a or not b or "unknown" in (a.code, b.code):
         return None
     return a.arch == b.arch
+
+
+# Narrower families of a coarser one: (coarse, specific). A claim of the architecture itself
+# ("SDXL") does not contradict a family built on it ("Pony"): it just says less.
+REFINEMENTS: tuple[tuple[str, str], ...] = tuple(
+    (f.arch, f.code) for f in FAMILIES if f.arch != f.code and f.arch in BY_CODE
+)
+
+
+def refines(specific: str | None, coarse: str | None) -> bool:
+    """Whether ``specific`` is a narrower family of ``coarse`` (Pony of SDXL)."""
+    return (coarse, specific) in REFINEMENTS
+
+
+def effective(user: str | None, sidecar: str | None, detected: str | None) -> str:
+    """The base model a LoRA is shown and filtered under: the user's choice, else a sidecar's,
+    else the one detected from the file, except that a sidecar's coarser claim ("sd version:
+    SDXL") does not hide a narrower family the file names (Pony). scanner.refresh_base_model
+    is the same rule in SQL."""
+    if user:
+        return user
+    if sidecar and not refines(detected, sidecar):
+        return sidecar
+    return detected or "unknown"
+
+
+def conflict(sidecar: str | None, detected: str | None) -> str | None:
+    """A sentence when a sidecar and the file name different families (SD1.5 and SDXL, Pony
+    and Illustrious), None when they agree or one only says less than the other."""
+    known = {code for code in (sidecar, detected) if code and code != "unknown"}
+    if len(known) < 2 or refines(detected, sidecar) or refines(sidecar, detected):
+        return None
+    return f"the file says {label(detected)}, a sidecar says {label(sidecar)}"

@@ -11,14 +11,14 @@ import json
 import os
 from collections.abc import Iterable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import base_models, fields, naming, query
 from .dbtypes import path_to_db
 from .errors import InvalidInput, NotFound
 from .lora_query import LORAS
-from .models import Lora, LoraMetadata, live
+from .models import Lora, LoraMetadata, LoraTag, Tag, live
 from .results import DuplicateFile, LoraDetail, LoraSummary
 from .store import Store
 
@@ -104,7 +104,8 @@ def prompt_name(store: Store, lora: Lora, name_is_shared: bool = False) -> str:
     return naming.prompt_name(store.local_path(lora), store.primary_root, name_is_shared=name_is_shared)
 
 
-def _summary_fields(store: Store, lora: Lora, shared: set[str]) -> dict:
+def _summary_fields(store: Store, lora: Lora, shared: set[str], tags: list[str] | None = None) -> dict:
+    """A card's fields from a row: an ORM row, or a card row (``cards``) with its ``tags``."""
     name = prompt_name(store, lora, lora.sdnext_name in shared)
     weight = lora.default_weight if lora.default_weight is not None else 1.0
     shown = naming.display  # file names may hold bytes that are not UTF-8: JSON and HTML get \xNN
@@ -114,7 +115,7 @@ def _summary_fields(store: Store, lora: Lora, shared: set[str]) -> dict:
         token=shown(naming.token(name, weight)), token_problem=naming.token_problem(name),
         base_model=lora.base_model, base_model_label=base_models.label(lora.base_model),
         adapter_type=lora.adapter_type, size=lora.size, rating=lora.rating,
-        favorite=lora.favorite, nsfw=lora.nsfw, tags=[t.name for t in lora.tags],
+        favorite=lora.favorite, nsfw=lora.nsfw, tags=[t.name for t in lora.tags] if tags is None else tags,
         trigger_words=json.loads(lora.trigger_words) if lora.trigger_words else [],
         missing=lora.missing, error=lora.error, sha256=lora.sha256,
         autov2=lora.sha256[:10].upper() if lora.sha256 else None,
@@ -128,6 +129,33 @@ def summaries(store: Store, session: Session, loras: list[Lora]) -> list[LoraSum
     """Cards for rows read in ``session`` (their tags are loaded through it)."""
     shared = shared_names(store, session, loras)
     return [LoraSummary(**_summary_fields(store, lora, shared)) for lora in loras]
+
+
+# what a card shows (_summary_fields, Store.local_path) and every sort key (a page's cursor)
+CARD_COLUMNS = (
+    Lora.id, Lora.path, Lora.root_id, Lora.relpath, Lora.folder, Lora.filename, Lora.stem, Lora.sdnext_name,
+    Lora.display_name, Lora.title, Lora.default_weight, Lora.base_model, Lora.adapter_type, Lora.size, Lora.rating,
+    Lora.favorite, Lora.nsfw, Lora.trigger_words, Lora.missing, Lora.error, Lora.sha256, Lora.addnet_hash,
+    Lora.preview_user, Lora.sidecar_preview, Lora.embedded_preview, Lora.updated_at,
+    *(column for column in LORAS.sorts.values() if not callable(column)),
+)
+
+
+def cards(store: Store, session: Session, ids: list[int]) -> tuple[list[LoraSummary], dict[int, Row]]:
+    """Cards for the LoRAs ``ids`` in that order (ids not found are left out), and the rows
+    they were made from by id. Reads the columns a card shows and nothing else, as plain rows
+    (no ORM objects): a page of search results costs a fraction of loading whole rows, whose
+    trigger suggestions, descriptions and search text no card shows."""
+    if not ids:
+        return [], {}
+    by_id = {r.id: r for r in session.execute(select(*dict.fromkeys(CARD_COLUMNS)).where(Lora.id.in_(ids)))}
+    tags: dict[int, list[str]] = {}
+    for lora_id, name in session.execute(select(LoraTag.lora_id, Tag.name).join(Tag, Tag.id == LoraTag.tag_id)
+                                         .where(LoraTag.lora_id.in_(ids)).order_by(Tag.name)):
+        tags.setdefault(lora_id, []).append(name)
+    rows = [by_id[i] for i in ids if i in by_id]
+    shared = shared_names(store, session, rows)
+    return [LoraSummary(**_summary_fields(store, r, shared, tags.get(r.id, []))) for r in rows], by_id
 
 
 def duplicate_files(store: Store, session: Session, loras: list[Lora]) -> list[DuplicateFile]:
@@ -154,6 +182,7 @@ def detail(store: Store, lora_id: int) -> LoraDetail:
         header_size=lora.header_size,
         base_model_detected=lora.base_model_detected, base_model_source=lora.base_model_source,
         base_model_sidecar=lora.base_model_sidecar, base_model_user=lora.base_model_user,
+        base_model_conflict=base_models.conflict(lora.base_model_sidecar, lora.base_model_detected),
         network_module=lora.network_module, network_dim=lora.network_dim, network_alpha=lora.network_alpha,
         title=lora.title, output_name=lora.output_name, training_model=lora.training_model,
         resolution=lora.resolution, epochs=lora.epochs, steps=lora.steps, architecture=lora.architecture,

@@ -1,8 +1,10 @@
 """``python -m lib_lora_manager``: serve the UI standalone, or work on any library from a shell.
 
-Every command takes ``--data-dir``, ``--db`` and ``--lora-dir`` so it can point at any library;
-without ``--lora-dir`` the folders remembered from the last run are used. ``--json`` output is
-stable for scripts. Errors print one line and exit with status 2.
+Every command takes ``--data-dir``, ``--db``, ``--lora-dir`` and ``--demo`` so it can point at
+any library; without them a command reads the library ``serve`` last opened (settings.py
+choose_library), and says which one it reads. Without ``--lora-dir`` the folders remembered from
+the last run are used. ``--json`` output is stable for scripts. Errors print one line and exit
+with status 2.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import naming
 from .errors import InvalidInput, LoraManagerError
 from .results import to_json
-from .settings import default_data_dir
+from .settings import LibraryChoice, choose_library
+from .wording import plural
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,9 +35,12 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
-    common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR or ~/.local/share/lora-manager)")
+    common.add_argument("--data-dir", default=None, help="where the database, previews and trash live (default: $LORA_MANAGER_DATA_DIR, "
+                        "else the folder serve last used, else ~/.local/share/lora-manager)")
     common.add_argument("--db", default=None, metavar="URL", help="database URL (default: $LORA_MANAGER_DATABASE_URL or SQLite in the data folder)")
     common.add_argument("--lora-dir", action="append", default=None, metavar="DIR", help="a LoRA folder (repeat for several; the first is the primary)")
+    common.add_argument("--demo", action="store_true", help="the demo library (in DATA_DIR/demo, created on first use; "
+                        "serve --demo also builds a tiny random SD1.5 model to generate with, unless --model is given)")
 
     parser = Parser(prog="python -m lib_lora_manager", description="LoRA Manager: index, search and curate LoRA files.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the web UI standalone on 127.0.0.1")
     p.add_argument("--port", type=int, default=7870)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--demo", action="store_true", help="create and open a demo library in the data folder "
-                   "(with a tiny random SD1.5 model to generate with, unless --model is given)")
     p.add_argument("--model", metavar="PATH", help="generate with this model: a local diffusers folder or a "
                    "single-file checkpoint (without it and without --demo there is no Generate panel)")
     p.add_argument("--model-config", metavar="PATH", help="for a single-file checkpoint: a local diffusers folder of the "
@@ -90,17 +95,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def library_location(args: argparse.Namespace, *, last_served: bool = True) -> tuple[LibraryChoice, list[str] | None]:
+    """The library the command line names, and its LoRA folders (None: those it remembers).
+    ``--demo`` writes the demo's LoRA files into its folder the first time, as serve does."""
+    choice = choose_library(args.data_dir, args.db, demo=args.demo, last_served=last_served)
+    roots = list(args.lora_dir) if args.lora_dir else None
+    if args.demo:
+        from pathlib import Path
+
+        from .demo import create_demo_library
+
+        demo_root = os.path.join(choice.data_dir, "loras")
+        create_demo_library(Path(demo_root))
+        roots = [demo_root] + (roots or [])
+    return choice, roots
+
+
 def open_library(args: argparse.Namespace, *, hashing: bool = True):
+    """The Library the command line names, and how it was chosen."""
     from sqlalchemy.exc import ArgumentError
 
     from .library import Library
 
-    data_dir = args.data_dir or default_data_dir()
+    choice, roots = library_location(args)
     try:
-        return Library.open(data_dir, roots=args.lora_dir, database_url=args.db, hashing=hashing)
+        library = Library.open(choice.data_dir, roots=roots, database_url=choice.database_url, hashing=hashing)
     except ArgumentError:  # from --db or $LORA_MANAGER_DATABASE_URL
-        url = args.db or os.environ.get("LORA_MANAGER_DATABASE_URL")
+        url = choice.database_url or os.environ.get("LORA_MANAGER_DATABASE_URL")
         raise InvalidInput(f"“{url}” is not a database URL (e.g. postgresql+psycopg://user@host/db)") from None
+    return library, choice
+
+
+def _say_library(library, choice: LibraryChoice) -> None:
+    """The line above a command's text output: which library it reads, and why that one."""
+    store = library.store
+    url = store.db.engine.url
+    where = naming.display(store.data_dir)
+    if not store.db.is_sqlite or os.path.dirname(os.path.abspath(url.database or "")) != store.data_dir:
+        where += f", database {url.render_as_string(hide_password=True)}"
+    print(f"Library: {where} ({choice.why})")
+    if not store.roots:
+        print("  No LoRA folder yet: scan --lora-dir DIR indexes one (or try: serve --demo).")
 
 
 def main(argv: list[str] | None = None, *, serve: Callable[[argparse.Namespace], int] | None = None) -> int:
@@ -113,8 +148,10 @@ def main(argv: list[str] | None = None, *, serve: Callable[[argparse.Namespace],
             if serve is None:
                 raise InvalidInput("serve runs as: python -m lib_lora_manager serve")
             return serve(args)
-        library = open_library(args)
+        library, choice = open_library(args)
         try:
+            if not getattr(args, "json", False):
+                _say_library(library, choice)
             return COMMANDS[args.command](library, args)
         finally:
             library.close()
@@ -163,20 +200,20 @@ def cmd_scan(library, args) -> int:
     else:
         print("scan: " + report.summary())
         if hashed is not None:
-            print(f"hashed {hashed} files")
+            print(f"hashed {plural(hashed, 'file')}")
     return 0
 
 
 def _hash_all(library) -> int:
     bar = ProgressBar()
     count = library.indexer.hash_pending(progress=lambda n, total, name: bar(n / max(total, 1), f"hashing {name}"))
-    bar(1.0, f"hashed {count} files")
+    bar(1.0, f"hashed {plural(count, 'file')}")
     return count
 
 
 def cmd_hash(library, args) -> int:
     count = _hash_all(library)
-    _print_json({"hashed": count}) if args.json else print(f"hashed {count} files")
+    _print_json({"hashed": count}) if args.json else print(f"hashed {plural(count, 'file')}")
     return 0
 
 
@@ -190,7 +227,7 @@ def cmd_search(library, args) -> int:
         flags = ("★" if item.favorite else " ") + (f"{item.rating}" if item.rating else " ")
         state = " MISSING" if item.missing else (f" ERROR: {item.error}" if item.error else "")
         print(f"{item.id:>6} {flags} {item.base_model_label:<11} {item.token}  {item.relpath}{state}")
-    print(f"page {page.page} of {page.pages}, {page.total} LoRAs")
+    print(f"page {page.page} of {page.pages}, {plural(page.total, 'LoRA')}")
     return 0
 
 
@@ -201,14 +238,14 @@ def cmd_show(library, args) -> int:
     if args.json:
         _print_json(data)
         return 0
-    for key in ("id", "name", "relpath", "path", "token", "base_model_label", "adapter_type", "network_dim",
+    for key in ("id", "name", "relpath", "path", "token", "base_model_label", "base_model_conflict", "adapter_type", "network_dim",
                 "network_alpha", "size", "rating", "favorite", "tags", "trigger_words", "sha256", "autov2",
                 "shorthash", "missing", "error", "description"):
         value = data.get(key)
         if value not in (None, "", [], False):
             print(f"{key:>16}: {value}")
     if data.get("metadata"):
-        print(f"{'metadata':>16}: {len(data['metadata'])} keys (use --json to see them)")
+        print(f"{'metadata':>16}: {plural(len(data['metadata']), 'key')} (use --json to see them)")
     return 0
 
 
@@ -219,14 +256,14 @@ def cmd_tag(library, args) -> int:
         return 0
     if args.rename:
         count = library.rename_tag(*args.rename)
-        print(f"renamed “{args.rename[0]}” to “{args.rename[1]}” on {count} LoRAs")
+        print(f"renamed “{args.rename[0]}” to “{args.rename[1]}” on {plural(count, 'LoRA')}")
         return 0
     if args.merge:
         if not args.into:
             print("error: --merge needs --into TAG", file=sys.stderr)
             return 2
         count = library.merge_tags(args.merge.split(","), args.into)
-        print(f"merged into “{args.into}” on {count} LoRAs")
+        print(f"merged into “{args.into}” on {plural(count, 'LoRA')}")
         return 0
     if args.query is not None:
         selection = args.query
@@ -254,10 +291,10 @@ def cmd_duplicates(library, args) -> int:
         _print_json(groups)
         return 0
     for group in groups:
-        print(f"{group[0].sha256[:12]}  {len(group)} copies, {group[0].size} bytes each")
+        print(f"{group[0].sha256[:12]}  {plural(len(group), 'copy')}, {plural(group[0].size, 'byte')} each")
         for item in group:
             print(f"   {item.id:>6}  {item.path}")
-    print(f"{len(groups)} groups of duplicates")
+    print(f"{plural(len(groups), 'group')} of duplicates")
     return 0
 
 
@@ -267,7 +304,7 @@ def cmd_stats(library, args) -> int:
         _print_json(stats)
         return 0
     for key, value in stats.items():
-        print(f"{key:>18}: {value}")
+        print(f"{key:>18}: {value['message'] if key == 'scan' else value}")
     return 0
 
 

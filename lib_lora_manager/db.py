@@ -46,7 +46,7 @@ from .errors import Busy
 
 log = logging.getLogger("lora_manager")
 
-SCHEMA_REVISION = "0010"  # head of migrations/versions; a test keeps them in step
+SCHEMA_REVISION = "0012"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
 # two threads (two libraries opening together) would run each other's operations
@@ -282,17 +282,19 @@ class Database:
         with _MIGRATING, self._write_lock, self._write_engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
-        self._sync_text_index()  # as at every open: a revision that did not touch them may need it
+        self._sync_text_index()  # what the revisions migrated through left to the full-text indexes
         return backup
 
     def _sync_text_index(self) -> None:
         """Fit the full-text indexes to this engine (text_index.py): a look at the catalog, and
         a write only when they need creating, repairing or disarming."""
         with self.engine.connect() as conn:
-            if text_index.in_step(conn):
-                return
-        with self._write_lock, self._write_engine.begin() as conn:
-            text_index.sync(conn)
+            in_step = text_index.in_step(conn)
+        if not in_step:
+            with self._write_lock, self._write_engine.begin() as conn:
+                text_index.sync(conn)
+        with self.engine.connect() as conn:
+            text_index.note(conn)
 
     def _backup_sqlite(self, revision: str) -> str | None:
         if not self.is_sqlite:

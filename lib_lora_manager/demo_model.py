@@ -23,6 +23,7 @@ from .errors import InvalidInput
 
 MARKER = "lora-manager-demo-model.json"
 MODEL_NAME = "tiny-sd"  # what infotext and history call it
+STEPS = 10  # standalone's default step count for this model (real models keep 20)
 _VERSION = 1
 _SEED = 1234
 

@@ -285,32 +285,86 @@ class Choice(Field[str]):
         return {"type": "string", "enum": list(self.options)}
 
 
+_SPLIT_CHARS = {",", "\n", "\r"}
+_OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
+
+
+def split_trigger_words(text: str) -> list[str]:
+    """The one rule that splits trigger words (sidecars, a file's trigger phrase, forms, REST):
+    on commas and line breaks, keeping phrases whole, runs of white space made one space.
+
+    CivitAI's ``trainedWords`` entries are often several triggers joined by commas ("blue hair,
+    red eyes"), and activation texts and form boxes are comma lists. Commas inside brackets stay
+    (``(red, blue:1.2)`` is one token); a bracket never closed protects nothing, so it cannot
+    swallow the rest of the list. Empty pieces are dropped. Words joined with ", " split back
+    into the same words (how a form shows them and saves them).
+    """
+    unclosed = _unclosed_openers(text)
+    words: list[str] = []
+    current: list[str] = []
+    closers: list[str] = []
+    for index, char in enumerate(text):
+        if char in _OPENERS and index not in unclosed:
+            closers.append(_OPENERS[char])
+        elif closers and char == closers[-1]:
+            closers.pop()
+        if char in _SPLIT_CHARS and not closers:
+            words.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    words.append("".join(current))
+    cleaned = (" ".join(w.split()) for w in words)
+    return [w for w in cleaned if w]
+
+
+def _unclosed_openers(text: str) -> set[int]:
+    """Positions of the brackets in ``text`` that no closing bracket matches."""
+    stack: list[tuple[int, str]] = []
+    for index, char in enumerate(text):
+        if char in _OPENERS:
+            stack.append((index, _OPENERS[char]))
+        elif stack and char == stack[-1][1]:
+            stack.pop()
+    return {index for index, _closer in stack}
+
+
 class WordList(Field[list[str]]):
     """A list of short texts, or one comma-separated text (forms and the CLI), without blanks
-    and repeats. ``lower`` compares and keeps them lower-cased (tags). None is the empty list."""
+    and repeats. ``lower`` compares and keeps them lower-cased (tags). ``phrases``: trigger
+    words, split by ``split_trigger_words`` (a list's items too) and compared case-insensitively.
+    None is the empty list."""
 
-    def __init__(self, name: str, max_count: int, max_length: int, *, lower: bool = False, description: str = ""):
+    def __init__(self, name: str, max_count: int, max_length: int, *, lower: bool = False, phrases: bool = False,
+                 description: str = ""):
         self.name, self.max_count, self.max_length, self.lower, self.description = name, max_count, max_length, lower, description
+        self.phrases = phrases
 
     def _parse(self, value: Any, name: str) -> list[str]:
         if value is None:
             return []
         if isinstance(value, str):
             clean_text(value, name, self.max_count * (self.max_length + 2))
-            items: list[Any] = value.split(",")
+            items: list[Any] = [value] if self.phrases else value.split(",")
         elif isinstance(value, (list, tuple)):
             items = list(value)
         else:
             self.fail(f"{name} must be a list of text (or comma-separated text), not {shown(value)}")
-        if len(items) > self.max_count:
-            self.fail(f"{name} has too many items ({len(items)}; at most {self.max_count})")
-        out: list[str] = []
         for n, item in enumerate(items, 1):
             if not isinstance(item, str):
                 self.fail(f"{name} must be a list of text; item {n} is {shown(item)}")
+        if self.phrases:
+            items = [word for item in items for word in split_trigger_words(item)]
+        if len(items) > self.max_count:
+            self.fail(f"{name} has too many items ({len(items)}; at most {self.max_count})")
+        out: list[str] = []
+        seen: set[str] = set()
+        for n, item in enumerate(items, 1):
             word = clean_text(item, f"{name} item {n}", self.max_length).strip()
             word = word.lower() if self.lower else word
-            if word and word not in out:
+            key = word.casefold() if self.phrases else word
+            if word and key not in seen:
+                seen.add(key)
                 out.append(word)
         return out
 
@@ -325,7 +379,7 @@ class Triggers(Field["bool | list[str]"]):
 
     def __init__(self, name: str = "triggers"):
         self.name = name
-        self.words = WordList(name, MAX_TRIGGER_WORDS, MAX_TRIGGER_WORD_LENGTH)
+        self.words = WordList(name, MAX_TRIGGER_WORDS, MAX_TRIGGER_WORD_LENGTH, phrases=True)
         self.description = "true (the LoRA's trigger words), false (none) or a list of words"
 
     def _parse(self, value: Any, name: str) -> bool | list[str]:
@@ -459,7 +513,7 @@ CURSOR = Text(MAX_CURSOR, "after", nullable=True, empty_is_none=True,
 SORT = Text(40, "sort", description="a sort key, - in front for descending (name, -rating, …)")
 TAGS = WordList("tags", MAX_TAGS, MAX_TAG_LENGTH, lower=True, description="tags (compared lower-cased)")
 TAG = Text(MAX_TAG_LENGTH, "tag")
-TRIGGER_WORDS = WordList("trigger_words", MAX_TRIGGER_WORDS, MAX_TRIGGER_WORD_LENGTH)
+TRIGGER_WORDS = WordList("trigger_words", MAX_TRIGGER_WORDS, MAX_TRIGGER_WORD_LENGTH, phrases=True)
 TRIGGERS = Triggers()
 DISPLAY_NAME = Text(MAX_NAME, "display_name", nullable=True, empty_is_none=True)
 NOTES = Text(MAX_NOTES, "notes", nullable=True, empty_is_none=True)

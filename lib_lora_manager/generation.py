@@ -54,7 +54,7 @@ class RequestFields(fields.Field[dict[str, Any]]):
             self.fail(f"{name} cannot hold {', '.join(kept)}: {self.reason}")
         unknown = sorted(str(key) for key in value if key not in FIELDS)
         if unknown:
-            self.fail(f"unsupported field(s): {', '.join(unknown)} (supported: {', '.join(self.supported)})")
+            self.fail(f"unsupported {'field' if len(unknown) == 1 else 'fields'}: {', '.join(unknown)} (supported: {', '.join(self.supported)})")
         return {key: FIELDS[key].parse(item, key) for key, item in value.items()}
 
     def _schema(self) -> dict[str, Any]:
@@ -93,9 +93,11 @@ class GenerationRequest:
     label: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
-        """Validated request from JSON-like input; a bad field is one readable InvalidInput."""
-        return cls(**REQUEST.parse(data))
+    def from_dict(cls, data: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> GenerationRequest:
+        """Validated request from JSON-like input; a bad field is one readable InvalidInput.
+        ``defaults`` (a generator's ``defaults()``) fill the fields ``data`` leaves out before
+        the class's own defaults do."""
+        return cls(**REQUEST.parse({**(defaults or {}), **data}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,6 +155,10 @@ class Generator(Protocol):
         never loads a model to find out."""
 
     def model_name(self) -> str | None: ...
+
+    def defaults(self) -> dict[str, Any]:
+        """Request fields whose default depends on the model (width and height at its native
+        size, a step count that fits it); {} keeps GenerationRequest's. Never loads a model."""
 
     def generate(self, request: GenerationRequest, progress: ProgressCallback) -> GenerationOutcome: ...
 

@@ -31,6 +31,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .wording import plural
+
 __all__ = [
     "FileHashes",
     "HashCancelled",
@@ -235,7 +237,7 @@ def _body_offset(fd: int, path: str | os.PathLike[str], size: int) -> int:
     if size == 0:
         raise HashError(path, "empty file, not a safetensors file")
     if size < _SAFETENSORS_LENGTH_BYTES:
-        raise HashError(path, f"truncated safetensors: {size} bytes, shorter than the 8-byte header length")
+        raise HashError(path, f"truncated safetensors: {plural(size, 'byte')}, shorter than the 8-byte header length")
     try:
         head = os.read(fd, _SAFETENSORS_LENGTH_BYTES)  # at offset 0: the fd was just opened
         os.lseek(fd, 0, os.SEEK_SET)
@@ -248,7 +250,7 @@ def _body_offset(fd: int, path: str | os.PathLike[str], size: int) -> int:
     if body_start > size:
         raise HashError(
             path,
-            f"invalid safetensors header length {header_length}: it ends past the end of the file ({size} bytes)",
+            f"invalid safetensors header length {header_length}: it ends past the end of the file ({plural(size, 'byte')})",
         )
     return body_start
 

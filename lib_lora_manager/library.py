@@ -35,7 +35,7 @@ from .fileops import FileOperations
 from .history import History
 from .indexing import Indexer
 from .lora_query import LORAS
-from .models import Lora, LoraTag, Tag, live
+from .models import Lora, LoraTag, Tag, count_unreadable, live
 from .previews import Previews
 from .recipes import Recipes
 from .results import BulkResult, LoraDetail, LoraSummary, Page
@@ -79,11 +79,8 @@ class Library:
         parsed = query.parse(q, LORAS)
         with self.store.db.read() as session:
             found = LORAS.page(session, parsed, page, per_page, after)
-            ids = found.ids
-            by_id = {lora.id: lora for lora in session.scalars(select(Lora).where(Lora.id.in_(ids)))} if ids else {}
-            loras = [by_id[i] for i in ids if i in by_id]
-            items = catalog.summaries(self.store, session, loras)
-            cursor = LORAS.next_cursor(parsed, found, by_id.get(ids[-1]) if ids else None)
+            items, by_id = catalog.cards(self.store, session, found.ids)
+            cursor = LORAS.next_cursor(parsed, found, by_id.get(found.ids[-1]) if found.ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
         return Page(total=found.total, page=found.page, per_page=found.per_page, items=items,
                     description=parsed.describe(), sort=sort, next=cursor)
@@ -122,7 +119,7 @@ class Library:
                 select(Lora.sha256).where(*present, Lora.sha256.is_not(None), Lora.missing.is_(False))
                 .group_by(Lora.sha256).having(func.count() > 1).subquery()))
             return {
-                "total": count(), "missing": count(Lora.missing.is_(True)), "errors": count(Lora.error.is_not(None)),
+                "total": count(), "missing": count(Lora.missing.is_(True)), "errors": count_unreadable(session),
                 "hashed": count(Lora.sha256.is_not(None)), "favorites": count(Lora.favorite.is_(True)),
                 "rated": count(Lora.rating.is_not(None)),
                 "trashed": session.scalar(select(func.count(Lora.id)).where(Lora.trashed_at.is_not(None))),
@@ -132,7 +129,7 @@ class Library:
                 "by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
                 "roots": [naming.display(r) for r in self.store.roots],
                 "database": self.store.db.engine.url.render_as_string(hide_password=True),
-                "scan": dataclasses.asdict(self.indexer.status),
+                "scan": dataclasses.asdict(self.indexer.shared_status()),
             }
 
     # --- editing ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from itertools import compress
 from operator import itemgetter
 
 from .base_models import family_code
+from .fields import split_trigger_words
 from .safetensors_header import Header
 
 try:
@@ -66,12 +67,45 @@ class LoraInfo:
 
 def extract(header: Header, filename: str = "") -> LoraInfo:
     """Derive a LoraInfo from a validated header; never raises for odd metadata values."""
-    md = header.metadata
-    keys = _KeyIndex(header.tensors)
+    return extract_with(header.metadata, key_facts(header.tensors), filename)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFacts:
+    """What the tensor names and shapes say: the same for every file holding these tensors, so a
+    scan works them out once per layout (safetensors_header.Layouts) and reuses them."""
+
+    proven_family: str | None  # a family the network proves (block names, context width)
+    hinted_family: str | None  # weaker evidence, for files without cross-attention layers
+    adapter: str  # from the keys alone; "unknown" when they do not say
+    ranks: dict[tuple[str, ...], int | None]  # rank by the down-projection suffixes it was read from
+    has_text_encoder: bool
+    tensor_count: int
+
+
+def key_facts(tensors: dict) -> KeyFacts:
+    keys = _KeyIndex(tensors)
+    adapter = _adapter_from_index(keys)
+    # The metadata can name the adapter only when the keys do not (_adapter_type); then any
+    # kind's rank may be asked for, else only that of the kind the keys show (locon: same names).
+    wanted = set(_RANK_SUFFIXES.values()) if adapter == "unknown" else {_RANK_SUFFIXES.get(adapter)} - {None}
+    proven = _proven_family(keys)
+    return KeyFacts(
+        proven_family=proven,
+        hinted_family=None if proven else _hinted_family(keys),  # only read when nothing is proven
+        adapter=adapter,
+        ranks={suffixes: _rank_from_keys(tensors, suffixes) for suffixes in wanted},
+        has_text_encoder=keys.has_text_encoder(),
+        tensor_count=len(tensors),
+    )
+
+
+def extract_with(md: dict[str, str], keys: KeyFacts, filename: str = "") -> LoraInfo:
+    """A LoraInfo from a header's metadata and the facts of its tensors (key_facts)."""
     family, source = _base_model(md, keys)
-    adapter = _adapter_type(keys, md)
+    adapter = _adapter_type(keys.adapter, md)
     # The tensors' rank is the truth; ss_network_dim goes stale when LoRAs are resized.
-    dim = _rank_from_keys(header.tensors, adapter) or _int(md.get("ss_network_dim"))
+    dim = keys.ranks.get(_RANK_SUFFIXES.get(adapter)) or _int(md.get("ss_network_dim"))
     return LoraInfo(
         base_model=family,
         base_model_source=source,
@@ -89,8 +123,8 @@ def extract(header: Header, filename: str = "") -> LoraInfo:
         trigger_suggestions=trigger_suggestions(md),
         architecture=_text(md, "modelspec.architecture"),
         thumbnail=decode_thumbnail(md.get("modelspec.thumbnail")),
-        has_text_encoder=keys.has_text_encoder(),
-        tensor_count=len(header.tensors),
+        has_text_encoder=keys.has_text_encoder,
+        tensor_count=keys.tensor_count,
         metadata=bounded_metadata(md),
     )
 
@@ -226,10 +260,9 @@ _ALGOS = {"lora": "lora", "locon": "locon", "loha": "loha", "lokr": "lokr", "ia3
           "boft": "boft", "dora": "dora"}
 
 
-def _adapter_type(k: _KeyIndex, md: dict[str, str]) -> str:
+def _adapter_type(from_keys: str, md: dict[str, str]) -> str:
     """The keys decide; the training metadata only names what they cannot show (a LyCORIS
     LoCon whose conv layers were left out still calls itself LoCon) or fills in for unknown."""
-    from_keys = _adapter_from_index(k)
     declared = _declared_adapter(md)
     if from_keys == "lora" and declared == "locon":
         return "locon"
@@ -302,12 +335,10 @@ _RANK_SUFFIXES = {"lora": _DOWN_SUFFIXES, "locon": _DOWN_SUFFIXES, "dora": _DOWN
                   "loha": (".hada_w1_b",), "glora": (".a1.weight",)}
 
 
-def _rank_from_keys(tensors: dict, adapter: str) -> int | None:
-    """Rank of a low-rank file: rows of its last down projection. Searched from the end, where
-    weights sort after the F32 alphas, so this usually stops within three names."""
-    suffixes = _RANK_SUFFIXES.get(adapter)
-    if suffixes is None:
-        return None
+def _rank_from_keys(tensors: dict, suffixes: tuple[str, ...]) -> int | None:
+    """Rank of a low-rank file: rows of its last down projection (a name ending with one of
+    ``suffixes``). Searched from the end, where weights sort after the F32 alphas, so this
+    usually stops within three names."""
     for name in reversed(tensors):
         if name.endswith(suffixes):
             shape = tensors[name]["shape"]
@@ -450,15 +481,15 @@ _ARCH_PREFIXES = (
 _KEY_ALIASES = {"sdxl": ("sdxl", "pony", "illustrious"), "flux": ("flux", "chroma", "flux2")}
 
 
-def _base_model(md: dict[str, str], keys: _KeyIndex) -> tuple[str, str]:
+def _base_model(md: dict[str, str], keys: KeyFacts) -> tuple[str, str]:
     meta = _family_from_metadata(md)
     hint = _checkpoint_family(md)
     if hint and meta in (None, "sdxl"):
         meta = hint
-    proven = _proven_family(keys)
+    proven = keys.proven_family
     if meta and (proven is None or meta in _KEY_ALIASES.get(proven, (proven,))):
         return meta, "metadata"
-    family = proven or _hinted_family(keys)  # proven overrides metadata that contradicts it
+    family = proven or keys.hinted_family  # proven overrides metadata that contradicts it
     if family:
         return family, "keys"
     weak = _family_from_model_name(md)
@@ -581,8 +612,9 @@ def trigger_suggestions(md: dict[str, str]) -> list[tuple[str, int]]:
     ranked.sort(key=itemgetter(1), reverse=True)
     del ranked[MAX_SUGGESTIONS:]
     phrase = _text(md, "modelspec.trigger_phrase", _MAX_TAG)
-    if phrase:
-        ranked = [(phrase, counts.get(phrase, 0))] + [t for t in ranked if t[0] != phrase]
+    if phrase:  # split as trigger words are: "ryuu, dragon horns" suggests two words
+        words = list(dict.fromkeys(split_trigger_words(phrase)))
+        ranked = [(w, counts.get(w, 0)) for w in words] + [t for t in ranked if t[0] not in words]
         ranked = ranked[:MAX_SUGGESTIONS]
     return ranked
 

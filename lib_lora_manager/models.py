@@ -12,7 +12,7 @@ holds), ``SafeText``/``SafeString`` for the rest (nothing read from a file can f
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .dbtypes import FsPath, SafeString, SafeText
@@ -151,14 +151,18 @@ class Lora(Base):
         # ix_loras_live, which holds nothing but the ids.
         Index("ix_loras_live", "trashed_at", sqlite_where=_LIVE, postgresql_where=_LIVE),
         # "folder:x" is x or anything under "x/": PostgreSQL finds a LIKE prefix in an index only
-        # with pattern ops when the database's collation is not C
-        Index("ix_loras_folder", "folder", postgresql_ops={"folder": "text_pattern_ops"}),
+        # with pattern ops when the database's collation is not C. On PostgreSQL the id-set indexes
+        # carry the id and trashed_at (its indexes do not hold the row's id by themselves): a
+        # count, or the set a negated term leaves out, is read from the index alone
+        Index("ix_loras_folder", "folder", postgresql_ops={"folder": "text_pattern_ops"},
+              postgresql_include=["trashed_at", "id"]),
         *(Index(f"ix_loras_page_{column}", *page_index_columns(column, LORA_FILTER_COLUMNS, "trashed_at"),
                 sqlite_where=_LIVE, postgresql_where=_LIVE)
           for column in LORA_SORT_COLUMNS),
-        Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR),
+        Index("ix_loras_error", "id", sqlite_where=_ERROR, postgresql_where=_ERROR, postgresql_include=["trashed_at"]),
         # "hashed:": PostgreSQL reads the whole table for "sha256 IS NULL" rather than the hash index
-        Index("ix_loras_unhashed", "id", sqlite_where=_UNHASHED, postgresql_where=_UNHASHED),
+        Index("ix_loras_unhashed", "id", sqlite_where=_UNHASHED, postgresql_where=_UNHASHED,
+              postgresql_include=["trashed_at"]),
     )
 
 
@@ -391,6 +395,12 @@ class State(Base):
 
     key: Mapped[str] = mapped_column(SafeString(100), primary_key=True)
     value: Mapped[str] = mapped_column(SafeText)
+
+
+def count_unreadable(session) -> int:
+    """LoRAs indexed with a read error, out of the trash: the Library header's and a scan's
+    "unreadable" (the same number), what ``error:yes`` finds."""
+    return session.scalar(select(func.count(Lora.id)).where(live(), Lora.error.is_not(None)))
 
 
 def live(indexed: bool = False):

@@ -134,6 +134,9 @@ class Table:
     filter_count_index: str | None = None
     # puts the free-text terms together as one (text_index.merge): one lookup for all of them
     merge_terms: Callable[[list[Term]], list[Term]] | None = None
+    # sort keys of nullable columns that PostgreSQL walks descending in an index of that order
+    # (DESC NULLS LAST): one walk serves the page, not _nulls_apart's two
+    descending_indexes: frozenset[str] = frozenset()
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -197,6 +200,10 @@ class Table:
             page = position.page
         if total == 0 or position is None and (page - 1) * per_page >= total:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        if (planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True)
+                and query.sort.key not in self.descending_indexes
+                and total > _FEW_MATCHES):  # a few matches sort in no time; walked for a page, they are all read
+            return IdPage(total, self._nulls_apart(session, query, where, page, per_page, position), page, per_page)
         # a cursor starts the walk at its position: the walk skips nothing
         walked = 1 if position is not None else page  # pages' worth of matches the walk reads
         rows = functools.cache(lambda: self._rows(session))  # read once, if at all
@@ -209,11 +216,14 @@ class Table:
             # costs about what ROW_COST listed ids do
             listed = sum(max(rows() - total, 0) if t.negated else total for t in tested)
             if walked * per_page * rows() * ROW_COST < listed * total:
-                where = [getattr(t.clause, "row_test", t.clause) for t in query.terms]
+                where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
             where.append(position.beyond(self, query))
         if not use_index and id_sets_only:
-            hint = None  # few matches, each found by id: read them and sort, no index walked
+            # few matches, each found by id: no sort index walked, but each candidate the first set
+            # lists is tested against the others in the narrow index of ids (count_index), so only
+            # the matches' rows are read, for their sort key (a row each read, rather, cost 2.5x)
+            hint = self._hint(session, self.count_index)
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
@@ -221,6 +231,37 @@ class Table:
         if hint is not None:
             stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
         return IdPage(total, list(session.scalars(stmt).all()), page, per_page)
+
+    def _nulls_apart(self, session: Session, query: Query, where: list[ColumnElement[bool]], page: int,
+                     per_page: int, position: _Cursor | None) -> list[int]:
+        """A page in descending order of a column that may be NULL, on PostgreSQL: the rows with
+        a value first, then those without (by id), each walked in the sort key's index. Its order
+        (NULLS LAST ascending) walked backwards is DESC NULLS FIRST: asked for the whole order at
+        once, PostgreSQL sorts every match (a top-N sort of 25,000 rows for a middle page at 50,000
+        LoRAs). The rows with a value are counted only for a page among those without."""
+        column, id_column = query.sort_column(), self.id_column
+        base = [*self.base_where(True), *where]
+        valued: list[ColumnElement[bool]] | None = [column.is_not(None)]
+        unvalued = [column.is_(None)]
+        skip = (page - 1) * per_page if position is None else 0
+        if position is not None and position.value is None:
+            valued = None  # the page starts among the rows without a value
+            unvalued.append(id_column < position.last_id)
+        elif position is not None:
+            value = position.value
+            valued += [column <= value, or_(column < value, and_(column == value, id_column < position.last_id))]
+        ids: list[int] = []
+        if valued is not None:
+            ids = list(session.scalars(select(id_column).where(*base, *valued)
+                                       .order_by(column.desc().nulls_first(), id_column.desc()).offset(skip).limit(per_page)))
+            if len(ids) == per_page:
+                return ids
+            if ids or not skip:
+                skip = 0  # the rows with a value end on this page
+            else:  # the page is past them all: how many to skip among the rest
+                skip -= session.scalar(select(func.count(id_column)).where(*base, *valued))
+        rest = select(id_column).where(*base, *unvalued).order_by(id_column.desc()).offset(skip).limit(per_page - len(ids))
+        return ids + list(session.scalars(rest))
 
     def next_cursor(self, query: Query, found: IdPage, last_row: Any) -> str | None:
         """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the
@@ -283,6 +324,10 @@ class _Cursor:
         if self.value is None:
             return and_(column.is_(None), id_beyond)
         clause = or_(column < self.value if descending else column > self.value, and_(column == self.value, id_beyond))
+        # the same rows, with a bound a planner can start the walk of the sort index at: without it
+        # PostgreSQL walks from the first entry and tests the OR on each (a deep cursor page cost
+        # what the offset page did)
+        clause = and_(column <= self.value if descending else column >= self.value, clause)
         return or_(clause, column.is_(None)) if getattr(column, "nullable", True) else clause
 
 
@@ -298,7 +343,14 @@ class Query:
             self.sort = self.table.default_sort
 
     def where(self) -> list[ColumnElement[bool]]:
-        return [t.clause for t in self.terms]
+        return [t.clause for t in self.tests()]
+
+    def tests(self) -> list[Term]:
+        """The terms in the order a row is best tested in: tests of the row's own columns first,
+        sets of ids (a tag, a folder, free text: a lookup each) last. SQLite tests a WHERE's terms
+        in the order written and stops at the first that fails: a count of
+        ``-tag:anime base:sd1 fav:no`` takes 40 % less time with the tag last."""
+        return sorted(self.terms, key=lambda t: t.key in self.table.id_set_keys)
 
     def sort_column(self):
         column = self.table.sorts[self.sort.key]

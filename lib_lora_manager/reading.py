@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from . import naming, sidecars
-from .lora_info import LoraInfo, extract
-from .safetensors_header import HeaderError, parse_header, read_header, read_header_bytes
+from .lora_info import LoraInfo, extract_with, key_facts
+from .safetensors_header import HeaderError, Layouts, parse_header, read_header_bytes
 
 try:
     import orjson
@@ -143,17 +143,15 @@ def header_columns(found: Found, thumbnail_dir: str | None = None,
         return empty, {}, None  # .pt/.ckpt are pickles: listed, never unpickled
     try:
         if header_bytes is None:
-            header = read_header(found.path)
+            header_bytes = read_header_bytes(found.path)
         elif isinstance(header_bytes, HeaderError):
             raise header_bytes
-        else:
-            header = parse_header(*header_bytes)
-        info = extract(header, found.filename)
+        info = read_info(*header_bytes, found.filename)
     except HeaderError as e:
         return {**empty, "error": str(e)}, {}, None
     columns = {
         **empty,
-        "header_size": header.header_size, "base_model_detected": info.base_model,
+        "header_size": len(header_bytes[0]), "base_model_detected": info.base_model,
         "base_model_source": info.base_model_source, "adapter_type": info.adapter_type,
         "network_module": info.network_module, "network_dim": info.network_dim,
         "network_alpha": info.network_alpha, "title": info.title, "output_name": info.output_name,
@@ -163,6 +161,25 @@ def header_columns(found: Found, thumbnail_dir: str | None = None,
         "embedded_preview": _save_thumbnail(found, info, thumbnail_dir),
     }
     return columns, info.metadata, info
+
+
+# Tensor parts met in this process (its own, in each reading process): most files of a library
+# repeat the layout of another, and then only their metadata is parsed (Layouts says why).
+LAYOUTS = Layouts()
+
+
+def read_info(raw: bytes, data_size: int, filename: str, layouts: Layouts | None = None) -> LoraInfo:
+    """The facts of the header ``raw``; raises HeaderError as parse_header does."""
+    if layouts is None:
+        layouts = LAYOUTS
+    seen = layouts.match(raw, data_size)
+    if seen is not None:
+        metadata, keys = seen
+        return extract_with(metadata, keys, filename)
+    header = parse_header(raw, data_size)
+    keys = key_facts(header.tensors)
+    layouts.add(raw, header, keys)
+    return extract_with(header.metadata, keys, filename)
 
 
 _MIME_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}

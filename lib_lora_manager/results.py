@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from .prompts import ComposedLora
+from .wording import plural
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class BulkResult:
     batch: str | None = None  # trash batch, for undo
 
     def summary(self, verb: str) -> str:
-        text = f"{verb} {len(self.done)} LoRA{'s' if len(self.done) != 1 else ''}"
+        text = f"{verb} {plural(len(self.done), 'LoRA')}"
         if self.errors:
             text += f"; {len(self.errors)} failed: " + "; ".join(list(self.errors.values())[:5])
         return text
@@ -105,6 +106,7 @@ class LoraDetail(LoraSummary):
     base_model_source: str | None = None
     base_model_sidecar: str | None = None
     base_model_user: str | None = None
+    base_model_conflict: str | None = None  # the file and a sidecar name different families
     network_module: str | None = None
     network_dim: int | None = None
     network_alpha: float | None = None

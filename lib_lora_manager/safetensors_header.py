@@ -23,6 +23,10 @@ nested, so it is the reference's reading. Any other header is parsed again with 
 judged by it: the errors are the same words for the same file whichever parser is installed.
 Lone surrogates (which ``json`` accepts) never get past orjson, so only the ``json`` path looks
 for them.
+
+A scan meets the same tensor part again and again (one trainer, one setting: the same bytes);
+``Layouts`` remembers parts found valid, and a header ending with one needs only its metadata
+parsed and checked.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ import os
 import re
 import stat
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+
+from .wording import plural
 
 try:
     import orjson
@@ -144,6 +152,123 @@ def _parse_reference(raw: bytes, data_size: int | None) -> tuple[Header, bool]:
     return Header(header_size=len(raw), metadata=metadata, tensors=obj), has_metadata
 
 
+# --- layouts seen before --------------------------------------------------------------------
+
+
+class Layouts:
+    """Tensor parts of headers already read and found valid, each with what the caller
+    derived from its tensors.
+
+    Files written by one trainer with one setting (architecture, rank, modules, dtype) share
+    their tensor part byte for byte: only the metadata object in front of it differs. A header
+    that ends with a part seen here needs only that metadata parsed and checked (with the
+    reference parser, duplicate keys included); its tensors are the earlier file's, valid
+    again as long as their last offset lies within this file's data region. Anything else
+    (metadata not first, a part not seen, a problem anywhere) gets ``None`` from ``match`` and
+    the whole parse, whose errors are therefore the only ones users see.
+
+    Bounded by the bytes of the parts held; the least recently matched go first. Safe to share
+    between threads."""
+
+    def __init__(self, max_bytes: int = 8 * _MIB):
+        self.max_bytes = max_bytes
+        self._parts: OrderedDict[bytes, tuple[int, object]] = OrderedDict()  # part -> (last offset, value)
+        self._held = 0
+        self._lock = threading.Lock()
+        self.matched = 0  # headers read by a layout seen before
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def match(self, raw: bytes, data_size: int) -> tuple[dict[str, str], object] | None:
+        """(the checked metadata, the value added with the part) if ``raw`` ends with a part
+        seen before whose tensors fit ``data_size``; else None."""
+        end = _content_end(raw)
+        with self._lock:  # a part may end another (the same last tensors): each is a candidate
+            candidates = [(part, *self._parts[part]) for part in reversed(self._parts)
+                          if len(part) < end and raw.endswith(part, 0, end)]
+        for part, last_offset, value in sorted(candidates, key=lambda c: -len(c[0])):
+            if last_offset > data_size:
+                continue
+            metadata = _leading_metadata(raw[:end - len(part)])
+            if metadata is None:
+                continue
+            with self._lock:
+                if part in self._parts:
+                    self._parts.move_to_end(part)
+                self.matched += 1
+            return metadata, value
+        return None
+
+    def add(self, raw: bytes, header: Header, value: object) -> None:
+        """Remember the tensor part of ``raw`` (read as ``header``, so valid) with ``value``."""
+        start = _tensor_part_start(raw, header)
+        if start is None:
+            return
+        part = raw[start:_content_end(raw)]
+        if len(part) > self.max_bytes:
+            return
+        last_offset = max((entry["data_offsets"][1] for entry in header.tensors.values()), default=0)
+        with self._lock:
+            if part in self._parts:
+                return
+            self._parts[part] = (last_offset, value)
+            self._held += len(part)
+            while self._held > self.max_bytes:
+                dropped, _ = self._parts.popitem(last=False)
+                self._held -= len(dropped)
+
+
+def _tensor_part_start(raw: bytes, header: Header) -> int | None:
+    """Where the tensors of a valid header whose metadata comes first begin: at ``,"name":{``
+    for its first tensor's name. Outside strings, valid JSON has ``:{`` only before an object
+    value, and the metadata holds none, so the first such bytes are that place. None when the
+    metadata is not first or the name would be written with escapes."""
+    if not raw.startswith(_METADATA_FIRST_BYTES):
+        return None
+    first = next(iter(header.tensors), None)
+    if first is None or not (first.isascii() and first.isprintable()) or '"' in first or "\\" in first:
+        return None
+    start = raw.find(b',"' + first.encode("ascii") + b'":{', len(_METADATA_FIRST_BYTES))
+    return start if start > 0 else None
+
+
+def _content_end(raw: bytes) -> int:
+    """Where ``raw`` ends without the whitespace writers pad headers with."""
+    end = len(raw)
+    while end and raw[end - 1] in b" \t\r\n":
+        end -= 1
+    return end
+
+
+def _leading_metadata(prefix: bytes) -> dict[str, str] | None:
+    """The metadata of a header that is ``prefix`` followed by a tensor part already checked:
+    ``prefix`` must be exactly ``{"__metadata__":`` and one object of strings, checked as the
+    reference parse checks it. None for anything else."""
+    try:
+        text = str(prefix, "utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith(_METADATA_FIRST):
+        return None
+    try:
+        metadata, end = _PAIRS_DECODER.raw_decode(text, _SPACE.match(text, len(_METADATA_FIRST)).end())
+    except (_Duplicate, ValueError, RecursionError):
+        return None
+    if _SPACE.match(text, end).end() != len(text) or type(metadata) is not dict:
+        return None
+    for key, value in metadata.items():
+        if type(value) is not str:
+            return None
+        if not (key.isascii() and value.isascii()):
+            try:
+                _encodable(key, "a metadata key")
+                _encodable(value, "a metadata value")
+            except HeaderError:
+                return None
+    return metadata
+
+
 # --- reading ------------------------------------------------------------------------------
 
 
@@ -161,13 +286,13 @@ def _read_raw(path: str | os.PathLike, limit: int) -> tuple[bytes, int]:
             raise HeaderError("not a regular file")
         size = st.st_size
         if size < _PREFIX:
-            raise HeaderError(f"file is too short to be safetensors ({size} bytes)")
+            raise HeaderError(f"file is too short to be safetensors ({plural(size, 'byte')})")
         (length,) = struct.unpack("<Q", _read_exact(fd, _PREFIX))
         if length > limit:
             raise HeaderError(f"header length {_size(length)} exceeds the {_limit(limit)} limit")
         if _PREFIX + length > size:
             raise HeaderError(
-                f"file is truncated: the header needs {length:,} bytes but only {size - _PREFIX:,} follow"
+                f"file is truncated: the header needs {plural(length, 'byte')} but only {size - _PREFIX:,} follow"
             )
         raw = _read_exact(fd, length)
     except OSError as e:
@@ -273,7 +398,7 @@ def _tensor_problem(name: str, entry, data_size: int | None) -> str | None:
         return f"{where}: data_offsets must be two integers [begin, end] with begin <= end"
     if data_size is not None and offsets[1] > data_size:
         return (f"{where}: data_offsets {offsets} reach past the data region "
-                f"({data_size:,} bytes); the file is probably truncated")
+                f"({plural(data_size, 'byte')}); the file is probably truncated")
     return None
 
 
@@ -372,6 +497,7 @@ def _find_duplicate(text: str) -> None:
 
 
 _METADATA_FIRST = '{"__metadata__":'
+_METADATA_FIRST_BYTES = _METADATA_FIRST.encode("ascii")
 _SPACE = re.compile(r"[ \t\n\r]*")
 _PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
@@ -392,7 +518,7 @@ def _size(n: int) -> str:
     value = float(n)
     for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
         if value < 1000:
-            return f"{n:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return plural(n, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} EB"
 

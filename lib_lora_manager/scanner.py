@@ -29,16 +29,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Text, and_, bindparam, case, func, insert, or_, select, type_coerce, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from . import naming, reading, sidecars
+from . import base_models, naming, reading, sidecars
 from .boundary import Boundary
 from .db import Database, insert_missing
 from .dbtypes import path_from_db, path_to_db, storable_path
-from .models import Lora, LoraMetadata, LoraTag, Tag, live
+from .models import Lora, LoraMetadata, LoraTag, Tag, count_unreadable, live
 from .reading import Analysis, Found, Readers, no_sidecars, sidecar_columns, unreadable
 from .roots import RootMap
+from .wording import plural
 
 log = logging.getLogger("lora_manager")
 
@@ -63,7 +64,7 @@ class ScanReport:
     unchanged: int = 0
     missing: int = 0
     returned: int = 0  # missing files that came back
-    errors: int = 0  # files indexed with a read error
+    errors: int = 0  # files in the index with a read error after the scan (models.count_unreadable)
     folder_errors: list[str] = field(default_factory=list)
     # "path: reason" for each entry that looks like a LoRA (or belongs to one) and was not
     # indexed or read: folders named like LoRA files, FIFOs, dangling links, links leaving the
@@ -73,7 +74,7 @@ class ScanReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        parts = [f"{self.files} files", f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
+        parts = [plural(self.files, "file"), f"{self.added} new", f"{self.updated} changed", f"{self.moved} moved",
                  f"{self.missing} missing", f"{self.errors} unreadable"]
         if self.returned:
             parts.append(f"{self.returned} back")
@@ -258,9 +259,12 @@ def _kind(st: os.stat_result) -> str:
 
 def seeded_user_data(trigger_phrase: str | None, data: sidecars.SidecarData) -> dict[str, Any]:
     """First values of user-editable fields for a new row, from metadata and sidecars."""
+    # the file's trigger phrase is split by the sidecars' rule ("ryuu, dragon horns" is two words)
     words: list[str] = []
-    for word in list(data.trigger_words) + ([trigger_phrase] if trigger_phrase else []):
-        if word and word not in words:
+    seen: set[str] = set()
+    for word in list(data.trigger_words) + sidecars.split_trigger_words(trigger_phrase or ""):
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
             words.append(word)
     seeded: dict[str, Any] = {"trigger_words": json.dumps(words) if words else None}
     if data.preferred_weight is not None:
@@ -334,6 +338,8 @@ def _scan(db: Database, roots: list[str], progress: Progress | None,
     with Readers(thumbnail_dir) as readers:
         sync = _Sync(db, roots, _Index(db, mounts), report, progress, should_stop or (lambda: False), readers)
         sync.run()
+    with db.read() as session:
+        report.errors = count_unreadable(session)
     report.skipped_count += len(report.skipped)
     del report.skipped[MAX_SKIPPED:]
     report.seconds = time.perf_counter() - started
@@ -360,6 +366,7 @@ class _Sync:
         self.db, self.roots, self.index, self.report = db, roots, index, report
         self.progress, self.should_stop = progress, should_stop
         self.readers = readers
+        self.pace = Pace(db.is_sqlite)  # one pace for all of this scan's writes
         self.listed: set[str] = set()  # folders whose files were compared in this scan
         self.roots_to_walk: list[str] = list(roots)  # the folder being walked and those after it
         self.marker = time.time()  # missing_since of the rows this scan finds gone
@@ -402,8 +409,8 @@ class _Sync:
     def _report_progress(self, doing: str) -> None:
         expected = max(self.expected, self.report.files)
         fraction = min(0.99, self.compared / expected) if expected else 0.0
-        self.progress(fraction, f"{self.report.files} files in {len(self.listed)} folders listed, "
-                                f"{self.read} changed files read{doing}")
+        self.progress(fraction, f"{plural(self.report.files, 'file')} in {plural(len(self.listed), 'folder')} listed, "
+                                f"{plural(self.read, 'changed file')} read{doing}")
 
     def _sync(self, group: list[Listing], root: str, root_id: str | None) -> None:
         """Compare a group of listings with their rows, and write what differs."""
@@ -470,20 +477,20 @@ class _Sync:
             batch = changed[start:start + size]
             # written piece by piece as the readers finish them: writing overlaps reading
             for analysed in self.readers.pieces(batch, WRITE_AT):
-                _write_changed(self.db, analysed, indexed, moves, report)
+                _write_changed(self.db, analysed, indexed, moves, report, self.pace)
             report.missing -= sum(1 for found in batch if found.path in marked_before)  # missing no more
             self.read += len(batch)
             self.compared += len(batch)
             self._report_progress("")
         for start in range(0, len(sidecar_only), BATCH):
             batch = sidecar_only[start:start + BATCH]
-            _write_sidecars(self.db, batch)
+            _write_sidecars(self.db, batch, self.pace)
             report.updated += len(batch)
             self.compared += len(batch)
         # a file that moved here but was not read (the scan was stopped) keeps its row as it was
         gone = sorted(row.id for row in vanished.values())
-        write_in_slices(self.db, gone, _mark({"missing": True, "missing_since": self.marker}))
-        write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}))
+        write_in_slices(self.db, gone, _mark({"missing": True, "missing_since": self.marker}), pace=self.pace)
+        write_in_slices(self.db, sorted(returned), _mark({"missing": False, "missing_since": None}), pace=self.pace)
         report.missing += len(gone)
         report.returned += len(returned)
         if len(report.skipped) > MAX_SKIPPED:  # the report keeps the first lines and counts the rest
@@ -547,7 +554,7 @@ class _Sync:
                 if not ids:
                     break
                 last = ids[-1]
-                write_in_slices(self.db, ids, _mark({"missing": True, "missing_since": self.marker}))
+                write_in_slices(self.db, ids, _mark({"missing": True, "missing_since": self.marker}), pace=self.pace)
                 self.report.missing += len(ids)
                 self._report_progress(f", {self.report.missing} missing")
 
@@ -702,18 +709,48 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.splitlines()[:1])[:300]
 
 
+class Pace:
+    """How a scan's writes share the database: transactions of about ``WRITE_SECONDS`` (the
+    slice size adapts to what the rows take and carries over from one call to the next, so a
+    scan does not start every piece again from the smallest slice), and on SQLite, whose one
+    write lock is all or nothing, at least ``WRITE_PAUSE`` between two of them, so writers in
+    other processes get their turn. PostgreSQL locks rows, not the database: no pause there."""
+
+    def __init__(self, pause: bool):
+        self.size = 16
+        self.pause = pause
+        self._ended = float("-inf")
+
+    def wait(self) -> None:
+        """Before a transaction: let the lock rest if the last one ended just now."""
+        rest = self._ended + WRITE_PAUSE - time.perf_counter() if self.pause else 0
+        if rest > 0:
+            time.sleep(rest)
+
+    def took(self, seconds: float) -> None:
+        """After a transaction: the next slice's size follows how long this one held the lock."""
+        self._ended = time.perf_counter()
+        if seconds > WRITE_SECONDS:
+            self.size = max(1, self.size // 2)
+        elif seconds < WRITE_SECONDS / 3:
+            self.size = min(BATCH, self.size * 2)
+
+
 def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
-                    refused: Callable[[Any, BaseException], None] | None = None) -> list:
-    """``work(session, slice)`` over ``items`` in transactions of about ``WRITE_SECONDS`` each.
+                    refused: Callable[[Any, BaseException], None] | None = None, pace: Pace | None = None) -> list:
+    """``work(session, slice)`` over ``items`` in transactions paced by ``pace`` (a new Pace
+    unless the caller carries one over several calls).
 
     The slice size adapts to the time a slice takes (files with large metadata or tag lists take
     longer), so the write lock is released often whatever the files; each transaction is re-run
     on a conflict (Database.transaction), so ``work`` must not change its arguments. A slice the
     database refuses for what a row holds is halved until the row is found, which goes to
     ``refused(item, error)`` (without it the error is raised): the rest of the slice is written."""
-    results, size, start = [], 16, 0
+    if pace is None:
+        pace = Pace(db.is_sqlite)
+    results, start = [], 0
     while start < len(items):
-        part = items[start:start + size]
+        part = items[start:start + pace.size]
         took = [0.0]
 
         def timed(session, part=part, took=took):
@@ -722,24 +759,20 @@ def write_in_slices(db: Database, items: list, work: Callable[[Any, list], Any],
             session.flush()
             took[0] = time.perf_counter() - began
             return out
+        pace.wait()
         try:
             results.append(db.transaction(timed))
         except _ROW_ERRORS as e:
             if refused is None:
                 raise
             if len(part) > 1:
-                size = max(1, len(part) // 2)
+                pace.size = max(1, len(part) // 2)
                 continue
             refused(part[0], e)
             start += 1
             continue
         start += len(part)
-        if start < len(items):
-            time.sleep(WRITE_PAUSE)
-        if took[0] > WRITE_SECONDS:
-            size = max(1, size // 2)
-        elif took[0] < WRITE_SECONDS / 3:
-            size = min(BATCH, size * 2)
+        pace.took(took[0])
     return results
 
 
@@ -760,7 +793,7 @@ class _ChangedRow:
 
 
 def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
-                   moves: dict[str, str], report: ScanReport, *, bare: bool = False) -> None:
+                   moves: dict[str, str], report: ScanReport, pace: Pace | None = None, *, bare: bool = False) -> None:
     """Write a batch of changed files; a row the database refuses does not lose the batch: it is
     stored with only its file facts and the error, or, if even that fails, reported as skipped."""
     inserts, updates = _plan_changed(batch, indexed, moves, report)
@@ -776,15 +809,14 @@ def _write_changed(db: Database, batch: list[Analysis], indexed: dict[str, Any],
         else:
             report.updated -= 1
         if bare:  # even its file facts alone: the file cannot be indexed at all
-            report.errors -= 1
             report.skipped.append(f"{path}: cannot be stored in the database ({_one_line(error)})")
             return
         error_text = f"cannot store what the file holds: {_one_line(error)}"
-        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, bare=True)
+        _write_changed(db, [unreadable(row.found, error_text)], indexed, moves, report, pace, bare=True)
 
     # rows in id order before tags: the order every writer locks in (no deadlocks on PostgreSQL)
-    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused)
-    added = sum(write_in_slices(db, inserts, _insert_rows, refused))
+    write_in_slices(db, sorted(updates, key=lambda u: u.id), _update_rows, refused, pace)
+    added = sum(write_in_slices(db, inserts, _insert_rows, refused, pace))
     report.added -= len(inserts) - refused_inserts - added  # paths another process indexed meanwhile
 
 
@@ -797,8 +829,6 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
     for analysis in batch:
         found, columns, head, metadata_json, side, data = (
             analysis.found, analysis.columns, analysis.head, analysis.metadata_json, analysis.side, analysis.data)
-        if head["error"]:
-            report.errors += 1
         old_path = moves.get(found.path)
         row = indexed.get(old_path or found.path)
         values = {**columns, **head, **side, "scanned_at": now, "missing": False, "missing_since": None}
@@ -807,7 +837,7 @@ def _plan_changed(batch: list[Analysis], indexed: dict[str, Any], moves: dict[st
             words = json.loads(seeded["trigger_words"]) if seeded.get("trigger_words") else []
             values.update(seeded)
             values.update(
-                added_at=now, updated_at=now, base_model=data.base_model or head["base_model_detected"],
+                added_at=now, updated_at=now, base_model=base_models.effective(None, data.base_model, head["base_model_detected"]),
                 sort_name=sort_name(seeded.get("display_name"), head["title"], columns["stem"]),
                 search_text=search_text(columns["stem"], seeded.get("display_name"), head["title"], head["output_name"],
                                         data.tags, words, seeded.get("notes")),
@@ -885,7 +915,7 @@ def _insert_grouped(session, rows: list[_NewRow]) -> list[int]:
     return ids
 
 
-def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
+def _write_sidecars(db: Database, batch: list[tuple[int, Found]], pace: Pace | None = None) -> None:
     """Store re-read sidecars; a row the database refuses gets the error instead (see _write_changed)."""
     rows = []
     for lora_id, found in batch:  # read before any transaction begins
@@ -905,8 +935,8 @@ def _write_sidecars(db: Database, batch: list[tuple[int, Found]]) -> None:
         found, values = row
         log.warning("LoRA Manager: cannot store the sidecars of %s: %s", naming.display(found.path), error)
         side = no_sidecars(found, f"cannot store what the sidecars hold: {_one_line(error)}")
-        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work)
-    write_in_slices(db, rows, work, refused)
+        write_in_slices(db, [(found, {"b_id": values["b_id"], **side})], work, pace=pace)
+    write_in_slices(db, rows, work, refused, pace)
 
 
 def link_tags(session, pairs: list[tuple[int, list[str]]]) -> None:
@@ -957,8 +987,18 @@ def refresh_search_text(session, ids: list[int]) -> None:
             lora.sort_name = sort_name(lora.display_name, lora.title, lora.stem)
 
 
+def effective_base_model():
+    """base_models.effective over the columns: the user's choice, else a sidecar's unless the
+    file names a narrower family of it (Pony under a sidecar's "SDXL"), else the file's."""
+    narrower = or_(*(and_(Lora.base_model_sidecar == coarse, Lora.base_model_detected == specific)
+                     for coarse, specific in base_models.REFINEMENTS))
+    return case((Lora.base_model_user.is_not(None), Lora.base_model_user),
+                (and_(Lora.base_model_sidecar.is_not(None), ~narrower), Lora.base_model_sidecar),
+                else_=Lora.base_model_detected)
+
+
 def refresh_base_model(session, ids: list[int]) -> None:
-    """Effective base model = the user's choice, else a sidecar's, else the header's."""
-    effective = func.coalesce(Lora.base_model_user, Lora.base_model_sidecar, Lora.base_model_detected)
+    """Derive the effective base model again after one of its three sources changed."""
+    effective = effective_base_model()
     for start in range(0, len(ids), BATCH):
         session.execute(update(Lora).where(Lora.id.in_(ids[start:start + BATCH])).values(base_model=effective))

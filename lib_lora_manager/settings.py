@@ -6,6 +6,7 @@ README's settings table (a test keeps the README in step with it).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -74,5 +75,83 @@ def default_data_dir() -> str:
     data folder has its own place (hosts/sdnext)."""
     if os.environ.get("LORA_MANAGER_DATA_DIR"):
         return os.environ["LORA_MANAGER_DATA_DIR"]
+    return _home_data_dir()
+
+
+def _home_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "lora-manager")
+
+
+# The library `serve` last opened, so that the CLI run next reads the same one (`serve --demo`,
+# then `search`). A file in the default data folder, not in a database: it says which database.
+_LAST_SERVED = "last-served.json"
+
+
+@dataclass(frozen=True)
+class LibraryChoice:
+    data_dir: str
+    database_url: str | None  # None: $LORA_MANAGER_DATABASE_URL, else SQLite in data_dir
+    why: str  # how it was chosen, for the line that names it
+
+
+def choose_library(data_dir: str | None = None, database_url: str | None = None, *, demo: bool = False,
+                   last_served: bool = True) -> LibraryChoice:
+    """The library a command works on: ``data_dir`` if given, else $LORA_MANAGER_DATA_DIR, else
+    (``last_served``) the one ``serve`` last opened, else the default folder. ``demo``: the demo
+    library inside that folder, as ``serve --demo`` makes it."""
+    if data_dir:
+        base, why = data_dir, "--data-dir"
+    elif os.environ.get("LORA_MANAGER_DATA_DIR"):
+        base, why = os.environ["LORA_MANAGER_DATA_DIR"], "$LORA_MANAGER_DATA_DIR"
+    else:
+        served = last_served_library() if last_served and not demo else None
+        if served is not None:
+            return LibraryChoice(served.data_dir, database_url or served.database_url,
+                                 "the library last served; --data-dir DIR or --demo for another")
+        base, why = _home_data_dir(), "the default folder"
+    if demo:
+        return LibraryChoice(os.path.join(base, "demo"), database_url, "--demo")
+    return LibraryChoice(base, database_url, why)
+
+
+def remember_served(choice: LibraryChoice) -> None:
+    """Record the library ``serve`` opens for the CLI (see choose_library). Not when
+    $LORA_MANAGER_DATA_DIR fixes the folder anyway, and a database URL holding a password is
+    not written down (the CLI then needs --db, as it names the database it reads)."""
+    if os.environ.get("LORA_MANAGER_DATA_DIR"):
+        return
+    url = choice.database_url
+    if url and _has_password(url):
+        url = None
+    record = {"data_dir": os.path.abspath(choice.data_dir), "database_url": url}
+    home = _home_data_dir()
+    try:
+        os.makedirs(home, exist_ok=True)
+        temporary = os.path.join(home, f".{_LAST_SERVED}.{os.getpid()}")
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(temporary, os.path.join(home, _LAST_SERVED))
+    except OSError:  # a read-only home: the CLI then needs --data-dir, nothing else is lost
+        pass
+
+
+def last_served_library() -> LibraryChoice | None:
+    """The library ``serve`` last opened, if it was recorded and its folder still exists."""
+    try:
+        with open(os.path.join(_home_data_dir(), _LAST_SERVED), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    data_dir = record.get("data_dir") if isinstance(record, dict) else None
+    url = record.get("database_url")
+    if not isinstance(data_dir, str) or not os.path.isdir(data_dir):
+        return None
+    return LibraryChoice(data_dir, url if isinstance(url, str) and url else None, "")
+
+
+def _has_password(url: str) -> bool:
+    """Whether a database URL carries a password (scheme://user:password@host/...)."""
+    _scheme, _, rest = url.partition("://")
+    credentials, at, _host = rest.rpartition("@")
+    return bool(at) and ":" in credentials

@@ -57,7 +57,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-from .base_models import family_code
+from . import fields
+from .base_models import family_code, refines
 
 __all__ = [
     "MAX_SIDECAR_BYTES",
@@ -696,16 +697,20 @@ class _Merge:
         )
 
     def _base_model(self) -> tuple[str | None, str | None]:
-        """The best base-model string that names a family; else the best non-empty one."""
+        """The best base-model string that names a family, or a narrower family of it that a
+        lesser source names (CivitAI's "Pony" over A1111's coarse "SDXL", whatever their
+        order); else the best non-empty string."""
         offers = sorted(self.scalars.get("base_model_text", []), key=lambda o: o[:2])
         fallback = None
+        best: tuple[str, str] | None = None
         for _priority, _order, text in offers:
             code = family_code(text)
             if code and code != "unknown":
-                return text, code
-            if fallback is None:
+                if best is None or refines(code, best[1]):
+                    best = (text, code)
+            elif fallback is None:
                 fallback = text  # e.g. "AuraFlow": worth showing, no family of ours
-        return fallback, None
+        return best or (fallback, None)
 
     def _civitai(self) -> dict | None:
         """The best-ranked CivitAI identity, completed by sources that agree with it."""
@@ -740,33 +745,10 @@ def _civitai_url(model_id: int | None, version_id: int | None) -> str | None:
 # --- text utilities --------------------------------------------------------------------------
 
 
-_SPLIT_CHARS = {",", "\n", "\r"}
-_OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
-
-
 def split_trigger_words(text: str) -> list[str]:
-    """Split a trigger-word string on commas and line breaks, keeping phrases whole.
-
-    CivitAI's ``trainedWords`` entries are often several triggers joined by commas
-    ("blue hair, red eyes"), and activation texts are comma lists. Commas inside brackets stay
-    (``(red, blue:1.2)`` is one token). Empty and overlong pieces are dropped.
-    """
-    words: list[str] = []
-    current: list[str] = []
-    closers: list[str] = []
-    for char in text:
-        if char in _OPENERS:
-            closers.append(_OPENERS[char])
-        elif closers and char == closers[-1]:
-            closers.pop()
-        if char in _SPLIT_CHARS and not closers:
-            words.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    words.append("".join(current))
-    cleaned = (" ".join(w.split()) for w in words)
-    return [w for w in cleaned if w and len(w) <= _MAX_WORD_CHARS]
+    """fields.split_trigger_words, without pieces too long to be a trigger word (a pasted
+    paragraph in a sidecar is no trigger)."""
+    return [w for w in fields.split_trigger_words(text) if len(w) <= _MAX_WORD_CHARS]
 
 
 def _clean_text(text: str) -> str:

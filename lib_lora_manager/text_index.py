@@ -19,8 +19,15 @@ reads every row; these indexes answer the same question without doing so.
   keep it, as on SQLite) and the index is on the copy: a term most prompts hold can only be
   counted by testing every prompt, and the copy is a third of the rows' size, so counting reads
   a third of the pages. Pages test the rows' own column as they walk, or the copy's ids.
-- Otherwise (and on PostgreSQL for terms shorter than three characters) the LIKE reads the
-  rows: slower, same answers.
+  No trigram serves a term of one or two characters, so ``loras`` also keeps ``search_grams``, a
+  stored generated column of every distinct one- and two-character substring of its text (a
+  SQL function computes it when the row is written), under a GIN index: such a term is in the
+  text exactly when it is in that array, which the index finds (a count or a few matches) and a
+  page's walk of its sort index tests per row as cheaply as a LIKE. A generated column rather
+  than an index on the function: the function costs ~70 µs a row, and a planner testing it per
+  row while walking an index (which it judges cheap) read pages for seconds.
+- Otherwise (and on PostgreSQL for short terms of the history, or of the LoRAs when the column
+  could not be added) the LIKE reads the rows: slower, same answers.
 
 ``sync`` makes a database's indexes fit the engine that opens it, at every open (after
 migrating): an SQLite file indexed by one Python and opened by another without FTS5 loses its
@@ -33,10 +40,13 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import ColumnElement, and_, bindparam, column, func, not_, or_, select, table
+from sqlalchemy import Boolean, ColumnElement, Text, and_, bindparam, cast, column, func, not_, or_, select, table
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
-from .dbtypes import SafeText
+from .dbtypes import SafeText, clean_text
 from .query import ForEngine, Term, ids_where, like_escape
 
 log = logging.getLogger("lora_manager")
@@ -48,6 +58,13 @@ INDEXED = {"loras": "loras_text", "generations": "generations_text"}
 # PostgreSQL: content tables whose text is also in a narrow copy of that name (id, search_text)
 COPIED = {"generations": "generations_text"}
 _TRIGGERS = ("ai", "ad", "au")  # after insert, delete, update of search_text
+# PostgreSQL: content tables whose short terms are looked up in a column of their text's
+# one- and two-character substrings (the history's prompts are long: their LIKE stays)
+SHORT_GRAMS = ("loras",)
+GRAMS_COLUMN = "search_grams"
+GRAMS_FUNCTION = "lora_manager_short_grams"
+# the dialect attribute naming the content tables whose grams this engine's database has (sync)
+_GRAMS_READY = "lora_manager_grams_ready"
 
 
 def trigram_index_name(content: str) -> str:
@@ -55,11 +72,16 @@ def trigram_index_name(content: str) -> str:
     return f"ix_{COPIED.get(content, content)}_search_text_trgm"
 
 
+def grams_index_name(content: str) -> str:
+    return f"ix_{content}_{GRAMS_COLUMN}"
+
+
 def owns(name: str) -> bool:
-    """Whether a table or index of that name belongs to the full-text indexes (not to the
-    models: SQLite's FTS5 keeps shadow tables such as ``loras_text_data``)."""
+    """Whether a table, column or index of that name belongs to the full-text indexes (not to
+    the models: SQLite's FTS5 keeps shadow tables such as ``loras_text_data``)."""
     return any(name == fts or name.startswith(fts + "_") for fts in INDEXED.values()) or \
-        name in {trigram_index_name(content) for content in INDEXED} or name in _RETIRED_INDEXES
+        name in {trigram_index_name(content) for content in INDEXED} or name in _RETIRED_INDEXES or \
+        name == GRAMS_COLUMN or name in {grams_index_name(content) for content in SHORT_GRAMS}
 
 
 # trigram indexes of content tables that now have a copy: sync drops them
@@ -84,24 +106,61 @@ def sqlite_has_trigram() -> bool:
 # --- the free-text clause -------------------------------------------------------------------
 
 
+class _ShortTerm(ColumnElement[bool]):
+    """A term too short for trigrams on PostgreSQL: in the text's grams when the database has
+    them (``sync`` tells the engine), else the LIKE."""
+
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True
+    _traverse_internals = [("grams", InternalTraversal.dp_clauseelement),
+                           ("like", InternalTraversal.dp_clauseelement),
+                           ("content", InternalTraversal.dp_string)]
+
+    def __init__(self, grams: ColumnElement[bool], like: ColumnElement[bool], content: str):
+        self.grams, self.like, self.content = grams, like, content
+
+
+@compiles(_ShortTerm)
+def _compile_short_term(element: _ShortTerm, compiler, **kw) -> str:
+    ready = element.content in getattr(compiler.dialect, _GRAMS_READY, ())
+    return f"({compiler.process(element.grams if ready else element.like, **kw)})"
+
+
+def _short_term(text_column, needle: str, like: ColumnElement[bool]) -> ColumnElement[bool] | None:
+    """PostgreSQL's clause for a term of one or two characters (None when it is longer once
+    stored, or the table keeps no grams)."""
+    content = text_column.table.name
+    stored = clean_text(needle)  # as search_text holds it (SafeText)
+    if content not in SHORT_GRAMS or not 0 < len(stored) < MIN_TERM:
+        return None
+    grams = column(GRAMS_COLUMN, ARRAY(Text), _selectable=text_column.table)
+    needles = cast(array([bindparam(None, stored, type_=Text())]), ARRAY(Text))  # text[], as the column
+    return _ShortTerm(grams.contains(needles), like, content)
+
+
 def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased:
-    the LIKE (PostgreSQL's trigram index serves it) or the ids of its copy's matching rows, on
-    SQLite the full-text table's ids. ``row_test``: the same test on the row itself, for a walk
-    of the sort index that reads the rows anyway (query.Table.page chooses)."""
+    the ids of its copy's matching rows (the history), the text's grams (a LoRA term of one or
+    two characters), otherwise the LIKE (PostgreSQL's trigram index serves it); on SQLite the
+    full-text table's ids. ``row_test``: the same test on the row itself, for a walk of the sort
+    index that reads the rows anyway (query.Table.page chooses)."""
     needle = value.lower()
     pattern = f"%{like_escape(needle)}%"
     like = text_column.like(pattern, escape="\\")
     content = text_column.table.name
     copy = _copy(content)
+    short = _short_term(text_column, needle, like) if len(needle) < MIN_TERM else None
     if copy is not None:  # elsewhere than SQLite: the ids of the copy's matches, counted there
         default = id_column.in_(select(copy.c.id).where(copy.c.search_text.like(pattern, escape="\\")))
-        counts = _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"))
-    else:
-        default, counts = like, {}
+        negated, counts = not_(default), _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"))
+    elif short is not None:
+        default, negated, counts = short, not_(short), {}
+    else:  # negated, a set of ids a page's walk tests each entry against (see ForEngine)
+        default, negated, counts = like, not_(id_column.in_(select(id_column).where(like))), {}
     if not sqlite_has_trigram():
         # one sequential pass, not a row per index entry walked
-        found = ForEngine(default, ids_where(id_column, like).sqlite, not_(default))
+        found = ForEngine(default, ids_where(id_column, like).sqlite, negated)
         found.row_test, found.counts = like, counts
         return found
     fts = INDEXED[content]
@@ -115,7 +174,7 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
         # two and a half times faster than the same LIKE through the virtual table
         fts_copy = table(f"{fts}_content", column("id"), column("c0"))
         ids = select(fts_copy.c.id).where(fts_copy.c.c0.like(bindparam(None, pattern, type_=SafeText()), escape="\\"))
-    found = ForEngine(default, id_column.in_(ids), not_(default))
+    found = ForEngine(default, id_column.in_(ids), negated)
     # a page of a term most rows hold is found sooner by testing the rows its walk reads than by
     # listing every match from the index first (query.Table.page)
     found.row_test, found.counts = like, counts
@@ -204,8 +263,19 @@ def in_step(connection) -> bool:
             return not any(f"{fts}_{t}" in present for fts in INDEXED.values() for t in _TRIGGERS)
         return all(fts in present and all(f"{fts}_{t}" in present for t in _TRIGGERS) for fts in INDEXED.values())
     if connection.dialect.name == "postgresql":
-        return _postgresql_copies(connection) == set(COPIED) and len(_postgresql_indexes(connection)) == len(INDEXED)
+        return _postgresql_copies(connection) == set(COPIED) and \
+            len(_postgresql_indexes(connection)) == len(INDEXED) + len(SHORT_GRAMS)
     return True
+
+
+def note(connection) -> None:
+    """Tell the engine of ``connection`` which content tables have their grams (PostgreSQL),
+    so a short term's clause reads them, or the LIKE where they could not be added. Called at
+    every open, after ``sync``."""
+    if connection.dialect.name == "postgresql":
+        present = _postgresql_indexes(connection)
+        ready = frozenset(content for content in SHORT_GRAMS if grams_index_name(content) in present)
+        setattr(connection.dialect, _GRAMS_READY, ready)
 
 
 def sync(connection) -> None:
@@ -269,7 +339,7 @@ def drop_sqlite(connection) -> None:
 
 
 def _postgresql_indexes(connection) -> set[str]:
-    names = [trigram_index_name(content) for content in INDEXED]
+    names = [trigram_index_name(content) for content in INDEXED] + [grams_index_name(content) for content in SHORT_GRAMS]
     return {r[0] for r in connection.exec_driver_sql(
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%(names)s)",
         {"names": names})}
@@ -295,8 +365,41 @@ def _sync_postgresql(connection) -> None:
     for index in _RETIRED_INDEXES:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
     present = _postgresql_indexes(connection)
-    if len(present) == len(INDEXED):
-        return
+    if not all(trigram_index_name(content) in present for content in INDEXED):
+        _sync_trigrams(connection, present)
+    if not all(grams_index_name(content) in present for content in SHORT_GRAMS):
+        _sync_grams(connection, present)
+
+
+# every distinct substring of one and of two characters (char_length: characters, as LIKE and
+# Python count them); IMMUTABLE, as a generated column needs
+_GRAMS_SQL = (f"CREATE OR REPLACE FUNCTION {GRAMS_FUNCTION}(t text) RETURNS text[] "
+              "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ "
+              "SELECT ARRAY(SELECT DISTINCT substr(t, i, n) FROM generate_series(1, 2) AS n, "
+              "generate_series(1, char_length(t) - n + 1) AS i) $$")
+
+
+def _sync_grams(connection, present: set[str]) -> None:
+    savepoint = connection.begin_nested()  # refused (not the tables' owner, PostgreSQL < 12): keep the LIKE
+    try:
+        connection.exec_driver_sql(_GRAMS_SQL)
+        for content in SHORT_GRAMS:
+            # computes the column of every row: ~3.5 s at 50,000 LoRAs, once
+            connection.exec_driver_sql(f"ALTER TABLE {content} ADD COLUMN IF NOT EXISTS {GRAMS_COLUMN} text[] "
+                                       f"GENERATED ALWAYS AS ({GRAMS_FUNCTION}(search_text)) STORED")
+            connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {grams_index_name(content)} ON {content} "
+                                       f"USING gin ({GRAMS_COLUMN})")
+            # statistics of the new column now, not at autovacuum's next pass: without them the
+            # planner guesses every short term's share of the rows, and walks where it should not
+            connection.exec_driver_sql(f"ANALYZE {content}")
+        savepoint.commit()
+    except DBAPIError as e:
+        savepoint.rollback()
+        log.warning("LoRA Manager: no index for free text of one or two characters (%s); such searches "
+                    "read every row", str(e).splitlines()[0])
+
+
+def _sync_trigrams(connection, present: set[str]) -> None:
     savepoint = connection.begin_nested()  # a refused extension must not abort the transaction
     try:
         connection.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS {TRIGRAM_EXTENSION}")
@@ -341,10 +444,15 @@ END $$""")
 
 
 def drop_postgresql(connection) -> None:
-    """Remove the trigram indexes and the copies with their triggers (migration 0007's
+    """Remove the trigram indexes, the copies with their triggers and the grams (migration 0007's
     downgrade; a test's or benchmark's reset, after the models' tables are gone)."""
     for content in INDEXED:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {trigram_index_name(content)}")
     for copy in COPIED.values():
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
         connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {copy}_kept() CASCADE")  # and its triggers
+    for content in SHORT_GRAMS:
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {grams_index_name(content)}")
+        if connection.exec_driver_sql(f"SELECT to_regclass('{content}')").scalar() is not None:  # gone after drop_all
+            connection.exec_driver_sql(f"ALTER TABLE {content} DROP COLUMN IF EXISTS {GRAMS_COLUMN}")
+    connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {GRAMS_FUNCTION}(text)")

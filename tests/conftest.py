@@ -22,6 +22,16 @@ from factories import POSTGRES_URL, reset_postgres  # noqa: E402
 
 from lib_lora_manager.library import Library  # noqa: E402
 
+# --- the user's own folders stay out of reach -----------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_real_data_home(tmp_path, monkeypatch):
+    """The default data folder and the record of the library last served (settings.py) live
+    under $XDG_DATA_HOME: a temporary one per test, for this process and the commands it starts."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.delenv("LORA_MANAGER_DATA_DIR", raising=False)
+
+
 # --- libraries on real databases -----------------------------------------------------------
 # Every library test runs on SQLite, and on PostgreSQL too when LORA_MANAGER_TEST_POSTGRES_URL is
 # set (CI sets it).

@@ -26,6 +26,7 @@ class PaintingGenerator:
         self._interrupted = threading.Event()
         self._skipped = threading.Event()
         self.family = "sd1"
+        self.model_defaults: dict = {}  # what defaults() reports, as a host does for its model
 
     def samplers(self):
         return ["Euler", "DDIM"]
@@ -38,6 +39,9 @@ class PaintingGenerator:
 
     def model_name(self):
         return "painting"
+
+    def defaults(self):
+        return dict(self.model_defaults)
 
     def preview(self):
         return None  # previews, if any, come with the progress reports

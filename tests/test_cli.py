@@ -17,9 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args, data_dir, check=True):
+    """The command with ``--data-dir`` (None: without, as a user types it after serve)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("LORA_MANAGER_DATABASE_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "lib_lora_manager", *args, "--data-dir", str(data_dir)],
+    where = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    proc = subprocess.run([sys.executable, "-m", "lib_lora_manager", *args, *where],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -82,6 +84,7 @@ def test_duplicates_keep(tmp_path, lib_dir):
     run("scan", "--lora-dir", str(lib_dir), "--hash", data_dir=data)
     groups = json.loads(run("duplicates", "--json", data_dir=data).stdout)
     assert len(groups) == 1 and len(groups[0]) == 2
+    assert run("duplicates", data_dir=data).stdout.endswith("\n1 group of duplicates\n")
     keep = groups[0][0]["id"]
     run("duplicates", "--keep", str(keep), data_dir=data)
     assert json.loads(run("duplicates", "--json", data_dir=data).stdout) == []
@@ -133,6 +136,11 @@ def test_serve_answers_until_interrupted_then_closes_everything(tmp_path, lib_di
             assert [i["filename"] for i in json.load(response)["items"]] == ["bad.safetensors", "first.safetensors",
                                                                               "second.safetensors"]
         assert registered_processes(data) == 1
+        # the command line, without --data-dir, reads the library just served and says so
+        assert json.loads(run("search", "", "--json", data_dir=None).stdout)["total"] == 3
+        text = run("stats", data_dir=None).stdout
+        assert text.startswith(f"Library: {data} (the library last served") and "total: 3" in text
+        assert "scan: last scan: 3 files, 3 new" in text  # the server's scan, read from the database
         server.send_signal(signal.SIGINT)
         _out, err = server.communicate(timeout=60)
     finally:
@@ -140,3 +148,35 @@ def test_serve_answers_until_interrupted_then_closes_everything(tmp_path, lib_di
             server.kill()
     assert server.returncode == 0, err
     assert registered_processes(data) == 0
+
+
+def test_demo_on_every_command_and_a_hint_where_the_library_is_empty(tmp_path):
+    home = Path(os.environ["XDG_DATA_HOME"]) / "lora-manager"
+    scanned = json.loads(run("scan", "--demo", "--json", data_dir=None).stdout)
+    assert scanned["added"] > 30 and (home / "demo" / "loras").is_dir()
+    pony = json.loads(run("search", "base:pony", "--demo", "--json", data_dir=None).stdout)
+    assert pony["total"] == 4
+    text = run("search", "base:pony", "--demo", data_dir=None).stdout
+    assert text.splitlines()[0] == f"Library: {home / 'demo'} (--demo)" and "4 LoRAs" in text
+    # nothing served, no --demo: the default folder, named, with what to do
+    text = run("stats", data_dir=None).stdout
+    assert text.startswith(f"Library: {home} (the default folder)\n  No LoRA folder yet: scan --lora-dir DIR")
+    assert "total: 0" in text
+
+
+def test_the_library_last_served_is_remembered_without_a_password(tmp_path):
+    from lib_lora_manager import settings
+
+    data = tmp_path / "served"
+    data.mkdir()
+    settings.remember_served(settings.LibraryChoice(str(data), "postgresql+psycopg://me:secret@db/loras", ""))
+    record = (Path(os.environ["XDG_DATA_HOME"]) / "lora-manager" / "last-served.json").read_text()
+    assert "secret" not in record
+    chosen = settings.choose_library()
+    assert (chosen.data_dir, chosen.database_url) == (str(data), None) and "last served" in chosen.why
+    settings.remember_served(settings.LibraryChoice(str(data), "postgresql+psycopg://me@db/loras", ""))
+    assert settings.choose_library().database_url == "postgresql+psycopg://me@db/loras"
+    assert settings.choose_library(str(tmp_path / "other")).why == "--data-dir"
+    assert settings.choose_library(demo=True).data_dir.endswith(os.path.join("lora-manager", "demo"))
+    data.rmdir()  # a folder that is gone is not chosen
+    assert settings.choose_library().why == "the default folder"

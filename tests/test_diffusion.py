@@ -8,6 +8,7 @@ library, loaded through diffusers' PEFT integration.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -26,7 +27,7 @@ from lib_lora_manager import demo, demo_model, synth  # noqa: E402
 from lib_lora_manager.errors import InvalidInput, NotFound  # noqa: E402
 from lib_lora_manager.generation import GenerationRequest, Progress  # noqa: E402
 from lib_lora_manager.history import GenerationRecord  # noqa: E402
-from lib_lora_manager.hosts.diffusion import DiffusersGenerator  # noqa: E402
+from lib_lora_manager.hosts.diffusion import DiffusersGenerator, _native_size, _OtherAdaptersReport  # noqa: E402
 from lib_lora_manager.lora_info import extract  # noqa: E402
 from lib_lora_manager.prompts import parse_infotext  # noqa: E402
 from lib_lora_manager.safetensors_header import read_header  # noqa: E402
@@ -228,6 +229,50 @@ def test_unknown_and_unloadable_loras_are_reported_and_skipped(generator):
     assert "LoRA networks: style," in good.images[0].infotext
 
 
+def test_lora_loads_log_one_true_line_each_and_no_missing_table(model, loras, tmp_path, caplog, capfd):
+    """transformers 5 prints a LOAD REPORT table of "MISSING" weights from the second LoRA on
+    (the earlier adapters' weights, which it expects too): not shown. Our own line says what
+    each LoRA applies to, and a LoRA that fails still says so."""
+    caplog.set_level(logging.INFO, logger="lora_manager")
+    fresh = DiffusersGenerator(model, str(tmp_path / "out"), resolve_lora=resolver(loras))
+    for prompt in ("a red cat <lora:style:1>", "a red cat <lora:other:1>", "a red cat <lora:style:1> <lora:unet_only:1>"):
+        assert run(fresh, prompt).message == ""
+    printed = "".join(capfd.readouterr())
+    assert "LOAD REPORT" not in printed and "MISSING" not in printed
+    assert "No LoRA keys associated to CLIPTextModel" not in printed + caplog.text  # unet_only has none: as meant
+    lines = [r.getMessage() for r in caplog.records if r.name == "lora_manager"]
+    text_layers = len([k for k in synth.kohya_keys("sd1", 4, tiny=True) if k[0].startswith("lora_te_")]) // 3
+    unet_layers = len(synth.kohya_keys("sd1", 4, tiny=True)) // 3 - text_layers
+    assert f"LoRA Manager: LoRA style.safetensors applies to {unet_layers} unet layers, {text_layers} text_encoder layers" in lines
+    assert f"LoRA Manager: LoRA unet_only.safetensors applies to {unet_layers} unet layers" in lines
+    caplog.clear()
+    failed = run(fresh, "a red cat <lora:real_sd15:1>")
+    assert "'real_sd15' could not be loaded" in failed.message
+    assert any(r.levelno == logging.WARNING and "real_sd15.safetensors could not be loaded: its layer sizes do not fit"
+               in r.getMessage() for r in caplog.records)
+
+
+def report_record(*rows: tuple[str, str]) -> logging.LogRecord:
+    """A LOAD REPORT as transformers 5 logs it (loading_report.log_state_dict_report)."""
+    table = "\n".join(f"{key:<60} | {status:<7} | " for key, status in rows)
+    message = (f"\x1b[1mCLIPTextModel LOAD REPORT\x1b[0m from: None\nKey{' ' * 58}| Status  | \n{'-' * 61}+---------+-\n"
+               f"{table}\nNotes:\n- MISSING:\tthose params were newly initialized because missing from the checkpoint.")
+    return logging.LogRecord("transformers.integrations.peft", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_only_reports_of_other_adapters_missing_weights_are_dropped():
+    quiet = _OtherAdaptersReport("lora_3")
+    others = report_record(("encoder.layers.{0, 1}.mlp.fc1.lora_B.lora_1.weight", "MISSING"),
+                           ("encoder.layers.{0, 1}.self_attn.k_proj.lora_A.lora_2.weight", "MISSING"))
+    assert quiet.filter(others) is False
+    own = report_record(("encoder.layers.{0, 1}.mlp.fc1.lora_B.lora_1.weight", "MISSING"),
+                        ("encoder.layers.0.mlp.fc1.lora_A.lora_3.weight", "MISSING"))
+    unexpected = report_record(("encoder.layers.0.mlp.fc9.lora_A.lora_1.weight", "UNEXPECTED"))
+    unknown = report_record(("encoder.layers.0.mlp.fc1.weight", "MISSING"))
+    plain = logging.LogRecord("transformers.integrations.peft", logging.WARNING, __file__, 1, "something else", None, None)
+    assert all(quiet.filter(record) is True for record in (own, unexpected, unknown, plain))
+
+
 def test_step_schedules_use_their_first_value(generator):
     scheduled = run(generator, "a red cat <lora:style:te=0.5@0,1@0.5:unet=0.5>")
     assert "step schedules such as '0.5@0,1@0.5' work in SDNext only; standalone used 0.5" in scheduled.message
@@ -317,6 +362,58 @@ def test_a_pipeline_error_fails_with_its_message(generator, records):
     assert records[-1].status == GenerationStatus.FAILED and "out of memory" in records[-1].error
 
 
+def test_a_request_without_size_or_steps_gets_the_models_native_ones(model, loras, tmp_path):
+    fresh = DiffusersGenerator(model, str(tmp_path / "out"), resolve_lora=resolver(loras))
+    native = {"width": 64, "height": 64, "steps": demo_model.STEPS}  # UNet sample size 8 × VAE scale 8
+    assert fresh.defaults() == native and fresh._pipe is None  # read from the configs, nothing loaded
+    outcome = fresh.generate(GenerationRequest.from_dict({"prompt": "a red cat", "seed": 3}, fresh.defaults()),
+                             lambda _p: None)
+    assert outcome.status == GenerationStatus.SUCCEEDED
+    with Image.open(outcome.images[0].path) as image:
+        assert image.size == (64, 64)
+    params = parse_infotext(outcome.images[0].infotext)
+    assert (params["Size"], params["Steps"]) == ("64x64", demo_model.STEPS)
+    assert fresh._pipe is not None and fresh.defaults() == native  # the loaded pipeline agrees
+    # the user's values win over the model's
+    chosen = GenerationRequest.from_dict({"width": 128, "steps": 3}, fresh.defaults())
+    assert (chosen.width, chosen.height, chosen.steps) == (128, 64, 3)
+
+
+def test_rest_generate_without_size_or_steps_uses_the_native_ones(model, loras, library, tmp_path):
+    """POST /generate with a prompt only, over the real pipeline and job queue: the answer shows
+    the request as queued, and the image comes out at the model's size."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lib_lora_manager import api
+    from lib_lora_manager.jobs import JobQueue
+
+    generator = DiffusersGenerator(model, str(tmp_path / "out"), resolve_lora=resolver(loras))
+    jobs = JobQueue(library.store, generator)
+    app = FastAPI()
+    api.mount(app.add_api_route, api.job_routes(lambda: library, lambda: jobs))
+    try:
+        with TestClient(app) as client:
+            answer = client.post("/lora-manager/v1/generate", json={"prompt": "a red cat", "seed": 1}).json()
+            assert (answer["request"]["width"], answer["request"]["height"], answer["request"]["steps"]) == (
+                64, 64, demo_model.STEPS)
+            job = jobs.wait(answer["job"], timeout=120)
+            assert job["status"] == "succeeded", job
+            with Image.open(job["images"][0]["path"]) as image:
+                assert image.size == (64, 64)
+            chosen = client.post("/lora-manager/v1/generate", json={"prompt": "x", "width": 128, "steps": 2}).json()
+            assert (chosen["request"]["width"], chosen["request"]["height"], chosen["request"]["steps"]) == (128, 64, 2)
+            jobs.cancel(chosen["job"])
+    finally:
+        jobs.close()
+
+
+def test_native_size_of_odd_configs():
+    assert _native_size(96, 8) == {"width": 768, "height": 768}
+    assert _native_size([64, 96], 8) == {"width": 768, "height": 512}  # [height, width]
+    assert _native_size(4, 8) == {} and _native_size(None, 8) == {} and _native_size(True, 8) == {}  # unusable
+
+
 @pytest.mark.parametrize("path", ["", "missing-model-folder", "not-a-model"])
 def test_no_model(tmp_path, records, path):
     if path == "not-a-model":
@@ -325,6 +422,7 @@ def test_no_model(tmp_path, records, path):
         path = str(tmp_path / path)
     generator = DiffusersGenerator(path, str(tmp_path / "out"), resolve_lora=resolver({}), record=records.append)
     assert generator.model_family() is None
+    assert generator.defaults() == {}  # GenerationRequest's own defaults hold
     outcome = generator.generate(request(), lambda _p: None)
     assert outcome.status == GenerationStatus.NO_MODEL and outcome.images == []
     assert outcome.message and "Traceback" not in outcome.message
@@ -399,6 +497,7 @@ def test_an_sdxl_folder(tmp_path, loras):
     folder = build_tiny_sdxl(tmp_path / "tiny-xl")
     generator = DiffusersGenerator(str(folder), str(tmp_path / "out"), resolve_lora=resolver(loras))
     assert generator.model_family() == "sdxl" and generator._pipe is None
+    assert generator.defaults() == {"width": 64, "height": 64}  # its UNet's sample size 8 × VAE scale 8
     outcome = run(generator, "a red cat <lora:style:1>", sampler_name="Euler a", enable_hr=True)
     assert outcome.status == GenerationStatus.SUCCEEDED and "'style' could not be loaded" in outcome.message  # an SD1.5 LoRA
     with Image.open(outcome.images[0].path) as image:
@@ -436,10 +535,12 @@ def test_single_file_checkpoint_with_a_local_config(model, loras, tmp_path):
     checkpoint = write_ldm_checkpoint(Path(model), tmp_path / "tiny-sd.safetensors")
     alone = DiffusersGenerator(str(checkpoint), str(tmp_path / "a"), resolve_lora=resolver(loras))
     assert alone.model_family() == "sd1"
+    assert alone.defaults() == {}  # no configuration to read its size from
     refused = alone.generate(request(), lambda _p: None)
     assert refused.status == GenerationStatus.NO_MODEL and "--model-config PATH" in refused.message
     configured = DiffusersGenerator(str(checkpoint), str(tmp_path / "b"), resolve_lora=resolver(loras),
                                     model_config=model)
+    assert configured.defaults() == {"width": 64, "height": 64}  # from the configuration's UNet and VAE
     folder = DiffusersGenerator(model, str(tmp_path / "c"), resolve_lora=resolver(loras))
     prompt = "a red cat <lora:style:1>"
     made = run(configured, prompt)

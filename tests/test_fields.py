@@ -33,6 +33,10 @@ ACCEPTED = [
     (fields.TAGS, ["Anime ", "anime", "", "Style"], ["anime", "style"]), (fields.TAGS, "a, B,,a", ["a", "b"]),
     (fields.TAGS, None, []), (fields.TAGS, ["x" * 200], ["x" * 200]),
     (fields.TRIGGER_WORDS, "Shiny armor, metal", ["Shiny armor", "metal"]), (fields.TRIGGER_WORDS, ["a", "a", " b "], ["a", "b"]),
+    # one splitting rule with the sidecars: brackets keep commas, list items split too, repeats in any case go
+    (fields.TRIGGER_WORDS, "(red, blue:1.2), Ryuu,  dragon   horns\nryuu", ["(red, blue:1.2)", "Ryuu", "dragon horns"]),
+    (fields.TRIGGER_WORDS, ["ryuu, dragon horns", "ryuu"], ["ryuu", "dragon horns"]),
+    (fields.TRIGGERS, ["a, b", "A"], ["a", "b"]),
     (fields.TRIGGERS, True, True), (fields.TRIGGERS, False, []), (fields.TRIGGERS, None, []), (fields.TRIGGERS, ["x"], ["x"]),
     (fields.DISPLAY_NAME, "  Shiny  ", "Shiny"), (fields.DISPLAY_NAME, "", None), (fields.DISPLAY_NAME, None, None),
     (fields.NOTES, "line one\nline two", "line one\nline two"), (fields.NOTES, "é ✓ 🎨", "é ✓ 🎨"),
@@ -419,3 +423,11 @@ def test_deleting_a_generation_takes_a_real_boolean(ways_in):
         "delete_files must be true or false, not “false”"
     assert w.library.history.detail(w.generation).images[0].exists and os.path.exists(image)
     assert w.library.history.delete(w.generation, delete_files=False).deleted_files == [] and os.path.exists(image)
+
+
+@pytest.mark.parametrize("words", [
+    ["ryuu", "dragon horns"], ["(red, blue:1.2)", "<lora:x:1>"], ["unbalanced (a", "b"], ["x [y", "(z, w)"],
+])
+def test_trigger_words_shown_joined_split_back_into_the_same_words(words):
+    """How a form shows them (", ".join) and saves them: nothing changes on the way."""
+    assert fields.TRIGGER_WORDS.parse(", ".join(words)) == words

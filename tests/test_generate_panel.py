@@ -150,6 +150,43 @@ def test_hires_fix_is_offered_with_the_hosts_upscalers(library, tmp_path):
         queue.close()
 
 
+def slider_values(panel: GeneratePanel) -> tuple:
+    return tuple(panel.parameters[name].value for name in ("width", "height", "steps"))
+
+
+def test_the_sliders_start_at_the_models_native_size(library, tmp_path):
+    """Standalone over the demo model (a real diffusers folder, read without loading it): 64×64
+    at the demo's step count; a run sends what the sliders show; a user's values win."""
+    pytest.importorskip("diffusers", reason="standalone generation needs diffusers (install.py --standalone)")
+    from lib_lora_manager import demo_model
+    from lib_lora_manager.hosts.diffusion import DiffusersGenerator
+
+    model = demo_model.build_tiny_pipeline(tmp_path / "model")
+    generator = DiffusersGenerator(model, str(tmp_path / "out"), resolve_lora=lambda name: name)
+    panel, queue, _ = make_panel(generator, library)
+    try:
+        assert slider_values(panel) == (64, 64, demo_model.STEPS) and generator._pipe is None
+        shown = [panel.parameters[name].value for name in PARAMETERS]
+        session: dict = {}
+        panel.run(session, "a red cat", "", *shown)
+        job = queue.wait(session["job"], timeout=120)
+        assert job["status"] == "succeeded", job
+        assert (job["request"]["width"], job["request"]["height"], job["request"]["steps"]) == (64, 64, demo_model.STEPS)
+        with Image.open(job["images"][0]["path"]) as image:
+            assert image.size == (64, 64)
+        chosen = dict(zip(PARAMETERS, shown)) | {"width": 128, "steps": 2}
+        assert panel.request("x", "", *chosen.values()).width == 128
+    finally:
+        queue.close()
+
+
+def test_without_model_defaults_the_sliders_keep_todays(library, tmp_path):
+    """A host that reports no model defaults (SDNext, or no model) keeps 512×512 at 20 steps."""
+    panel, queue, _ = make_panel(PaintingGenerator(tmp_path / "out"), library)
+    queue.close()
+    assert slider_values(panel) == (512, 512, 20)
+
+
 # --- run, progress, results -----------------------------------------------------------------
 
 

@@ -198,7 +198,7 @@ def test_delete_asks_first_and_keeps_or_deletes_files(tab, world):
 
     (out / "b.png").unlink()  # already gone: fine
     status = tab.delete(gid, True)[0]
-    assert "1 image file(s)" in status and "1 file(s) were already gone" in status
+    assert "and 1 image file." in status and "1 file was already gone." in status
     assert not (out / "a.png").exists() and (out / "plain-6.png").exists()
     assert "no generation with id" in tab.delete(gid, True)[0]
 

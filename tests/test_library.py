@@ -375,3 +375,137 @@ def test_tokens_sdnext_cannot_parse_are_flagged(library, lora_dir):
     problems = {i.filename: i.token_problem for i in library.search("").items}
     assert problems["fine name.safetensors"] is None
     assert "'<' or '>'" in problems["<img src=x onerror=alert(1)>.safetensors"]
+
+
+def test_search_cards_are_the_summaries_of_whole_rows(library, lora_dir):
+    """A page's cards are read from the columns a card shows (catalog.cards): field for field
+    what the whole rows make, tags in order, shared prompt names and all; and every sort key's
+    cursor, made from those columns, finds the next page."""
+    from sqlalchemy import select
+
+    from lib_lora_manager import catalog
+    from lib_lora_manager.models import Lora
+
+    for n, name in enumerate(("same", "other", "third")):
+        make_lora(lora_dir, name, seed=n)
+    make_lora(lora_dir / "sub", "same", seed=7)  # a prompt name two files share
+    library.indexer.scan()
+    first, *_ = library.ids("other")
+    library.edit(first, display_name="Shown Name", rating=4, trigger_words=["tw1", "tw2"], tags=["zeta", "alpha"])
+    library.set_favorite([first], True)
+    for sort in ("name", "-added", "modified", "size", "-rating", "used", "-uses"):
+        page = library.search(f"sort:{sort}", per_page=2)
+        following = library.search(f"sort:{sort}", per_page=2, after=page.next)
+        assert [i.id for i in following.items] == [i.id for i in library.search(f"sort:{sort}", page=2, per_page=2).items]
+    items = library.search("", per_page=10).items
+    with library.store.db.read() as session:
+        rows = {r.id: r for r in session.scalars(select(Lora))}
+        expected = catalog.summaries(library.store, session, [rows[i.id] for i in items])
+    assert items == expected
+    card = next(i for i in items if i.id == first)
+    assert (card.name, card.tags, card.trigger_words, card.favorite) == ("Shown Name", ["alpha", "zeta"], ["tw1", "tw2"], True)
+    assert {"same", "sub/same"} <= {i.prompt_name for i in items}  # a shared name is its path
+
+
+def test_a_coarse_sidecar_base_model_does_not_hide_pony_and_a_conflict_is_shown(library, lora_dir):
+    """A1111's "sd version: SDXL" says less than a Pony or Illustrious file's own metadata: the
+    narrower family wins. An SD1.5 file it calls SDXL is a conflict, shown on the detail."""
+    for stem, family in (("pony_style", "pony"), ("ill_style", "illustrious"), ("old_style", "sd1")):
+        make_lora(lora_dir, stem, family, seed=len(stem))
+        (lora_dir / f"{stem}.json").write_text(json.dumps({"sd version": "SDXL", "activation text": stem}))
+    library.indexer.scan()
+    assert names(library.search("base:pony")) == ["pony_style.safetensors"]
+    assert names(library.search("base:illustrious")) == ["ill_style.safetensors"]
+    assert names(library.search("base:sdxl")) == ["old_style.safetensors"]  # a sidecar may correct the file
+    by_name = {i.filename: i for i in library.search("").items}
+    pony = library.get(by_name["pony_style.safetensors"].id)
+    assert (pony.base_model_detected, pony.base_model_sidecar, pony.base_model_conflict) == ("pony", "sdxl", None)
+    old = library.get(by_name["old_style.safetensors"].id)
+    assert old.base_model_conflict == "the file says SD1.5, a sidecar says SDXL"
+    from lib_lora_manager.ui import cards
+
+    assert "conflict: the file says SD1.5, a sidecar says SDXL" in cards.detail(old, "", True)
+
+    # the same rule when the sidecar is re-read on its own, and when the user's choice goes again
+    (lora_dir / "pony_style.json").write_text(json.dumps({"sd version": "SDXL", "notes": "changed"}))
+    os.utime(lora_dir / "pony_style.json", ns=(1, 1))
+    library.indexer.scan()
+    library.edit(pony.id, base_model="sd1")
+    assert library.get(pony.id).base_model == "sd1"
+    library.edit(pony.id, base_model="auto")
+    assert library.get(pony.id).base_model == "pony"
+
+
+def test_the_demo_library_is_found_under_each_family(library, lora_dir):
+    from lib_lora_manager.demo import create_demo_library
+
+    create_demo_library(lora_dir)
+    library.indexer.scan()
+    pony = sorted(i.relpath for i in library.search("base:pony").items)
+    assert pony == ["characters/ryuu_dragon.safetensors", "pony/aria_knight.safetensors",
+                    "pony/pony_style_mix.safetensors", "styles/ukiyo-e.safetensors"]
+    assert library.search("base:illustrious").total == 3
+
+
+def test_a_trigger_phrase_and_a_sidecar_saying_the_same_give_each_word_once(library, lora_dir):
+    """The file's modelspec.trigger_phrase and A1111's activation text, both "ryuu, dragon horns"."""
+    metadata = {**synth.realistic_metadata("pony", "ryuu", seed=7), "modelspec.trigger_phrase": "ryuu, Dragon Horns"}
+    make_lora(lora_dir, "ryuu", "pony", metadata=metadata)
+    (lora_dir / "ryuu.json").write_text(json.dumps({"sd version": "SDXL", "activation text": "ryuu, dragon horns"}))
+    library.indexer.scan()
+    item = library.search("").items[0]
+    assert item.trigger_words == ["ryuu", "dragon horns"]
+    suggested = [w for w, _count in library.get(item.id).trigger_suggestions]
+    assert suggested[:2] == ["ryuu", "Dragon Horns"]  # the phrase's words, not the phrase
+    library.edit(item.id, rating=4)
+    assert library.get(item.id).trigger_words == ["ryuu", "dragon horns"]
+
+
+def test_a_rescan_counts_the_unreadable_files_the_header_counts(library, lora_dir):
+    """The scan's message and the Library header say the same number, even when the corrupt
+    file was not read again (unchanged) and when it is in the trash."""
+    from lib_lora_manager.ui import cards
+
+    make_lora(lora_dir, "good")
+    synth.write_hostile(lora_dir / "broken.safetensors", "truncated")
+    assert library.indexer.scan().errors == 1
+    again = library.indexer.scan()
+    assert (again.unchanged, again.errors) == (2, 1) and "1 unreadable" in again.summary()
+    assert "1 unreadable" in cards.stats_line(library.stats(), library.indexer.status.message)
+    library.files.trash(library.ids("error:yes"))
+    assert library.indexer.scan().errors == library.stats()["errors"] == 0
+
+
+def test_the_scan_status_is_shared_by_every_process_on_the_database(library, lora_dir, tmp_path, database_url):
+    """Another process (the CLI beside a server) sees the scan running here, then its outcome."""
+    import threading
+
+    from lib_lora_manager.library import Library
+
+    make_lora(lora_dir, "one")
+    make_lora(lora_dir, "two", seed=2)
+    other = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=database_url)
+    try:
+        assert other.stats()["scan"]["message"] == "not scanned yet"
+        halfway, go_on = threading.Event(), threading.Event()
+
+        def progress(fraction, message):
+            halfway.set()
+            go_on.wait(30)
+        scan = threading.Thread(target=library.indexer.scan, args=(progress,))
+        scan.start()
+        try:
+            assert halfway.wait(30)
+            shown = other.stats()["scan"]
+            assert shown["running"] is True and shown["message"] == "a scan is running in another process"
+        finally:
+            go_on.set()
+            scan.join(30)
+        shown = other.stats()["scan"]
+        assert shown["running"] is False and shown["message"].startswith("last scan: 2 files, 2 new")
+        assert shown["last_report"]["added"] == 2 and shown["finished_at"] == library.indexer.status.finished_at
+        other.indexer.scan()  # its own, newer scan is what it shows now; the first one sees it too
+        assert other.stats()["scan"]["message"].startswith("last scan: 2 files, 0 new")
+        assert library.stats()["scan"]["finished_at"] == other.indexer.status.finished_at
+    finally:
+        other.close()

@@ -104,7 +104,11 @@ def test_index_walk_and_scan_find_the_same_page(library, lora_dir):
     for text, total in (("", 7), ("walk", 7), ("sort:-rating", 7), ("rating:none sort:-name", 4), ("-walk2 sort:size", 6),
                         ("walk1 sort:-size", 1), ("error:no sort:-name", 7), ("nomatch", 0),
                         # one negated set: counted as all rows but the set's (the trashed one in neither)
-                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0)):
+                        ("-walk7", 7), ("-walk1", 6), ("-hash:0000", 7), ("-error:no", 0), ("dupe:no", 7), ("-dupe:no", 0),
+                        # several sets of ids: tested against each other in the index of ids, rows read last
+                        ("walk error:no sort:-size", 7), ("walk -walk2 -hash:0000 sort:size", 6), ("alk1 walk", 1),
+                        # sets after the row's own columns, whatever their order in the query
+                        ("-walk2 rating:none walk sort:-added", 3)):
         parsed = query.parse(text, LORAS)
         with library.store.db.read() as session:
             whole = scan.page(session, parsed, 1, 100)
@@ -139,7 +143,9 @@ def test_folder_is_the_folder_and_what_is_under_it_whatever_its_characters(libra
     case counts as in every other comparison of paths, and names that are not UTF-8 (surrogate
     escapes, stored as stand-ins) or end in the last code point are bounded as stored."""
     folders = ["50%", "50x", "50%/deep", "a_b", "axb", "ünï", "ünïx", "ünï/deep/er", "Styles/sub", "styles",
-               "z\U0010ffff", "z\U0010ffff/in", "z\U0010ffffa", "caf\udce9", "caf\udce9/sub", "caf\udce9x"]
+               "z\U0010ffff", "z\U0010ffff/in", "z\U0010ffffa", "caf\udce9", "caf\udce9/sub", "caf\udce9x",
+               # between the folder and what is under it in the index's order: PostgreSQL's range holds them
+               "50% old", "50%-x/deep", "50%.", "ünï !"]
     for n, folder in enumerate(folders):
         make_lora(lora_dir / folder, f"f{n:02d}", seed=n)
     library.indexer.scan()
@@ -156,6 +162,7 @@ def test_folder_is_the_folder_and_what_is_under_it_whatever_its_characters(libra
     assert found("z\U0010ffff") == {"z\U0010ffff", "z\U0010ffff/in"}
     assert found("caf\udce9") == {"caf\udce9", "caf\udce9/sub"}
     assert len(library.ids('-folder:"50%"')) == len(folders) - 2
+    assert found("50% old") == {"50% old"} and found("50%-x") == {"50%-x/deep"}
 
 
 def test_the_next_prefix_skips_surrogates_and_the_last_code_point():
@@ -164,6 +171,13 @@ def test_the_next_prefix_skips_surrogates_and_the_last_code_point():
     assert query.after_prefix("\U0010ffff") is None
     assert query.after_prefix("x\ud7ff") == "x\ue000"
     assert query.after_prefix("%_\\") == "%_]"
+
+
+def test_terms_are_tested_columns_first_and_sets_of_ids_last():
+    parsed = query.parse("-tag:anime style base:sd1 folder:x fav:no sort:-added", LORAS)
+    assert [t.key for t in parsed.tests()] == ["base", "fav", "tag", None, "folder"]
+    assert parsed.where() == [t.clause for t in parsed.tests()]
+    assert [t.key for t in parsed.terms] == ["tag", None, "base", "folder", "fav"]  # as written, for its words
 
 
 def test_few_matches_of_id_sets_are_read_by_id_and_many_walk_the_index():
@@ -191,3 +205,24 @@ def test_a_term_most_rows_hold_finds_the_same_pages_by_testing_rows(library, lor
             followed += [i.id for i in found.items]
             cursor = found.next
         assert followed == whole[:3], text
+
+
+def test_postgresql_walks_a_descending_nullable_sort_in_two_parts(library, lora_dir, monkeypatch):
+    """On PostgreSQL a descending sort on a column that may be NULL is asked for as the rows
+    with a value (DESC NULLS FIRST: the index walked backwards) and then those without, never as
+    DESC NULLS LAST, which its indexes cannot give in order (every match would be sorted)."""
+    from sqlalchemy import event
+
+    if library.store.db.is_sqlite:
+        pytest.skip("SQLite walks its index for NULLS LAST in either direction")
+    for i in range(5):
+        make_lora(lora_dir, f"part{i}", seed=i)
+    library.indexer.scan()
+    library.set_rating(library.ids("part1") + library.ids("part3"), 4)
+    monkeypatch.setattr(query, "_FEW_MATCHES", 2)  # a few matches are sorted at once
+    statements: list[str] = []
+    event.listen(library.store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    pages = [library.search("sort:-rating", page=n, per_page=2) for n in (1, 2, 3)]
+    assert [len(p.items) for p in pages] == [2, 2, 1] and {p.items[0].rating for p in pages[:1]} == {4}
+    ordered = [s for s in statements if "ORDER BY loras.rating" in s]
+    assert ordered and not any("NULLS LAST" in s for s in ordered)

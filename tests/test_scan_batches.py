@@ -196,3 +196,50 @@ def test_new_files_seeded_with_different_fields_in_one_write_keep_each_its_own(l
         "everything": ("all of it", 0.8, json.dumps(["shiny armor"])),
     }
     assert all(r.path.endswith(f"{stem}.safetensors") for stem, r in rows.items())
+
+
+class _Counted:
+    """A Database whose transactions are counted (and run at once)."""
+
+    def __init__(self, is_sqlite: bool):
+        self.is_sqlite = is_sqlite
+        self.transactions = 0
+
+    def transaction(self, work):
+        self.transactions += 1
+        return work(_NoSession())
+
+
+class _NoSession:
+    def flush(self) -> None:
+        pass
+
+
+def test_a_scans_writes_keep_their_slice_size_from_piece_to_piece(monkeypatch):
+    """The scan writes each piece of read files as it comes; starting every piece again at the
+    smallest slice cost it two extra transactions and two pauses per piece."""
+    monkeypatch.setattr(scanner.time, "sleep", lambda seconds: None)
+    db = _Counted(is_sqlite=True)
+    pace = scanner.Pace(pause=True)
+    scanner.write_in_slices(db, list(range(100)), lambda session, part: len(part), pace=pace)
+    first = db.transactions
+    scanner.write_in_slices(db, list(range(100)), lambda session, part: len(part), pace=pace)
+    assert first == 3 and db.transactions - first == 1  # 16 + 32 + 52, then all 100 at once
+
+
+def test_the_pause_between_writes_is_for_sqlite_and_only_when_no_gap_was_left(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(scanner.time, "sleep", slept.append)
+    sqlite = scanner.Pace(pause=True)
+    sqlite.wait()
+    assert slept == []  # nothing written yet
+    sqlite.took(0.01)
+    sqlite.wait()
+    assert len(slept) == 1 and 0 < slept[0] <= scanner.WRITE_PAUSE  # back to back: the lock rests first
+    postgres = scanner.Pace(pause=False)
+    postgres.took(0.01)
+    postgres.wait()
+    assert len(slept) == 1  # rows are locked, not the database
+    monkeypatch.setattr(scanner.time, "perf_counter", lambda: 1e9)  # long after the last write
+    sqlite.wait()
+    assert len(slept) == 1

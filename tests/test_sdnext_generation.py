@@ -265,6 +265,10 @@ def test_samplers_upscalers_and_model(sdnext_with_model):
     assert samplers[:3] == ["Default", "Euler", "Euler a"] and not [s for s in samplers if s.startswith("\u2500")]
     assert "Latent Nearest" in generator.upscalers() and "None" in generator.upscalers()
     assert generator.model_name() == "sdxl_base" and generator.model_family() == "sdxl"
+    # SDNext keeps its own request defaults: no native size is put in
+    assert generator.defaults() == {}
+    plain = GenerationRequest.from_dict({"prompt": "x"}, generator.defaults())
+    assert (plain.width, plain.height, plain.steps) == (512, 512, 20)
     assert generator.generate(request(sampler_name="DPM++ 2M"), lambda _p: None).status == GenerationStatus.SUCCEEDED
 
 

@@ -3,13 +3,14 @@ fallbacks when an engine cannot have them; cursors; migration 0007 on a database
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 
 import pytest
 from factories import POSTGRES_URL, make_lora, reset_postgres
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from lib_lora_manager import query, text_index
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
@@ -205,9 +206,10 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
     try:
         with library.store.db.engine.connect() as conn:
             assert text_index.in_step(conn)
-            indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm'")).scalars())
-        # the history's is on its narrow copy of the text
-        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm"}
+            indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm' "
+                                            "OR indexname LIKE '%grams'")).scalars())
+        # the history's is on its narrow copy of the text; the LoRAs' short terms have their grams'
+        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm", "ix_loras_search_grams"}
     finally:
         library.close()
 
@@ -247,10 +249,94 @@ def test_postgresql_copies_the_history_text_into_an_older_database(postgres_url,
     engine.dispose()
 
 
+def test_postgresql_counts_sets_of_ids_in_their_indexes(postgres_url, tmp_path, lora_dir):
+    """folder: and hashed: are counted (and their negations' sets listed) by index-only scans:
+    their indexes carry trashed_at and the id, and folder: is one range of its index."""
+    for n, folder in enumerate(("styles", "styles/sub", "styles 2", "other")):
+        make_lora(lora_dir / folder, f"f{n}", seed=n)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        library.indexer.scan()
+        with library.store.db.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")  # what a large library's statistics choose
+            for q, index in (("folder:styles", "ix_loras_folder"), ("-folder:styles", "ix_loras_folder"),
+                             ("hashed:no", "ix_loras_unhashed")):
+                parsed = query.parse(q, LORAS)
+                stmt = select(func.count(Lora.id)).where(Lora.trashed_at.is_(None), *parsed.where())
+                compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
+                assert f"Index Only Scan using {index}" in plan, (q, plan)
+        assert sorted(i.folder for i in library.search("folder:styles").items) == ["styles", "styles/sub"]
+    finally:
+        library.close()
+
+
+def short_term_sql(library, term: str) -> str:
+    return str(select(Lora.id).where(query.parse(term, LORAS).where()[0]).compile(library.store.db.engine))
+
+
+def test_postgresql_looks_short_terms_up_in_the_grams_and_keeps_them(postgres_url, tmp_path, lora_dir):
+    """A term of one or two characters, which no trigram serves, is looked up in the stored
+    grams of the text (their GIN index): the same rows as the LIKE, kept by every write, and
+    made again by the next open when they went missing."""
+    for n, name in enumerate(("xl_style", "Café ミク", "a_b 100%", "plain")):
+        make_lora(lora_dir, name, seed=n)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        library.indexer.scan()
+        assert "search_grams @>" in short_term_sql(library, "xl") and "LIKE" not in short_term_sql(library, "xl")
+        assert "search_grams" not in short_term_sql(library, "xls")  # three characters: the trigrams
+        probes = ("xl", "x", "ミク", "é", "_", "%", "0%", "a_", "b ", "zz")
+        assert_in_step(library, probes)
+        plain = library.ids("plain")[0]
+        assert plain not in library.ids("xl")
+        library.edit(plain, display_name="Now XL")  # the column follows the row's text
+        assert plain in library.ids("xl")
+        assert_in_step(library, probes)
+        with library.store.db.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP INDEX {text_index.grams_index_name('loras')}")
+            assert not text_index.in_step(conn)
+    finally:
+        library.close()
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=postgres_url)
+    try:
+        with library.store.db.engine.connect() as conn:
+            assert text_index.in_step(conn)
+        assert "search_grams @>" in short_term_sql(library, "xl")
+        assert_in_step(library, probes)
+    finally:
+        library.close()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LORA_MANAGER_TEST_POSTGRES_URL is not set")
+def test_postgresql_without_grams_reads_short_terms_with_like(tmp_path, lora_dir, monkeypatch, caplog):
+    """The grams refused (here: a function PostgreSQL cannot create): short terms are the LIKE,
+    with the same answers, and nothing else is lost."""
+    reset_postgres(POSTGRES_URL)
+    with Database(POSTGRES_URL).engine.begin() as conn:  # left by an earlier test's database
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {text_index.GRAMS_FUNCTION}(text)")
+    monkeypatch.setattr(text_index, "_GRAMS_SQL", "CREATE FUNCTION lora_manager_broken() RETURNS no_such_type "
+                                                  "LANGUAGE sql AS $$ SELECT 1 $$")
+    for n, name in enumerate(("xl_style", "blue hair", "plain")):
+        make_lora(lora_dir, name, seed=n)
+    with caplog.at_level(logging.WARNING, logger="lora_manager"):
+        library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)], database_url=POSTGRES_URL)
+    try:
+        assert "one or two characters" in caplog.text and "no trigram index" not in caplog.text
+        library.indexer.scan()
+        assert "LIKE" in short_term_sql(library, "xl") and "search_grams" not in short_term_sql(library, "xl")
+        assert_in_step(library, ("xl", "x", "e ", "zz", "blue"))
+    finally:
+        library.close()
+
+
 # --- cursors ---------------------------------------------------------------------------------
 
 
-def test_cursor_pages_are_the_offset_pages(library, lora_dir):
+@pytest.mark.parametrize("few", [5000, 0])  # PostgreSQL: a descending nullable sort in one query, and in two
+def test_cursor_pages_are_the_offset_pages(library, lora_dir, monkeypatch, few):
+    monkeypatch.setattr(query, "_FEW_MATCHES", few)
     for i in range(13):
         make_lora(lora_dir / ("a" if i % 3 else "b"), f"walk{i:02d}", seed=i)
     library.indexer.scan()
@@ -262,7 +348,9 @@ def test_cursor_pages_are_the_offset_pages(library, lora_dir):
         record(library, f"<lora:walk{n:02d}:1> castle")
     library.files.trash([ids[-1]])
     for q in ("", "sort:-name", "sort:rating", "sort:-rating", "sort:used", "sort:-uses", "sort:size", "walk",
-              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none"):
+              "-walk03 sort:-added", "fav:yes sort:modified", "folder:a sort:-rating", "rating:none",
+              # nulls last in descending order too (PostgreSQL walks the rows with a value, then the rest)
+              "sort:-used", "rating:none sort:-rating", "rating:>=2 sort:-rating", "walk sort:-used"):
         offset = [library.search(q, page=n, per_page=3) for n in range(1, 6)]
         cursor_pages, cursor = [offset[0]], offset[0].next
         while cursor:
@@ -437,8 +525,42 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_migration_0010_brings_a_0009_history_its_search_indexes(engine, tmp_path):
-    """A history made at revision 0009 is searched at once after the upgrade: on PostgreSQL the
+def test_migration_0011_derives_base_models_and_splits_trigger_words_of_stored_rows(engine, tmp_path):
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0010")
+    rows = [  # detected, sidecar, user, effective as 0009 stored it, trigger words
+        ("pony", "sdxl", None, "sdxl", '["ryuu", "dragon horns", "ryuu, dragon horns"]'),
+        ("illustrious", "sdxl", None, "sdxl", '["(red, blue:1.2)", "a, A"]'), ("sd1", "sdxl", None, "sdxl", '["solo"]'),
+        ("pony", "sdxl", "sd1", "sd1", None), ("sdxl", "pony", None, "pony", '["x", "y"]')]
+    with db.engine.begin() as conn:
+        for n, (detected, sidecar, user, effective, words) in enumerate(rows):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, base_model_sidecar, base_model_user, favorite, nsfw, search_text, updated_at, use_count, "
+                "trigger_words) VALUES (:path, '/r', :rel, '', :rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, "
+                ":detected, 'metadata', 'lora', :effective, :sidecar, :user, false, false, '', 1, 0, :words)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "detected": detected, "sidecar": sidecar,
+                 "user": user, "effective": effective, "words": words})
+    db.migrate()
+    with db.engine.connect() as conn:
+        got = conn.execute(text("SELECT base_model, trigger_words FROM loras ORDER BY id")).all()
+    db.dispose()
+    assert [r[0] for r in got] == ["pony", "illustrious", "sdxl", "sd1", "pony"]
+    assert [r[1] and json.loads(r[1]) for r in got] == [
+        ["ryuu", "dragon horns"], ["(red, blue:1.2)", "a"], ["solo"], None, ["x", "y"]]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_path):
+    """A history made at revision 0011 is searched at once after the upgrade: on PostgreSQL the
     text is copied (and followed from then on), the descending sorts have their indexes; model:
     has its index on both."""
     if engine == "postgresql":
@@ -449,9 +571,9 @@ def test_migration_0010_brings_a_0009_history_its_search_indexes(engine, tmp_pat
     else:
         url = sqlite_url(tmp_path / "old.db")
     db = Database(url)
-    _migrate_to(db, "0009")
+    _migrate_to(db, "0011")
     if engine == "postgresql":
-        with db.engine.begin() as conn:  # 0009's code indexed generations itself
+        with db.engine.begin() as conn:  # 0011's code indexed generations itself
             for copy in text_index.COPIED.values():
                 conn.exec_driver_sql(f"DROP TABLE {copy}")
                 conn.exec_driver_sql(f"DROP FUNCTION {copy}_kept() CASCADE")  # its index goes with it

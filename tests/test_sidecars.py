@@ -480,9 +480,20 @@ def test_signature_changes_when_a_sidecar_changes(lora_dir: Path) -> None:
     ("a, b c ,  d", ["a", "b c", "d"]),
     ("one\ntwo\r\nthree", ["one", "two", "three"]),
     ("(red, blue:1.2), <lora:x:1>, [a, b]", ["(red, blue:1.2)", "<lora:x:1>", "[a, b]"]),
-    ("unbalanced (a, b", ["unbalanced (a, b"]),
+    ("unbalanced (a, b", ["unbalanced (a", "b"]),  # a bracket never closed cannot swallow the list
+    ("(a, b), c (d, e", ["(a, b)", "c (d", "e"]),
     (", ,  ,", []),
     ("x" * 201 + ", ok", ["ok"]),
 ])
 def test_split_trigger_words(text: str, words: list[str]) -> None:
     assert split_trigger_words(text) == words
+
+
+def test_a_narrower_base_model_wins_over_a_better_ranked_coarse_one(lora_dir: Path) -> None:
+    """A1111's "Pony" refines Stability Matrix's "SDXL 1.0" though it ranks last; "SD1" does not."""
+    write(lora_dir, "ink.cm-info.json", {"ModelId": 4201, "VersionId": 9901, "BaseModel": "SDXL 1.0"})
+    write(lora_dir, "ink.json", {"sd version": "Pony", "activation text": ""})
+    data = read(lora_dir)
+    assert (data.base_model, data.base_model_text) == ("pony", "Pony")
+    write(lora_dir, "ink.json", {"sd version": "SD1", "activation text": ""})
+    assert read(lora_dir).base_model == "sdxl"

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {  # values, rules and file formats: no database, no host
         "errors", "naming", "base_models", "fields", "vocabulary", "settings", "boundary", "dbtypes",
         "safetensors_header", "lora_info", "sidecars", "reading", "hashing", "prompts", "image_params", "grids",
-        "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses",
+        "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses", "wording",
     }),
     ("store", {  # the database, its tables and the generic query grammar
         "models", "db", "processes", "roots", "store", "query", "text_index",
@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "history", "recipes", "library", "bulk_actions", "lora_query", "history_query",
     }),
     ("workflows", {"jobs", "app", "hostinfo"}),  # generation jobs and what a host hands the interfaces
-    ("interfaces", {"api", "rest", "cli", "ui", "ui.components", "ui.cards", "ui.filters", "ui.history_cards",
+    ("interfaces", {"api", "api_docs", "rest", "cli", "ui", "ui.components", "ui.cards", "ui.filters", "ui.history_cards",
                     "ui.library_tab", "ui.compose_tab", "ui.history_tab", "ui.generate_panel"}),
     ("hosts", {"hosts", "hosts.file_guard", "hosts.diffusion", "hosts.standalone", "hosts.sdnext",
                "hosts.sdnext.generator", "hosts.sdnext.recording", "__main__"}),

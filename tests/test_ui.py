@@ -247,6 +247,28 @@ def test_saving_persists_and_validation_errors_are_messages(tab, library):
 def test_trigger_suggestions_are_added_to_the_field(tab):
     text, message = tab.add_suggestions("a, b", ["b", "c"])
     assert text == "a, b, c" and "Added 1 trigger word" in message
+    text, message = tab.add_suggestions("(red, blue:1.2), A", ["a", "red", "blue:1.2"])  # the trigger words' own split
+    assert text == "(red, blue:1.2), A, red, blue:1.2" and "Added 2 trigger words" in message
+
+
+def test_saving_one_box_never_rewrites_another(tab, library):
+    """Trigger words whose shown text would split differently, and notes another process
+    changed while the panel was open, survive a save that only changes the rating."""
+    lora_id = by_name(library, "portrait")
+    library.edit(lora_id, trigger_words=["x [y", "z]"], notes="mine")
+    opened = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(lora_id))))
+    assert opened["triggers"] == "x [y, z]"
+    library.edit(lora_id, notes="changed elsewhere")
+    out = dict(zip(LibraryTab.DETAIL_FIELDS, tab.save(
+        lora_id, "", opened["tags"], "3", False, False, opened["notes"], opened["triggers"], None, None, None, "auto",
+        opened["loaded_tags"], opened["loaded_form"])))
+    assert "Saved." in out["status"]
+    d = library.get(lora_id)
+    assert (d.rating, d.trigger_words, d.notes) == (3, ["x [y", "z]"], "changed elsewhere")
+    # a box the user did change is saved, by the one splitting rule
+    tab.save(lora_id, "", "", "3", False, False, "changed elsewhere", "a, (b, c)", None, None, None, "auto",
+             [], dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(lora_id))))["loaded_form"])
+    assert library.get(lora_id).trigger_words == ["a", "(b, c)"]
 
 
 def test_preview_upload_candidate_clear_and_nsfw_blur(tab, library, lora_dir, tmp_path):

@@ -10,6 +10,7 @@ on first use only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -19,6 +20,7 @@ import random
 import re
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +29,13 @@ from typing import Any
 
 from .. import demo_model
 from ..errors import InvalidInput, NotFound
-from ..generation import GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
+from ..generation import FIELDS, GenerationOutcome, GenerationRequest, OutputImage, Progress, ProgressCallback
 from ..history import GeneratedImage, GenerationRecord
 from ..naming import format_weight
 from ..prompts import LoraRef, extract_loras, write_infotext
 from ..safetensors_header import HeaderError, read_header
 from ..statuses import GenerationSource, GenerationStatus
+from ..wording import plural
 
 log = logging.getLogger("lora_manager")
 
@@ -118,7 +121,8 @@ class DiffusersGenerator:
 
     ``model_path``: a diffusers folder (``model_index.json``), or a ``.safetensors``/``.ckpt``
     checkpoint, which needs ``model_config`` offline (a diffusers folder, or a Hub repository
-    already in the local cache, of the same architecture). ``resolve_lora(name)`` returns the
+    already in the local cache, of the same architecture). ``torch_threads`` sets torch's
+    threads when the model loads (None leaves torch's default). ``resolve_lora(name)`` returns the
     file of a ``<lora:NAME:…>`` token or raises NotFound/InvalidInput. ``record`` receives one
     GenerationRecord per generate() call.
 
@@ -127,8 +131,10 @@ class DiffusersGenerator:
     """
 
     def __init__(self, model_path: str, output_dir: str, *, resolve_lora: Callable[[str], str],
-                 record: Callable[[GenerationRecord], None] | None = None, model_config: str | None = None):
+                 record: Callable[[GenerationRecord], None] | None = None, model_config: str | None = None,
+                 torch_threads: int | None = None):
         self.model_path = str(model_path or "")
+        self.torch_threads = torch_threads  # set for the process when the model loads; None: torch's choice
         self.output_dir = Path(output_dir)
         self.model_config = model_config
         self._resolve_lora = resolve_lora
@@ -137,6 +143,7 @@ class DiffusersGenerator:
         self._kind: str | None = None  # "sd" or "sdxl" once loaded
         self._family: str | None = None
         self._family_known = False
+        self._defaults: dict[str, Any] | None = None
         self._default_scheduler: Any = None
         self._img2img: Any = None
         self._adapters: OrderedDict[tuple[str, int, int], _Adapter] = OrderedDict()
@@ -172,6 +179,19 @@ class DiffusersGenerator:
             self._family_known = True
         return self._family
 
+    def defaults(self) -> dict[str, Any]:
+        """The model's native width and height (its UNet's sample size times the VAE's scale,
+        as diffusers itself defaults), from the loaded pipeline or else from the model's configs
+        without loading weights; for the demo model also a step count that fits it. {} when
+        there is no model or its configs cannot be read (GenerationRequest's defaults hold)."""
+        if self._defaults is None:
+            self._defaults = self._steps() | _peek_native_size(self.model_path, self.model_config)
+        return dict(self._defaults)
+
+    def _steps(self) -> dict[str, Any]:
+        path = Path(self.model_path) if self.model_path else None
+        return {"steps": demo_model.STEPS} if path and path.is_dir() and demo_model.is_built(path) else {}
+
     def preview(self) -> None:
         return None  # a latent preview comes with every progress report
 
@@ -203,12 +223,18 @@ class DiffusersGenerator:
             progress(Progress(0, request.steps, 0, request.n_iter, "Loading model"))
         with self._load_lock:
             if self._pipe is None:
+                if self.torch_threads:
+                    import torch
+
+                    torch.set_num_threads(self.torch_threads)
                 pipe, kind = _load_pipeline(self.model_path, self.model_config)
                 pipe.set_progress_bar_config(disable=True)
                 self._pipe, self._kind = pipe, kind
                 self._default_scheduler = pipe.scheduler
                 self._family = _loaded_family(pipe, kind)
                 self._family_known = True
+                self._defaults = self._steps() | _native_size(pipe.unet.config.sample_size,
+                                                              getattr(pipe, "vae_scale_factor", 8))
             return self._pipe
 
     def _plan(self, pipe: Any, request: GenerationRequest, progress: ProgressCallback) -> _Plan:
@@ -295,6 +321,7 @@ class DiffusersGenerator:
         try:
             adapter = self._load_adapter(pipe, path)
         except _LoraProblem as e:
+            log.warning("LoRA Manager: LoRA %s could not be loaded: %s", Path(path).name, e)
             self._unusable = {k: v for k, v in self._unusable.items() if k[0] != real}
             self._unusable[key] = str(e)
             raise
@@ -307,7 +334,8 @@ class DiffusersGenerator:
             state = _flat_text_encoder_keys(state)
         name = f"lora_{next(self._adapter_numbers)}"
         try:
-            pipe.load_lora_weights(state, adapter_name=name)
+            with _quiet_adapter_load(name):
+                pipe.load_lora_weights(state, adapter_name=name)
         except _LORA_ERRORS as e:
             self._delete_adapter(pipe, name)
             if "size mismatch" in str(e):
@@ -319,6 +347,9 @@ class DiffusersGenerator:
             self._delete_adapter(pipe, name)
             raise _LoraProblem("no layer of this model matched the file's keys (a LoRA for another "
                                "architecture, or a format diffusers does not read)")
+        counts = {c: _layer_count(getattr(pipe, c, None), name) for c in components}
+        log.info("LoRA Manager: LoRA %s applies to %s", Path(path).name,
+                 ", ".join(f"{n} {c} layer{'' if n == 1 else 's'}" for c, n in counts.items()))
         return _Adapter(name, components)
 
     @staticmethod
@@ -384,7 +415,7 @@ class DiffusersGenerator:
         if skipped:
             notes.append(f"Skipped batch {', '.join(map(str, skipped))} of {request.n_iter}.")
         if status == GenerationStatus.INTERRUPTED:
-            notes.insert(0, f"Interrupted after {len(images)} of {len(plan.seeds)} images.")
+            notes.insert(0, f"Interrupted after {len(images)} of {plural(len(plan.seeds), 'image')}.")
         message = " ".join(_sentence(text) for text in ([problem] if problem else []) + notes)
         return GenerationOutcome(status, images, message)
 
@@ -564,6 +595,58 @@ def _peek_family(model_path: str) -> str | None:
     return None
 
 
+def _peek_native_size(model_path: str, model_config: str | None) -> dict[str, int]:
+    """{"width", "height"} from the UNet and VAE configs of a diffusers folder, or of the
+    configuration a checkpoint loads with (--model-config, or diffusers' default repository in
+    the local cache); {} when they cannot be read."""
+    if not model_path:
+        return {}
+    path = Path(model_path)
+    if path.is_dir():
+        source: str | None = str(path)
+    elif path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        source = model_config or _cached_default_config(_checkpoint_family(path))
+    else:
+        return {}
+    if source is None:
+        return {}
+    unet, vae = _component_config(source, "unet"), _component_config(source, "vae")
+    channels = vae.get("block_out_channels")
+    if not isinstance(channels, list) or not channels:
+        return {}
+    return _native_size(unet.get("sample_size"), 2 ** (len(channels) - 1))
+
+
+def _component_config(source: str, component: str) -> dict:
+    """``<component>/config.json`` of a local diffusers folder or of a Hub repository in the
+    local cache (never downloaded); {} when absent or unreadable."""
+    file: Any = Path(source) / component / "config.json"
+    if not Path(source).is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        file = try_to_load_from_cache(source, f"{component}/config.json")
+        if not isinstance(file, str):
+            return {}
+    try:
+        config = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _native_size(sample_size: Any, scale: Any) -> dict[str, int]:
+    """{"width", "height"} for a UNet sample size (one number, or [height, width]) at a VAE
+    scale; {} when they make no size a request accepts."""
+    sizes = sample_size if isinstance(sample_size, (list, tuple)) and len(sample_size) == 2 else (sample_size,) * 2
+    if not isinstance(scale, int) or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        return {}
+    height, width = (n * scale for n in sizes)
+    bounds = FIELDS["width"]
+    if not all(bounds.low <= n <= bounds.high for n in (width, height)):
+        return {}
+    return {"width": width, "height": height}
+
+
 def _checkpoint_family(path: Path) -> str | None:
     """SD1/SD2/SDXL from an original-layout checkpoint's tensor names (safetensors only)."""
     try:
@@ -626,6 +709,79 @@ def _read_lora(path: str) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _LoraProblem(f"{Path(path).name} holds no LoRA tensors")
     return state
+
+
+# transformers 5 loads a text encoder's adapter expecting the parameters of every adapter the
+# model holds, so from the second LoRA on it logs a "LOAD REPORT" table listing the earlier
+# adapters' weights as MISSING ("newly initialized"), although nothing was missing or reset.
+_ADAPTER_NAME = re.compile(r"\blora_\d+\b")  # our adapter names (see _load_adapter)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REPORT_LOGGER = "transformers.integrations.peft"
+
+
+class _OtherAdaptersReport(logging.Filter):
+    """Drops that report while adapter ``adapter`` loads when every row is a MISSING weight of
+    another adapter; a report with anything else (a key of this adapter, a size mismatch, an
+    unexpected key, a row it cannot read) is let through."""
+
+    def __init__(self, adapter: str):
+        super().__init__()
+        self.adapter = adapter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = _ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in text:
+            return True
+        rows = [line.split("|") for line in text.splitlines()[1:] if "|" in line]
+        rows = [cells for cells in rows if cells[0].strip() not in ("Key", "") and not set(cells[0].strip()) <= {"-", "+"}]
+        for cells in rows:
+            names = set(_ADAPTER_NAME.findall(cells[0]))
+            if len(cells) < 2 or cells[1].strip() != "MISSING" or not names or self.adapter in names:
+                return True
+        return not rows
+
+
+class _NoTextEncoderPart(logging.Filter):
+    """Drops diffusers' warning that a LoRA has no text-encoder weights: many have none, and
+    our own line says which parts a LoRA applies to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No LoRA keys associated to")
+
+
+_NO_TEXT_ENCODER_LOGGER = "diffusers.loaders.lora_base"
+
+
+@contextlib.contextmanager
+def _quiet_adapter_load(adapter: str):
+    """While diffusers loads adapter ``adapter``: no report of other adapters' weights (above),
+    no warning for a LoRA without text-encoder weights, no weight-loading progress bar per LoRA.
+    Real problems still log, and raise."""
+    from transformers.utils import logging as transformers_logging
+
+    # PEFT warns once that a model with an adapter gets another: holding several is our intent
+    warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute in the model",
+                            category=UserWarning)
+    filters = [(logging.getLogger(_REPORT_LOGGER), _OtherAdaptersReport(adapter)),
+               (logging.getLogger(_NO_TEXT_ENCODER_LOGGER), _NoTextEncoderPart())]
+    bars = transformers_logging.is_progress_bar_enabled()
+    for logger, quiet in filters:
+        logger.addFilter(quiet)
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for logger, quiet in filters:
+            logger.removeFilter(quiet)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _layer_count(model: Any, adapter: str) -> int:
+    """How many of ``model``'s layers carry ``adapter`` (PEFT LoRA layers keep one lora_A each)."""
+    if model is None:
+        return 0
+    return sum(1 for module in model.modules() if adapter in (getattr(module, "lora_A", None) or {}))
 
 
 def _flat_text_encoder_keys(state: dict) -> dict:

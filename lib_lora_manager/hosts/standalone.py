@@ -9,13 +9,16 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import api, catalog, settings
+from .. import api, api_docs, catalog, cli, settings
 from ..app import App
 from ..hostinfo import HostInfo
 from ..library import Library
+from ..wording import plural
 
 log = logging.getLogger("lora_manager")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the extension folder: style.css, javascript/
+API_DESCRIPTION = ("The LoRA library, prompt composition, recipes, the generation history and generation jobs. "
+                   "The same routes run inside SDNext, under its authentication.")
 
 
 def page_assets() -> tuple[str, str]:
@@ -48,13 +51,17 @@ def build_app(library: Library, host: HostInfo | None = None):
     """A FastAPI app with the REST routes and the UI mounted at /."""
     import gradio as gr
     from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
 
     host = host or HostInfo(name="standalone")
-    app = FastAPI(title="LoRA Manager")
+    # FastAPI's /docs and /redoc load their scripts from a CDN (blank offline): ours is one page
+    app = FastAPI(title="LoRA Manager", description=API_DESCRIPTION, docs_url=None, redoc_url=None)
     routes = api.routes(lambda: library)
     if host.jobs is not None:
         routes += api.job_routes(lambda: library, host.jobs)
     api.mount(app.add_api_route, routes)
+    app.add_api_route("/docs", lambda: HTMLResponse(api_docs.page(app.openapi())), methods=["GET"],
+                      include_in_schema=False)
     demo = build_blocks(library, host)
     # generation panels follow their job with a long-running handler each: room for several tabs
     demo.queue(concurrency_count=16, api_open=False)
@@ -81,22 +88,19 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    data_dir = args.data_dir or settings.default_data_dir()
-    roots = list(args.lora_dir or [])
-    if args.demo:
-        from ..demo import create_demo_library
-
-        data_dir = os.path.join(data_dir, "demo")
-        demo_root = os.path.join(data_dir, "loras")
-        create_demo_library(Path(demo_root))
-        roots = [demo_root] + roots
+    # the flags alone choose what is served (not the last served library); the CLI reads it next
+    choice, roots = cli.library_location(args, last_served=False)
+    data_dir = choice.data_dir
     model = args.model
     if args.demo and not model:
         from ..demo_model import build_tiny_pipeline
 
         model = build_tiny_pipeline(os.path.join(data_dir, "model"))
-    app = new_app(lambda: Library.open(data_dir, roots=roots or None, database_url=args.db, hashing=not args.no_hashing),
-                  model=model, model_config=args.model_config)
+    # the demo model's layers are so small that a second torch thread only adds waiting (its
+    # images took 5× longer on two busy cores); real models keep torch's default
+    threads = 1 if args.demo and not args.model else None
+    app = new_app(lambda: Library.open(data_dir, roots=roots, database_url=choice.database_url, hashing=not args.no_hashing),
+                  model=model, model_config=args.model_config, torch_threads=threads)
     try:
         library = app.library()
         if not library.store.roots:
@@ -108,16 +112,18 @@ def serve(args: argparse.Namespace) -> int:
             host.generator, host.jobs = app.generator(), app.jobs
             app.jobs()  # the worker starts now: jobs the last run left queued go on
         server = build_app(library, host)
+        settings.remember_served(choice)
         library.indexer.start_background(scan=not args.no_scan)
-        log.info("LoRA Manager: %s LoRA folder(s), data in %s; open http://%s:%d/",
-                 len(library.store.roots), data_dir, args.host, args.port)
+        log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
+                 plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         app.close()
     return 0
 
 
-def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None) -> App:
+def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None,
+            torch_threads: int | None = None) -> App:
     """The standalone App; with ``model``, its generator is the diffusers pipeline over it, and
     every generation is recorded in the history (the counterpart of SDNext's process hooks)."""
     def diffusers(app: App):
@@ -126,6 +132,6 @@ def new_app(open_library: Callable[[], Library], *, model: str | None = None, mo
         library = app.library()
         return DiffusersGenerator(model, os.path.join(library.store.data_dir, "outputs"),
                                   resolve_lora=lambda name: library.store.local_path(catalog.find_row(library.store, name)), record=app.submit,
-                                  model_config=model_config)
+                                  model_config=model_config, torch_threads=torch_threads)
 
     return App(open_library, generator=diffusers if model else None)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .. import base_models
+from .. import base_models, wording
 from ..results import DuplicateFile, LoraDetail, LoraSummary
 
 PREVIEW_PATH = "/lora-manager/v1/loras/{id}/preview?size={size}&v={version}"
@@ -189,7 +189,7 @@ def empty_results() -> str:
 
 
 def plural(n: int, noun: str = "LoRA") -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+    return wording.plural(n, noun)
 
 
 def pager(page: int, pages: int, total: int, noun: str = "LoRA") -> str:
@@ -209,7 +209,7 @@ def message(text: str, kind: str = "info") -> str:
 
 
 def stats_line(stats: dict[str, Any], scan_message: str = "") -> str:
-    parts = [f"{stats.get('total', 0):,} LoRAs", f"{stats.get('hashed', 0):,} hashed",
+    parts = [plural(stats.get("total", 0), "LoRA"), f"{stats.get('hashed', 0):,} hashed",
              f"{stats.get('missing', 0):,} missing", f"{stats.get('errors', 0):,} unreadable"]
     text = " · ".join(parts)
     scan = f' <span class="lm-scan-status">{esc(scan_message)}</span>' if scan_message else ""
@@ -260,6 +260,8 @@ def base_model_text(d: LoraDetail) -> str:
         parts.append(f"sidecar says {base_models.label(d.base_model_sidecar)}")
     if d.base_model_user:
         parts.append(f"your override: {base_models.label(d.base_model_user)}")
+    if d.base_model_conflict:
+        parts.append(f"conflict: {d.base_model_conflict}")
     return "; ".join(parts)
 
 
@@ -291,7 +293,7 @@ def metadata_table(metadata: dict[str, Any] | None) -> str:
         value = metadata[key]
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         rows.append(f'<tr><th>{esc(cut(key, 200))}</th><td><div class="lm-meta-value">{esc(cut(text, MAX_VALUE))}</div></td></tr>')
-    return (f'<details class="lm-meta"><summary>Training metadata ({len(metadata):,} keys)</summary>'
+    return (f'<details class="lm-meta"><summary>Training metadata ({plural(len(metadata), "key")})</summary>'
             f'<table class="lm-kv">{"".join(rows)}</table></details>')
 
 
@@ -358,7 +360,7 @@ def duplicates(groups: list[list[DuplicateFile]]) -> str:
             f'{" · ★" + str(i.rating) if i.rating else ""}{" · ♥" if i.favorite else ""}</span></li>'
             for i in group)
         sha = esc((group[0].sha256 or "")[:12])
-        parts.append(f'<div class="lm-dupe-group"><div class="lm-dupe-head">Group {n} · {len(group)} files · {sha}…</div><ul>{items}</ul></div>')
+        parts.append(f'<div class="lm-dupe-group"><div class="lm-dupe-head">Group {n} · {plural(len(group), "file")} · {sha}…</div><ul>{items}</ul></div>')
     return f'<div class="lm-dupes">{"".join(parts)}</div>'
 
 

@@ -412,7 +412,8 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
     generator = host.generator
     samplers = list(generator.samplers()) if generator else []
     upscalers = list(generator.upscalers()) if generator else []
-    defaults = GenerationRequest()
+    # the sliders start at the host's defaults for its model (standalone: the native size)
+    defaults = GenerationRequest.from_dict({}, generator.defaults() if generator else None)
 
     with gr.Column(elem_id="lora_manager_gen", elem_classes=["lm-root", "lm-gen"]):
         with gr.Row(elem_classes=["lm-gen-actions"]):

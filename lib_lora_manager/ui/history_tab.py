@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import wording
 from ..errors import LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..results import GenerationDetail
@@ -289,8 +290,7 @@ class HistoryTab:
         files = sum(1 for i in d.images if i.exists)
         what = f"Delete generation #{d.id} from the history"
         if delete_files:
-            plural = "s" if files != 1 else ""
-            what += f" and its {files} image file{plural} from the disk" if files else " (its image files are already gone)"
+            what += f" and its {cards.plural(files, 'image file')} from the disk" if files else " (its image files are already gone)"
         else:
             what += "; its image files stay on the disk"
         return (cards.message(what + ". This cannot be undone.", "info"),
@@ -313,10 +313,11 @@ class HistoryTab:
             return cards.message(str(e), "error"), hidden, hidden, gr.update(), gr.update()
         text = f"Deleted generation #{result.id}"
         if result.deleted_files:
-            text += f" and {len(result.deleted_files)} image file(s)"
+            text += f" and {cards.plural(len(result.deleted_files), 'image file')}"
         text += "."
         if result.missing_files:
-            text += f" {len(result.missing_files)} file(s) were already gone."
+            gone = len(result.missing_files)
+            text += f" {cards.plural(gone, 'file')} {wording.were(gone)} already gone."
         if result.kept_files:
             text += " Kept: " + "; ".join(f"{path} ({why})" for path, why in list(result.kept_files.items())[:5])
         return cards.message(text, "ok"), hidden, hidden, gr.update(visible=False), None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
+from ..fields import split_trigger_words
 from ..hostinfo import HostInfo
 from . import cards, filters
 from .components import gradio_module as _gr
@@ -155,39 +156,57 @@ class LibraryTab:
 
     DETAIL_FIELDS = ("column", "view", "token", "name", "tags", "rating", "favorite", "nsfw", "notes",
                      "triggers", "suggestions", "add_suggestions", "weight", "weight_min", "weight_max",
-                     "base", "candidates", "raw_header", "status", "id", "loaded_tags")
+                     "base", "candidates", "raw_header", "status", "id", "loaded_tags", "loaded_form")
+
+    # form boxes -> the Library's edit fields
+    EDITED = {"name": "display_name", "rating": "rating", "favorite": "favorite", "nsfw": "nsfw", "notes": "notes",
+              "triggers": "trigger_words", "weight": "default_weight", "weight_min": "weight_min",
+              "weight_max": "weight_max", "base": "base_model"}
+
+    @staticmethod
+    def _form_values(d) -> dict[str, Any]:
+        """What the editable boxes show for a LoRA (the rating as its number)."""
+        stem = (d.filename or "").rsplit(".", 1)[0]
+        return {
+            "name": d.name if d.name not in (d.title, stem) else "",  # the user's own name, if any
+            "rating": d.rating if d.rating in range(1, 6) else 0,
+            "favorite": bool(d.favorite), "nsfw": bool(d.nsfw), "notes": d.notes or "",
+            "triggers": ", ".join(d.trigger_words or []),
+            "weight": d.default_weight, "weight_min": d.weight_min, "weight_max": d.weight_max,
+            "base": base_models.label(d.base_model_user) if d.base_model_user else AUTO,
+        }
 
     def _detail(self, lora_id: int, status: str = "") -> tuple:
         gr = _gr()
         d = self.library.get(lora_id)
-        stem = (d.filename or "").rsplit(".", 1)[0]
-        display_name = d.name if d.name not in (d.title, stem) else ""  # the user's own name, if any
-        suggestions = [w for w in cards.suggestion_words(d.trigger_suggestions or [])
-                       if w not in (d.trigger_words or [])]
+        form = self._form_values(d)
+        display_name = form["name"]
+        chosen = {w.casefold() for w in d.trigger_words or []}
+        suggestions = [w for w in cards.suggestion_words(d.trigger_suggestions or []) if w.casefold() not in chosen]
         candidates = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in self.library.previews.candidates(lora_id)]
-        base_choice = base_models.label(d.base_model_user) if d.base_model_user else AUTO
         values = {
             "column": gr.update(visible=True),
             "view": cards.detail(d, self.host.api_base, self.show_nsfw()),
             "token": d.token or "",
             "name": gr.update(value=display_name or "", placeholder=d.name),
             "tags": ", ".join(d.tags or []),
-            "rating": RATINGS[d.rating] if d.rating in range(1, 6) else RATINGS[0],
-            "favorite": bool(d.favorite),
-            "nsfw": bool(d.nsfw),
-            "notes": d.notes or "",
-            "triggers": ", ".join(d.trigger_words or []),
+            "rating": RATINGS[form["rating"]],
+            "favorite": form["favorite"],
+            "nsfw": form["nsfw"],
+            "notes": form["notes"],
+            "triggers": form["triggers"],
             "suggestions": gr.update(choices=suggestions, value=[], visible=bool(suggestions)),
             "add_suggestions": gr.update(visible=bool(suggestions)),
             "weight": d.default_weight,
             "weight_min": d.weight_min,
             "weight_max": d.weight_max,
-            "base": base_choice,
+            "base": form["base"],
             "candidates": gr.update(choices=candidates, value=candidates[0] if candidates else None, visible=bool(candidates)),
             "raw_header": "",
             "status": status,
             "id": int(d.id),
             "loaded_tags": list(d.tags or []),
+            "loaded_form": form,
         }
         return tuple(values[k] for k in self.DETAIL_FIELDS)
 
@@ -210,21 +229,26 @@ class LibraryTab:
         return _gr().update(visible=False)
 
     def save(self, lora_id, display_name, tags, rating, favorite, nsfw, notes, triggers,
-             weight, weight_min, weight_max, base, loaded_tags=None) -> tuple:
-        """Save the form. Tags are saved as the changes made in the form since it was opened
-        (``loaded_tags``), so tags another action added meanwhile are kept."""
+             weight, weight_min, weight_max, base, loaded_tags=None, loaded_form=None) -> tuple:
+        """Save the form: only what was changed in it since it opened. Tags are saved as the
+        changes made to them (``loaded_tags``), so tags another action added meanwhile are kept;
+        every other box only when it differs from what it showed (``loaded_form``; without it,
+        from what the stored LoRA shows), so saving a rating never rewrites the trigger words,
+        nor notes another process changed meanwhile."""
         if lora_id is None:
             return self._detail_error("Open a LoRA first.")
         rating_value = RATINGS.index(rating) if rating in RATINGS else rating
         wanted = [t.strip().lower() for t in (tags or "").split(",") if t.strip()]
-        changes = {} if loaded_tags is not None else {"tags": tags or ""}
         try:
-            self.library.edit(
-                int(lora_id), display_name=display_name, rating=rating_value,
-                favorite=bool(favorite), nsfw=bool(nsfw), notes=notes, trigger_words=triggers or "",
-                default_weight=weight, weight_min=weight_min, weight_max=weight_max,
-                base_model=AUTO if base in (None, "", AUTO) else base, **changes,
-            )
+            shown = loaded_form if isinstance(loaded_form, dict) else self._form_values(self.library.get(int(lora_id)))
+            given = {"name": display_name or "", "rating": rating_value, "favorite": bool(favorite), "nsfw": bool(nsfw),
+                     "notes": notes or "", "triggers": triggers or "", "weight": weight, "weight_min": weight_min,
+                     "weight_max": weight_max, "base": AUTO if base in (None, "", AUTO) else base}
+            changes = {self.EDITED[key]: value for key, value in given.items() if value != shown.get(key)}
+            if loaded_tags is None:
+                changes["tags"] = tags or ""
+            if changes:
+                self.library.edit(int(lora_id), **changes)
             if loaded_tags is not None:
                 added = [t for t in wanted if t not in loaded_tags]
                 removed = [t for t in loaded_tags if t not in wanted]
@@ -237,8 +261,9 @@ class LibraryTab:
             return self._detail_error(f"Not saved: {e}")
 
     def add_suggestions(self, triggers: str, chosen: list[str] | None) -> tuple:
-        words = [w.strip() for w in (triggers or "").split(",") if w.strip()]
-        added = [w for w in (chosen or []) if w not in words]
+        words = split_trigger_words(triggers or "")
+        known = {w.casefold() for w in words}
+        added = [w for w in dict.fromkeys(chosen or []) if w.casefold() not in known]
         text = ", ".join(words + added)
         note = f"Added {cards.plural(len(added), 'trigger word')}; click Save to keep them." if added else "Nothing to add."
         return text, cards.message(note, "info")
@@ -415,7 +440,7 @@ class LibraryTab:
             count = self.library.merge_tags(sources, target)
         except LoraManagerError as e:
             return (cards.message(str(e), "error"),) + (_gr().update(),) * 4
-        return self.tag_updates(cards.message(f"Merged {len(sources)} tag(s) into “{target.strip().lower()}” on {cards.plural(count)}.", "ok"))
+        return self.tag_updates(cards.message(f"Merged {cards.plural(len(sources), 'tag')} into “{target.strip().lower()}” on {cards.plural(count)}.", "ok"))
 
     # --- duplicates ---------------------------------------------------------------------------
 
@@ -448,7 +473,8 @@ class LibraryTab:
     # --- scanning -----------------------------------------------------------------------------
 
     def stats(self) -> str:
-        return cards.stats_line(self.library.stats(), self.library.indexer.status.message)
+        stats = self.library.stats()
+        return cards.stats_line(stats, stats["scan"]["message"])
 
     def scan(self, progress=None) -> tuple[str, str]:
         """Sync the index now (progress goes to the gr.Progress bar); Busy is a message."""
@@ -520,6 +546,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
         state = gr.State(state0)
         detail_id = gr.State(None)
         loaded_tags = gr.State(None)  # the tags shown when the detail opened: save sends changes only
+        loaded_form = gr.State(None)  # and the other boxes (LibraryTab.save)
         pending = gr.State(None)
 
         with gr.Row(elem_classes=["lm-main"]):
@@ -648,6 +675,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
         "suggestions": e_suggestions, "add_suggestions": add_sugg_btn, "weight": e_weight,
         "weight_min": e_wmin, "weight_max": e_wmax, "base": e_base, "candidates": p_candidates,
         "raw_header": raw_header, "status": detail_status, "id": detail_id, "loaded_tags": loaded_tags,
+        "loaded_form": loaded_form,
     }
     detail_outputs = [detail_outputs_by_name[k] for k in LibraryTab.DETAIL_FIELDS]
     show_detail_js = "() => { if (window.loraManager) window.loraManager.showDetail(); return []; }"
@@ -656,7 +684,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
     copy_btn.click(None, [token], None, _js="(text) => { if (window.loraManager) window.loraManager.copy(text, 'lora_manager_copy_token'); return []; }")
 
     edit_inputs = [detail_id, e_name, e_tags, e_rating, e_fav, e_nsfw, e_notes, e_triggers, e_weight, e_wmin, e_wmax, e_base,
-                   loaded_tags]
+                   loaded_tags, loaded_form]
     save_btn.click(tab.save, edit_inputs, detail_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
         lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
     add_sugg_btn.click(tab.add_suggestions, [e_triggers, e_suggestions], [e_triggers, detail_status], **quiet)

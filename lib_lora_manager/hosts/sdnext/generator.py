@@ -71,6 +71,9 @@ class SdnextGenerator:
         info = getattr(shared.sd_model, "sd_checkpoint_info", None)
         return getattr(info, "model_name", None)
 
+    def defaults(self) -> dict[str, Any]:
+        return {}  # SDNext's own request defaults stay as they are
+
     def model_family(self) -> str | None:
         if not shared.sd_loaded:
             return None

@@ -6,8 +6,8 @@ PostgreSQL walks an ascending index backwards as DESC NULLS FIRST; "sort:-rating
 "sort:-duration" put unrated and untimed generations last, so without an index in that order
 every page sorted all the matches.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
@@ -16,8 +16,8 @@ from alembic import op
 from lib_lora_manager import text_index
 
 
-revision = '0010'
-down_revision = '0009'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
@@ -43,7 +43,7 @@ def downgrade() -> None:
     op.drop_index('ix_generations_model_name', table_name='generations')
     if op.get_bind().dialect.name != 'postgresql':
         return
-    # the copy and its index go; revision 0009's code indexes generations itself at its next open
+    # the copy and its index go; revision 0011's code indexes generations itself at its next open
     for copy in text_index.COPIED.values():
         op.execute(f"DROP TABLE IF EXISTS {copy}")
         op.execute(f"DROP FUNCTION IF EXISTS {copy}_kept() CASCADE")
