@@ -246,7 +246,7 @@ def test_free_text_words_become_one_term_of_one_expression():
 
 def test_descending_sorts_keep_unrated_last_through_an_index_on_postgresql(postgres_url, tmp_path):
     """PostgreSQL walks an ascending index backwards as DESC NULLS FIRST: sort:-rating and
-    sort:-duration (NULLs last) have indexes of their own order there (migration 0010), so a
+    sort:-duration (NULLs last) have indexes of their own order there (migration 0012), so a
     page is read off the index instead of sorting every generation."""
     from factories import reset_postgres
     from sqlalchemy import text
@@ -262,5 +262,32 @@ def test_descending_sorts_keep_unrated_last_through_an_index_on_postgresql(postg
                 plan = "\n".join(conn.execute(text(
                     f"EXPLAIN SELECT id FROM generations ORDER BY {column} DESC NULLS LAST, id DESC LIMIT 48")).scalars())
                 assert f"ix_generations_page_{column}_desc" in plan and "Sort" not in plan, plan
+    finally:
+        library.close()
+
+
+def test_descending_sorts_with_their_own_index_are_one_walk_on_postgresql(postgres_url, tmp_path, monkeypatch):
+    """The history's sort:-rating is one walk of its DESC NULLS LAST index, not the two walks
+    (rows with a value, then without) a descending sort of a nullable column gets otherwise;
+    either way unrated generations come last."""
+    from factories import reset_postgres
+    from sqlalchemy import event
+
+    from lib_lora_manager.library import Library
+
+    reset_postgres(postgres_url)
+    monkeypatch.setattr(query, "_FEW_MATCHES", 0)  # as many matches as a page is worth walking for
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        for rating in (None, 3, None, 5, 1):
+            gid = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="castle"))
+            library.history.rate(gid, rating)
+        statements: list[str] = []
+        event.listen(library.store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        for indexes, walks in ((GENERATIONS.descending_indexes, 0), (frozenset(), 1)):
+            monkeypatch.setattr(GENERATIONS, "descending_indexes", indexes)
+            statements.clear()
+            assert [g.rating for g in library.history.search("sort:-rating").items] == [5, 3, 1, None, None]
+            assert sum("NULLS FIRST" in s for s in statements) == walks, statements
     finally:
         library.close()
