@@ -8,9 +8,10 @@ entries, realistic prompts, statuses, models, ratings and groups) is written onc
 ``--dir`` (SQLite) or the database at ``--db`` (PostgreSQL; emptied and refilled when its
 size differs), then each query of ``QUERIES`` runs ``--repeat`` times for its first page and
 a deep page (48 per page, the History tab's page), and the same deep page by cursor when the
-history hands out cursors. Printed: the best time of each, and p50, p95 and max over all of
-them; the target is p95 ≤ 50 ms on SQLite and ≤ 80 ms on PostgreSQL, free text included. The
-exit status is 1 when it is missed.
+history hands out cursors. Printed: the best time of each (and the least CPU time this process
+spent on it: with SQLite, all of the search's; on a busy machine the steadier figure), and p50,
+p95 and max over all of them; the target is p95 ≤ 50 ms on SQLite and ≤ 80 ms on PostgreSQL,
+free text included. The exit status is 1 when it is missed.
 """
 
 from __future__ import annotations
@@ -94,11 +95,13 @@ def open_history(folder: Path, url: str | None, count: int):
             if url:
                 from sqlalchemy import create_engine, text
 
+                from lib_lora_manager import text_index
                 from lib_lora_manager.models import Base
 
                 engine = create_engine(url)
                 with engine.begin() as conn:
                     Base.metadata.drop_all(conn)
+                    text_index.drop_postgresql(conn)  # the copies of the text are not models
                     conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
                 engine.dispose()
             else:
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     library = open_history(folder, args.db, args.generations)
     deep = max(1, args.generations // 48 // 20)  # a page one twentieth of the way in
-    rows, times = [], []
+    rows, times, cpus = [], [], []
     engine = "postgresql" if args.db else "sqlite"
     target = TARGET_P95_MS[engine]
     load = [os.getloadavg()[0]]
@@ -134,27 +137,35 @@ def main(argv=None) -> int:
             for page, kwargs in ((1, {"page": 1}), (deep, {"page": deep}), (f"{deep} by cursor", {"after": cursor})):
                 if "after" in kwargs and not cursor:
                     continue
-                best = float("inf")
+                best, cpu = float("inf"), float("inf")
                 for _ in range(args.repeat):
-                    started = time.perf_counter()
+                    started, started_cpu = time.perf_counter(), time.process_time()
                     result = library.history.search(q, per_page=48, **kwargs)
                     best = min(best, time.perf_counter() - started)
+                    cpu = min(cpu, time.process_time() - started_cpu)
                 times.append(best * 1000)
-                rows.append({"query": q, "page": page, "ms": round(best * 1000, 1), "total": result.total})
+                cpus.append(cpu * 1000)
+                rows.append({"query": q, "page": page, "ms": round(best * 1000, 1), "cpu_ms": round(cpu * 1000, 1),
+                             "total": result.total})
     finally:
         library.close()
     load.append(os.getloadavg()[0])
     p50, p95 = statistics.median(times), statistics.quantiles(times, n=20)[-1]
+    cpu_p50, cpu_p95 = statistics.median(cpus), statistics.quantiles(cpus, n=20)[-1]
     summary = {"generations": args.generations, "database": engine, "load": load,
-               "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(max(times), 1), "target_p95_ms": target}
+               "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(max(times), 1), "target_p95_ms": target,
+               "cpu_p50_ms": round(cpu_p50, 1), "cpu_p95_ms": round(cpu_p95, 1)}
     if args.json:
         print(json.dumps({"summary": summary, "queries": rows}, indent=2))
     else:
         for row in rows:
-            print(f"  {row['query'] or '(all)':28} page {row['page']!s:<14} {row['ms']:7.1f} ms   {row['total']:>7,} found")
+            print(f"  {row['query'] or '(all)':28} page {row['page']!s:<14} {row['ms']:7.1f} ms  {row['cpu_ms']:6.1f} ms CPU"
+                  f"   {row['total']:>7,} found")
         print(f"{summary['database']}, {args.generations:,} generations, {len(times)} searches: "
               f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms (target p95 ≤ {target:.0f} ms); "
-              f"load average (1 min) at start, end: {load[0]:.2f}, {load[1]:.2f}")
+              f"load average (1 min) at start, end: {load[0]:.2f}, {load[1]:.2f}; "
+              f"CPU of this process per search p50 {cpu_p50:.1f} ms, p95 {cpu_p95:.1f} ms"
+              + (" (the database server's is not in it)" if args.db else ""))
     return 0 if p95 <= target else 1
 
 

@@ -44,19 +44,44 @@ def _lora(value: str):
              func.lower(Lora.relpath).in_(relpaths), func.lower(Lora.display_name) == low, func.lower(Lora.title) == low]
     if name.isdigit():
         entry.append(Lora.id == int(name))
+    entries = select(Lora.id).where(or_(*entry))
+    # PostgreSQL guesses hundreds of entries for the OR and joins every used LoRA to them; as an
+    # array it looks the few it gets up in the lora_id index
+    resolved = query.ForEngine(GenerationLora.lora_id == func.any(func.array(entries.scalar_subquery())),
+                               GenerationLora.lora_id.in_(entries))
     # a UNION, not an OR: each half has its index (PostgreSQL scans the whole table for the OR)
     used = union(select(GenerationLora.generation_id).where(func.lower(GenerationLora.name) == low),
-                 select(GenerationLora.generation_id).where(GenerationLora.lora_id.in_(select(Lora.id).where(or_(*entry)))))
-    return Generation.id.in_(used), f"using LoRA “{name}”"
+                 select(GenerationLora.generation_id).where(resolved))
+    clause = Generation.id.in_(used)
+    # each generation once (the UNION), and every one is a generation (the foreign key): the
+    # query's count when nothing else is asked, without testing every generation against it
+    counted = select(func.count()).select_from(used.subquery())
+    clause.counts = {"sqlite": counted, "postgresql": counted}
+    return clause, f"using LoRA “{name}”"
 
 
 def _model(value: str):
     v = value.strip()
-    # coalesce: "-model:x" keeps generations whose model is unknown
-    clause = func.lower(func.coalesce(Generation.model_name, "")).like(f"%{query.like_escape(v.lower())}%", escape="\\")
+    pattern = f"%{query.like_escape(v.lower())}%"
+    if v:
+        # the few model names in use, each found by a seek of the model_name index (a loose
+        # index scan), matched by name; their generations then come from that index too,
+        # rather than every generation's name being tested
+        names = select(func.min(Generation.model_name).label("name")).cte("model_names", recursive=True)
+        following = select(func.min(Generation.model_name)).where(Generation.model_name > names.c.name).scalar_subquery()
+        names = names.union_all(select(following).where(names.c.name.is_not(None)))
+        matching = select(names.c.name).where(names.c.name.is_not(None), func.lower(names.c.name).like(pattern, escape="\\"))
+        # "IS NOT NULL" makes "-model:x" keep generations whose model is unknown
+        clause = and_(Generation.model_name.is_not(None), Generation.model_name.in_(matching))
+        counted = select(func.count()).where(clause)
+    else:  # model:"" matches every name and unknown ones
+        clause = func.lower(func.coalesce(Generation.model_name, "")).like(pattern, escape="\\")
+        counted = None
     if re.fullmatch(r"[0-9a-fA-F]{6,64}", v):
         prefix = query.like_escape(v.lower()) + "%"
-        clause = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\"))
+        clause, counted = or_(clause, func.lower(func.coalesce(Generation.model_hash, "")).like(prefix, escape="\\")), None
+    if counted is not None:
+        clause.counts = {"sqlite": counted, "postgresql": counted}  # alone: counted in the model_name index
     return clause, f"made with model “{v}”"
 
 
@@ -104,11 +129,14 @@ GENERATIONS = query.Table(
     sorts={"date": Generation.started_at, "rating": Generation.rating, "duration": Generation.duration},
     help=HISTORY_HELP,
     sort_aliases={"time": "date", "started": "date", "stars": "rating", "took": "duration"},
-    # each sort key's index holds every column the filters test: pages walk it (models.Generation)
-    index_walk=query.always_walk,
+    # each sort key's index holds every column the filters test: pages walk it (models.Generation),
+    # but for few matches of lora: or free text, read by id and sorted
+    index_walk=query.walk_unless_few,
     page_indexes={"date": "ix_generations_page_started_at", "rating": "ix_generations_page_rating",
                   "duration": "ix_generations_page_duration"},
     # the narrowest index that holds every generation: free text and lora: are sets of ids
     count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
-    filter_count_index="ix_generations_page_rating",
+    filter_count_index="ix_generations_page_rating", merge_terms=text_index.merge,
+    # on PostgreSQL "sort:-rating" and "sort:-duration" walk an index of their own order (models)
+    descending_indexes=frozenset({"rating", "duration"}),
 )

@@ -32,8 +32,17 @@ LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw
                        "last_used_at", "added_at", "mtime")
 # the same for the history
 GENERATION_SORT_COLUMNS = ("started_at", "rating", "duration")
+GENERATION_NULLABLE_SORT_COLUMNS = ("rating", "duration")
 GENERATION_FILTER_COLUMNS = ("started_at", "status", "source", "rating", "favorite", "group_key", "model_name",
                              "model_hash")
+
+
+def on_dialect(index, dialect: str) -> bool:
+    """Whether a model's index is created on that dialect (``Index.ddl_if``): the comparison of
+    the models with a migrated database (autogenerate) leaves another dialect's alone."""
+    only = getattr(index, "_ddl_if", None)
+    wanted = only.dialect if only is not None else None
+    return wanted is None or dialect == wanted or not isinstance(wanted, str) and dialect in wanted
 
 
 def page_index_columns(sort_column: str, filter_columns: tuple[str, ...], *more: str) -> tuple[str, ...]:
@@ -254,7 +263,7 @@ class Generation(Base):
     steps: Mapped[int | None] = mapped_column(Integer)
     sampler: Mapped[str | None] = mapped_column(SafeText)
     cfg_scale: Mapped[float | None] = mapped_column(Float)
-    model_name: Mapped[str | None] = mapped_column(SafeText)
+    model_name: Mapped[str | None] = mapped_column(SafeText, index=True)  # model: finds the few names in use
     model_hash: Mapped[str | None] = mapped_column(SafeString(64))
     infotext: Mapped[str | None] = mapped_column(SafeText)
     error: Mapped[str | None] = mapped_column(SafeText)
@@ -276,6 +285,15 @@ class Generation(Base):
     # stops after the page without reading rows (history_query.GENERATIONS names them)
     __table_args__ = tuple(Index(f"ix_generations_page_{column}", *page_index_columns(column, GENERATION_FILTER_COLUMNS))
                            for column in GENERATION_SORT_COLUMNS)
+
+
+# PostgreSQL walks an index backwards as DESC NULLS FIRST; the history sorts unrated and untimed
+# generations last both ways, so "sort:-rating" and "sort:-duration" have an index in that order
+# of their own there (SQLite puts NULLs first ascending, so its backward walk is that order)
+for _column in GENERATION_NULLABLE_SORT_COLUMNS:
+    Index(f"ix_generations_page_{_column}_desc", Generation.__table__.c[_column].desc().nulls_last(),
+          Generation.__table__.c.id.desc(),
+          *(Generation.__table__.c[c] for c in GENERATION_FILTER_COLUMNS if c != _column)).ddl_if(dialect="postgresql")
 
 
 class GenerationLora(Base):

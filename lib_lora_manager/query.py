@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -98,6 +99,7 @@ def walk_unless_few(query: Query, page: int, per_page: int, total: int, rows: Ca
     return total * total * 10 >= page * per_page * rows()
 
 
+ROW_COST = 2  # ids listed from a full-text index per row a walk reads and tests (Table.page)
 _FEW_MATCHES = 5000  # past this the walk wins for any table size the count would be worth taking for
 
 
@@ -130,6 +132,11 @@ class Table:
     count_index: str | None = None
     id_set_keys: frozenset[str | None] = frozenset()
     filter_count_index: str | None = None
+    # puts the free-text terms together as one (text_index.merge): one lookup for all of them
+    merge_terms: Callable[[list[Term]], list[Term]] | None = None
+    # sort keys of nullable columns that PostgreSQL walks descending in an index of that order
+    # (DESC NULLS LAST): one walk serves the page, not _nulls_apart's two
+    descending_indexes: frozenset[str] = frozenset()
 
     def __post_init__(self):
         undocumented = (set(self.filters) ^ set(self.help.keys)) | (set(self.sorts) ^ set(self.help.sort_words))
@@ -158,42 +165,60 @@ class Table:
         position = _Cursor.read(after, self, query) if after else None
         # PostgreSQL has statistics to choose indexes by: every index is offered to it; SQLite
         # is told which to walk (page_indexes, count_index)
-        planner_knows = session.get_bind().dialect.name != "sqlite"
+        dialect = session.get_bind().dialect.name
+        planner_knows = dialect != "sqlite"
+        if self.merge_terms is not None:
+            query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
         count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
+        # a term that counts its own rows (``counts``: dialect name -> a count statement; free
+        # text in its full-text table or copy), when it is the only one and the table has no
+        # clause of its own (the library's "not in the trash") that its rows must also meet
+        counted_alone = not self.base_where(True) and not self.base_where(False)
 
         def count(indexed: bool, *where: ColumnElement[bool]) -> int:
+            alone = getattr(where[0], "counts", {}).get(dialect) if counted_alone and len(where) == 1 else None
+            if alone is not None:
+                return session.scalar(alone)
             indexed = indexed or count_hint is not None or planner_knows
             stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
         # without terms, every row the base clauses keep matches: counted in their index
         outside = query.terms[0].outside_of() if len(query.terms) == 1 and id_sets_only else None
-        if outside is not None:
+        rest = getattr(outside, "counts", {}).get(f"{dialect} outside") if counted_alone else None
+        if rest is not None:  # the rows outside the set, counted in the pass that counts the set
+            total = session.scalar(rest)
+        elif outside is not None:
             # all but a set of ids: counting the set and the rows beats testing every row against it
             total = count(True) - count(True, outside)
         else:
             total = count(not query.terms, *query.where())
         where = query.where()
-        walked = 1 if position is not None else page  # pages' worth of matches the walk reads
-        if (not planner_knows and any(hasattr(t.clause, "row_test") for t in query.terms)
-                and walked * per_page * 10 * self._rows(session) < total * total):
-            # most rows match: a walk of the sort index fills the page after a few rows, testing
-            # each one's text, where a full-text term's id set lists every match first
-            where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
             page = position.page
         if total == 0 or position is None and (page - 1) * per_page >= total:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
         if (planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True)
+                and query.sort.key not in self.descending_indexes
                 and total > _FEW_MATCHES):  # a few matches sort in no time; walked for a page, they are all read
             return IdPage(total, self._nulls_apart(session, query, where, page, per_page, position), page, per_page)
+        # a cursor starts the walk at its position: the walk skips nothing
+        walked = 1 if position is not None else page  # pages' worth of matches the walk reads
+        rows = functools.cache(lambda: self._rows(session))  # read once, if at all
+        use_index = self.index_walk(query, walked, per_page, total, rows)
+        tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
+        if use_index and tested:
+            # a walk of the sort index fills the page after reading about rows × wanted / total
+            # rows, testing each one's text; an id set lists every match of its term from the
+            # full-text index (or copy) first (rows − total for a negated term), and a row read
+            # costs about what ROW_COST listed ids do
+            listed = sum(max(rows() - total, 0) if t.negated else total for t in tested)
+            if walked * per_page * rows() * ROW_COST < listed * total:
+                where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
             where.append(position.beyond(self, query))
-        # a cursor starts the walk at its position: the walk skips nothing
-        use_index = self.index_walk(query, 1 if position is not None else page, per_page, total,
-                                    lambda: self._rows(session))
         if not use_index and id_sets_only:
             # few matches, each found by id: no sort index walked, but each candidate the first set
             # lists is tested against the others in the narrow index of ids (count_index), so only
@@ -385,6 +410,8 @@ class ForEngine(ColumnElement[bool]):
     def _negate(self) -> ForEngine:
         negated = ForEngine(self.default_negated, not_(self.sqlite), self.default)
         negated.negation_of = self  # Table.page counts "all but a set" as all rows less the set's
+        if hasattr(self, "row_test"):
+            negated.row_test = not_(self.row_test)
         return negated
 
 

@@ -14,16 +14,20 @@ reads every row; these indexes answer the same question without doing so.
   rollback undoes both.
   Needs SQLite ≥ 3.34 with FTS5 compiled in, checked once per process.
 - PostgreSQL: a GIN index with ``gin_trgm_ops`` (the pg_trgm extension, trusted since
-  PostgreSQL 13 but refusable) on ``search_text``; the LIKE stays as it is and uses it. No
-  trigram serves a term of one or two characters, so ``loras`` also keeps ``search_grams``, a
+  PostgreSQL 13 but refusable) on ``search_text``; the LIKE stays as it is and uses it. The
+  history keeps its text in a narrow copy too (``generations_text``: id, search_text; triggers
+  keep it, as on SQLite) and the index is on the copy: a term most prompts hold can only be
+  counted by testing every prompt, and the copy is a third of the rows' size, so counting reads
+  a third of the pages. Pages test the rows' own column as they walk, or the copy's ids.
+  No trigram serves a term of one or two characters, so ``loras`` also keeps ``search_grams``, a
   stored generated column of every distinct one- and two-character substring of its text (a
   SQL function computes it when the row is written), under a GIN index: such a term is in the
   text exactly when it is in that array, which the index finds (a count or a few matches) and a
   page's walk of its sort index tests per row as cheaply as a LIKE. A generated column rather
   than an index on the function: the function costs ~70 µs a row, and a planner testing it per
   row while walking an index (which it judges cheap) read pages for seconds.
-- Otherwise (and on PostgreSQL for short terms when the column could not be added) the LIKE
-  reads the rows: slower, same answers.
+- Otherwise (and on PostgreSQL for short terms of the history, or of the LoRAs when the column
+  could not be added) the LIKE reads the rows: slower, same answers.
 
 ``sync`` makes a database's indexes fit the engine that opens it, at every open (after
 migrating): an SQLite file indexed by one Python and opened by another without FTS5 loses its
@@ -36,14 +40,14 @@ import functools
 import logging
 import sqlite3
 
-from sqlalchemy import Boolean, ColumnElement, Text, bindparam, cast, column, not_, select, table
+from sqlalchemy import Boolean, ColumnElement, Text, and_, bindparam, cast, column, func, not_, or_, select, table
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from .dbtypes import SafeText, clean_text
-from .query import ForEngine, ids_where, like_escape
+from .query import ForEngine, Term, ids_where, like_escape
 
 log = logging.getLogger("lora_manager")
 
@@ -51,6 +55,8 @@ MIN_TERM = 3  # characters: a trigram index cannot look up anything shorter
 TRIGRAM_EXTENSION = "pg_trgm"
 # content table -> its full-text table (SQLite) and its trigram index (PostgreSQL)
 INDEXED = {"loras": "loras_text", "generations": "generations_text"}
+# PostgreSQL: content tables whose text is also in a narrow copy of that name (id, search_text)
+COPIED = {"generations": "generations_text"}
 _TRIGGERS = ("ai", "ad", "au")  # after insert, delete, update of search_text
 # PostgreSQL: content tables whose short terms are looked up in a column of their text's
 # one- and two-character substrings (the history's prompts are long: their LIKE stays)
@@ -62,7 +68,8 @@ _GRAMS_READY = "lora_manager_grams_ready"
 
 
 def trigram_index_name(content: str) -> str:
-    return f"ix_{content}_search_text_trgm"
+    """The PostgreSQL trigram index of a content table's text (on its copy when it has one)."""
+    return f"ix_{COPIED.get(content, content)}_search_text_trgm"
 
 
 def grams_index_name(content: str) -> str:
@@ -73,8 +80,12 @@ def owns(name: str) -> bool:
     """Whether a table, column or index of that name belongs to the full-text indexes (not to
     the models: SQLite's FTS5 keeps shadow tables such as ``loras_text_data``)."""
     return any(name == fts or name.startswith(fts + "_") for fts in INDEXED.values()) or \
-        name in {trigram_index_name(content) for content in INDEXED} or \
+        name in {trigram_index_name(content) for content in INDEXED} or name in _RETIRED_INDEXES or \
         name == GRAMS_COLUMN or name in {grams_index_name(content) for content in SHORT_GRAMS}
+
+
+# trigram indexes of content tables that now have a copy: sync drops them
+_RETIRED_INDEXES = {f"ix_{content}_search_text_trgm" for content in COPIED}
 
 
 @functools.cache
@@ -130,31 +141,114 @@ def _short_term(text_column, needle: str, like: ColumnElement[bool]) -> ColumnEl
 
 def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     """Rows whose ``text_column`` (lower-cased search text) contains ``value`` lower-cased:
-    the LIKE (PostgreSQL's trigram index serves it; a term of one or two characters is looked up
-    in the text's grams instead), on SQLite the full-text table's ids."""
+    the ids of its copy's matching rows (the history), the text's grams (a LoRA term of one or
+    two characters), otherwise the LIKE (PostgreSQL's trigram index serves it); on SQLite the
+    full-text table's ids. ``row_test``: the same test on the row itself, for a walk of the sort
+    index that reads the rows anyway (query.Table.page chooses)."""
     needle = value.lower()
-    like = text_column.like(f"%{like_escape(needle)}%", escape="\\")
+    pattern = f"%{like_escape(needle)}%"
+    like = text_column.like(pattern, escape="\\")
+    content = text_column.table.name
+    copy = _copy(content)
     short = _short_term(text_column, needle, like) if len(needle) < MIN_TERM else None
+    if copy is not None:  # elsewhere than SQLite: the ids of the copy's matches, counted there
+        default = id_column.in_(select(copy.c.id).where(copy.c.search_text.like(pattern, escape="\\")))
+        negated, counts = not_(default), _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"))
+    elif short is not None:
+        default, negated, counts = short, not_(short), {}
+    else:  # negated, a set of ids a page's walk tests each entry against (see ForEngine)
+        default, negated, counts = like, not_(id_column.in_(select(id_column).where(like))), {}
     if not sqlite_has_trigram():
-        fallback = ids_where(id_column, like)  # one sequential pass, not a row per index entry walked
-        return fallback if short is None else ForEngine(short, fallback.sqlite)
-    fts = INDEXED[text_column.table.name]
+        # one sequential pass, not a row per index entry walked
+        found = ForEngine(default, ids_where(id_column, like).sqlite, negated)
+        found.row_test, found.counts = like, counts
+        return found
+    fts = INDEXED[content]
+    phrase = None
     if len(needle) >= MIN_TERM:
-        index = table(fts, column("rowid"), column(text_column.name))
         phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 phrase: the trigrams in a row
-        ids = select(index.c.rowid).where(index.c[text_column.name].op("MATCH")(bindparam(None, phrase, type_=SafeText())))
+        ids = _matching(fts, text_column.name, phrase)
+        counts["sqlite"] = _counted(fts, text_column.name, phrase)
     else:
         # FTS5 keeps the text in its "_content" table (columns id, c0): scanned directly, it is
         # two and a half times faster than the same LIKE through the virtual table
-        copy = table(f"{fts}_content", column("id"), column("c0"))
-        ids = select(copy.c.id).where(copy.c.c0.like(bindparam(None, f"%{like_escape(needle)}%", type_=SafeText()),
-                                                     escape="\\"))
-    found = ForEngine(like if short is None else short, id_column.in_(ids),
-                      not_(id_column.in_(select(id_column).where(like))) if short is None else not_(short))
+        fts_copy = table(f"{fts}_content", column("id"), column("c0"))
+        ids = select(fts_copy.c.id).where(fts_copy.c.c0.like(bindparam(None, pattern, type_=SafeText()), escape="\\"))
+    found = ForEngine(default, id_column.in_(ids), negated)
     # a page of a term most rows hold is found sooner by testing the rows its walk reads than by
     # listing every match from the index first (query.Table.page)
-    found.row_test = like
+    found.row_test, found.counts = like, counts
+    if phrase is not None:
+        found.phrase, found.pattern, found.fts = phrase, pattern, (fts, text_column.name, id_column, copy)
     return found
+
+
+def _copy_counts(copy, condition) -> dict:
+    """How many rows of the copy (one per content row) meet ``condition``, and how many do not:
+    a negated word is counted in the same one pass (query.Table.page, ``outside_counts``)."""
+    return {"postgresql": select(func.count()).select_from(copy).where(condition),
+            "postgresql outside": select(func.count() - func.count().filter(condition)).select_from(copy)}
+
+
+def _copy(content: str):
+    name = COPIED.get(content)
+    return None if name is None else table(name, column("id"), column("search_text"))
+
+
+def _matching(fts: str, name: str, expression: str):
+    index = table(fts, column("rowid"), column(name))
+    return select(index.c.rowid).where(index.c[name].op("MATCH")(bindparam(None, expression, type_=SafeText())))
+
+
+def _counted(fts: str, name: str, expression: str):
+    """How many rows of the full-text table match: the content table's count when nothing
+    else is asked of its rows (the triggers keep one row there per row of the content table)."""
+    index = table(fts, column(name))
+    return select(func.count()).select_from(index).where(
+        index.c[name].op("MATCH")(bindparam(None, expression, type_=SafeText())))
+
+
+def merge(terms: list[Term]) -> list[Term]:
+    """``terms`` with the free-text terms of three characters or more (what a trigram can look
+    up) as one term, looked up at once: on SQLite one MATCH expression, ``("a" AND "b") NOT ("c"
+    OR "d")``; elsewhere one pass over the copy (when the table has one) testing every LIKE. When
+    every one is negated, the term is the rows outside ``"c" OR "d"``. A query of common words
+    otherwise builds and probes one id set per word."""
+    phrased = [t for t in terms if t.key is None and getattr(t.positive, "phrase", None) is not None]
+    if len(phrased) < 2:
+        return terms
+    fts, name, id_column, copy = phrased[0].positive.fts
+    wanted = [t for t in phrased if not t.negated]
+    unwanted = [t for t in phrased if t.negated]
+
+    def on_copy(t: Term) -> ColumnElement[bool]:
+        return copy.c.search_text.like(t.positive.pattern, escape="\\")
+
+    if wanted:
+        expression = " AND ".join(t.positive.phrase for t in wanted)
+        if unwanted:
+            expression = f"({expression}) NOT ({' OR '.join(t.positive.phrase for t in unwanted)})"
+        on_rows = and_(*(t.positive.row_test if not t.negated else not_(t.positive.row_test) for t in phrased))
+        copied = and_(*(on_copy(t) if not t.negated else not_(on_copy(t)) for t in phrased)) if copy is not None else None
+        negated = False
+    else:
+        expression = " OR ".join(t.positive.phrase for t in unwanted)
+        on_rows = or_(*(t.positive.row_test for t in unwanted))
+        copied = or_(*(on_copy(t) for t in unwanted)) if copy is not None else None
+        negated = True
+    if copied is not None:
+        default = id_column.in_(select(copy.c.id).where(copied))
+        counts = _copy_counts(copy, copied)
+    else:
+        default, counts = on_rows, {}
+    positive = ForEngine(default, id_column.in_(_matching(fts, name, expression)), not_(default))
+    positive.row_test = on_rows
+    positive.counts = counts | {"sqlite": _counted(fts, name, expression)}
+    clause = not_(positive) if negated else positive
+    one = Term(None, " ".join(t.value for t in phrased), negated, clause, ", ".join(t.description for t in phrased), positive)
+    merged = {id(t) for t in phrased}
+    first = next(n for n, t in enumerate(terms) if id(t) in merged)
+    return [one if n == first else t for n, t in enumerate(terms) if n == first or id(t) not in merged]
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
@@ -169,7 +263,8 @@ def in_step(connection) -> bool:
             return not any(f"{fts}_{t}" in present for fts in INDEXED.values() for t in _TRIGGERS)
         return all(fts in present and all(f"{fts}_{t}" in present for t in _TRIGGERS) for fts in INDEXED.values())
     if connection.dialect.name == "postgresql":
-        return len(_postgresql_indexes(connection)) == len(INDEXED) + len(SHORT_GRAMS)
+        return _postgresql_copies(connection) == set(COPIED) and \
+            len(_postgresql_indexes(connection)) == len(INDEXED) + len(SHORT_GRAMS)
     return True
 
 
@@ -250,7 +345,25 @@ def _postgresql_indexes(connection) -> set[str]:
         {"names": names})}
 
 
+def _postgresql_copies(connection) -> set[str]:
+    """The content tables whose copy is there and kept (its table and its three triggers)."""
+    kept = {r[0] for r in connection.exec_driver_sql(
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(%(names)s)",
+        {"names": [f"{copy}_{t}" for copy in COPIED.values() for t in _TRIGGERS]})}
+    tables = {r[0] for r in connection.exec_driver_sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY(%(names)s)",
+        {"names": list(COPIED.values())})}
+    return {content for content, copy in COPIED.items()
+            if copy in tables and all(f"{copy}_{t}" in kept for t in _TRIGGERS)}
+
+
 def _sync_postgresql(connection) -> None:
+    kept = _postgresql_copies(connection)
+    for content, copy in COPIED.items():
+        if content not in kept:
+            _copy_postgresql(connection, content, copy)
+    for index in _RETIRED_INDEXES:
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
     present = _postgresql_indexes(connection)
     if not all(trigram_index_name(content) in present for content in INDEXED):
         _sync_trigrams(connection, present)
@@ -292,19 +405,54 @@ def _sync_trigrams(connection, present: set[str]) -> None:
         connection.exec_driver_sql(f"CREATE EXTENSION IF NOT EXISTS {TRIGRAM_EXTENSION}")
         for content in INDEXED:
             if trigram_index_name(content) not in present:
-                connection.exec_driver_sql(f"CREATE INDEX {trigram_index_name(content)} ON {content} "
+                connection.exec_driver_sql(f"CREATE INDEX {trigram_index_name(content)} ON {COPIED.get(content, content)} "
                                            "USING gin (search_text gin_trgm_ops)")
         savepoint.commit()
     except DBAPIError as e:  # refused (privileges, no contrib package): the LIKE reads every row
         savepoint.rollback()
         log.warning("LoRA Manager: no trigram index for free text (%s); searches read every row",
                     str(e).splitlines()[0])
+    for copy in COPIED.values():
+        connection.exec_driver_sql(f"ANALYZE {copy}")  # the planner's statistics of it from the start
+
+
+def _copy_postgresql(connection, content: str, copy: str) -> None:
+    """(Re)build ``copy``, the narrow copy of ``content``'s text, and the triggers that keep it
+    in step in the writer's own statement (as SQLite's full-text tables are kept)."""
+    for t in _TRIGGERS:
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {copy}_{t} ON {content}")
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
+    # no foreign key: the delete trigger removes a row's copy, and dropping the content table
+    # (the models' drop_all) leaves the copy to drop_postgresql
+    connection.exec_driver_sql(f"CREATE TABLE {copy} (id integer PRIMARY KEY, search_text text NOT NULL)")
+    connection.exec_driver_sql(f"INSERT INTO {copy} (id, search_text) SELECT id, search_text FROM {content}")
+    connection.exec_driver_sql(f"""CREATE OR REPLACE FUNCTION {copy}_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {copy} (id, search_text) VALUES (NEW.id, NEW.search_text);
+    ELSIF TG_OP = 'UPDATE' THEN
+        UPDATE {copy} SET id = NEW.id, search_text = NEW.search_text WHERE id = OLD.id;
+    ELSE
+        DELETE FROM {copy} WHERE id = OLD.id;
+    END IF;
+    RETURN NULL;
+END $$""")
+    connection.exec_driver_sql(f"CREATE TRIGGER {copy}_ai AFTER INSERT ON {content} FOR EACH ROW EXECUTE FUNCTION {copy}_kept()")
+    connection.exec_driver_sql(f"CREATE TRIGGER {copy}_ad AFTER DELETE ON {content} FOR EACH ROW EXECUTE FUNCTION {copy}_kept()")
+    connection.exec_driver_sql(f"CREATE TRIGGER {copy}_au AFTER UPDATE OF id, search_text ON {content} FOR EACH ROW "
+                               f"EXECUTE FUNCTION {copy}_kept()")
 
 
 def drop_postgresql(connection) -> None:
+    """Remove the trigram indexes, the copies with their triggers and the grams (migration 0007's
+    downgrade; a test's or benchmark's reset, after the models' tables are gone)."""
     for content in INDEXED:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {trigram_index_name(content)}")
+    for copy in COPIED.values():
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {copy}_kept() CASCADE")  # and its triggers
     for content in SHORT_GRAMS:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {grams_index_name(content)}")
-        connection.exec_driver_sql(f"ALTER TABLE {content} DROP COLUMN IF EXISTS {GRAMS_COLUMN}")
+        if connection.exec_driver_sql(f"SELECT to_regclass('{content}')").scalar() is not None:  # gone after drop_all
+            connection.exec_driver_sql(f"ALTER TABLE {content} DROP COLUMN IF EXISTS {GRAMS_COLUMN}")
     connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {GRAMS_FUNCTION}(text)")

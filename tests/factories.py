@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from lib_lora_manager import synth
+from lib_lora_manager import synth, text_index
 from lib_lora_manager.models import Base
 
 POSTGRES_URL = os.environ.get("LORA_MANAGER_TEST_POSTGRES_URL")
@@ -21,6 +21,7 @@ def reset_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         Base.metadata.drop_all(conn)
+        text_index.drop_postgresql(conn)  # the copies of the text are not models
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 

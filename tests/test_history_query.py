@@ -185,3 +185,109 @@ def test_the_library_keeps_its_own_keys_and_gains_positions_and_day_ranges():
         "LoRAs added from 2025-01-01 to 2025-01-31; sorted by name (A to Z).")
     with pytest.raises(QueryError, match="unknown filter “status:”"):
         query.parse("status:failed", LORAS)
+
+
+WORDS = ("castle", "dragon", "neon", "sunset", "forest", "girl")
+
+
+@pytest.fixture
+def wordy(library):
+    """Sixty generations whose prompts draw from six words, so most terms match most rows;
+    returns the library and {id: prompt}."""
+    prompts = {}
+    for n in range(60):
+        words = [w for k, w in enumerate(WORDS) if (n >> k) & 1 or n % (k + 2) == 0]
+        prompt = " ".join(words) + (" neon sunset" if n % 7 == 0 else "")
+        generation = library.history.record(rec(prompt, NOW - n * 60))
+        prompts[generation] = prompt
+        if n % 5:
+            library.history.rate(generation, n % 5)
+    return library, prompts
+
+
+@pytest.mark.parametrize("text", [
+    "castle", "-castle", "castle dragon", "castle -dragon", "-castle -dragon", "castle dragon -neon -girl", '"neon sunset" castle',
+    "castle ca -dragon", "-castle gi", "castle dragon rating:>=2", "-castle -dragon sort:-rating", "castle castle",
+    '-"neon sunset" forest sort:rating'])
+def test_several_words_find_the_rows_holding_each_and_none_of_the_negated(wordy, text):
+    """Free-text words are looked up together (SQLite: one full-text expression, counted in the
+    full-text table); every page, whether it walks the sort index testing rows or reads the
+    matches by id, and every cursor page, holds what a substring test of each prompt says."""
+    library, prompts = wordy
+    terms = [t for t in query._tokens(text) if t[2] is None]
+    expected = {i for i, p in prompts.items() if all((v in p) != negated for _pos, negated, _key, v in terms)}
+    if "rating:>=2" in text:
+        expected = {i for i in expected if library.history.detail(i).rating and library.history.detail(i).rating >= 2}
+    whole = library.history.search(text, per_page=200)  # the matches by id
+    assert {g.id for g in whole.items} == expected and whole.total == len(expected)
+    order = [g.id for g in whole.items]
+    singles = [library.history.search(text, page=n, per_page=1) for n in range(1, 6)]  # walks, testing rows
+    assert [g.id for p in singles for g in p.items] == order[:5]
+    assert {p.total for p in singles} == {len(expected)}
+    cursor, followed = None, []
+    for _ in range(5):
+        found = library.history.search(text, per_page=1, after=cursor)
+        followed += [g.id for g in found.items]
+        cursor = found.next
+    assert followed == order[:5]
+
+
+def test_free_text_words_become_one_term_of_one_expression():
+    from lib_lora_manager import text_index
+
+    parsed = query.parse('castle -dragon ab "neon sunset" status:failed', GENERATIONS)
+    merged = text_index.merge(parsed.terms)
+    assert [(t.key, t.value, t.negated) for t in merged] == [
+        (None, "castle dragon neon sunset", False), (None, "ab", False), ("status", "failed", False)]
+    assert text_index.merge(query.parse("castle ab", GENERATIONS).terms)[0].value == "castle"  # one: as it was
+    negated = text_index.merge(query.parse("-castle -dragon", GENERATIONS).terms)
+    assert len(negated) == 1 and negated[0].negated and negated[0].outside_of() is not None
+
+
+def test_descending_sorts_keep_unrated_last_through_an_index_on_postgresql(postgres_url, tmp_path):
+    """PostgreSQL walks an ascending index backwards as DESC NULLS FIRST: sort:-rating and
+    sort:-duration (NULLs last) have indexes of their own order there (migration 0012), so a
+    page is read off the index instead of sorting every generation."""
+    from factories import reset_postgres
+    from sqlalchemy import text
+
+    from lib_lora_manager.library import Library
+
+    reset_postgres(postgres_url)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        with library.store.db.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_sort = off")  # the plan a large table gets, on a small one
+            for column in ("rating", "duration"):
+                plan = "\n".join(conn.execute(text(
+                    f"EXPLAIN SELECT id FROM generations ORDER BY {column} DESC NULLS LAST, id DESC LIMIT 48")).scalars())
+                assert f"ix_generations_page_{column}_desc" in plan and "Sort" not in plan, plan
+    finally:
+        library.close()
+
+
+def test_descending_sorts_with_their_own_index_are_one_walk_on_postgresql(postgres_url, tmp_path, monkeypatch):
+    """The history's sort:-rating is one walk of its DESC NULLS LAST index, not the two walks
+    (rows with a value, then without) a descending sort of a nullable column gets otherwise;
+    either way unrated generations come last."""
+    from factories import reset_postgres
+    from sqlalchemy import event
+
+    from lib_lora_manager.library import Library
+
+    reset_postgres(postgres_url)
+    monkeypatch.setattr(query, "_FEW_MATCHES", 0)  # as many matches as a page is worth walking for
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        for rating in (None, 3, None, 5, 1):
+            gid = library.history.record(GenerationRecord(started_at=time.time(), status="succeeded", prompt="castle"))
+            library.history.rate(gid, rating)
+        statements: list[str] = []
+        event.listen(library.store.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        for indexes, walks in ((GENERATIONS.descending_indexes, 0), (frozenset(), 1)):
+            monkeypatch.setattr(GENERATIONS, "descending_indexes", indexes)
+            statements.clear()
+            assert [g.rating for g in library.history.search("sort:-rating").items] == [5, 3, 1, None, None]
+            assert sum("NULLS FIRST" in s for s in statements) == walks, statements
+    finally:
+        library.close()

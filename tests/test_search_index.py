@@ -39,6 +39,11 @@ def assert_in_step(library, probes=PROBES) -> None:
                 conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
                 copy = conn.exec_driver_sql(f"SELECT rowid, search_text FROM {fts} ORDER BY rowid").all()
                 assert copy == conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
+    if not db.is_sqlite:  # PostgreSQL's narrow copies of the text hold what the rows hold
+        with db.engine.connect() as conn:
+            for content, copy in text_index.COPIED.items():
+                assert conn.exec_driver_sql(f"SELECT id, search_text FROM {copy} ORDER BY id").all() == \
+                    conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
     texts = live_texts(library)
     for probe in probes:
         term = f'"{probe}"' if " " in probe else probe  # one term (no probe holds both)
@@ -201,10 +206,47 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
     try:
         with library.store.db.engine.connect() as conn:
             assert text_index.in_step(conn)
-            indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm'")).scalars())
-        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_search_text_trgm"}
+            indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm' "
+                                            "OR indexname LIKE '%grams'")).scalars())
+        # the history's is on its narrow copy of the text; the LoRAs' short terms have their grams'
+        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm", "ix_loras_search_grams"}
     finally:
         library.close()
+
+
+def test_postgresql_copies_the_history_text_into_an_older_database(postgres_url, tmp_path):
+    """A database indexed before the copy (trigram index on generations itself) gets the copy,
+    filled with the rows there, at its next open; the old index goes, and the copy follows every
+    write from then on. A reset (the models' drop_all) leaves nothing of it behind."""
+    reset_postgres(postgres_url)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    kept = record(library, "old castle", negative="old lowres")
+    library.close()
+    engine = Database(postgres_url).engine
+    with engine.begin() as conn:  # as the previous version left it
+        for copy in text_index.COPIED.values():
+            conn.exec_driver_sql(f"DROP FUNCTION {copy}_kept() CASCADE")
+            conn.exec_driver_sql(f"DROP TABLE {copy}")
+        conn.exec_driver_sql("CREATE INDEX ix_generations_search_text_trgm ON generations USING gin (search_text gin_trgm_ops)")
+        assert not text_index.in_step(conn)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert text_index.in_step(conn)
+            assert not conn.exec_driver_sql("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_generations_search_text_trgm'").all()
+        assert [g.id for g in library.history.search("castle").items] == [kept]
+        newer = record(library, "new castle")
+        assert_in_step(library)
+        assert library.history.search("castle").total == 2 and library.history.search("-castle -old").total == 0
+        library.history.delete(newer)
+        assert_in_step(library)
+    finally:
+        library.close()
+    reset_postgres(postgres_url)
+    with engine.connect() as conn:
+        left = conn.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars().all()
+        assert left == []
+    engine.dispose()
 
 
 def test_postgresql_counts_sets_of_ids_in_their_indexes(postgres_url, tmp_path, lora_dir):
@@ -514,3 +556,54 @@ def test_migration_0011_derives_base_models_and_splits_trigger_words_of_stored_r
     assert [r[0] for r in got] == ["pony", "illustrious", "sdxl", "sd1", "pony"]
     assert [r[1] and json.loads(r[1]) for r in got] == [
         ["ryuu", "dragon horns"], ["(red, blue:1.2)", "a"], ["solo"], None, ["x", "y"]]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_path):
+    """A history made at revision 0011 is searched at once after the upgrade: on PostgreSQL the
+    text is copied (and followed from then on), the descending sorts have their indexes; model:
+    has its index on both."""
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
+    else:
+        url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0011")
+    if engine == "postgresql":
+        with db.engine.begin() as conn:  # 0011's code indexed generations itself
+            for copy in text_index.COPIED.values():
+                conn.exec_driver_sql(f"DROP TABLE {copy}")
+                conn.exec_driver_sql(f"DROP FUNCTION {copy}_kept() CASCADE")  # its index goes with it
+            conn.exec_driver_sql("CREATE INDEX ix_generations_search_text_trgm ON generations "
+                                 "USING gin (search_text gin_trgm_ops)")
+    with db.engine.begin() as conn:
+        for n, (prompt, model, rating) in enumerate((("Castle", "DreamShaper_8", 5), ("forest", None, None),
+                                                     ("castle keep", "sdxl", 2))):
+            conn.execute(text("INSERT INTO generations (started_at, status, prompt, negative_prompt, favorite, search_text, "
+                              "model_name, rating) VALUES (:n, 'succeeded', :p, '', false, :t, :m, :r)"),
+                         {"n": n, "p": prompt, "t": prompt.lower() + "\n", "m": model, "r": rating})
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert library.store.db.current_revision() == SCHEMA_REVISION
+        history = library.history
+        assert history.search("castle").total == 2 and history.search("castle -keep").total == 1
+        assert history.search("model:dream").total == 1 and history.search("-model:dream").total == 2
+        assert [g.rating for g in history.search("sort:-rating").items] == [5, 2, None]
+        record(library, "another castle")
+        assert history.search("castle").total == 3
+        with library.store.db.engine.connect() as conn:
+            from sqlalchemy import inspect
+
+            indexes = {i["name"] for i in inspect(conn).get_indexes("generations")}
+            assert "ix_generations_model_name" in indexes
+            if engine == "postgresql":
+                assert {"ix_generations_page_rating_desc", "ix_generations_page_duration_desc"} <= indexes
+                assert "ix_generations_search_text_trgm" not in indexes
+                assert text_index.in_step(conn)
+        assert_in_step(library, probes=())
+    finally:
+        library.close()
