@@ -489,15 +489,19 @@ def test_every_kind_of_write_keeps_the_copies_of_each_hash_in_step(library, lora
     assert assert_copies_in_step(library) == set()
 
 
+def empty_database(engine: str, tmp_path) -> str:
+    """The URL of an empty database of ``engine`` (PostgreSQL: the test database, reset)."""
+    if engine == "sqlite":
+        return sqlite_url(tmp_path / "old.db")
+    if not POSTGRES_URL:
+        pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+    reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
-    if engine == "postgresql":
-        if not POSTGRES_URL:
-            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
-        reset_postgres(POSTGRES_URL)
-        url = POSTGRES_URL
-    else:
-        url = sqlite_url(tmp_path / "old.db")
+    url = empty_database(engine, tmp_path)
     db = Database(url)
     _migrate_to(db, "0008")
     with db.engine.begin() as conn:
@@ -526,13 +530,7 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_migration_0011_derives_base_models_and_splits_trigger_words_of_stored_rows(engine, tmp_path):
-    if engine == "postgresql":
-        if not POSTGRES_URL:
-            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
-        reset_postgres(POSTGRES_URL)
-        url = POSTGRES_URL
-    else:
-        url = sqlite_url(tmp_path / "old.db")
+    url = empty_database(engine, tmp_path)
     db = Database(url)
     _migrate_to(db, "0010")
     rows = [  # detected, sidecar, user, effective as 0009 stored it, trigger words
@@ -563,13 +561,7 @@ def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_pat
     """A history made at revision 0011 is searched at once after the upgrade: on PostgreSQL the
     text is copied (and followed from then on), the descending sorts have their indexes; model:
     has its index on both."""
-    if engine == "postgresql":
-        if not POSTGRES_URL:
-            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
-        reset_postgres(POSTGRES_URL)
-        url = POSTGRES_URL
-    else:
-        url = sqlite_url(tmp_path / "old.db")
+    url = empty_database(engine, tmp_path)
     db = Database(url)
     _migrate_to(db, "0011")
     if engine == "postgresql":
