@@ -23,6 +23,7 @@ SQLite file is copied aside before it is migrated.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -30,7 +31,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import text_index
 from .errors import Busy
+from .query import Totals
 
 log = logging.getLogger("lora_manager")
 
@@ -160,6 +162,9 @@ def insert_missing(session: Session, table, rows: list[dict[str, Any]], keys: li
     session.execute(insert(table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
+_SERIALS = itertools.count()
+
+
 class Database:
     """Owns the engine. ``read()`` for queries; ``transaction(work)`` or ``write()`` for changes."""
 
@@ -178,6 +183,29 @@ class Database:
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock = threading.RLock()
+        self._commits = 0  # this process's commits, on any connection (data_version misses a connection's own)
+        event.listen(self.engine, "commit", self._committed)
+        self.totals = Totals(self.data_version)
+
+    def _committed(self, _conn) -> None:
+        self._commits += 1
+
+    def data_version(self, session: Session) -> Hashable:
+        """A token that is the same for two reads only when they see the same data: what remembered
+        counts are keyed by. Read in ``session``'s transaction, before what it keys.
+
+        SQLite: PRAGMA data_version (begins the read transaction, and changes when any other
+        connection, of any process, has committed since this one last read), with this process's
+        own commits (data_version does not see a connection's own) and the connection it is on.
+        PostgreSQL: the transaction snapshot, which changes when any transaction commits or takes a
+        transaction id; the snapshot in which a statement then runs is that one or later: never
+        an older one."""
+        if not self.is_sqlite:
+            return session.execute(text("SELECT pg_current_snapshot()::text")).scalar()
+        commits, connection = self._commits, session.connection()
+        info = connection.connection.info  # kept with the driver's connection while the pool keeps it
+        serial = info.setdefault("lora_manager_serial", next(_SERIALS))
+        return commits, serial, connection.exec_driver_sql("PRAGMA data_version").scalar()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

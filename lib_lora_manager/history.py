@@ -230,7 +230,7 @@ class History:
         ``after``: the ``next`` cursor of the page before (same query), as Library.search."""
         parsed = query.parse(q, GENERATIONS)
         with self.db.read() as session:
-            found = GENERATIONS.page(session, parsed, page, per_page, after)
+            found = GENERATIONS.page(session, parsed, page, per_page, after, self.db.totals)
             ids = found.ids
             rows = {g.id: g for g in session.scalars(select(Generation).where(Generation.id.in_(ids)))} if ids else {}
             items = [self._summary(rows[i]) for i in ids if i in rows]

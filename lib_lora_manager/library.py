@@ -78,7 +78,7 @@ class Library:
         its predecessor's last item instead of skipping ``page - 1`` pages."""
         parsed = query.parse(q, LORAS)
         with self.store.db.read() as session:
-            found = LORAS.page(session, parsed, page, per_page, after)
+            found = LORAS.page(session, parsed, page, per_page, after, self.store.db.totals)
             items, by_id = catalog.cards(self.store, session, found.ids)
             cursor = LORAS.next_cursor(parsed, found, by_id.get(found.ids[-1]) if found.ids else None)
         sort = ("-" if parsed.sort.descending else "") + parsed.sort.key
