@@ -137,6 +137,7 @@ GENERATIONS = query.Table(
     # the narrowest index that holds every generation: free text and lora: are sets of ids
     count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
     filter_count_index="ix_generations_page_rating", merge_terms=text_index.merge,
+    range_keys={"rating": "rating", "date": "date"},
     # on PostgreSQL "sort:-rating" and "sort:-duration" walk an index of their own order (models)
     descending_indexes=frozenset({"rating", "duration"}),
 )

@@ -134,6 +134,9 @@ class Table:
     count_index: str | None = None
     id_set_keys: frozenset[str | None] = frozenset()
     filter_count_index: str | None = None
+    # filter key -> the sort key whose page index it is a range of (``rating:>=4``, ``added:<30d``):
+    # a query with such a term is counted in that range of it on SQLite, not in a whole index
+    range_keys: dict[str, str] = field(default_factory=dict)
     # puts the free-text terms together as one (text_index.merge): one lookup for all of them
     merge_terms: Callable[[list[Term]], list[Term]] | None = None
     # sort keys of nullable columns that PostgreSQL walks descending in an index of that order
@@ -174,7 +177,10 @@ class Table:
             query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
-        count_hint = self._hint(session, self.count_index if id_sets_only else self.filter_count_index) or hint
+        ranged = next((self.page_indexes.get(self.range_keys[t.key]) for t in query.terms
+                       if t.key in self.range_keys and not t.negated), None)
+        count_index = self.count_index if id_sets_only else ranged or self.filter_count_index
+        count_hint = self._hint(session, count_index) or hint
         # a term that counts its own rows (``counts``: dialect name -> a count statement; free
         # text in its full-text table or copy), when it is the only one and the table has no
         # clause of its own (the library's "not in the trash") that its rows must also meet

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from factories import POSTGRES_URL, make_lora, reset_postgres
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from lib_lora_manager import query, text_index
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
@@ -597,5 +597,32 @@ def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_pat
                 assert "ix_generations_search_text_trgm" not in indexes
                 assert text_index.in_step(conn)
         assert_in_step(library, probes=())
+    finally:
+        library.close()
+
+
+@pytest.mark.parametrize("q, index, column", [
+    ("used:<30d", "ix_loras_page_last_used_at", "last_used_at"), ("rating:>=4", "ix_loras_page_rating", "rating"),
+    ("added:>1y base:sd1", "ix_loras_page_added_at", "added_at"), ("uses:>3", "ix_loras_page_use_count", "use_count"),
+])
+def test_sqlite_counts_a_range_of_a_sort_key_in_that_range_of_its_index(tmp_path, lora_dir, q, index, column):
+    """A filter on a sort key's column is one range of that key's page index: counted there,
+    SQLite reads the matches' entries, not every LoRA's."""
+    make_lora(lora_dir, "one", seed=1)
+    library = Library.open(str(tmp_path / "data"), roots=[str(lora_dir)])
+    counts: list[tuple[str, tuple]] = []
+
+    def seen(_conn, _cursor, statement, parameters, *_args):
+        if statement.lstrip().upper().startswith("SELECT COUNT"):
+            counts.append((statement, parameters))
+
+    try:
+        library.indexer.scan()
+        event.listen(library.store.db.engine, "before_cursor_execute", seen)
+        library.search(q)
+        (statement, parameters), = counts
+        with library.store.db.engine.connect() as conn:
+            plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+        assert f"SEARCH loras USING COVERING INDEX {index} ({column}" in plan, plan
     finally:
         library.close()
