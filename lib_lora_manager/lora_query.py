@@ -169,7 +169,8 @@ def _not_trashed(indexed: bool) -> list[ColumnElement[bool]]:
 
 
 LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FILTERS, sorts=SORTS,
-              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, index_walk=walk_unless_few,
+              help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, left_out=Lora.trashed_at.is_not(None),
+              index_walk=walk_unless_few,
               page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
               count_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
               filter_count_index="ix_loras_page_rating",

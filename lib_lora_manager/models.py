@@ -23,6 +23,7 @@ class Base(DeclarativeBase):
 
 
 _LIVE = text("trashed_at IS NULL")
+_TRASHED = text("trashed_at IS NOT NULL")
 _ERROR = text("error IS NOT NULL")
 _UNHASHED = text("sha256 IS NULL")
 _SHARED = text("copies > 1")
@@ -150,6 +151,9 @@ class Lora(Base):
         # tag, free text), which the walk tests by rowid; a query with only those is counted in
         # ix_loras_live, which holds nothing but the ids.
         Index("ix_loras_live", "trashed_at", sqlite_where=_LIVE, postgresql_where=_LIVE),
+        # the few in the trash: SQLite counts the rest as every row (counted from the b-tree's
+        # pages, not entry by entry) less these
+        Index("ix_loras_trashed", "trashed_at", sqlite_where=_TRASHED, postgresql_where=_TRASHED),
         # "folder:x" is x or anything under "x/": PostgreSQL finds a LIKE prefix in an index only
         # with pattern ops when the database's collation is not C. On PostgreSQL the id-set indexes
         # carry the id and trashed_at (its indexes do not hold the row's id by themselves): a

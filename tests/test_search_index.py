@@ -626,3 +626,23 @@ def test_sqlite_counts_a_range_of_a_sort_key_in_that_range_of_its_index(tmp_path
         assert f"SEARCH loras USING COVERING INDEX {index} ({column}" in plan, plan
     finally:
         library.close()
+
+
+def test_a_search_without_terms_counts_every_lora_less_those_in_the_trash(library, lora_dir):
+    """On SQLite the count of a search without terms reads no entry: every row (counted from the
+    table's pages) less the trash (its own index); the total is right on both engines."""
+    for n in range(5):
+        make_lora(lora_dir, f"l{n}", seed=n)
+    library.indexer.scan()
+    ids = [i.id for i in library.search("", per_page=50).items]
+    library.files.trash(ids[:2])
+    statements: list[str] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: statements.append(" ".join(statement.split())))
+    library.store.db.totals.clear()
+    assert library.search("").total == 3
+    assert library.search("-tag:none-such").total == 3  # all but an empty set: the same count
+    if library.store.db.is_sqlite:
+        counts = [s for s in statements if s.upper().startswith("SELECT COUNT")]
+        assert "SELECT count(*) AS count_1 FROM loras" in counts, counts
+        assert not any(s.endswith("WHERE loras.trashed_at IS NULL") for s in counts), counts  # no entry by entry
