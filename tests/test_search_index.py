@@ -38,7 +38,8 @@ def assert_in_step(library, probes=PROBES) -> None:
             for content, fts in text_index.INDEXED.items():
                 conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
                 copy = conn.exec_driver_sql(f"SELECT rowid, search_text FROM {fts} ORDER BY rowid").all()
-                assert copy == conn.exec_driver_sql(f"SELECT id, search_text FROM {content} ORDER BY id").all()
+                assert copy == conn.exec_driver_sql(f"SELECT id, search_text || char({ord(text_index.END)}) "
+                                                    f"FROM {content} ORDER BY id").all()
     if not db.is_sqlite:  # PostgreSQL's narrow copies of the text hold what the rows hold
         with db.engine.connect() as conn:
             for content, copy in text_index.COPIED.items():
@@ -137,6 +138,12 @@ def test_short_terms_and_odd_characters_match_as_substrings(library, lora_dir):
     library.indexer.scan()
     assert_in_step(library, ("xl", "x", "_", "%", "a_b", "100%", 'e"d', "upper c", "e c", "ab", "b 1"))
     assert library.search('quote"d').total == 1  # a quote inside a word is a character like any other
+    # two characters at either end of a text (SQLite: the last two begin no trigram of the text
+    # itself), and a text of two characters
+    library.edit(library.ids("ab")[0], notes="zq")
+    texts = live_texts(library).values()
+    ends = {t[:2] for t in texts} | {t[-2:] for t in texts}
+    assert_in_step(library, tuple(p for p in ends if p.strip() == p and '"' not in p))
 
 
 def test_sqlite_without_fts5_falls_back_and_catches_up(tmp_path, lora_dir, monkeypatch, caplog):
@@ -434,7 +441,31 @@ def test_migration_0007_indexes_a_0006_database_with_data(engine, tmp_path):
 
             indexes = {i["name"] for i in inspect(conn).get_indexes("loras")}
         assert "ix_loras_page_sort_name" in indexes and "ix_loras_live_sort_name" not in indexes
-        assert_in_step(library, ("keepme", "style", "hair", "e k"))
+        assert_in_step(library, ("keepme", "style", "hair", "e k", "le", "me", "ir"))
+    finally:
+        library.close()
+
+
+def test_migration_0013_marks_the_end_of_sqlite_full_text(tmp_path):
+    """A 0012 database's full-text copies have no end mark (its last two characters begin no
+    trigram): 0013 rebuilds them with it, so a two-character term at the end of a text is found."""
+    db = Database(sqlite_url(tmp_path / "old.db"))
+    _migrate_to(db, "0012")
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+            "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+            "base_model, favorite, nsfw, search_text, updated_at, use_count) VALUES ('/r/a.safetensors', '/r', "
+            "'a.safetensors', '', 'a', 'a', 'a', 'a', 'safetensors', 1, 1, 1, 1, 1, false, 'sd1', 'header', 'lora', "
+            "'sd1', false, false, 'sdxl style zq', 1, 0)"))
+        conn.exec_driver_sql("DELETE FROM loras_text")  # as revision 0012's triggers wrote it
+        conn.exec_driver_sql("INSERT INTO loras_text(rowid, search_text) SELECT id, search_text FROM loras")
+    db.migrate()
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=sqlite_url(tmp_path / "old.db"))
+    try:
+        assert library.search("zq").total == library.search("sd").total == 1
+        assert_in_step(library, ("zq", "sd", "q", "style"))
     finally:
         library.close()
 
