@@ -494,9 +494,9 @@ class LibraryTab:
             return listing, choices, cards.message("No duplicates found: nothing to do.", "info"), hidden, None
         drop = [i for group in groups for i in group[1:]]
         size = sum(i.size or 0 for i in drop)
-        text = (f"Keeps the best copy of each of the {cards.plural(len(groups), 'group')} ({BEST_COPY}; marked “best” below) "
-                f"and moves {cards.plural(len(drop), 'file')} ({cards.human_size(size)}) to the trash; "
-                "“Undo last trash” puts them back.")
+        which = "the group" if len(groups) == 1 else f"each of the {len(groups):,} groups"
+        text = (f"Keeps the best copy of {which} (marked “best” below) and moves {cards.plural(len(drop), 'file')} "
+                f"({cards.human_size(size)}) to the trash; “Undo last trash” puts them back.")
         button = gr.update(visible=True, value=f"Trash {cards.plural(len(drop), 'file')} ({cards.human_size(size)})")
         return listing, choices, cards.message(text, "info"), button, {"keep": [int(g[0].id) for g in groups]}
 
