@@ -247,7 +247,7 @@ def test_duplicate_badges_keep_the_best_and_the_unreadable_file(standalone_in_br
     page.locator("#lora_manager_keep_best").click()
     message = page.locator("#lora_manager_dupes_message .lm-message")
     expect(message).to_contain_text("moves 1 file (")
-    expect(page.locator("#lora_manager_best_rule")).to_contain_text("the favorite, else the highest rated")
+    expect(page.locator("#lora_manager_best_rule .lm-help")).to_contain_text("the favorite, else the highest rated")
     expect(page.locator("#lora_manager_dupes .lm-keep")).to_have_count(1)
     confirm = page.locator("#lora_manager_keep_best_apply")
     expect(confirm).to_have_text(re.compile(r"^\s*Trash 1 file \(\d"))
