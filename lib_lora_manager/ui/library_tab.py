@@ -475,10 +475,10 @@ class LibraryTab:
 
     # --- duplicates ---------------------------------------------------------------------------
 
-    def find_duplicates(self, message: str = "") -> tuple:
+    def find_duplicates(self, message: str = "", groups=None) -> tuple:
         """(groups html, keep-one choices, message, keep-best confirm button, its pending plan)."""
         gr = _gr()
-        groups = self.library.files.duplicates()
+        groups = self.library.files.duplicates() if groups is None else groups
         choices = [f"#{int(i.id)} {i.relpath}" for group in groups for i in group]
         summary = message or cards.message(
             f"{cards.plural(len(groups), 'group')} of identical files; keeping one file of a group moves the others to the trash."
@@ -489,7 +489,7 @@ class LibraryTab:
         """Show what "Keep the best of every group" would trash (files, bytes); nothing moves yet."""
         gr = _gr()
         groups = self.library.files.duplicates()  # each group's best copy first
-        listing, choices, _message, hidden, _none = self.find_duplicates()
+        listing, choices, _message, hidden, _none = self.find_duplicates(groups=groups)
         if not groups:
             return listing, choices, cards.message("No duplicates found: nothing to do.", "info"), hidden, None
         drop = [i for group in groups for i in group[1:]]
