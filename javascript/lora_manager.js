@@ -13,6 +13,7 @@
   const REFRESH_BUTTON = 'lora_manager_refresh_btn';
   const RESULTS = 'lora_manager_results';
   const DETAIL = 'lora_manager_detail';
+  const BULK_BAR = 'lora_manager_bulkbar';
   const HISTORY_RESULTS = 'lora_manager_history_results';
   // each result list sends a clicked card's id to its own hidden textbox and button
   const OPENERS = [[RESULTS, OPEN_ID, OPEN_BUTTON],
@@ -108,11 +109,16 @@
     return readTextbox(SELECTED).split(',').map((s) => s.trim()).filter((s) => /^\d+$/.test(s));
   }
 
+  // The count, the boxes and the bulk bar follow the hidden textbox; the bar sticks above the
+  // cards while anything is selected (style.css, .lm-has-selection).
   function writeSelection(ids) {
     const unique = Array.from(new Set(ids));
     setTextbox(SELECTED, unique.join(','));
     const count = root().querySelector('#lora_manager_selection .lm-sel-count');
     if (count) count.textContent = unique.length ? `${unique.length.toLocaleString()} selected` : 'No cards selected';
+    const bar = byId(BULK_BAR);
+    if (bar) bar.classList.toggle('lm-has-selection', unique.length > 0);
+    placeBulkBar();
     const wanted = new Set(unique);
     root().querySelectorAll(`#${RESULTS} .lm-select-box`).forEach((box) => {
       const on = wanted.has(box.getAttribute('data-id'));
@@ -128,10 +134,89 @@
     writeSelection(ids);
   }
 
+  // While a card is selected and the place of the bulk bar has scrolled away, the bar is pinned
+  // to the top of the screen over the results' column (position: fixed, from the measured column:
+  // sticky would be defeated by the overflow of Gradio's container). The results keep the bar's
+  // room, so nothing jumps.
+  let placing = false;
+  function placeBulkBar() {
+    const bar = byId(BULK_BAR);
+    if (!bar || !bar.parentElement) return;
+    const column = bar.parentElement.getBoundingClientRect();
+    const before = bar.previousElementSibling;
+    const natural = before ? before.getBoundingClientRect().bottom : column.top;
+    const height = bar.offsetHeight;
+    const pin = bar.classList.contains('lm-has-selection') && natural < 0 && column.bottom > height + 60 && column.width > 0;
+    if (pin) {
+      bar.style.setProperty('--lm-pin-left', `${column.left}px`);
+      bar.style.setProperty('--lm-pin-width', `${column.width}px`);
+      if (!bar.classList.contains('lm-pinned')) bar.style.setProperty('--lm-pin-space', `${height}px`);
+    }
+    bar.classList.toggle('lm-pinned', pin);
+  }
+
+  function placeSoon() {
+    if (placing) return;
+    placing = true;
+    requestAnimationFrame(() => { placing = false; placeBulkBar(); });
+  }
+
+  // After an action the server changed the selection (trashed LoRAs leave it): show its value.
+  function syncSelection(text) {
+    writeSelection(String(text || '').split(',').map((s) => s.trim()).filter((s) => /^\d+$/.test(s)));
+  }
+
   function selectPage() {
     const ids = selectedIds();
     root().querySelectorAll(`#${RESULTS} .lm-select-box`).forEach((box) => ids.push(box.getAttribute('data-id')));
     writeSelection(ids);
+  }
+
+  // --- rating from a card: one click on a star (star N rates N; the current rating's star clears it)
+
+  function drawStars(holder, rating) {
+    holder.setAttribute('data-rating', String(rating));
+    holder.classList.toggle('lm-unrated', rating === 0);
+    const title = rating ? `rated ${rating} of 5` : 'not rated';
+    holder.title = title;
+    holder.setAttribute('aria-label', title);
+    holder.querySelectorAll('.lm-star').forEach((star) => {
+      const n = Number(star.getAttribute('data-star'));
+      star.classList.toggle('lm-on', n <= rating);
+      star.textContent = n <= rating ? '\u2605' : '\u2606';
+      star.title = n === rating ? 'Clear the rating' : `Rate ${n} of 5`;
+    });
+  }
+
+  // Every place the Library shows this LoRA's stars: its card or row, and the open detail.
+  function showRating(text) {
+    const match = /^(\d+):(\d)$/.exec(String(text || '').trim());
+    if (!match) return;
+    const [, id, rating] = match;
+    root().querySelectorAll(`#${RESULTS} .lm-rate[data-id="${id}"]`).forEach((holder) => drawStars(holder, Number(rating)));
+    const detailStars = root().querySelector(`#${DETAIL} .lm-detail-view[data-id="${id}"] .lm-stars`);
+    if (detailStars) {
+      const n = Number(rating);
+      detailStars.textContent = '\u2605'.repeat(n) + '\u2606'.repeat(5 - n);
+      detailStars.classList.toggle('lm-unrated', n === 0);
+      detailStars.title = n ? `rated ${n} of 5` : 'not rated';
+    }
+  }
+
+  function rate(star) {
+    const holder = star.closest('.lm-rate');
+    const id = holder && holder.getAttribute('data-id');
+    if (!id) return;
+    const chosen = Number(star.getAttribute('data-star'));
+    const rating = chosen === Number(holder.getAttribute('data-rating')) ? 0 : chosen;
+    showRating(`${id}:${rating}`); // at once; the stored value follows from the server
+    if (setTextbox('lora_manager_rate', `${id}:${rating}`)) clickButton('lora_manager_rate_btn');
+  }
+
+  // A card's "N copies": the search shows every file with the same content.
+  function showCopies(sha) {
+    if (!/^[0-9a-f]{4,64}$/.test(sha || '')) return;
+    if (setTextbox('lora_manager_search', `hash:${sha}`)) clickButton('lora_manager_search_btn');
   }
 
   // --- copy --------------------------------------------------------------------------------
@@ -181,6 +266,10 @@
     if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
     const composeAdd = target.closest('.lm-compose-add');
     if (composeAdd) { addToComposition(composeAdd.getAttribute('data-id')); return; }
+    const star = target.closest(`#${RESULTS} .lm-rate .lm-star`);
+    if (star) { rate(star); return; }
+    const copies = target.closest(`#${RESULTS} .lm-dupe-badge`);
+    if (copies) { showCopies(copies.getAttribute('data-sha')); return; }
     if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
     const card = target.closest('.lm-card, .lm-row');
     if (card && card.closest(`#${RESULTS}, #${HISTORY_RESULTS}`)) openCard(card);
@@ -200,6 +289,10 @@
     event.preventDefault();
     openCard(target);
   });
+
+  // any scroller (the page, or a host's scrolling panel) moves the bar's place
+  document.addEventListener('scroll', placeSoon, { capture: true, passive: true });
+  window.addEventListener('resize', placeSoon, { passive: true });
 
   // Images do not bubble `error`; capture it to fall back to the placeholder under the image.
   document.addEventListener('error', (event) => {
@@ -248,5 +341,7 @@
     if ((watching.size === FIRST_VIEW.length && titled) || tries > 180) clearInterval(timer);
   }, 1000);
 
-  window.loraManager = { initialised: true, root, byId, field, copy, openCard, showDetail, selectedIds, writeSelection };
+  window.loraManager = {
+    initialised: true, root, byId, field, copy, openCard, showDetail, selectedIds, writeSelection, syncSelection, showRating,
+  };
 }());

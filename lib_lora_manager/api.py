@@ -128,7 +128,9 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         """LoRA files with the same content
 
         Groups of present files with the same SHA-256 (files are compared once they are hashed),
-        largest groups first."""
+        largest groups first; in each group the best copy first (the favorite, else the highest
+        rated, else the one with most user data, else one with a preview, else the most used,
+        else the shortest path)."""
         return open_library().files.duplicates()
 
     @endpoint()

@@ -42,7 +42,7 @@ from . import catalog, fields, naming, scanner
 from .db import insert_missing
 from .errors import FileOperationError, InvalidInput, NotFound
 from .merging import holder_of, merge_into
-from .models import FileOperation, Lora, State, TrashItem, live
+from .models import FileOperation, Lora, LoraHashCopies, State, TrashItem, live
 from .results import BulkResult, DuplicateFile
 from .safetensors_header import HeaderError, read_raw_header
 from .statuses import FileOperationKind, StrEnum
@@ -140,28 +140,54 @@ class FileOperations:
     # --- duplicates ---------------------------------------------------------------------------
 
     def duplicates(self) -> list[list[DuplicateFile]]:
-        """Groups of present files with the same SHA-256, largest groups first."""
+        """Groups of present files with the same SHA-256, largest groups first; each group's
+        best copy first (``best_copy_first``: the one ``keep_duplicates`` of every group keeps)."""
         with self.store.db.read() as session:
             shas = select(Lora.sha256).where(
                 Lora.sha256.is_not(None), Lora.missing.is_(False), live()
             ).group_by(Lora.sha256).having(func.count() > 1)
             loras = list(session.scalars(select(Lora).where(Lora.sha256.in_(shas), Lora.missing.is_(False), live())
                                          .order_by(Lora.sha256, Lora.added_at, Lora.id)))
-            groups: dict[str, list[DuplicateFile]] = {}
+            groups: dict[str, list[tuple[Lora, DuplicateFile]]] = {}
             for lora, file in zip(loras, catalog.duplicate_files(self.store, session, loras)):
-                groups.setdefault(lora.sha256, []).append(file)
-        return sorted(groups.values(), key=lambda g: (-len(g), g[0].relpath))
+                groups.setdefault(lora.sha256, []).append((lora, file))
+            ranked = [[file for _, file in sorted(group, key=lambda pair: best_copy_first(*pair))]
+                      for group in groups.values()]
+        return sorted(ranked, key=lambda g: (-len(g), g[0].relpath))
+
+    def copies(self, shas: Iterable[str | None]) -> dict[str, int]:
+        """How many present files outside the trash hold each of ``shas``, for the hashes held
+        more than once (a card's duplicate badge). One indexed read of a small table."""
+        wanted = sorted({s for s in shas if s})
+        if not wanted:
+            return {}
+        with self.store.db.read() as session:
+            rows = session.execute(select(LoraHashCopies.sha256, LoraHashCopies.copies).where(
+                LoraHashCopies.sha256.in_(wanted), LoraHashCopies.copies > 1))
+            return {sha: int(count) for sha, count in rows}
 
     def keep_duplicate(self, keep_id: int) -> BulkResult:
         """Keep one file of a duplicate group and trash the others."""
-        keep = catalog.row(self.store, keep_id)
-        if not keep.sha256:
-            raise InvalidInput(f"{naming.display(keep.filename)} is not hashed yet, so its duplicates are unknown")
-        with self.store.db.read() as session:
-            others = list(session.scalars(select(Lora.id).where(
-                Lora.sha256 == keep.sha256, Lora.id != keep.id, Lora.missing.is_(False), live())))
+        return self.keep_duplicates([keep_id])
+
+    def keep_duplicates(self, keep_ids: Iterable[int]) -> BulkResult:
+        """Keep each of ``keep_ids`` and trash the other copies of its group, all in one trash
+        batch (so one undo puts every file back). A file another of ``keep_ids`` names is kept.
+        Raises InvalidInput when a kept file is not hashed, or when nothing has a copy left."""
+        keep = [catalog.row(self.store, fields.LORA_ID.parse(i)) for i in dict.fromkeys(keep_ids)]
+        for lora in keep:
+            if not lora.sha256:
+                raise InvalidInput(f"{naming.display(lora.filename)} is not hashed yet, so its duplicates are unknown")
+        kept = {lora.id for lora in keep}
+        shas = sorted({lora.sha256 for lora in keep if not lora.missing and lora.trashed_at is None})
+        others: list[int] = []
+        if shas:
+            with self.store.db.read() as session:
+                others = list(session.scalars(select(Lora.id).where(
+                    Lora.sha256.in_(shas), Lora.id.not_in(kept), Lora.missing.is_(False), live()).order_by(Lora.id)))
         if not others:
-            raise InvalidInput(f"{naming.display(keep.filename)} has no duplicates")
+            names = ", ".join(naming.display(lora.filename) for lora in keep[:3])
+            raise InvalidInput(f"{names} {'has' if len(keep) == 1 else 'have'} no duplicates")
         return self.trash(others)
 
     # --- trash --------------------------------------------------------------------------------
@@ -380,6 +406,17 @@ class FileOperations:
         if lora.trashed_at:
             raise FileOperationError(lora.path, "already in the trash")
         return lora
+
+
+def best_copy_first(lora: Lora, file: DuplicateFile) -> tuple:
+    """Sort key putting the copy to keep of a duplicate group first: the favorite, else the
+    highest rated, else the one carrying most of the user's own data (tags, notes, a display
+    name, a chosen preview or base model), else one with a preview, else the most used in
+    generations, else the shortest path, else the oldest. The UI says this in words
+    (library_tab.BEST_COPY)."""
+    own = len(file.tags or []) + sum(bool(v) for v in (lora.notes, lora.display_name, lora.preview_user, lora.base_model_user))
+    return (not lora.favorite, -(lora.rating or 0), -own, not file.has_preview, -(lora.use_count or 0),
+            len(lora.relpath), lora.added_at or 0, lora.id)
 
 
 def _apply(session: Session, op: Operation) -> None:

@@ -509,3 +509,40 @@ def test_the_scan_status_is_shared_by_every_process_on_the_database(library, lor
         assert library.stats()["scan"]["finished_at"] == other.indexer.status.finished_at
     finally:
         other.close()
+
+
+def test_duplicates_best_copy_first_copies_and_keeping_several_in_one_batch(library, lora_dir):
+    original = make_lora(lora_dir / "a", "same")
+    (lora_dir / "b").mkdir()
+    shutil.copy(original, lora_dir / "b" / "same_longer_name.safetensors")
+    shutil.copy(original, lora_dir / "b" / "x.safetensors")
+    other = make_lora(lora_dir / "c", "other", "sdxl", seed=5)
+    shutil.copy(other, lora_dir / "c" / "other_copy.safetensors")
+    make_lora(lora_dir, "alone", seed=9)
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    ids = {i.relpath: i.id for i in library.search("", per_page=100).items}
+
+    # without user data the shortest path wins; a rating beats it; a favorite beats a rating
+    groups = {g[0].sha256: [f.relpath for f in g] for g in library.files.duplicates()}
+    assert groups[library.get(ids["b/x.safetensors"]).sha256][0] == "b/x.safetensors"
+    library.edit(ids["b/same_longer_name.safetensors"], tags=["mine"])
+    assert library.files.duplicates()[0][0].relpath == "b/same_longer_name.safetensors"
+    library.edit(ids["a/same.safetensors"], rating=2)
+    assert library.files.duplicates()[0][0].relpath == "a/same.safetensors"
+    library.edit(ids["b/x.safetensors"], favorite=True)
+    assert library.files.duplicates()[0][0].relpath == "b/x.safetensors"
+
+    sha = library.get(ids["a/same.safetensors"]).sha256
+    copies = library.files.copies([sha, library.get(ids["alone.safetensors"]).sha256, None])
+    assert copies == {sha: 3}
+
+    keep = [ids["b/x.safetensors"], ids["c/other.safetensors"]]
+    result = library.files.keep_duplicates(keep)
+    assert sorted(result.done) == sorted([ids["a/same.safetensors"], ids["b/same_longer_name.safetensors"],
+                                          ids["c/other_copy.safetensors"]])
+    assert library.files.duplicates() == [] and library.files.copies([sha]) == {}
+    with pytest.raises(InvalidInput):
+        library.files.keep_duplicates(keep)  # nothing has a copy left
+    assert len(library.files.undo_trash(result.batch).done) == 3  # one batch: one undo
+    assert library.files.copies([sha]) == {sha: 3}

@@ -306,7 +306,7 @@ def test_bulk_add_tags_on_every_result_of_the_query(tab, library):
     message, apply_button, pending = tab.bulk_review("Add tags", "batch one", "auto", None, EVERY_RESULT, "", state)
     assert "for 10 LoRAs" in message and apply_button["visible"] is True and "10 LoRAs" in apply_button["value"]
     assert library.search("tag:\"batch one\"").total == 0  # nothing happens before Apply
-    message, apply_button, pending_after, _sel, _info = tab.bulk_apply(pending, "")
+    message, apply_button, pending_after, _sel = tab.bulk_apply(pending, "")
     assert "done for 10 LoRAs" in message and pending_after is None and apply_button["visible"] is False
     assert library.search('tag:"batch one"').total == 10
 
@@ -322,8 +322,8 @@ def test_bulk_on_selected_cards_rate_and_trash_with_undo(tab, library):
 
     _msg, button, pending = tab.bulk_review("Move to trash", "", "auto", None, SELECTED, f"{a},{b}", state)
     assert button["variant"] == "stop"
-    message, _btn, _p, new_selected, info = tab.bulk_apply(pending, f"{a},{b},7")
-    assert "Undo last trash" in message and new_selected == "7" and "1 selected" in info
+    message, _btn, _p, new_selected = tab.bulk_apply(pending, f"{a},{b},7")
+    assert "Undo last trash" in message and new_selected == "7"
     assert library.search("style_01").total == 0
     assert "Restored 2 LoRAs" in tab.undo_trash()
     assert library.search("style_01").total == 1
@@ -357,11 +357,14 @@ def test_duplicates_keep_one_and_undo(tab, library, lora_dir):
     shutil.copy(original, lora_dir / "copy_of_style_05.safetensors")
     library.indexer.scan()
     library.indexer.hash_pending()
-    html, keep, message = tab.find_duplicates()
+    html, keep, message, _best_button, _plan = tab.find_duplicates()
     assert "1 group" in message and len(keep["choices"]) == 2 and "copy_of_style_05" in html
-    html, keep, message = tab.keep_duplicate(keep["choices"][0])
+    kept = int(keep["choices"][0].split(" ")[0][1:])
+    other = int(keep["choices"][1].split(" ")[0][1:])
+    html, keep, message, _best_button, _plan, selected = tab.keep_duplicate(keep["choices"][0], f"{other},{kept},3")
     assert "moved 1 file to the trash" in message and keep["choices"] == []
-    html, keep, message = tab.undo_duplicates()
+    assert selected == f"{kept},3"  # the trashed copy leaves the selection
+    html, keep, message, _best_button, _plan = tab.undo_duplicates()
     assert "Restored 1 LoRA" in message and len(keep["choices"]) == 2
 
 
@@ -401,3 +404,100 @@ def test_saving_the_form_keeps_tags_added_meanwhile(tab, library):
     assert library.get(lora_id).tags == ["added elsewhere", "faces", "mine"]
     tab.save(lora_id, "", "mine", "unrated", False, False, "", "", None, None, None, "auto", ["faces", "mine"])
     assert library.get(lora_id).tags == ["added elsewhere", "mine"]
+
+
+# --- one-click rating, duplicates' best copies, unreadable files ------------------------------
+
+def no_change() -> dict:
+    import gradio as gr
+
+    return gr.update()
+
+
+def test_rating_from_a_card_persists_and_updates_the_open_form(tab, library):
+    a, b = by_name(library, "style_03"), by_name(library, "style_04")
+    html = search(tab)[0]
+    # every card carries stars that rate on a click
+    assert re.search(rf'class="lm-stars lm-rate lm-unrated" data-id="{a}" data-rating="0"', html)
+    stored, message, rating_box, form = tab.rate_card(f"{a}:4", None, None)
+    assert stored == f"{a}:4" and library.get(a).rating == 4
+    assert message == no_change() and rating_box == no_change()
+    # the detail panel shows b: rating a changes nothing there; rating b updates its form
+    opened = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(b))))
+    _stored, _m, rating_box, form = tab.rate_card(f"{a}:0", b, opened["loaded_form"])
+    assert library.get(a).rating is None and rating_box == no_change()
+    stored, _m, rating_box, form = tab.rate_card(f"{b}:2", b, opened["loaded_form"])
+    assert stored == f"{b}:2" and rating_box == "2" and form["rating"] == 2
+    # Save from that form afterwards does not send the old rating back
+    tab.save(b, "", "", rating_box, False, False, "note", "", None, None, None, "auto", [], form)
+    assert library.get(b).rating == 2 and library.get(b).notes == "note"
+    assert 'data-rating="2"' in search(tab, "style_04")[0]
+    # errors are messages, and the card gets back what is stored
+    stored, message, *_ = tab.rate_card("999999:3", None, None)
+    assert stored == "" and "Not rated" in message
+    stored, message, *_ = tab.rate_card(f"{a}:9", None, None)
+    assert stored == "" and "Not rated" in message and library.get(a).rating is None
+
+
+def test_rating_stars_markup():
+    html = cards.rating_stars(7, 3)
+    assert html.count('class="lm-star lm-on"') == 3 and html.count('class="lm-star"') == 2
+    assert 'data-star="3" title="Clear the rating"' in html and 'title="Rate 5 of 5"' in html
+    assert 'data-rating="0"' in cards.rating_stars(7, None) and "lm-unrated" in cards.rating_stars(7, None)
+
+
+def test_duplicate_badges_and_keep_the_best_of_every_group(tab, library, lora_dir):
+    for n in ("05", "06"):
+        shutil.copy(lora_dir / "styles" / f"style_{n}.safetensors", lora_dir / f"copy_of_style_{n}.safetensors")
+        shutil.copy(lora_dir / "styles" / f"style_{n}.safetensors", lora_dir / f"second_copy_of_style_{n}.safetensors")
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    rated, favorite = by_name(library, "copy_of_style_05"), by_name(library, "second_copy_of_style_06")
+    library.edit(rated, rating=3)
+    library.edit(favorite, favorite=True)
+    html = search(tab, "style_05")[0]
+    assert html.count("3 copies</button>") == 3 and f'data-sha="{library.get(rated).sha256[:16]}"' in html
+    assert "copies</button>" not in search(tab, "portrait")[0]
+    assert "3 copies" in search(tab, "style_05", view="Table")[0]
+
+    listing, _keep, message, button, plan = tab.keep_best_review()
+    size = library.get(rated).size
+    assert "each of the 2 groups" in message and "4 files" in message and cards.human_size(4 * size) in message
+    assert button["visible"] is True and button["value"] == f"Trash 4 files ({cards.human_size(4 * size)})"
+    assert sorted(plan["keep"]) == sorted([rated, favorite]) and listing.count(">best</span>") == 2
+    assert library.search("dupe:yes").total == 6  # nothing moved yet
+
+    selection = f"{by_name(library, 'copy_of_style_06')},{rated},1"
+    *_outputs, selected = tab.keep_best_apply(plan, selection)
+    message = _outputs[2]
+    assert "moved 4 files to the trash" in message and selected == f"{rated},1"
+    assert library.search("dupe:yes").total == 0
+    assert {library.get(rated).rating, library.get(favorite).favorite} == {3, True}
+    assert "Restored 4 LoRAs" in tab.undo_duplicates()[2]  # one trash batch: one undo
+    assert library.search("dupe:yes").total == 6
+
+
+def test_keep_the_best_with_no_duplicates(tab):
+    listing, _keep, message, button, plan = tab.keep_best_review()
+    assert "nothing to do" in message and button["visible"] is False and plan is None
+    assert "first" in tab.keep_best_apply(None, "")[2]
+
+
+def test_unreadable_file_shows_one_error_and_no_token(tab, library, lora_dir):
+    from lib_lora_manager import synth
+
+    synth.write_hostile(lora_dir / "broken_download.safetensors", "truncated")
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    lora_id = by_name(library, "broken_download")
+    detail = library.get(lora_id)
+    assert detail.error and detail.hash_error  # both reasons are stored …
+    opened = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(lora_id))))
+    errors = re.findall(r"<li>(.*?)</li>", opened["view"].split('class="lm-errors"')[1].split("</ul>")[0])
+    assert len(errors) == 1 and "truncated" in errors[0]  # … the panel says it once
+    assert opened["token_row"]["visible"] is False and opened["weight_row"]["visible"] is False
+    html = search(tab, "broken_download")[0]
+    assert "lm-compose-add" not in html
+    readable = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(by_name(library, "portrait")))))
+    assert readable["token_row"]["visible"] is True and readable["weight_row"]["visible"] is True
+    assert "lm-compose-add" in search(tab, "portrait")[0]

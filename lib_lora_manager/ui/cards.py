@@ -21,6 +21,7 @@ PREVIEW_PATH = "/lora-manager/v1/loras/{id}/preview?size={size}&v={version}"
 CARD_TAGS = 4  # tags shown on a card; the rest are counted
 MAX_VALUE = 4000  # characters of one metadata value shown in the detail panel
 MAX_DESCRIPTION = 8000
+BEST_MARK = ' <span class="lm-badge lm-keep" title="the best copy: “Keep the best of every group” keeps it">best</span>'
 
 
 def esc(value: Any) -> str:
@@ -84,6 +85,36 @@ def stars(rating: int | None) -> str:
     return f'<span class="lm-stars" title="rated {rating} of 5">{"★" * rating}{"☆" * (5 - rating)}</span>'
 
 
+def rating_stars(lora_id: int, rating: int | None) -> str:
+    """Stars that rate on one click (javascript/lora_manager.js): star N sets rating N, the
+    current rating's star clears it. Each is a button, so the keyboard reaches it too."""
+    rating = max(0, min(5, int(rating or 0)))
+    buttons = "".join(
+        f'<button type="button" class="lm-star{" lm-on" if n <= rating else ""}" data-star="{n}" '
+        f'title="{"Clear the rating" if n == rating else f"Rate {n} of 5"}" aria-label="rate {n} of 5">'
+        f'{"★" if n <= rating else "☆"}</button>'
+        for n in range(1, 6))
+    title = f"rated {rating} of 5" if rating else "not rated"
+    return (f'<span class="lm-stars lm-rate{"" if rating else " lm-unrated"}" data-id="{int(lora_id)}" '
+            f'data-rating="{rating}" title="{title}" role="group" aria-label="{title}">{buttons}</span>')
+
+
+def duplicate_badge(item: LoraSummary, copies: int) -> str:
+    """A card's mark that other files hold the same content; a click shows them (the search
+    ``hash:<sha256>``, run by the page script)."""
+    if copies < 2 or not item.sha256:
+        return ""
+    others = copies - 1
+    return (f'<button type="button" class="lm-badge lm-dupe-badge" data-sha="{esc(item.sha256[:16])}" '
+            f'title="{others} other {"file holds" if others == 1 else "files hold"} the same content: click to show them all">'
+            f'{copies} copies</button>')
+
+
+def unreadable(item: LoraSummary) -> bool:
+    """A file that could not be read: SDNext cannot load it either, so nothing offers its token."""
+    return bool(item.error)
+
+
 def base_badge(item: LoraSummary) -> str:
     code = item.base_model or "unknown"
     label = item.base_model_label or base_models.label(code)
@@ -128,7 +159,7 @@ def _blurred(item: LoraSummary, show_nsfw: bool) -> bool:
     return bool(item.nsfw) and not show_nsfw
 
 
-def card(item: LoraSummary, api_base: str, show_nsfw: bool, selected: bool = False) -> str:
+def card(item: LoraSummary, api_base: str, show_nsfw: bool, selected: bool = False, copies: int = 0) -> str:
     lora_id = int(item.id)
     name = item.name or item.filename or f"LoRA {lora_id}"
     classes = ["lm-card"]
@@ -138,6 +169,9 @@ def card(item: LoraSummary, api_base: str, show_nsfw: bool, selected: bool = Fal
         classes.append("lm-has-problem")
     fav = '<span class="lm-fav" title="favorite">♥</span>' if item.favorite else ""
     adapter = item.adapter_type or "unknown"
+    compose = "" if unreadable(item) else (
+        f'<button type="button" class="lm-compose-add" data-id="{lora_id}" title="Add to composition" '
+        f'aria-label="add {esc(name)} to the composition">+</button>')
     return (
         f'<div class="{" ".join(classes)}" data-id="{lora_id}" tabindex="0" role="button" '
         f'aria-label="Open {esc(name)}" title="{esc(item.relpath or name)}">'
@@ -146,42 +180,52 @@ def card(item: LoraSummary, api_base: str, show_nsfw: bool, selected: bool = Fal
         f'{fav}{thumb(item, api_base, _blurred(item, show_nsfw))}'
         f'<div class="lm-card-body"><div class="lm-name">{esc(name)}</div>'
         f'<div class="lm-folder">{esc(item.folder or "")}</div>'
-        f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>{status_badges(item)}</div>'
-        f'<div class="lm-card-foot">{stars(item.rating)}'
-        f'<button type="button" class="lm-compose-add" data-id="{lora_id}" title="Add to composition" '
-        f'aria-label="add {esc(name)} to the composition">+</button></div>'
+        f'<div class="lm-badges">{base_badge(item)}<span class="lm-badge lm-type">{esc(adapter)}</span>'
+        f'{status_badges(item)}{duplicate_badge(item, copies)}</div>'
+        f'<div class="lm-card-foot">{rating_stars(lora_id, item.rating)}{compose}</div>'
         f'<div class="lm-tags">{tag_chips(item.tags or [])}</div></div></div>'
     )
 
 
-def grid(items: list[LoraSummary], api_base: str, show_nsfw: bool, selected: set[int]) -> str:
+def grid(items: list[LoraSummary], api_base: str, show_nsfw: bool, selected: set[int],
+         copies: dict[str, int] | None = None) -> str:
+    """``copies``: sha256 -> how many files hold it, for the hashes held more than once."""
     if not items:
         return empty_results()
-    cards = "".join(card(i, api_base, show_nsfw, int(i.id) in selected) for i in items)
+    copies = copies or {}
+    cards = "".join(card(i, api_base, show_nsfw, int(i.id) in selected, copies.get(i.sha256 or "", 0)) for i in items)
     return f'<div class="lm-grid">{cards}</div>'
 
 
-def table(items: list[LoraSummary], selected: set[int]) -> str:
-    """The same page as a compact table (no images): for scanning many names quickly."""
+def table(items: list[LoraSummary], selected: set[int], copies: dict[str, int] | None = None) -> str:
+    """The same page as a compact table (no images): for scanning many names quickly. Its
+    columns have fixed widths but the name's, which takes the rest: beside the detail panel the
+    name is cut (its whole text is the title) rather than the table growing past its column.
+    The folder, tags and problems sit under the name."""
     if not items:
         return empty_results()
+    copies = copies or {}
     rows = []
     for i in items:
         lora_id = int(i.id)
         name = i.name or i.filename
         checked = " checked" if lora_id in selected else ""
+        folder = f'<span class="lm-row-folder" title="{esc(i.folder)}">{esc(i.folder)}</span>' if i.folder else ""
+        under = f'{folder}{status_badges(i)}{duplicate_badge(i, copies.get(i.sha256 or "", 0))}{tag_chips(i.tags or [], limit=6)}'
         rows.append(
             f'<tr class="lm-row{" lm-selected" if checked else ""}" data-id="{lora_id}" tabindex="0">'
-            f'<td><input type="checkbox" class="lm-select-box" data-id="{lora_id}"{checked} aria-label="select {esc(name)}"></td>'
-            f'<td class="lm-row-name">{"♥ " if i.favorite else ""}{esc(name)}</td>'
-            f'<td>{base_badge(i)}</td><td>{esc(i.adapter_type)}</td><td>{stars(i.rating)}</td>'
-            f'<td class="lm-row-tags">{tag_chips(i.tags or [], limit=6)}</td>'
-            f'<td class="lm-num">{esc(human_size(i.size))}</td><td class="lm-row-folder">{esc(i.folder)}</td>'
-            f'<td>{status_badges(i)}</td></tr>'
+            f'<td class="lm-col-check"><input type="checkbox" class="lm-select-box" data-id="{lora_id}"{checked} '
+            f'aria-label="select {esc(name)}"></td>'
+            f'<td class="lm-col-name"><div class="lm-row-name" title="{esc(i.relpath or name)}">{"♥ " if i.favorite else ""}{esc(name)}</div>'
+            f'<div class="lm-row-under">{under}</div></td>'
+            f'<td class="lm-col-base">{base_badge(i)}<div class="lm-row-type">{esc(i.adapter_type)}</div></td>'
+            f'<td class="lm-col-rating">{rating_stars(lora_id, i.rating)}</td>'
+            f'<td class="lm-num lm-col-size">{esc(human_size(i.size))}</td></tr>'
         )
-    head = ("<tr><th></th><th>Name</th><th>Base</th><th>Type</th><th>Rating</th><th>Tags</th>"
-            "<th>Size</th><th>Folder</th><th></th></tr>")
-    return f'<div class="lm-table-wrap"><table class="lm-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    head = ('<tr><th class="lm-col-check"></th><th class="lm-col-name">Name</th><th class="lm-col-base">Base</th>'
+            '<th class="lm-col-rating">Rating</th><th class="lm-num lm-col-size">Size</th></tr>')
+    return (f'<div class="lm-table-wrap"><table class="lm-table lm-lib-table"><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def empty_results() -> str:
@@ -300,7 +344,10 @@ def metadata_table(metadata: dict[str, Any] | None) -> str:
 def detail(d: LoraDetail, api_base: str, show_nsfw: bool) -> str:
     """The read-only part of the detail panel: preview, badges, every field, metadata."""
     name = d.name or d.filename
-    errors = [e for e in [d.token_problem, d.error, *(d.sidecar_errors or []), d.hash_error] if e]
+    if unreadable(d):  # why it cannot be read, once: the hash failed for the same reason, and no token is offered
+        errors = [e for e in [d.error, *(d.sidecar_errors or [])] if e]
+    else:
+        errors = [e for e in [d.token_problem, *(d.sidecar_errors or []), d.hash_error] if e]
     if d.missing:
         errors.insert(0, f"the file is missing from its folder (since {when(d.missing_since) or 'the last scan'})")
     dim = d.network_dim
@@ -350,6 +397,8 @@ def detail(d: LoraDetail, api_base: str, show_nsfw: bool) -> str:
 
 
 def duplicates(groups: list[list[DuplicateFile]]) -> str:
+    """The duplicate groups; each group's first file (its best copy) is marked as the one
+    "Keep the best of every group" keeps."""
     if not groups:
         return '<p class="lm-muted">No duplicate files (same SHA-256) among the hashed LoRAs.</p>'
     parts = []
@@ -357,8 +406,9 @@ def duplicates(groups: list[list[DuplicateFile]]) -> str:
         items = "".join(
             f'<li><span class="lm-dupe-id">#{int(i.id)}</span> {esc(i.relpath)} '
             f'<span class="lm-muted">{esc(human_size(i.size))}{" · " + esc(", ".join(i.tags or [])) if i.tags else ""}'
-            f'{" · ★" + str(i.rating) if i.rating else ""}{" · ♥" if i.favorite else ""}</span></li>'
-            for i in group)
+            f'{" · ★" + str(i.rating) if i.rating else ""}{" · ♥" if i.favorite else ""}</span>'
+            f'{BEST_MARK if k == 0 else ""}</li>'
+            for k, i in enumerate(group))
         sha = esc((group[0].sha256 or "")[:12])
         parts.append(f'<div class="lm-dupe-group"><div class="lm-dupe-head">Group {n} · {plural(len(group), "file")} · {sha}…</div><ul>{items}</ul></div>')
     return f'<div class="lm-dupes">{"".join(parts)}</div>'

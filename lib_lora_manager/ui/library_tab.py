@@ -8,7 +8,10 @@ API) and wires them. Server-side paging only: a response carries one page of car
 
 Browser glue (javascript/lora_manager.js): a click on a card writes its id into the hidden
 textbox ``lora_manager_open_id`` and clicks the hidden button ``lora_manager_open_btn``; the
-selection checkboxes keep the hidden textbox ``lora_manager_selected`` ("3,17,42") up to date.
+selection checkboxes keep the hidden textbox ``lora_manager_selected`` ("3,17,42") up to date,
+and the count and the bulk bar with it (the bar sticks above the cards while any is selected);
+a click on a card's star writes "id:rating" into ``lora_manager_rate`` and clicks
+``lora_manager_rate_btn`` (the card changes at once; the stored rating comes back to confirm it).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ AUTO = "auto"
 MAX_SELECTION = 20000
 MAX_RAW_HEADER = 2_000_000  # characters of the raw header shown (a big LyCORIS header is ~1 MB)
 SELECTED = "Selected cards"
-EVERY_RESULT = "Every result of the current query"
+EVERY_RESULT = "All search results"
 
 # label -> (bulk_actions action, fixed value or None when the value comes from the form)
 BULK_ACTIONS: dict[str, tuple[str, Any]] = {
@@ -51,6 +54,9 @@ BULK_ACTIONS: dict[str, tuple[str, Any]] = {
     "Move to folder": ("move", None),
     "Move to trash": ("trash", None),
 }
+# what "Keep the best of every group" keeps (fileops.best_copy_first, in words)
+BEST_COPY = ("the favorite, else the highest rated, else the one with most of your own tags, notes and names, "
+             "else one with a preview, else the most used, else the shortest path")
 VALUE_LABELS = {"add_tags": "Tags (comma-separated)", "remove_tags": "Tags (comma-separated)",
                 "rate": "Rating: 1 to 5, or 0 to clear", "move": "Subfolder (optional, created if needed)"}
 
@@ -92,12 +98,13 @@ class LibraryTab:
         if result.page > result.pages and result.total:  # past the end (results shrank): show the last page
             result = self.library.search(q, page=result.pages, per_page=self.host.page_size())
         chosen = set(parse_ids(selected))
+        copies = self.library.files.copies(i.sha256 for i in result.items)  # the duplicate badges
         if result.total == 0 and not q.strip():
             body = self._empty_library()
         elif view == "Table":
-            body = cards.table(result.items, chosen)
+            body = cards.table(result.items, chosen, copies)
         else:
-            body = cards.grid(result.items, self.host.api_base, self.show_nsfw(), chosen)
+            body = cards.grid(result.items, self.host.api_base, self.show_nsfw(), chosen, copies)
         state = {"q": q, "page": result.page, "pages": result.pages, "total": result.total}
         return (f'<div class="lm-results-inner" data-page="{result.page}">{body}</div>',
                 cards.description(result.description, q), cards.pager(result.page, result.pages, result.total), state)
@@ -154,7 +161,7 @@ class LibraryTab:
 
     # --- detail panel -------------------------------------------------------------------------
 
-    DETAIL_FIELDS = ("column", "view", "token", "name", "tags", "rating", "favorite", "nsfw", "notes",
+    DETAIL_FIELDS = ("column", "view", "token_row", "weight_row", "token", "name", "tags", "rating", "favorite", "nsfw", "notes",
                      "triggers", "suggestions", "add_suggestions", "weight", "weight_min", "weight_max",
                      "base", "candidates", "raw_header", "status", "id", "loaded_tags", "loaded_form")
 
@@ -184,9 +191,12 @@ class LibraryTab:
         chosen = {w.casefold() for w in d.trigger_words or []}
         suggestions = [w for w in cards.suggestion_words(d.trigger_suggestions or []) if w.casefold() not in chosen]
         candidates = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in self.library.previews.candidates(lora_id)]
+        loadable = not cards.unreadable(d)  # an unreadable file offers no token, composition or weights
         values = {
             "column": gr.update(visible=True),
             "view": cards.detail(d, self.host.api_base, self.show_nsfw()),
+            "token_row": gr.update(visible=loadable),
+            "weight_row": gr.update(visible=loadable),
             "token": d.token or "",
             "name": gr.update(value=display_name or "", placeholder=d.name),
             "tags": ", ".join(d.tags or []),
@@ -260,6 +270,28 @@ class LibraryTab:
         except LoraManagerError as e:
             return self._detail_error(f"Not saved: {e}")
 
+    def rate_card(self, request: str | None, detail_id: int | None, loaded_form: dict[str, Any] | None) -> tuple:
+        """One click on a card's star: ``request`` is "id:rating" (0 clears). Returns the stored
+        "id:rating" (the page script sets the card's stars to it, so a failure shows the truth),
+        an error message or no change, and, when the detail panel shows this LoRA, its rating box
+        and the form's loaded values (so a later Save does not send the old rating back)."""
+        gr = _gr()
+        unchanged = (gr.update(), gr.update())
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", request or "")
+        if not match:
+            return "", cards.message("No rating given.", "error"), *unchanged
+        lora_id, rating = int(match.group(1)), int(match.group(2))
+        try:
+            self.library.set_rating([lora_id], rating or None)
+            stored = self.library.get(lora_id).rating or 0
+        except LoraManagerError as e:
+            return "", cards.message(f"Not rated: {e}", "error"), *unchanged
+        message = gr.update() if stored == rating else cards.message("The rating did not change.", "error")
+        if detail_id is None or int(detail_id) != lora_id:
+            return f"{lora_id}:{stored}", message, *unchanged
+        form = dict(loaded_form or {}) | {"rating": stored}
+        return f"{lora_id}:{stored}", message, RATINGS[stored], form
+
     def add_suggestions(self, triggers: str, chosen: list[str] | None) -> tuple:
         words = split_trigger_words(triggers or "")
         known = {w.casefold() for w in words}
@@ -318,7 +350,8 @@ class LibraryTab:
         gr = _gr()
         name = BULK_ACTIONS.get(action, ("", None))[0]
         roots = self.library.store.roots if name == "move" else []
-        return (gr.update(visible=name in VALUE_LABELS, label=VALUE_LABELS.get(name, "Value"), value=""),
+        label = VALUE_LABELS.get(name, "Value")
+        return (gr.update(visible=name in VALUE_LABELS, label=label, placeholder=label, value=""),
                 gr.update(visible=name == "set_base_model"),
                 gr.update(visible=name == "move", **({"choices": roots, "value": roots[0]} if roots else {})),
                 gr.update(visible=False), None, "")
@@ -341,7 +374,7 @@ class LibraryTab:
             ids = parse_ids(selected)
             where = "the selected cards"
             if not ids:
-                return (cards.message("No cards are selected: tick the box on cards, or choose “Every result of the current query”.", "error"),
+                return (cards.message("No cards are selected: tick the box on cards, or choose “All search results”.", "error"),
                         hidden, None)
         if not ids:
             return cards.message("The query has no results: nothing to do.", "error"), hidden, None
@@ -383,14 +416,14 @@ class LibraryTab:
         gr = _gr()
         hidden = gr.update(visible=False)
         if not pending:
-            return cards.message("Review an action first.", "error"), hidden, None, gr.update(), gr.update()
+            return cards.message("Review an action first.", "error"), hidden, None, selected
         request = {k: pending[k] for k in ("ids", "action", "value")}
         try:
             from .. import bulk_actions
 
             result = bulk_actions.run(self.library, request)
         except LoraManagerError as e:
-            return cards.message(str(e), "error"), hidden, None, gr.update(), gr.update()
+            return cards.message(str(e), "error"), hidden, None, selected
         done, errors = result["done"], result["errors"]
         text = f"{pending.get('label', request['action']).capitalize()}: done for {cards.plural(len(done))}."
         if errors:
@@ -399,10 +432,8 @@ class LibraryTab:
             text += " “Undo last trash” puts them back."
         kind = "error" if errors and not done else "ok"
         if request["action"] == "trash":  # trashed cards leave the results: drop them from the selection
-            remaining = [i for i in parse_ids(selected) if i not in set(done)]
-            new_selected = ",".join(map(str, remaining))
-            return cards.message(text, kind), hidden, None, new_selected, selection_html(len(remaining))
-        return cards.message(text, kind), hidden, None, gr.update(), gr.update()
+            return cards.message(text, kind), hidden, None, without(selected, done)
+        return cards.message(text, kind), hidden, None, selected
 
     def undo_trash(self) -> str:
         try:
@@ -444,27 +475,58 @@ class LibraryTab:
 
     # --- duplicates ---------------------------------------------------------------------------
 
-    def find_duplicates(self, message: str = "") -> tuple:
+    def find_duplicates(self, message: str = "", groups=None) -> tuple:
+        """(groups html, keep-one choices, message, keep-best confirm button, its pending plan)."""
         gr = _gr()
-        groups = self.library.files.duplicates()
+        groups = self.library.files.duplicates() if groups is None else groups
         choices = [f"#{int(i.id)} {i.relpath}" for group in groups for i in group]
         summary = message or cards.message(
             f"{cards.plural(len(groups), 'group')} of identical files; keeping one file of a group moves the others to the trash."
             if groups else "No duplicates found.", "info")
-        return cards.duplicates(groups), gr.update(choices=choices, value=None), summary
+        return cards.duplicates(groups), gr.update(choices=choices, value=None), summary, gr.update(visible=False), None
 
-    def keep_duplicate(self, choice: str | None) -> tuple:
+    def keep_best_review(self) -> tuple:
+        """Show what "Keep the best of every group" would trash (files, bytes); nothing moves yet."""
+        gr = _gr()
+        groups = self.library.files.duplicates()  # each group's best copy first
+        listing, choices, _message, hidden, _none = self.find_duplicates(groups=groups)
+        if not groups:
+            return listing, choices, cards.message("No duplicates found: nothing to do.", "info"), hidden, None
+        drop = [i for group in groups for i in group[1:]]
+        size = sum(i.size or 0 for i in drop)
+        which = "the group" if len(groups) == 1 else f"each of the {len(groups):,} groups"
+        text = (f"Keeps the best copy of {which} (marked “best” below) and moves {cards.plural(len(drop), 'file')} "
+                f"({cards.human_size(size)}) to the trash; “Undo last trash” puts them back.")
+        button = gr.update(visible=True, value=f"Trash {cards.plural(len(drop), 'file')} ({cards.human_size(size)})")
+        return listing, choices, cards.message(text, "info"), button, {"keep": [int(g[0].id) for g in groups]}
+
+    def keep_best_apply(self, pending: dict[str, Any] | None, selected: str) -> tuple:
+        """Trash every copy but the reviewed best ones, in one batch (one undo)."""
+        if not pending or not pending.get("keep"):
+            return self.find_duplicates(cards.message("Click “Keep the best of every group” first.", "error")) + (selected,)
+        try:
+            result = self.library.files.keep_duplicates(pending["keep"])
+        except LoraManagerError as e:
+            return self.find_duplicates(cards.message(str(e), "error")) + (selected,)
+        return self.find_duplicates(self._trashed_message(result, "Kept the best copy of every group")) + (without(selected, result.done),)
+
+    @staticmethod
+    def _trashed_message(result, done_text: str) -> str:
+        text = f"{done_text}; moved {cards.plural(len(result.done), 'file')} to the trash (“Undo last trash” puts them back)."
+        if result.errors:
+            text += " Failed: " + "; ".join(list(result.errors.values())[:5])
+        return cards.message(text, "ok" if result.done else "error")
+
+    def keep_duplicate(self, choice: str | None, selected: str = "") -> tuple:
+        gr = _gr()
         ids = parse_ids((choice or "").split(" ", 1)[0])
         if not ids:
-            return (_gr().update(), _gr().update(), cards.message("Choose the file to keep.", "error"))
+            return (gr.update(), gr.update(), cards.message("Choose the file to keep.", "error"), gr.update(), gr.update(), selected)
         try:
             result = self.library.files.keep_duplicate(ids[0])
         except LoraManagerError as e:
-            return (_gr().update(), _gr().update(), cards.message(str(e), "error"))
-        text = f"Kept #{ids[0]}; moved {cards.plural(len(result.done), 'file')} to the trash (Undo last trash puts them back)."
-        if result.errors:
-            text += " Failed: " + "; ".join(list(result.errors.values())[:5])
-        return self.find_duplicates(cards.message(text, "ok" if result.done else "error"))
+            return (gr.update(), gr.update(), cards.message(str(e), "error"), gr.update(), gr.update(), selected)
+        return self.find_duplicates(self._trashed_message(result, f"Kept #{ids[0]}")) + (without(selected, result.done),)
 
     def undo_duplicates(self) -> tuple:
         message = self.undo_trash()
@@ -491,11 +553,18 @@ class LibraryTab:
 
 
 def selection_html(count: int = 0) -> str:
-    """Selection status and page-level selection buttons (handled by the page script)."""
+    """Selection status and page-level selection buttons. The page script keeps the count (it
+    owns the selection); the server renders this once."""
     text = f"{count:,} selected" if count else "No cards selected"
-    return (f'<div class="lm-selection"><span class="lm-sel-count">{text}</span>'
+    return (f'<div class="lm-selection"><span class="lm-sel-count" aria-live="polite">{text}</span>'
             '<button type="button" class="lm-link lm-select-page">Select this page</button>'
             '<button type="button" class="lm-link lm-clear-selection">Clear selection</button></div>')
+
+
+def without(selected: str | None, removed: list[int]) -> str:
+    """The selection ("3,17,42") without the LoRAs an action removed from the library."""
+    gone = set(removed)
+    return ",".join(str(i) for i in parse_ids(selected) if i not in gone)
 
 
 # --- layout ---------------------------------------------------------------------------------
@@ -534,6 +603,38 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
             description = gr.HTML(description0, elem_id="lora_manager_description")
             stats = gr.HTML("", elem_id="lora_manager_stats")
         scan_message = gr.HTML("", elem_id="lora_manager_scan_message")
+        # tags and duplicates: above the results, not after a page of cards
+        with gr.Accordion("Tags", open=False, elem_id="lora_manager_tags_acc"):
+            tag_list = gr.HTML(cards.tag_list(all_tags), elem_id="lora_manager_tag_list")
+            with gr.Row(elem_classes=["lm-bulk"]):
+                t_rename_from = gr.Dropdown(tag_names, label="Rename tag", elem_id="lora_manager_tag_rename_from")
+                t_rename_to = gr.Textbox(label="New name", lines=1, max_lines=1, elem_id="lora_manager_tag_rename_to")
+                t_rename = gr.Button("Rename", elem_id="lora_manager_tag_rename", elem_classes=["lm-btn"])
+            with gr.Row(elem_classes=["lm-bulk"]):
+                t_merge_from = gr.Dropdown(tag_names, multiselect=True, label="Merge tags", elem_id="lora_manager_tag_merge_from")
+                t_merge_into = gr.Textbox(label="Into", lines=1, max_lines=1, elem_id="lora_manager_tag_merge_into")
+                t_merge = gr.Button("Merge", elem_id="lora_manager_tag_merge", elem_classes=["lm-btn"])
+            t_msg = gr.HTML("", elem_id="lora_manager_tags_message")
+            no_config(t_rename_from, t_rename_to, t_merge_from, t_merge_into)
+
+        with gr.Accordion("Duplicates", open=False, elem_id="lora_manager_dupes_acc"):
+            with gr.Row(elem_classes=["lm-bulk-buttons"]):
+                d_find = gr.Button("Find duplicates", elem_id="lora_manager_find_dupes", elem_classes=["lm-btn"])
+                d_best = gr.Button("Keep the best of every group", elem_id="lora_manager_keep_best", elem_classes=["lm-btn"])
+                d_best_apply = gr.Button("Trash the other copies", variant="stop", visible=False,
+                                         elem_id="lora_manager_keep_best_apply", elem_classes=["lm-btn"])
+                d_undo = gr.Button("Undo last trash", elem_id="lora_manager_dupe_undo", elem_classes=["lm-btn"])
+            gr.HTML(f'<div class="lm-help">The best copy of a group is {cards.esc(BEST_COPY)}. '
+                    'A card whose file has copies shows “N copies”: click it to see them.</div>',
+                    elem_id="lora_manager_best_rule")
+            d_message = gr.HTML("", elem_id="lora_manager_dupes_message")
+            d_list = gr.HTML("", elem_id="lora_manager_dupes")
+            with gr.Row(elem_classes=["lm-bulk"]):
+                d_keep = gr.Dropdown([], label="Keep this file, trash the others of its group", elem_id="lora_manager_dupe_keep")
+                d_keep_btn = gr.Button("Keep it", variant="stop", elem_id="lora_manager_dupe_keep_btn", elem_classes=["lm-btn"])
+            no_config(d_keep)
+        d_pending = gr.State(None)
+
 
         # hidden glue driven by javascript/lora_manager.js (hidden by CSS: gradio 3 does not
         # render visible=False components, so the script could not reach them)
@@ -542,7 +643,10 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
             open_btn = gr.Button("open", elem_id="lora_manager_open_btn", elem_classes=["lm-hidden"])
             selected = gr.Textbox(show_label=False, elem_id="lora_manager_selected", elem_classes=["lm-hidden"])
             refresh_btn = gr.Button("refresh", elem_id="lora_manager_refresh_btn", elem_classes=["lm-hidden"])
-        no_config(open_id, open_btn, selected, refresh_btn)
+            rate_request = gr.Textbox(show_label=False, elem_id="lora_manager_rate", elem_classes=["lm-hidden"])
+            rate_btn = gr.Button("rate", elem_id="lora_manager_rate_btn", elem_classes=["lm-hidden"])
+            rated = gr.Textbox(show_label=False, elem_id="lora_manager_rated", elem_classes=["lm-hidden"])
+        no_config(open_id, open_btn, selected, refresh_btn, rate_request, rate_btn, rated)
         state = gr.State(state0)
         detail_id = gr.State(None)
         loaded_tags = gr.State(None)  # the tags shown when the detail opened: save sends changes only
@@ -560,14 +664,34 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                     refresh_visible = gr.Button("Refresh", size="sm", elem_id="lora_manager_refresh", elem_classes=["lm-btn"])
                     view = gr.Radio(list(VIEWS), value=VIEWS[0], show_label=False, label="View", container=False,
                                     elem_id="lora_manager_view", elem_classes=["lm-view"])
-                selection_info = gr.HTML(selection_html(0), elem_id="lora_manager_selection")
+                # the bulk bar: where the selection is, and stuck above the cards while any card
+                # is selected (the page script sets lm-has-selection; style.css makes it sticky)
+                with gr.Column(elem_id="lora_manager_bulkbar", elem_classes=["lm-bulkbar"]):
+                    gr.HTML(selection_html(0), elem_id="lora_manager_selection")
+                    with gr.Row(elem_classes=["lm-bulk", "lm-bulk-controls"]):
+                        b_action = gr.Dropdown(list(BULK_ACTIONS), value="Add tags", label="Bulk action", show_label=False,
+                                               container=False, elem_id="lora_manager_bulk_action")
+                        b_value = gr.Textbox(label=VALUE_LABELS["add_tags"], show_label=False, container=False, lines=1, max_lines=1,
+                                             placeholder=VALUE_LABELS["add_tags"], elem_id="lora_manager_bulk_value")
+                        b_base = gr.Dropdown([AUTO] + [f.label for f in base_models.FAMILIES], value=AUTO, label="Base model",
+                                             show_label=False, container=False, visible=False, elem_id="lora_manager_bulk_base")
+                        b_root = gr.Dropdown([], value=None, label="Library folder", show_label=False, container=False,
+                                             visible=False, elem_id="lora_manager_bulk_root")
+                        b_scope = gr.Dropdown([SELECTED, EVERY_RESULT], value=SELECTED, label="Apply to", show_label=False,
+                                              container=False, elem_id="lora_manager_bulk_scope")
+                        b_review = gr.Button("Review", size="sm", elem_id="lora_manager_bulk_review", elem_classes=["lm-btn"])
+                        b_apply = gr.Button("Apply", size="sm", variant="primary", visible=False, elem_id="lora_manager_bulk_apply",
+                                            elem_classes=["lm-btn"])
+                        b_undo = gr.Button("Undo last trash", size="sm", elem_id="lora_manager_undo_trash", elem_classes=["lm-btn"])
+                    b_message = gr.HTML("", elem_id="lora_manager_bulk_message")
+                    no_config(b_action, b_value, b_root, b_base, b_scope)
                 results = gr.HTML(results0, elem_id="lora_manager_results")
 
             with gr.Column(visible=False, elem_classes=["lm-detail-col"], elem_id="lora_manager_detail") as detail_col:
                 with gr.Row(elem_classes=["lm-detail-bar"]):
                     close_btn = gr.Button("Close", size="sm", elem_id="lora_manager_close_detail", elem_classes=["lm-btn"])
                 # the token comes first: copying it is what the panel is opened for most
-                with gr.Row(elem_classes=["lm-token-row"]):
+                with gr.Row(elem_classes=["lm-token-row"], elem_id="lora_manager_token_row") as token_row:
                     token = gr.Textbox(label="Prompt token", elem_id="lora_manager_token", lines=1, max_lines=1,
                                        elem_classes=["lm-token"])
                     copy_btn = gr.Button("Copy", size="sm", elem_id="lora_manager_copy_token", elem_classes=["lm-btn"])
@@ -587,7 +711,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                                                      elem_id="lora_manager_trigger_suggestions")
                     add_sugg_btn = gr.Button("Add checked words to the trigger words", size="sm", visible=False,
                                              elem_id="lora_manager_add_triggers", elem_classes=["lm-btn"])
-                    with gr.Row(elem_classes=["lm-edit-row"]):
+                    with gr.Row(elem_classes=["lm-edit-row"], elem_id="lora_manager_weight_row") as weight_row:
                         e_weight = gr.Number(label="Default weight", elem_id="lora_manager_edit_weight")
                         e_wmin = gr.Number(label="Min weight", elem_id="lora_manager_edit_weight_min")
                         e_wmax = gr.Number(label="Max weight", elem_id="lora_manager_edit_weight_max")
@@ -609,45 +733,6 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
                 no_config(e_name, e_tags, e_rating, e_fav, e_nsfw, e_triggers, e_weight, e_wmin, e_wmax, e_base,
                            e_notes, token, p_candidates, raw_header)
 
-        # bulk actions
-        with gr.Accordion("Bulk actions", open=False, elem_id="lora_manager_bulk_acc"):
-            with gr.Row(elem_classes=["lm-bulk"]):
-                b_action = gr.Dropdown(list(BULK_ACTIONS), value="Add tags", label="Action", elem_id="lora_manager_bulk_action")
-                b_value = gr.Textbox(label=VALUE_LABELS["add_tags"], lines=1, max_lines=1, elem_id="lora_manager_bulk_value")
-                b_base = gr.Dropdown([AUTO] + [f.label for f in base_models.FAMILIES], value=AUTO, label="Base model",
-                                     visible=False, elem_id="lora_manager_bulk_base")
-                b_root = gr.Dropdown([], value=None,
-                                     label="Library folder", visible=False, elem_id="lora_manager_bulk_root")
-                b_scope = gr.Radio([SELECTED, EVERY_RESULT], value=SELECTED, label="Apply to", elem_id="lora_manager_bulk_scope")
-            with gr.Row(elem_classes=["lm-bulk-buttons"]):
-                b_review = gr.Button("Review", elem_id="lora_manager_bulk_review", elem_classes=["lm-btn"])
-                b_apply = gr.Button("Apply", variant="primary", visible=False, elem_id="lora_manager_bulk_apply", elem_classes=["lm-btn"])
-                b_undo = gr.Button("Undo last trash", elem_id="lora_manager_undo_trash", elem_classes=["lm-btn"])
-            b_message = gr.HTML("", elem_id="lora_manager_bulk_message")
-            no_config(b_value, b_root, b_base)
-
-        with gr.Accordion("Tags", open=False, elem_id="lora_manager_tags_acc"):
-            tag_list = gr.HTML(cards.tag_list(all_tags), elem_id="lora_manager_tag_list")
-            with gr.Row(elem_classes=["lm-bulk"]):
-                t_rename_from = gr.Dropdown(tag_names, label="Rename tag", elem_id="lora_manager_tag_rename_from")
-                t_rename_to = gr.Textbox(label="New name", lines=1, max_lines=1, elem_id="lora_manager_tag_rename_to")
-                t_rename = gr.Button("Rename", elem_id="lora_manager_tag_rename", elem_classes=["lm-btn"])
-            with gr.Row(elem_classes=["lm-bulk"]):
-                t_merge_from = gr.Dropdown(tag_names, multiselect=True, label="Merge tags", elem_id="lora_manager_tag_merge_from")
-                t_merge_into = gr.Textbox(label="Into", lines=1, max_lines=1, elem_id="lora_manager_tag_merge_into")
-                t_merge = gr.Button("Merge", elem_id="lora_manager_tag_merge", elem_classes=["lm-btn"])
-            t_msg = gr.HTML("", elem_id="lora_manager_tags_message")
-            no_config(t_rename_from, t_rename_to, t_merge_from, t_merge_into)
-
-        with gr.Accordion("Duplicates", open=False, elem_id="lora_manager_dupes_acc"):
-            d_find = gr.Button("Find duplicates", elem_id="lora_manager_find_dupes", elem_classes=["lm-btn"])
-            d_message = gr.HTML("", elem_id="lora_manager_dupes_message")
-            d_list = gr.HTML("", elem_id="lora_manager_dupes")
-            with gr.Row(elem_classes=["lm-bulk"]):
-                d_keep = gr.Dropdown([], label="Keep this file, trash the others of its group", elem_id="lora_manager_dupe_keep")
-                d_keep_btn = gr.Button("Keep it", variant="stop", elem_id="lora_manager_dupe_keep_btn", elem_classes=["lm-btn"])
-                d_undo = gr.Button("Undo last trash", elem_id="lora_manager_dupe_undo", elem_classes=["lm-btn"])
-            no_config(d_keep)
 
     # --- wiring -----------------------------------------------------------------------------
 
@@ -670,7 +755,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
         lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet)
 
     detail_outputs_by_name = {
-        "column": detail_col, "view": detail_view, "token": token, "name": e_name, "tags": e_tags,
+        "column": detail_col, "view": detail_view, "token_row": token_row, "weight_row": weight_row, "token": token, "name": e_name, "tags": e_tags,
         "rating": e_rating, "favorite": e_fav, "nsfw": e_nsfw, "notes": e_notes, "triggers": e_triggers,
         "suggestions": e_suggestions, "add_suggestions": add_sugg_btn, "weight": e_weight,
         "weight_min": e_wmin, "weight_max": e_wmax, "base": e_base, "candidates": p_candidates,
@@ -697,10 +782,13 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
     b_action.change(tab.bulk_action_changed, [b_action], [b_value, b_base, b_root, b_apply, pending, b_message], **quiet)
     b_scope.change(lambda: (_gr().update(visible=False), None, ""), None, [b_apply, pending, b_message], **quiet)
     b_review.click(tab.bulk_review, [b_action, b_value, b_base, b_root, b_scope, selected, state], [b_message, b_apply, pending])
-    b_apply.click(tab.bulk_apply, [pending, selected], [b_message, b_apply, pending, selected, selection_info]).then(
+    # the server prunes the selection (trashed cards); the page script shows it: count, boxes, bar.
+    # A step without a Python function ends its chain in gradio 3 (no "then" follows it): last.
+    sync_selection_js = "(ids) => { if (window.loraManager) window.loraManager.syncSelection(ids); return []; }"
+    b_apply.click(tab.bulk_apply, [pending, selected], [b_message, b_apply, pending, selected]).then(
         tab.refresh, page_inputs, result_outputs, **quiet).then(
         lambda: tab.tag_updates()[1:], None, [tag_list, t_rename_from, t_merge_from, f_tag], **quiet).then(
-        tab.stats, None, [stats], **quiet)
+        tab.stats, None, [stats], **quiet).then(None, [selected], None, _js=sync_selection_js)
     b_undo.click(tab.undo_trash, None, [b_message]).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
         tab.stats, None, [stats], **quiet)
 
@@ -708,12 +796,21 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Librar
     t_rename.click(tab.rename_tag, [t_rename_from, t_rename_to], tag_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet)
     t_merge.click(tab.merge_tags, [t_merge_from, t_merge_into], tag_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet)
 
-    dupe_outputs = [d_list, d_keep, d_message]
+    dupe_outputs = [d_list, d_keep, d_message, d_best_apply, d_pending]
     d_find.click(lambda: tab.find_duplicates(), None, dupe_outputs)
-    d_keep_btn.click(tab.keep_duplicate, [d_keep], dupe_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
-        tab.stats, None, [stats], **quiet)
+    d_best.click(tab.keep_best_review, None, dupe_outputs)
+    d_best_apply.click(tab.keep_best_apply, [d_pending, selected], dupe_outputs + [selected]).then(
+        tab.refresh, page_inputs, result_outputs, **quiet).then(tab.stats, None, [stats], **quiet).then(
+        None, [selected], None, _js=sync_selection_js)
+    d_keep_btn.click(tab.keep_duplicate, [d_keep, selected], dupe_outputs + [selected]).then(
+        tab.refresh, page_inputs, result_outputs, **quiet).then(tab.stats, None, [stats], **quiet).then(
+        None, [selected], None, _js=sync_selection_js)
     d_undo.click(tab.undo_duplicates, None, dupe_outputs).then(tab.refresh, page_inputs, result_outputs, **quiet).then(
         tab.stats, None, [stats], **quiet)
+
+    # one click on a card's star; the stored rating comes back to the page script
+    rate_btn.click(tab.rate_card, [rate_request, detail_id, loaded_form], [rated, b_message, e_rating, loaded_form], **quiet).then(
+        None, [rated], None, _js="(r) => { if (window.loraManager) window.loraManager.showRating(r); return []; }")
 
     def scan(progress=gr.Progress()):
         return tab.scan(progress)
