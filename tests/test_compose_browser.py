@@ -4,6 +4,7 @@ script that sends prompts to SDNext's generation tab."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,27 @@ def test_the_composition_survives_a_reload_until_cleared(standalone_in_browser):
     page.wait_for_timeout(1500)  # time enough for a restore, were there anything kept
     assert composition(page) == {"rows": [], "base": "", "negative": "", "prompt": ""}
     assert session.dialogs == []
+
+
+def test_a_weight_typed_faster_than_the_server_answers_ends_on_the_last_value(standalone_in_browser, monkeypatch):
+    """One request at a time, and one more for what changed meanwhile: every key typed while the
+    previous answer is on its way still reaches the prompt, and answers never arrive out of order."""
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, prompt_out = compose_ink_style(session)
+    composer = session.library.composer
+    compose, calls = composer.compose, []
+
+    def slow_compose(*args, **kwargs):
+        calls.append(args[1][0]["weight"] if args[1] else None)
+        time.sleep(0.25)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(composer, "compose", slow_compose)
+    number = page.locator(f"{WEIGHT} input[type=number]")
+    number.click()
+    number.press("Control+a")
+    number.type("1.15", delay=60)
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>", timeout=5_000)
+    page.wait_for_timeout(800)  # nothing late overwrites it
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>")
+    assert calls[-1] == 1.15 and len(calls) < 5  # not one request per key: the ones typed meanwhile went together
