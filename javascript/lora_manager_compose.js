@@ -118,20 +118,19 @@
   const STUCK_MS = 5000; // an answer that never came (server error) stops blocking after this
   let sentAt = 0;
   let pending = false;
-  let lastSent = '';
-
-  function sliderValues() {
-    return Array.from(root().querySelectorAll('[id^="lora_manager_compose_row"] input[type=number]'))
-      .map((input) => input.value).join('|');
-  }
+  let retry = null;
+  const typed = new WeakMap(); // slider input → its value at its last `input` event
 
   function applyWeights() {
-    if (sentAt && Date.now() - sentAt < STUCK_MS) { pending = true; return; }
+    const waited = Date.now() - sentAt;
+    if (sentAt && waited < STUCK_MS) {
+      pending = true;
+      if (!retry) retry = setTimeout(() => { retry = null; if (pending) applyWeights(); }, STUCK_MS - waited);
+      return;
+    }
     const button = byId(APPLY_WEIGHTS);
-    const values = sliderValues();
     pending = false;
-    if (!button || values === lastSent) return;
-    lastSent = values;
+    if (!button) return;
     sentAt = Date.now();
     button.click();
   }
@@ -146,11 +145,17 @@
     const target = path.length ? path[0] : event.target;
     if (!(target instanceof HTMLInputElement) || !target.closest) return;
     const slider = target.closest('[id^="lora_manager_compose_row"]');
-    // after Gradio's own handlers: the value it sends is the one just typed (or clamped on blur)
-    if (slider && WEIGHT_SLIDER.test(slider.id)) setTimeout(applyWeights, 0);
+    if (!slider || !WEIGHT_SLIDER.test(slider.id)) return;
+    // after Gradio's own handlers: the value it sends is the one just typed, or the one its
+    // blur handler clamped into the slider's range (a change that fires no `input`)
+    setTimeout(() => {
+      if (event.type !== 'input' && (!typed.has(target) || typed.get(target) === target.value)) return;
+      typed.set(target, target.value);
+      applyWeights();
+    }, 0);
   }
 
-  ['input', 'change', 'focusout'].forEach((type) => document.addEventListener(type, weightEdited));
+  ['input', 'focusout'].forEach((type) => document.addEventListener(type, weightEdited));
 
   // --- the composition kept in this browser ------------------------------------------------------
   // Every change of the composition writes its draft (JSON, "{}" for nothing) into a hidden box

@@ -335,3 +335,13 @@ def test_a_weight_typed_faster_than_the_server_answers_ends_on_the_last_value(st
     page.wait_for_timeout(800)  # nothing late overwrites it
     sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>")
     assert calls[-1] == 1.15 and len(calls) < 5  # not one request per key: the ones typed meanwhile went together
+
+
+def test_a_weight_typed_out_of_range_is_applied_as_the_slider_clamps_it(standalone_in_browser):
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, prompt_out = compose_ink_style(session)
+    type_weight(page, "5")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:5>", timeout=3_000)
+    page.keyboard.press("Tab")  # the slider clamps it to its maximum, the prompt follows
+    sync_api.expect(page.locator(f"{WEIGHT} input[type=number]")).to_have_value("1.2")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.2>", timeout=3_000)
