@@ -459,6 +459,8 @@ def test_a_kept_lora_since_deleted_restores_with_a_warning(tab, library, ids):
     ('{"loras": {"a": 1}}', "it is not a composition"),
     ('{"loras": [{"lora_id": "x", "weight": 1}]}', "id or weight is not a number"),
     ('{"loras": [{"lora_id": 1, "weight": [1]}]}', "id or weight is not a number"),
+    ('{"loras": [{"lora_id": 1, "weight": NaN}]}', "id or weight is not a number"),
+    ('{"loras": [{"lora_id": 1, "weight": 1, "te": Infinity, "unet": 1}]}', "id or weight is not a number"),
     ("{" + " " * compose_tab.DRAFT_LIMIT + "}", "longer than"),
 ])
 def test_a_damaged_draft_is_reported_not_restored(tab, text, message):

@@ -15,11 +15,17 @@ Handlers are methods of ``ComposeTab`` that return a dict of named values (``"en
 ``build_content`` turns it into Gradio outputs, leaving every value not named unchanged.
 Tests call the methods directly. LoRAs that are not in the library never become rows: their
 tokens stay in the base prompt as written, and the warnings name them.
+
+Two things go through the page script (javascript/lora_manager_compose.js): weight sliders, whose
+changes it turns into one ``weights`` request at a time, and the draft, the composition as JSON
+that every change writes into a hidden box and that the script keeps in the browser's storage and
+hands back through the restore box when the page loads (``draft_json``, ``restore``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -564,6 +570,8 @@ def read_draft(text: str) -> dict[str, Any]:
         try:
             lora_id = int(item["lora_id"]) if item.get("lora_id") is not None else None
             weights = {k: (float(item[k]) if item.get(k) is not None else None) for k in ("weight", "te", "unet")}
+            if not all(math.isfinite(w) for w in weights.values() if w is not None):
+                raise ValueError("not finite")
         except (TypeError, ValueError):
             raise InvalidInput(f"a LoRA's id or weight is not a number: {cards.cut(str(item), 120)}") from None
         triggers = item.get("triggers") if isinstance(item.get("triggers"), list) else []
