@@ -108,5 +108,104 @@
     if (watching || tries > 180) clearInterval(timer);
   }, 1000);
 
+  // --- weights -------------------------------------------------------------------------------------
+  // After every change the user makes to a weight slider (drag, each key typed, Enter, Tab, arrow
+  // keys) the Python side re-reads all weights: one request at a time, and once more when a
+  // slider changed while it ran, so the composed prompt ends on the values shown. Sliders set by
+  // the Python side fire no DOM events (no loop).
+  const APPLY_WEIGHTS = 'lora_manager_compose_apply_weights';
+  const WEIGHT_SLIDER = /^lora_manager_compose_row\d+_(weight|te|unet)$/;
+  const STUCK_MS = 5000; // an answer that never came (server error) stops blocking after this
+  let sentAt = 0;
+  let pending = false;
+  let retry = null;
+  const typed = new WeakMap(); // slider input → its value at its last `input` event
+
+  function applyWeights() {
+    const waited = Date.now() - sentAt;
+    if (sentAt && waited < STUCK_MS) {
+      pending = true;
+      if (!retry) retry = setTimeout(() => { retry = null; if (pending) applyWeights(); }, STUCK_MS - waited);
+      return;
+    }
+    const button = byId(APPLY_WEIGHTS);
+    pending = false;
+    if (!button) return;
+    sentAt = Date.now();
+    button.click();
+  }
+
+  function applied() {
+    sentAt = 0;
+    if (pending) applyWeights();
+  }
+
+  function weightEdited(event) {
+    const path = typeof event.composedPath === 'function' ? event.composedPath() : [];
+    const target = path.length ? path[0] : event.target;
+    if (!(target instanceof HTMLInputElement) || !target.closest) return;
+    const slider = target.closest('[id^="lora_manager_compose_row"]');
+    if (!slider || !WEIGHT_SLIDER.test(slider.id)) return;
+    // after Gradio's own handlers: the value it sends is the one just typed, or the one its
+    // blur handler clamped into the slider's range (a change that fires no `input`)
+    setTimeout(() => {
+      if (event.type !== 'input' && (!typed.has(target) || typed.get(target) === target.value)) return;
+      typed.set(target, target.value);
+      applyWeights();
+    }, 0);
+  }
+
+  ['input', 'focusout'].forEach((type) => document.addEventListener(type, weightEdited));
+
+  // --- the composition kept in this browser ------------------------------------------------------
+  // Every change of the composition writes its draft (JSON, "{}" for nothing) into a hidden box
+  // whose change calls keep(); on load the kept draft goes into the restore box, which the Python
+  // side turns back into rows. Per browser on purpose: several browsers open on one SDNext each
+  // keep their own work (recipes are what is shared).
+  const DRAFT_KEY = 'lora_manager.compose.draft';
+  const RESTORE_BOX = 'lora_manager_compose_restore';
+  let restored = false;
+
+  function storage() {
+    try { return window.localStorage; } catch (e) { return null; } // blocked by the browser's settings
+  }
+
+  function keep(text) {
+    const store = storage();
+    // until the kept draft is handed back, changes come from the page starting up, not the user
+    if (!store || !restored || typeof text !== 'string' || !text) return;
+    try {
+      if (text === '{}') store.removeItem(DRAFT_KEY);
+      else store.setItem(DRAFT_KEY, text);
+    } catch (e) { /* storage full or denied: the composition just is not kept */ }
+  }
+
+  function restore() {
+    const box = field(RESTORE_BOX);
+    if (!box) return false;
+    const store = storage();
+    const text = store ? store.getItem(DRAFT_KEY) : null;
+    restored = true;
+    if (!text) return true;
+    fill(box, text);
+    // the Python side empties the box once it has read it; a fill made before Gradio listened
+    // is made again
+    let again = 0;
+    const check = setInterval(() => {
+      again += 1;
+      if (box.value !== text || again > 5) { clearInterval(check); return; }
+      fill(box, '');
+      fill(box, text);
+    }, 2000);
+    return true;
+  }
+
+  let restoreTries = 0;
+  const restoreTimer = setInterval(() => {
+    restoreTries += 1;
+    if (restore() || restoreTries > 180) clearInterval(restoreTimer);
+  }, 500);
+
   window.loraManagerSendToTxt2img = sendToTxt2img;
+  window.loraManagerCompose = { keep, restore, applied, DRAFT_KEY };
 }());

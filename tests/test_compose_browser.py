@@ -4,6 +4,7 @@ script that sends prompts to SDNext's generation tab."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Pyt
 
 from browser import shot  # noqa: E402
 from test_ui import XSS, kohya, write_safetensors  # noqa: E402
+
+from lib_lora_manager.naming import format_weight  # noqa: E402
 
 
 def write_loras(root: Path) -> None:
@@ -106,3 +109,239 @@ def test_compose_in_the_browser(standalone_in_browser):
     assert filled == [["a heron <lora:ink_style:1.1>", "blurry", "Sent to SDNext's Text tab."],
                       "a heron <lora:ink_style:1.1>", "blurry", 1, True]
     assert session.dialogs == []
+
+
+# --- changing a weight: every way applies at once, and the next click is not lost ----------------
+
+WEIGHT = "#lora_manager_compose_row0_weight"
+# the button's place on the page, sampled every frame and at the press and release of a click on
+# it, until that release (what the click then does may move it, legitimately)
+TRACK_BUTTON = """(id) => {
+    const button = document.getElementById(id);
+    window.lmTops = [];
+    let tracking = true;
+    const sample = () => { window.lmTops.push(Math.round(button.getBoundingClientRect().top + window.scrollY)); };
+    const frame = () => { if (tracking) { sample(); requestAnimationFrame(frame); } };
+    document.addEventListener('pointerdown', (e) => { if (button.contains(e.target)) sample(); }, true);
+    document.addEventListener('pointerup', (e) => { if (button.contains(e.target) && tracking) { sample(); tracking = false; } }, true);
+    frame();
+}"""
+
+
+def compose_ink_style(session):
+    """The Compose tab with ink_style (default 0.8, range 0.5–1.2) and a recipe name typed."""
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManagerCompose")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="Compose").click()
+    box(page, "lora_manager_compose_search").fill("ink_style")
+    page.locator("#lora_manager_compose_find").click()
+    sync_api.expect(page.locator("#lora_manager_compose_status .lm-message")).to_contain_text("1 LoRA found")
+    page.locator("#lora_manager_compose_add").click()
+    prompt_out = box(page, "lora_manager_compose_prompt")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:0.8>")
+    box(page, "lora_manager_compose_recipe_name").fill("Heron")
+    return page, prompt_out
+
+
+def type_weight(page, text: str) -> None:
+    """Type into the weight's number box the way a person does: select, then key by key."""
+    number = page.locator(f"{WEIGHT} input[type=number]")
+    number.click()
+    number.press("Control+a")
+    number.type(text)
+
+
+def drag(page) -> None:
+    """Drag the slider's thumb to the right; while the button is still held the prompt already
+    shows the weight under the thumb."""
+    track = page.locator(f"{WEIGHT} input[type=range]")
+    area = track.bounding_box()
+    y = area["y"] + area["height"] / 2
+    thumb = area["x"] + area["width"] * (0.8 - 0.5) / (1.2 - 0.5)
+    page.mouse.move(thumb, y)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.85, y, steps=8)
+    held = float(page.locator(f"{WEIGHT} input[type=number]").input_value())
+    assert held > 0.8
+    sync_api.expect(box(page, "lora_manager_compose_prompt")).to_have_value(
+        f"ink wash, sumi-e <lora:ink_style:{format_weight(held)}>", timeout=3_000)
+    page.mouse.up()
+
+
+def type_and_enter(page) -> None:
+    type_weight(page, "1.15")
+    page.keyboard.press("Enter")
+
+
+def type_and_tab(page) -> None:
+    type_weight(page, "1.15")
+    # applied while typing, before the box loses the focus
+    sync_api.expect(box(page, "lora_manager_compose_prompt")).to_have_value(
+        "ink wash, sumi-e <lora:ink_style:1.15>", timeout=3_000)
+    page.keyboard.press("Tab")
+
+
+def arrow_keys(page) -> None:
+    page.locator(f"{WEIGHT} input[type=range]").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+
+
+@pytest.mark.parametrize("way", [drag, type_and_enter, type_and_tab, arrow_keys], ids=lambda f: f.__name__)
+def test_every_way_of_changing_a_weight_updates_the_prompt_at_once(standalone_in_browser, way):
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults, clipboard=True)
+    page, prompt_out = compose_ink_style(session)
+    way(page)
+    weight = format_weight(float(page.locator(f"{WEIGHT} input[type=number]").input_value()))
+    assert weight != "0.8"
+    token = f"<lora:ink_style:{weight}>"
+    sync_api.expect(prompt_out).to_have_value(f"ink wash, sumi-e {token}", timeout=3_000)
+    page.locator("#lora_manager_compose_copy").click()
+    sync_api.expect(page.locator("#lora_manager_compose_copy")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == f"ink wash, sumi-e {token}"
+    shot(page, f"compose-weight-{way.__name__}")
+
+    # a weight typed, then straight to a button below (no Enter, no Tab): that click counts, and
+    # nothing above the button moves while the prompt is being updated (every prefix of 1.05 is
+    # in the recommended range: no warning comes and goes while typing)
+    page.evaluate(TRACK_BUTTON, "lora_manager_compose_recipe_save")
+    type_weight(page, "1.05")
+    page.locator("#lora_manager_compose_recipe_save").click()
+    assert len(set(page.evaluate("() => window.lmTops"))) == 1
+    expect_saved = page.locator("#lora_manager_compose_recipe_status .lm-message")
+    sync_api.expect(expect_saved).to_contain_text("Saved “Heron” with 1 LoRA")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.05>")
+    assert session.dialogs == []
+
+
+# --- the composition survives a reload of the page ------------------------------------------------
+
+
+def open_compose(page, url: str) -> None:
+    page.goto(url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManagerCompose")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="Compose").click()
+
+
+def composition(page) -> dict:
+    """What the Compose tab shows, row by row."""
+    rows = []
+    for i in range(10):
+        row = page.locator(f"#lora_manager_compose_row{i}")
+        if not row.is_visible():
+            break
+        weights = tuple(page.locator(f"#lora_manager_compose_row{i}_{name} input[type=number]").input_value()
+                        for name in ("weight", "te", "unet"))
+        rows.append({
+            "name": row.locator(".lm-compose-name").inner_text(),
+            "on": row.locator(f"#lora_manager_compose_row{i}_enabled input").is_checked(),
+            "split": row.locator(f"#lora_manager_compose_row{i}_split input").is_checked(),
+            "weights": weights,
+            "triggers": row.locator(f"#lora_manager_compose_row{i}_triggers input:checked + span").all_inner_texts(),
+        })
+    return {"rows": rows, "base": box(page, "lora_manager_compose_base").input_value(),
+            "negative": box(page, "lora_manager_compose_negative").input_value(),
+            "prompt": box(page, "lora_manager_compose_prompt").input_value()}
+
+
+def test_the_composition_survives_a_reload_until_cleared(standalone_in_browser):
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, library, expect = session.page, session.library, sync_api.expect
+    open_compose(page, session.url)
+    prompt_out = box(page, "lora_manager_compose_prompt")
+    for name in ("ink_style", "xl_detail"):
+        box(page, "lora_manager_compose_search").fill(name)
+        page.locator("#lora_manager_compose_find").click()
+        expect(page.locator("#lora_manager_compose_status .lm-message")).to_contain_text("1 LoRA found")
+        page.locator("#lora_manager_compose_add").click()
+    expect(page.locator("#lora_manager_compose_row1 .lm-compose-name")).to_have_text("xl_detail")
+    # weights, on/off, order, separate TE/UNet weights, a trigger word off, both prompts
+    number = page.locator("#lora_manager_compose_row0_weight input[type=number]")
+    number.fill("1.1")
+    number.press("Enter")
+    page.locator("#lora_manager_compose_row0_triggers label", has_text="sumi-e").click()
+    page.locator("#lora_manager_compose_row1_enabled input").click()
+    page.locator("#lora_manager_compose_row1_up").click()
+    expect(page.locator("#lora_manager_compose_row0 .lm-compose-name")).to_have_text("xl_detail")
+    page.locator("#lora_manager_compose_row1_split input").click()
+    expect(page.locator("#lora_manager_compose_row1_te")).to_be_visible()
+    for name, value in (("te", "0.6"), ("unet", "0.9")):
+        field = page.locator(f"#lora_manager_compose_row1_{name} input[type=number]")
+        field.fill(value)
+        field.press("Tab")
+    box(page, "lora_manager_compose_base").fill("a heron")
+    box(page, "lora_manager_compose_negative").fill("blurry")
+    expect(prompt_out).to_have_value("a heron, ink wash <lora:ink_style:te=0.6:unet=0.9>")
+    before = composition(page)
+    assert [r["name"] for r in before["rows"]] == ["xl_detail", "ink_style"]
+    assert before["rows"][0]["on"] is False and before["rows"][1]["split"] is True
+    assert before["rows"][1]["triggers"] == ["ink wash"]
+
+    page.reload()
+    open_compose(page, session.url)
+    expect(prompt_out).to_have_value(before["prompt"])
+    assert composition(page) == before
+    shot(page, "compose-restored")
+
+    # a LoRA deleted meanwhile: the rest comes back, its token stays in the prompt, a warning says so
+    library.files.trash([library.find("xl_detail").id])
+    page.reload()
+    open_compose(page, session.url)
+    expect(page.locator("#lora_manager_compose_status .lm-message")).to_contain_text(
+        "Restored the last composition; kept in the prompt as written: xl_detail")
+    assert [r["name"] for r in composition(page)["rows"]] == ["ink_style"]
+    expect(box(page, "lora_manager_compose_base")).to_have_value("a heron <lora:xl_detail:1>")
+    shot(page, "compose-restored-lora-gone")
+
+    # cleared: the next reload has no LoRAs (the prompts, still shown, are kept); emptied: nothing
+    page.locator("#lora_manager_compose_clear").click()
+    expect(page.locator("#lora_manager_compose_row0")).to_be_hidden()
+    page.reload()
+    open_compose(page, session.url)
+    expect(box(page, "lora_manager_compose_base")).to_have_value("a heron <lora:xl_detail:1>")
+    expect(prompt_out).to_have_value("a heron <lora:xl_detail:1>")
+    assert composition(page)["rows"] == []
+    box(page, "lora_manager_compose_base").fill("")
+    box(page, "lora_manager_compose_negative").fill("")
+    expect(prompt_out).to_have_value("")
+    page.wait_for_function("() => localStorage.getItem(window.loraManagerCompose.DRAFT_KEY) === null")
+    page.reload()
+    open_compose(page, session.url)
+    page.wait_for_timeout(1500)  # time enough for a restore, were there anything kept
+    assert composition(page) == {"rows": [], "base": "", "negative": "", "prompt": ""}
+    assert session.dialogs == []
+
+
+def test_a_weight_typed_faster_than_the_server_answers_ends_on_the_last_value(standalone_in_browser, monkeypatch):
+    """One request at a time, and one more for what changed meanwhile: every key typed while the
+    previous answer is on its way still reaches the prompt, and answers never arrive out of order."""
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, prompt_out = compose_ink_style(session)
+    composer = session.library.composer
+    compose, calls = composer.compose, []
+
+    def slow_compose(*args, **kwargs):
+        calls.append(args[1][0]["weight"] if args[1] else None)
+        time.sleep(0.25)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(composer, "compose", slow_compose)
+    number = page.locator(f"{WEIGHT} input[type=number]")
+    number.click()
+    number.press("Control+a")
+    number.type("1.15", delay=60)
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>", timeout=5_000)
+    page.wait_for_timeout(800)  # nothing late overwrites it
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>")
+    assert calls[-1] == 1.15 and len(calls) < 5  # not one request per key: the ones typed meanwhile went together
+
+
+def test_a_weight_typed_out_of_range_is_applied_as_the_slider_clamps_it(standalone_in_browser):
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, prompt_out = compose_ink_style(session)
+    type_weight(page, "5")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:5>", timeout=3_000)
+    page.keyboard.press("Tab")  # the slider clamps it to its maximum, the prompt follows
+    sync_api.expect(page.locator(f"{WEIGHT} input[type=number]")).to_have_value("1.2")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.2>", timeout=3_000)

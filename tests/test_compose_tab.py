@@ -409,3 +409,102 @@ def test_a_composed_prompt_reads_back_to_the_same_composition(tab, library, lora
     assert [e["lora_id"] for e in back["entries"]] == twins + [ids["detail_tweaker"]]
     assert back["entries"][2]["te"] == 0.3 and back["entries"][2]["unet"] == 0.8
     assert back["prompt"] == composed and "lm-ok" in back["status"]
+
+
+# --- the composition kept in the browser ----------------------------------------------------------
+
+
+def test_every_change_writes_the_draft_and_restore_brings_it_back(tab, library, ids):
+    entries = add(tab, [], ids["anime_style"])["entries"]
+    entries = add(tab, entries, ids["detail_tweaker"])["entries"]
+    edited = tab.edit(0, entries, "a castle", "blurry", False, 1.1, False, 1.1, 1.1, ["cel shading"])
+    edited = tab.edit(1, edited["entries"], "a castle", "blurry", True, 1.0, True, 0.4, 0.9, [])
+    moved = tab.move(1, -1, edited["entries"], "a castle", "blurry")
+    draft = moved["draft"]
+    assert tab.update_prompt(moved["entries"], "a castle", "blurry")["draft"] == draft
+
+    fresh = ComposeTab(lambda: library, host_with(generator=LoadedModel("sd1")))  # a reload: a new session
+    back = fresh.restore(draft, [], "", "")
+    assert back["entries"] == moved["entries"]
+    assert (back["base"], back["negative"], back["restore_box"]) == ("a castle", "blurry", "")
+    assert back["prompt"] == moved["prompt"] and back["status"] == ""
+    assert back["rows"][1]["enabled"] is False and back["rows"][0]["split"] is True
+    # a composition started on the page before the kept one came back is left alone
+    assert fresh.restore(draft, moved["entries"], "x", "") == {"restore_box": ""}
+    assert fresh.restore("", [], "", "") == {}
+
+
+def test_nothing_to_keep_is_an_empty_draft_and_clear_keeps_only_the_prompts(tab, ids):
+    assert tab.update_prompt([], "", " ")["draft"] == "{}"
+    entries = add(tab, [], ids["plain"])["entries"]
+    cleared = tab.clear(entries, "a castle", "")
+    assert cleared["entries"] == [] and '"loras":[]' in cleared["draft"] and '"prompt":"a castle"' in cleared["draft"]
+    assert tab.clear(entries, "", "")["draft"] == "{}"
+
+
+def test_a_kept_lora_since_deleted_restores_with_a_warning(tab, library, ids):
+    entries = add(tab, [], ids["plain"])["entries"]
+    entries = add(tab, entries, ids["anime_style"])["entries"]
+    draft = tab.composed(entries, "a castle", "")["draft"]
+    library.files.trash([ids["plain"]])
+    back = tab.restore(draft, [], "", "")
+    assert [e["lora_id"] for e in back["entries"]] == [ids["anime_style"]]
+    assert back["base"] == "a castle <lora:plain:1>"
+    assert "Restored the last composition; kept in the prompt as written: Plain: no LoRA named" in back["status"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not json", "it is not JSON"),
+    ("[1, 2]", "it is not a composition"),
+    ('{"loras": {"a": 1}}', "it is not a composition"),
+    ('{"loras": [{"lora_id": "x", "weight": 1}]}', "id or weight is not a number"),
+    ('{"loras": [{"lora_id": 1, "weight": [1]}]}', "id or weight is not a number"),
+    ('{"loras": [{"lora_id": 1, "weight": NaN}]}', "id or weight is not a number"),
+    ('{"loras": [{"lora_id": 1, "weight": 1, "te": Infinity, "unet": 1}]}', "id or weight is not a number"),
+    ("{" + " " * compose_tab.DRAFT_LIMIT + "}", "longer than"),
+])
+def test_a_damaged_draft_is_reported_not_restored(tab, text, message):
+    out = tab.restore(text, [], "", "")
+    assert message in out["status"] and "was not restored" in out["status"] and "entries" not in out
+    assert out["restore_box"] == ""
+
+
+def test_a_hostile_draft_is_bounded_and_escaped(tab, ids):
+    import json
+
+    lost = {"lora_id": 999_999, "name": "gone", "label": XSS, "weight": 1}
+    loras = [lost] + [{"lora_id": ids["anime_style"], "weight": 0.5, "triggers": [XSS, 7]}] * (MAX_ROWS + 5)
+    out = tab.restore(json.dumps({"loras": loras, "prompt": 5, "negative": None}), [], "", "")
+    assert len(out["entries"]) == MAX_ROWS - 1 and out["entries"][0]["triggers"] == [XSS, "7"]
+    assert out["base"] == "5 <lora:gone:1>" and out["negative"] == ""
+    assert "gone" in out["status"] or "&lt;img" in out["status"]
+    assert XSS not in out["status"] and XSS not in out["rows"][0]["title"]
+
+
+def test_weight_sliders_are_applied_by_one_request_for_all_rows(library):
+    """Gradio 3.43's slider events miss Enter and arrow keys (`release`) or drop and reorder
+    values (`input`): the page script clicks one apply button, which reads every slider, and
+    hears back from a browser-side step chained after it."""
+    [(blocks, _title, _elem_id)] = ui.build_tabs(lambda: library, host_with(name="standalone"))
+    by_id = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    sliders = [by_id[f"lora_manager_compose_row{i}_{k}"]._id for i in range(MAX_ROWS) for k in ("weight", "te", "unet")]
+    assert not [d for d in blocks.dependencies if set(d["targets"]) & set(sliders)]  # no echo, no race
+    button = by_id["lora_manager_compose_apply_weights"]
+    [apply] = [d for d in blocks.dependencies if d["targets"] == [button._id] and d["trigger"] == "click"]
+    assert apply["inputs"][3:] == sliders and apply["show_progress"] == "hidden"
+    index = blocks.dependencies.index(apply)
+    [done] = [d for d in blocks.dependencies if d["trigger_after"] == index]
+    assert done["backend_fn"] is False and "loraManagerCompose.applied()" in done["js"]
+
+
+def test_weights_reads_every_row_and_keeps_half_typed_values(tab, ids):
+    entries = add(tab, [], ids["anime_style"])["entries"]
+    entries = add(tab, entries, ids["detail_tweaker"])["entries"]
+    entries = tab.edit(1, entries, "a castle", "", True, 1.0, True, 1.0, 1.0, [])["entries"]  # separate TE/UNet
+    rest = (None, None, None) * (MAX_ROWS - 2)
+    out = tab.weights(entries, "a castle", "", 1.15, 1.15, 1.15, 0.3, 0.4, 0.9, *rest)
+    assert [(e["weight"], e["te"], e["unet"]) for e in out["entries"]] == [(1.15, None, None), (1.0, 0.4, 0.9)]
+    assert "<lora:anime_style:1.15>" in out["prompt"] and "<lora:detail_tweaker:te=0.4:unet=0.9>" in out["prompt"]
+    assert '"weight":1.15' in out["draft"] and "rows" not in out  # a slider being dragged is not re-rendered
+    half = tab.weights(out["entries"], "a castle", "", None, None, None, 0.3, None, None, *rest)
+    assert [(e["weight"], e["te"], e["unet"]) for e in half["entries"]] == [(1.15, None, None), (1.0, 0.4, 0.9)]

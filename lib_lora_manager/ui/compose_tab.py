@@ -15,10 +15,17 @@ Handlers are methods of ``ComposeTab`` that return a dict of named values (``"en
 ``build_content`` turns it into Gradio outputs, leaving every value not named unchanged.
 Tests call the methods directly. LoRAs that are not in the library never become rows: their
 tokens stay in the base prompt as written, and the warnings name them.
+
+Two things go through the page script (javascript/lora_manager_compose.js): weight sliders, whose
+changes it turns into one ``weights`` request at a time, and the draft, the composition as JSON
+that every change writes into a hidden box and that the script keeps in the browser's storage and
+hands back through the restore box when the page loads (``draft_json``, ``restore``).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +52,7 @@ STEP = 0.01
 ROW_FIELDS = ("box", "title", "enabled", "weight", "split", "split_row", "te", "unet", "triggers")
 MAX_RESULTS = 30
 MAX_RECIPES = 60
+DRAFT_LIMIT = 200_000  # characters of a saved draft read back; a browser's storage is not trusted
 EMPTY_HINT = "No LoRAs yet: find one above, or open a LoRA in the Library and click “Add to composition”."
 
 
@@ -145,12 +153,14 @@ class ComposeTab:
         request = [{"id": e["lora_id"], "name": e.get("name"), "weight": e["weight"], "te": e.get("te"),
                     "unet": e.get("unet"), "enabled": e.get("enabled", True), "triggers": list(e.get("triggers") or [])}
                    for e in entries or []]
+        draft = draft_json(entries, base, negative)
         try:
             result = self.library.composer.compose(base or "", request, negative or "", model_family=family)
         except LoraManagerError as e:
-            return {"prompt": "", "warnings": warnings_html([f"The prompt could not be composed: {e}"], family)}
+            return {"prompt": "", "warnings": warnings_html([f"The prompt could not be composed: {e}"], family),
+                    "draft": draft}
         notes = result.warnings + self._text_token_warnings(base or "", entries or [])
-        return {"prompt": result.prompt, "warnings": warnings_html(notes, family)}
+        return {"prompt": result.prompt, "warnings": warnings_html(notes, family), "draft": draft}
 
     def _text_token_warnings(self, base: str, entries: list[dict[str, Any]]) -> list[str]:
         """LoRA tokens typed (or kept) in the base prompt: unknown ones, and ones also in a row."""
@@ -238,6 +248,20 @@ class ComposeTab:
             entry["te"] = entry["unet"] = None
         return {"entries": entries, "rows": {index: row}, "summary": summary_html(entries),
                 **self.composed(entries, base, negative)}
+
+    def weights(self, entries, base, negative, *values) -> dict[str, Any]:
+        """A weight slider changed (dragged, typed into, arrow keys): every row's weights are read
+        again from ``values`` (weight, text encoder, UNet for each row). The rows are not
+        re-rendered, so a slider being dragged or typed into is left alone."""
+        entries = [dict(e) for e in entries or []]
+        for index, entry in enumerate(entries[:MAX_ROWS]):
+            weight, te, unet = (values[3 * index:3 * index + 3] + (None, None, None))[:3]
+            if entry.get("te") is not None or entry.get("unet") is not None:
+                entry["te"] = float(te) if te is not None else entry["te"]
+                entry["unet"] = float(unet) if unet is not None else entry["unet"]
+            elif weight is not None:  # None while a number is half typed ("1.")
+                entry["weight"] = float(weight)
+        return {"entries": entries, "summary": summary_html(entries), **self.composed(entries, base, negative)}
 
     def move(self, index: int, delta: int, entries, base, negative) -> dict[str, Any]:
         entries = list(entries or [])
@@ -358,6 +382,28 @@ class ComposeTab:
             return {}
         return {**self.load_text(text), "inbox": ""}
 
+    def restore(self, text, entries, base, negative) -> dict[str, Any]:
+        """The page script handed back the composition this browser kept (its last draft, see
+        ``draft_json``); the restore box is emptied again. A composition already started on this
+        page is not replaced."""
+        if not (text or "").strip():
+            return {}
+        if entries:
+            return {"restore_box": ""}
+        try:
+            draft = read_draft(text)
+        except InvalidInput as e:
+            return {"status": cards.message(f"The composition kept in this browser was not restored: {e}", "error"),
+                    "restore_box": ""}
+        restored, kept, notes = self._saved_entries(draft["loras"])
+        base = " ".join(part for part in [draft["prompt"], *kept] if part)
+        status = ""
+        if notes:
+            status = cards.message("Restored the last composition; kept in the prompt as written: "
+                                   + "; ".join(notes) + ".", "error")
+        return {**self.render(restored, base, draft["negative"], status),
+                "base": base, "negative": draft["negative"], "restore_box": ""}
+
     def _known_parameters(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The generation-panel fields among ``values``, each checked like a request field."""
         params, skipped = {}, []
@@ -421,8 +467,25 @@ class ComposeTab:
             recipe = self.library.recipes.get(recipe_id)
         except LoraManagerError as e:
             return {"recipe_status": cards.message(str(e), "error")}
+        entries, kept, notes = self._saved_entries(recipe.loras)
+        base = " ".join(part for part in [recipe.prompt, *kept] if part)
+        params, skipped = self._known_parameters(recipe.parameters)
+        message = f"Applied “{recipe.name}”: {cards.plural(len(entries))}"
+        message += f", {cards.plural(len(params), 'generation setting')}." if params else "."
+        if notes:
+            message += " Kept in the prompt as written: " + "; ".join(notes) + "."
+        if skipped:
+            message += " Ignored: " + "; ".join(skipped) + "."
+        out = self.render(entries, base, recipe.negative_prompt)
+        return {**out, "base": base, "negative": recipe.negative_prompt, "params": params,
+                "recipe_name": recipe.name, "recipe_status": cards.message(message, "error" if notes else "ok")}
+
+    def _saved_entries(self, saved_loras: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+        """Entries rebuilt from saved ones (a recipe's or a draft's): (entries, tokens kept as text,
+        notes). A LoRA gone from the library, or re-added under a new id, is found again by name;
+        one not found stays in the prompt as its token."""
         entries, kept, notes = [], [], []
-        for saved in recipe.loras:
+        for saved in saved_loras:
             detail = self._detail(saved["lora_id"]) if saved.get("lora_id") is not None else None
             reason = f"the composer holds {MAX_ROWS} LoRAs" if len(entries) >= MAX_ROWS else ""
             if detail is None and not reason:  # gone, or re-added under a new id: found again by name
@@ -437,17 +500,7 @@ class ComposeTab:
             entry = new_entry(detail, saved.get("weight"), saved.get("te"), saved.get("unet"), list(saved.get("triggers") or []))
             entry["enabled"] = bool(saved.get("enabled", True))
             entries.append(entry)
-        base = " ".join(part for part in [recipe.prompt, *kept] if part)
-        params, skipped = self._known_parameters(recipe.parameters)
-        message = f"Applied “{recipe.name}”: {cards.plural(len(entries))}"
-        message += f", {cards.plural(len(params), 'generation setting')}." if params else "."
-        if notes:
-            message += " Kept in the prompt as written: " + "; ".join(notes) + "."
-        if skipped:
-            message += " Ignored: " + "; ".join(skipped) + "."
-        out = self.render(entries, base, recipe.negative_prompt)
-        return {**out, "base": base, "negative": recipe.negative_prompt, "params": params,
-                "recipe_name": recipe.name, "recipe_status": cards.message(message, "error" if notes else "ok")}
+        return entries, kept, notes
 
     def recipe_delete(self, choice, pending, query) -> dict[str, Any]:
         """Two clicks: the first asks, the second (same recipe) deletes."""
@@ -486,6 +539,45 @@ class ComposeTab:
         """Status after the page script tried to fill SDNext's prompt boxes (``result`` is its message)."""
         text = str(result or "")
         return cards.message(text, "ok" if text.startswith("Sent") else "info") if text else ""
+
+
+def draft_json(entries: list[dict[str, Any]] | None, base: str | None, negative: str | None) -> str:
+    """The composition as the page script keeps it in the browser's storage (JSON), or "{}" when
+    there is nothing to keep (the script then forgets the kept one)."""
+    loras = [{k: e.get(k) for k in ("lora_id", "name", "label", "weight", "te", "unet", "enabled", "triggers")}
+             for e in entries or []]
+    if not loras and not (base or "").strip() and not (negative or "").strip():
+        return "{}"
+    return json.dumps({"version": 1, "loras": loras, "prompt": base or "", "negative": negative or ""},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def read_draft(text: str) -> dict[str, Any]:
+    """A draft written by ``draft_json`` (by any version of the page, or edited by hand): checked
+    field by field. Raises InvalidInput."""
+    if len(text) > DRAFT_LIMIT:
+        raise InvalidInput(f"it is longer than {DRAFT_LIMIT:,} characters")
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise InvalidInput(f"it is not JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("loras", []), list):
+        raise InvalidInput("it is not a composition")
+    loras = []
+    for item in data.get("loras", [])[:MAX_ROWS]:
+        if not isinstance(item, dict):
+            continue
+        try:
+            lora_id = int(item["lora_id"]) if item.get("lora_id") is not None else None
+            weights = {k: (float(item[k]) if item.get(k) is not None else None) for k in ("weight", "te", "unet")}
+            if not all(math.isfinite(w) for w in weights.values() if w is not None):
+                raise ValueError("not finite")
+        except (TypeError, ValueError):
+            raise InvalidInput(f"a LoRA's id or weight is not a number: {cards.cut(str(item), 120)}") from None
+        triggers = item.get("triggers") if isinstance(item.get("triggers"), list) else []
+        loras.append({"lora_id": lora_id, "name": str(item.get("name") or ""), "label": str(item.get("label") or ""),
+                      **weights, "enabled": bool(item.get("enabled", True)), "triggers": [str(w) for w in triggers]})
+    return {"loras": loras, "prompt": str(data.get("prompt") or ""), "negative": str(data.get("negative") or "")}
 
 
 def _not_editable(item: PromptLora, rows: int) -> str | None:
@@ -697,7 +789,11 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             recipe_pick_id = gr.Textbox(show_label=False, elem_id="lora_manager_compose_recipe_pick_id")
             recipe_pick_btn = gr.Button("pick", elem_id="lora_manager_compose_recipe_pick")
             recipe_refresh = gr.Button("refresh", elem_id="lora_manager_compose_recipe_refresh")
-        no_config(inbox, add_box, send_result, paste_source, recipe_pick_id)
+            # the composition kept in the browser: written after every change, read back on load
+            draft = gr.Textbox(show_label=False, elem_id="lora_manager_compose_draft")
+            restore_box = gr.Textbox(show_label=False, elem_id="lora_manager_compose_restore")
+            apply_weights = gr.Button("apply weights", elem_id="lora_manager_compose_apply_weights")
+        no_config(inbox, add_box, send_result, paste_source, recipe_pick_id, draft, restore_box)
         entries = gr.State([])
         delete_pending = gr.State(None)
 
@@ -707,13 +803,14 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                             ("status", status), ("base", base), ("negative", negative), ("choices", choices),
                             ("parse_text", parse_text), ("image", parse_image), ("inbox", inbox), ("add_box", add_box),
                             ("recipe_list", recipe_list_html), ("recipe_choice", recipe_choice), ("recipe_name", recipe_name),
-                            ("recipe_cover", recipe_cover), ("recipe_status", recipe_status), ("delete_pending", delete_pending)):
+                            ("recipe_cover", recipe_cover), ("recipe_status", recipe_status), ("delete_pending", delete_pending),
+                            ("draft", draft), ("restore_box", restore_box)):
         out.add(name, component)
     for name, component in zip(tab.parameter_names, params):
         out.add(f"params.{name}", component)
 
     # --- wiring ---------------------------------------------------------------------------------
-    composer = out.pick("entries", "summary", "prompt", "warnings", "status", *(f"row{i}" for i in range(MAX_ROWS)))
+    composer = out.pick("entries", "summary", "prompt", "warnings", "draft", "status", *(f"row{i}" for i in range(MAX_ROWS)))
     loaded = composer + out.pick("base", "negative", "params")
     prompts = [entries, base, negative]
 
@@ -723,14 +820,13 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
     _wire(add_box.change, tab.add_from_box, [add_box] + prompts, out, composer + ["add_box"], **quiet)
     _wire(clear_btn.click, tab.clear, prompts, out, composer)
     for component in (base, negative):
-        _wire(component.change, tab.update_prompt, prompts, out, ["prompt", "warnings"], **quiet)
+        _wire(component.change, tab.update_prompt, prompts, out, ["prompt", "warnings", "draft"], **quiet)
 
     for i, (parts, up, down, drop) in enumerate(rows):
-        row_keys = ["entries", "summary", "prompt", "warnings"] + [f"row{i}.{k}" for k in ("split_row", "weight", "te", "unet")]
+        row_keys = ["entries", "summary", "prompt", "warnings", "draft"] + [f"row{i}.{k}" for k in ("split_row", "weight", "te", "unet")]
         row_inputs = prompts + [parts[k] for k in ("enabled", "weight", "split", "te", "unet", "triggers")]
         edit = (lambda index: lambda *args: tab.edit(index, *args))(i)
-        for event in (parts["enabled"].input, parts["split"].input, parts["triggers"].input,
-                      parts["weight"].release, parts["te"].release, parts["unet"].release):
+        for event in (parts["enabled"].input, parts["split"].input, parts["triggers"].input):
             _wire(event, edit, row_inputs, out, row_keys, **quiet)
         _wire(up.click, (lambda index: lambda *a: tab.move(index, -1, *a))(i), prompts, out, composer, **quiet)
         _wire(down.click, (lambda index: lambda *a: tab.move(index, 1, *a))(i), prompts, out, composer, **quiet)
@@ -739,6 +835,17 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
     _wire(parse_btn.click, tab.load_text, [parse_text], out, loaded)
     _wire(parse_image.upload, tab.load_image, [parse_image], out, loaded + ["parse_text", "image"])
     _wire(inbox.change, tab.load_inbox, [inbox], out, loaded + ["inbox"], **quiet)
+    # Weight sliders: the page script clicks apply_weights after every change the user makes
+    # (drag, each key typed, Enter, Tab, arrow keys), one request at a time, and once more when
+    # values changed while one ran. Gradio's own slider events fall short: `release` misses Enter
+    # and arrow keys, and `input` is dropped while the previous one runs (the last value typed
+    # was lost) or, with a second pass, answered out of order on a concurrent queue.
+    sliders = [parts[k] for parts, *_ in rows for k in ("weight", "te", "unet")]
+    _wire(apply_weights.click, tab.weights, prompts + sliders, out, ["entries", "summary", "prompt", "warnings", "draft"],
+          **quiet).then(None, None, None, _js="() => { if (window.loraManagerCompose) window.loraManagerCompose.applied(); return []; }")
+    _wire(restore_box.change, tab.restore, [restore_box] + prompts, out, loaded + ["restore_box"], **quiet)
+    draft.change(None, [draft], None, _js="(text) => { if (window.loraManagerCompose)"
+                 " window.loraManagerCompose.keep(text); return []; }", **quiet)
 
     copy_btn.click(None, [prompt_out], None,
                    _js="(text) => { if (window.loraManager) window.loraManager.copy(text, 'lora_manager_compose_copy'); return []; }")
