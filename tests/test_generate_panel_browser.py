@@ -63,6 +63,8 @@ def test_sweep_grid_and_run_status(standalone_in_browser, width):
     page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, 0.25, 0.5, 1")
     page.locator("#lora_manager_gen_sweep").click()
     expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep", timeout=120_000)
+    # the follower still runs (it lingers for a next Run): the status line keeps its own height
+    assert status.bounding_box()["height"] < 60, status.bounding_box()
     grid = page.locator("#lora_manager_gen_grid .lm-gen-grid img")
     expect(grid).to_be_visible()
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=grid.element_handle())
