@@ -27,6 +27,10 @@ class HostInfo:
     generator: Generator | None = None  # in-process generation; None: the host cannot generate
     jobs: Callable[[], JobQueue] | None = None  # the job queue, opened on first use (needs the library)
     bind_paste: Callable[[Any, Any], None] | None = None  # (button, infotext component) → SDNext sends the full parameters to txt2img
+    # standalone: check, save and apply {key: value} of settings.SETTINGS, returning what the user
+    # should know (what needs a restart…); raises InvalidInput. None: the host has its own
+    # settings page (SDNext's Settings → LoRA Manager)
+    save_settings: Callable[[dict[str, Any]], list[str]] | None = None
 
     def page_size(self) -> int:
         try:

@@ -331,12 +331,12 @@ class JobQueue:
         return status, message, result
 
     def _grid(self, job_id: int, parts, images: list[dict[str, Any]]) -> str | None:
-        from .grids import labelled_grid
+        from .grids import labelled_grid, short_label
 
         firsts: dict[str, str] = {}
         for image in images:  # one cell per part: its first image
             firsts.setdefault(image["label"], image["path"])
-        cells = [(label, firsts[label]) for label, _ in parts if label in firsts]
+        cells = [(short_label(label), firsts[label]) for label, _ in parts if label in firsts]
         os.makedirs(self.grid_dir, exist_ok=True)
         path = os.path.join(self.grid_dir, f"job-{job_id}-grid.png")
         try:

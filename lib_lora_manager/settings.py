@@ -1,7 +1,8 @@
 """Every user-facing setting, as data.
 
-One table drives SDNext's Settings section, the standalone command line defaults and the
-README's settings table (a test keeps the README in step with it).
+One table drives SDNext's Settings section, the standalone Settings tab (saved in the data
+folder's settings.json, see SavedSettings) and the README's settings table (a test keeps the
+README in step with it).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import InvalidInput
 
 SECTION = ("lora_manager", "LoRA Manager")
 
@@ -60,6 +63,80 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}
+PAGE_SIZES = (12, 200)
+SETTINGS_FILE = "settings.json"  # standalone: in the library's data folder
+
+
+def check(key: str, value: Any) -> Any:
+    """``value`` as the setting holds it, or InvalidInput naming the setting and what is wrong."""
+    setting = BY_KEY.get(key)
+    if setting is None:
+        raise InvalidInput(f"unknown setting “{str(key)[:60]}”")
+    label = setting.label.split(" (")[0]
+    if isinstance(setting.default, bool):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{label}: expected on or off, got “{str(value)[:40]}”.")
+        return value
+    if isinstance(setting.default, int):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{label}: “{str(value)[:40]}” is not a number.") from None
+        low, high = PAGE_SIZES
+        if not number.is_integer() or not low <= number <= high:
+            raise InvalidInput(f"{label}: enter a whole number from {low} to {high}, not {number:g}.")
+        return int(number)
+    text = "" if value is None else str(value).strip()
+    if key == "lora_manager_extra_dirs":
+        missing = [d for d in parse_dirs(text) if not os.path.isdir(os.path.expanduser(d))]
+        if missing:
+            raise InvalidInput(f"{label}: not a folder: {', '.join(missing[:5])}.")
+        return "\n".join(parse_dirs(text))
+    if key == "lora_manager_database_secret" and text and not text.startswith(("sqlite:", "postgresql")):
+        raise InvalidInput(f"{label}: expected empty, a sqlite:/// URL or a postgresql+psycopg://user@host/db URL.")
+    return text
+
+
+class SavedSettings:
+    """The standalone app's settings: SETTINGS' defaults, overridden by a JSON file (SDNext keeps
+    ours in its own config). A file edited into nonsense falls back to the defaults, key by key."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.values = {s.key: s.default for s in SETTINGS}
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = json.load(f)
+        except (OSError, ValueError):
+            stored = {}
+        for key, value in (stored.items() if isinstance(stored, dict) else ()):
+            try:
+                self.values[key] = check(key, value)
+            except InvalidInput:
+                pass
+
+    def get(self, key: str) -> Any:
+        return self.values[key]
+
+    def save(self, changes: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """Check every value, then write them all; {key: (old, new)} of those that changed.
+        One bad value: InvalidInput, and nothing is saved."""
+        checked = {key: check(key, value) for key, value in changes.items()}
+        changed = {k: (self.values[k], v) for k, v in checked.items() if self.values[k] != v}
+        if not changed:
+            return {}
+        values = self.values | checked
+        folder = os.path.dirname(self.path) or "."
+        temporary = os.path.join(folder, f".{os.path.basename(self.path)}.{os.getpid()}")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(values, f, indent=1)
+            os.replace(temporary, self.path)
+        except OSError as e:
+            raise InvalidInput(f"The settings could not be saved in {self.path}: {e.strerror or e}.") from None
+        self.values = values
+        return changed
 
 
 def parse_dirs(value: str | None) -> list[str]:

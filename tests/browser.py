@@ -94,11 +94,12 @@ def chromium_page(*, viewport: tuple[int, int] = (1440, 1000), timeout_ms: int =
 def start_standalone(stack: ExitStack, tmp: Path, *, add_loras: Callable[[Path], Any] | None = None,
                      prepare: Callable[[Library], Any] | None = None, settings: dict | None = None,
                      demo_model: bool = False, viewport: tuple[int, int] = (1440, 1000), timeout_ms: int = 15_000,
-                     clipboard: bool = False) -> Session:
+                     clipboard: bool = False, saved_settings: bool = False) -> Session:
     """The standalone app on a library rooted at ``tmp/Lora`` (SQLite, no hashing), served and open
     in chromium until ``stack`` closes. ``add_loras(root)`` writes the LoRA files scanned first;
     ``prepare(library)`` changes the library before the app is built; ``settings`` override the
-    defaults; ``demo_model`` generates in-process with the tiny demo pipeline."""
+    defaults; ``demo_model`` generates in-process with the tiny demo pipeline; ``saved_settings``
+    serves them as ``serve`` does, from the data folder's settings.json, with the Settings tab."""
     playwright_api()  # skip before building anything
     from lib_lora_manager.hosts.standalone import build_app, new_app
 
@@ -114,6 +115,13 @@ def start_standalone(stack: ExitStack, tmp: Path, *, add_loras: Callable[[Path],
         prepare(library)
     values = {s.key: s.default for s in SETTINGS} | (settings or {})
     host = HostInfo(name="standalone", setting=values.__getitem__)
+    if saved_settings:
+        from lib_lora_manager.hosts.standalone import standalone_host
+        from lib_lora_manager.settings import SETTINGS_FILE, SavedSettings
+
+        saved = SavedSettings(str(data / SETTINGS_FILE))
+        saved.save(settings or {})
+        host = standalone_host(library, saved)
     jobs = None
     if demo_model:
         import torch

@@ -180,3 +180,49 @@ def test_the_library_last_served_is_remembered_without_a_password(tmp_path):
     assert settings.choose_library(demo=True).data_dir.endswith(os.path.join("lora-manager", "demo"))
     data.rmdir()  # a folder that is gone is not chosen
     assert settings.choose_library().why == "the default folder"
+
+
+def test_serve_reads_the_settings_tab_s_saved_values(tmp_path, lib_dir):
+    """settings.json in the data folder (the Settings tab writes it): its extra folder is indexed
+    next to --lora-dir, and the page has the Settings tab."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    extra = tmp_path / "extra"
+    make_lora(extra, "from_the_extra_folder", seed=3)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "settings.json").write_text(json.dumps({"lora_manager_extra_dirs": str(extra), "lora_manager_page_size": 24}),
+                                        encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LORA_MANAGER_DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data), "--lora-dir",
+                               str(lib_dir), "--port", str(port), "--no-hashing"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/scan/status", timeout=5) as response:
+                    if json.load(response).get("finished_at"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/loras?q=sort:name", timeout=5) as response:
+            names = [i["filename"] for i in json.load(response)["items"]]
+        assert "from_the_extra_folder.safetensors" in names and "first.safetensors" in names
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as response:
+            assert "lora_manager_settings_tab" in response.read().decode()
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()

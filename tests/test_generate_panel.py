@@ -371,15 +371,20 @@ def test_a_strength_sweep_uses_one_seed_and_ends_in_a_labelled_grid(panel, paint
     final = last(updates, "status")
     assert status_of(final) == "succeeded" and f"seed {seed}" in final and "Strength sweep" in final
     gallery = last(updates, "gallery")
-    assert [caption for _, caption in gallery] == ["Grid", "style_a 0", "style_a 0.5", "style_a 1"]
-    with Image.open(gallery[0][0]) as grid:
-        assert grid.width >= 3 * 8
+    assert [caption for _, caption in gallery] == ["style_a 0", "style_a 0.5", "style_a 1"]
+    # the labelled grid is shown on its own, large, from the REST route; a click opens it
+    job_id = session["job"]
+    view = last(updates, "grid")
+    url = f"/lora-manager/v1/jobs/{job_id}/grid"
+    assert f'<a href="{url}" target="_blank"' in view and f'<img src="{url}"' in view
+    assert "style_a 0, style_a 0.5, style_a 1" in view
+    with Image.open(panel.jobs.get(job_id)["grid"]) as grid:
+        assert grid.width == 3 * 256
     assert [r.seed for r in painter.requests] == [seed] * 3
     assert [r.prompt for r in painter.requests] == ["a castle <lora:style_a:0>", "a castle <lora:style_a:0.5>",
                                                     "a castle <lora:style_a:1>"]
     infos = last(updates, "infos")
-    assert infos[0].startswith("Labelled grid") and "style_a 0.5" in infos[0]
-    assert last(updates, "infotext") == infos[1] == f"a castle <lora:style_a:0>\nSteps: 3, Seed: {seed}"
+    assert last(updates, "infotext") == infos[0] == f"a castle <lora:style_a:0>\nSteps: 3, Seed: {seed}"
 
 
 def test_an_ab_run_compares_with_and_without_the_lora(panel, painter):
@@ -387,7 +392,8 @@ def test_an_ab_run_compares_with_and_without_the_lora(panel, painter):
     notice = panel.ab(session, "a castle <lora:style_a:0.8>, <lora:other:1>", "", "style_a", *values(seed=42, batch_size=1))
     assert "A/B test with and without style_a at seed 42" in notice
     updates = follow(panel, session)
-    assert [caption for _, caption in last(updates, "gallery")] == ["Grid", "with style_a", "without style_a"]
+    assert [caption for _, caption in last(updates, "gallery")] == ["with style_a", "without style_a"]
+    assert "Labelled grid" in last(updates, "grid")
     with_it, without = [r.prompt for r in painter.requests]
     assert with_it == "a castle <lora:style_a:0.8>, <lora:other:1>"
     assert "style_a" not in without and "<lora:other:1>" in without
@@ -470,8 +476,9 @@ def test_the_panel_in_a_browser(library, tmp_path):
             page.locator("#lora_manager_gen_test_weights textarea, #lora_manager_gen_test_weights input").first.fill("0, 1")
             page.locator("#lora_manager_gen_sweep").click()
             expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep")
-            expect(gallery.locator("img")).to_have_count(3)
+            expect(gallery.locator("img")).to_have_count(2)  # the grid is shown on its own, large
             expect(gallery).to_contain_text("style_a 1")
+            expect(page.locator("#lora_manager_gen_grid .lm-gen-grid img")).to_be_visible()
             shot(page, "gen-2-sweep")
 
             # two runs: the second waits; cancelling it in the panel means it never runs
@@ -509,3 +516,46 @@ def test_a_follower_takes_over_a_job_started_as_its_own_ended(panel, painter, mo
             panel.run(session, "a second prompt", "", *values(steps=2))  # while this follower lingers
     assert [r.prompt for r in painter.requests] == [PROMPT, "a second prompt"]
     assert "Job 2" in last(updates, "status") and status_of(last(updates, "status")) == "succeeded"
+
+
+def click_handler(blocks, button):
+    """(function, output components) of the first event a button's click starts."""
+    index = next(i for i, d in enumerate(blocks.dependencies) if d["targets"] == [button._id] and d["trigger"] == "click")
+    outputs = [blocks.blocks[i] for i in blocks.dependencies[index]["outputs"]]
+    return blocks.fns[index].fn, outputs
+
+
+def test_run_answers_with_the_new_jobs_status_at_once(setup, painter):
+    """The status line shows the job just queued in Run's own answer, not the previous job's end
+    until the follower next looks."""
+    panel, queue, blocks = setup
+    session: dict = {}
+    panel.run(session, "first", "", *values())
+    assert queue.wait(session["job"], timeout=20)["status"] == "succeeded"
+    panel.run(session, "long", "", *values(steps=300))  # keeps the worker busy: the next one waits
+    long_job = session["job"]
+    fn, outputs = click_handler(blocks, panel.components["run"])
+    assert outputs == [panel.components["notice"], panel.components["status"]]
+    notice, status = fn(session, "second", "", *values())
+    second = session["job"]
+    assert second != long_job and f"Job {second} queued." in notice
+    assert status_of(status) == "queued" and re.search(f"Job {second} · Generation · queued · position [12] in the queue", status)
+    # a refused run leaves the panel on its job and says so in the notice
+    notice, status = fn(session, "bad", "", *values(steps=0))
+    assert "lm-error" in notice and session["job"] == second and f"Job {second}" in status
+    for button in ("sweep", "ab"):
+        assert click_handler(blocks, panel.components[button])[1][1] is panel.components["status"]
+    queue.cancel(second)
+    queue.cancel(long_job)
+
+
+def test_without_a_model_the_panel_says_how_to_turn_generation_on(library):
+    from lib_lora_manager.ui import compose_tab
+
+    host = HostInfo(name="standalone")
+    with gr.Blocks() as blocks:
+        compose_tab.build_content(lambda: library, host)
+    ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
+    assert "lora_manager_gen_run" not in ids and "lora_manager_gen_off" in ids
+    hint = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "lora_manager_gen_off").value
+    assert "serve --model PATH" in hint and "serve --demo" in hint

@@ -16,6 +16,7 @@ from lib_lora_manager import catalog, settings, ui
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.jobs import JobQueue
+from lib_lora_manager.statuses import GenerationStatus, JobStatus
 from lib_lora_manager.ui import history_cards
 from lib_lora_manager.ui.history_tab import DEFAULT_SORT, RATINGS, HistoryTab
 
@@ -235,3 +236,17 @@ def test_cards_show_status_and_missing_images_fall_back(world):
     assert "failed" in card and "lm-no-preview" in card  # no image: the placeholder says why
     view = history_cards.detail(library.history.detail(gid), "")
     assert "CUDA out of memory" in view and "No image was recorded" in view
+
+
+def test_statuses_read_as_the_query_language_and_jobs_say_them(tab, world):
+    """One vocabulary: the word the table and the detail show for a status is the word that
+    ``status:`` finds it with, and the one jobs and REST use."""
+    library = world["library"]
+    for status in GenerationStatus:
+        gid = record(library, f"status check {status}", status=status)
+        table = tab.search(f"status check status:{status}", DEFAULT_SORT, "Table")[0]
+        shown = re.findall(r'<tr class="lm-row" data-id="(\d+)"[^>]*>(?:<td[^>]*>[^<]*</td>){2}<td>([^<]*)</td>', table)
+        assert shown == [(str(gid), str(status))], (status, shown)
+        assert f"<td>{status}</td>" in history_cards.detail(library.history.detail(gid), "")
+    assert str(GenerationStatus.SUCCEEDED) == str(JobStatus.SUCCEEDED) == "succeeded"
+    assert "done" not in tab.search("status:succeeded", DEFAULT_SORT, "Table")[0]

@@ -184,7 +184,7 @@ def test_a_strength_sweep_runs_each_weight_at_one_seed_and_makes_a_grid(queue, p
     assert {r.group for r in painter.requests} == {f"job-{job_id}"}
     assert [i["label"] for i in job["images"]] == ["style_a 0", "style_a 0.5", "style_a 1"]
     grid = Image.open(job["grid"])
-    assert grid.width == 3 * 8
+    assert grid.width == 3 * 256  # the painter's 8 px images, scaled up to cells that read
 
 
 def test_an_ab_run_compares_with_and_without_the_lora(queue, painter):
@@ -192,7 +192,7 @@ def test_an_ab_run_compares_with_and_without_the_lora(queue, painter):
     assert job["status"] == "succeeded"
     assert [r.prompt for r in painter.requests] == ["a castle, <lora:style_a:0.8>", "a castle"]
     assert [i["label"] for i in job["images"]] == ["with style_a", "without style_a"]
-    assert job["grid"] and Image.open(job["grid"]).width == 16
+    assert job["grid"] and Image.open(job["grid"]).width == 2 * 256
 
 
 def test_sweeps_refuse_bad_input(queue):
@@ -206,3 +206,25 @@ def test_sweeps_refuse_bad_input(queue):
         queue.submit_sweep(request(), "style_a", [0.5, True])
     with pytest.raises(InvalidInput, match=r"^weights has too many items \(17; at most 16\)$"):
         queue.submit_sweep(request(), "style_a", [0.5] * 17)
+
+
+def test_grid_labels_are_wrapped_whole_and_lose_only_the_folder(tmp_path):
+    """A sweep's cells differ by weight: the label ends with it, so it must never be cut off."""
+    from PIL import ImageDraw
+
+    from lib_lora_manager import grids
+
+    assert grids.short_label("styles/watercolor_dreamy_v2 0.25") == "watercolor_dreamy_v2 0.25"
+    assert grids.short_label("without C:\\loras\\ink 1") == "without ink 1"
+    assert grids.short_label("with detail") == "with detail"
+    font = grids._font()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label = "a_very_long_watercolor_style_name_from_civitai_v3 0.25"
+    lines = grids._wrap(draw, label, font, 120)
+    assert len(lines) > 1 and "".join(lines).replace(" ", "") == label.replace(" ", "")
+    assert lines[-1].endswith("0.25") and all(draw.textlength(x, font=font) <= 120 for x in lines)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (64, 64), "red").save(small)
+    grid = grids.labelled_grid([(label, str(small)), ("other 1", str(small))])
+    one_line = grids._line_height(font) + 8
+    assert grid.width == 2 * grids.MIN_CELL and grid.height > grids.MIN_CELL + one_line  # the band grew for the lines

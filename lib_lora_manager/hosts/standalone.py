@@ -92,6 +92,12 @@ def serve(args: argparse.Namespace) -> int:
     choice, roots = settings.library_location(args.data_dir, args.db, args.lora_dir, demo=args.demo,
                                               last_served=False)
     data_dir = choice.data_dir
+    # the Settings tab's values (settings.json in the data folder); flags win over them
+    saved = settings.SavedSettings(os.path.join(data_dir, settings.SETTINGS_FILE))
+    database_url = choice.database_url
+    if not database_url and not os.environ.get("LORA_MANAGER_DATABASE_URL"):
+        database_url = saved.get("lora_manager_database_secret") or None
+    extras = settings.parse_dirs(saved.get("lora_manager_extra_dirs"))
     model = args.model
     if args.demo and not model:
         from ..demo_model import build_tiny_pipeline
@@ -100,27 +106,66 @@ def serve(args: argparse.Namespace) -> int:
     # the demo model's layers are so small that a second torch thread only adds waiting (its
     # images took 5× longer on two busy cores); real models keep torch's default
     threads = 1 if args.demo and not args.model else None
-    app = new_app(lambda: Library.open(data_dir, roots=roots, database_url=choice.database_url, hashing=not args.no_hashing),
+    hashing = not args.no_hashing and bool(saved.get("lora_manager_hashing"))
+    app = new_app(lambda: Library.open(data_dir, roots=roots, database_url=database_url, hashing=hashing),
                   model=model, model_config=args.model_config, torch_threads=threads)
     try:
         library = app.library()
+        if extras:
+            library.store.set_roots([*library.store.roots, *extras])
         if not library.store.roots:
             log.error("No LoRA folder: pass --lora-dir DIR (or --demo)")
             return 2
-        values = {s.key: s.default for s in settings.SETTINGS}
-        host = HostInfo(name="standalone", setting=values.__getitem__)
+        host = standalone_host(library, saved)
         if model:
             host.generator, host.jobs = app.generator(), app.jobs
             app.jobs()  # the worker starts now: jobs the last run left queued go on
         server = build_app(library, host)
         settings.remember_served(choice)
-        library.indexer.start_background(scan=not args.no_scan)
+        library.indexer.start_background(scan=not args.no_scan and bool(saved.get("lora_manager_scan_on_start")))
         log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
                  plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         app.close()
     return 0
+
+
+def standalone_host(library: Library, saved: settings.SavedSettings) -> HostInfo:
+    """The host the standalone tabs see: settings read from ``saved``, and saved and applied by
+    its Settings tab."""
+    return HostInfo(name="standalone", setting=saved.get,
+                    save_settings=lambda changes: apply_settings(library, saved.save(changes)))
+
+
+def apply_settings(library: Library, changed: dict) -> list[str]:
+    """Apply saved changes ({key: (old, new)}) to the running app, as far as it can be done
+    without a restart; one line per change saying what happens."""
+    from ..store import unique_paths
+
+    notes = []
+    for key, (old, new) in changed.items():
+        label = settings.BY_KEY[key].label.split(" (")[0]
+        if key == "lora_manager_extra_dirs":
+            dropped = set(unique_paths(settings.parse_dirs(old)))
+            library.store.set_roots([r for r in library.store.roots if r not in dropped] + settings.parse_dirs(new))
+            library.indexer.scan_in_background()
+            notes.append(f"{label}: the library is being rescanned with the new folders.")
+        elif key == "lora_manager_hashing":
+            library.indexer.hashing = bool(new)
+            if new:
+                library.indexer.start_background(scan=False)
+            notes.append(f"{label}: {'on' if new else 'off'} now.")
+        elif key == "lora_manager_page_size":
+            notes.append(f"{label}: {new} from the next search or page.")
+        elif key == "lora_manager_show_nsfw":
+            notes.append(f"{label}: {'shown' if new else 'blurred'} from the next search or page.")
+        elif key == "lora_manager_scan_on_start":
+            notes.append(f"{label}: applies from the next start.")
+        else:  # the database: the library is open on the old one until the app restarts
+            notes.append(f"{label}: takes effect after a restart of the app (--db and "
+                         "$LORA_MANAGER_DATABASE_URL take precedence).")
+    return notes
 
 
 def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None,

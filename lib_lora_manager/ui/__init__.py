@@ -34,6 +34,12 @@ def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tupl
             # after Compose: "Load into composer" writes into the Compose tab's inbox and shows that tab
             with gr.Tab("History", id="lora_manager_history_tab", elem_id="lora_manager_history_tab"):
                 history_tab.build_content(open_library, host, compose_inbox=compose.inbox, tabs=tabs)
+            # standalone only: inside SDNext these are SDNext's own settings (Settings → LoRA Manager)
+            if host.save_settings is not None:
+                from . import settings_tab
+
+                with gr.Tab("Settings", id="lora_manager_settings_tab", elem_id="lora_manager_settings_tab") as tab:
+                    settings_tab.build_content(host, tab)
         # Library → Compose: the open LoRA goes into the composition and the Compose tab shows
         library.compose_button.click(
             lambda lora_id: (compose_tab.add_request(lora_id), gr.update(selected="lora_manager_compose_tab")),

@@ -742,12 +742,14 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
                 no_config(base, negative, prompt_out)
 
         # generation right under the composition: Run is what people reach for next
+        from . import generate_panel
+
         panel = None
         if host.jobs is not None:
-            from . import generate_panel
-
             panel = generate_panel.build(host, prompt_out, negative)
             tab.parameter_names = list(panel.parameters)
+        else:  # no dead buttons: say how to turn generation on
+            generate_panel.build_unavailable()
 
         with gr.Accordion("Read a prompt, an infotext or an image", open=False, elem_id="lora_manager_compose_parse_acc"):
             parse_text = gr.Textbox(label="Prompt or infotext (as SDNext writes it under an image)", lines=4,

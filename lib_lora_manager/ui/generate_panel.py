@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, LoraManagerError
 from ..generation import MAX_SEED, GenerationRequest
+from ..grids import short_label
 from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras
@@ -48,7 +49,14 @@ MAX_WEIGHTS = 16  # the job queue's limit for one sweep
 WEIGHT_LIMIT = 5.0  # |weight|; beyond this a LoRA only burns the image
 DEFAULT_WEIGHTS = "0, 0.25, 0.5, 0.75, 1"
 IDLE = '<div class="lm-gen-status lm-muted">No job yet. Run queues a generation of the prompt above.</div>'
-
+GRID_PATH = "/lora-manager/v1/jobs/{id}/grid"  # the REST route that serves a job's labelled grid
+# standalone without a model: what the panel's place says instead (SDNext always generates)
+UNAVAILABLE = (
+    '<div class="lm-gen-off lm-message lm-info" role="note"><strong>Generation is off:</strong> this app was started '
+    'without a model. To generate here (with live progress, strength sweeps and A/B tests), start it again with '
+    '<code>python -m lib_lora_manager serve --model PATH</code> (a diffusers folder or a single-file '
+    '<code>.safetensors</code> checkpoint), or try it with a tiny demo model: '
+    '<code>python -m lib_lora_manager serve --demo</code>.</div>')
 
 
 def parse_weights(text: str | None) -> list[float]:
@@ -158,27 +166,37 @@ def queue_table(jobs: list[dict[str, Any]], current: int | None) -> str:
             + "".join(rows) + "</tbody></table></div>")
 
 
-def results(job: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str], int, int]:
-    """(gallery items, infotext per item, missing files, index of the first image): the labelled
-    grid first, then each image."""
-    items, infos, missing = [], [], 0
+def results(job: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str], int]:
+    """(gallery items, infotext per item, missing files): each image, captioned with its label
+    (the LoRA's short name and weight in a sweep) or its seed. The labelled grid is shown on its
+    own, large (grid_view)."""
+    items, infos = [], []
     grid = job.get("grid")
-    images = job.get("images") or []
-    if grid and os.path.isfile(grid):
-        labels = list(dict.fromkeys(i.get("label") for i in images if i.get("label")))
-        items.append((grid, "Grid"))
-        infos.append(f"Labelled grid of job {job['id']}: " + ", ".join(labels) + ". Select an image for its own parameters.")
-    elif grid:
-        missing += 1
-    for n, image in enumerate(images, 1):
+    missing = 1 if grid and not os.path.isfile(grid) else 0
+    for n, image in enumerate(job.get("images") or [], 1):
         path = image.get("path") or ""
         if not os.path.isfile(path):  # deleted since: a missing file would break the whole gallery
             missing += 1
             continue
-        caption = image.get("label") or (f"seed {image['seed']}" if image.get("seed") is not None else f"image {n}")
+        label = short_label(image.get("label") or "")
+        caption = label or (f"seed {image['seed']}" if image.get("seed") is not None else f"image {n}")
         items.append((path, caption))
         infos.append(image.get("infotext") or "")
-    return items, infos, missing, 1 if grid and os.path.isfile(grid) else 0
+    return items, infos, missing
+
+
+def grid_view(job: dict[str, Any], api_base: str = "") -> str:
+    """A sweep's or A/B run's labelled grid, the width of the panel; a click opens it at full size."""
+    grid = job.get("grid")
+    if not grid or not os.path.isfile(grid):
+        return ""
+    url = cards.esc((api_base or "").rstrip("/") + GRID_PATH.format(id=int(job["id"])))
+    labels = list(dict.fromkeys(short_label(i["label"]) for i in job.get("images") or [] if i.get("label")))
+    what = cards.esc(", ".join(labels))
+    return (f'<figure class="lm-gen-grid" data-job="{int(job["id"])}"><a href="{url}" target="_blank" '
+            f'rel="noopener noreferrer" title="Open the grid at full size"><img src="{url}" alt="Labelled grid: {what}" '
+            f'decoding="async"></a><figcaption>Labelled grid of job {int(job["id"])}: {what}. Click it to open it at '
+            f'full size; select an image in Results for its parameters.</figcaption></figure>')
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -189,7 +207,7 @@ class GeneratePanel:
     object per session, shared by its events): ``job`` (the job shown), ``follower`` (the
     follower serving the session) and ``seed`` (of the last finished result)."""
 
-    FOLLOW_FIELDS = ("status", "preview", "gallery", "infos", "infotext", "queue", "queue_pick")
+    FOLLOW_FIELDS = ("status", "preview", "grid", "gallery", "infos", "infotext", "queue", "queue_pick")
 
     def __init__(self, host: HostInfo):
         self.host = host
@@ -213,6 +231,17 @@ class GeneratePanel:
             if not data.get(name):
                 data[name] = None
         return GenerationRequest.from_dict(data)
+
+    def shown_status(self, session: dict[str, Any]) -> str | dict:
+        """The status line of the job the panel shows now: sent with the answer of Run (and of
+        sweep, A/B, Show), so it never lingers on the previous job until the follower looks."""
+        job_id = session.get("job")
+        if job_id is None:
+            return _gr().update()
+        try:
+            return job_status(self.jobs.get(job_id))
+        except LoraManagerError as e:
+            return cards.message(str(e), "error")
 
     @staticmethod
     def _take(session: dict[str, Any], job_id: int) -> None:
@@ -287,13 +316,14 @@ class GeneratePanel:
             try:
                 job = self.jobs.get(job_id)
             except LoraManagerError as e:
-                yield tuple(changes({"status": cards.message(str(e), "error"), "gallery": [], "infos": [], "infotext": ""}))
+                yield tuple(changes({"status": cards.message(str(e), "error"), "grid": "", "gallery": [], "infos": [],
+                                     "infotext": ""}))
                 return
             finished = job["status"] in FINISHED_JOBS
             # a sweep's images arrive one by one: the gallery shows them as they come
-            items, infos, missing, first = results(job)
-            values: dict[str, Any] = {"status": job_status(job, missing), "gallery": items, "infos": infos,
-                                      "infotext": infos[min(first, len(infos) - 1)] if infos else ""}
+            items, infos, missing = results(job)
+            values: dict[str, Any] = {"status": job_status(job, missing), "grid": grid_view(job, self.host.api_base),
+                                      "gallery": items, "infos": infos, "infotext": infos[0] if infos else ""}
             if finished:
                 seeds = [i.get("seed") for i in job.get("images") or [] if i.get("seed") is not None]
                 if seeds:
@@ -466,6 +496,9 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
                 infotext = gr.Textbox(label="Parameters of the selected image", lines=4, max_lines=12,
                                       interactive=False, elem_id="lora_manager_gen_infotext")
 
+        # a sweep's labelled grid, the panel's full width (empty otherwise)
+        grid = gr.HTML("", elem_id="lora_manager_gen_grid")
+
         with gr.Accordion("LoRA testing", open=False, elem_id="lora_manager_gen_testing"):
             gr.HTML('<div class="lm-help">Compare one LoRA of the prompt at several strengths, or with and without it. '
                     'Every image uses one seed (a random one is drawn when the seed is -1) and the results end in a '
@@ -499,7 +532,7 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
     }
     panel.components = {
         "run": run_btn, "cancel": cancel_btn, "skip": skip_btn, "notice": notice, "status": status, "preview": preview,
-        "gallery": gallery, "infotext": infotext, "lora": lora, "weights": weights, "sweep": sweep_btn, "ab": ab_btn,
+        "grid": grid, "gallery": gallery, "infotext": infotext, "lora": lora, "weights": weights, "sweep": sweep_btn, "ab": ab_btn,
         "queue": queue, "queue_pick": queue_pick, "session": session, "infos": infos,
     }
 
@@ -507,8 +540,8 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
     # quick actions skip the queue (queue=False) so they answer even while followers hold workers
     quick = {"show_progress": False, "queue": False}
     values = [panel.parameters[name] for name in PARAMETERS]
-    by_name = {"status": status, "preview": preview, "gallery": gallery, "infos": infos, "infotext": infotext,
-               "queue": queue, "queue_pick": queue_pick}
+    by_name = {"status": status, "preview": preview, "grid": grid, "gallery": gallery, "infos": infos,
+               "infotext": infotext, "queue": queue, "queue_pick": queue_pick}
     follow_outputs = [by_name[name] for name in GeneratePanel.FOLLOW_FIELDS]
     queue_outputs = [queue, queue_pick]
 
@@ -523,7 +556,8 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
         (show_btn, panel.show_picked, [session, queue_pick]),
     ]
     for button, handler, inputs in sources:
-        button.click(handler, inputs, [notice], **quick).then(panel.follow, [session], follow_outputs, show_progress=False)
+        button.click(_with_status(panel, handler), inputs, [notice, status], **quick).then(
+            panel.follow, [session], follow_outputs, show_progress=False)
     cancel_btn.click(panel.cancel, [session], [notice], **quick).then(
         panel.refresh_queue, [session, queue_pick], queue_outputs, **quick)
     skip_btn.click(panel.skip, [session], [notice], **quick)
@@ -540,3 +574,19 @@ def build(host: HostInfo, prompt: gradio.Textbox, negative: gradio.Textbox) -> G
     gallery.select(select, [infos], [infotext], **quick)
     prompt.change(panel.lora_choices, [prompt, lora], [lora], **quick)
     return panel
+
+
+def _with_status(panel: GeneratePanel, handler):
+    """``handler`` (its notice), then the status line of the job the panel shows now."""
+    def queue_and_show(session, *args):
+        return handler(session, *args), panel.shown_status(session)
+
+    queue_and_show.__name__ = f"{handler.__name__}_and_show"
+    return queue_and_show
+
+
+def build_unavailable() -> None:
+    """In the panel's place when the host cannot generate: how to turn generation on."""
+    import gradio as gr
+
+    gr.HTML(UNAVAILABLE, elem_id="lora_manager_gen_off")

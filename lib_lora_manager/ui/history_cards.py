@@ -15,10 +15,14 @@ from ..statuses import GenerationStatus
 from .cards import cut, esc, message, row, stars, when
 
 IMAGE_PATH = "/lora-manager/v1/history/{id}/images/{index}"
-STATUS_WORDS = {GenerationStatus.SUCCEEDED: "done", GenerationStatus.INTERRUPTED: "interrupted",
-                GenerationStatus.FAILED: "failed", GenerationStatus.NO_MODEL: "no model"}
 CARD_LORAS = 4
 MAX_PROMPT = 20000  # characters of a prompt or infotext shown in the detail view
+
+
+def status_word(status: str | None) -> str:
+    """A generation's status as shown: the very word REST returns and ``status:`` finds (jobs use
+    the same ones), so what the user reads is what they can search for."""
+    return str(status) if status else "unknown"
 
 
 def image_url(api_base: str, generation_id: int, index: int, size: int | None = None) -> str:
@@ -35,8 +39,8 @@ def duration(seconds: float | None) -> str:
 def status_badge(status: str | None) -> str:
     if status == GenerationStatus.SUCCEEDED:
         return ""
-    word = STATUS_WORDS.get(status or "", status or "unknown")
-    return f'<span class="lm-badge lm-bad lm-hist-status" title="status">{esc(word)}</span>'
+    word = status_word(status)
+    return f'<span class="lm-badge lm-bad lm-hist-status" title="status:{esc(word)}">{esc(word)}</span>'
 
 
 def weight_text(used: RecordedLora) -> str:
@@ -67,7 +71,7 @@ def lora_chips(loras: list[RecordedLora], limit: int | None = CARD_LORAS) -> str
 
 def _thumb(item: GenerationSummary, api_base: str, size: int = 320) -> str:
     """The first image over a placeholder; the page script hides an image that fails to load."""
-    word = STATUS_WORDS.get(item.status or "", "") if item.status != GenerationStatus.SUCCEEDED else "no image"
+    word = status_word(item.status) if item.status != GenerationStatus.SUCCEEDED else "no image"
     placeholder = f'<span class="lm-placeholder lm-hist-placeholder">{esc(word)}</span>'
     image = ""
     if item.images:
@@ -119,7 +123,7 @@ def table(items: list[GenerationSummary]) -> str:
         rows.append(
             f'<tr class="lm-row" data-id="{int(i.id)}" tabindex="0">'
             f'<td class="lm-num">{int(i.id)}</td><td class="lm-nowrap">{esc(when(i.started_at))}</td>'
-            f'<td>{esc(STATUS_WORDS.get(i.status or "", i.status))}</td>'
+            f'<td>{esc(status_word(i.status))}</td>'
             f'<td class="lm-row-prompt">{"♥ " if i.favorite else ""}{esc(cut(i.prompt_excerpt, 160))}</td>'
             f'<td class="lm-row-tags">{lora_chips(i.loras or [], limit=3)}</td>'
             f'<td>{esc(cut(i.model, 40))}</td><td class="lm-num">{esc(size)}</td>'
@@ -208,7 +212,7 @@ def detail(d: GenerationDetail, api_base: str) -> str:
     fields = "".join([
         _row("Made", when(d.started_at)),
         _row("Took", duration(d.duration)),
-        _row("Status", STATUS_WORDS.get(d.status or "", d.status)),
+        _row("Status", status_word(d.status)),
         _row("Source", d.source),
         _row("Model", d.model),
         _row("Model hash", d.model_hash),

@@ -378,9 +378,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
                 results = gr.HTML(results0, elem_id="lora_manager_history_results")
 
             with gr.Column(visible=False, elem_classes=["lm-detail-col"], elem_id="lora_manager_history_detail") as detail_col:
-                with gr.Row(elem_classes=["lm-detail-bar"]):
-                    close_btn = gr.Button("Close", size="sm", elem_id="lora_manager_history_close", elem_classes=["lm-btn"])
-                status = gr.HTML("", elem_id="lora_manager_history_status")
+                # Close ends the actions row (a bar of its own left a blank band at the top)
                 with gr.Row(elem_classes=["lm-hist-actions"]):
                     # standalone has no SDNext page to send to
                     send_btn = gr.Button("Send to txt2img", size="sm", visible=host.name == "sdnext",
@@ -393,8 +391,12 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
                                           elem_id="lora_manager_history_rerun", elem_classes=["lm-btn"])
                     job_btn = gr.Button("Job status", size="sm", visible=host.jobs is not None,
                                         elem_id="lora_manager_history_job", elem_classes=["lm-btn"])
-                with gr.Row(elem_classes=["lm-edit-row"]):
+                    close_btn = gr.Button("Close", size="sm", elem_id="lora_manager_history_close",
+                                          elem_classes=["lm-btn", "lm-hist-close"])
+                status = gr.HTML("", elem_id="lora_manager_history_status", elem_classes=["lm-hist-status-line"])
+                with gr.Row(elem_classes=["lm-edit-row", "lm-hist-rate"]):
                     rating = gr.Radio(list(RATINGS), value=RATINGS[0], label="Rating", elem_id="lora_manager_history_rating")
+                with gr.Row(elem_classes=["lm-edit-row"]):
                     favorite = gr.Checkbox(label="Favorite", elem_id="lora_manager_history_favorite")
                 view_html = gr.HTML("", elem_id="lora_manager_history_view_html")
                 with gr.Row(visible=False, elem_classes=["lm-edit-row"]) as preview_row:
