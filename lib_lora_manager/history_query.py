@@ -103,8 +103,13 @@ def _source(value: str):
 
 def _group(value: str):
     v = value.strip()
-    # "IS NOT NULL" keeps the index usable and makes "-group:x" include ungrouped generations
-    return and_(Generation.group_key == v, Generation.group_key.is_not(None)), f"in group “{v}”"
+    # "IS NOT NULL" keeps the index usable and makes "-group:x" include ungrouped generations.
+    # A group is a few generations: a set of ids from the group_key index, read by id for a page
+    # (a walk of a sort index would test every generation to find them) and counted in that index
+    where = and_(Generation.group_key == v, Generation.group_key.is_not(None))
+    clause = query.ids_where(Generation.id, where)
+    clause.counts = {"sqlite": select(func.count()).where(where), "postgresql": select(func.count()).where(where)}
+    return clause, f"in group “{v}”"
 
 
 def _rating(value: str):
@@ -135,9 +140,10 @@ GENERATIONS = query.Table(
     page_indexes={"date": "ix_generations_page_started_at", "rating": "ix_generations_page_rating",
                   "duration": "ix_generations_page_duration"},
     # the narrowest index that holds every generation: free text and lora: are sets of ids
-    count_index="ix_generations_status", id_set_keys=frozenset({None, "lora"}),
+    count_index="ix_generations_status", id_set_keys=frozenset({None, "lora", "group"}),
     filter_count_index="ix_generations_page_rating", merge_terms=text_index.merge,
-    range_keys={"rating": "rating", "date": "date"},
+    count_indexes={"rating": "ix_generations_page_rating", "date": "ix_generations_started_at",
+                   "status": "ix_generations_status", "group": "ix_generations_group_key"},
     # on PostgreSQL "sort:-rating" and "sort:-duration" walk an index of their own order (models)
     descending_indexes=frozenset({"rating", "duration"}),
 )

@@ -172,6 +172,7 @@ LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FIL
               help=LORA_HELP, sort_aliases=SORT_ALIASES, base_where=_not_trashed, left_out=Lora.trashed_at.is_not(None),
               index_walk=walk_unless_few,
               page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
-              count_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
+              count_index="ix_loras_live", id_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
               filter_count_index="ix_loras_page_rating",
-              range_keys={"rating": "rating", "used": "used", "uses": "uses", "added": "added", "modified": "modified"})
+              count_indexes={key: f"ix_loras_page_{SORTS[sort].key}" for key, sort in
+                             (("rating", "rating"), ("used", "used"), ("uses", "uses"), ("added", "added"), ("modified", "modified"))})

@@ -136,10 +136,14 @@ class Table:
     # and the narrowest page index, which counts any other query
     count_index: str | None = None
     id_set_keys: frozenset[str | None] = frozenset()
+    # an index holding the id after columns the base clauses fix (SQLite finds an id in it by
+    # one seek): a few matches' candidates are tested there before their rows are read
+    id_index: str | None = None
     filter_count_index: str | None = None
-    # filter key -> the sort key whose page index it is a range of (``rating:>=4``, ``added:<30d``):
-    # a query with such a term is counted in that range of it on SQLite, not in a whole index
-    range_keys: dict[str, str] = field(default_factory=dict)
+    # filter key -> an index its clause is a range of (``rating:>=4``, ``added:<30d``,
+    # ``status:failed``): a query with such a term is counted in that range on SQLite, not by
+    # reading a whole index
+    count_indexes: dict[str, str] = field(default_factory=dict)
     # puts the free-text terms together as one (text_index.merge): one lookup for all of them
     merge_terms: Callable[[list[Term]], list[Term]] | None = None
     # sort keys of nullable columns that PostgreSQL walks descending in an index of that order
@@ -180,8 +184,7 @@ class Table:
             query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
-        ranged = next((self.page_indexes.get(self.range_keys[t.key]) for t in query.terms
-                       if t.key in self.range_keys and not t.negated), None)
+        ranged = next((self.count_indexes[t.key] for t in query.terms if t.key in self.count_indexes and not t.negated), None)
         count_index = self.count_index if id_sets_only else ranged or self.filter_count_index
         count_hint = self._hint(session, count_index) or hint
         # a term that counts its own rows (``counts``: dialect name -> a count statement; free
@@ -245,9 +248,10 @@ class Table:
             where.append(position.beyond(self, query))
         if not use_index and id_sets_only:
             # few matches, each found by id: no sort index walked, but each candidate the first set
-            # lists is tested against the others in the narrow index of ids (count_index), so only
-            # the matches' rows are read, for their sort key (a row each read, rather, cost 2.5x)
-            hint = self._hint(session, self.count_index)
+            # lists is looked up in the narrow index of ids (id_index), so only the matches' rows
+            # are read, for their sort key (a row each read, rather, cost 2.5x); without one, the
+            # candidates' rows are read by id
+            hint = self._hint(session, self.id_index)
         stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
         if position is None:
