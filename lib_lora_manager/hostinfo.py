@@ -4,6 +4,7 @@ The hosts build one of these; the core and the UI never import a host."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,18 @@ class HostInfo:
     generator: Generator | None = None  # in-process generation; None: the host cannot generate
     jobs: Callable[[], JobQueue] | None = None  # the job queue, opened on first use (needs the library)
     bind_paste: Callable[[Any, Any], None] | None = None  # (button, infotext component) → SDNext sends the full parameters to txt2img
+    output_folders: Callable[[], list[str]] | None = None  # where the host saves images (SDNext's outdir settings)
+
+    def image_folders(self) -> list[str]:
+        """The folders an image import reads by default: the host's output folders that exist,
+        then those of the image-folders setting."""
+        own = [f for f in (self.output_folders() if self.output_folders else []) if os.path.isdir(f)]
+        chosen = settings.parse_dirs(self.setting("lora_manager_image_folders"))
+        out: list[str] = []
+        for folder in [*own, *chosen]:
+            if folder not in out:
+                out.append(folder)
+        return out
 
     def page_size(self) -> int:
         try:
