@@ -8,7 +8,7 @@ the floor of reading the same files' bytes.
 one to three of 40 LoRAs varying) are written once into ``--dir``; the library (SQLite in
 ``--dir``, or the PostgreSQL database at ``--db``, emptied first) indexes the 40 LoRAs. With the
 page cache warm (every file read twice first), it times: the floor (open and read every file
-whole), a first import into an empty history, and a second import (nothing new: no file read).
+whole), reading and parsing the metadata alone (no database), a first import into an empty history, and a second import (nothing new: no file read).
 Printed with the machine's load average; the target is ≥ 1,000 PNGs per second for the first
 import, and the exit status is 1 when it is missed.
 """
@@ -73,6 +73,16 @@ def read_all(paths: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def parse_all(paths: list[str]) -> float:
+    """Reading and parsing every file's metadata alone (no database)."""
+    from lib_lora_manager.image_params import read_generation
+
+    started = time.perf_counter()
+    for path in paths:
+        read_generation(path)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/tmp/lora-manager-import-bench")
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         library.indexer.scan()
         read_all(paths)  # the page cache, warm
         floor = min(read_all(paths) for _ in range(2))
+        parse = min(parse_all(paths) for _ in range(2))
         first = library.images.run([images])
         second = library.images.run([images])
     finally:
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(paths), "megabytes": round(total_mb, 1),
         "database": "postgresql" if args.db else "sqlite",
         "floor_seconds": round(floor, 3), "floor_per_second": round(len(paths) / floor),
+        "metadata_seconds": round(parse, 3), "metadata_per_second": round(len(paths) / parse),
         "import_seconds": first.seconds, "import_per_second": round(len(paths) / first.seconds),
         "imported": first.imported, "errors": first.errors,
         "second_run_seconds": second.seconds, "second_run_read": second.read, "second_run_imported": second.imported,
@@ -124,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(paths):,} PNGs, {total_mb:,.0f} MB, {result['database']}, load average "
               f"{' '.join(map(str, result['load_average']))} on {result['cpus']} CPUs")
         print(f"  floor (read every file whole):  {floor:7.2f} s  {result['floor_per_second']:>7,} files/s")
+        print(f"  metadata alone (read + parse):  {parse:7.2f} s  {result['metadata_per_second']:>7,} files/s")
         print(f"  first import:                   {first.seconds:7.2f} s  {result['import_per_second']:>7,} files/s "
               f"({first.imported:,} imported, {first.errors} errors)")
         print(f"  second import (nothing new):    {second.seconds:7.2f} s  ({second.read} read, {second.imported} imported)")
