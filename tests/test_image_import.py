@@ -74,6 +74,23 @@ def test_invokeai_metadata_gives_its_loras_and_model(tmp_path):
     assert [(lora.name, lora.te_weight, lora.unet_weight) for lora in found.loras] == [("detail_tweaker", 0.75, 0.75)]
 
 
+def test_invokeai_3_names_its_loras_under_lora(tmp_path):
+    metadata = {"positive_prompt": "a barn", "seed": 3, "model": {"model_name": "sd-1.5", "base_model": "sd-1"},
+                "loras": [{"lora": {"model_name": "anime_style", "base_model": "sd-1"}, "weight": 0.5}],
+                "created_at": "2024-05-01T12:30:00.123Z"}
+    found = read_generation(str(write_invokeai_png(tmp_path / "v3.png", metadata)))
+    assert (found.model_name, found.seed) == ("sd-1.5", 3)
+    assert [(lora.name, lora.te_weight) for lora in found.loras] == [("anime_style", 0.5)]
+    assert found.created_at == 1714566600.0  # 2024-05-01 12:30:00 UTC
+
+
+def test_the_infotext_date_is_the_records_time(library, tmp_path):
+    write_png(tmp_path / "imgs" / "a.png", {"parameters": "a barn\nSteps: 5, Seed: 1, Sampler: Euler, Date: 2024-05-01 12:30:00"})
+    library.images.run([str(tmp_path / "imgs")])
+    [generation] = _generations(library)
+    assert generation.started_at == 1714566600.0
+
+
 def test_an_image_without_metadata_has_no_generation(tmp_path):
     assert read_generation(str(write_png(tmp_path / "plain.png", {"Software": "GIMP"}))) is None
     from PIL import Image
@@ -339,3 +356,12 @@ def test_the_default_folders_are_the_hosts_outputs_and_the_setting(tmp_path):
     values = {"lora_manager_image_folders": f"{extra};{outputs}"}
     host = HostInfo("sdnext", setting=values.get, output_folders=lambda: [str(outputs), str(tmp_path / "never-made")])
     assert host.image_folders() == [str(outputs), str(extra)]
+
+
+def test_a_deleted_imported_record_is_not_imported_again(library, tmp_path):
+    write_png(tmp_path / "imgs" / "a.png", {"parameters": SDNEXT_INFOTEXT})
+    library.images.run([str(tmp_path / "imgs")])
+    [generation] = _generations(library)
+    library.history.delete(generation.id)  # the user removed it: the file stays remembered
+    report = library.images.run([str(tmp_path / "imgs")])
+    assert (report.unchanged, report.imported) == (1, 0) and _generations(library) == []

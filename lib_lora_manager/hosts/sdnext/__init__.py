@@ -69,10 +69,21 @@ def output_folders() -> list[str]:
             specific = getattr(shared.opts, key)
         except AttributeError:  # an option this SDNext version does not have
             continue
-        folder = paths.resolve_output_path(base, specific or "") if (base or specific) else ""
+        folder = _resolve_output_path(base, specific or "") if (base or specific) else ""
         if folder and os.path.abspath(folder) not in folders:
             folders.append(os.path.abspath(folder))
     return folders
+
+
+def _resolve_output_path(base: str, specific: str) -> str:
+    """SDNext's ``paths.resolve_output_path`` (an absolute folder wins, a relative one goes inside
+    the base folder when there is one), by hand where a version lacks it."""
+    resolve = getattr(paths, "resolve_output_path", None)
+    if resolve is not None:
+        return resolve(base, specific)
+    if not specific or os.path.isabs(specific) or not base:
+        return specific or base
+    return os.path.normpath(os.path.join(base, specific))
 
 
 def database_url() -> str | None:
