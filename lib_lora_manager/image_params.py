@@ -31,6 +31,7 @@ MAX_FILE = 100 * 1024 * 1024
 MAX_TEXT = 200_000  # characters kept: far more than any real infotext
 MAX_CHUNK = 4 * 1024 * 1024  # a text chunk or EXIF block read at most (ComfyUI graphs reach ~1 MB)
 MAX_INFLATED = 4 * 1024 * 1024  # what a compressed text chunk may inflate to (decompression bombs)
+MAX_CHUNKS = 100_000  # chunks or segments walked in one file (a real one has a few hundred at most)
 _EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # the PNG text keywords that carry generation metadata; other text chunks are skipped unread
@@ -80,7 +81,7 @@ def read_texts(path: str) -> dict[str, str]:
 
 def _png_texts(f: BinaryIO) -> dict[str, str]:
     texts: dict[str, str] = {}
-    while True:
+    for _ in range(MAX_CHUNKS):
         header = f.read(8)
         if len(header) < 8:
             if texts:  # cut off after its text: what was read stands
@@ -102,6 +103,7 @@ def _png_texts(f: BinaryIO) -> dict[str, str]:
             return texts  # writers put their text before the pixels; look past them only when none came
         else:
             f.seek(length + 4, os.SEEK_CUR)
+    raise UnreadableImage(f"the PNG file has more than {MAX_CHUNKS:,} chunks")
 
 
 def _png_text(kind: bytes, data: bytes) -> tuple[str, str]:
@@ -136,7 +138,7 @@ def _inflate(data: bytes) -> bytes:
 
 
 def _jpeg_texts(f: BinaryIO) -> dict[str, str]:
-    while True:
+    for _ in range(MAX_CHUNKS):
         marker = f.read(2)
         if len(marker) < 2 or marker[0] != 0xFF:
             raise UnreadableImage("the JPEG file is truncated or damaged before its image data")
@@ -161,11 +163,12 @@ def _jpeg_texts(f: BinaryIO) -> dict[str, str]:
                 return {"parameters": text} if text and text.strip() else {}
         else:
             f.seek(max(length, 0), os.SEEK_CUR)
+    raise UnreadableImage(f"the JPEG file has more than {MAX_CHUNKS:,} segments before its image data")
 
 
 def _webp_texts(f: BinaryIO) -> dict[str, str]:
     f.seek(12)
-    while True:
+    for _ in range(MAX_CHUNKS):
         header = f.read(8)
         if len(header) < 8:
             return {}
@@ -182,6 +185,7 @@ def _webp_texts(f: BinaryIO) -> dict[str, str]:
             text = _user_comment(_exif_user_comment(data))
             return {"parameters": text} if text and text.strip() else {}
         f.seek(length + (length & 1), os.SEEK_CUR)
+    raise UnreadableImage(f"the WebP file has more than {MAX_CHUNKS:,} chunks")
 
 
 def _exif_user_comment(tiff: bytes) -> bytes | None:

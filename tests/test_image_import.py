@@ -105,7 +105,10 @@ def test_an_image_without_metadata_has_no_generation(tmp_path):
     (lambda p: (p / "notes.png").write_text("hello"), "not a PNG, JPEG or WebP"),
     (lambda p: write_png(p / "bad.png", {"prompt": "{not json"}), "not valid JSON"),
     (lambda p: (p / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe1\x40\x00Exif\0\0II"), "truncated"),
-], ids=["100MB-chunk", "zTXt-bomb", "truncated-png", "text-as-png", "comfy-bad-json", "truncated-jpeg"])
+    # 200,000 empty chunks (2.4 MB) before the pixels, the text after them
+    (lambda p: (p / "chunks.png").write_bytes(png_bytes()[:33] + b"\0\0\0\0abCd\0\0\0\0" * 200_000 + png_bytes()[33:]),
+     "more than 100,000 chunks"),
+], ids=["100MB-chunk", "zTXt-bomb", "truncated-png", "text-as-png", "comfy-bad-json", "truncated-jpeg", "many-chunks"])
 def test_hostile_files_raise_a_reason(tmp_path, make, reason):
     make(tmp_path)
     path = next(p for p in tmp_path.iterdir())
