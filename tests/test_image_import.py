@@ -368,3 +368,14 @@ def test_a_deleted_imported_record_is_not_imported_again(library, tmp_path):
     library.history.delete(generation.id)  # the user removed it: the file stays remembered
     report = library.images.run([str(tmp_path / "imgs")])
     assert (report.unchanged, report.imported) == (1, 0) and _generations(library) == []
+
+
+def test_a_file_name_that_is_not_utf8_is_imported_and_remembered(library, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9-latin1.png")  # as an old Windows share may hold it
+    (folder / name).write_bytes(png_bytes({"parameters": SDNEXT_INFOTEXT}))
+    assert library.images.run([str(folder)]).imported == 1
+    [generation] = _generations(library)
+    assert generation.images[0].path == str(folder / name)
+    assert library.images.run([str(folder)]).unchanged == 1
