@@ -61,13 +61,15 @@ class ImportReport:
     moved: int = 0  # known files at a new path (not read again)
     recorded: int = 0  # SDNext's recorder had stored them already
     missing: int = 0  # images of the history whose file vanished since
+    recent: int = 0  # modified too recently, left for a later import (min_age)
     seconds: float = 0.0
     problems: dict[str, str] = field(default_factory=dict)  # path -> why it was skipped or unreadable
 
     def summary(self) -> str:
         parts = [f"{plural(self.imported, 'image')} imported", f"{self.read} read", f"{self.unchanged} unchanged"]
         for count, word in ((self.skipped, "without generation data"), (self.errors, "unreadable"),
-                            (self.moved, "moved"), (self.recorded, "recorded already"), (self.missing, "gone")):
+                            (self.moved, "moved"), (self.recorded, "recorded already"), (self.missing, "gone"),
+                            (self.recent, "saved too recently (left for later)")):
             if count:
                 parts.append(f"{count} {word}")
         return ", ".join(parts) + f" in {self.seconds:.1f} s"
@@ -123,9 +125,13 @@ class ImageImporter:
 
     # --- running ----------------------------------------------------------------------------
 
-    def run(self, folders: Iterable[str], progress: Callable[[float, str], None] | None = None) -> ImportReport:
+    def run(self, folders: Iterable[str], progress: Callable[[float, str], None] | None = None, *,
+            min_age: float = 0.0) -> ImportReport:
         """Import the images under ``folders`` now. Raises InvalidInput for a folder that is not
-        there, Busy when an import is running."""
+        there, Busy when an import is running.
+
+        ``min_age``: files modified fewer seconds ago are passed over (a later import takes
+        them): in SDNext, an image just saved is the recorder's to store, not the import's."""
         roots = _folders(folders)
         if not self._lock.acquire(blocking=False):
             raise Busy("an image import is already running")
@@ -139,7 +145,7 @@ class ImageImporter:
                 status.fraction, status.message = fraction, message
                 if progress:
                     progress(fraction, message)
-            result = self._import(roots, report)
+            result = self._import(roots, report, time.time() - min_age if min_age else None)
             status.last_report = asdict(result)
             status.message = "last import: " + result.summary()
             return result
@@ -154,24 +160,24 @@ class ImageImporter:
             finally:
                 self._lock.release()
 
-    def run_in_background(self, folders: Iterable[str], *, low_priority: bool = True) -> bool:
+    def run_in_background(self, folders: Iterable[str], *, low_priority: bool = True, min_age: float = 0.0) -> bool:
         """Start an import on a thread (at low CPU priority); False if one is running. Folders are
         checked here, so a wrong one raises InvalidInput to the caller."""
         roots = _folders(folders)
         if self._lock.locked():
             return False
-        thread = threading.Thread(target=self._background, args=(roots, low_priority), name="lora-manager-import",
+        thread = threading.Thread(target=self._background, args=(roots, low_priority, min_age), name="lora-manager-import",
                                   daemon=True)
         thread.start()
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         return True
 
-    def _background(self, roots: list[str], low_priority: bool) -> None:
+    def _background(self, roots: list[str], low_priority: bool, min_age: float) -> None:
         if low_priority:
             from .hashing import lower_thread_priority
             lower_thread_priority()
         try:
-            self.run(roots)
+            self.run(roots, min_age=min_age)
         except Busy:
             pass
         except LoraManagerError as e:
@@ -188,7 +194,7 @@ class ImageImporter:
 
     # --- the import -------------------------------------------------------------------------
 
-    def _import(self, roots: list[str], report: Callable[[float, str], None]) -> ImportReport:
+    def _import(self, roots: list[str], report: Callable[[float, str], None], before: float | None) -> ImportReport:
         started = time.monotonic()
         result = ImportReport()
         known, recorded = self._remembered()
@@ -197,6 +203,10 @@ class ImageImporter:
             by_identity.setdefault((row.size, row.mtime_ns), []).append(row)
         files = list(_image_files(roots, skip=self.store.data_dir))
         result.found = len(files)
+        if before is not None:
+            newest = int(before * 1e9)
+            result.recent = sum(1 for _p, _s, mtime_ns in files if mtime_ns > newest)
+            files = [f for f in files if f[2] <= newest]
         seen = {path for path, _size, _mtime in files}
         names: dict[str, int | None] = {}
         batch: list[_Pending] = []

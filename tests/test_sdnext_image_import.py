@@ -41,11 +41,16 @@ def test_images_are_imported_in_the_background_after_startup(sdnext, tmp_path, m
     monkeypatch.chdir(tmp_path)
     made = write_png(tmp_path / "outputs" / "text" / "00001-1234.png", {"parameters": SDNEXT_INFOTEXT})
     old = write_png(tmp_path / "a1111" / "outputs" / "txt2img-images" / "00007.png", {"parameters": A1111_INFOTEXT})
+    an_hour_ago = time.time() - 3600
+    for path in (made, old):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    # saved a moment ago: the recorder's to store (it may still be queued), left for a later import
+    write_png(tmp_path / "outputs" / "text" / "00002-1235.png", {"parameters": SDNEXT_INFOTEXT})
     sdnext(settings={"lora_manager_scan_on_start": False, "lora_manager_image_folders": str(tmp_path / "a1111")})
     try:
         library = host().app.library()
         status = wait_for_import(library)
-        assert status.error is None and status.last_report["imported"] == 2
+        assert status.error is None and status.last_report["imported"] == 2 and status.last_report["recent"] == 1
         paths = sorted(g.images[0].path for g in library.history.search("source:imported").items)
         assert paths == sorted([str(made), str(old)])
     finally:

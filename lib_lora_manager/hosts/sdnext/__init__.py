@@ -182,6 +182,7 @@ def _open_and_sync() -> None:
 
 
 IMPORT_WAITS_FOR_SCAN = 600.0  # seconds: LoRA names resolve against the index the scan brings up to date
+IMPORT_MIN_AGE = 120.0  # seconds: an image saved since is the recorder's (it may not have stored it yet)
 
 
 def _import_images(library: Library) -> bool:
@@ -193,7 +194,7 @@ def _import_images(library: Library) -> bool:
     folders = [f for f in HostInfo("sdnext", setting=setting, output_folders=output_folders).image_folders() if os.path.isdir(f)]
     if not folders:
         return False
-    return library.images.run_in_background(folders)
+    return library.images.run_in_background(folders, min_age=IMPORT_MIN_AGE)
 
 
 def _roots_changed() -> None:
