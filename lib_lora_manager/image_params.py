@@ -335,9 +335,10 @@ def from_comfyui(text: str) -> ImageGeneration:
             unet = _real(inputs.get("strength_model"))
             te = _real(inputs.get("strength_clip")) if kind == "LoraLoader" else 0.0
             out.loras.append(FoundLora(_comfy_name(inputs["lora_name"]), te, unet))
-        elif "CheckpointLoader" in kind and isinstance(inputs.get("ckpt_name"), str) and out.model_name is None:
-            out.model_name = _comfy_name(inputs["ckpt_name"])
-        elif kind.startswith("KSampler") and sampler is None:
+        elif out.model_name is None and isinstance(inputs.get("ckpt_name", inputs.get("unet_name")), str) and (
+                "CheckpointLoader" in kind or kind == "UNETLoader"):  # UNETLoader: Flux and other bare models
+            out.model_name = _comfy_name(inputs.get("ckpt_name", inputs.get("unet_name")))
+        elif kind.startswith(("KSampler", "SamplerCustom")) and sampler is None:
             sampler = inputs
         elif kind == "EmptyLatentImage" and out.width is None:
             out.width, out.height = _integer(inputs.get("width")), _integer(inputs.get("height"))
@@ -356,7 +357,7 @@ def _linked_text(nodes: dict, link: Any, depth: int = 0) -> str:
     if not (isinstance(link, list) and link and depth < 8):
         return ""
     node = nodes.get(str(link[0]))
-    if node is None:
+    if node is None or node.get("class_type") == "ConditioningZeroOut":  # an empty prompt (Flux's negative)
         return ""
     inputs = node["inputs"]
     for key in ("text", "text_g", "prompt"):

@@ -67,6 +67,22 @@ def test_a_comfyui_graph_gives_its_loras_checkpoint_and_sampler(tmp_path):
         ("anime_style.safetensors", 0.9, 0.6), ("styles/ink_wash.safetensors", 0.4, 0.0)]
 
 
+def test_a_comfyui_advanced_sampler_and_a_unet_loader(tmp_path):
+    graph = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "flux/realism.safetensors", "strength_model": 0.8,
+                                                             "model": ["1", 0]}},
+        "3": {"class_type": "KSamplerAdvanced", "inputs": {"noise_seed": 12, "steps": 20, "cfg": 1.0, "sampler_name": "euler",
+                                                          "positive": ["4", 0], "negative": ["5", 0], "model": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a harbour at night"}},
+        "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+    }
+    found = read_generation(str(write_comfyui_png(tmp_path / "flux.png", graph)))
+    assert (found.model_name, found.seed, found.steps, found.prompt) == ("flux1-dev.safetensors", 12, 20, "a harbour at night")
+    assert found.negative_prompt == ""  # zeroed conditioning, not the positive prompt it was made from
+    assert [(lora.name, lora.unet_weight) for lora in found.loras] == [("flux/realism.safetensors", 0.8)]
+
+
 def test_invokeai_metadata_gives_its_loras_and_model(tmp_path):
     found = read_generation(str(write_invokeai_png(tmp_path / "v.png")))
     assert found.format == "invokeai" and (found.prompt, found.negative_prompt) == ("a lighthouse at dusk", "people")
