@@ -285,6 +285,20 @@ def test_the_import_status_is_shared_through_the_database(library, tmp_path):
     assert not status.running and status.last_report["imported"] == 1 and "1 image imported" in status.message
 
 
+def test_another_process_sees_the_last_import(library, tmp_path, database_url):
+    from lib_lora_manager.library import Library
+
+    write_png(tmp_path / "imgs" / "a.png", {"parameters": SDNEXT_INFOTEXT})
+    other = Library.open(library.store.data_dir, database_url=database_url)  # as the CLI opens it beside a server
+    try:
+        assert other.images.shared_status().last_report is None
+        library.images.run([str(tmp_path / "imgs")])
+        seen = other.images.shared_status()
+        assert seen.last_report["imported"] == 1 and seen.message.startswith("last import: 1 image imported")
+    finally:
+        other.close()
+
+
 def test_the_cli_prints_a_json_summary_and_a_second_run_imports_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("LORA_MANAGER_DATABASE_URL", raising=False)
     folder = tmp_path / "imgs"
