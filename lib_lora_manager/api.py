@@ -229,6 +229,25 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         sort:-rating``; free text matches the prompts). Pages by ``page`` or by the ``after`` cursor."""
         return open_library().history.search(q, page=page, per_page=per_page, after=after)
 
+    @endpoint(body=schemas.ImageImport)
+    def start_image_import(body: schemas.ImageImport):
+        """Import images made before into the history, in the background
+
+        Reads the generation metadata of the PNG, JPEG and WebP files under ``paths`` (SDNext,
+        A1111, Forge, ComfyUI, InvokeAI); files imported before are not read again. 202 when it
+        started, 409 when an import is already running; both answer the import's status."""
+        images = open_library().images
+        started = images.run_in_background(body.paths)
+        return JSONResponse({"started": started, **to_json(images.status)}, status_code=202 if started else 409)
+
+    @endpoint()
+    def image_import_status():
+        """The running or last image import's progress
+
+        Whether one is running (here or in another process on this database), how far it is, its
+        message, and the last import's report (counts, and the reason for each file it skipped)."""
+        return open_library().images.shared_status()
+
     @endpoint(path=GENERATION)
     def get_generation(generation_id: int):
         """One generation with its parameters, LoRAs and images
@@ -275,6 +294,8 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
 
     return [
         (f"{PREFIX}/history", list_history, ["GET"]),
+        (f"{PREFIX}/history/import", start_image_import, ["POST"]),
+        (f"{PREFIX}/history/import/status", image_import_status, ["GET"]),
         (f"{PREFIX}/history/{{generation_id}}", get_generation, ["GET"]),
         (f"{PREFIX}/history/{{generation_id}}", patch_generation, ["PATCH"]),
         (f"{PREFIX}/history/{{generation_id}}", delete_generation, ["DELETE"]),

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", metavar="ID", help="keep this one and move the others of its group to the trash")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("import-images", parents=[common], help="import the images made before into the history "
+                       "(their generation metadata; a second run reads only new and changed files)")
+    p.add_argument("folders", nargs="+", metavar="DIR", help="a folder of PNG, JPEG or WebP images (searched with its subfolders)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("stats", parents=[common], help="library statistics")
     p.add_argument("--json", action="store_true")
     return parser
@@ -292,5 +297,18 @@ def cmd_stats(library, args) -> int:
     return 0
 
 
+def cmd_import_images(library, args) -> int:
+    report = library.images.run(args.folders, progress=ProgressBar())
+    if args.json:
+        _print_json(report)
+        return 0
+    print("import: " + report.summary())
+    for path, reason in list(report.problems.items())[:20]:
+        print(f"  {naming.display(path)}: {reason}")
+    if len(report.problems) > 20:
+        print(f"  … and {len(report.problems) - 20} more (--json lists them)")
+    return 0
+
+
 COMMANDS = {"scan": cmd_scan, "hash": cmd_hash, "search": cmd_search, "show": cmd_show, "tag": cmd_tag,
-            "duplicates": cmd_duplicates, "stats": cmd_stats}
+            "duplicates": cmd_duplicates, "stats": cmd_stats, "import-images": cmd_import_images}

@@ -120,12 +120,20 @@ def set_columns(session: Session, ids: list[int], values: dict[str, Any], *, bas
 
 def count_use(session: Session, ids: list[int], started_at: float) -> None:
     """A generation used these LoRAs: their use count and last use move on."""
-    found = lock_loras(session, ids)
-    if not found:
-        return
+    count_uses(session, {lora_id: (1, started_at) for lora_id in ids})
+
+
+def count_uses(session: Session, uses: dict[int, tuple[int, float]]) -> None:
+    """Several generations used these LoRAs: LoRA id -> (how many, the latest start)."""
+    found = lock_loras(session, uses)
     latest = func.max if session.get_bind().dialect.name == "sqlite" else func.greatest
-    session.execute(update(Lora).where(Lora.id.in_(found)).values(
-        use_count=Lora.use_count + 1, last_used_at=latest(func.coalesce(Lora.last_used_at, started_at), started_at)))
+    by_use: dict[tuple[int, float], list[int]] = {}
+    for lora_id in found:
+        by_use.setdefault(uses[lora_id], []).append(lora_id)
+    for (count, started_at), ids in by_use.items():
+        session.execute(update(Lora).where(Lora.id.in_(ids)).values(
+            use_count=Lora.use_count + count,
+            last_used_at=latest(func.coalesce(Lora.last_used_at, started_at), started_at)))
 
 
 def touched(session: Session, ids: list[int]) -> None:

@@ -542,6 +542,9 @@ COMPOSE_ENTRY = Record({
 COMPOSE_ENTRIES = ListOf(COMPOSE_ENTRY, "loras", "LoRA", MAX_COMPOSE_LORAS,
                          description="LoRAs: {id or name, weight, te, unet, enabled, triggers}")
 
+IMAGE_FOLDERS = ListOf(Text(MAX_PATH, "folder", file_names=True), "paths", "folder", 100, min_count=1,
+                       description="folders of images to import into the history (with their subfolders)")
+
 # what users edit on a LoRA (Library.edit, PATCH /loras/{id})
 LORA_EDITS: dict[str, Field] = {
     "display_name": DISPLAY_NAME, "favorite": Flag("favorite"), "rating": RATING, "notes": NOTES,

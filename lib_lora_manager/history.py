@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import catalog, edits, fields, query, thumbnails
@@ -52,6 +52,7 @@ class UsedLora:
     te_weight: float | None = None
     unet_weight: float | None = None
     path: str | None = None  # the file the host loaded for it, when it says (settles ambiguous names)
+    hash: str | None = None  # its hash (or a prefix) as an image's metadata names it
 
 
 @dataclass
@@ -187,40 +188,78 @@ class History:
     def record(self, record: GenerationRecord) -> int:
         """Store one generation; its LoRAs are resolved to library entries where possible and
         their use count and last use move on. Returns the generation's id."""
-        STATUS.parse(record.status)
-        resolved: list[int | None] = []
-        for used in record.loras:
-            if used.path:
-                with self.db.read() as session:
-                    by_path = session.scalar(select(Lora.id).where(self.store.path_clause(used.path), live()).limit(1))
-                if by_path is not None:
-                    resolved.append(by_path)
-                    continue
-            try:
-                resolved.append(catalog.find_row(self.store, used.name).id)
-            except (NotFound, InvalidInput):
-                resolved.append(None)  # unknown or ambiguous: kept by name
-        used_ids = sorted({i for i in resolved if i is not None})
+        return self.record_many([record])[0]
 
-        def write(session) -> int:
-            generation = Generation(
-                started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
-                prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
-                seeds=json.dumps(record.seeds) if record.seeds else None, width=record.width, height=record.height,
-                steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
-                model_hash=record.model_hash, infotext=record.infotext, error=record.error,
-                group_key=record.group, label=record.label,
-                loras=[GenerationLora(position=n, lora_id=lora_id, name=used.name[:1000], te_weight=used.te_weight,
-                                      unet_weight=used.unet_weight)
-                       for n, (used, lora_id) in enumerate(zip(record.loras, resolved))],
-                images=[GenerationImage(position=n, path=image.path, thumbnail=image.thumbnail, seed=image.seed)
-                        for n, image in enumerate(record.images)],
-            )
-            edits.count_use(session, used_ids, record.started_at)  # rows first: the order every writer locks in
-            session.add(generation)
-            session.flush()
-            return generation.id
+    def record_many(self, records: list[GenerationRecord], *, names: dict[str, int | None] | None = None,
+                    also: Callable[[Any, list[int]], None] | None = None) -> list[int]:
+        """Store several generations in one transaction (an import's batch); returns their ids.
+
+        ``names`` caches LoRA resolutions across calls (an import meets the same names again and
+        again); ``also(session, ids)`` writes more in the same transaction."""
+        for record in records:
+            STATUS.parse(record.status)
+        names = {} if names is None else names
+        resolved = [[self._resolve(used, names) for used in record.loras] for record in records]
+
+        uses: dict[int, tuple[int, float]] = {}
+        for record, lora_ids in zip(records, resolved):
+            for lora_id in {i for i in lora_ids if i is not None}:
+                count, latest = uses.get(lora_id, (0, record.started_at))
+                uses[lora_id] = (count + 1, max(latest, record.started_at))
+
+        def write(session) -> list[int]:
+            edits.count_uses(session, uses)  # rows first: the order every writer locks in
+            # Core inserts, not ORM objects: an import writes thousands of records per second
+            ids = _new_generation_ids(session, len(records))
+            if ids:  # an empty parameter list would insert one row of defaults
+                session.execute(insert(Generation.__table__),
+                                [{"id": generation_id, **self._values(record)} for generation_id, record in zip(ids, records)])
+            used = [dict(generation_id=generation_id, position=n, lora_id=lora_id, name=lora.name[:1000],
+                         te_weight=lora.te_weight, unet_weight=lora.unet_weight)
+                    for generation_id, record, lora_ids in zip(ids, records, resolved)
+                    for n, (lora, lora_id) in enumerate(zip(record.loras, lora_ids))]
+            images = [dict(generation_id=generation_id, position=n, path=image.path, thumbnail=image.thumbnail,
+                           seed=image.seed)
+                      for generation_id, record in zip(ids, records) for n, image in enumerate(record.images)]
+            if used:
+                session.execute(insert(GenerationLora.__table__), used)
+            if images:
+                session.execute(insert(GenerationImage.__table__), images)
+            if also is not None:
+                also(session, ids)
+            return ids
         return self.db.transaction(write)
+
+    def _resolve(self, used: UsedLora, names: dict[str, int | None]) -> int | None:
+        """The library entry of one used LoRA: by the file the host loaded, by hash, then by
+        name or alias; None when unknown or ambiguous (it is kept by name)."""
+        if used.path:
+            with self.db.read() as session:
+                by_path = session.scalar(select(Lora.id).where(self.store.path_clause(used.path), live()).limit(1))
+            if by_path is not None:
+                return by_path
+        for key in (used.hash, used.name):
+            if not key:
+                continue
+            if key not in names:
+                try:
+                    names[key] = catalog.find_row(self.store, key).id
+                except (NotFound, InvalidInput):
+                    names[key] = None
+            if names[key] is not None:
+                return names[key]
+        return None
+
+    @staticmethod
+    def _values(record: GenerationRecord) -> dict[str, Any]:
+        return dict(
+            started_at=record.started_at, duration=record.duration, status=record.status, source=record.source,
+            prompt=record.prompt or "", negative_prompt=record.negative_prompt or "",
+            seeds=json.dumps(record.seeds) if record.seeds else None, width=record.width, height=record.height,
+            steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
+            model_hash=record.model_hash, infotext=record.infotext, error=record.error,
+            group_key=record.group, label=record.label, rating=None, favorite=False,
+        )
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -248,7 +287,8 @@ class History:
     @staticmethod
     def _summary_fields(g: Generation) -> dict[str, Any]:
         seeds = json.loads(g.seeds) if g.seeds else []
-        images = [RecordedImage(index=n, path=i.path, thumbnail=i.thumbnail, seed=i.seed) for n, i in enumerate(g.images)]
+        images = [RecordedImage(index=n, path=i.path, thumbnail=i.thumbnail, seed=i.seed, missing=bool(i.missing))
+                  for n, i in enumerate(g.images)]
         seed = seeds[0] if seeds else next((i.seed for i in images if i.seed is not None), None)
         return dict(
             id=g.id, started_at=g.started_at, duration=g.duration, status=g.status, source=g.source,
@@ -409,6 +449,19 @@ class History:
             return GenerationRequest.from_dict(values)
         except InvalidInput as e:
             raise InvalidInput(f"generation {generation_id} cannot be repeated: {e}") from None
+
+
+def _new_generation_ids(session, count: int) -> list[int]:
+    """Ids for ``count`` new generations, taken before inserting them: an INSERT … RETURNING of
+    many rows in order runs row by row on SQLite. PostgreSQL draws them from the table's
+    sequence; SQLite continues after the largest id (the write transaction holds its lock)."""
+    if not count:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.scalars(text("SELECT nextval(pg_get_serial_sequence('generations', 'id')) "
+                                          "FROM generate_series(1, :n)"), {"n": count}))
+    start = session.scalar(select(func.max(Generation.id))) or 0
+    return list(range(start + 1, start + count + 1))
 
 
 def _int(value: Any) -> int | None:

@@ -4,6 +4,7 @@ The hosts build one of these; the core and the UI never import a host."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,18 @@ class HostInfo:
     # should know (what needs a restart…); raises InvalidInput. None: the host has its own
     # settings page (SDNext's Settings → LoRA Manager)
     save_settings: Callable[[dict[str, Any]], list[str]] | None = None
+    output_folders: Callable[[], list[str]] | None = None  # where the host saves images (SDNext's outdir settings)
+
+    def image_folders(self) -> list[str]:
+        """The folders an image import reads by default: the host's output folders that exist,
+        then those of the image-folders setting."""
+        own = [f for f in (self.output_folders() if self.output_folders else []) if os.path.isdir(f)]
+        chosen = settings.parse_dirs(self.setting("lora_manager_image_folders"))
+        out: list[str] = []
+        for folder in [*own, *chosen]:
+            if folder not in out:
+                out.append(folder)
+        return out
 
     def page_size(self) -> int:
         try:

@@ -135,6 +135,10 @@ class Indexer:
                           last_report=report if isinstance(report, dict) else None,
                           error=last.get("error") if isinstance(last.get("error"), str) else None)
 
+    def scanning(self) -> bool:
+        """Whether this process scans now."""
+        return self._scan_lock.locked()
+
     def scan_in_background(self) -> bool:
         """Start a scan on a thread; False if one is already running."""
         if self._scan_lock.locked():

@@ -12,6 +12,7 @@ Everything else is a part built over the same Store (store.py), reached as an at
     library.previews   preview images and their thumbnails (previews.py)
     library.composer   prompts composed from LoRAs, and read back (composition.py)
     library.history    the generations recorded here (history.py)
+    library.images     importing images made before into the history (image_import.py)
     library.recipes    saved compositions (recipes.py)
 
 The parts depend on the Store, never on the Library, so a new part (analytics, recommendations)
@@ -33,6 +34,7 @@ from .composition import Composer
 from .errors import InvalidInput
 from .fileops import FileOperations
 from .history import History
+from .image_import import ImageImporter
 from .indexing import Indexer
 from .lora_query import LORAS
 from .models import Lora, LoraTag, Tag, count_unreadable, live
@@ -52,6 +54,7 @@ class Library:
         self.previews = Previews(store)
         self.composer = Composer(store)
         self.history = History(store)
+        self.images = ImageImporter(store, self.history)
         self.recipes = Recipes(store)
 
     @classmethod
@@ -67,6 +70,7 @@ class Library:
 
     def close(self) -> None:
         self.indexer.stop()
+        self.images.stop()
         self.store.close()
 
     # --- reading ----------------------------------------------------------------------------

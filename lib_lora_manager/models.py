@@ -326,6 +326,25 @@ class GenerationImage(Base):
     path: Mapped[str | None] = mapped_column(FsPath)  # where the host saved it (None: not saved)
     thumbnail: Mapped[str | None] = mapped_column(FsPath)  # our own copy when the host did not save
     seed: Mapped[int | None] = mapped_column(BigInteger)
+    # the file vanished since (an import saw it gone): the record stays, the image shows as missing
+    missing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class ImportedImage(Base):
+    """An image file an import has read (image_import.py), whatever came of it: a later import
+    reads only files whose path, size or modification time changed, and recognises a moved file
+    by its size and modification time (the path it had is gone)."""
+
+    __tablename__ = "imported_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(SafeString(16))  # image_import.Outcome
+    reason: Mapped[str | None] = mapped_column(SafeText)  # why it was skipped or could not be read
+    # the history record it became (or that SDNext's recorder made); None once that was deleted
+    generation_id: Mapped[int | None] = mapped_column(ForeignKey("generations.id", ondelete="SET NULL"), index=True)
 
 
 class Job(Base):

@@ -202,6 +202,7 @@ class RecordedImage:
     thumbnail: str | None
     seed: int | None
     exists: bool | None = None  # detail only: whether either file is still there
+    missing: bool = False  # an import found the file gone (the record stays)
 
 
 @dataclass

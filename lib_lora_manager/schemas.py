@@ -133,6 +133,13 @@ class UndoTrash(Body):
     batch: Batch = None
 
 
+class ImageImport(Body):
+    """The folders an image import reads."""
+
+    usage: ClassVar[str] = 'send a JSON object {"paths": ["/folder/of/images", …]}'
+    paths: typed(fields.IMAGE_FOLDERS)
+
+
 def generate_body() -> type[Body]:
     """POST /generate: GenerationRequest's fields plus ``loras`` composed into the prompt."""
     return body_model("GenerateRequest", {**FIELDS, "loras": fields.COMPOSE_ENTRIES},

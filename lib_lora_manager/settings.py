@@ -58,6 +58,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Sync the index in the background after startup",
         "Rescans changed files after SDNext has started; unchanged files are not reopened.",
     ),
+    Setting(
+        "lora_manager_image_folders",
+        "",
+        "Image folders to import into the history (one per line or ';'-separated)",
+        "Folders of images made before (A1111, Forge, ComfyUI, InvokeAI…) read into the history in "
+        "addition to SDNext's own output folders. Only new and changed files are read.",
+    ),
+    Setting(
+        "lora_manager_import_images_on_start",
+        True,
+        "Import new images of the output folders in the background after startup",
+        "Reads the generation data of images not imported yet (SDNext's output folders and the "
+        "folders above) at low priority, so analytics and \"used with\" cover them.",
+    ),
     Setting("lora_manager_page_size", 48, "Cards per page (12 to 200)", "Between 12 and 200."),
     Setting("lora_manager_show_nsfw", True, "Show NSFW previews (off: blurred)", "Off: previews of LoRAs flagged NSFW are blurred."),
 )

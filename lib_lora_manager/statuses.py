@@ -37,6 +37,7 @@ class GenerationSource(StrEnum):
     VIDEO = "video"
     API = "api"  # SDNext's REST API
     LORA_MANAGER = "lora-manager"  # our own jobs
+    IMPORTED = "imported"  # read from an image file made before (image_import.py)
 
 
 # a re-run is a txt2img request: sources that need an input image cannot be repeated

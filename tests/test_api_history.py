@@ -48,7 +48,8 @@ def test_list_and_detail(setup):
     item = body["items"][0]
     assert item["prompt_excerpt"] == "picture 2 <lora:alpha:0.6>" and item["loras"][0]["te_weight"] == 0.6
     detail = client.get(f"{PREFIX}/{ids[0]}").json()
-    assert detail["images"] == [{"index": 0, "path": str(image), "thumbnail": None, "seed": 0, "exists": True}]
+    assert detail["images"] == [{"index": 0, "path": str(image), "thumbnail": None, "seed": 0, "exists": True,
+                                 "missing": False}]  # missing: an import found the file gone
     assert detail["loras"][0]["library_name"] == "Alpha" and detail["seeds"] == [0]
 
 

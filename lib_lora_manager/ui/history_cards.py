@@ -246,3 +246,29 @@ def detail(d: GenerationDetail, api_base: str) -> str:
         f'{negative}<div class="lm-hist-text-label">LoRAs</div>{_loras(d)}'
         f'<table class="lm-kv lm-fields">{fields}</table>{parameters_html}{infotext}</div>'
     )
+
+
+# --- importing images made before ----------------------------------------------------------------
+
+IMPORT_PROBLEMS_SHOWN = 20
+
+
+def import_report(report: dict[str, Any] | None, headline: str) -> str:
+    """An image import's outcome: the headline, the counts, and the files it could not use with
+    their reasons (paths and reasons come from files: escaped)."""
+    if not report:
+        return message(headline)
+    counts = [(report.get("imported", 0), "imported"), (report.get("read", 0), "read"),
+              (report.get("unchanged", 0), "unchanged"), (report.get("skipped", 0), "without generation data"),
+              (report.get("errors", 0), "unreadable"), (report.get("moved", 0), "moved"),
+              (report.get("recorded", 0), "recorded already"), (report.get("missing", 0), "gone")]
+    chips = "".join(f'<span class="lm-import-count"><b>{int(n):,}</b> {esc(word)}</span>' for n, word in counts if n)
+    problems = report.get("problems") or {}
+    items = "".join(f'<li><span class="lm-import-file">{esc(cut(path, 300))}</span>: {esc(cut(reason, 300))}</li>'
+                    for path, reason in list(problems.items())[:IMPORT_PROBLEMS_SHOWN])
+    more = len(problems) - IMPORT_PROBLEMS_SHOWN
+    if more > 0:
+        items += f"<li>… and {more:,} more</li>"
+    listed = (f'<details class="lm-import-problems"><summary>Files not imported ({len(problems):,})</summary>'
+              f'<ul class="lm-errors">{items}</ul></details>') if items else ""
+    return f'<div class="lm-import-report">{message(headline, "ok")}<div class="lm-import-counts">{chips}</div>{listed}</div>'

@@ -14,12 +14,13 @@ name in the detail view opens that LoRA in the Library tab.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import wording
-from ..errors import LoraManagerError, QueryError
+from .. import settings, wording
+from ..errors import Busy, LoraManagerError, QueryError
 from ..hostinfo import HostInfo
 from ..results import GenerationDetail
 from ..statuses import JobStatus
@@ -326,6 +327,33 @@ class HistoryTab:
 # --- layout ---------------------------------------------------------------------------------
 
 
+    # --- importing images made before -----------------------------------------------------------
+
+    def import_images(self, folders_text: str | None) -> str:
+        """Import the images under the folders (one per line) now; the report, or why not."""
+        folders = settings.parse_dirs(folders_text)
+        if not folders:
+            return cards.message("Give the folders of images to import, one per line.", "error")
+        images = self._open_library().images
+        try:
+            report = dataclasses.asdict(images.run(folders))
+        except Busy:
+            return self.import_status()
+        except LoraManagerError as e:
+            return cards.message(str(e), "error")
+        return history_cards.import_report(report, "Import finished: " + wording.plural(report["imported"], "image")
+                                           + " imported.")
+
+    def import_status(self) -> str:
+        """The running or last import (the one after startup, another process's)."""
+        status = self._open_library().images.shared_status()
+        if status.running:
+            return cards.message(f"Importing: {status.message} ({status.fraction:.0%})")
+        if status.error:
+            return cards.message(status.message, "error")
+        return history_cards.import_report(status.last_report, status.message[:1].upper() + status.message[1:])
+
+
 def build_content(open_library: Callable[[], Library], host: HostInfo, compose_inbox=None, tabs=None) -> HistoryTab:
     """Create the History tab's components inside the current Blocks context and wire them.
 
@@ -347,6 +375,16 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
             search_btn = gr.Button("Search", variant="primary", elem_id="lora_manager_history_search_btn",
                                    elem_classes=["lm-btn"])
         gr.HTML(f'<div class="lm-help">{cards.esc(HELP)}</div>', elem_id="lora_manager_history_help")
+        with gr.Accordion("Import images made before", open=False, elem_id="lora_manager_history_import",
+                          elem_classes=["lm-import"]):
+            import_folders = gr.Textbox(value="\n".join(host.image_folders()), label="Folders (one per line)",
+                                        lines=2, max_lines=8, elem_id="lora_manager_history_import_folders")
+            with gr.Row(elem_classes=["lm-edit-row"]):
+                import_btn = gr.Button("Import images", variant="primary", size="sm",
+                                       elem_id="lora_manager_history_import_btn", elem_classes=["lm-btn"])
+                import_status_btn = gr.Button("Show progress", size="sm", elem_id="lora_manager_history_import_status",
+                                              elem_classes=["lm-btn"])
+            import_report = gr.HTML("", elem_id="lora_manager_history_import_report")
         description = gr.HTML(description0, elem_id="lora_manager_history_description")
 
         with gr.Column(elem_classes=["lm-hidden"], elem_id="lora_manager_history_glue"):
@@ -430,6 +468,9 @@ def build_content(open_library: Callable[[], Library], host: HostInfo, compose_i
     last_btn.click(tab.last_page, page_inputs, result_outputs)
     refresh_visible.click(tab.refresh, page_inputs, result_outputs)
     refresh_btn.click(tab.refresh, page_inputs, result_outputs, **quiet)
+    import_btn.click(tab.import_images, [import_folders], [import_report]).then(
+        tab.refresh, page_inputs, result_outputs, **quiet)
+    import_status_btn.click(tab.import_status, None, [import_report], **quiet)
 
     by_name = {"column": detail_col, "view": view_html, "rating": rating, "favorite": favorite, "prompt": prompt_box,
                "negative": negative_box, "infotext": infotext_box, "preview_lora": preview_lora, "preview_image": preview_image,

@@ -53,6 +53,39 @@ def library_roots() -> list[str]:
     return [p for p in [lora_dir, *settings.parse_dirs(setting("lora_manager_extra_dirs"))] if p]
 
 
+# SDNext's folders of generated images (modules/ui_definitions.py); grids, init images and videos
+# are left out: a grid repeats its images, inputs were not generated, videos carry no infotext
+OUTPUT_FOLDER_OPTIONS = ("outdir_txt2img_samples", "outdir_img2img_samples", "outdir_control_samples",
+                         "outdir_extras_samples", "outdir_save")
+
+
+def output_folders() -> list[str]:
+    """Where SDNext saves images, as it resolves them when saving (a relative folder is joined to
+    the base folder ``outdir_samples`` when that is set, and is relative to SDNext's own folder)."""
+    base = shared.opts.data.get("outdir_samples") or ""
+    folders = []
+    for key in OUTPUT_FOLDER_OPTIONS:
+        try:
+            specific = getattr(shared.opts, key)
+        except AttributeError:  # an option this SDNext version does not have
+            continue
+        folder = _resolve_output_path(base, specific or "") if (base or specific) else ""
+        if folder and os.path.abspath(folder) not in folders:
+            folders.append(os.path.abspath(folder))
+    return folders
+
+
+def _resolve_output_path(base: str, specific: str) -> str:
+    """SDNext's ``paths.resolve_output_path`` (an absolute folder wins, a relative one goes inside
+    the base folder when there is one), by hand where a version lacks it."""
+    resolve = getattr(paths, "resolve_output_path", None)
+    if resolve is not None:
+        return resolve(base, specific)
+    if not specific or os.path.isabs(specific) or not base:
+        return specific or base
+    return os.path.normpath(os.path.join(base, specific))
+
+
 def database_url() -> str | None:
     return os.environ.get("LORA_MANAGER_DATABASE_URL") or setting("lora_manager_database_secret") or None
 
@@ -88,7 +121,7 @@ def host_info() -> HostInfo:
     # behind a reverse proxy SDNext serves under --subpath; our routes are mounted there too
     subpath = (getattr(shared.cmd_opts, "subpath", None) or shared.opts.data.get("subpath") or "").strip("/")
     return HostInfo(name="sdnext", api_base=f"/{subpath}" if subpath else "", setting=setting,
-                    generator=app.generator(), jobs=app.jobs, bind_paste=bind_paste)
+                    generator=app.generator(), jobs=app.jobs, bind_paste=bind_paste, output_folders=output_folders)
 
 
 def paste_target() -> str:
@@ -141,8 +174,27 @@ def on_app_started(demo, server) -> None:
 
 
 def _open_and_sync() -> None:
-    app.library().indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    library = app.library()
+    library.indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
     app.resume_jobs()
+    if setting("lora_manager_import_images_on_start"):
+        _import_images(library)
+
+
+IMPORT_WAITS_FOR_SCAN = 600.0  # seconds: LoRA names resolve against the index the scan brings up to date
+IMPORT_MIN_AGE = 120.0  # seconds: an image saved since is the recorder's (it may not have stored it yet)
+
+
+def _import_images(library: Library) -> bool:
+    """The startup import of new images in SDNext's output folders and our setting's folders, at
+    low priority, after the startup scan. Folders that are not there (yet) are passed over."""
+    deadline = time.monotonic() + IMPORT_WAITS_FOR_SCAN
+    while library.indexer.scanning() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    folders = [f for f in HostInfo("sdnext", setting=setting, output_folders=output_folders).image_folders() if os.path.isdir(f)]
+    if not folders:
+        return False
+    return library.images.run_in_background(folders, min_age=IMPORT_MIN_AGE)
 
 
 def _roots_changed() -> None:
