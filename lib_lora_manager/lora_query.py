@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select, union
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, union
 
 from . import base_models, text_index
 from .dbtypes import path_to_db
@@ -49,7 +49,13 @@ def _ids_where(*where: ColumnElement[bool]) -> ColumnElement[bool]:
 def _tag(value: str):
     name = value.strip().lower()
     ids = select(LoraTag.lora_id).join(Tag, Tag.id == LoraTag.tag_id).where(Tag.name == name)
-    return Lora.id.in_(ids), f"tagged “{name}”"
+    clause = Lora.id.in_(ids)
+    # counted in the tag's range of lora_tags, less those in the trash (query.Table.page), each
+    # tested by one seek (``of_row``) rather than against the list of every LoRA tagged so
+    tag_id = select(Tag.id).where(Tag.name == name).scalar_subquery()
+    clause.counts = {"sqlite": select(func.count()).select_from(LoraTag).where(LoraTag.tag_id == tag_id)}
+    clause.of_row = select(LoraTag.lora_id).where(LoraTag.lora_id == Lora.id, LoraTag.tag_id == tag_id).exists()
+    return clause, f"tagged “{name}”"
 
 
 def _base(value: str):

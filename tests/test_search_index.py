@@ -677,3 +677,29 @@ def test_a_search_without_terms_counts_every_lora_less_those_in_the_trash(librar
         counts = [s for s in statements if s.upper().startswith("SELECT COUNT")]
         assert "SELECT count(*) AS count_1 FROM loras" in counts, counts
         assert not any(s.endswith("WHERE loras.trashed_at IS NULL") for s in counts), counts  # no entry by entry
+
+
+def test_a_tag_or_a_word_is_counted_in_its_own_index_less_the_trash(library, lora_dir):
+    """tag: and free text are counted where they are listed (lora_tags, the full-text table),
+    less the LoRAs in the trash that hold them, each tested alone: the totals are exact."""
+    for n in range(8):
+        make_lora(lora_dir, f"{'style' if n % 2 else 'plain'}_{n}", seed=n)
+    library.indexer.scan()
+    ids = sorted(i.id for i in library.search("", per_page=50).items)
+    library.add_tags(ids[:5], ["anime"])
+    library.files.trash([ids[0], ids[1], ids[6]])  # two tagged, one of them and another hold "style"
+    statements: list[str] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_a: statements.append(" ".join(statement.split())))
+    live = set(ids) - {ids[0], ids[1], ids[6]}
+    with library.store.db.read() as session:
+        texts = dict(session.execute(select(Lora.id, Lora.search_text)).all())
+    expected = {"tag:anime": live & set(ids[:5]), "style": {i for i in live if "style" in texts[i]}}
+    for q, found in expected.items():
+        library.store.db.totals.clear()
+        assert library.search(q).total == len(found), q
+        assert library.search(f"-{q}").total == len(live - found), q
+        assert sorted(library.ids(q)) == sorted(found), q
+    if library.store.db.is_sqlite:  # no count took a seek per match in the index of live ids
+        assert not any("INDEXED BY ix_loras_live" in s for s in statements if s.upper().startswith("SELECT COUNT")), \
+            [s for s in statements if "ix_loras_live" in s]
