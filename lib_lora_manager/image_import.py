@@ -16,14 +16,12 @@ One bad file never stops an import: its reason is in the report (``problems``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from sqlalchemy import insert, select, update
 
@@ -31,9 +29,10 @@ from . import naming
 from .errors import Busy, InvalidInput, LoraManagerError
 from .history import GeneratedImage, GenerationRecord, History, UsedLora
 from .image_params import IMAGE_SUFFIXES, MAX_TEXT, ImageGeneration, UnreadableImage, read_generation
-from .models import Generation, GenerationImage, ImportedImage, State
+from .models import Generation, GenerationImage, ImportedImage
 from .statuses import GenerationSource, GenerationStatus, StrEnum
 from .store import Store
+from .task_status import SharedStatus, TaskStatus
 from .wording import plural
 
 log = logging.getLogger("lora_manager")
@@ -76,14 +75,8 @@ class ImportReport:
 
 
 @dataclass
-class ImportStatus:
-    running: bool = False
-    fraction: float = 0.0
+class ImportStatus(TaskStatus):
     message: str = "no import yet"
-    started_at: float | None = None
-    finished_at: float | None = None
-    last_report: dict[str, Any] | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -119,6 +112,8 @@ class ImageImporter:
         self.store = store
         self.history = history
         self.status = ImportStatus()
+        self._shared = SharedStatus(store, "image_import", elsewhere="an image import is running in another process",
+                                    done="imported")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -139,7 +134,7 @@ class ImageImporter:
         status.running, status.fraction, status.started_at, status.error = True, 0.0, time.time(), None
         status.message = "looking for images"
         try:
-            self._record_start(status.started_at)
+            self._shared.started(status.started_at)
 
             def report(fraction: float, message: str) -> None:
                 status.fraction, status.message = fraction, message
@@ -156,7 +151,7 @@ class ImageImporter:
         finally:
             status.running, status.finished_at = False, time.time()
             try:
-                self._record_end(status)
+                self._shared.ended(status)
             finally:
                 self._lock.release()
 
@@ -319,51 +314,10 @@ class ImageImporter:
             self.store.db.transaction(work)
         return len(gone)
 
-    # --- the status every process sees ------------------------------------------------------
-
-    _RUNNING, _LAST = "image_import_running", "last_image_import"
-
-    def _record_start(self, started_at: float) -> None:
-        value = json.dumps({"owner": self.store.processes.id, "started_at": started_at})
-        self.store.db.transaction(lambda session: session.merge(State(key=self._RUNNING, value=value)))
-
-    def _record_end(self, status: ImportStatus) -> None:
-        value = json.dumps({"started_at": status.started_at, "finished_at": status.finished_at,
-                            "message": status.message, "error": status.error,
-                            "report": status.last_report if status.error is None else None})
-        owner = self.store.processes.id
-
-        def work(session) -> None:
-            session.merge(State(key=self._LAST, value=value))
-            running = session.get(State, self._RUNNING)
-            if running is not None and _json(running.value).get("owner") == owner:
-                session.delete(running)
-        try:
-            self.store.db.transaction(work)
-        except Exception as e:  # noqa: BLE001 - the import stands; only other processes see less
-            log.warning("LoRA Manager: cannot record the image import's outcome: %s", e)
-
     def shared_status(self) -> ImportStatus:
         """This process's import status, unless another process sharing the database imports now
         or imported since: then theirs."""
-        own = self.status
-        if own.running:
-            return own
-        with self.store.db.read() as session:
-            running, last = session.get(State, self._RUNNING), session.get(State, self._LAST)
-            running, last = _json(running and running.value), _json(last and last.value)
-        owner = running.get("owner")
-        if owner and owner != self.store.processes.id and not self.store.processes.gone([owner]):
-            return ImportStatus(running=True, message="an image import is running in another process",
-                                started_at=_number(running.get("started_at")))
-        finished = _number(last.get("finished_at"))
-        if not last or (own.finished_at is not None and (finished is None or finished <= own.finished_at)):
-            return own
-        report, message, error = last.get("report"), last.get("message"), last.get("error")
-        return ImportStatus(running=False, fraction=1.0, message=message if isinstance(message, str) else "imported",
-                            started_at=_number(last.get("started_at")), finished_at=finished,
-                            last_report=report if isinstance(report, dict) else None,
-                            error=error if isinstance(error, str) else None)
+        return self._shared.seen(self.status)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -432,15 +386,3 @@ def _record(found: ImageGeneration, path: str, mtime_ns: int) -> GenerationRecor
         model_hash=(found.model_hash or "")[:64] or None, infotext=found.infotext,
         loras=[UsedLora(lora.name, lora.te_weight, lora.unet_weight, hash=lora.hash) for lora in found.loras],
         images=[GeneratedImage(path=path, seed=found.seed)])
-
-
-def _json(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

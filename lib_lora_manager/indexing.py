@@ -7,7 +7,6 @@ the threads, the one-scan-at-a-time lock and the status the UI and REST show.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -15,28 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from . import merging, naming, scanner
 from .errors import Busy, LoraManagerError
 from .hashing import HashCancelled, HashError, hash_file, lower_thread_priority
-from .models import Lora, State, live
+from .models import Lora, live
 from .store import Store
+from .task_status import SharedStatus, TaskStatus
 
 log = logging.getLogger("lora_manager")
 
 
 @dataclass
-class ScanStatus:
-    running: bool = False
-    fraction: float = 0.0
+class ScanStatus(TaskStatus):
     message: str = "not scanned yet"
-    started_at: float | None = None
-    finished_at: float | None = None
-    last_report: dict[str, Any] | None = None
-    error: str | None = None  # why the last scan failed, None when it did not
 
 
 class Indexer:
@@ -44,6 +37,7 @@ class Indexer:
         self.store = store
         self.hashing = hashing
         self.status = ScanStatus()
+        self._shared = SharedStatus(store, "scan", elsewhere="a scan is running in another process", done="scanned")
         self._scan_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake_hasher = threading.Event()
@@ -57,7 +51,7 @@ class Indexer:
         status.running, status.fraction, status.started_at, status.message = True, 0.0, time.time(), "starting"
         status.error = None
         try:
-            self._record_start(status.started_at)
+            self._shared.started(status.started_at)
         except Exception:
             self._scan_lock.release()
             status.running = False
@@ -82,58 +76,14 @@ class Indexer:
         finally:
             status.running, status.finished_at = False, time.time()
             try:
-                self._record_end(status)
+                self._shared.ended(status)
             finally:
                 self._scan_lock.release()
-
-    # The scan status every process sharing the database sees (the CLI after a server's scan,
-    # SDNext after a CLI's): the running scan's owner, and the last scan's outcome.
-    _RUNNING, _LAST = "scan_running", "last_scan"
-
-    def _record_start(self, started_at: float) -> None:
-        value = json.dumps({"owner": self.store.processes.id, "started_at": started_at})
-        self.store.db.transaction(lambda session: session.merge(State(key=self._RUNNING, value=value)))
-
-    def _record_end(self, status: ScanStatus) -> None:
-        value = json.dumps({"started_at": status.started_at, "finished_at": status.finished_at, "message": status.message,
-                            "error": status.error, "report": status.last_report if status.error is None else None})
-        owner = self.store.processes.id
-
-        def work(session) -> None:
-            session.merge(State(key=self._LAST, value=value))
-            running = session.get(State, self._RUNNING)
-            if running is not None and _json_object(running.value).get("owner") == owner:
-                session.delete(running)
-        try:
-            self.store.db.transaction(work)
-        except Exception as e:  # noqa: BLE001 - the scan's outcome stands; only other processes see less
-            log.warning("LoRA Manager: cannot record the scan's outcome: %s", e)
 
     def shared_status(self) -> ScanStatus:
         """This process's scan status, unless another process sharing the database scans now or
         scanned since: then theirs (what a status line shows, whichever process asks)."""
-        own = self.status
-        if own.running:
-            return own
-        with self.store.db.read() as session:
-            running = session.get(State, self._RUNNING)
-            last = session.get(State, self._LAST)
-            running, last = _json_object(running and running.value), _json_object(last and last.value)
-        owner = running.get("owner")
-        if owner and owner != self.store.processes.id and not self.store.processes.gone([owner]):
-            return ScanStatus(running=True, message="a scan is running in another process",
-                              started_at=_number(running.get("started_at")))
-        finished = _number(last.get("finished_at"))
-        if not last or (own.finished_at is not None and (finished is None or finished <= own.finished_at)):
-            return own
-        if "message" not in last:  # recorded before the outcome was: the bare report
-            last = {"report": last, "message": "scanned before (by an older version)"}
-        message = last.get("message")
-        report = last.get("report")
-        return ScanStatus(running=False, fraction=1.0, message=message if isinstance(message, str) else "scanned",
-                          started_at=_number(last.get("started_at")), finished_at=finished,
-                          last_report=report if isinstance(report, dict) else None,
-                          error=last.get("error") if isinstance(last.get("error"), str) else None)
+        return self._shared.seen(self.status)
 
     def scanning(self) -> bool:
         """Whether this process scans now."""
@@ -221,19 +171,6 @@ class Indexer:
             store.db.transaction(partial(_store_hashes, lora_id=lora_id, mtime_ns=mtime_ns, hashes=hashes))
             count += 1
         return count
-
-
-def _json_object(text: str | None) -> dict:
-    """A stored JSON object; anything else (absent, damaged) is empty."""
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _store_hash_error(session, lora_id: int, mtime_ns: int, error: str) -> None:

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "models", "db", "processes", "roots", "store", "query", "text_index",
     }),
     ("library", {  # the Library and the parts built over the Store
-        "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",
+        "task_status", "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",
         "history", "recipes", "library", "bulk_actions", "lora_query", "history_query", "image_import",
     }),
     ("workflows", {"jobs", "app", "hostinfo"}),  # generation jobs and what a host hands the interfaces
