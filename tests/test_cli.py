@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,33 @@ def run(*args, data_dir, check=True):
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def serving(data, lib_dir):
+    """``serve`` started as a user starts it, once its first scan has finished: (process, port).
+    The caller stops it (SIGINT) and waits."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LORA_MANAGER_DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data), "--lora-dir",
+                               str(lib_dir), "--port", str(port), "--no-hashing"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(server.communicate()[1])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/scan/status", timeout=5) as response:
+                if json.load(response).get("finished_at"):
+                    return server, port
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError("the server did not come up")
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -106,32 +137,9 @@ def test_serve_without_a_lora_folder_says_so_and_closes_the_library(tmp_path):
 
 
 def test_serve_answers_until_interrupted_then_closes_everything(tmp_path, lib_dir):
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = tmp_path / "data"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("LORA_MANAGER_DATABASE_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data), "--lora-dir",
-                               str(lib_dir), "--port", str(port), "--no-hashing"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    server, port = serving(data, lib_dir)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/scan/status", timeout=5) as response:
-                    if json.load(response).get("finished_at"):
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/loras?q=sort:name", timeout=5) as response:
             assert [i["filename"] for i in json.load(response)["items"]] == ["bad.safetensors", "first.safetensors",
                                                                               "second.safetensors"]
@@ -185,37 +193,14 @@ def test_the_library_last_served_is_remembered_without_a_password(tmp_path):
 def test_serve_reads_the_settings_tab_s_saved_values(tmp_path, lib_dir):
     """settings.json in the data folder (the Settings tab writes it): its extra folder is indexed
     next to --lora-dir, and the page has the Settings tab."""
-    import signal
-    import socket
-    import time
-    import urllib.request
-
     extra = tmp_path / "extra"
     make_lora(extra, "from_the_extra_folder", seed=3)
     data = tmp_path / "data"
     data.mkdir()
     (data / "settings.json").write_text(json.dumps({"lora_manager_extra_dirs": str(extra), "lora_manager_page_size": 24}),
                                         encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("LORA_MANAGER_DATABASE_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "lib_lora_manager", "serve", "--data-dir", str(data), "--lora-dir",
-                               str(lib_dir), "--port", str(port), "--no-hashing"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    server, port = serving(data, lib_dir)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/scan/status", timeout=5) as response:
-                    if json.load(response).get("finished_at"):
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-manager/v1/loras?q=sort:name", timeout=5) as response:
             names = [i["filename"] for i in json.load(response)["items"]]
         assert "from_the_extra_folder.safetensors" in names and "first.safetensors" in names
