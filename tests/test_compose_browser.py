@@ -345,3 +345,52 @@ def test_a_weight_typed_out_of_range_is_applied_as_the_slider_clamps_it(standalo
     page.keyboard.press("Tab")  # the slider clamps it to its maximum, the prompt follows
     sync_api.expect(page.locator(f"{WEIGHT} input[type=number]")).to_have_value("1.2")
     sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.2>", timeout=3_000)
+
+
+def test_composition_changes_made_while_others_are_answered_all_land(standalone_in_browser, monkeypatch):
+    """A weight typed while the server is slow, then a trigger word unticked and a row moved up
+    before any answer came: every change reaches the composition, the prompt and the kept draft
+    (each event used to start from the composition as it was when it fired, and the last answer
+    erased the others' changes)."""
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
+    page, expect = session.page, sync_api.expect
+    open_compose(page, session.url)
+    prompt_out = box(page, "lora_manager_compose_prompt")
+    for name in ("xl_detail", "ink_style"):
+        box(page, "lora_manager_compose_search").fill(name)
+        page.locator("#lora_manager_compose_find").click()
+        expect(page.locator("#lora_manager_compose_status .lm-message")).to_contain_text("1 LoRA found")
+        page.locator("#lora_manager_compose_add").click()
+    expect(prompt_out).to_have_value("ink wash, sumi-e <lora:xl_detail:1> <lora:ink_style:0.8>")
+
+    composer = session.library.composer
+    compose = composer.compose
+
+    def slow_compose(*args, **kwargs):
+        time.sleep(0.6)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(composer, "compose", slow_compose)
+    number = page.locator("#lora_manager_compose_row1_weight input[type=number]")
+    number.fill("1.1")
+    number.press("Enter")
+    page.wait_for_timeout(100)  # the weight request is on its way
+    page.locator("#lora_manager_compose_row1_triggers label", has_text="sumi-e").click()
+    page.locator("#lora_manager_compose_row1_up").click()
+    page.locator("#lora_manager_compose_row0_enabled input").click()  # xl_detail, as the page still shows it
+    final = "ink wash <lora:ink_style:1.1>"
+    expect(prompt_out).to_have_value(final, timeout=10_000)
+    page.wait_for_timeout(2_000)  # nothing late overwrites it
+    expect(prompt_out).to_have_value(final)
+    shown = composition(page)
+    assert [(r["name"], r["on"], r["weights"][0], r["triggers"]) for r in shown["rows"]] == [
+        ("ink_style", True, "1.1", ["ink wash"]), ("xl_detail", False, "1", [])]
+    draft = page.evaluate("() => JSON.parse(localStorage.getItem(window.loraManagerCompose.DRAFT_KEY))")
+    assert [(e["name"], e["enabled"], e["weight"], e["triggers"]) for e in draft["loras"]] == [
+        ("ink_style", True, 1.1, ["ink wash"]), ("xl_detail", False, 1.0, [])]
+    monkeypatch.setattr(composer, "compose", compose)
+    page.reload()
+    open_compose(page, session.url)
+    expect(prompt_out).to_have_value(final)
+    assert composition(page)["rows"] == shown["rows"]
+    assert session.dialogs == []

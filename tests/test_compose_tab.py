@@ -491,7 +491,7 @@ def test_weight_sliders_are_applied_by_one_request_for_all_rows(library):
     assert not [d for d in blocks.dependencies if set(d["targets"]) & set(sliders)]  # no echo, no race
     button = by_id["lora_manager_compose_apply_weights"]
     [apply] = [d for d in blocks.dependencies if d["targets"] == [button._id] and d["trigger"] == "click"]
-    assert apply["inputs"][3:] == sliders and apply["show_progress"] == "hidden"
+    assert apply["inputs"][4:] == sliders and apply["show_progress"] == "hidden"
     index = blocks.dependencies.index(apply)
     [done] = [d for d in blocks.dependencies if d["trigger_after"] == index]
     assert done["backend_fn"] is False and "loraManagerCompose.applied()" in done["js"]
@@ -508,3 +508,88 @@ def test_weights_reads_every_row_and_keeps_half_typed_values(tab, ids):
     assert '"weight":1.15' in out["draft"] and "rows" not in out  # a slider being dragged is not re-rendered
     half = tab.weights(out["entries"], "a castle", "", None, None, None, 0.3, None, None, *rest)
     assert [(e["weight"], e["te"], e["unet"]) for e in half["entries"]] == [(1.15, None, None), (1.0, 0.4, 0.9)]
+
+
+# --- one page's composition, changed by events that run at the same time ----------------------
+
+
+def wired(blocks, elem_id: str, trigger: str):
+    """The function Gradio runs for an event, and a reader of its outputs by elem_id."""
+    by_id = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    [dep] = [d for d in blocks.dependencies if d["targets"] == [by_id[elem_id]._id] and d["trigger"] == trigger]
+    fn = blocks.fns[blocks.dependencies.index(dep)].fn
+    names = {b._id: b.elem_id for b in blocks.blocks.values()}
+
+    def call(*args):
+        return {names[o]: value for o, value in zip(dep["outputs"], fn(*args))}
+    return call
+
+
+def test_composition_events_running_at_once_lose_no_change(library, ids, monkeypatch):
+    """Two events of one page run on two threads while composing is slow: a weight typed and a
+    trigger word unticked both stay, whichever thread writes last."""
+    import copy
+    import threading
+    import time
+
+    from lib_lora_manager.ui.page_composition import PageComposition
+
+    [(blocks, _title, _elem_id)] = ui.build_tabs(lambda: library, host_with(name="standalone"))
+    add_event = wired(blocks, "lora_manager_compose_add", "click")
+    weights_event = wired(blocks, "lora_manager_compose_apply_weights", "click")
+    toggle_event = wired(blocks, "lora_manager_compose_row0_triggers", "input")
+    state = [b for b in blocks.blocks.values() if getattr(b, "stateful", False) and isinstance(b.value, PageComposition)]
+    page = copy.deepcopy(state[0].value)  # what Gradio does for each new page
+    assert page is not state[0].value and page.entries == []
+
+    out = add_event(page, "", "a castle", "", f"#{ids['anime_style']}")
+    order = out["lora_manager_compose_order"]
+    assert out["lora_manager_compose_prompt"] == "a castle, anime style, cel shading <lora:anime_style:0.7>"
+
+    compose = library.composer.compose
+    monkeypatch.setattr(library.composer, "compose", lambda *a, **k: (time.sleep(0.3), compose(*a, **k))[1])
+    rest = (None, None, None) * (MAX_ROWS - 1)
+    threads = [threading.Thread(target=weights_event, args=(page, order, "a castle", "", 1.15, None, None, *rest)),
+               threading.Thread(target=toggle_event, args=(page, order, "a castle", "", True, False, ["anime style"]))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # both read before either writes, were they not serialized
+    for thread in threads:
+        thread.join()
+    [entry] = page.entries
+    assert (entry["weight"], entry["triggers"]) == (1.15, ["anime style"])
+    monkeypatch.setattr(library.composer, "compose", compose)
+    again = weights_event(page, order, "a castle", "", 1.15, None, None, *rest)
+    assert again["lora_manager_compose_prompt"] == "a castle, anime style <lora:anime_style:1.15>"
+    assert '"key"' not in again["lora_manager_compose_draft"]
+
+
+def test_a_row_event_from_a_page_behind_the_composition_reaches_the_entry_it_showed(library, ids):
+    """An ↑ answered after the page fired a click on row 0: the click is for the LoRA the page
+    showed there, and the page is shown the current rows."""
+    import copy
+
+    from lib_lora_manager.ui.page_composition import PageComposition
+
+    [(blocks, _title, _elem_id)] = ui.build_tabs(lambda: library, host_with(name="standalone"))
+    add_event = wired(blocks, "lora_manager_compose_add", "click")
+    state = [b for b in blocks.blocks.values() if getattr(b, "stateful", False) and isinstance(b.value, PageComposition)]
+    page = copy.deepcopy(state[0].value)
+    add_event(page, "", "", "", f"#{ids['anime_style']}")
+    order = add_event(page, page.order(), "", "", f"#{ids['plain']}")["lora_manager_compose_order"]
+    moved = wired(blocks, "lora_manager_compose_row1_up", "click")(page, order, "", "")
+    assert [e["lora_id"] for e in page.entries] == [ids["plain"], ids["anime_style"]]
+    # fired with the order from before the move: row 0 was anime_style
+    off = wired(blocks, "lora_manager_compose_row0_enabled", "input")(page, order, "", "", False, False, [])
+    assert [(e["lora_id"], e["enabled"]) for e in page.entries] == [(ids["plain"], True), (ids["anime_style"], False)]
+    assert off["lora_manager_compose_order"] == moved["lora_manager_compose_order"] != order
+    assert off["lora_manager_compose_row1_enabled"] is False  # the rows shown again, in the current order
+    # weights sent in the old order land on the LoRAs they were typed for
+    rest = (None, None, None) * (MAX_ROWS - 2)
+    wired(blocks, "lora_manager_compose_apply_weights", "click")(page, order, "", "", 0.5, None, None, 1.3, None, None, *rest)
+    assert [(e["lora_id"], e["weight"]) for e in page.entries] == [(ids["plain"], 1.3), (ids["anime_style"], 0.5)]
+    # a row removed meanwhile: an event for it changes nothing
+    current = page.order()
+    wired(blocks, "lora_manager_compose_row0_remove", "click")(page, current, "", "")
+    wired(blocks, "lora_manager_compose_row0_enabled", "input")(page, current, "", "", False, False, [])
+    assert [(e["lora_id"], e["enabled"]) for e in page.entries] == [(ids["anime_style"], False)]

@@ -1,7 +1,7 @@
 """The Compose tab: LoRAs with weights and trigger words, base and negative prompt, the composed
 prompt in SDNext's syntax with warnings, reading prompts/infotext/images back, and recipes.
 
-The composition is a list of entries kept in a ``gr.State``::
+The composition is a list of entries (held by the page's ``PageComposition``, see below)::
 
     {"lora_id": 3, "name": "anime_style", "label": "Anime style", "weight": 0.8,
      "te": None, "unet": None, "enabled": True, "triggers": ["anime style"]}
@@ -15,6 +15,11 @@ Handlers are methods of ``ComposeTab`` that return a dict of named values (``"en
 ``build_content`` turns it into Gradio outputs, leaving every value not named unchanged.
 Tests call the methods directly. LoRAs that are not in the library never become rows: their
 tokens stay in the base prompt as written, and the warnings name them.
+
+The page's composition lives on the server in a ``PageComposition`` (page_composition.py): composition
+events apply their one change to it under its lock (``_wire_composition``), so no change is lost to
+another event running at the same time, and row indexes are mapped through the row order the page
+showed (a hidden box) to the entries the user clicked.
 
 Two things go through the page script (javascript/lora_manager_compose.js): weight sliders, whose
 changes it turns into one ``weights`` request at a time, and the draft, the composition as JSON
@@ -42,6 +47,7 @@ from ..results import LoraDetail, LoraSummary, PromptLora, SavedRecipe
 from . import cards
 from .components import gradio_module as _gr
 from .components import no_config
+from .page_composition import PageComposition, plain
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -224,7 +230,7 @@ class ComposeTab:
 
     def edit(self, index: int, entries, base, negative, enabled, weight, split, te, unet, triggers) -> dict[str, Any]:
         """One row's controls changed: update its entry and the prompt (the row is not re-rendered,
-        so a slider being dragged is left alone)."""
+        so a slider being dragged is left alone). A weight given as None stays as it is."""
         gr = _gr()
         entries = [dict(e) for e in entries or []]
         if not 0 <= index < len(entries):
@@ -238,9 +244,9 @@ class ComposeTab:
         if split and not was_split:  # both start at the weight
             entry["te"] = entry["unet"] = entry["weight"]
             row.update(te=gr.update(value=entry["weight"]), unet=gr.update(value=entry["weight"]))
-        elif split:
-            entry["te"] = float(te) if te is not None else entry["weight"]
-            entry["unet"] = float(unet) if unet is not None else entry["te"]
+        elif split:  # a weight not given stays as it is
+            entry["te"] = float(te) if te is not None else entry["te"]
+            entry["unet"] = float(unet) if unet is not None else entry["unet"]
         else:
             if was_split:  # back to one weight: the text-encoder weight is the one SDNext applied first
                 entry["weight"] = float(entry["te"])
@@ -676,6 +682,48 @@ def _wire(event, handler: Callable[..., dict[str, Any]], inputs: list, outputs: 
     return event(run, inputs, components, **kwargs)
 
 
+def _wire_composition(tab: ComposeTab, event, handler: Callable[..., dict[str, Any]], state, order, prompts: list,
+                      inputs: list, outputs: Outputs, keys: list[str], row: int | None = None, weights: bool = False,
+                      **kwargs):
+    """Attach a handler that reads or changes the composition: ``handler(entries, base, negative,
+    *inputs)``, or ``handler(index, entries, base, negative, *inputs)`` for row ``row``. It runs
+    under the page's composition lock on the current entries, and the entries it returns become
+    the composition. The page's row order (``order``) maps the row it clicked, or the slider values
+    it sent (``weights``), to the entries it showed; a page whose rows were behind is shown the
+    current composition."""
+    gr = _gr()
+    keys = [k for k in keys if k != "entries"] + ["order"]
+    components = [outputs.slots[k] for k in keys]
+    shows_rows = any(k.startswith("row") for k in keys)
+
+    def run(composition: PageComposition | None, shown: str, base: str, negative: str, *args):
+        if composition is None:  # a call without a page (no session): nothing to keep between calls
+            composition = PageComposition()
+        with composition.lock:
+            current = composition.snapshot()
+            behind = not composition.shown(shown)
+            if row is not None:
+                index = composition.index(shown, row)
+                result = handler(index, current, base, negative, *args) if index is not None else {}
+            elif weights:
+                result = handler(current, base, negative, *composition.weights(shown, args, 3, MAX_ROWS))
+            else:
+                result = handler(current, base, negative, *args)
+            changed = "entries" in result
+            if changed:
+                composition.replace(result.pop("entries"))
+            if behind and shows_rows and (changed or row is not None or weights):
+                # the page's rows show an older composition than the one this event changed
+                result = {**result, **tab.render(composition.entries, result.get("base", base),
+                                                 result.get("negative", negative), result.get("status", ""))}
+                result.pop("entries", None)
+            result["order"] = composition.order()
+        flat = flatten(result)
+        return tuple(flat.get(k, gr.update()) for k in keys)
+
+    return event(run, [state, order, *prompts, *inputs], components, **kwargs)
+
+
 def build_content(open_library: Callable[[], Library], host: HostInfo) -> ComposeTab:
     """Create the Compose tab inside the current Blocks context and wire it; reads nothing."""
     import gradio as gr
@@ -795,13 +843,16 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             draft = gr.Textbox(show_label=False, elem_id="lora_manager_compose_draft")
             restore_box = gr.Textbox(show_label=False, elem_id="lora_manager_compose_restore")
             apply_weights = gr.Button("apply weights", elem_id="lora_manager_compose_apply_weights")
-        no_config(inbox, add_box, send_result, paste_source, recipe_pick_id, draft, restore_box)
-        entries = gr.State([])
+            # the keys of the entries in the order the rows show them (page_composition.py)
+            order = gr.Textbox(show_label=False, elem_id="lora_manager_compose_order")
+        no_config(inbox, add_box, send_result, paste_source, recipe_pick_id, draft, restore_box, order)
+        # this page's composition, kept on the server (Gradio copies the initial value for each page)
+        state = gr.State(PageComposition())
         delete_pending = gr.State(None)
 
     tab.inbox, tab.add_box, tab.prompt_out, tab.negative = inbox, add_box, prompt_out, negative
     params = [panel.parameters[name] for name in tab.parameter_names] if panel is not None else []
-    for name, component in (("entries", entries), ("summary", summary), ("prompt", prompt_out), ("warnings", warnings),
+    for name, component in (("order", order), ("summary", summary), ("prompt", prompt_out), ("warnings", warnings),
                             ("status", status), ("base", base), ("negative", negative), ("choices", choices),
                             ("parse_text", parse_text), ("image", parse_image), ("inbox", inbox), ("add_box", add_box),
                             ("recipe_list", recipe_list_html), ("recipe_choice", recipe_choice), ("recipe_name", recipe_name),
@@ -812,40 +863,44 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
         out.add(f"params.{name}", component)
 
     # --- wiring ---------------------------------------------------------------------------------
-    composer = out.pick("entries", "summary", "prompt", "warnings", "draft", "status", *(f"row{i}" for i in range(MAX_ROWS)))
+    composer = out.pick("summary", "prompt", "warnings", "draft", "status", *(f"row{i}" for i in range(MAX_ROWS)))
     loaded = composer + out.pick("base", "negative", "params")
-    prompts = [entries, base, negative]
+    prompts = [base, negative]
+
+    def changes(event, handler, inputs, keys, **options):
+        """An event that reads or changes the composition (see _wire_composition)."""
+        return _wire_composition(tab, event, handler, state, order, prompts, inputs, out, keys, **options)
 
     _wire(find_btn.click, tab.find, [search], out, ["choices", "status"])
     _wire(search.submit, tab.find, [search], out, ["choices", "status"])
-    _wire(add_btn.click, lambda choice, e, b, n: tab.add(e, choice, b, n), [choices] + prompts, out, composer)
-    _wire(add_box.change, tab.add_from_box, [add_box] + prompts, out, composer + ["add_box"], **quiet)
-    _wire(clear_btn.click, tab.clear, prompts, out, composer)
+    changes(add_btn.click, lambda e, b, n, choice: tab.add(e, choice, b, n), [choices], composer)
+    changes(add_box.change, lambda e, b, n, value: tab.add_from_box(value, e, b, n), [add_box], composer + ["add_box"], **quiet)
+    changes(clear_btn.click, tab.clear, [], composer)
     for component in (base, negative):
-        _wire(component.change, tab.update_prompt, prompts, out, ["prompt", "warnings", "draft"], **quiet)
+        changes(component.change, tab.update_prompt, [], ["prompt", "warnings", "draft"], **quiet)
 
     for i, (parts, up, down, drop) in enumerate(rows):
-        row_keys = ["entries", "summary", "prompt", "warnings", "draft"] + [f"row{i}.{k}" for k in ("split_row", "weight", "te", "unet")]
-        row_inputs = prompts + [parts[k] for k in ("enabled", "weight", "split", "te", "unet", "triggers")]
-        edit = (lambda index: lambda *args: tab.edit(index, *args))(i)
+        # all rows: a page behind the composition is shown it again (_wire_composition)
+        # on/off, TE/UNet and trigger words only: weights are the weights event's, and a slider
+        # value read here may be older than the one that event is applying
         for event in (parts["enabled"].input, parts["split"].input, parts["triggers"].input):
-            _wire(event, edit, row_inputs, out, row_keys, **quiet)
-        _wire(up.click, (lambda index: lambda *a: tab.move(index, -1, *a))(i), prompts, out, composer, **quiet)
-        _wire(down.click, (lambda index: lambda *a: tab.move(index, 1, *a))(i), prompts, out, composer, **quiet)
-        _wire(drop.click, (lambda index: lambda *a: tab.remove(index, *a))(i), prompts, out, composer, **quiet)
+            changes(event, lambda index, e, b, n, on, split, words: tab.edit(index, e, b, n, on, None, split, None, None, words),
+                    [parts["enabled"], parts["split"], parts["triggers"]], composer, row=i, **quiet)
+        changes(up.click, lambda index, *a: tab.move(index, -1, *a), [], composer, row=i, **quiet)
+        changes(down.click, lambda index, *a: tab.move(index, 1, *a), [], composer, row=i, **quiet)
+        changes(drop.click, tab.remove, [], composer, row=i, **quiet)
 
-    _wire(parse_btn.click, tab.load_text, [parse_text], out, loaded)
-    _wire(parse_image.upload, tab.load_image, [parse_image], out, loaded + ["parse_text", "image"])
-    _wire(inbox.change, tab.load_inbox, [inbox], out, loaded + ["inbox"], **quiet)
+    changes(parse_btn.click, lambda e, b, n, text: tab.load_text(text), [parse_text], loaded)
+    changes(parse_image.upload, lambda e, b, n, image: tab.load_image(image), [parse_image], loaded + ["parse_text", "image"])
+    changes(inbox.change, lambda e, b, n, text: tab.load_inbox(text), [inbox], loaded + ["inbox"], **quiet)
     # Weight sliders: the page script clicks apply_weights after every change the user makes
     # (drag, each key typed, Enter, Tab, arrow keys), one request at a time, and once more when
     # values changed while one ran. Gradio's own slider events fall short: `release` misses Enter
     # and arrow keys, and `input` is dropped while the previous one runs (the last value typed
     # was lost) or, with a second pass, answered out of order on a concurrent queue.
     sliders = [parts[k] for parts, *_ in rows for k in ("weight", "te", "unet")]
-    _wire(apply_weights.click, tab.weights, prompts + sliders, out, ["entries", "summary", "prompt", "warnings", "draft"],
-          **quiet).then(None, None, None, _js="() => { if (window.loraManagerCompose) window.loraManagerCompose.applied(); return []; }")
-    _wire(restore_box.change, tab.restore, [restore_box] + prompts, out, loaded + ["restore_box"], **quiet)
+    changes(apply_weights.click, tab.weights, sliders, composer, weights=True, **quiet).then(None, None, None, _js="() => { if (window.loraManagerCompose) window.loraManagerCompose.applied(); return []; }")
+    changes(restore_box.change, lambda e, b, n, text: tab.restore(text, e, b, n), [restore_box], loaded + ["restore_box"], **quiet)
     draft.change(None, [draft], None, _js="(text) => { if (window.loraManagerCompose)"
                  " window.loraManagerCompose.keep(text); return []; }", **quiet)
 
@@ -865,9 +920,10 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
     _wire(recipe_refresh.click, tab.recipe_list, [recipe_query], out, recipe_keys, **quiet)
     _wire(recipe_pick_btn.click, tab.recipe_pick, [recipe_pick_id, recipe_query], out,
           ["recipe_choice", "recipe_name", "recipe_status", "delete_pending"], **quiet)
-    _wire(recipe_save.click, tab.recipe_save, [recipe_name, recipe_cover, recipe_query] + prompts + params, out,
-          recipe_keys + ["recipe_name", "recipe_cover"])
-    _wire(recipe_apply.click, tab.recipe_apply, [recipe_choice], out, loaded + ["recipe_name", "recipe_status"])
+    changes(recipe_save.click, lambda e, b, n, name, cover, query, *values: tab.recipe_save(name, cover, query, plain(e), b, n, *values),
+            [recipe_name, recipe_cover, recipe_query] + params, recipe_keys + ["recipe_name", "recipe_cover"])
+    changes(recipe_apply.click, lambda e, b, n, choice: tab.recipe_apply(choice), [recipe_choice],
+            loaded + ["recipe_name", "recipe_status"])
     _wire(recipe_delete.click, tab.recipe_delete, [recipe_choice, delete_pending, recipe_query], out,
           recipe_keys + ["delete_pending"])
     _wire(recipe_rename.click, tab.recipe_rename, [recipe_choice, recipe_name, recipe_query], out, recipe_keys + ["recipe_name"])
