@@ -12,7 +12,9 @@ row carries ``link``: the Library or History query that lists what it counts.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 import time
 from dataclasses import dataclass
@@ -183,6 +185,15 @@ class Analytics:
         out["weights"] = self._weights_from(out["top_loras"])
         out["insights"] = insights(out)
         return out
+
+    def table(self, name: str, window: str | None = "30d", q: str | None = "", start: str | None = None,
+              end: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
+        """The rows of one of TABLES over a scope (REST's table routes, CSV)."""
+        if name not in TABLES:
+            raise InvalidInput(f"unknown analytics table “{name}” (known: {', '.join(TABLES)})")
+        s = scope(window, q, start, end, now)
+        with self.store.db.read() as session:
+            return getattr(self, TABLES[name])(session, s)
 
     # --- KPIs -------------------------------------------------------------------------------
 
@@ -466,6 +477,34 @@ class Analytics:
                        for m, n in models],
             "best_rated": list(best), "favorites": list(favorites),
         }
+
+
+# the analytics rows REST serves one by one (as JSON or CSV): name -> Analytics method
+TABLES = {"top-loras": "_top_loras", "rising": "_rising", "combinations": "_combinations", "models": "_models",
+          "speed": "_speed", "errors": "_errors"}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV, nested fields flattened (``link.query``, ``a.name``), lists joined by spaces."""
+    flat = [_flatten(row) for row in rows]
+    columns: list[str] = []
+    for row in flat:
+        columns += [c for c in row if c not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return out.getvalue()
+
+
+def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = " ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value)
+    return out
 
 
 def _quoted(text: str) -> str:
