@@ -41,6 +41,9 @@ MIN_PAIR_SUPPORT = 3  # generations two LoRAs must share before their lift is sh
 UNUSED_DAYS = 90
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
+# "succeeded" is most generations: tested as an expression, so SQLite reads the window's range of
+# the started_at index instead of every succeeded generation through the status index
+SUCCEEDED = Generation.status.concat("") == GenerationStatus.SUCCEEDED.value
 
 
 class _floor(FunctionElement):
@@ -208,7 +211,7 @@ class Analytics:
         used = session.execute(select(func.count(distinct(GenerationLora.lora_id)), func.count(distinct(GenerationLora.generation_id)))
                                .where(GenerationLora.generation_id.in_(ids))).one()
         models = session.scalar(select(func.count(distinct(Generation.model_name))).where(*where))
-        timed = [*where, Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED]
+        timed = [*where, Generation.duration.is_not(None), SUCCEEDED]
         added = [live(), Lora.added_at < s.end] + ([Lora.added_at >= s.start] if s.start is not None else [])
         return {
             "generations": total, "images": images,
@@ -242,21 +245,24 @@ class Analytics:
         where = [*s.where(), Generation.started_at >= start]
         rows = [{"start": start + i * size, "generations": 0, "loras": 0, "median_seconds": None,
                  **{str(x): 0 for x in GenerationStatus}} for i in range(count)]
-        for b, status, n in session.execute(select(bucket, Generation.status, func.count()).where(*where)
-                                            .group_by(bucket, Generation.status)):
+        timed = [0] * count
+        is_timed = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
+        for b, status, n, t in session.execute(select(bucket, Generation.status, func.count(), is_timed).where(*where)
+                                               .group_by(bucket, Generation.status)):
             if 0 <= int(b) < count:
                 rows[int(b)][status] = rows[int(b)].get(status, 0) + n
                 rows[int(b)]["generations"] += n
+                timed[int(b)] += int(t or 0)
         uses = select(bucket, func.count(GenerationLora.id)).join(GenerationLora, GenerationLora.generation_id == Generation.id)
         for b, n in session.execute(uses.where(*where).group_by(bucket)):
             if 0 <= int(b) < count:
                 rows[int(b)]["loras"] = n
         for i, row in enumerate(rows):
-            if row[GenerationStatus.SUCCEEDED]:
+            if timed[i]:
                 lo, hi = start + i * size, start + (i + 1) * size
                 row["median_seconds"] = percentile(session, Generation.duration, [
                     *where, Generation.started_at >= lo, Generation.started_at < hi, Generation.duration.is_not(None),
-                    Generation.status == GenerationStatus.SUCCEEDED], 0.5)
+                    SUCCEEDED], 0.5, n=timed[i])
         return {"bucket": {HOUR: "hour", DAY: "day"}.get(size, "week"), "buckets": rows}
 
     # --- LoRAs ------------------------------------------------------------------------------
@@ -284,11 +290,12 @@ class Analytics:
         return out
 
     def _weight_figures(self, session, s: Scope, lora_id: int) -> dict[str, Any]:
+        # the LoRA's few rows (lora_id index), each generation then read by id
         weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
-        where = [GenerationLora.lora_id == lora_id, weight.is_not(None),
-                 GenerationLora.generation_id.in_(select(Generation.id).where(*s.where()))]
-        low, high = session.execute(select(func.min(weight), func.max(weight)).where(*where)).one()
-        return {"median_weight": percentile(session, weight, where, 0.5, GenerationLora),
+        joined = GenerationLora.__table__.join(Generation.__table__, Generation.id == GenerationLora.generation_id)
+        where = [GenerationLora.lora_id == lora_id, weight.is_not(None), *s.where()]
+        low, high = session.execute(select(func.min(weight), func.max(weight)).select_from(joined).where(*where)).one()
+        return {"median_weight": percentile(session, weight, where, 0.5, joined),
                 "min_weight": low, "max_weight": high}
 
     def _rising(self, session, s: Scope) -> list[dict[str, Any]]:
@@ -364,20 +371,21 @@ class Analytics:
     def _models(self, session, s: Scope) -> list[dict[str, Any]]:
         failed = func.sum(case((Generation.status == GenerationStatus.FAILED, 1), else_=0))
         finished = func.sum(case((Generation.status.in_(FINISHED), 1), else_=0))
-        rows = session.execute(select(Generation.model_name, func.count(), failed, finished).where(*s.where())
+        timed_count = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
+        rows = session.execute(select(Generation.model_name, func.count(), failed, finished, timed_count).where(*s.where())
                                .group_by(Generation.model_name).order_by(func.count().desc()).limit(TOP)).all()
         out = []
-        for name, n, fails, done in rows:
+        for name, n, fails, done, timed_n in rows:
             timed = [*s.where(), Generation.model_name == name if name is not None else Generation.model_name.is_(None),
-                     Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED]
+                     Generation.duration.is_not(None), SUCCEEDED]
             out.append({"model": name, "uses": n, "failed": int(fails or 0), "failure_rate": _ratio(int(fails or 0), int(done or 0)),
-                        "median_seconds": percentile(session, Generation.duration, timed, 0.5),
+                        "median_seconds": percentile(session, Generation.duration, timed, 0.5, n=int(timed_n or 0)),
                         "link": s.link(f'model:"{name}"') if name else s.link()})
         return out
 
     def _speed(self, session, s: Scope) -> list[dict[str, Any]]:
         """Seconds per step (total time / total steps of succeeded runs) by model and image size."""
-        where = [*s.where(), Generation.status == GenerationStatus.SUCCEEDED, Generation.duration.is_not(None),
+        where = [*s.where(), SUCCEEDED, Generation.duration.is_not(None),
                  Generation.steps > 0]
         rows = session.execute(select(Generation.model_name, Generation.width, Generation.height, func.count(),
                                       func.sum(Generation.duration), func.sum(Generation.steps)).where(*where)
@@ -516,17 +524,20 @@ def _names(session, ids) -> dict[int, str]:
     return {i: d or t or s for i, d, t, s in rows}
 
 
-def percentile(session, column, where: list, fraction: float, table=None) -> float | None:
+def percentile(session, column, where: list, fraction: float, table=None, n: int | None = None) -> float | None:
     """The value at ``fraction`` of the sorted non-null ``column`` over ``where`` (nearest rank):
-    a count, then one row read at its offset."""
-    base = select(func.count()).where(*where)
-    if table is not None:
-        base = base.select_from(table)
-    n = session.scalar(base)
+    a count (unless ``n`` is that count already), then one row read at its offset."""
+    if n is None:
+        base = select(func.count()).where(*where)
+        if table is not None:
+            base = base.select_from(table)
+        n = session.scalar(base)
     if not n:
         return None
     rank = max(0, min(n - 1, int(-(-fraction * n // 1)) - 1))  # ceil(fraction * n) - 1
     found = select(column).where(*where).order_by(column).offset(rank).limit(1)
+    if table is not None:
+        found = found.select_from(table)
     value = session.scalar(found)
     return None if value is None else float(value)
 

@@ -109,6 +109,8 @@ def test_series_fill_empty_buckets_with_zero(figures):
     assert sum(b["loras"] for b in series["buckets"]) == 7
     assert sum(b["failed"] for b in series["buckets"]) == 2
     assert series["buckets"][0]["generations"] == 0  # 7 to 6 days ago: g6 is at exactly 6 days
+    # succeeded runs only: g1 (10 s) in the last day, g2 (20 s) the day before, g5 (interrupted) none
+    assert [b["median_seconds"] for b in series["buckets"]] == [None, None, None, None, None, 20.0, 10.0]
     assert library.analytics.report("24h", now=NOW)["series"]["bucket"] == "hour"
     assert library.analytics.report("1y", now=NOW)["series"]["bucket"] == "week"
 
