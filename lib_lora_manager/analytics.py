@@ -44,6 +44,10 @@ FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatu
 # "succeeded" is most generations: tested as an expression, so SQLite reads the window's range of
 # the started_at index instead of every succeeded generation through the status index
 SUCCEEDED = Generation.status.concat("") == GenerationStatus.SUCCEEDED.value
+# the same for grouping: grouped by the bare column, SQLite walks the whole status (or model)
+# index in order rather than the window's range; NULL || '' stays NULL on both engines
+STATUS = Generation.status.concat("")
+MODEL = Generation.model_name.concat("")
 
 
 class _floor(FunctionElement):
@@ -202,8 +206,7 @@ class Analytics:
 
     def _kpis(self, session, s: Scope) -> dict[str, Any]:
         where = s.where()
-        by_status = dict(session.execute(select(Generation.status, func.count()).where(*where)
-                                         .group_by(Generation.status)).all())
+        by_status = dict(session.execute(select(STATUS, func.count()).where(*where).group_by(STATUS)).all())
         total = sum(by_status.values())
         finished = sum(by_status.get(x, 0) for x in FINISHED)
         ids = select(Generation.id).where(*where)
@@ -247,8 +250,8 @@ class Analytics:
                  **{str(x): 0 for x in GenerationStatus}} for i in range(count)]
         timed = [0] * count
         is_timed = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
-        for b, status, n, t in session.execute(select(bucket, Generation.status, func.count(), is_timed).where(*where)
-                                               .group_by(bucket, Generation.status)):
+        for b, status, n, t in session.execute(select(bucket, STATUS, func.count(), is_timed).where(*where)
+                                               .group_by(bucket, STATUS)):
             if 0 <= int(b) < count:
                 rows[int(b)][status] = rows[int(b)].get(status, 0) + n
                 rows[int(b)]["generations"] += n
@@ -372,8 +375,8 @@ class Analytics:
         failed = func.sum(case((Generation.status == GenerationStatus.FAILED, 1), else_=0))
         finished = func.sum(case((Generation.status.in_(FINISHED), 1), else_=0))
         timed_count = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
-        rows = session.execute(select(Generation.model_name, func.count(), failed, finished, timed_count).where(*s.where())
-                               .group_by(Generation.model_name).order_by(func.count().desc()).limit(TOP)).all()
+        rows = session.execute(select(MODEL, func.count(), failed, finished, timed_count).where(*s.where())
+                               .group_by(MODEL).order_by(func.count().desc()).limit(TOP)).all()
         out = []
         for name, n, fails, done, timed_n in rows:
             timed = [*s.where(), Generation.model_name == name if name is not None else Generation.model_name.is_(None),
@@ -387,9 +390,9 @@ class Analytics:
         """Seconds per step (total time / total steps of succeeded runs) by model and image size."""
         where = [*s.where(), SUCCEEDED, Generation.duration.is_not(None),
                  Generation.steps > 0]
-        rows = session.execute(select(Generation.model_name, Generation.width, Generation.height, func.count(),
+        rows = session.execute(select(MODEL, Generation.width, Generation.height, func.count(),
                                       func.sum(Generation.duration), func.sum(Generation.steps)).where(*where)
-                               .group_by(Generation.model_name, Generation.width, Generation.height)
+                               .group_by(MODEL, Generation.width, Generation.height)
                                .order_by(func.count().desc()).limit(TOP)).all()
         return [{"model": m, "width": w, "height": h, "generations": n, "seconds_per_step": secs / steps,
                  "link": s.link(f'model:"{m}"') if m else s.link()} for m, w, h, n, secs, steps in rows]
