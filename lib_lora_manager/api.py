@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from . import bulk_actions, fields, schemas
 from .errors import InvalidInput, NotFound
@@ -32,10 +32,22 @@ JOB = {"job_id": fields.JOB_ID}
 PAGED = {"q": Param(fields.QUERY, ""), "page": Param(fields.PAGE, 1), "per_page": Param(fields.PER_PAGE, 48),
          "after": Param(fields.CURSOR, None)}
 
+# the scope of analytics: a window, or from/to days; and a History query
+ANALYTICS_SCOPE = {"window": Param(fields.Choice(("24h", "7d", "30d", "90d", "1y", "all"), "window"), "30d"),
+                   "q": Param(fields.QUERY, ""),
+                   "from": Param(fields.Text(10, "from", nullable=True, empty_is_none=True, description="first day, YYYY-MM-DD"), None),
+                   "to": Param(fields.Text(10, "to", nullable=True, empty_is_none=True, description="last day, YYYY-MM-DD"), None)}
+ANALYTICS_TABLE = fields.Choice(("top-loras", "rising", "combinations", "models", "speed", "errors"), "analytics table")
+TABLE_FORMAT = fields.Choice(("json", "csv"), "format")
+
+
+def _scope(params: dict[str, Any]) -> dict[str, Any]:
+    return {"window": params["window"], "q": params["q"], "start": params["from"], "end": params["to"]}
+
 
 # the OpenAPI tag of each route, by the first part of its path: our routes keep together in
 # SDNext's /docs, away from SDNext's own
-TAGS = {"loras": "LoRA Manager: LoRAs", "history": "LoRA Manager: history", "recipes": "LoRA Manager: recipes",
+TAGS = {"analytics": "LoRA Manager: analytics", "loras": "LoRA Manager: LoRAs", "history": "LoRA Manager: history", "recipes": "LoRA Manager: recipes",
         "generate": "LoRA Manager: generation", "jobs": "LoRA Manager: generation"}
 LIBRARY_TAG = "LoRA Manager: library"  # scan, tags, duplicates, stats, bulk, trash, compose
 
@@ -219,6 +231,40 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         result = open_library().files.undo_trash(body.batch)
         return {"restored": result.done, "errors": result.errors, "batch": result.batch}
 
+    # --- analytics
+
+    @endpoint(query=ANALYTICS_SCOPE)
+    def analytics_report(**scope):
+        """Analytics over a window and a History query
+
+        ``window`` is 24h, 7d, 30d, 90d, 1y or all (or ``from`` and ``to`` dates, YYYY-MM-DD, both
+        days included); ``q`` a History query every figure is limited to. KPIs stand beside the
+        window just before (``kpis.previous``, ``kpis.change``); a rate with nothing to count is
+        null. Every figure and row carries ``link``: the Library or History query listing it."""
+        return open_library().analytics.report(**_scope(scope))
+
+    @endpoint(path={"table": ANALYTICS_TABLE}, query=ANALYTICS_SCOPE | {"format": Param(TABLE_FORMAT, "json")})
+    def analytics_table(table: str, format: str, **scope):
+        """One analytics table as JSON or CSV
+
+        ``top-loras``, ``rising``, ``combinations``, ``models``, ``speed`` or ``errors`` over the
+        same scope as /analytics; ``format=csv`` returns it as CSV (nested fields as ``link.query``)."""
+        from .analytics import to_csv
+
+        rows = open_library().analytics.table(table, **_scope(scope))
+        if format == "csv":
+            return Response(to_csv(rows), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{table}.csv"'})
+        return {"items": rows}
+
+    @endpoint(path=LORA)
+    def lora_usage(lora_id: int):
+        """How one LoRA has been used
+
+        Uses by day, the weights used, the LoRAs and models used with it, its best rated and
+        favorite generations, and its failure rate (null when none of its runs finished)."""
+        return open_library().analytics.lora_usage(lora_id)
+
     # --- generation history
 
     @endpoint(query=PAGED)
@@ -302,6 +348,9 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/history/{{generation_id}}/images/{{n}}", get_generation_image, ["GET"]),
         # the path before it matched /jobs/{job_id}/images/{index}; clients may still use it
         (f"{PREFIX}/history/{{generation_id}}/image/{{n}}", get_generation_image, ["GET"]),
+        (f"{PREFIX}/analytics", analytics_report, ["GET"]),
+        (f"{PREFIX}/analytics/{{table}}", analytics_table, ["GET"]),
+        (f"{PREFIX}/loras/{{lora_id}}/usage", lora_usage, ["GET"]),
         (f"{PREFIX}/loras", list_loras, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", get_lora, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", patch_lora, ["PATCH"]),

@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", metavar="DIR", help="a folder of PNG, JPEG or WebP images (searched with its subfolders)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("stats", parents=[common], help="library statistics")
+    p = sub.add_parser("stats", parents=[common], help="library statistics; with --window, analytics of the history")
+    p.add_argument("--window", default=None, metavar="WINDOW", help="24h, 7d, 30d, 90d, 1y or all: analytics over that window")
+    p.add_argument("--from", dest="start", default=None, metavar="YYYY-MM-DD", help="analytics from this day (with --to)")
+    p.add_argument("--to", dest="end", default=None, metavar="YYYY-MM-DD", help="analytics to this day, included")
+    p.add_argument("--q", default="", metavar="QUERY", help="a History query the analytics are limited to")
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -288,12 +292,48 @@ def cmd_duplicates(library, args) -> int:
 
 
 def cmd_stats(library, args) -> int:
+    if args.window or args.start or args.end:
+        return _analytics(library, args)
     stats = library.stats()
     if args.json:
         _print_json(stats)
         return 0
     for key, value in stats.items():
         print(f"{key:>18}: {value['message'] if key == 'scan' else value}")
+    return 0
+
+
+def _analytics(library, args) -> int:
+    report = library.analytics.report(args.window, args.q, args.start, args.end)
+    if args.json:
+        _print_json(report)
+        return 0
+
+    def shown(value, kind=""):
+        if value is None:
+            return "no data"
+        if kind == "%":
+            return f"{value * 100:.0f} %"
+        return f"{value:.2f} s" if kind == "s" else str(value)
+
+    k, before = report["kpis"], report["kpis"]["previous"] or {}
+    print(f"Analytics: {report['scope']['description']}, window {report['scope']['window']}")
+    for key, kind in (("generations", ""), ("images", ""), ("success_rate", "%"), ("failed", ""), ("interrupted", ""),
+                      ("no_model", ""), ("median_seconds", "s"), ("p95_seconds", "s"), ("loras_used", ""),
+                      ("models_used", ""), ("lora_share", "%"), ("loras_added", "")):
+        previous = f"   (before: {shown(before.get(key), kind)})" if before else ""
+        print(f"{key:>18}: {shown(k[key], kind)}{previous}")
+    for title, rows, line in (
+            ("Top LoRAs", report["top_loras"], lambda r: f"{r['uses']:>6}  {r['name']}"),
+            ("Models", report["models"], lambda r: f"{r['uses']:>6}  {r['model']}  failed {shown(r['failure_rate'], '%')}"),
+            ("Errors", report["errors"], lambda r: f"{r['count']:>6}  {r['message']}")):
+        if rows:
+            print(f"{title}:")
+            for row in rows[:10]:
+                print("  " + line(row))
+    print("Insights:")
+    for insight in report["insights"]:
+        print(f"  - {insight['text']}  [{insight['target']}: {insight['query']}]")
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from . import base_models, catalog, edits, fields, naming, query
+from .analytics import Analytics
 from .composition import Composer
 from .errors import InvalidInput
 from .fileops import FileOperations
@@ -56,6 +57,7 @@ class Library:
         self.history = History(store)
         self.images = ImageImporter(store, self.history)
         self.recipes = Recipes(store)
+        self.analytics = Analytics(store)  # figures over the history and the library (analytics.py)
 
     @classmethod
     def open(cls, data_dir: str, roots: Iterable[str] | None = None, database_url: str | None = None, *,

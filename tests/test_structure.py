@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("library", {  # the Library and the parts built over the Store
         "task_status", "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",
         "history", "recipes", "library", "bulk_actions", "lora_query", "history_query", "image_import",
+        "analytics",
     }),
     ("workflows", {"jobs", "app", "hostinfo"}),  # generation jobs and what a host hands the interfaces
     ("interfaces", {"api", "api_docs", "rest", "cli", "ui", "ui.components", "ui.cards", "ui.filters", "ui.history_cards",

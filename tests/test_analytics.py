@@ -1,0 +1,194 @@
+"""Analytics over real recorded generations, every figure counted by hand (SQLite, and
+PostgreSQL when LORA_MANAGER_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from factories import make_lora
+
+from lib_lora_manager import analytics
+from lib_lora_manager.errors import InvalidInput, NotFound, QueryError
+from lib_lora_manager.history import GeneratedImage, GenerationRecord
+
+NOW = time.time()
+DAY = 86400.0
+OOM_1 = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total) at /home/me/sdnext/modules/x.py:12"
+OOM_2 = "CUDA out of memory. Tried to allocate 3.50 GiB (GPU 0; 8.00 GiB total) at /opt/sdnext/modules/y.py:907"
+
+
+def rec(prompt: str, started_at: float, **kw) -> GenerationRecord:
+    return GenerationRecord(started_at=started_at, status=kw.pop("status", "succeeded"), prompt=prompt,
+                            loras=GenerationRecord.loras_from_prompt(prompt), **kw)
+
+
+@pytest.fixture
+def figures(library, lora_dir):
+    """Six generations in the last 7 days, one the 7 days before, one 20 days ago; three LoRAs,
+    ``unused`` never used. Returns (library, {name: id}, {lora: id})."""
+    make_lora(lora_dir, "anime_style", seed=1)
+    make_lora(lora_dir, "detail", seed=2)
+    make_lora(lora_dir, "unused", seed=3)
+    library.indexer.scan()
+    loras = {name: library.find(name).id for name in ("anime_style", "detail", "unused")}
+    both = "castle <lora:anime_style:0.6> <lora:detail:1>"
+    g = {
+        "g1": library.history.record(rec(both, NOW - 1 * DAY, duration=10.0, steps=20, width=512, height=512, model_name="m1",
+                                         images=[GeneratedImage(path="/x/1.png"), GeneratedImage(path="/x/2.png")])),
+        "g2": library.history.record(rec(both, NOW - 2 * DAY, duration=20.0, steps=20, width=512, height=512, model_name="m1")),
+        "g3": library.history.record(rec(both, NOW - 3 * DAY, status="failed", model_name="m2", error=OOM_1)),
+        "g4": library.history.record(rec("x <lora:anime_style:0.6>", NOW - 4 * DAY, status="failed", model_name="m2", error=OOM_2)),
+        "g5": library.history.record(rec("plain", NOW - 5 * DAY, status="interrupted", duration=5.0, model_name="m1")),
+        "g6": library.history.record(rec("plain", NOW - 6 * DAY, status="no_model")),
+        "g7": library.history.record(rec("<lora:anime_style:1>", NOW - 10 * DAY, duration=30.0, steps=30, model_name="m1")),
+        "g8": library.history.record(rec("<lora:detail:1>", NOW - 20 * DAY, duration=8.0, model_name="m1")),
+    }
+    library.history.rate(g["g1"], 5)
+    library.history.set_favorite(g["g1"], True)
+    return library, g, loras
+
+
+def test_kpis_counted_by_hand_beside_the_previous_window(figures):
+    library, g, loras = figures
+    r = library.analytics.report("7d", now=NOW)
+    k = r["kpis"]
+    assert (k["generations"], k["images"], k["succeeded"], k["failed"], k["interrupted"], k["no_model"]) == (6, 2, 2, 2, 1, 1)
+    assert k["success_rate"] == pytest.approx(2 / 5)  # no_model never ran: not a finished generation
+    assert (k["median_seconds"], k["p95_seconds"]) == (10.0, 20.0)  # succeeded runs only: 10 and 20
+    assert (k["loras_used"], k["models_used"], k["generations_with_lora"]) == (2, 2, 4)
+    assert k["lora_share"] == pytest.approx(4 / 6)
+    p = k["previous"]
+    assert (p["generations"], p["success_rate"], p["median_seconds"], p["loras_used"]) == (1, 1.0, 30.0, 1)
+    assert k["change"]["generations"] == pytest.approx(5.0)
+    assert k["link"] == {"target": "history", "query": "date:<7d"}
+
+
+def test_loras_pairs_models_speed_and_errors(figures):
+    library, g, loras = figures
+    r = library.analytics.report("7d", now=NOW)
+    top = {row["id"]: row for row in r["top_loras"]}
+    a, b = top[loras["anime_style"]], top[loras["detail"]]
+    assert (a["uses"], a["average_rating"], a["favorites"], a["median_weight"]) == (4, 5.0, 1, 0.6)
+    assert (b["uses"], b["median_weight"]) == (3, 1.0)
+    assert a["last_used_at"] == pytest.approx(NOW - DAY)
+    assert a["link"] == {"target": "history", "query": f"date:<7d lora:{loras['anime_style']}"}
+    assert loras["unused"] not in top
+    rising = {row["id"]: (row["uses"], row["previous_uses"], row["growth"]) for row in r["rising"]}
+    assert rising == {loras["anime_style"]: (4, 1, 3), loras["detail"]: (3, 0, 3)}
+
+    [pair] = r["combinations"]  # together in g1, g2, g3: support 3
+    assert pair["together"] == 3
+    assert pair["lift"] == pytest.approx((3 / 6) / ((4 / 6) * (3 / 6)))
+
+    models = {m["model"]: m for m in r["models"]}
+    assert (models["m1"]["uses"], models["m1"]["failure_rate"], models["m1"]["median_seconds"]) == (3, 0.0, 10.0)
+    assert (models["m2"]["uses"], models["m2"]["failed"], models["m2"]["failure_rate"]) == (2, 2, 1.0)
+    assert models[None]["failure_rate"] is None  # only a no_model run: nothing finished
+    [speed] = r["speed"]
+    assert (speed["model"], speed["width"], speed["generations"], speed["seconds_per_step"]) == ("m1", 512, 2, 30.0 / 40)
+
+    [error] = r["errors"]  # two OOMs with different sizes and paths: one error
+    assert error["message"] == "CUDA out of memory. Tried to allocate # GiB (GPU #; # GiB total) at <path>:#"
+    assert (error["count"], error["share"], error["examples"]) == (2, 1.0, sorted([g["g3"], g["g4"]]))
+    assert (error["first_seen"], error["last_seen"]) == (pytest.approx(NOW - 4 * DAY), pytest.approx(NOW - 3 * DAY))
+
+    never = r["never_used"]
+    assert never["count"] == 1 and never["bytes"] == library.get(loras["unused"]).size
+    assert never["link"] == {"target": "library", "query": "used:never sort:-size"}
+    assert {row["value"]: row["uses"] for row in r["lora_use"]["folder"]} == {"": 7}  # 4 + 3 uses
+
+
+def test_series_fill_empty_buckets_with_zero(figures):
+    library, g, loras = figures
+    r = library.analytics.report("7d", now=NOW)
+    series = r["series"]
+    assert series["bucket"] == "day" and len(series["buckets"]) == 7
+    assert sum(b["generations"] for b in series["buckets"]) == 6
+    assert sum(b["loras"] for b in series["buckets"]) == 7
+    assert sum(b["failed"] for b in series["buckets"]) == 2
+    assert series["buckets"][0]["generations"] == 0  # 7 to 6 days ago: g6 is at exactly 6 days
+    # succeeded runs only: g1 (10 s) in the last day, g2 (20 s) the day before, g5 (interrupted) none
+    assert [b["median_seconds"] for b in series["buckets"]] == [None, None, None, None, None, 20.0, 10.0]
+    assert library.analytics.report("24h", now=NOW)["series"]["bucket"] == "hour"
+    assert library.analytics.report("1y", now=NOW)["series"]["bucket"] == "week"
+
+
+def test_scope_with_a_query(figures):
+    library, g, loras = figures
+    k = library.analytics.report("7d", q="lora:anime_style", now=NOW)["kpis"]
+    assert (k["generations"], k["failed"], k["success_rate"]) == (4, 2, 0.5)
+    assert k["previous"]["generations"] == 1
+    assert k["link"]["query"] == "lora:anime_style date:<7d"
+    everything = library.analytics.report("all", now=NOW)
+    assert everything["kpis"]["generations"] == 8 and everything["kpis"]["previous"] is None
+
+
+def test_insights_are_drawn_from_the_figures(figures):
+    library, g, loras = figures
+    texts = {i["text"]: i for i in library.analytics.report("7d", now=NOW)["insights"]}
+    never = [i for t, i in texts.items() if t.startswith("1 LoRA you never used takes")]
+    assert never and never[0]["query"] == "used:never sort:-size" and never[0]["target"] == "library"
+    weight = texts["You use Anime Style at 0.6 though its default is 1."]
+    assert weight["action"] == {"lora_id": loras["anime_style"], "default_weight": 0.6}
+    assert "2 of 5 finished generations failed (60 % did not succeed)." in texts
+
+
+def test_empty_library_says_no_data(library):
+    r = library.analytics.report("30d", now=NOW)
+    k = r["kpis"]
+    assert k["generations"] == 0 and k["success_rate"] is None and k["median_seconds"] is None
+    assert k["lora_share"] is None and k["change"]["generations"] is None
+    assert r["series"]["buckets"] and all(b["generations"] == 0 for b in r["series"]["buckets"])
+    assert r["top_loras"] == [] and r["combinations"] == [] and r["errors"] == []
+    assert [i["text"] for i in r["insights"]] == ["No generations recorded in this scope yet: there is nothing to analyse."]
+    assert library.analytics.report("all", now=NOW)["series"] == {"bucket": None, "buckets": []}
+
+
+def test_window_boundaries(library):
+    start = NOW - 7 * DAY
+    library.history.record(rec("at start", start))
+    library.history.record(rec("just before", start - 0.5))
+    library.history.record(rec("at end", NOW))  # the window is [start, end)
+    library.history.record(rec("first of previous", start - 7 * DAY))
+    library.history.record(rec("before previous", start - 7 * DAY - 0.5))
+    k = library.analytics.report("7d", now=NOW)["kpis"]
+    assert (k["generations"], k["previous"]["generations"]) == (1, 2)
+
+
+def test_date_range_and_bad_input(library):
+    s = analytics.scope(start="2026-01-01", end="2026-01-31")
+    assert s.start == dt.datetime(2026, 1, 1).timestamp() and s.end == dt.datetime(2026, 2, 1).timestamp()
+    assert s.previous().start == dt.datetime(2025, 12, 1).timestamp()
+    assert s.history_query() == "date:2026-01-01..2026-01-31"
+    with pytest.raises(InvalidInput, match="unknown window"):
+        analytics.scope("3w")
+    with pytest.raises(InvalidInput, match="ends before"):
+        analytics.scope(start="2026-02-01", end="2026-01-01")
+    with pytest.raises(InvalidInput, match="not a date"):
+        analytics.scope(start="2026-13-01", end="2026-01-01")
+    with pytest.raises(QueryError):
+        analytics.scope("7d", q="status:exploded")
+
+
+def test_error_normalisation():
+    n = analytics.normalise_error
+    assert n("Failed to load C:\\models\\Lora\\x.safetensors") == "Failed to load <path>"
+    assert n("tensor 0xdeadbeef size 77 != 768") == "tensor # size # != #"
+    assert n("hash a1b2c3d4e5f6 not found") == "hash # not found"
+    assert n(None) == n("  ") == "(no message)"
+
+
+def test_lora_usage(figures):
+    library, g, loras = figures
+    u = library.analytics.lora_usage(loras["anime_style"])
+    assert u["uses"] == 5 and u["failure_rate"] == pytest.approx(2 / 5)
+    assert {w["weight"]: w["uses"] for w in u["weights"]} == {0.6: 4, 1.0: 1}
+    assert [(row["id"], row["generations"]) for row in u["used_with"]] == [(loras["detail"], 3)]
+    assert {m["model"]: m["generations"] for m in u["models"]} == {"m1": 3, "m2": 2}
+    assert u["best_rated"] == [g["g1"]] and u["favorites"] == [g["g1"]]
+    assert sum(d["uses"] for d in u["over_time"]) == 5
+    assert library.analytics.lora_usage(loras["unused"])["failure_rate"] is None
+    with pytest.raises(NotFound):
+        library.analytics.lora_usage(999999)
