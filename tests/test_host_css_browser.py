@@ -38,3 +38,27 @@ def test_our_buttons_keep_their_size_under_sdnext_button_rule(standalone_in_brow
     assert abs(sizes["dupe"] - sizes["badge"]) < 0.5, sizes
     assert sizes["dupePad"] == "6px", sizes
     assert abs(sizes["link"] - sizes["line"]) < 0.5, sizes
+
+
+def test_history_table_prompt_stays_readable_in_a_narrow_column(standalone_in_browser):
+    """ModernUI at 1024 px with the History detail open leaves the table ~408 px: the fixed
+    Date, Status, LoRAs and Rating columns left the prompt 34 px (a word per line)."""
+    from test_browser import demo_library_with_history
+
+    session = standalone_in_browser(add_loras=demo.create_demo_library, prepare=demo_library_with_history,
+                                    viewport=(1024, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="History").click()
+    page.locator("#lora_manager_history_view label", has_text="Table").click()
+    rows = page.locator("#lora_manager_history_results .lm-row")
+    sync_api.expect(rows.first).to_be_visible()
+    page.add_style_tag(content="#lora_manager_history .lm-table-wrap { width: 408px !important; }")
+    page.wait_for_timeout(200)
+    width = page.evaluate("""() => document.querySelector('#lora_manager_history_results .lm-row-prompt')
+        .getBoundingClientRect().width""")
+    clipped = page.evaluate("""() => { const wrap = document.querySelector('#lora_manager_history_results .lm-table-wrap');
+        return wrap.scrollWidth - wrap.clientWidth; }""")
+    shot(page, "history-table-narrow-408")
+    assert width >= 120 and clipped <= 1, (width, clipped)
