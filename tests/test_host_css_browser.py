@@ -1,0 +1,64 @@
+"""Our HTML buttons under SDNext's own stylesheet: sdnext.css sizes every button with
+`font-size: var(--text-lg) !important`, which made the "N copies" badge twice the size of the
+card's other badges (and its row taller) and the selection links bigger than their line."""
+from __future__ import annotations
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from browser import shot  # noqa: E402  (tests/ is on sys.path, see conftest)
+
+from lib_lora_manager import demo  # noqa: E402
+
+# the rule as SDNext's ui/css/sdnext.css has it (with --text-lg as its themes set it)
+SDNEXT_BUTTON_RULE = ":root { --text-lg: 16px; } button { font-size: var(--text-lg) !important; min-width: unset !important; }"
+
+SIZES_JS = """() => {
+    const px = (el) => parseFloat(getComputedStyle(el).fontSize);
+    const dupe = document.querySelector('#lora_manager_results .lm-dupe-badge');
+    const badge = dupe.closest('.lm-card').querySelector('.lm-badge:not(.lm-dupe-badge)');
+    const link = document.querySelector('#lora_manager_selection .lm-select-page');
+    return {dupe: px(dupe), badge: px(badge), dupePad: getComputedStyle(dupe).paddingLeft,
+            link: px(link), line: px(link.parentElement)};
+}"""
+
+
+@pytest.mark.parametrize("width", (1024, 1600))
+def test_our_buttons_keep_their_size_under_sdnext_button_rule(standalone_in_browser, width):
+    session = standalone_in_browser(add_loras=demo.create_demo_library,
+                                    prepare=lambda library: library.indexer.hash_pending(), viewport=(width, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.add_style_tag(content=SDNEXT_BUTTON_RULE)
+    sync_api.expect(page.locator("#lora_manager_results .lm-dupe-badge").first).to_be_visible()
+    sizes = page.evaluate(SIZES_JS)
+    shot(page, f"library-dupe-badge-sdnext-buttons-{width}")
+    assert abs(sizes["dupe"] - sizes["badge"]) < 0.5, sizes
+    assert sizes["dupePad"] == "6px", sizes
+    assert abs(sizes["link"] - sizes["line"]) < 0.5, sizes
+
+
+def test_history_table_prompt_stays_readable_in_a_narrow_column(standalone_in_browser):
+    """ModernUI at 1024 px with the History detail open leaves the table ~408 px: the fixed
+    Date, Status, LoRAs and Rating columns left the prompt 34 px (a word per line)."""
+    from test_browser import demo_library_with_history
+
+    session = standalone_in_browser(add_loras=demo.create_demo_library, prepare=demo_library_with_history,
+                                    viewport=(1024, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="History").click()
+    page.locator("#lora_manager_history_view label", has_text="Table").click()
+    rows = page.locator("#lora_manager_history_results .lm-row")
+    sync_api.expect(rows.first).to_be_visible()
+    page.add_style_tag(content="#lora_manager_history .lm-table-wrap { width: 408px !important; }")
+    page.wait_for_timeout(200)
+    width = page.evaluate("""() => document.querySelector('#lora_manager_history_results .lm-row-prompt')
+        .getBoundingClientRect().width""")
+    clipped = page.evaluate("""() => { const wrap = document.querySelector('#lora_manager_history_results .lm-table-wrap');
+        return wrap.scrollWidth - wrap.clientWidth; }""")
+    shot(page, "history-table-narrow-408")
+    assert width >= 120 and clipped <= 1, (width, clipped)
