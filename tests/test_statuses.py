@@ -20,7 +20,7 @@ def test_the_words_are_the_stored_ones():
     assert list(GenerationStatus) == ["succeeded", "interrupted", "failed", "no_model"]
     assert list(JobStatus) == ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
     assert list(JobKind) == ["generate", "sweep", "ab"]
-    assert list(GenerationSource) == ["txt2img", "img2img", "control", "video", "api", "lora-manager"]
+    assert list(GenerationSource) == ["txt2img", "img2img", "control", "video", "api", "lora-manager", "imported"]
     assert list(FileOperationKind) == ["move", "trash", "restore"]
     assert f"{GenerationStatus.NO_MODEL}" == str(GenerationStatus.NO_MODEL) == "no_model"
 
