@@ -1,4 +1,4 @@
-"""Our HTML buttons under SDNext's own stylesheet: sdnext.css sizes every button with
+"""Our HTML buttons under SDNext's own stylesheet, which sizes every button with
 `font-size: var(--text-lg) !important`, which made the "N copies" badge twice the size of the
 card's other badges (and its row taller) and the selection links bigger than their line."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from browser import shot  # noqa: E402  (tests/ is on sys.path, see conftest)
 
 from lib_lora_manager import demo  # noqa: E402
 
-# the rule as SDNext's ui/css/sdnext.css has it (with --text-lg as its themes set it)
+# the rule as SDNext's own stylesheet has it (with --text-lg as its themes set it)
 SDNEXT_BUTTON_RULE = ":root { --text-lg: 16px; } button { font-size: var(--text-lg) !important; min-width: unset !important; }"
 
 SIZES_JS = """() => {
