@@ -89,12 +89,7 @@ def _png_texts(f: BinaryIO) -> dict[str, str]:
             raise UnreadableImage("the PNG file is truncated (it ends before its last chunk)")
         length, kind = struct.unpack(">I4s", header)
         if kind in (b"tEXt", b"zTXt", b"iTXt"):
-            if length > MAX_CHUNK:
-                raise UnreadableImage(f"a PNG text chunk of {length / 1048576:.1f} MB is larger than the "
-                                      f"{MAX_CHUNK // 1048576} MB read at most")
-            data = f.read(length)
-            if len(data) < length:
-                raise UnreadableImage("the PNG file is truncated inside a text chunk")
+            data = _read_chunk(f, length, "a PNG text chunk", "the PNG file is truncated inside a text chunk")
             f.seek(4, os.SEEK_CUR)  # CRC: a damaged text shows as a parse error later, if at all
             keyword, text = _png_text(kind, data)
             if keyword in GENERATION_KEYS and keyword not in texts:
@@ -174,12 +169,7 @@ def _webp_texts(f: BinaryIO) -> dict[str, str]:
             return {}
         kind, length = struct.unpack("<4sI", header)
         if kind == b"EXIF":
-            if length > MAX_CHUNK:
-                raise UnreadableImage(f"a WebP EXIF chunk of {length / 1048576:.1f} MB is larger than "
-                                      f"the {MAX_CHUNK // 1048576} MB read at most")
-            data = f.read(length)
-            if len(data) < length:
-                raise UnreadableImage("the WebP file is truncated inside its EXIF chunk")
+            data = _read_chunk(f, length, "a WebP EXIF chunk", "the WebP file is truncated inside its EXIF chunk")
             if data.startswith(b"Exif\0\0"):
                 data = data[6:]
             text = _user_comment(_exif_user_comment(data))
@@ -442,3 +432,14 @@ def _timestamp(value: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def _read_chunk(f, length: int, what: str, truncated: str) -> bytes:
+    """A chunk's bytes, bounded: a declared length past MAX_CHUNK or past the file's end is an
+    UnreadableImage saying which."""
+    if length > MAX_CHUNK:
+        raise UnreadableImage(f"{what} of {length / 1048576:.1f} MB is larger than the {MAX_CHUNK // 1048576} MB read at most")
+    data = f.read(length)
+    if len(data) < length:
+        raise UnreadableImage(truncated)
+    return data
