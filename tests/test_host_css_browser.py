@@ -62,3 +62,33 @@ def test_history_table_prompt_stays_readable_in_a_narrow_column(standalone_in_br
         return wrap.scrollWidth - wrap.clientWidth; }""")
     shot(page, "history-table-narrow-408")
     assert width >= 120 and clipped <= 1, (width, clipped)
+
+
+def test_library_filters_keep_two_even_columns_in_a_narrow_tab(standalone_in_browser):
+    """ModernUI at 1024 px with its Networks panel open leaves the Library about 390 px: cells of
+    at least 200 px fitted one column, and the sort's two-cell span added a squeezed implicit column
+    beside it (filters a sliver wide)."""
+    session = standalone_in_browser(add_loras=demo.create_demo_library, viewport=(1024, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.add_style_tag(content="#lora_manager_library .lm-filters { width: 390px !important; }")
+    page.wait_for_timeout(200)
+    cells = page.evaluate("""() => {
+        const grid = document.querySelector('#lora_manager_library .lm-filters');
+        const kids = [];
+        for (const child of grid.children) {
+            if (child.classList.contains('form')) kids.push(...child.children); else kids.push(child);
+        }
+        return {row: grid.getBoundingClientRect().width,
+                cells: kids.filter((el) => el.offsetParent !== null).map((el) => {
+                    const r = el.getBoundingClientRect();
+                    return {id: el.id, left: Math.round(r.left), width: r.width};
+                })};
+    }""")
+    shot(page, "library-filters-narrow-390")
+    others = [c for c in cells["cells"] if c["id"] != "lora_manager_sort"]
+    sort = [c for c in cells["cells"] if c["id"] == "lora_manager_sort"]
+    assert len({c["left"] for c in others}) == 2, cells
+    assert min(c["width"] for c in others) >= cells["row"] / 2 - 12, cells
+    assert sort and sort[0]["width"] >= cells["row"] - 2, cells
