@@ -71,3 +71,31 @@ def test_history_detail_layout_and_cjk_font(standalone_in_browser, tmp_path, wid
         for font in ("Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Hiragino Sans"):
             assert font in family, f"{selector}: {family}"
     assert not session.dialogs
+
+
+def test_history_detail_close_keeps_its_corner_when_actions_wrap(standalone_in_browser, tmp_path):
+    """Inside SDNext five actions wrap at 1024 px: Close went to a line of its own below them."""
+    session = standalone_in_browser(
+        add_loras=lambda root: write_safetensors(root / f"{CJK_NAME}.safetensors", kohya(CJK_NAME)),
+        prepare=lambda library: record_cjk_generation(library, tmp_path / "out"), viewport=(1024, 900))
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="History").click()
+    page.locator("#lora_manager_history_results .lm-card .lm-thumb").first.click()
+    sync_api.expect(page.locator("#lora_manager_history_close")).to_be_visible()
+    # all six actions as inside SDNext (standalone hides the ones it has no host for), in a narrow panel
+    page.add_style_tag(content="#lora_manager_history_detail .lm-hist-actions button.hidden { display: inline-flex !important; }"
+                               "#lora_manager_history_detail { max-width: 420px !important; min-width: 0 !important; }")
+    page.wait_for_timeout(200)
+    boxes = page.evaluate("""() => {
+        const row = document.querySelector('#lora_manager_history_detail .lm-hist-actions');
+        const box = (el) => { const r = el.getBoundingClientRect(); return {top: r.top, right: r.right, bottom: r.bottom}; };
+        return {row: box(row), close: box(document.querySelector('#lora_manager_history_close')),
+                buttons: [...row.querySelectorAll('button')].filter(b => b.offsetParent !== null && b.id !== 'lora_manager_history_close').map(box)};
+    }""")
+    shot(page, "history-detail-actions-wrapped-420")
+    assert len({round(b["top"]) for b in boxes["buttons"]}) >= 2, boxes  # the actions do wrap at this width
+    assert abs(boxes["close"]["top"] - boxes["row"]["top"]) <= 2, boxes
+    assert abs(boxes["close"]["right"] - boxes["row"]["right"]) <= 2, boxes
+    assert all(b["right"] <= boxes["close"]["right"] - 20 or b["top"] >= boxes["close"]["bottom"] for b in boxes["buttons"]), boxes
