@@ -92,3 +92,27 @@ def test_library_filters_keep_two_even_columns_in_a_narrow_tab(standalone_in_bro
     assert len({c["left"] for c in others}) == 2, cells
     assert min(c["width"] for c in others) >= cells["row"] / 2 - 12, cells
     assert sort and sort[0]["width"] >= cells["row"] - 2, cells
+
+
+def test_library_token_shows_whole_in_a_narrow_detail_panel(standalone_in_browser):
+    """At 1024 px inside SDNext the detail panel can be 260 px: the token field beside Copy and
+    "Add to composition" was a few characters wide and scrolled its token."""
+    session = standalone_in_browser(add_loras=demo.create_demo_library, viewport=(1024, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    search = page.locator("#lora_manager_search input, #lora_manager_search textarea").first
+    search.fill("pastel_dream")
+    search.press("Enter")
+    sync_api.expect(page.locator("#lora_manager_results .lm-card")).to_have_count(1)
+    page.locator("#lora_manager_results .lm-card .lm-thumb").click()
+    field = page.locator("#lora_manager_token input, #lora_manager_token textarea").first
+    sync_api.expect(field).to_have_value("<lora:pastel_dream:1>")
+    page.add_style_tag(content="#lora_manager_detail { max-width: 260px !important; min-width: 0 !important; flex: 0 0 260px !important; }")
+    page.wait_for_timeout(200)
+    sizes = field.evaluate("(el) => ({scroll: el.scrollWidth, client: el.clientWidth})")
+    shot(page, "library-detail-token-260")
+    assert sizes["scroll"] <= sizes["client"] + 1, sizes
+    buttons = page.evaluate("""() => ['#lora_manager_copy_token', '#lora_manager_add_to_compose'].map((s) => {
+        const b = document.querySelector(s); return b.scrollWidth <= b.clientWidth + 1; })""")
+    assert all(buttons), buttons
