@@ -60,8 +60,12 @@ def test_history_table_prompt_stays_readable_in_a_narrow_column(standalone_in_br
         .getBoundingClientRect().width""")
     clipped = page.evaluate("""() => { const wrap = document.querySelector('#lora_manager_history_results .lm-table-wrap');
         return wrap.scrollWidth - wrap.clientWidth; }""")
+    statuses = page.evaluate("""() => [...document.querySelectorAll('#lora_manager_history_results .lm-hist-table td:nth-child(3)')]
+        .map((td) => [td.textContent, td.scrollWidth <= td.clientWidth])""")
     shot(page, "history-table-narrow-408")
     assert width >= 120 and clipped <= 1, (width, clipped)
+    # the status word whole ("succ…" was all the column showed)
+    assert statuses and all(whole for _, whole in statuses), statuses
 
 
 def test_library_filters_keep_two_even_columns_in_a_narrow_tab(standalone_in_browser):
