@@ -115,6 +115,7 @@
   // the Python side fire no DOM events (no loop).
   const APPLY_WEIGHTS = 'lora_manager_compose_apply_weights';
   const WEIGHT_SLIDER = /^lora_manager_compose_row\d+_(weight|te|unet)$/;
+  const WEIGHT_SLIDER_PART = /_(weight|te|unet)$/;
   const STUCK_MS = 5000; // an answer that never came (server error) stops blocking after this
   let sentAt = 0;
   let pending = false;
@@ -137,7 +138,59 @@
 
   function applied() {
     sentAt = 0;
-    if (pending) applyWeights();
+    if (!pending) return;
+    // that answer was for older values: the prompt shows the newest again until theirs comes
+    document.querySelectorAll('[id^="lora_manager_compose_row"][id$="_weight"]').forEach((slider) => {
+      if (WEIGHT_SLIDER.test(slider.id)) showWeightNow(slider.id.replace(WEIGHT_SLIDER_PART, ''));
+    });
+    applyWeights();
+  }
+
+  // The composed prompt shows a weight as soon as it is changed, in the page: the server's answer
+  // (same text) can take seconds while SDNext generates on a busy CPU, and Copy or Run in that
+  // time must not take the old weight. Only an unambiguous case is rewritten here (the row is on
+  // and its token is in the prompt once); the server's answer always follows and is the truth.
+  const COMPOSED = 'lora_manager_compose_prompt';
+
+  function weightText(value) {
+    const number = Number(value);
+    if (!Number.isFinite(number)) return null;
+    const text = number.toFixed(2).replace(/0+$/, '').replace(/\.$/, ''); // as naming.format_weight
+    return text === '-0' || text === '' ? '0' : text;
+  }
+
+  function sliderValue(rowId, part) {
+    const input = document.querySelector(`#${rowId}_${part} input[type=number]`)
+      || (byId(`${rowId}_${part}`) || document).querySelector(`#${rowId}_${part} input`);
+    return input ? weightText(input.value) : null;
+  }
+
+  function showWeightNow(rowId) {
+    const row = byId(rowId);
+    const nameEl = row && row.querySelector('.lm-compose-token');
+    const on = byId(`${rowId}_enabled`);
+    const split = byId(`${rowId}_split`);
+    const prompt = field(COMPOSED);
+    if (!row || row.offsetParent === null) return; // a hidden row keeps a removed LoRA's title
+    if (!nameEl || !prompt || (on && on.querySelector('input') && !on.querySelector('input').checked)) return;
+    const name = nameEl.textContent;
+    const splitOn = Boolean(split && split.querySelector('input') && split.querySelector('input').checked);
+    let token;
+    if (splitOn) {
+      const te = sliderValue(rowId, 'te');
+      const unet = sliderValue(rowId, 'unet');
+      if (te === null || unet === null) return;
+      token = `<lora:${name}:te=${te}:unet=${unet}>`;
+    } else {
+      const weight = sliderValue(rowId, 'weight');
+      if (weight === null) return;
+      token = `<lora:${name}:${weight}>`;
+    }
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const pattern = new RegExp(`<lora:${escaped}(?::[^>]*)?>`, 'g');
+    const found = prompt.value.match(pattern);
+    if (!found || found.length !== 1 || found[0] === token) return;
+    fill(prompt, prompt.value.replace(pattern, () => token));
   }
 
   function weightEdited(event) {
@@ -151,6 +204,7 @@
     setTimeout(() => {
       if (event.type !== 'input' && (!typed.has(target) || typed.get(target) === target.value)) return;
       typed.set(target, target.value);
+      showWeightNow(slider.id.replace(WEIGHT_SLIDER_PART, ''));
       applyWeights();
     }, 0);
   }
@@ -207,5 +261,6 @@
   }, 500);
 
   window.loraManagerSendToTxt2img = sendToTxt2img;
-  window.loraManagerCompose = { keep, restore, applied, DRAFT_KEY };
+  // waiting(): a weights request is on its way or queued (tests wait for the server's answer)
+  window.loraManagerCompose = { keep, restore, applied, waiting: () => Boolean(sentAt || pending), DRAFT_KEY };
 }());

@@ -337,6 +337,45 @@ def test_a_weight_typed_faster_than_the_server_answers_ends_on_the_last_value(st
     assert calls[-1] == 1.15 and len(calls) < 5  # not one request per key: the ones typed meanwhile went together
 
 
+def test_a_weight_shows_in_the_prompt_before_a_busy_server_answers(standalone_in_browser, monkeypatch):
+    """Inside SDNext, while a sweep generated on the CPU, each answer took about 3 s: the prompt,
+    Copy and Run must not wait for it. The page writes the new weight into the composed prompt
+    itself; the server's answer, the same text, follows."""
+    session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults, clipboard=True)
+    page, prompt_out = compose_ink_style(session)
+    composer = session.library.composer
+    compose = composer.compose
+
+    def busy_compose(*args, **kwargs):
+        time.sleep(3)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(composer, "compose", busy_compose)
+    type_weight(page, "1.15")
+    page.keyboard.press("Enter")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:1.15>", timeout=500)
+    page.locator("#lora_manager_compose_copy").click()
+    sync_api.expect(page.locator("#lora_manager_compose_copy")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "ink wash, sumi-e <lora:ink_style:1.15>"
+
+    # separate text encoder and UNet weights: the token carries both at once too
+    page.wait_for_function("() => window.loraManagerCompose && !window.loraManagerCompose.waiting()", timeout=15_000)
+    monkeypatch.setattr(composer, "compose", compose)
+    page.locator("#lora_manager_compose_row0_split input").check()
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=1.15>", timeout=8_000)
+    monkeypatch.setattr(composer, "compose", busy_compose)
+    unet = page.locator("#lora_manager_compose_row0_unet input[type=number]")
+    unet.click()
+    unet.press("Control+a")
+    unet.type("0.6")
+    unet.press("Enter")
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=0.6>", timeout=500)
+    # and the server's own answer, when it comes, says the same
+    page.wait_for_timeout(3_500)
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=0.6>", timeout=8_000)
+    assert session.dialogs == []
+
+
 def test_a_weight_typed_out_of_range_is_applied_as_the_slider_clamps_it(standalone_in_browser):
     session = standalone_in_browser(add_loras=write_loras, prepare=give_ink_style_defaults)
     page, prompt_out = compose_ink_style(session)
