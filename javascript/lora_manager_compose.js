@@ -211,6 +211,22 @@
 
   ['input', 'focusout'].forEach((type) => document.addEventListener(type, weightEdited));
 
+  // Ticking "Separate TE/UNet" starts both at the weight shown, in the page first: a weights
+  // request sent before the server's answer to the tick would otherwise carry their old values.
+  document.addEventListener('change', (event) => {
+    const target = event.target;
+    if (!(target instanceof HTMLInputElement) || target.type !== 'checkbox' || !target.checked) return;
+    const holder = target.closest('[id^="lora_manager_compose_row"]');
+    const match = holder && /^(lora_manager_compose_row\d+)_split$/.exec(holder.id);
+    if (!match) return;
+    const weight = document.querySelector(`#${match[1]}_weight input[type=number]`);
+    if (!weight) return;
+    ['te', 'unet'].forEach((part) => {
+      const box = document.querySelector(`#${match[1]}_${part} input[type=number]`);
+      if (box && box.value !== weight.value) fill(box, weight.value);
+    });
+  }, true);
+
   // --- the composition kept in this browser ------------------------------------------------------
   // Every change of the composition writes its draft (JSON, "{}" for nothing) into a hidden box
   // whose change calls keep(); on load the kept draft goes into the restore box, which the Python

@@ -358,11 +358,12 @@ def test_a_weight_shows_in_the_prompt_before_a_busy_server_answers(standalone_in
     sync_api.expect(page.locator("#lora_manager_compose_copy")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == "ink wash, sumi-e <lora:ink_style:1.15>"
 
-    # separate text encoder and UNet weights: the token carries both at once too
-    page.wait_for_function("() => window.loraManagerCompose && !window.loraManagerCompose.waiting()", timeout=15_000)
-    monkeypatch.setattr(composer, "compose", compose)
+    # separate text encoder and UNet weights, ticked while the answer is still on its way: both
+    # start at the weight shown, and the token carries them at once too
     page.locator("#lora_manager_compose_row0_split input").check()
-    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=1.15>", timeout=8_000)
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=1.15>", timeout=15_000)
+    page.wait_for_function("() => window.loraManagerCompose && !window.loraManagerCompose.waiting()", timeout=15_000)
+    sync_api.expect(prompt_out).to_have_value("ink wash, sumi-e <lora:ink_style:te=1.15:unet=1.15>")
     monkeypatch.setattr(composer, "compose", busy_compose)
     unet = page.locator("#lora_manager_compose_row0_unet input[type=number]")
     unet.click()

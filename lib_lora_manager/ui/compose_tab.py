@@ -228,7 +228,8 @@ class ComposeTab:
         return {"entries": entries, "rows": rows, "summary": summary_html(entries), "status": status,
                 **self.composed(entries, base, negative)}
 
-    def edit(self, index: int, entries, base, negative, enabled, weight, split, te, unet, triggers) -> dict[str, Any]:
+    def edit(self, index: int, entries, base, negative, enabled, weight, split, te, unet, triggers,
+             shown_weight: float | None = None) -> dict[str, Any]:
         """One row's controls changed: update its entry and the prompt (the row is not re-rendered,
         so a slider being dragged is left alone). A weight given as None stays as it is."""
         gr = _gr()
@@ -242,6 +243,8 @@ class ComposeTab:
         entry["triggers"] = [str(w) for w in triggers or []]
         row: dict[str, Any] = {"split_row": gr.update(visible=bool(split)), "weight": gr.update(visible=not split)}
         if split and not was_split:  # both start at the weight
+            if shown_weight is not None:
+                entry["weight"] = float(shown_weight)
             entry["te"] = entry["unet"] = entry["weight"]
             row.update(te=gr.update(value=entry["weight"]), unet=gr.update(value=entry["weight"]))
         elif split:  # a weight not given stays as it is
@@ -883,9 +886,14 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
         # all rows: a page behind the composition is shown it again (_wire_composition)
         # on/off, TE/UNet and trigger words only: weights are the weights event's, and a slider
         # value read here may be older than the one that event is applying
-        for event in (parts["enabled"].input, parts["split"].input, parts["triggers"].input):
+        for event in (parts["enabled"].input, parts["triggers"].input):
             changes(event, lambda index, e, b, n, on, split, words: tab.edit(index, e, b, n, on, None, split, None, None, words),
                     [parts["enabled"], parts["split"], parts["triggers"]], composer, row=i, **quiet)
+        # turning TE/UNet on starts both at the weight shown, which may be newer than the entry's
+        # while a weights event is still on its way (a busy SDNext takes seconds)
+        changes(parts["split"].input, lambda index, e, b, n, on, split, words, shown: tab.edit(
+                    index, e, b, n, on, None, split, None, None, words, shown_weight=shown),
+                [parts["enabled"], parts["split"], parts["triggers"], parts["weight"]], composer, row=i, **quiet)
         changes(up.click, lambda index, *a: tab.move(index, -1, *a), [], composer, row=i, **quiet)
         changes(down.click, lambda index, *a: tab.move(index, 1, *a), [], composer, row=i, **quiet)
         changes(drop.click, tab.remove, [], composer, row=i, **quiet)
