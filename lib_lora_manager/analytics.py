@@ -24,7 +24,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, Table, and_, case, distinct, func, literal, or_, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
@@ -44,6 +59,7 @@ _WINDOW_QUERY = {"24h": "date:<24h", "7d": "date:<7d", "30d": "date:<30d", "90d"
 TOP = 20  # rows of each ranking
 MIN_PAIR_SUPPORT = 3  # generations two LoRAs must share before their lift is shown
 UNUSED_DAYS = 90
+PICTURES = 8  # thumbnails of a LoRA's best rated and favorite generations
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
 
@@ -186,11 +202,13 @@ SCOPED = Table(
 # keyed by generation: a generation's rows together (pairs, generations with a LoRA)
 SCOPED_LORAS = Table(
     "analytics_scoped_loras", _SCRATCH,
-    Column("generation_id", Integer, primary_key=True), Column("id", Integer, primary_key=True),
+    Column("generation_id", Integer, nullable=False), Column("id", Integer, nullable=False),
     Column("lora_id", Integer), Column("weight", Float),
     Column("cur", Integer, nullable=False), Column("started_at", Float), Column("status", SafeString(16)),
-    Column("model_name", SafeText), Column("rating", Integer), Column("favorite", Boolean), prefixes=["TEMPORARY"],
-    sqlite_with_rowid=False)
+    Column("model_name", SafeText), Column("rating", Integer), Column("favorite", Boolean),
+    # SQLite stores the rows in key order; PostgreSQL would maintain an index as they arrive
+    # (slower than the hash joins and sorts it uses without one)
+    PrimaryKeyConstraint("generation_id", "id").ddl_if(dialect="sqlite"), prefixes=["TEMPORARY"], sqlite_with_rowid=False)
 # per library LoRA used in scope: generations using it now and before, its rows now, last use …
 SCOPED_USES = Table(
     "analytics_scoped_uses", _SCRATCH,
@@ -236,9 +254,6 @@ def _scoped(session, s: Scope) -> Iterator[None]:
                func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
                func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
         .where(u.lora_id.is_not(None)).group_by(u.lora_id)))
-    if conn.dialect.name == "postgresql":  # the planner knows nothing of a new table's rows
-        for table in _TABLES:
-            conn.exec_driver_sql(f"ANALYZE {table.name}")
     yield
     for table in _TABLES:
         table.drop(conn)
@@ -251,6 +266,11 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
     wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
     if not wanted:
         return {}
+    if session.get_bind().dialect.name == "postgresql":
+        # its ordered-set aggregate: the first value whose cumulative share reaches p %, the same row
+        found = session.execute(select(key, *(func.percentile_disc(p / 100).within_group(value) for p in percents))
+                                .where(*where, value.is_not(None)).group_by(key)).all()
+        return {g: {p: float(v) for p, v in zip(percents, values)} for g, *values in found if g in wanted}
     inner = select(key.label("k"), value.label("v"), func.row_number().over(partition_by=key, order_by=value).label("rank")) \
         .where(*where, value.is_not(None)).subquery()
     k = inner.c.k
@@ -623,6 +643,16 @@ class Analytics:
                                    .order_by(Generation.rating.desc(), Generation.id.desc()).limit(10)).all()
             favorites = session.scalars(select(Generation.id).where(Generation.id.in_(mine), Generation.favorite.is_(True))
                                         .order_by(Generation.id.desc()).limit(10)).all()
+            # the same, among generations with a saved picture (the detail panel's thumbnails)
+            pictured = GenerationImage.generation_id == Generation.id
+            picture = select(GenerationImage.id).where(pictured, GenerationImage.missing.is_(False), or_(
+                GenerationImage.path.is_not(None), GenerationImage.thumbnail.is_not(None))).exists()
+            best_pictures = session.execute(select(Generation.id, Generation.rating).where(
+                Generation.id.in_(mine), Generation.rating.is_not(None), picture)
+                .order_by(Generation.rating.desc(), Generation.id.desc()).limit(PICTURES)).all()
+            favorite_pictures = session.scalars(select(Generation.id).where(
+                Generation.id.in_(mine), Generation.favorite.is_(True), picture)
+                .order_by(Generation.id.desc()).limit(PICTURES)).all()
         total = sum(by_status.values())
         return {
             "id": lora_id, "uses": total, "by_status": by_status, "link": {"target": "history", "query": f"lora:{lora_id}"},
@@ -635,6 +665,8 @@ class Analytics:
                         "link": {"target": "history", "query": f"lora:{lora_id}" + (f" model:{_quoted(m)}" if m else "")}}
                        for m, n in models],
             "best_rated": list(best), "favorites": list(favorites),
+            "best_rated_pictures": [{"generation_id": i, "rating": r} for i, r in best_pictures],
+            "favorite_pictures": [{"generation_id": i} for i in favorite_pictures],
         }
 
 
