@@ -46,7 +46,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from . import base_models, lora_query, query
 from .dbtypes import SafeString, SafeText
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .history_query import GENERATIONS
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraTag, Tag, count_unreadable, live
 from .statuses import GenerationStatus
@@ -617,18 +617,21 @@ class Analytics:
 
     def lora_usage(self, lora_id: int, now: float | None = None) -> dict[str, Any]:
         """How one LoRA has been used, over all recorded generations."""
-        from . import catalog
-
-        catalog.detail(self.store, lora_id)  # NotFound for an unknown id
         mine = select(GenerationLora.generation_id).where(GenerationLora.lora_id == lora_id)
         with self.store.db.read() as session:
-            by_status = dict(session.execute(select(Generation.status, func.count()).where(Generation.id.in_(mine))
-                                             .group_by(Generation.status)).all())
-            finished = sum(by_status.get(x, 0) for x in FINISHED)
+            if session.scalar(select(Lora.id).where(Lora.id == lora_id)) is None:
+                raise NotFound(f"no LoRA with id {lora_id}")
+            # uses by day and status in one pass; both totals are sums of its few rows
             day = _floor(Generation.started_at / DAY).label("day")
+            by_status: dict[str, int] = {}
+            days: dict[Any, int] = {}
+            for d, status, n in session.execute(select(day, Generation.status, func.count()).where(Generation.id.in_(mine))
+                                                .group_by(day, Generation.status).order_by(day)):
+                by_status[status] = by_status.get(status, 0) + n
+                days[d] = days.get(d, 0) + n
+            finished = sum(by_status.get(x, 0) for x in FINISHED)
             over_time = [{"day": dt.datetime.fromtimestamp(int(d) * DAY, dt.timezone.utc).date().isoformat(), "uses": n}
-                         for d, n in session.execute(select(day, func.count()).where(Generation.id.in_(mine))
-                                                     .group_by(day).order_by(day))]
+                         for d, n in days.items()]
             weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
             weights = [{"weight": w, "uses": n} for w, n in session.execute(
                 select(weight, func.count()).where(GenerationLora.lora_id == lora_id).group_by(weight).order_by(weight))]
