@@ -301,7 +301,8 @@ class Analytics:
         out: dict[str, Any] = {"scope": s.describe()}
         with self.store.db.read() as session, _scoped(session, s):
             lap("scope")
-            out["kpis"] = self._kpis(session, s)
+            profile = self._profile(session)
+            out["kpis"] = self._kpis(session, s, profile)
             lap("kpis")
             out["series"] = self._series(session, s)
             lap("series")
@@ -310,9 +311,12 @@ class Analytics:
                 lap(name)
             out["combinations"] = self._combinations(session, s, out["kpis"]["generations"])
             lap("combinations")
-            for name in ("models", "speed", "errors"):
-                out[name] = getattr(self, "_" + name)(session, s)
-                lap(name)
+            out["models"] = self._models(session, s, profile)
+            lap("models")
+            out["speed"] = self._speed(session, s, profile)
+            lap("speed")
+            out["errors"] = self._errors(session, s)
+            lap("errors")
             out["lora_model_failures"] = self._lora_model_failures(session, s, out["kpis"])
             lap("lora_model_failures")
             out["never_used"], out["health"] = self._library(session)
@@ -332,16 +336,29 @@ class Analytics:
 
     # --- KPIs -------------------------------------------------------------------------------
 
-    def _kpis(self, session, s: Scope) -> dict[str, Any]:
+    def _profile(self, session) -> list[Any]:
+        """The scope's generations grouped by period, model, image size and status (a few rows):
+        the KPIs' counts, the models' and the speed table are sums of them."""
+        g = SCOPED.c
+        stepped = and_(g.duration.is_not(None), g.steps > 0)
+        return session.execute(select(g.cur, g.model_name, g.width, g.height, g.status, func.count().label("n"),
+                                      func.count(g.duration).label("timed"), func.count(case((stepped, 1))).label("stepped"),
+                                      func.sum(case((stepped, g.duration))).label("seconds"),
+                                      func.sum(case((stepped, g.steps))).label("steps"))
+                               .group_by(g.cur, g.model_name, g.width, g.height, g.status)).all()
+
+    def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
         """The window's KPIs, with the window's before it under ``previous`` and the change."""
         g, u = SCOPED.c, SCOPED_LORAS.c
         periods = (1, 0) if s.start is not None else (1,)
         by_status: dict[int, dict[str, int]] = {p: {} for p in periods}
         timed = dict.fromkeys(periods, 0)
-        for cur, status, n, n_timed in session.execute(select(g.cur, g.status, func.count(), func.count(g.duration))
-                                                       .group_by(g.cur, g.status)):
-            by_status[cur][status] = n
-            timed[cur] += n_timed if status == GenerationStatus.SUCCEEDED else 0
+        model_names: dict[int, set] = {p: set() for p in periods}
+        for r in self._profile(session) if profile is None else profile:
+            by_status[r.cur][r.status] = by_status[r.cur].get(r.status, 0) + r.n
+            timed[r.cur] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
+            if r.model_name is not None:
+                model_names[r.cur].add(r.model_name)
         images = dict(session.execute(select(g.cur, func.count(GenerationImage.id))
                                       .join(GenerationImage, GenerationImage.generation_id == g.id).group_by(g.cur)).all())
         su = SCOPED_USES.c
@@ -349,7 +366,6 @@ class Analytics:
         # generations with a LoRA row, resolved to the library or not: one per generation in key order
         per_generation = select(u.generation_id, func.max(u.cur).label("cur")).group_by(u.generation_id).subquery()
         with_lora = dict(session.execute(select(per_generation.c.cur, func.count()).group_by(per_generation.c.cur)).all())
-        models = dict(session.execute(select(g.cur, func.count(distinct(g.model_name))).group_by(g.cur)).all())
         times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95))
         previous = s.previous()
         out = {}
@@ -368,7 +384,7 @@ class Analytics:
                 # over generations that ran to an end: no_model never started one
                 "success_rate": _ratio(counts.get(GenerationStatus.SUCCEEDED, 0), finished),
                 "median_seconds": times.get(cur, {}).get(50), "p95_seconds": times.get(cur, {}).get(95),
-                "loras_used": loras_used[1 - cur], "models_used": models.get(cur, 0),
+                "loras_used": loras_used[1 - cur], "models_used": len(model_names[cur]),
                 "generations_with_lora": with_lora.get(cur, 0), "lora_share": _ratio(with_lora.get(cur, 0), total),
                 # the window's range of the added-date index, not every LoRA (SQLite prefers the trash's index)
                 "loras_added": session.scalar(select(func.count(Lora.id)).where(*added)
@@ -493,28 +509,33 @@ class Analytics:
 
     # --- models, speed, errors ----------------------------------------------------------------
 
-    def _models(self, session, s: Scope) -> list[dict[str, Any]]:
+    def _models(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
         g = SCOPED.c
-        failed = func.sum(case((g.status == GenerationStatus.FAILED.value, 1), else_=0))
-        finished = func.sum(case((g.status.in_([x.value for x in FINISHED]), 1), else_=0))
-        timed = func.count(case((g.status == GenerationStatus.SUCCEEDED.value, g.duration)))
-        rows = session.execute(select(g.model_name, func.count(), failed, finished, timed).where(g.cur == 1)
-                               .group_by(g.model_name).order_by(func.count().desc(), g.model_name).limit(TOP)).all()
+        models: dict[str | None, dict[str, int]] = {}
+        for r in self._profile(session) if profile is None else profile:
+            if r.cur == 1:
+                m = models.setdefault(r.model_name, {"uses": 0, "failed": 0, "finished": 0, "timed": 0})
+                m["uses"] += r.n
+                m["failed"] += r.n if r.status == GenerationStatus.FAILED else 0
+                m["finished"] += r.n if r.status in FINISHED else 0
+                m["timed"] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
+        top = sorted(models.items(), key=lambda kv: (-kv[1]["uses"], kv[0] is not None, kv[0] or ""))[:TOP]
         medians = _percentiles(session, g.model_name, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value],
-                               {name: n_timed for name, *_, n_timed in rows}, (50,))
-        return [{"model": name, "uses": n, "failed": int(fails or 0), "failure_rate": _ratio(int(fails or 0), int(done or 0)),
+                               {name: m["timed"] for name, m in top}, (50,))
+        return [{"model": name, "uses": m["uses"], "failed": m["failed"], "failure_rate": _ratio(m["failed"], m["finished"]),
                  "median_seconds": medians.get(name, {}).get(50),
-                 "link": s.link(f'model:"{name}"') if name else s.link()} for name, n, fails, done, _ in rows]
+                 "link": s.link(f'model:"{name}"') if name else s.link()} for name, m in top]
 
-    def _speed(self, session, s: Scope) -> list[dict[str, Any]]:
+    def _speed(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
         """Seconds per step (total time / total steps of succeeded runs) by model and image size."""
-        g = SCOPED.c
-        where = [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value, g.duration.is_not(None), g.steps > 0]
-        rows = session.execute(select(g.model_name, g.width, g.height, func.count(), func.sum(g.duration), func.sum(g.steps))
-                               .where(*where).group_by(g.model_name, g.width, g.height)
-                               .order_by(func.count().desc(), g.model_name, g.width, g.height).limit(TOP)).all()
+        sizes: dict[tuple, list] = {}
+        for r in self._profile(session) if profile is None else profile:
+            if r.cur == 1 and r.status == GenerationStatus.SUCCEEDED and r.stepped:
+                sizes[r.model_name, r.width, r.height] = [r.stepped, r.seconds, r.steps]
+        top = sorted(sizes.items(), key=lambda kv: (-kv[1][0], kv[0][0] is not None, kv[0][0] or "",
+                                                    *((x is not None, x or 0) for x in kv[0][1:])))[:TOP]
         return [{"model": m, "width": w, "height": h, "generations": n, "seconds_per_step": secs / steps,
-                 "link": s.link(f'model:"{m}"') if m else s.link()} for m, w, h, n, secs, steps in rows]
+                 "link": s.link(f'model:"{m}"') if m else s.link()} for (m, w, h), (n, secs, steps) in top]
 
     def _errors(self, session, s: Scope) -> list[dict[str, Any]]:
         g = SCOPED.c
