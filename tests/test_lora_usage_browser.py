@@ -106,3 +106,33 @@ def test_usage_in_the_library_detail_in_the_browser(standalone_in_browser, tmp_p
     expect(page.locator("#lora_manager_history_search textarea, #lora_manager_history_search input").first).to_have_value(
         'lora:"anime_style" status:failed')
     expect(page.locator("#lora_manager_history_results .lm-card")).to_have_count(2)
+
+
+def test_usage_under_the_dark_theme(standalone_in_browser, tmp_path):
+    """Gradio's dark theme (SDNext's dark themes set the same variables): the usage's text and
+    links keep their contrast with the panel."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    import browser
+    from factories import make_lora
+
+    session = standalone_in_browser(
+        add_loras=lambda root: (make_lora(root, "anime_style", seed=1), make_lora(root, "detail", seed=2)),
+        prepare=lambda library: record(library, tmp_path / "out"), viewport=(1600, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/?__theme=dark")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_results .lm-card", has_text="anime").first.click()
+    usage = page.locator("#lora_manager_detail .lm-usage")
+    sync_api.expect(usage).to_be_visible()
+    colours = page.evaluate("""() => {
+        const rgb = (c) => c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+        const light = ([r, g, b]) => (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+        let el = document.querySelector('#lora_manager_detail .lm-usage'), bg = 'rgba(0, 0, 0, 0)';
+        while (el && /rgba\\(.*, 0\\)$/.test(bg = getComputedStyle(el).backgroundColor)) el = el.parentElement;
+        const text = getComputedStyle(document.querySelector('#lora_manager_detail .lm-usage-line')).color;
+        const title = getComputedStyle(document.querySelector('#lora_manager_detail .lm-usage-title')).color;
+        return {bg: light(rgb(bg)), text: light(rgb(text)), title: light(rgb(title))};
+    }""")
+    assert colours["bg"] < 0.3 and colours["text"] > 0.6 and colours["title"] > 0.4, colours
+    if browser.SHOTS:
+        usage.screenshot(path=os.path.join(browser.SHOTS, "lora-usage-1600-dark.png"))
