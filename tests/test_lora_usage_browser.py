@@ -136,3 +136,12 @@ def test_usage_under_the_dark_theme(standalone_in_browser, tmp_path):
     assert colours["bg"] < 0.3 and colours["text"] > 0.6 and colours["title"] > 0.4, colours
     if browser.SHOTS:
         usage.screenshot(path=os.path.join(browser.SHOTS, "lora-usage-1600-dark.png"))
+
+
+def test_uses_over_time_by_day_then_by_month():
+    """Up to 60 days from first use to last: a bar a day, empty days 0; beyond: a bar a month."""
+    unit, bars = cards._usage_buckets([{"day": "2026-01-30", "uses": 2}, {"day": "2026-02-02", "uses": 5}])
+    assert unit == "day" and bars == [("2026-01-30", 2), ("2026-01-31", 0), ("2026-02-01", 0), ("2026-02-02", 5)]
+    unit, bars = cards._usage_buckets([{"day": "2025-11-30", "uses": 1}, {"day": "2025-12-01", "uses": 2},
+                                       {"day": "2026-02-15", "uses": 4}])
+    assert unit == "month" and bars == [("2025-11", 1), ("2025-12", 2), ("2026-01", 0), ("2026-02", 4)]
