@@ -300,13 +300,13 @@
     if (!target || !target.closest) return;
     if (target.closest('.lm-select-page')) { selectPage(); return; }
     if (target.closest('.lm-clear-selection')) { writeSelection([]); return; }
-    const loraLink = target.closest('.lm-lora-link');
-    if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
     // the Library detail's usage: a picture opens its generation, a figure its History query
     const usagePicture = target.closest('#lora_manager_detail [data-lm-open-generation]');
     if (usagePicture) { event.preventDefault(); openGeneration(usagePicture.getAttribute('data-lm-open-generation')); return; }
     const usageLink = target.closest('#lora_manager_detail [data-lm-link-tab]');
     if (usageLink) { event.preventDefault(); followLink(usageLink); return; }
+    const loraLink = target.closest('.lm-lora-link');
+    if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
     const insightAction = target.closest('#lora_manager_analytics .lm-an-action');
     if (insightAction) { applyInsight(insightAction); return; }
     const example = target.closest('#lora_manager_analytics [data-lm-open-generation]');
