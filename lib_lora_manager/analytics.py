@@ -5,9 +5,11 @@ History query (history_query.GENERATIONS): every figure counts exactly the gener
 finds in the window, through the query's own where-clauses. KPIs stand beside the window of the
 same length just before; a rate with nothing to divide by is None ("no data"), never 0 %.
 
-Everything is aggregated in SQL (GROUP BY, no window functions, the same text on SQLite and
-PostgreSQL); a median or p95 is one row read at its offset in the sorted selection. Each figure or
-row carries ``link``: the Library or History query that lists what it counts.
+The scope's generations (its window's and the window's before) and their LoRA rows are copied
+once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
+them (GROUP BY; a median or p95 by window functions, one ordered pass per group), the same text on
+SQLite and PostgreSQL. Each figure or row carries ``link``: the Library or History query that
+lists what it counts.
 """
 
 from __future__ import annotations
@@ -17,16 +19,34 @@ import datetime as dt
 import io
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, case, distinct, func, or_, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
 
-from . import base_models, query
-from .errors import InvalidInput
+from . import base_models, lora_query, query
+from .dbtypes import SafeString, SafeText
+from .errors import InvalidInput, NotFound
 from .history_query import GENERATIONS
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraTag, Tag, count_unreadable, live
 from .statuses import GenerationStatus
@@ -39,15 +59,9 @@ _WINDOW_QUERY = {"24h": "date:<24h", "7d": "date:<7d", "30d": "date:<30d", "90d"
 TOP = 20  # rows of each ranking
 MIN_PAIR_SUPPORT = 3  # generations two LoRAs must share before their lift is shown
 UNUSED_DAYS = 90
+PICTURES = 8  # thumbnails of a LoRA's best rated and favorite generations
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
-# "succeeded" is most generations: tested as an expression, so SQLite reads the window's range of
-# the started_at index instead of every succeeded generation through the status index
-SUCCEEDED = Generation.status.concat("") == GenerationStatus.SUCCEEDED.value
-# the same for grouping: grouped by the bare column, SQLite walks the whole status (or model)
-# index in order rather than the window's range; NULL || '' stays NULL on both engines
-STATUS = Generation.status.concat("")
-MODEL = Generation.model_name.concat("")
 
 
 class _floor(FunctionElement):
@@ -137,6 +151,18 @@ def scope(window: str | None = "30d", q: str | None = "", start: str | None = No
     return Scope(window, None if length is None else now - length, now, q or "", parsed, _WINDOW_QUERY[window])
 
 
+def _laps(into: dict[str, float] | None) -> Callable[[str], None]:
+    """A stopwatch: each call files the milliseconds since the one before under its name."""
+    last = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        if into is not None:
+            into[name] = (now - last[0]) * 1000
+        last[0] = now
+    return lap
+
+
 def _ratio(part: float | None, whole: float | None) -> float | None:
     return None if not whole or part is None else part / whole
 
@@ -163,6 +189,101 @@ def normalise_error(message: str | None) -> str:
     return re.sub(r"\s+", " ", text)[:300]
 
 
+# The scope's generations (the window's, ``cur`` 1, and the window's before it, ``cur`` 0) and
+# their LoRA rows, copied once per report into temporary tables of a few narrow columns: every
+# figure then aggregates these rows instead of running the History query (free text, tags …) again.
+_SCRATCH = MetaData()
+SCOPED = Table(
+    "analytics_scoped", _SCRATCH,
+    Column("id", Integer, primary_key=True), Column("cur", Integer, nullable=False), Column("started_at", Float),
+    Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
+    Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
+    Column("favorite", Boolean), prefixes=["TEMPORARY"])
+# keyed by generation: a generation's rows together (pairs, generations with a LoRA)
+SCOPED_LORAS = Table(
+    "analytics_scoped_loras", _SCRATCH,
+    Column("generation_id", Integer, nullable=False), Column("id", Integer, nullable=False),
+    Column("lora_id", Integer), Column("weight", Float),
+    Column("cur", Integer, nullable=False), Column("started_at", Float), Column("status", SafeString(16)),
+    Column("model_name", SafeText), Column("rating", Integer), Column("favorite", Boolean),
+    # SQLite stores the rows in key order; PostgreSQL would maintain an index as they arrive
+    # (slower than the hash joins and sorts it uses without one)
+    PrimaryKeyConstraint("generation_id", "id").ddl_if(dialect="sqlite"), prefixes=["TEMPORARY"], sqlite_with_rowid=False)
+# per library LoRA used in scope: generations using it now and before, its rows now, last use …
+SCOPED_USES = Table(
+    "analytics_scoped_uses", _SCRATCH,
+    Column("lora_id", Integer, primary_key=True), Column("uses", Integer), Column("previous_uses", Integer),
+    Column("lora_rows", Integer), Column("last_used_at", Float), Column("rating", Float), Column("favorites", Integer),
+    prefixes=["TEMPORARY"])
+_TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
+MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
+MIN_FAILURES = 3
+
+
+@contextmanager
+def _scoped(session, s: Scope) -> Iterator[None]:
+    """The scope's rows in SCOPED, SCOPED_LORAS and SCOPED_USES for the body (temporary tables:
+    this connection's own, dropped after; a failed transaction's rollback takes them too)."""
+    conn = session.connection()
+    for table in _TABLES:
+        table.drop(conn, checkfirst=True)  # left by a body that raised (SQLite keeps them)
+        table.create(conn)
+    previous = s.previous()
+    first = previous.start if previous is not None else s.start
+    where = [*s.parsed.where(), Generation.started_at < s.end]
+    if first is not None:
+        where.append(Generation.started_at >= first)
+    cur = literal(1) if s.start is None else case((Generation.started_at >= s.start, 1), else_=0)
+    g = Generation
+    session.execute(SCOPED.insert().from_select(
+        [c.name for c in SCOPED.c],
+        select(g.id, cur, g.started_at, g.status, g.duration, g.model_name, g.width, g.height, g.steps, g.rating,
+               g.favorite).where(*where)))
+    t = SCOPED.c
+    weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
+    session.execute(SCOPED_LORAS.insert().from_select(
+        [c.name for c in SCOPED_LORAS.c],
+        select(GenerationLora.generation_id, GenerationLora.id, GenerationLora.lora_id, weight, t.cur, t.started_at, t.status,
+               t.model_name, t.rating, t.favorite).join(t.id.table, t.id == GenerationLora.generation_id)))
+    u = SCOPED_LORAS.c
+    now, before = u.cur == 1, u.cur == 0
+    session.execute(SCOPED_USES.insert().from_select(
+        [c.name for c in SCOPED_USES.c],
+        select(u.lora_id, func.count(distinct(case((now, u.generation_id)))),
+               func.count(distinct(case((before, u.generation_id)))), func.sum(u.cur),
+               func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
+               func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
+        .where(u.lora_id.is_not(None)).group_by(u.lora_id)))
+    yield
+    for table in _TABLES:
+        table.drop(conn)
+
+
+def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...]) -> dict[Any, dict[int, float]]:
+    """{key: {percent: value}}: nearest-rank percentiles of ``value`` (not NULL) in each group of
+    ``key`` whose count of such values ``counts`` holds: one ordered pass (a window function),
+    keeping the rows at rank ceil(p n / 100) of each group."""
+    wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
+    if not wanted:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        # its ordered-set aggregate: the first value whose cumulative share reaches p %, the same row
+        found = session.execute(select(key, *(func.percentile_disc(p / 100).within_group(value) for p in percents))
+                                .where(*where, value.is_not(None)).group_by(key)).all()
+        return {g: {p: float(v) for p, v in zip(percents, values)} for g, *values in found if g in wanted}
+    inner = select(key.label("k"), value.label("v"), func.row_number().over(partition_by=key, order_by=value).label("rank")) \
+        .where(*where, value.is_not(None)).subquery()
+    k = inner.c.k
+    tests = [(k.is_(None) if g is None else k == g, ranks) for g, ranks in wanted.items()]
+    keep = or_(*(inner.c.rank == case(*((test, ranks[p]) for test, ranks in tests), else_=-1) for p in percents))
+    out: dict[Any, dict[int, float]] = {}
+    for g, v, rank in session.execute(select(inner.c.k, inner.c.v, inner.c.rank).where(keep)):
+        for p, r in wanted.get(g, {}).items():
+            if r == rank:
+                out.setdefault(g, {})[p] = float(v)
+    return out
+
+
 class Analytics:
     """Figures over a Scope; ``report`` is everything the Analytics tab shows."""
 
@@ -172,23 +293,34 @@ class Analytics:
     # --- whole report -----------------------------------------------------------------------
 
     def report(self, window: str | None = "30d", q: str | None = "", start: str | None = None,
-               end: str | None = None, now: float | None = None) -> dict[str, Any]:
+               end: str | None = None, now: float | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+        """Every figure of the Analytics tab over one scope. ``timings``, when given, receives
+        each part's milliseconds (the benchmark's breakdown)."""
         s = scope(window, q, start, end, now)
-        with self.store.db.read() as session:
-            kpis = self._kpis(session, s)
-            previous = s.previous()
-            kpis["previous"] = self._kpis(session, previous) if previous else None
-            kpis["change"] = {k: _change(kpis[k], kpis["previous"][k]) if previous else None
-                              for k in ("generations", "images", "success_rate", "failed", "median_seconds",
-                                        "p95_seconds", "loras_used", "lora_share")}
-            out = {
-                "scope": s.describe(), "kpis": kpis, "series": self._series(session, s),
-                "top_loras": self._top_loras(session, s), "rising": self._rising(session, s),
-                "never_used": self._never_used(session), "lora_use": self._lora_use(session, s),
-                "combinations": self._combinations(session, s), "models": self._models(session, s),
-                "speed": self._speed(session, s), "errors": self._errors(session, s),
-                "health": self._health(session),
-            }
+        lap = _laps(timings)
+        out: dict[str, Any] = {"scope": s.describe()}
+        with self.store.db.read() as session, _scoped(session, s):
+            lap("scope")
+            profile = self._profile(session)
+            out["kpis"] = self._kpis(session, s, profile)
+            lap("kpis")
+            out["series"] = self._series(session, s)
+            lap("series")
+            for name in ("top_loras", "rising", "lora_use"):
+                out[name] = getattr(self, "_" + name)(session, s)
+                lap(name)
+            out["combinations"] = self._combinations(session, s, out["kpis"]["generations"])
+            lap("combinations")
+            out["models"] = self._models(session, s, profile)
+            lap("models")
+            out["speed"] = self._speed(session, s, profile)
+            lap("speed")
+            out["errors"] = self._errors(session, s)
+            lap("errors")
+            out["lora_model_failures"] = self._lora_model_failures(session, s, out["kpis"])
+            lap("lora_model_failures")
+            out["never_used"], out["health"] = self._library(session)
+            lap("library")
         out["weights"] = self._weights_from(out["top_loras"])
         out["insights"] = insights(out)
         return out
@@ -199,169 +331,175 @@ class Analytics:
         if name not in TABLES:
             raise InvalidInput(f"unknown analytics table “{name}” (known: {', '.join(TABLES)})")
         s = scope(window, q, start, end, now)
-        with self.store.db.read() as session:
+        with self.store.db.read() as session, _scoped(session, s):
             return getattr(self, TABLES[name])(session, s)
 
     # --- KPIs -------------------------------------------------------------------------------
 
-    def _kpis(self, session, s: Scope) -> dict[str, Any]:
-        where = s.where()
-        by_status = dict(session.execute(select(STATUS, func.count()).where(*where).group_by(STATUS)).all())
-        total = sum(by_status.values())
-        finished = sum(by_status.get(x, 0) for x in FINISHED)
-        ids = select(Generation.id).where(*where)
-        images = session.scalar(select(func.count(GenerationImage.id)).where(GenerationImage.generation_id.in_(ids)))
-        used = session.execute(select(func.count(distinct(GenerationLora.lora_id)), func.count(distinct(GenerationLora.generation_id)))
-                               .where(GenerationLora.generation_id.in_(ids))).one()
-        models = session.scalar(select(func.count(distinct(Generation.model_name))).where(*where))
-        timed = [*where, Generation.duration.is_not(None), SUCCEEDED]
-        added = [live(), Lora.added_at < s.end] + ([Lora.added_at >= s.start] if s.start is not None else [])
-        return {
-            "generations": total, "images": images,
-            "succeeded": by_status.get(GenerationStatus.SUCCEEDED, 0),
-            "failed": by_status.get(GenerationStatus.FAILED, 0),
-            "interrupted": by_status.get(GenerationStatus.INTERRUPTED, 0),
-            "no_model": by_status.get(GenerationStatus.NO_MODEL, 0),
-            "finished": finished,
-            # over generations that ran to an end: no_model never started one
-            "success_rate": _ratio(by_status.get(GenerationStatus.SUCCEEDED, 0), finished),
-            "median_seconds": percentile(session, Generation.duration, timed, 0.5),
-            "p95_seconds": percentile(session, Generation.duration, timed, 0.95),
-            "loras_used": used[0], "models_used": models,
-            "generations_with_lora": used[1], "lora_share": _ratio(used[1], total),
-            "loras_added": session.scalar(select(func.count(Lora.id)).where(*added)),
-            "link": s.link(),
-        }
+    def _profile(self, session) -> list[Any]:
+        """The scope's generations grouped by period, model, image size and status (a few rows):
+        the KPIs' counts, the models' and the speed table are sums of them."""
+        g = SCOPED.c
+        stepped = and_(g.duration.is_not(None), g.steps > 0)
+        return session.execute(select(g.cur, g.model_name, g.width, g.height, g.status, func.count().label("n"),
+                                      func.count(g.duration).label("timed"), func.count(case((stepped, 1))).label("stepped"),
+                                      func.sum(case((stepped, g.duration))).label("seconds"),
+                                      func.sum(case((stepped, g.steps))).label("steps"))
+                               .group_by(g.cur, g.model_name, g.width, g.height, g.status)).all()
+
+    def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
+        """The window's KPIs, with the window's before it under ``previous`` and the change."""
+        g, u = SCOPED.c, SCOPED_LORAS.c
+        periods = (1, 0) if s.start is not None else (1,)
+        by_status: dict[int, dict[str, int]] = {p: {} for p in periods}
+        timed = dict.fromkeys(periods, 0)
+        model_names: dict[int, set] = {p: set() for p in periods}
+        for r in self._profile(session) if profile is None else profile:
+            by_status[r.cur][r.status] = by_status[r.cur].get(r.status, 0) + r.n
+            timed[r.cur] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
+            if r.model_name is not None:
+                model_names[r.cur].add(r.model_name)
+        images = dict(session.execute(select(g.cur, func.count(GenerationImage.id))
+                                      .join(GenerationImage, GenerationImage.generation_id == g.id).group_by(g.cur)).all())
+        su = SCOPED_USES.c
+        loras_used = session.execute(select(func.count(case((su.uses > 0, 1))), func.count(case((su.previous_uses > 0, 1))))).one()
+        # generations with a LoRA row, resolved to the library or not: one per generation in key order
+        per_generation = select(u.generation_id, func.max(u.cur).label("cur")).group_by(u.generation_id).subquery()
+        with_lora = dict(session.execute(select(per_generation.c.cur, func.count()).group_by(per_generation.c.cur)).all())
+        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95))
+        previous = s.previous()
+        out = {}
+        for cur, sc in zip(periods, (s, previous)):
+            counts = by_status[cur]
+            total = sum(counts.values())
+            finished = sum(counts.get(x, 0) for x in FINISHED)
+            added = [live(indexed=True), Lora.added_at < sc.end] + ([Lora.added_at >= sc.start] if sc.start is not None else [])
+            out[cur] = {
+                "generations": total, "images": images.get(cur, 0),
+                "succeeded": counts.get(GenerationStatus.SUCCEEDED, 0),
+                "failed": counts.get(GenerationStatus.FAILED, 0),
+                "interrupted": counts.get(GenerationStatus.INTERRUPTED, 0),
+                "no_model": counts.get(GenerationStatus.NO_MODEL, 0),
+                "finished": finished,
+                # over generations that ran to an end: no_model never started one
+                "success_rate": _ratio(counts.get(GenerationStatus.SUCCEEDED, 0), finished),
+                "median_seconds": times.get(cur, {}).get(50), "p95_seconds": times.get(cur, {}).get(95),
+                "loras_used": loras_used[1 - cur], "models_used": len(model_names[cur]),
+                "generations_with_lora": with_lora.get(cur, 0), "lora_share": _ratio(with_lora.get(cur, 0), total),
+                # the window's range of the added-date index, not every LoRA (SQLite prefers the trash's index)
+                "loras_added": session.scalar(select(func.count(Lora.id)).where(*added)
+                                              .with_hint(Lora, "INDEXED BY ix_loras_page_added_at", "sqlite")),
+                "link": sc.link(),
+            }
+        kpis = out[1]
+        kpis["previous"] = out.get(0)
+        kpis["change"] = {k: _change(kpis[k], kpis["previous"][k]) if previous else None
+                          for k in ("generations", "images", "success_rate", "failed", "median_seconds",
+                                    "p95_seconds", "loras_used", "lora_share")}
+        return kpis
 
     # --- time series ------------------------------------------------------------------------
 
     def _series(self, session, s: Scope) -> dict[str, Any]:
+        g, u = SCOPED.c, SCOPED_LORAS.c
         start = s.start
         if start is None:
-            start = session.scalar(select(func.min(Generation.started_at)).where(*s.where()))
+            start = session.scalar(select(func.min(g.started_at)).where(g.cur == 1))
         if start is None:
             return {"bucket": None, "buckets": []}
         length = s.end - start
         size = HOUR if length <= DAY + 1 else DAY if length <= 90 * DAY + 1 else 7 * DAY
         count = max(1, int(-(-length // size)))
-        bucket = _floor((Generation.started_at - start) / size).label("bucket")
-        where = [*s.where(), Generation.started_at >= start]
         rows = [{"start": start + i * size, "generations": 0, "loras": 0, "median_seconds": None,
                  **{str(x): 0 for x in GenerationStatus}} for i in range(count)]
-        timed = [0] * count
-        is_timed = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
-        for b, status, n, t in session.execute(select(bucket, STATUS, func.count(), is_timed).where(*where)
-                                               .group_by(bucket, STATUS)):
+        bucket = _floor((g.started_at - start) / size)
+        timed: dict[Any, int] = {}
+        for b, status, n, n_timed in session.execute(select(bucket, g.status, func.count(), func.count(g.duration))
+                                                     .where(g.cur == 1).group_by(bucket, g.status)):
+            if status == GenerationStatus.SUCCEEDED:
+                timed[b] = n_timed
             if 0 <= int(b) < count:
                 rows[int(b)][status] = rows[int(b)].get(status, 0) + n
                 rows[int(b)]["generations"] += n
-                timed[int(b)] += int(t or 0)
-        uses = select(bucket, func.count(GenerationLora.id)).join(GenerationLora, GenerationLora.generation_id == Generation.id)
-        for b, n in session.execute(uses.where(*where).group_by(bucket)):
+        lora_bucket = _floor((u.started_at - start) / size)
+        for b, n in session.execute(select(lora_bucket, func.count()).where(u.cur == 1).group_by(lora_bucket)):
             if 0 <= int(b) < count:
                 rows[int(b)]["loras"] = n
-        for i, row in enumerate(rows):
-            if timed[i]:
-                lo, hi = start + i * size, start + (i + 1) * size
-                row["median_seconds"] = percentile(session, Generation.duration, [
-                    *where, Generation.started_at >= lo, Generation.started_at < hi, Generation.duration.is_not(None),
-                    SUCCEEDED], 0.5, n=timed[i])
+        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,))
+        for b, figures in medians.items():
+            if 0 <= int(b) < count:
+                rows[int(b)]["median_seconds"] = figures[50]
         return {"bucket": {HOUR: "hour", DAY: "day"}.get(size, "week"), "buckets": rows}
 
     # --- LoRAs ------------------------------------------------------------------------------
 
-    def _uses(self, s: Scope):
-        """(lora_id, generations using it, last use, average rating, favorites) in scope."""
-        return (select(GenerationLora.lora_id, func.count(distinct(Generation.id)).label("uses"),
-                       func.max(Generation.started_at).label("last"), func.avg(Generation.rating).label("rating"),
-                       func.sum(case((Generation.favorite.is_(True), 1), else_=0)).label("favorites"))
-                .join(Generation, Generation.id == GenerationLora.generation_id)
-                .where(*s.where(), GenerationLora.lora_id.is_not(None)).group_by(GenerationLora.lora_id))
-
     def _top_loras(self, session, s: Scope) -> list[dict[str, Any]]:
-        uses = self._uses(s).subquery()
-        rows = session.execute(select(uses, Lora.display_name, Lora.title, Lora.stem, Lora.default_weight)
-                               .join(Lora, Lora.id == uses.c.lora_id)
-                               .order_by(uses.c.uses.desc(), uses.c.lora_id).limit(TOP)).all()
-        out = []
-        for r in rows:
-            weights = self._weight_figures(session, s, r.lora_id)
-            out.append({"id": r.lora_id, "name": r.display_name or r.title or r.stem, "uses": r.uses,
-                        "last_used_at": r.last, "average_rating": None if r.rating is None else float(r.rating),
-                        "favorites": int(r.favorites or 0), "default_weight": r.default_weight, **weights,
-                        "link": s.link(f"lora:{r.lora_id}")})
-        return out
+        su = SCOPED_USES.c
+        rows = session.execute(select(su.lora_id, su.uses, su.last_used_at, su.rating, su.favorites, Lora.display_name,
+                                      Lora.title, Lora.stem, Lora.default_weight)
+                               .join(Lora, Lora.id == su.lora_id).where(su.uses > 0)
+                               .order_by(su.uses.desc(), su.lora_id).limit(TOP)).all()
+        weights = self._weight_figures(session, [r.lora_id for r in rows])
+        return [{"id": r.lora_id, "name": r.display_name or r.title or r.stem, "uses": r.uses,
+                 "last_used_at": r.last_used_at, "average_rating": None if r.rating is None else float(r.rating),
+                 "favorites": int(r.favorites or 0), "default_weight": r.default_weight,
+                 **weights.get(r.lora_id, {"median_weight": None, "min_weight": None, "max_weight": None}),
+                 "link": s.link(f"lora:{r.lora_id}")} for r in rows]
 
-    def _weight_figures(self, session, s: Scope, lora_id: int) -> dict[str, Any]:
-        # the LoRA's few rows (lora_id index), each generation then read by id
-        weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
-        joined = GenerationLora.__table__.join(Generation.__table__, Generation.id == GenerationLora.generation_id)
-        where = [GenerationLora.lora_id == lora_id, weight.is_not(None), *s.where()]
-        low, high = session.execute(select(func.min(weight), func.max(weight)).select_from(joined).where(*where)).one()
-        return {"median_weight": percentile(session, weight, where, 0.5, joined),
-                "min_weight": low, "max_weight": high}
+    def _weight_figures(self, session, lora_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """{lora id: median, min and max weight} over the LoRAs' rows in the window."""
+        u = SCOPED_LORAS.c
+        where = [u.cur == 1, u.lora_id.in_(lora_ids), u.weight.is_not(None)]
+        rows = session.execute(select(u.lora_id, func.min(u.weight), func.max(u.weight), func.count())
+                               .where(*where).group_by(u.lora_id)).all()
+        medians = _percentiles(session, u.lora_id, u.weight, where, {i: n for i, _, _, n in rows}, (50,))
+        return {i: {"median_weight": medians[i][50], "min_weight": low, "max_weight": high} for i, low, high, _ in rows}
 
     def _rising(self, session, s: Scope) -> list[dict[str, Any]]:
-        previous = s.previous()
-        if previous is None:
+        if s.previous() is None:
             return []
-        now = self._uses(s).subquery()
-        before = self._uses(previous).subquery()
-        growth = (now.c.uses - func.coalesce(before.c.uses, 0)).label("growth")
-        rows = session.execute(select(now.c.lora_id, now.c.uses, func.coalesce(before.c.uses, 0), growth, Lora.display_name,
-                                      Lora.title, Lora.stem)
-                               .join(Lora, Lora.id == now.c.lora_id)
-                               .outerjoin(before, before.c.lora_id == now.c.lora_id)
-                               .where(growth > 0).order_by(growth.desc(), now.c.lora_id).limit(TOP)).all()
+        su = SCOPED_USES.c
+        growth = (su.uses - su.previous_uses).label("growth")
+        rows = session.execute(select(su.lora_id, su.uses, su.previous_uses, growth, Lora.display_name, Lora.title, Lora.stem)
+                               .join(Lora, Lora.id == su.lora_id)
+                               .where(growth > 0).order_by(growth.desc(), su.lora_id).limit(TOP)).all()
         return [{"id": r[0], "name": r.display_name or r.title or r.stem, "uses": r[1], "previous_uses": r[2],
                  "growth": r[3], "link": s.link(f"lora:{r[0]}")} for r in rows]
 
-    def _never_used(self, session) -> dict[str, Any]:
-        never = session.execute(select(func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0))
-                                .where(live(), Lora.use_count == 0)).one()
-        cutoff = time.time() - UNUSED_DAYS * DAY
-        unused = session.execute(select(func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0))
-                                 .where(live(), Lora.use_count > 0, Lora.last_used_at < cutoff)).one()
-        return {"count": never[0], "bytes": int(never[1]), "link": _library_link("used:never sort:-size"),
-                "unused_days": UNUSED_DAYS, "unused_count": unused[0], "unused_bytes": int(unused[1]),
-                "unused_link": _library_link(f"used:>{UNUSED_DAYS}d sort:-size")}
-
     def _lora_use(self, session, s: Scope) -> dict[str, list[dict[str, Any]]]:
-        """LoRA uses in scope by the used LoRA's base model, type, tag and folder."""
-        uses = (select(func.count(GenerationLora.id)).join(Generation, Generation.id == GenerationLora.generation_id)
-                .join(Lora, Lora.id == GenerationLora.lora_id).where(*s.where()))
+        """LoRA uses (rows naming a library LoRA) in the window by the LoRA's base model, type, tag and folder."""
+        su = SCOPED_USES.c
+        uses = func.sum(su.lora_rows)
+        base = select(uses).join(Lora, Lora.id == su.lora_id).where(su.lora_rows > 0)
         out = {}
         for name, column, key in (("base_model", Lora.base_model, "base"), ("type", Lora.adapter_type, "type"),
                                   ("folder", Lora.folder, "folder")):
-            rows = session.execute(uses.add_columns(column).group_by(column).order_by(func.count(GenerationLora.id).desc())
-                                   .limit(TOP)).all()
-            out[name] = [{"value": v, "label": base_models.label(v) if key == "base" else v, "uses": n,
+            rows = session.execute(base.add_columns(column).group_by(column).order_by(uses.desc(), column).limit(TOP)).all()
+            out[name] = [{"value": v, "label": base_models.label(v) if key == "base" else v, "uses": int(n),
                           "link": _library_link(f'{key}:"{v}" used:yes' if v else "used:yes")} for n, v in rows]
-        rows = session.execute(uses.join(LoraTag, LoraTag.lora_id == Lora.id).join(Tag, Tag.id == LoraTag.tag_id)
-                               .add_columns(Tag.name).group_by(Tag.name).order_by(func.count(GenerationLora.id).desc())
-                               .limit(TOP)).all()
-        out["tag"] = [{"value": v, "label": v, "uses": n, "link": _library_link(f'tag:"{v}" used:yes')} for n, v in rows]
+        rows = session.execute(base.join(LoraTag, LoraTag.lora_id == Lora.id).join(Tag, Tag.id == LoraTag.tag_id)
+                               .add_columns(Tag.name).group_by(Tag.name).order_by(uses.desc(), Tag.name).limit(TOP)).all()
+        out["tag"] = [{"value": v, "label": v, "uses": int(n), "link": _library_link(f'tag:"{v}" used:yes')} for n, v in rows]
         return out
 
-    def _combinations(self, session, s: Scope) -> list[dict[str, Any]]:
+    def _combinations(self, session, s: Scope, total: int | None = None) -> list[dict[str, Any]]:
         """Pairs of LoRAs used in the same generation, with lift = P(a,b) / (P(a) P(b)) over the
-        generations in scope; only pairs seen in MIN_PAIR_SUPPORT generations or more."""
-        ids = select(Generation.id).where(*s.where())
-        total = session.scalar(select(func.count()).select_from(ids.subquery()))
+        window's generations; only pairs seen in MIN_PAIR_SUPPORT generations or more."""
+        if total is None:
+            total = session.scalar(select(func.count()).select_from(SCOPED).where(SCOPED.c.cur == 1))
         if not total:
             return []
-        a, b = aliased(GenerationLora), aliased(GenerationLora)
-        together = func.count(distinct(a.generation_id))
-        pairs = session.execute(select(a.lora_id, b.lora_id, together)
-                                .join(b, and_(b.generation_id == a.generation_id, b.lora_id > a.lora_id))
-                                .where(a.generation_id.in_(ids)).group_by(a.lora_id, b.lora_id)
+        a, b = SCOPED_LORAS.alias("a"), SCOPED_LORAS.alias("b")
+        together = func.count(distinct(a.c.generation_id))
+        pairs = session.execute(select(a.c.lora_id, b.c.lora_id, together)
+                                .join(b, and_(b.c.generation_id == a.c.generation_id, b.c.lora_id > a.c.lora_id))
+                                .where(a.c.cur == 1, a.c.lora_id.is_not(None)).group_by(a.c.lora_id, b.c.lora_id)
                                 .having(together >= MIN_PAIR_SUPPORT).order_by(together.desc()).limit(TOP * 5)).all()
         if not pairs:
             return []
         wanted = {x for p in pairs for x in p[:2]}
-        single = dict(session.execute(select(GenerationLora.lora_id, func.count(distinct(GenerationLora.generation_id)))
-                                      .where(GenerationLora.generation_id.in_(ids), GenerationLora.lora_id.in_(wanted))
-                                      .group_by(GenerationLora.lora_id)).all())
+        su = SCOPED_USES.c
+        single = dict(session.execute(select(su.lora_id, su.uses).where(su.lora_id.in_(wanted))).all())
         names = _names(session, wanted)
         out = [{"a": {"id": x, "name": names.get(x)}, "b": {"id": y, "name": names.get(y)}, "together": n,
                 "support": n / total, "lift": (n / total) / ((single[x] / total) * (single[y] / total)),
@@ -371,73 +509,126 @@ class Analytics:
 
     # --- models, speed, errors ----------------------------------------------------------------
 
-    def _models(self, session, s: Scope) -> list[dict[str, Any]]:
-        failed = func.sum(case((Generation.status == GenerationStatus.FAILED, 1), else_=0))
-        finished = func.sum(case((Generation.status.in_(FINISHED), 1), else_=0))
-        timed_count = func.sum(case((and_(Generation.duration.is_not(None), Generation.status == GenerationStatus.SUCCEEDED), 1), else_=0))
-        rows = session.execute(select(MODEL, func.count(), failed, finished, timed_count).where(*s.where())
-                               .group_by(MODEL).order_by(func.count().desc()).limit(TOP)).all()
-        out = []
-        for name, n, fails, done, timed_n in rows:
-            timed = [*s.where(), Generation.model_name == name if name is not None else Generation.model_name.is_(None),
-                     Generation.duration.is_not(None), SUCCEEDED]
-            out.append({"model": name, "uses": n, "failed": int(fails or 0), "failure_rate": _ratio(int(fails or 0), int(done or 0)),
-                        "median_seconds": percentile(session, Generation.duration, timed, 0.5, n=int(timed_n or 0)),
-                        "link": s.link(f'model:"{name}"') if name else s.link()})
-        return out
+    def _models(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
+        g = SCOPED.c
+        models: dict[str | None, dict[str, int]] = {}
+        for r in self._profile(session) if profile is None else profile:
+            if r.cur == 1:
+                m = models.setdefault(r.model_name, {"uses": 0, "failed": 0, "finished": 0, "timed": 0})
+                m["uses"] += r.n
+                m["failed"] += r.n if r.status == GenerationStatus.FAILED else 0
+                m["finished"] += r.n if r.status in FINISHED else 0
+                m["timed"] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
+        top = sorted(models.items(), key=lambda kv: (-kv[1]["uses"], kv[0] is not None, kv[0] or ""))[:TOP]
+        medians = _percentiles(session, g.model_name, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value],
+                               {name: m["timed"] for name, m in top}, (50,))
+        return [{"model": name, "uses": m["uses"], "failed": m["failed"], "failure_rate": _ratio(m["failed"], m["finished"]),
+                 "median_seconds": medians.get(name, {}).get(50),
+                 "link": s.link(f'model:"{name}"') if name else s.link()} for name, m in top]
 
-    def _speed(self, session, s: Scope) -> list[dict[str, Any]]:
+    def _speed(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
         """Seconds per step (total time / total steps of succeeded runs) by model and image size."""
-        where = [*s.where(), SUCCEEDED, Generation.duration.is_not(None),
-                 Generation.steps > 0]
-        rows = session.execute(select(MODEL, Generation.width, Generation.height, func.count(),
-                                      func.sum(Generation.duration), func.sum(Generation.steps)).where(*where)
-                               .group_by(MODEL, Generation.width, Generation.height)
-                               .order_by(func.count().desc()).limit(TOP)).all()
+        sizes: dict[tuple, list] = {}
+        for r in self._profile(session) if profile is None else profile:
+            if r.cur == 1 and r.status == GenerationStatus.SUCCEEDED and r.stepped:
+                sizes[r.model_name, r.width, r.height] = [r.stepped, r.seconds, r.steps]
+        top = sorted(sizes.items(), key=lambda kv: (-kv[1][0], kv[0][0] is not None, kv[0][0] or "",
+                                                    *((x is not None, x or 0) for x in kv[0][1:])))[:TOP]
         return [{"model": m, "width": w, "height": h, "generations": n, "seconds_per_step": secs / steps,
-                 "link": s.link(f'model:"{m}"') if m else s.link()} for m, w, h, n, secs, steps in rows]
+                 "link": s.link(f'model:"{m}"') if m else s.link()} for (m, w, h), (n, secs, steps) in top]
 
     def _errors(self, session, s: Scope) -> list[dict[str, Any]]:
-        where = [*s.where(), Generation.status == GenerationStatus.FAILED]
-        rows = session.execute(select(Generation.error, func.count(), func.min(Generation.started_at), func.max(Generation.started_at),
-                                      func.min(Generation.id), func.max(Generation.id)).where(*where)
+        g = SCOPED.c
+        rows = session.execute(select(Generation.error, func.count(), func.min(g.started_at), func.max(g.started_at),
+                                      func.min(g.id), func.max(g.id))
+                               .join(Generation, Generation.id == g.id)
+                               .where(g.cur == 1, g.status == GenerationStatus.FAILED.value)
                                .group_by(Generation.error).order_by(func.count().desc()).limit(MAX_ERROR_MESSAGES)).all()
         total = sum(r[1] for r in rows)
         groups: dict[str, dict[str, Any]] = {}
         for message, n, first, last, low, high in rows:
             key = normalise_error(message)
-            g = groups.setdefault(key, {"message": key, "count": 0, "first_seen": first, "last_seen": last, "examples": []})
-            g["count"] += n
-            g["first_seen"], g["last_seen"] = min(g["first_seen"], first), max(g["last_seen"], last)
-            g["examples"] = sorted({*g["examples"], low, high})[:5]
-        out = sorted(groups.values(), key=lambda g: -g["count"])
-        for g in out:
-            g["share"] = g["count"] / total
-            g["link"] = s.link("status:failed")
+            e = groups.setdefault(key, {"message": key, "count": 0, "first_seen": first, "last_seen": last, "examples": []})
+            e["count"] += n
+            e["first_seen"], e["last_seen"] = min(e["first_seen"], first), max(e["last_seen"], last)
+            e["examples"] = sorted({*e["examples"], low, high})[:5]
+        out = sorted(groups.values(), key=lambda e: -e["count"])
+        for e in out:
+            e["share"] = e["count"] / total
+            e["link"] = s.link("status:failed")
         return out
+
+    def _lora_model_failures(self, session, s: Scope, kpis: dict[str, Any]) -> list[dict[str, Any]]:
+        """LoRAs that fail far more often with one model than generations in the window do:
+        at least MIN_FAILURES failures in MIN_FAILURE_RUNS finished runs, a failure rate of at
+        least 25 % and twice the window's."""
+        if kpis["success_rate"] is None:
+            return []
+        overall = 1 - kpis["success_rate"]
+        u = SCOPED_LORAS.c
+        failed = func.count(distinct(u.generation_id))
+        where = [u.cur == 1, u.lora_id.is_not(None), u.model_name.is_not(None)]
+        # the pairs with enough failures (a few rows), then their finished runs
+        candidates = session.execute(select(u.lora_id, u.model_name, failed)
+                                     .where(*where, u.status == GenerationStatus.FAILED.value)
+                                     .group_by(u.lora_id, u.model_name).having(failed >= MIN_FAILURES)).all()
+        if not candidates:
+            return []
+        fails = {(i, m): n for i, m, n in candidates}
+        finished = session.execute(select(u.lora_id, u.model_name, func.count(distinct(u.generation_id)))
+                                   .where(*where, u.lora_id.in_({i for i, _ in fails}), u.status.in_([x.value for x in FINISHED]))
+                                   .group_by(u.lora_id, u.model_name)).all()
+        rows = [(i, m, fails[i, m], n) for i, m, n in finished if (i, m) in fails and n >= MIN_FAILURE_RUNS]
+        rows = [r for r in rows if r[2] / r[3] >= max(0.25, 2 * overall)]
+        rows.sort(key=lambda r: (-r[2] / r[3], -r[2], r[0], r[1]))
+        names = _names(session, {r[0] for r in rows[:TOP]})
+        return [{"id": i, "name": names.get(i), "model": m, "failed": f, "finished": n, "failure_rate": f / n,
+                 "link": s.link(f"lora:{i}", f"model:{_quoted(m)}", "status:failed")} for i, m, f, n in rows[:TOP]]
 
     # --- the library ------------------------------------------------------------------------
 
-    def _health(self, session) -> dict[str, Any]:
-        def count(*where):
-            return session.scalar(select(func.count(Lora.id)).where(live(), *where))
-
+    def _library(self, session) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The LoRAs never or long not used, and the library's health, from one pass over the
+        library; each figure's ``link`` is the Library query that lists what it counts (the same
+        number: tests check it)."""
         present = Lora.missing.is_(False)
+
+        def counted(condition):
+            return func.count(case((condition, 1)))
+
+        def size_of(condition):
+            return func.coalesce(func.sum(case((condition, Lora.size))), 0)
+
+        cutoff = time.time() - UNUSED_DAYS * DAY
+        never, long_unused = Lora.use_count == 0, and_(Lora.use_count > 0, Lora.last_used_at < cutoff)
+        figures = session.execute(select(
+            counted(never), size_of(never), counted(long_unused), size_of(long_unused),
+            func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0),
+            counted(and_(present, Lora.sha256.is_(None))), counted(Lora.missing.is_(True)),
+            counted(lora_query.NO_PREVIEW), counted(lora_query.NO_TRIGGER_WORDS),
+            counted(Lora.base_model == "unknown"), counted(lora_query.UNLOADABLE_NAME)).where(live())).one()
+        never_n, never_bytes, unused_n, unused_bytes, loras, size, unhashed, missing, no_preview, no_triggers, no_base, unloadable = figures
+        never_used = {"count": never_n, "bytes": int(never_bytes), "link": _library_link("used:never sort:-size"),
+                      "unused_days": UNUSED_DAYS, "unused_count": unused_n, "unused_bytes": int(unused_bytes),
+                      "unused_link": _library_link(f"used:>{UNUSED_DAYS}d sort:-size")}
         dupes = select(Lora.sha256, func.count().label("n"), func.sum(Lora.size).label("total"), func.max(Lora.size).label("one")) \
             .where(live(), present, Lora.sha256.is_not(None)).group_by(Lora.sha256).having(func.count() > 1).subquery()
-        groups, wasted = session.execute(select(func.count(), func.coalesce(func.sum(dupes.c.total - dupes.c.one), 0))).one()
-        size = session.execute(select(func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0)).where(live())).one()
-        bad_name = or_(*(Lora.relpath.contains(c) for c in "<>:"))
-        return {
-            "loras": size[0], "bytes": int(size[1]), "link": _library_link(""),
-            "unhashed": {"count": count(present, Lora.sha256.is_(None)), "link": _library_link("hashed:no")},
-            "missing": {"count": count(Lora.missing.is_(True)), "link": _library_link("missing:yes")},
-            "unreadable": {"count": count_unreadable(session), "link": _library_link("error:yes")},
-            "duplicates": {"groups": groups, "wasted_bytes": int(wasted), "link": _library_link("dupe:yes")},
-            "no_preview": {"count": count(Lora.sidecar_preview.is_(None), Lora.embedded_preview.is_(None), Lora.preview_user.is_(None))},
-            "no_trigger_words": {"count": count(or_(Lora.trigger_words.is_(None), Lora.trigger_words == "[]"))},
-            "no_base_model": {"count": count(Lora.base_model == "unknown"), "link": _library_link("base:unknown")},
-            "unloadable_names": {"count": count(bad_name)},
+        groups, copies, wasted = session.execute(select(func.count(), func.coalesce(func.sum(dupes.c.n), 0),
+                                                        func.coalesce(func.sum(dupes.c.total - dupes.c.one), 0))).one()
+
+        def figure(n, q):
+            return {"count": n, "link": _library_link(q)}
+
+        return never_used, {
+            "loras": loras, "bytes": int(size), "link": _library_link(""),
+            "unhashed": figure(unhashed, "hashed:no missing:no"),
+            "missing": figure(missing, "missing:yes"),
+            "unreadable": figure(count_unreadable(session), "error:yes"),
+            "duplicates": {"groups": groups, "count": int(copies), "wasted_bytes": int(wasted), "link": _library_link("dupe:yes")},
+            "no_preview": figure(no_preview, "preview:no"),
+            "no_trigger_words": figure(no_triggers, "triggers:no"),
+            "no_base_model": figure(no_base, "base:unknown"),
+            "unloadable_names": figure(unloadable, "loadable:no"),
         }
 
     @staticmethod
@@ -449,18 +640,21 @@ class Analytics:
 
     def lora_usage(self, lora_id: int, now: float | None = None) -> dict[str, Any]:
         """How one LoRA has been used, over all recorded generations."""
-        from . import catalog
-
-        catalog.detail(self.store, lora_id)  # NotFound for an unknown id
         mine = select(GenerationLora.generation_id).where(GenerationLora.lora_id == lora_id)
         with self.store.db.read() as session:
-            by_status = dict(session.execute(select(Generation.status, func.count()).where(Generation.id.in_(mine))
-                                             .group_by(Generation.status)).all())
-            finished = sum(by_status.get(x, 0) for x in FINISHED)
+            if session.scalar(select(Lora.id).where(Lora.id == lora_id)) is None:
+                raise NotFound(f"no LoRA with id {lora_id}")
+            # uses by day and status in one pass; both totals are sums of its few rows
             day = _floor(Generation.started_at / DAY).label("day")
+            by_status: dict[str, int] = {}
+            days: dict[Any, int] = {}
+            for d, status, n in session.execute(select(day, Generation.status, func.count()).where(Generation.id.in_(mine))
+                                                .group_by(day, Generation.status).order_by(day)):
+                by_status[status] = by_status.get(status, 0) + n
+                days[d] = days.get(d, 0) + n
+            finished = sum(by_status.get(x, 0) for x in FINISHED)
             over_time = [{"day": dt.datetime.fromtimestamp(int(d) * DAY, dt.timezone.utc).date().isoformat(), "uses": n}
-                         for d, n in session.execute(select(day, func.count()).where(Generation.id.in_(mine))
-                                                     .group_by(day).order_by(day))]
+                         for d, n in days.items()]
             weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
             weights = [{"weight": w, "uses": n} for w, n in session.execute(
                 select(weight, func.count()).where(GenerationLora.lora_id == lora_id).group_by(weight).order_by(weight))]
@@ -475,6 +669,16 @@ class Analytics:
                                    .order_by(Generation.rating.desc(), Generation.id.desc()).limit(10)).all()
             favorites = session.scalars(select(Generation.id).where(Generation.id.in_(mine), Generation.favorite.is_(True))
                                         .order_by(Generation.id.desc()).limit(10)).all()
+            # the same, among generations with a saved picture (the detail panel's thumbnails)
+            pictured = GenerationImage.generation_id == Generation.id
+            picture = select(GenerationImage.id).where(pictured, GenerationImage.missing.is_(False), or_(
+                GenerationImage.path.is_not(None), GenerationImage.thumbnail.is_not(None))).exists()
+            best_pictures = session.execute(select(Generation.id, Generation.rating).where(
+                Generation.id.in_(mine), Generation.rating.is_not(None), picture)
+                .order_by(Generation.rating.desc(), Generation.id.desc()).limit(PICTURES)).all()
+            favorite_pictures = session.scalars(select(Generation.id).where(
+                Generation.id.in_(mine), Generation.favorite.is_(True), picture)
+                .order_by(Generation.id.desc()).limit(PICTURES)).all()
         total = sum(by_status.values())
         return {
             "id": lora_id, "uses": total, "by_status": by_status, "link": {"target": "history", "query": f"lora:{lora_id}"},
@@ -487,6 +691,8 @@ class Analytics:
                         "link": {"target": "history", "query": f"lora:{lora_id}" + (f" model:{_quoted(m)}" if m else "")}}
                        for m, n in models],
             "best_rated": list(best), "favorites": list(favorites),
+            "best_rated_pictures": [{"generation_id": i, "rating": r} for i, r in best_pictures],
+            "favorite_pictures": [{"generation_id": i} for i in favorite_pictures],
         }
 
 
@@ -527,24 +733,6 @@ def _names(session, ids) -> dict[int, str]:
     return {i: d or t or s for i, d, t, s in rows}
 
 
-def percentile(session, column, where: list, fraction: float, table=None, n: int | None = None) -> float | None:
-    """The value at ``fraction`` of the sorted non-null ``column`` over ``where`` (nearest rank):
-    a count (unless ``n`` is that count already), then one row read at its offset."""
-    if n is None:
-        base = select(func.count()).where(*where)
-        if table is not None:
-            base = base.select_from(table)
-        n = session.scalar(base)
-    if not n:
-        return None
-    rank = max(0, min(n - 1, int(-(-fraction * n // 1)) - 1))  # ceil(fraction * n) - 1
-    found = select(column).where(*where).order_by(column).offset(rank).limit(1)
-    if table is not None:
-        found = found.select_from(table)
-    value = session.scalar(found)
-    return None if value is None else float(value)
-
-
 def _share(value: float | None) -> str:
     return f"{value * 100:.0f} %"
 
@@ -555,6 +743,13 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} bytes"
+
+
+def set_default_weight_action(lora_id: int, weight: float) -> dict[str, Any]:
+    """What an insight's button does: the LoRA's default weight set to ``weight``, through
+    ``Library.edit`` or the REST edit route (``request``)."""
+    return {"action": "set_default_weight", "lora_id": lora_id, "weight": weight, "default_weight": weight,
+            "request": {"method": "PATCH", "path": f"/lora-manager/v1/loras/{lora_id}", "body": {"default_weight": weight}}}
 
 
 def insights(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -576,6 +771,9 @@ def insights(report: dict[str, Any]) -> list[dict[str, Any]]:
         if m["failure_rate"] and m["failed"] >= 3 and m["failure_rate"] >= 0.2 and m["model"]:
             out.append({"text": f"Model {m['model']} failed {_share(m['failure_rate'])} of its runs ({m['failed']}).",
                         "query": m["link"]["query"] + " status:failed", "target": "history"})
+    for f in report.get("lora_model_failures", []):
+        out.append({"text": f"{f['name']} failed {_share(f['failure_rate'])} of its runs with model {f['model']} "
+                            f"({f['failed']} of {f['finished']}).", **f["link"]})
     if report["errors"]:
         e = report["errors"][0]
         out.append({"text": f"The most common failure ({e['count']}, {_share(e['share'])} of failures): {e['message']}",
@@ -583,9 +781,10 @@ def insights(report: dict[str, Any]) -> list[dict[str, Any]]:
     for w in report["weights"]:
         default = w["default_weight"] if w["default_weight"] is not None else 1.0
         if w["uses"] >= 3 and abs(w["median_weight"] - default) >= 0.2:
-            out.append({"text": f"You use {w['name']} at {w['median_weight']:g} though its default is {default:g}.",
+            out.append({"text": f"You use {w['name']} at {w['median_weight']:g} though its default is {default:g}: "
+                                f"make {w['median_weight']:g} its default?",
                         "query": w["link"]["query"], "target": "history",
-                        "action": {"lora_id": w["id"], "default_weight": w["median_weight"]}})
+                        "action": set_default_weight_action(w["id"], w["median_weight"])})
     h = report["health"]
     if h["duplicates"]["groups"]:
         out.append({"text": f"{h['duplicates']['groups']} files have duplicate copies wasting {_bytes(h['duplicates']['wasted_bytes'])}.",

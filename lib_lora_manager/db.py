@@ -48,7 +48,7 @@ from .query import Totals
 
 log = logging.getLogger("lora_manager")
 
-SCHEMA_REVISION = "0014"  # head of migrations/versions; a test keeps them in step
+SCHEMA_REVISION = "0015"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
 # two threads (two libraries opening together) would run each other's operations
@@ -178,7 +178,10 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
             self.engine.dialect.statement_compiler = _SQLiteCompiler
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            # analytics copies a window's rows into temporary tables (analytics.SCOPED): in memory up
+            # to this size per connection, taken only when used (the default 8 MB spills to files)
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                        connect_args={"options": "-c temp_buffers=64MB"})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # the same pool; on SQLite its transactions begin IMMEDIATE
         self._write_engine = self.engine.execution_options(**{_WRITE: True})

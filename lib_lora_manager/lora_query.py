@@ -85,6 +85,19 @@ _nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NS
 _error = flag_filter("error", _ids_where(Lora.error.is_not(None)), "that could not be read", "read without errors")
 
 
+# the Library health's figures (analytics.py) count these same conditions
+NO_PREVIEW = and_(Lora.sidecar_preview.is_(None), Lora.embedded_preview.is_(None), Lora.preview_user.is_(None))
+NO_TRIGGER_WORDS = or_(Lora.trigger_words.is_(None), Lora.trigger_words == "[]")
+# naming.token_problem in SQL: SDNext's prompt parser ends a <lora:NAME:W> token at '>' and splits
+# it at ':' (a Windows path's drive too), and reads a name with exactly one '=' as an option
+UNLOADABLE_NAME = or_(*(Lora.relpath.contains(c, autoescape=True) for c in "<>:"),
+                      func.length(Lora.sdnext_name) - func.length(func.replace(Lora.sdnext_name, "=", "")) == 1)
+_preview = flag_filter("preview", not_(NO_PREVIEW), "with a preview image", "without a preview image", NO_PREVIEW)
+_triggers = flag_filter("triggers", not_(NO_TRIGGER_WORDS), "with trigger words", "without trigger words", NO_TRIGGER_WORDS)
+_loadable = flag_filter("loadable", not_(UNLOADABLE_NAME), "whose name SDNext can load from a prompt",
+                        "whose name SDNext cannot load from a prompt", UNLOADABLE_NAME)
+
+
 def _folder(value: str):
     folder = value.strip().strip("/").replace("\\", "/")
     if not folder:
@@ -149,6 +162,9 @@ FILTERS: dict[str, FilterFn] = {
     "error": _error,
     "folder": _folder,
     "dupe": _dupe,
+    "preview": _preview,
+    "triggers": _triggers,
+    "loadable": _loadable,
     "hash": _hash,
     "added": lambda v: time_filter(Lora.added_at, "added", v, "added"),
     "modified": lambda v: time_filter(Lora.mtime, "modified", v, "modified"),

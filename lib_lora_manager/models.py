@@ -287,8 +287,12 @@ class Generation(Base):
 
     # one index per sort key with every column a filter tests: a page walks it in order and
     # stops after the page without reading rows (history_query.GENERATIONS names them)
-    __table_args__ = tuple(Index(f"ix_generations_page_{column}", *page_index_columns(column, GENERATION_FILTER_COLUMNS))
-                           for column in GENERATION_SORT_COLUMNS)
+    __table_args__ = (*(Index(f"ix_generations_page_{column}", *page_index_columns(column, GENERATION_FILTER_COLUMNS))
+                        for column in GENERATION_SORT_COLUMNS),
+                      # every column analytics copies of a window's generations (analytics.SCOPED):
+                      # read from this index alone, not from rows that hold the prompts
+                      Index("ix_generations_analytics", "started_at", "id", "status", "duration", "model_name",
+                            "width", "height", "steps", "rating", "favorite"))
 
 
 # PostgreSQL walks an index backwards as DESC NULLS FIRST; the history sorts unrated and untimed
@@ -314,7 +318,9 @@ class GenerationLora(Base):
     unet_weight: Mapped[float | None] = mapped_column(Float)
 
     # ``lora:NAME`` in the history looks names up case-insensitively
-    __table_args__ = (Index("ix_generation_loras_lower_name", func.lower(name)),)
+    __table_args__ = (Index("ix_generation_loras_lower_name", func.lower(name)),
+                      # a generation's LoRA rows as analytics copies them (analytics.SCOPED_LORAS)
+                      Index("ix_generation_loras_analytics", "generation_id", "id", "lora_id", "te_weight", "unet_weight"))
 
 
 class GenerationImage(Base):

@@ -9,7 +9,7 @@ import time
 import pytest
 from factories import make_lora
 
-from lib_lora_manager import analytics
+from lib_lora_manager import analytics, synth
 from lib_lora_manager.errors import InvalidInput, NotFound, QueryError
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
 
@@ -130,8 +130,9 @@ def test_insights_are_drawn_from_the_figures(figures):
     texts = {i["text"]: i for i in library.analytics.report("7d", now=NOW)["insights"]}
     never = [i for t, i in texts.items() if t.startswith("1 LoRA you never used takes")]
     assert never and never[0]["query"] == "used:never sort:-size" and never[0]["target"] == "library"
-    weight = texts["You use Anime Style at 0.6 though its default is 1."]
-    assert weight["action"] == {"lora_id": loras["anime_style"], "default_weight": 0.6}
+    weight = texts["You use Anime Style at 0.6 though its default is 1: make 0.6 its default?"]
+    assert (weight["action"]["action"], weight["action"]["lora_id"], weight["action"]["weight"]) == (
+        "set_default_weight", loras["anime_style"], 0.6)
     assert "2 of 5 finished generations failed (60 % did not succeed)." in texts
 
 
@@ -192,3 +193,74 @@ def test_lora_usage(figures):
     assert library.analytics.lora_usage(loras["unused"])["failure_rate"] is None
     with pytest.raises(NotFound):
         library.analytics.lora_usage(999999)
+
+
+def test_the_action_of_a_weight_insight_sets_the_default_and_the_insight_goes(figures):
+    library, g, loras = figures
+    [action] = [i["action"] for i in library.analytics.report("7d", now=NOW)["insights"] if "action" in i]
+    assert action["request"] == {"method": "PATCH", "path": f"/lora-manager/v1/loras/{loras['anime_style']}",
+                                 "body": {"default_weight": 0.6}}
+    library.edit(action["lora_id"], **action["request"]["body"])
+    assert library.get(loras["anime_style"]).default_weight == 0.6
+    assert not [i for i in library.analytics.report("7d", now=NOW)["insights"] if "action" in i]
+
+
+def test_a_lora_failing_with_one_model_is_an_insight(library, lora_dir):
+    """``flaky`` with model m2: 4 of 5 finished runs failed (one more interrupted, one no_model
+    that never ran); with m1 it succeeds. Overall 5 of 20 finished failed (25 %): 80 % is more
+    than twice that. ``steady`` failed 1 of 3 with m2: too few to say."""
+    make_lora(lora_dir, "flaky", seed=1)
+    make_lora(lora_dir, "steady", seed=2)
+    library.indexer.scan()
+    at = NOW - DAY
+    for status in ("failed", "failed", "failed", "failed", "interrupted", "no_model"):
+        library.history.record(rec("<lora:flaky:1>", at, status=status, model_name="m2", error="boom"))
+    for _ in range(4):
+        library.history.record(rec("<lora:flaky:1>", at, model_name="m1", duration=3.0))
+    for status in ("failed", "succeeded", "succeeded"):
+        library.history.record(rec("<lora:steady:1>", at, status=status, model_name="m2", duration=3.0))
+    for _ in range(8):
+        library.history.record(rec("plain", at, model_name="m1", duration=3.0))
+    r = library.analytics.report("7d", now=NOW)
+    flaky = library.find("flaky").id
+    assert r["kpis"]["failed"] == 5 and r["kpis"]["finished"] == 20
+    [row] = r["lora_model_failures"]
+    assert (row["id"], row["model"], row["failed"], row["finished"], row["failure_rate"]) == (flaky, "m2", 4, 5, 0.8)
+    assert row["link"] == {"target": "history", "query": f'date:<7d lora:{flaky} model:"m2" status:failed'}
+    texts = [i["text"] for i in r["insights"]]
+    assert "Flaky failed 80 % of its runs with model m2 (4 of 5)." in texts
+    assert not any(t.startswith("Steady failed") for t in texts)
+    assert library.history.search(row["link"]["query"]).total == 4  # the link finds those four
+
+
+def test_health_figures_are_what_their_links_find(library, lora_dir):
+    """Each health figure's Library query finds exactly the LoRAs it counts."""
+    for i, name in enumerate(("plain", "one=two", "a<b", "c:d", "ok=a=b", "gone")):
+        make_lora(lora_dir, name, seed=i + 1)
+    (lora_dir / "copy.safetensors").write_bytes((lora_dir / "plain.safetensors").read_bytes())
+    (lora_dir / "plain.preview.png").write_bytes(b"png")
+    synth.write_hostile(lora_dir / "broken.safetensors", "empty")
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    make_lora(lora_dir, "late", seed=9)
+    (lora_dir / "gone.safetensors").unlink()
+    library.indexer.scan()
+    library.edit(library.find("plain").id, trigger_words=[])
+    library.edit(library.find("late").id, trigger_words=["late one"])
+    h = library.analytics.report("all", now=NOW)["health"]
+    figures = {k: v for k, v in h.items() if isinstance(v, dict) and "count" in v}
+    assert set(figures) == {"unhashed", "missing", "unreadable", "duplicates", "no_preview", "no_trigger_words",
+                            "no_base_model", "unloadable_names"}
+    for name, figure in figures.items():
+        assert figure["link"]["target"] == "library"
+        assert library.search(figure["link"]["query"]).total == figure["count"], name
+    # unhashed: late (added after hashing) and broken (nothing to hash)
+    assert (h["missing"]["count"], h["unreadable"]["count"], h["unhashed"]["count"]) == (1, 1, 2)
+    assert (h["duplicates"]["groups"], h["duplicates"]["count"]) == (1, 2)
+    assert h["no_preview"]["count"] == h["loras"] - 1  # only plain has a preview
+    assert h["no_trigger_words"]["count"] >= 1 and library.find("plain").id in library.ids("triggers:no")
+    assert library.find("late").id not in library.ids("triggers:no")
+    ids = library.ids("")
+    cannot = {i for i in ids if library.get(i).token_problem}
+    assert {library.get(i).filename for i in cannot} == {"one=two.safetensors", "a<b.safetensors", "c:d.safetensors"}
+    assert set(library.ids("loadable:no")) == cannot and h["unloadable_names"]["count"] == 3

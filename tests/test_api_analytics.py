@@ -107,3 +107,19 @@ def test_cli_stats_with_a_window(setup, tmp_path, capsys, database_url, lora_dir
     assert cli.main(["stats", *base, "--json"]) == 0  # without --window: the library's counts as before
     assert "by_base_model" in json.loads(capsys.readouterr().out)
     assert cli.main(["stats", *base, "--window", "3w"]) != 0
+
+
+def test_a_weight_insight_is_performed_through_its_rest_request(setup):
+    """alpha at 0.5 three times and 1 once: median 0.5 beside the default 1; the insight's request,
+    sent as given, makes 0.5 its default, and the insight is gone."""
+    client, library = setup
+    alpha = library.find("alpha").id
+    insights = client.get(f"{PREFIX}/analytics", params={"window": "7d"}).json()["insights"]
+    [action] = [i["action"] for i in insights if "action" in i]
+    assert (action["action"], action["lora_id"], action["weight"]) == ("set_default_weight", alpha, 0.5)
+    request = action["request"]
+    response = client.request(request["method"], request["path"], json=request["body"])
+    assert response.status_code == 200 and response.json()["default_weight"] == 0.5
+    assert library.get(alpha).default_weight == 0.5
+    again = client.get(f"{PREFIX}/analytics", params={"window": "7d"}).json()["insights"]
+    assert not [i for i in again if "action" in i]

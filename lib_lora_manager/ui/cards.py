@@ -420,3 +420,103 @@ def tag_list(tags: list[tuple[str, int]], limit: int = 300) -> str:
     chips = "".join(f'<span class="lm-tag">{esc(name)} <span class="lm-count">{count:,}</span></span>' for name, count in tags[:limit])
     more = f'<span class="lm-muted"> and {len(tags) - limit:,} more</span>' if len(tags) > limit else ""
     return f'<div class="lm-tag-list">{chips}{more}</div>'
+
+
+# --- usage in the detail panel ---------------------------------------------------------------
+
+USAGE_BARS = 60  # at most this many bars in "uses over time": days, else months
+PICTURE_PATH = "/lora-manager/v1/history/{id}/images/0?size=160"
+
+
+def _history_link(text: str, query: str, title: str = "") -> str:
+    """A figure that opens the History tab at ``query`` (javascript/lora_manager.js follows it)."""
+    hint = f' title="{esc(title)}"' if title else ""
+    return (f'<a href="#" class="lm-usage-link" data-lm-link-tab="history" data-lm-link-query="{esc(query)}"{hint}>'
+            f'{esc(text)}</a>')
+
+
+def _quoted(word: str) -> str:
+    return '"' + str(word).replace('"', "") + '"'
+
+
+def _usage_buckets(over_time: list[dict[str, Any]]) -> tuple[str, list[tuple[str, int]]]:
+    """("day" or "month", [(label, uses)]) from first use to last, empty days or months as 0."""
+    import datetime as dt
+
+    days = {dt.date.fromisoformat(r["day"]): r["uses"] for r in over_time}
+    first, last = min(days), max(days)
+    if (last - first).days < USAGE_BARS:
+        span = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        return "day", [(d.isoformat(), days.get(d, 0)) for d in span]
+    months: dict[str, int] = {}
+    y, m = first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        months[f"{y:04d}-{m:02d}"] = 0
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    for d, n in days.items():
+        months[f"{d.year:04d}-{d.month:02d}"] += n
+    return "month", list(months.items())[-USAGE_BARS:]
+
+
+def _picture(p: dict[str, Any], api_base: str) -> str:
+    gid = int(p["generation_id"])
+    rating = int(p["rating"]) if p.get("rating") else None
+    stars_html = f'<span class="lm-usage-stars">{rating}★</span>' if rating else ""
+    title = f"generation {gid}" + (f", rated {rating}" if rating else "")
+    return (f'<a href="#" class="lm-usage-pic" data-lm-open-generation="{gid}" title="{esc(title)}">'
+            f'<img loading="lazy" alt="{esc(title)}" src="{esc((api_base or "").rstrip("/") + PICTURE_PATH.format(id=gid))}">'
+            f'{stars_html}</a>')
+
+
+def _pictures(items: list[dict[str, Any]], api_base: str, label: str) -> str:
+    if not items:
+        return ""
+    pictures = "".join(_picture(p, api_base) for p in items)
+    return f'<div class="lm-usage-block"><div class="lm-usage-title">{esc(label)}</div><div class="lm-usage-pics">{pictures}</div></div>'
+
+
+def usage(u: dict[str, Any], lora_word: str, api_base: str) -> str:
+    """A LoRA's use in the generation history (analytics.Analytics.lora_usage): uses over time,
+    weights, the LoRAs and models it is used with, its best rated and favorite pictures, its
+    failure rate. Each figure opens the History at ``lora:NAME`` and what else it counts."""
+    mine = f"lora:{_quoted(lora_word)}"
+    if not u["uses"]:
+        return ('<details class="lm-usage" open><summary>Usage</summary>'
+                '<div class="lm-usage-line">Not used in any recorded generation yet: no data.</div></details>')
+    failed = u["by_status"].get("failed", 0)
+    finished = sum(u["by_status"].get(s, 0) for s in ("succeeded", "failed", "interrupted"))
+    rate = ("failure rate: no data (no finished generation)" if u["failure_rate"] is None
+            else f"failure rate {u['failure_rate'] * 100:.0f} % ({failed} of {finished} finished)")
+    failures = _history_link(rate, f"{mine} status:failed", "its failed generations") if failed else esc(rate)
+    line = f'{_history_link(plural(u["uses"], "generation"), mine, "every generation that used it")} · {failures}'
+
+    unit, buckets = _usage_buckets(u["over_time"])
+    top = max(n for _, n in buckets) or 1
+    bars = "".join(f'<span class="lm-usage-bar lm-h{round(10 * n / top)}" title="{esc(label)}: {n}"></span>' for label, n in buckets)
+    over_time = (f'<div class="lm-usage-block"><div class="lm-usage-title">Uses over time (by {unit})</div>'
+                 f'<div class="lm-usage-bars">{bars}</div>'
+                 f'<div class="lm-usage-axis"><span>{esc(buckets[0][0])}</span><span>{esc(buckets[-1][0])}</span></div></div>')
+
+    weights = "".join(f'<span class="lm-usage-chip">{esc(_weight_text(w["weight"]))} × {int(w["uses"])}</span>'
+                      for w in u["weights"])
+    weights_html = (f'<div class="lm-usage-block"><div class="lm-usage-title">Weights used</div>'
+                    f'<div class="lm-usage-chips">{weights}</div></div>') if weights else ""
+
+    def listing(title: str, rows: list[tuple[str, int, str]]) -> str:
+        if not rows:
+            return ""
+        items = "".join(f'<li>{_history_link(text, query)} <span class="lm-usage-n">{n}</span></li>' for text, n, query in rows)
+        return f'<div class="lm-usage-block"><div class="lm-usage-title">{esc(title)}</div><ul class="lm-usage-list">{items}</ul></div>'
+
+    used_with = listing("Used with", [(r["name"] or f"#{r['id']}", r["generations"], f"{mine} lora:{_quoted(r['name'])}")
+                                      for r in u["used_with"]])
+    models = listing("Models", [(m["model"] or "(no model)", m["generations"],
+                                 f"{mine} model:{_quoted(m['model'])}" if m["model"] else mine) for m in u["models"]])
+    pictures = (_pictures(u.get("best_rated_pictures", []), api_base, "Best rated")
+                + _pictures(u.get("favorite_pictures", []), api_base, "Favorites"))
+    return (f'<details class="lm-usage" open><summary>Usage</summary><div class="lm-usage-line">{line}</div>'
+            f'{over_time}{weights_html}<div class="lm-usage-cols">{used_with}{models}</div>{pictures}</details>')
+
+
+def _weight_text(weight: float | None) -> str:
+    return "none" if weight is None else f"{weight:g}"

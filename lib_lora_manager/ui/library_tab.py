@@ -194,7 +194,8 @@ class LibraryTab:
         loadable = not cards.unreadable(d)  # an unreadable file offers no token, composition or weights
         values = {
             "column": gr.update(visible=True),
-            "view": cards.detail(d, self.host.api_base, self.show_nsfw()),
+            "view": cards.detail(d, self.host.api_base, self.show_nsfw())
+            + cards.usage(self.library.analytics.lora_usage(lora_id), d.filename.rsplit(".", 1)[0], self.host.api_base),
             "token_row": gr.update(visible=loadable),
             "weight_row": gr.update(visible=loadable),
             "token": d.token or "",
