@@ -154,7 +154,10 @@ def build(library, count: int) -> float:
     return time.perf_counter() - started
 
 
-def open_library(folder: Path, url: str | None, count: int):
+def open_library(folder: Path, url: str | None, count: int, reset=None):
+    """The library of ``count`` rows in ``folder`` (SQLite) or at ``url``, written when it holds
+    another size or build. ``reset`` empties the database for that (default: the SQLite file, or
+    the URL's ``public`` schema)."""
     from sqlalchemy import func, select
 
     from lib_lora_manager.library import Library
@@ -167,7 +170,9 @@ def open_library(folder: Path, url: str | None, count: int):
     if have != count or built is None or built.value != BUILD:
         if have:  # another size or build: start again from an empty database
             library.close()
-            if url:
+            if reset is not None:
+                reset()
+            elif url:
                 from sqlalchemy import create_engine, text
 
                 engine = create_engine(url)
