@@ -217,7 +217,7 @@ class Table:
             condition on the row and that index, which holds every column the others test) and
             tests of the row's own columns: on SQLite counted in that index's entries, and all
             but the set as the others' count less those, rather than by testing each row's id
-            against the set (``hashed:yes missing:no``: 60 to 15 ms at 200,000 LoRAs)."""
+            against the set (``hashed:yes missing:no -nsfw:yes``: 55 to 21 ms at 200,000 LoRAs)."""
             sets = [t for t in query.terms if t.key in self.id_set_keys]
             if planner_knows or len(sets) != 1 or len(query.terms) < 2:
                 return None
