@@ -750,3 +750,36 @@ def test_hashed_beside_column_filters_is_counted_in_the_unhashed_index(library, 
             plans = [" ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p)) for s, p in counts]
         assert any("COVERING INDEX ix_loras_unhashed_filters" in plan for plan in plans), plans
         assert not any("ix_loras_unhashed " in plan + " " or "LIST SUBQUERY" in plan for plan in plans), plans
+
+
+def test_migration_0017_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
+    """A 0014 SQLite database with hashed and unhashed LoRAs gets the partial index of the
+    unhashed ones, which lists them all and counts ``hashed:`` beside other filters exactly."""
+    url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0014")
+    with db.engine.begin() as conn:
+        for n in range(5):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, favorite, nsfw, search_text, updated_at, use_count, sha256) VALUES (:path, '/r', :rel, '', "
+                ":rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, :missing, 'sd1', 'header', 'lora', 'sd1', false, "
+                "false, :rel, 1, 0, :sha)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "missing": n == 4,
+                 "sha": None if n % 2 else f"{n:064x}"})
+    db.migrate()
+    assert db.current_revision() == SCHEMA_REVISION
+    with db.engine.connect() as conn:
+        listed = conn.exec_driver_sql("SELECT id FROM loras INDEXED BY ix_loras_unhashed_filters "
+                                      "WHERE sha256 IS NULL ORDER BY id").scalars().all()
+        assert listed == conn.exec_driver_sql("SELECT id FROM loras WHERE sha256 IS NULL ORDER BY id").scalars().all()
+        assert len(listed) == 2
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert library.search("hashed:yes missing:no").total == 2  # 0 and 2; 4 is missing
+        assert library.search("hashed:no missing:no").total == 2
+        assert library.search("-hashed:no missing:yes").total == 1
+    finally:
+        library.close()
