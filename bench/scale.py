@@ -3,7 +3,7 @@
     .venv/bin/python bench/scale.py [--dir /work/bench-scale] [--sizes 10000,50000,200000]
                                     [--generations 10000,100000,1000000] [--db URL]
                                     [--cache auto|warm|cold] [--only build,scan,rescan,search,memory,history]
-                                    [--floor-sample N] [--at SIZES] [--merge RESULTS] [--json]
+                                    [--index auto|files|rows] [--floor-sample N] [--at SIZES] [--merge RESULTS] [--json]
 
 The LoRA files are built once under ``--dir`` and reused: nested sets, one folder ("part") per
 step between sizes, so the 50,000 set is the 10,000 set plus a part of 40,000, each part scanned
@@ -20,9 +20,15 @@ taken in the same run:
   ``posix_fadvise``, which touches no other process's cache); the table says which. Meanwhile
   the server's memory peak (VmHWM), and its worker processes' if it has any.
 - no-change rescan: against ``os.walk`` + ``stat`` of the same files, both warm.
-- search: the query set of bench/run.py over REST (FastAPI in-process), p50 and p95 (and, on
-  SQLite, the CPU time of each request, all of it in this process).
+- search: the query set of bench/search.py over REST (a real server in this process), p50 and
+  p95 (and, on SQLite, the CPU time of each request, all of it in this process).
 - memory: the server's resident memory over the index, idle after answering a few searches.
+
+Search and memory read the index a scan of the file set made (``--index files``) or
+bench/search.py's synthetic rows written straight into a database of their own (``--index rows``:
+the same rows, no files, so 200,000 LoRAs need no 44 GB of headers); ``auto`` (the default) takes
+the scanned index when that size's files are built and the rows otherwise. Files are built only
+for the stages that read them.
 - history: bench/history.py's query set over REST at each ``--generations`` size (histories
   built the first time and reused: SQLite files under ``--dir/history``, or PostgreSQL schemas).
 
@@ -400,9 +406,36 @@ def floor_walk(roots: list[Path]) -> int:
 class Sizes:
     """The indexes of the LoRA sets, one per size, opened and reused across stages."""
 
-    def __init__(self, base: Path, parts: list[Part], manifest: dict, dbs: Databases, cache: str, floor_every: int = 1):
+    def __init__(self, base: Path, parts: list[Part], manifest: dict, dbs: Databases, cache: str, floor_every: int = 1,
+                 index: str = "files"):
         self.base, self.parts, self.manifest, self.dbs, self.cache = base, parts, manifest, dbs, cache
-        self.floor_every = floor_every
+        self.floor_every, self.index = floor_every, index
+
+    def built(self, size: int) -> bool:
+        """Whether every part of the file set of ``size`` is on disk."""
+        return all(p.name in self.manifest for p in self.parts if p.end <= size)
+
+    def synthetic(self, size: int) -> bool:
+        """Whether search and memory read bench/search.py's rows at ``size`` (see ``--index``)."""
+        return self.index == "rows" or self.index == "auto" and not self.built(size)
+
+    def rows(self, size: int, figures: list[Figure]):
+        """bench/search.py's ``size`` synthetic rows in a database of their own (written the first
+        time, timed for information, then reused): what a scan would have written, without files."""
+        name = f"rows_{size}"
+        folder = self.dbs.ensure(name)
+        seconds, library = timed(search_bench.open_library, folder, self.dbs.url_for(name), size,
+                                 reset=lambda: self.dbs.reset(name))
+        if seconds > 10:
+            figures.append(Figure("search", "synthetic rows written (info)", size, seconds, "s",
+                                  note=f"bench/search.py's rows ({search_bench.BUILD}), no files"))
+        return library
+
+    def served(self, size: int) -> tuple[Path, list[str]]:
+        """The data folder and library folders a server over the index of ``size`` is given."""
+        if self.synthetic(size):
+            return self.dbs.data_dir(f"rows_{size}"), [search_bench.ROOT]
+        return self.dbs.data_dir(self.name(size)), [str(r) for r in self.roots(size)]
 
     def roots(self, size: int) -> list[Path]:
         return set_roots(self.base, self.parts, size)
@@ -428,6 +461,8 @@ class Sizes:
 
     def indexed(self, size: int, figures: list[Figure]):
         """The index of ``size``, scanning it first (timed, for information) if no stage did."""
+        if self.synthetic(size):
+            return self.rows(size, figures)
         if self.marker(size, "indexed").exists():
             return self.open(size, fresh=False)
         library = self.open(size, fresh=True)
@@ -766,11 +801,10 @@ class Server:
 def bench_memory(figures: list[Figure], sizes: Sizes, size: int) -> None:
     """The server's resident memory with the set of ``size`` indexed, idle: started over the
     index the scan stage made (made now if there is none), after answering three searches."""
-    roots = sizes.roots(size)
     library = sizes.indexed(size, figures)
     library.close()
-    name = Sizes.name(size)
-    server = Server(sizes.dbs.data_dir(name), roots, sizes.dbs.url_for(name), scan=False)
+    data_dir, roots = sizes.served(size)
+    server = Server(data_dir, roots, sizes.dbs.url_for(data_dir.name), scan=False)
     try:
         ready_s = server.wait_ready()
         total = server.get("/loras?q=&page=1&per_page=48")["total"]
@@ -868,6 +902,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs of each history search (the best is kept)")
     p.add_argument("--cache", choices=("auto", "warm", "cold"), default="auto",
                    help="page cache for cold scans: warm, cold (the set's pages evicted), or auto: warm when it fits")
+    p.add_argument("--index", choices=("auto", "files", "rows"), default="auto",
+                   help="what search and memory read: the index a scan of the files made (files), bench/search.py's "
+                   "synthetic rows without files (rows), or auto: files when that size's set is built, else rows")
     p.add_argument("--floor-sample", type=int, default=1, metavar="N",
                    help="the scan floor reads one file in N and is scaled to the set (default 1: every file); "
                    "for a quick look at a large set on a busy machine")
@@ -956,11 +993,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parts = parts_for(args.sizes)
     lora_stages = [s for s in ("scan", "rescan", "search", "memory") if s in args.stages]
-    manifest = stage("build", build_parts, base, parts) if lora_stages or "build" in args.stages else read_manifest(base)
+    # files are built for the stages that read them: search and memory need none over synthetic rows
+    needs_files = "build" in args.stages or any(s in args.stages for s in ("scan", "rescan")) or (
+        args.index == "files" and lora_stages)
+    manifest = stage("build", build_parts, base, parts) if needs_files else read_manifest(base)
     if all(p.name in manifest for p in parts):
         report["build"] = build_summary(base, parts, manifest, args.sizes)
     if lora_stages:
-        sizes = Sizes(base, parts, manifest, Databases(base / "work", args.db), args.cache, args.floor_sample)
+        sizes = Sizes(base, parts, manifest, Databases(base / "work", args.db), args.cache, args.floor_sample,
+                      args.index)
         for size in args.at:
             if "scan" in args.stages:
                 stage("scan", bench_scan, figures, sizes, size)

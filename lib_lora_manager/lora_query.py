@@ -79,8 +79,11 @@ def _rating(value: str):
 
 _fav = flag_filter("fav", Lora.favorite.is_(True), "favorites", "not favorites", Lora.favorite.is_(False))
 _missing = flag_filter("missing", Lora.missing.is_(True), "whose file is missing", "whose file is present", Lora.missing.is_(False))
-_hashed = flag_filter("hashed", not_(_ids_where(Lora.sha256.is_(None))), "hashed", "not hashed yet",
-                      _ids_where(Lora.sha256.is_(None)))
+_unhashed = _ids_where(Lora.sha256.is_(None))
+# SQLite: beside filters on the row's own columns, the set is counted in its partial index that
+# holds them (query.Table.page), "hashed:yes" as those filters' count less that
+_unhashed.partial = (Lora.sha256.is_(None), "ix_loras_unhashed_filters")
+_hashed = flag_filter("hashed", not_(_unhashed), "hashed", "not hashed yet", _unhashed)
 _nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
 _error = flag_filter("error", _ids_where(Lora.error.is_not(None)), "that could not be read", "read without errors")
 

@@ -167,6 +167,12 @@ class Lora(Base):
         # "hashed:": PostgreSQL reads the whole table for "sha256 IS NULL" rather than the hash index
         Index("ix_loras_unhashed", "id", sqlite_where=_UNHASHED, postgresql_where=_UNHASHED,
               postgresql_include=["trashed_at"]),
+        # SQLite: the unhashed LoRAs with every column a filter tests, so "hashed:" beside such
+        # filters is counted in these entries alone, and "hashed:yes" as the filters' count less
+        # them (lora_query), rather than testing every LoRA's id against the set of unhashed ones.
+        # sha256 (NULL in each entry) lets SQLite test the index's own condition without the row
+        Index("ix_loras_unhashed_filters", "trashed_at", "id", "sha256", *LORA_FILTER_COLUMNS,
+              sqlite_where=_UNHASHED).ddl_if(dialect="sqlite"),
     )
 
 

@@ -212,6 +212,26 @@ class Table:
             stmt = select(func.count(self.id_column)).where(*self.base_where(indexed), *where)
             return session.scalar(stmt if count_hint is None else stmt.with_hint(self.id_column.table, count_hint, "sqlite"))
 
+        def count_beside_set() -> int | None:
+            """A query of one set of ids with a partial index of its own (``partial``: the set's
+            condition on the row and that index, which holds every column the others test) and
+            tests of the row's own columns: on SQLite counted in that index's entries, and all
+            but the set as the others' count less those, rather than by testing each row's id
+            against the set (``hashed:yes missing:no -nsfw:yes``: 55 to 21 ms at 200,000 LoRAs)."""
+            sets = [t for t in query.terms if t.key in self.id_set_keys]
+            if planner_knows or len(sets) != 1 or len(query.terms) < 2:
+                return None
+            term = sets[0]
+            outside = term.outside_of()
+            partial = getattr(term.clause if outside is None else outside, "partial", None)
+            if partial is None:
+                return None
+            condition, index = partial
+            others = [t.clause for t in query.tests() if t is not term]
+            inside = session.scalar(select(func.count(self.id_column)).where(*self.base_where(True), condition, *others)
+                                    .with_hint(self.id_column.table, f"INDEXED BY {index}", "sqlite"))
+            return inside if outside is None else count(True, *others) - inside
+
         # without terms, every row the base clauses keep matches: counted in their index
         outside = query.terms[0].outside_of() if len(query.terms) == 1 and id_sets_only else None
         rest = getattr(outside, "counts", {}).get(f"{dialect} outside") if counted_alone else None
@@ -224,6 +244,8 @@ class Table:
         elif outside is not None:
             # all but a set of ids: counting the set and the rows beats testing every row against it
             total = count(True) - count(True, outside)
+        elif (beside := count_beside_set()) is not None:
+            total = beside
         else:
             total = count(not query.terms, *query.where())
         if totals is not None:

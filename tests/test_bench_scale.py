@@ -1,10 +1,14 @@
 """The scale benchmark's own logic: nested file sets and how figures grow with size."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
+from lib_lora_manager.models import Lora
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -66,3 +70,25 @@ def test_growth_against_the_work(scale):
     assert by_name["paged search"].exponent == pytest.approx(0.0609, abs=1e-3) and by_name["paged search"].within
     assert by_name["paged search"].floor is None
     assert by_name["search that scans"].exponent == pytest.approx(1.0) and not by_name["search that scans"].within
+
+
+def test_search_reads_synthetic_rows_when_the_files_are_not_built(scale, tmp_path, capsys):
+    """Without the file set, the search stage searches bench/search.py's rows at each size: no
+    file is written, and every size's figures come out of the one run."""
+    assert scale.main(["--dir", str(tmp_path), "--sizes", "60,150", "--only", "search", "--repeat", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert not (tmp_path / "loras").exists() and not (tmp_path / "parts.json").exists()
+    assert sorted(p.name for p in (tmp_path / "work" / "sqlite").iterdir() if p.is_dir()) == ["rows_150", "rows_60"]
+    found = {f["size"] for f in report["figures"] if f["name"] == "library search p95 (REST)"}
+    assert found == {60, 150}
+    assert {g["name"] for g in report["growth"]} >= {"library search p95 (REST)"}
+    # each size's rows are the number asked for, written once and found again by the next stage
+    assert report["search"]["150"]["overall"]["n"] > 0
+    sizes = scale.Sizes(tmp_path, scale.parts_for([60, 150]), {}, scale.Databases(tmp_path / "work", None), "auto",
+                         index="auto")
+    library = sizes.indexed(150, [])
+    try:
+        with library.store.db.read() as session:
+            assert session.scalar(select(func.count(Lora.id))) == 150
+    finally:
+        library.close()

@@ -703,3 +703,83 @@ def test_a_tag_or_a_word_is_counted_in_its_own_index_less_the_trash(library, lor
     if library.store.db.is_sqlite:  # no count took a seek per match in the index of live ids
         assert not any("INDEXED BY ix_loras_live" in s for s in statements if s.upper().startswith("SELECT COUNT")), \
             [s for s in statements if "ix_loras_live" in s]
+
+
+def test_hashed_beside_column_filters_is_counted_in_the_unhashed_index(library, lora_dir):
+    """``hashed:`` beside filters on the row's own columns: exact totals on both engines; on
+    SQLite counted in the partial index of unhashed LoRAs (which holds those columns), and
+    ``hashed:yes`` as the filters' count less those entries, with no row's id tested against
+    the set of unhashed LoRAs (at 200,000 LoRAs that test took 60 ms of a 70 ms search)."""
+    for n in range(6):
+        make_lora(lora_dir, f"old_{n}", seed=n)
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    for n in range(4):  # scanned, not hashed yet
+        make_lora(lora_dir, f"new_{n}", seed=10 + n)
+    library.indexer.scan()
+    with library.store.db.read() as session:
+        ids = dict(session.execute(select(Lora.stem, Lora.id)).all())
+    library.set_nsfw([ids["old_1"], ids["new_1"]])
+    library.files.trash([ids["old_2"], ids["new_2"]])
+    (lora_dir / "old_3.safetensors").unlink()
+    (lora_dir / "new_3.safetensors").unlink()
+    library.indexer.scan()  # both missing now
+    with library.store.db.read() as session:
+        rows = session.execute(select(Lora.id, Lora.sha256, Lora.missing, Lora.nsfw, Lora.favorite)
+                               .where(Lora.trashed_at.is_(None))).all()
+    assert sum(r.sha256 is None for r in rows) == 3 and sum(r.sha256 is not None for r in rows) == 5
+    tests = {"hashed:yes": lambda r: r.sha256 is not None, "hashed:no": lambda r: r.sha256 is None,
+             "missing:no": lambda r: not r.missing, "-nsfw:yes": lambda r: not r.nsfw, "nsfw:yes": lambda r: r.nsfw,
+             "fav:no": lambda r: not r.favorite}
+    statements: list[tuple[str, tuple]] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, parameters, *_a: statements.append((statement, parameters)))
+    for q in ("hashed:yes missing:no -nsfw:yes sort:-uses", "hashed:no missing:no", "hashed:no nsfw:yes",
+              "-hashed:no missing:no fav:no", "hashed:yes nsfw:yes"):
+        terms = [t for t in q.split() if not t.startswith("sort:")]
+        expected = sorted(r.id for r in rows if all(tests[t.replace("-hashed:no", "hashed:yes")](r) for t in terms))
+        library.store.db.totals.clear()
+        assert library.search(q).total == len(expected), q
+        assert sorted(library.ids(q)) == expected, q
+    if library.store.db.is_sqlite:
+        statements.clear()
+        library.store.db.totals.clear()
+        library.search("hashed:yes missing:no -nsfw:yes sort:-uses")
+        counts = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT COUNT")]
+        with library.store.db.engine.connect() as conn:
+            plans = [" ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p)) for s, p in counts]
+        assert any("COVERING INDEX ix_loras_unhashed_filters" in plan for plan in plans), plans
+        assert not any("ix_loras_unhashed " in plan + " " or "LIST SUBQUERY" in plan for plan in plans), plans
+
+
+def test_migration_0016_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
+    """A 0014 SQLite database with hashed and unhashed LoRAs gets the partial index of the
+    unhashed ones, which lists them all and counts ``hashed:`` beside other filters exactly."""
+    url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    _migrate_to(db, "0014")
+    with db.engine.begin() as conn:
+        for n in range(5):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, favorite, nsfw, search_text, updated_at, use_count, sha256) VALUES (:path, '/r', :rel, '', "
+                ":rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, :missing, 'sd1', 'header', 'lora', 'sd1', false, "
+                "false, :rel, 1, 0, :sha)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "missing": n == 4,
+                 "sha": None if n % 2 else f"{n:064x}"})
+    db.migrate()
+    assert db.current_revision() == SCHEMA_REVISION
+    with db.engine.connect() as conn:
+        listed = conn.exec_driver_sql("SELECT id FROM loras INDEXED BY ix_loras_unhashed_filters "
+                                      "WHERE sha256 IS NULL ORDER BY id").scalars().all()
+        assert listed == conn.exec_driver_sql("SELECT id FROM loras WHERE sha256 IS NULL ORDER BY id").scalars().all()
+        assert len(listed) == 2
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:
+        assert library.search("hashed:yes missing:no").total == 2  # 0 and 2; 4 is missing
+        assert library.search("hashed:no missing:no").total == 2
+        assert library.search("-hashed:no missing:yes").total == 1
+    finally:
+        library.close()
