@@ -19,7 +19,15 @@
   const OPENERS = [[RESULTS, OPEN_ID, OPEN_BUTTON],
     [HISTORY_RESULTS, 'lora_manager_history_open_id', 'lora_manager_history_open_btn']];
   // result list -> hidden refresh button, clicked the first time the list becomes visible
-  const FIRST_VIEW = [[RESULTS, REFRESH_BUTTON], [HISTORY_RESULTS, 'lora_manager_history_refresh_btn']];
+  const FIRST_VIEW = [[RESULTS, REFRESH_BUTTON], [HISTORY_RESULTS, 'lora_manager_history_refresh_btn'],
+    ['lora_manager_analytics_results', 'lora_manager_analytics_first_view']];
+  // an analytics figure's tab -> [tab label, search textbox, search button, result list] of the tab it opens
+  const LINK_TARGETS = {
+    library: ['Library', 'lora_manager_search', 'lora_manager_search_btn', RESULTS],
+    history: ['History', 'lora_manager_history_search', 'lora_manager_history_search_btn', HISTORY_RESULTS],
+  };
+  // result lists already filled by a search: their first-view refresh would overwrite it
+  const filled = new Set();
   const SIDEBAR_BUTTON = '#other_extensions > button.xtabs-tab[tabitemid*="#tab_lora_manager_tabitem"]';
 
   // SDNext defines gradioApp(); standalone Gradio does not.
@@ -78,12 +86,42 @@
     if (setTextbox(textbox, id)) clickButton(button);
   }
 
+  function showTab(label) {
+    const tabButton = Array.from(root().querySelectorAll('#lora_manager_tabs .tab-nav button'))
+      .find((b) => b.textContent.trim() === label);
+    if (tabButton) tabButton.click();
+  }
+
   // A LoRA named in a History detail: show it in the Library tab's detail panel.
   function openLora(loraId) {
-    const tabButton = Array.from(root().querySelectorAll('#lora_manager_tabs .tab-nav button'))
-      .find((b) => b.textContent.trim() === 'Library');
-    if (tabButton) tabButton.click();
+    showTab('Library');
     setTimeout(() => { if (setTextbox(OPEN_ID, loraId)) clickButton(OPEN_BUTTON); }, 50);
+  }
+
+  // An analytics figure or row: its query runs in the Library or History tab, which shows.
+  function followLink(holder) {
+    const target = LINK_TARGETS[holder.getAttribute('data-lm-link-tab')];
+    if (!target) return;
+    const [label, textbox, button, results] = target;
+    filled.add(results);
+    showTab(label);
+    if (setTextbox(textbox, holder.getAttribute('data-lm-link-query') || '')) clickButton(button);
+  }
+
+  // An error's example record: the History tab shows it in its detail panel.
+  function openGeneration(generationId) {
+    if (!/^\d+$/.test(generationId || '')) return;
+    showTab('History');
+    setTimeout(() => {
+      if (setTextbox('lora_manager_history_open_id', generationId)) clickButton('lora_manager_history_open_btn');
+    }, 50);
+  }
+
+  // An insight's "Make W its default": the Analytics tab applies it and reads its figures again.
+  function applyInsight(button) {
+    const id = button.getAttribute('data-lora-id');
+    const weight = button.getAttribute('data-weight');
+    if (setTextbox('lora_manager_analytics_action', `${id}:${weight}`)) clickButton('lora_manager_analytics_action_btn');
   }
 
   // A card's "+": the LoRA joins the composition (the Compose tab reads "id nonce", so adding
@@ -264,6 +302,12 @@
     if (target.closest('.lm-clear-selection')) { writeSelection([]); return; }
     const loraLink = target.closest('.lm-lora-link');
     if (loraLink) { event.preventDefault(); openLora(loraLink.getAttribute('data-lora-id')); return; }
+    const insightAction = target.closest('#lora_manager_analytics .lm-an-action');
+    if (insightAction) { applyInsight(insightAction); return; }
+    const example = target.closest('#lora_manager_analytics [data-lm-open-generation]');
+    if (example) { event.preventDefault(); openGeneration(example.getAttribute('data-lm-open-generation')); return; }
+    const figure = target.closest('#lora_manager_analytics [data-lm-link-tab]');
+    if (figure && !target.closest('.lm-an-csv')) { event.preventDefault(); followLink(figure); return; }
     const composeAdd = target.closest('.lm-compose-add');
     if (composeAdd) { addToComposition(composeAdd.getAttribute('data-id')); return; }
     const star = target.closest(`#${RESULTS} .lm-rate .lm-star`);
@@ -285,6 +329,11 @@
   document.addEventListener('keydown', (event) => {
     if (event.key !== 'Enter' && event.key !== ' ') return;
     const target = eventTarget(event);
+    if (target && target.matches && target.matches('#lora_manager_analytics tr[data-lm-link-tab]')) {
+      event.preventDefault();
+      followLink(target);
+      return;
+    }
     if (!target || !target.matches || !target.matches('.lm-card, .lm-row')) return;
     event.preventDefault();
     openCard(target);
@@ -309,11 +358,11 @@
   function watchResults(resultsId, refreshId) {
     const results = byId(resultsId);
     if (!results) return false;
-    if (!('IntersectionObserver' in window)) { clickButton(refreshId); return true; }
+    if (!('IntersectionObserver' in window)) { if (!filled.has(resultsId)) clickButton(refreshId); return true; }
     let refreshed = false;
     const observer = new IntersectionObserver((entries) => {
       if (!refreshed && entries.some((e) => e.isIntersecting)) {
-        refreshed = clickButton(refreshId);
+        refreshed = filled.has(resultsId) || clickButton(refreshId);
         if (refreshed) observer.disconnect();
       }
     });
