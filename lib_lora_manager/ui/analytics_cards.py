@@ -18,7 +18,6 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..analytics import to_csv
 from ..statuses import GenerationStatus
 from .cards import esc, when
 
@@ -99,6 +98,8 @@ def linked(text_html: str, link: dict[str, Any] | None, css: str = "lm-an-link")
 def csv_link(rows: list[dict[str, Any]], name: str) -> str:
     if not rows:
         return ""
+    from ..analytics import to_csv  # not at import: building the tabs must not load SQLAlchemy
+
     href = "data:text/csv;charset=utf-8," + urllib.parse.quote(to_csv(rows))
     return (f'<a class="lm-an-csv" download="{esc(name)}.csv" href="{esc(href)}" '
             f'title="Download these rows as CSV">CSV</a>')
