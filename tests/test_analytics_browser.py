@@ -15,6 +15,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 from browser import shot  # noqa: E402
+from test_host_css_browser import SDNEXT_BUTTON_RULE  # noqa: E402
 from test_ui import XSS, kohya, write_safetensors  # noqa: E402
 
 from lib_lora_manager.history import GenerationRecord  # noqa: E402
@@ -154,6 +155,11 @@ def test_analytics_scope_insight_and_dark_theme(standalone_in_browser):
     q.press("Enter")
     action = page.locator("#lora_manager_analytics_insights .lm-an-action")
     expect(action).to_have_text("Make 0.6 its default")
+    # under SDNext's own button rule the button keeps the size of its sentence, not 16 px
+    page.add_style_tag(content=SDNEXT_BUTTON_RULE)
+    sizes = page.evaluate("""() => { const b = document.querySelector('#lora_manager_analytics .lm-an-action');
+        return [parseFloat(getComputedStyle(b).fontSize), parseFloat(getComputedStyle(b.parentElement).fontSize)]; }""")
+    assert sizes[0] < sizes[1], sizes
     action.click()
     expect(page.locator("#lora_manager_analytics_status .lm-ok")).to_contain_text("is now 0.6")
     expect(action).to_have_count(0)
