@@ -124,6 +124,14 @@ def test_analytics_tab_in_the_browser(standalone_in_browser, width):
     expect(history_search).to_have_value("date:<30d status:failed")
     expect(page.locator("#lora_manager_history_results .lm-card")).to_have_count(2)
     assert library.history.search("status:failed").total == 2
+
+    # an error's example record opens in the History's detail panel
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="Analytics").click()
+    example = tables.locator("[data-lm-open-generation]").first
+    number = example.get_attribute("data-lm-open-generation")
+    example.click()
+    expect(page.locator("#lora_manager_history_detail .lm-detail-name")).to_contain_text(f"Generation #{number}")
+    assert library.history.detail(int(number)).status == "failed"
     assert session.dialogs == []
 
 

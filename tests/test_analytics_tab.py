@@ -183,3 +183,21 @@ def test_median_plot_leaves_a_gap_where_nothing_was_timed():
     ys = timing.axes[0].lines[0].get_ydata()
     assert ys[0] == 4.0 and ys[1] != ys[1]  # NaN: no point, not a zero
 
+
+
+def test_the_tab_is_built_inside_sdnext(sdnext):
+    """SDNext renders our one extension tab; Analytics is among the tabs inside it, and building
+    it read nothing (its first view asks for the figures)."""
+    from test_sdnext_host import sdnext_host, wait_for_scan
+
+    double = sdnext()
+    try:
+        assert double.errors == []
+        blocks, title, _elem_id = double.tabs[0]
+        ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
+        assert {"lora_manager_analytics_tab", "lora_manager_analytics_window", "lora_manager_analytics_plot_time",
+                "lora_manager_analytics_action_btn", "lora_manager_analytics_first_view"} <= ids
+    finally:
+        library = sdnext_host().app.library()
+        wait_for_scan(library)  # its background scan ends before the double is taken down
+        library.close()
