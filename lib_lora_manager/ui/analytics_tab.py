@@ -135,7 +135,7 @@ def _axes(title: str):
     shows through, light or dark."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4.4, 2.5), dpi=100)
+    figure = Figure(figsize=(4.0, 2.4), dpi=110)  # 440 × 264 px; text stays legible shown at 300 px wide
     figure.patch.set_alpha(0)
     ax = figure.add_subplot()
     ax.set_facecolor("none")
@@ -150,26 +150,44 @@ def _axes(title: str):
     return figure, ax
 
 
-def _finish(figure, ax, starts: list[dt.datetime]) -> None:
+def _finish(ax, xs: list[float], size: float) -> None:
+    """Date ticks under bars at ``xs`` (matplotlib day numbers) of ``size`` days each. The
+    margins are fixed: tight_layout would draw the figure once more just to measure it."""
     import matplotlib.dates as mdates
 
+    ax.xaxis_date()
     locator = mdates.AutoDateLocator(maxticks=7)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.xaxis.get_offset_text().set_color(INK)
     ax.yaxis.get_major_locator().set_params(integer=True)
-    if starts:
-        ax.set_xlim(starts[0] - (starts[1] - starts[0] if len(starts) > 1 else dt.timedelta(hours=1)) / 2,
-                    starts[-1] + (starts[1] - starts[0] if len(starts) > 1 else dt.timedelta(hours=1)) / 2)
-    figure.tight_layout(pad=0.6)
+    if xs:
+        ax.set_xlim(xs[0] - size / 2, xs[-1] + size / 2)
+    ax.figure.subplots_adjust(left=0.11, right=0.98, top=0.85, bottom=0.19)
+
+
+def _bars(ax, xs: list[float], heights: list[float], width: float, bottom: list[float] | None = None,
+          colour: str = BAR, label: str | None = None) -> None:
+    """Bars as one collection of rectangles (``ax.bar`` makes an artist per bar, about 2 ms each),
+    only for the buckets with something in them."""
+    from matplotlib.collections import PolyCollection
+
+    base = bottom or [0] * len(xs)
+    boxes = [[(x - width / 2, b), (x - width / 2, b + h), (x + width / 2, b + h), (x + width / 2, b)]
+             for x, h, b in zip(xs, heights, base) if h]
+    ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors="none", label=label))
+    ax.set_ylim(0, max(1, max((h + b for h, b in zip(heights, base)), default=0)) * 1.05)
 
 
 def series_figures(series: dict[str, Any]) -> tuple:
     """(generations by status, LoRA uses, median time) over the report's buckets (empty buckets
     are zero; a bucket without a timed generation has no median point)."""
+    import matplotlib.dates as mdates
+
     buckets = series["buckets"]
     size = {"hour": 1 / 24, "day": 1.0}.get(series.get("bucket"), 7.0)  # bar width in days
-    starts = [dt.datetime.fromtimestamp(b["start"]) + dt.timedelta(days=size / 2) for b in buckets]
+    # numbers, not datetimes: matplotlib converts a datetime bar by bar (most of the time spent)
+    xs = [float(x) + size / 2 for x in mdates.date2num([dt.datetime.fromtimestamp(b["start"]) for b in buckets])]
     width = size * 0.8
 
     figure1, ax = _axes("Generations by status")
@@ -177,7 +195,7 @@ def series_figures(series: dict[str, Any]) -> tuple:
     for status, colour in STATUS_COLOURS.items():
         heights = [b.get(str(status), 0) for b in buckets]
         if any(heights):
-            ax.bar(starts, heights, width=width, bottom=bottom, color=colour, label=str(status).replace("_", " "))
+            _bars(ax, xs, heights, width, bottom, colour, str(status).replace("_", " "))
             bottom = [x + h for x, h in zip(bottom, heights)]
     if any(bottom):
         # above the plot, beside its title: never over the bars
@@ -185,17 +203,17 @@ def series_figures(series: dict[str, Any]) -> tuple:
                            handlelength=1, columnspacing=0.8, borderaxespad=0)
         for text in legend.get_texts():
             text.set_color(INK)
-    _finish(figure1, ax, starts)
+    _finish(ax, xs, size)
 
     figure2, ax = _axes("LoRA uses")
-    ax.bar(starts, [b["loras"] for b in buckets], width=width, color=BAR)
-    _finish(figure2, ax, starts)
+    _bars(ax, xs, [b["loras"] for b in buckets], width)
+    _finish(ax, xs, size)
 
     figure3, ax = _axes("Median time (s)")
     medians = [float("nan") if b["median_seconds"] is None else b["median_seconds"] for b in buckets]
-    ax.plot(starts, medians, color=BAR, marker="o", markersize=3, linewidth=1.4)
+    ax.plot(xs, medians, color=BAR, marker="o", markersize=3, linewidth=1.4)
     ax.set_ylim(bottom=0)
-    _finish(figure3, ax, starts)
+    _finish(ax, xs, size)
     ax.yaxis.get_major_locator().set_params(integer=False)
     return figure1, figure2, figure3
 
