@@ -15,17 +15,14 @@ from factories import make_lora
 from test_analytics import DAY, NOW, rec
 from test_ui import XSS
 
-from lib_lora_manager.hostinfo import HostInfo
-from lib_lora_manager.settings import SETTINGS
 from lib_lora_manager.ui import analytics_cards
 from lib_lora_manager.ui.analytics_tab import OUTPUTS, AnalyticsTab, series_figures
 
 figures = test_analytics.figures  # the hand-counted generations, as a fixture of this module too
-HOST = HostInfo(name="standalone", setting={s.key: s.default for s in SETTINGS}.__getitem__)
 
 
 def shown(library, window="30 days", start="", end="", q="") -> dict:
-    return dict(zip(OUTPUTS, AnalyticsTab(lambda: library, HOST).refresh(window, start, end, q)))
+    return dict(zip(OUTPUTS, AnalyticsTab(lambda: library).refresh(window, start, end, q)))
 
 
 def links(markup: str) -> list[tuple[str, str]]:
@@ -130,7 +127,7 @@ def test_empty_history_says_so_and_invents_nothing(library, lora_dir):
 
 def test_bad_scope_keeps_the_figures_and_says_why(figures):
     library, _g, _loras = figures
-    tab = AnalyticsTab(lambda: library, HOST)
+    tab = AnalyticsTab(lambda: library)
     for args, words in ((("30 days", "", "", "status:exploded"), "exploded"),
                         (("Date range", "2026-13-01", "2026-12-01", ""), "is not a date"),
                         (("Date range", "", "", ""), "needs both From and To")):
@@ -158,7 +155,7 @@ def test_untrusted_names_are_escaped(library, lora_dir):
 
 def test_insight_sets_the_default_weight(figures):
     library, _g, loras = figures
-    tab = AnalyticsTab(lambda: library, HOST)
+    tab = AnalyticsTab(lambda: library)
     out = dict(zip(OUTPUTS, tab.refresh("30 days", "", "", "")))
     anime = loras["anime_style"]
     # anime_style at 0.6 in three of its four uses; its default is unset (1)

@@ -35,7 +35,7 @@ def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tupl
             with gr.Tab("History", id="lora_manager_history_tab", elem_id="lora_manager_history_tab"):
                 history_tab.build_content(open_library, host, compose_inbox=compose.inbox, tabs=tabs)
             with gr.Tab("Analytics", id="lora_manager_analytics_tab", elem_id="lora_manager_analytics_tab"):
-                analytics_tab.build_content(open_library, host)
+                analytics_tab.build_content(open_library)
             # standalone only: inside SDNext these are SDNext's own settings (Settings → LoRA Manager)
             if host.save_settings is not None:
                 from . import settings_tab

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, LoraManagerError
-from ..hostinfo import HostInfo
 from ..statuses import GenerationStatus
 from . import analytics_cards, cards
 from .components import gradio_module as _gr
@@ -49,9 +48,8 @@ def window_key(label: str | None) -> str:
 class AnalyticsTab:
     """Handlers of the Analytics tab, bound to one Library."""
 
-    def __init__(self, open_library: Callable[[], Library], host: HostInfo):
+    def __init__(self, open_library: Callable[[], Library]):
         self._open_library = open_library
-        self.host = host
 
     def report(self, window: str, start: str | None, end: str | None, q: str | None) -> dict[str, Any]:
         """The analytics report of the scope; raises InvalidInput / QueryError for a bad one."""
@@ -221,11 +219,11 @@ def series_figures(series: dict[str, Any]) -> tuple:
 # --- layout -----------------------------------------------------------------------------------
 
 
-def build_content(open_library: Callable[[], Library], host: HostInfo) -> AnalyticsTab:
+def build_content(open_library: Callable[[], Library]) -> AnalyticsTab:
     """Create the Analytics tab's components inside the current Blocks context and wire them."""
     import gradio as gr
 
-    tab = AnalyticsTab(open_library, host)
+    tab = AnalyticsTab(open_library)
     with gr.Column(elem_classes=["lm-root"], elem_id="lora_manager_analytics"):
         with gr.Row(elem_classes=["lm-searchbar", "lm-an-scopebar"]):
             window = gr.Dropdown(list(WINDOWS), value=DEFAULT_WINDOW, label="Window", elem_id="lora_manager_analytics_window",
