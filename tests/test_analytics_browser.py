@@ -60,7 +60,7 @@ def plots_drawn(page) -> list[dict]:
     return page.evaluate("""async () => {
         const out = [];
         for (const id of ['generations', 'loras', 'time']) {
-            const img = document.querySelector(`#lora_manager_analytics_plot_${id} img`);
+            const img = document.querySelector(`#lora_manager_analytics_plots [data-plot="${id}"] img`);
             if (!img) { out.push(null); continue; }
             await img.decode();
             const c = document.createElement('canvas');
@@ -91,7 +91,7 @@ def test_analytics_tab_in_the_browser(standalone_in_browser, width):
 
     # the three plots are images with a size, on a transparent background
     for plot in ("generations", "loras", "time"):
-        expect(page.locator(f"#lora_manager_analytics_plot_{plot} img")).to_be_visible()
+        expect(page.locator(f'#lora_manager_analytics_plots [data-plot="{plot}"] img')).to_be_visible()
     drawn = plots_drawn(page)
     assert all(p and p["width"] > 200 and p["height"] > 100 and p["natural"] > 0 and p["corner"] == 0 for p in drawn), drawn
     shot(page, f"analytics-{width}")
@@ -141,7 +141,7 @@ def test_analytics_scope_insight_and_dark_theme(standalone_in_browser):
     expect = sync_api.expect
     page = open_analytics(session, "/?__theme=dark")
     assert page.evaluate("() => document.body.classList.contains('dark')")
-    expect(page.locator("#lora_manager_analytics_plot_time img")).to_be_visible()
+    expect(page.locator('#lora_manager_analytics_plots [data-plot="time"] img')).to_be_visible()
     assert all(p and p["corner"] == 0 and p["natural"] > 0 for p in plots_drawn(page))
     shot(page, "analytics-dark-1600")
 

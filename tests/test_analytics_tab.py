@@ -16,7 +16,7 @@ from test_analytics import DAY, NOW, rec
 from test_ui import XSS
 
 from lib_lora_manager.ui import analytics_cards
-from lib_lora_manager.ui.analytics_tab import OUTPUTS, AnalyticsTab, series_figures
+from lib_lora_manager.ui.analytics_tab import OUTPUTS, PLOTS, AnalyticsTab, series_figures
 
 figures = test_analytics.figures  # the hand-counted generations, as a fixture of this module too
 
@@ -64,12 +64,13 @@ def test_kpis_plots_tables_and_links_over_the_scope(figures):
     assert ("history", "date:<30d status:failed") in links(k)
     assert ("library", "added:<30d sort:-added") in links(k)
 
-    # the plots: a bar per status and bucket, the bars adding up to the generations
-    plot = out["generations_plot"]
-    assert plot["visible"] is True
-    assert bar_total(plot["value"]) == 8
-    assert bar_total(out["loras_plot"]["value"]) == 9  # g1-g3 two each, g4 g7 g8 one
-    series = csv_rows(out["series_csv"], "over-time")
+    # the plots: a bar per status and bucket, the bars adding up to the generations; shown as images
+    report = library.analytics.report("30d")
+    by_status, lora_uses, _timing = series_figures(report["series"])
+    assert bar_total(by_status) == 8
+    assert bar_total(lora_uses) == 9  # g1-g3 two each, g4 g7 g8 one
+    assert re.findall(r'data-plot="(\w+)"><img src="data:image/png;base64,', out["plots"]) == list(PLOTS)
+    series = csv_rows(out["plots"], "over-time")
     assert len(series) == 30 and sum(int(r["generations"]) for r in series) == 8
 
     t = out["tables"]
@@ -118,8 +119,7 @@ def test_empty_history_says_so_and_invents_nothing(library, lora_dir):
     assert kpi(out["kpis"], "Success rate") == "no data"
     assert kpi(out["kpis"], "Median time") == "no data"
     assert "0 %" not in out["kpis"]
-    for name in ("generations_plot", "loras_plot", "time_plot"):
-        assert out[name]["visible"] is False and out[name]["value"] is None
+    assert out["plots"] == ""  # no flat lines standing for nothing
     assert "No LoRA was used in this scope." in out["tables"]
     assert "No generations recorded in this scope yet" in out["insights"]
     assert ("library", "used:never sort:-size") in links(out["tables"])
@@ -146,7 +146,7 @@ def test_untrusted_names_are_escaped(library, lora_dir):
         library.history.record(rec(f"x <lora:evil:0.3> <lora:{XSS}:1>", NOW - DAY - n, status="failed", model_name=XSS,
                                    error=f"broke {XSS}"))
     out = shown(library)
-    everything = "".join(str(v) for k, v in out.items() if not k.endswith("_plot"))
+    everything = "".join(str(v) for v in out.values())
     assert XSS not in everything
     assert html.escape(XSS) in out["tables"]  # the LoRA's name, its tag, the model
     assert "&lt;img src=x onerror=alert(#)&gt;" in out["tables"]  # the normalised error message
@@ -197,7 +197,7 @@ def test_the_tab_is_built_inside_sdnext(sdnext):
         assert double.errors == []
         blocks, title, _elem_id = double.tabs[0]
         ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
-        assert {"lora_manager_analytics_tab", "lora_manager_analytics_window", "lora_manager_analytics_plot_time",
+        assert {"lora_manager_analytics_tab", "lora_manager_analytics_window", "lora_manager_analytics_plots",
                 "lora_manager_analytics_action_btn", "lora_manager_analytics_first_view"} <= ids
     finally:
         library = sdnext_host().app.library()

@@ -14,7 +14,9 @@ Browser glue (javascript/lora_manager.js): a click on any figure or row follows 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 WINDOWS = {"24 hours": "24h", "7 days": "7d", "30 days": "30d", "90 days": "90d", "1 year": "1y", "All time": "all",
            "Date range": "range"}
 DEFAULT_WINDOW = "30 days"
-OUTPUTS = ("status", "scope", "kpis", "generations_plot", "loras_plot", "time_plot", "series_csv", "tables", "insights")
+OUTPUTS = ("status", "scope", "kpis", "plots", "tables", "insights")
+PLOTS = ("generations", "loras", "time")  # the plots' names (data-plot), in the order series_figures draws them
 # one colour per status, readable on light and dark backgrounds
 STATUS_COLOURS = {GenerationStatus.SUCCEEDED: "#3fa36b", GenerationStatus.FAILED: "#d9534f",
                   GenerationStatus.INTERRUPTED: "#e0a030", GenerationStatus.NO_MODEL: "#8c8c8c"}
@@ -61,22 +64,15 @@ class AnalyticsTab:
         return self._open_library().analytics.report(key, q or "", None, None)
 
     def render(self, report: dict[str, Any], window: str, start: str | None, end: str | None, status: str = "") -> tuple:
-        gr = _gr()
         key = window_key(window)
         series = report["series"]
         # no generations: empty-state words instead of three flat lines
         has_series = bool(series.get("buckets")) and bool(report["kpis"]["generations"])
-        figures = series_figures(series) if has_series else (None, None, None)
-        rows = analytics_cards.series_rows(series)
         values = {
             "status": status,
             "scope": analytics_cards.scope_line(report) + analytics_cards.empty_state(report),
             "kpis": analytics_cards.kpis(report, analytics_cards.added_terms(key, start, end)),
-            "generations_plot": gr.update(value=figures[0], visible=has_series),
-            "loras_plot": gr.update(value=figures[1], visible=has_series),
-            "time_plot": gr.update(value=figures[2], visible=has_series),
-            "series_csv": (f'<div class="lm-an-head lm-an-series-head">Over time, by {cards.esc(series.get("bucket"))}'
-                           f'{analytics_cards.csv_link(rows, "over-time")}</div>') if has_series else "",
+            "plots": plots_html(series) if has_series else "",
             "tables": analytics_cards.tables(report),
             "insights": analytics_cards.insights(report["insights"]),
         }
@@ -216,6 +212,29 @@ def series_figures(series: dict[str, Any]) -> tuple:
     return figure1, figure2, figure3
 
 
+def png_data_url(figure) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(out)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def plots_html(series: dict[str, Any]) -> str:
+    """The three plots as PNG images (drawn here, so the page loads no plotting library of its
+    own: gr.Plot brings gradio's 4.6 MB plotly/vega bundle to every page load), and their table
+    as CSV."""
+    bucket = cards.esc(series.get("bucket"))
+    shown = []
+    for name, figure in zip(PLOTS, series_figures(series)):
+        title = cards.esc(f"{figure.axes[0].get_title(loc='left')} by {series.get('bucket')}")
+        shown.append(f'<figure class="lm-an-plot" data-plot="{name}"><img src="{png_data_url(figure)}" alt="{title}" '
+                     f'title="{title}"></figure>')
+    csv = analytics_cards.csv_link(analytics_cards.series_rows(series), "over-time")
+    return (f'<div class="lm-an-head lm-an-series-head">Over time, by {bucket}{csv}</div>'
+            f'<div class="lm-an-plots">{"".join(shown)}</div>')
+
+
 # --- layout -----------------------------------------------------------------------------------
 
 
@@ -240,14 +259,7 @@ def build_content(open_library: Callable[[], Library]) -> AnalyticsTab:
         status = gr.HTML("", elem_id="lora_manager_analytics_status")
         scope = gr.HTML('<div class="lm-empty">Loading the analytics…</div>', elem_id="lora_manager_analytics_results")
         kpis = gr.HTML("", elem_id="lora_manager_analytics_kpis")
-        series_csv = gr.HTML("", elem_id="lora_manager_analytics_series")
-        with gr.Row(elem_classes=["lm-an-plots"]):
-            generations_plot = gr.Plot(show_label=False, visible=False, elem_id="lora_manager_analytics_plot_generations",
-                                       elem_classes=["lm-an-plot"])
-            loras_plot = gr.Plot(show_label=False, visible=False, elem_id="lora_manager_analytics_plot_loras",
-                                 elem_classes=["lm-an-plot"])
-            time_plot = gr.Plot(show_label=False, visible=False, elem_id="lora_manager_analytics_plot_time",
-                                elem_classes=["lm-an-plot"])
+        plots = gr.HTML("", elem_id="lora_manager_analytics_plots")
         gr.HTML('<h3 class="lm-an-title">Insights</h3>', elem_id="lora_manager_analytics_insights_title")
         insights = gr.HTML("", elem_id="lora_manager_analytics_insights")
         tables = gr.HTML("", elem_id="lora_manager_analytics_tables")
@@ -257,8 +269,7 @@ def build_content(open_library: Callable[[], Library]) -> AnalyticsTab:
             action_btn = gr.Button("apply", elem_id="lora_manager_analytics_action_btn", elem_classes=["lm-hidden"])
         no_config(window, start, end, q, action)
 
-    by_name = {"status": status, "scope": scope, "kpis": kpis, "generations_plot": generations_plot, "loras_plot": loras_plot,
-               "time_plot": time_plot, "series_csv": series_csv, "tables": tables, "insights": insights}
+    by_name = {"status": status, "scope": scope, "kpis": kpis, "plots": plots, "tables": tables, "insights": insights}
     outputs = [by_name[k] for k in OUTPUTS]
     scope_inputs = [window, start, end, q]
     refresh_btn.click(tab.refresh, scope_inputs, outputs)
