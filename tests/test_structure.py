@@ -136,3 +136,15 @@ def test_only_the_sdnext_host_imports_sdnext():
             if any(n == "modules" or n.startswith("modules.") for n in names):
                 importers.append(name)
     assert importers and all(n.startswith("hosts.sdnext") for n in importers), importers
+
+
+def test_the_stylesheet_balances_its_braces():
+    """A rule left open (a merge of two appended blocks lost a closing brace once) swallows every
+    rule after it without an error anywhere."""
+    text = (Path(__file__).resolve().parent.parent / "style.css").read_text(encoding="utf-8")
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        assert not line.startswith(("<<<<<<<", "=======", ">>>>>>>")), f"style.css:{number}: a merge marker"
+        depth += line.count("{") - line.count("}")
+        assert 0 <= depth <= 2, f"style.css:{number}: braces out of balance ({depth})"
+    assert depth == 0
