@@ -159,13 +159,14 @@
     return text === '-0' || text === '' ? '0' : text;
   }
 
-  function sliderValue(rowId, part) {
-    const input = document.querySelector(`#${rowId}_${part} input[type=number]`)
-      || (byId(`${rowId}_${part}`) || document).querySelector(`#${rowId}_${part} input`);
+  function sliderValue(rowId, part, given) {
+    if (given && given.part === part) return weightText(given.value);
+    const input = document.querySelector(`#${rowId}_${part} input[type=number]`);
     return input ? weightText(input.value) : null;
   }
 
-  function showWeightNow(rowId) {
+  // given: {part, value} of the input just edited (its twin box may not show it yet)
+  function showWeightNow(rowId, given) {
     const row = byId(rowId);
     const nameEl = row && row.querySelector('.lm-compose-token');
     const on = byId(`${rowId}_enabled`);
@@ -177,12 +178,12 @@
     const splitOn = Boolean(split && split.querySelector('input') && split.querySelector('input').checked);
     let token;
     if (splitOn) {
-      const te = sliderValue(rowId, 'te');
-      const unet = sliderValue(rowId, 'unet');
+      const te = sliderValue(rowId, 'te', given);
+      const unet = sliderValue(rowId, 'unet', given);
       if (te === null || unet === null) return;
       token = `<lora:${name}:te=${te}:unet=${unet}>`;
     } else {
-      const weight = sliderValue(rowId, 'weight');
+      const weight = sliderValue(rowId, 'weight', given);
       if (weight === null) return;
       token = `<lora:${name}:${weight}>`;
     }
@@ -199,6 +200,10 @@
     if (!(target instanceof HTMLInputElement) || !target.closest) return;
     const slider = target.closest('[id^="lora_manager_compose_row"]');
     if (!slider || !WEIGHT_SLIDER.test(slider.id)) return;
+    // shown in this very event: a busy page (SDNext's) runs timers a few hundred ms late
+    if (event.type === 'input' && target.value !== '') {
+      showWeightNow(slider.id.replace(WEIGHT_SLIDER_PART, ''), { part: WEIGHT_SLIDER.exec(slider.id)[1], value: target.value });
+    }
     // after Gradio's own handlers: the value it sends is the one just typed, or the one its
     // blur handler clamped into the slider's range (a change that fires no `input`)
     setTimeout(() => {
