@@ -217,8 +217,10 @@ def test_postgresql_gets_trigram_indexes(postgres_url, tmp_path):
             assert text_index.in_step(conn)
             indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%trgm' "
                                             "OR indexname LIKE '%grams'")).scalars())
-        # the history's is on its narrow copy of the text; the LoRAs' short terms have their grams'
-        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm", "ix_loras_search_grams"}
+        # the history's is on its narrow copy of the text, and on its words; the LoRAs' short terms
+        # have their grams'
+        assert indexes == {"ix_loras_search_text_trgm", "ix_generations_text_search_text_trgm", "ix_loras_search_grams",
+                           "generations_text_words_trgm"}
     finally:
         library.close()
 
@@ -826,3 +828,49 @@ def test_migration_0016_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
     finally:
         library.close()
 
+
+def test_postgresql_counts_history_words_from_their_index_without_reading_the_text(postgres_url, tmp_path):
+    """A history term without a space is counted from the GIN index of the copy's words (the
+    listed words that hold it): no prompt is tested, where the trigram index only narrows a LIKE
+    that then tests every prompt it lists. Totals stay exact for words inside longer words, for
+    a word too long to be listed, after a prompt changes and after a generation is deleted; a
+    phrase, which can span words, is counted by the LIKE."""
+    reset_postgres(postgres_url)
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=postgres_url)
+    long_word = "x" * 150 + "castle" + "y" * 150  # past the listed words' length, in bytes
+    try:
+        ids = [record(library, prompt) for prompt in (
+            "castle, night", "sandcastles at dawn", "(castle:1.2) dragon", "forest", long_word, "neon sunset",
+            "neon  sunset")]
+        with library.store.db.write() as session:
+            session.execute(update(Generation).where(Generation.id == ids[3]).values(search_text="forest castle"))
+        library.history.delete(ids[0])
+        statements: list[tuple[str, dict]] = []
+        event.listen(library.store.db.engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, parameters, *_a: statements.append((statement, parameters)))
+        with library.store.db.read() as session:
+            prompts = dict(session.execute(select(Generation.id, Generation.search_text)).all())
+        for q in ("castle", "castle dragon", "-castle", "astl", '"neon sunset"', "sunset", "xxxcastle"):
+            words = [w.strip('"') for w in q.lstrip("-").split()] if '"' not in q else [q.strip('"')]
+            found = {i for i, t in prompts.items() if all(w in t for w in words)}
+            expected = set(prompts) - found if q.startswith("-") else found
+            library.store.db.totals.clear()
+            result = library.history.search(q, per_page=50)
+            assert result.total == len(expected) and {g.id for g in result.items} == expected, q
+        assert library.history.search("castle").total == 4  # the long word, the edited prompt, inside words
+        statements.clear()
+        library.store.db.totals.clear()
+        library.history.search("castle")
+        counted = [(s, p) for s, p in statements if text_index.WORDS_FUNCTION in s]
+        assert counted, statements
+        with library.store.db.engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # the plan a large table gets, on a small one
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + counted[0][0], counted[0][1]))
+        assert f"Bitmap Index Scan on {text_index.words_index_name('generations_text')}" in plan, plan
+        assert "Seq Scan on generations_text " not in plan and "search_text_trgm" not in plan, plan
+        # a LIKE tests only the texts with a word too long to be listed (found in the index too)
+        lines = plan.splitlines()
+        likes = [n for n, line in enumerate(lines) if "search_text ~~" in line]
+        assert len(likes) == 1 and "Filter" in lines[likes[0]] and '{" long"}' in lines[likes[0] - 1], plan
+    finally:
+        library.close()
