@@ -198,6 +198,6 @@ LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FIL
               index_walk=walk_unless_few,
               page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
               count_index="ix_loras_live", id_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
-              filter_count_index="ix_loras_page_rating",
+              filter_count_index="ix_loras_page_rating", seek_index="ix_loras_live_filters",
               count_indexes={key: f"ix_loras_page_{SORTS[sort].key}" for key, sort in
                              (("rating", "rating"), ("used", "used"), ("uses", "uses"), ("added", "added"), ("modified", "modified"))})

@@ -173,6 +173,11 @@ class Lora(Base):
         # sha256 (NULL in each entry) lets SQLite test the index's own condition without the row
         Index("ix_loras_unhashed_filters", "trashed_at", "id", "sha256", *LORA_FILTER_COLUMNS,
               sqlite_where=_UNHASHED).ddl_if(dialect="sqlite"),
+        # SQLite: the live LoRAs by id with every column a filter tests: a set's LoRAs (a tag's)
+        # beside such filters are tested with one seek each, so "-tag:x" beside them is counted as
+        # the filters' count less those (query.Table.page), not by testing each entry against the set
+        Index("ix_loras_live_filters", "trashed_at", "id", *LORA_FILTER_COLUMNS,
+              sqlite_where=_LIVE).ddl_if(dialect="sqlite"),
     )
 
 
@@ -233,7 +238,10 @@ class LoraTag(Base):
     __tablename__ = "lora_tags"
 
     lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
-    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+
+    # a tag's LoRAs from the index alone (counted, or listed for a seek each: lora_query)
+    __table_args__ = (Index("ix_lora_tags_tag_id_lora_id", "tag_id", "lora_id"),)
 
 
 class TrashItem(Base):

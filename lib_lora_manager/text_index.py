@@ -19,6 +19,13 @@ reads every row; these indexes answer the same question without doing so.
   keep it, as on SQLite) and the index is on the copy: a term most prompts hold can only be
   counted by testing every prompt, and the copy is a third of the rows' size, so counting reads
   a third of the pages. Pages test the rows' own column as they walk, or the copy's ids.
+  A trigram index only narrows a LIKE down (every row it lists is tested again), so the copy's
+  words (its text split at spaces) are under a GIN index too, and its distinct words in a table
+  of their own (``generations_text_words``): a term without a space is in a text exactly when
+  it is in one of its words, so its matches are counted from that index (the rows holding one
+  of the few words the term is in) without testing any text, a third of the time at 100,000
+  generations. A word too long for the index stands as ``LONG_WORD`` among its text's words:
+  those few texts are tested by the LIKE.
   No trigram serves a term of one or two characters, so ``loras`` also keeps ``search_grams``, a
   stored generated column of every distinct one- and two-character substring of its text (a
   SQL function computes it when the row is written), under a GIN index: such a term is in the
@@ -72,6 +79,19 @@ GRAMS_COLUMN = "search_grams"
 GRAMS_FUNCTION = "lora_manager_short_grams"
 # the dialect attribute naming the content tables whose grams this engine's database has (sync)
 _GRAMS_READY = "lora_manager_grams_ready"
+# PostgreSQL: the distinct words of a copy's text (split at spaces), as a GIN index holds them
+WORDS_FUNCTION = "lora_manager_words"
+_WORD_BYTES = 200  # longer words are not listed: a GIN entry or a key has to fit in a page
+LONG_WORD = " long"  # stands for them (a space: it is no word of any text)
+
+
+def words_table(copy: str) -> str:
+    """The table of a copy's distinct words (PostgreSQL)."""
+    return f"{copy}_words"
+
+
+def words_index_name(copy: str) -> str:
+    return f"{copy}_by_word"
 
 
 def trigram_index_name(content: str) -> str:
@@ -160,7 +180,8 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     short = _short_term(text_column, needle, like) if len(needle) < MIN_TERM else None
     if copy is not None:  # elsewhere than SQLite: the ids of the copy's matches, counted there
         default = id_column.in_(select(copy.c.id).where(copy.c.search_text.like(pattern, escape="\\")))
-        negated, counts = not_(default), _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"))
+        negated = not_(default)
+        counts = _copy_counts(copy, copy.c.search_text.like(pattern, escape="\\"), _in_words(copy, [(needle, pattern)]))
     elif short is not None:
         default, negated, counts = short, not_(short), {}
     else:  # negated, a set of ids a page's walk tests each entry against (see ForEngine)
@@ -201,11 +222,34 @@ def match(id_column, text_column, value: str) -> ColumnElement[bool]:
     return found
 
 
-def _copy_counts(copy, condition) -> dict:
+def _copy_counts(copy, condition, in_words=None) -> dict:
     """How many rows of the copy (one per content row) meet ``condition``, and how many do not:
-    a negated word is counted in the same one pass (query.Table.page, ``outside_counts``)."""
+    a negated word is counted in the same one pass (query.Table.page, ``outside_counts``).
+    ``in_words``: the same count from the copy's words (``_in_words``), when the terms allow."""
+    if in_words is not None:
+        every = select(func.count()).select_from(copy).scalar_subquery()
+        return {"postgresql": in_words, "postgresql outside": select(every - in_words.scalar_subquery())}
     return {"postgresql": select(func.count()).select_from(copy).where(condition),
             "postgresql outside": select(func.count() - func.count().filter(condition)).select_from(copy)}
+
+
+def _in_words(copy, terms: list[tuple[str, str]]):
+    """How many rows of the copy hold every term (lower-cased text, its LIKE pattern), counted
+    from the GIN index of their words: each term's condition is that the row's words overlap
+    the listed words holding it, which the index answers exactly (no text tested). The rows with
+    a word too long to be listed are counted apart by the LIKE. None when a term has a space (a
+    phrase can span words) or is too short to be looked up among the words by its trigrams."""
+    if any(" " in needle or len(needle) < MIN_TERM for needle, _pattern in terms):
+        return None
+    words = table(words_table(copy.name), column("word"))
+    row_words = getattr(func, WORDS_FUNCTION)(copy.c.search_text)
+    held = and_(*(row_words.op("&&")(func.array(
+        select(words.c.word).where(words.c.word.like(pattern, escape="\\")).scalar_subquery())) for _needle, pattern in terms))
+    long_word = cast(array([LONG_WORD]), ARRAY(Text))
+    likes = [copy.c.search_text.like(pattern, escape="\\") for _needle, pattern in terms]
+    listed = select(func.count()).select_from(copy).where(held).scalar_subquery()
+    unlisted = select(func.count()).select_from(copy).where(row_words.op("@>")(long_word), not_(held), *likes).scalar_subquery()
+    return select(listed + unlisted)
 
 
 def _copy(content: str):
@@ -248,15 +292,18 @@ def merge(terms: list[Term]) -> list[Term]:
             expression = f"({expression}) NOT ({' OR '.join(t.positive.phrase for t in unwanted)})"
         on_rows = and_(*(t.positive.row_test if not t.negated else not_(t.positive.row_test) for t in phrased))
         copied = and_(*(on_copy(t) if not t.negated else not_(on_copy(t)) for t in phrased)) if copy is not None else None
+        in_words = None if unwanted or copy is None else _in_words(
+            copy, [(t.value.lower(), t.positive.pattern) for t in wanted])
         negated = False
     else:
         expression = " OR ".join(t.positive.phrase for t in unwanted)
         on_rows = or_(*(t.positive.row_test for t in unwanted))
         copied = or_(*(on_copy(t) for t in unwanted)) if copy is not None else None
+        in_words = None
         negated = True
     if copied is not None:
         default = id_column.in_(select(copy.c.id).where(copied))
-        counts = _copy_counts(copy, copied)
+        counts = _copy_counts(copy, copied, in_words)
     else:
         default, counts = on_rows, {}
     positive = ForEngine(default, id_column.in_(_matching(fts, name, expression)), not_(default))
@@ -376,12 +423,16 @@ def _postgresql_copies(connection) -> set[str]:
     """The content tables whose copy is there and kept (its table and its three triggers)."""
     kept = {r[0] for r in connection.exec_driver_sql(
         "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(%(names)s)",
-        {"names": [f"{copy}_{t}" for copy in COPIED.values() for t in _TRIGGERS]})}
+        {"names": [f"{copy}_{t}" for copy in COPIED.values() for t in (*_TRIGGERS, "words")]})}
     tables = {r[0] for r in connection.exec_driver_sql(
         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY(%(names)s)",
-        {"names": list(COPIED.values())})}
+        {"names": [*COPIED.values(), *(words_table(copy) for copy in COPIED.values())]})}
+    indexes = {r[0] for r in connection.exec_driver_sql(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%(names)s)",
+        {"names": [words_index_name(copy) for copy in COPIED.values()]})}
     return {content for content, copy in COPIED.items()
-            if copy in tables and all(f"{copy}_{t}" in kept for t in _TRIGGERS)}
+            if copy in tables and all(f"{copy}_{t}" in kept for t in (*_TRIGGERS, "words"))
+            and words_table(copy) in tables and words_index_name(copy) in indexes}
 
 
 def _sync_postgresql(connection) -> None:
@@ -434,6 +485,8 @@ def _sync_trigrams(connection, present: set[str]) -> None:
             if trigram_index_name(content) not in present:
                 connection.exec_driver_sql(f"CREATE INDEX {trigram_index_name(content)} ON {COPIED.get(content, content)} "
                                            "USING gin (search_text gin_trgm_ops)")
+        for copy in COPIED.values():
+            _index_words(connection, copy)
         savepoint.commit()
     except DBAPIError as e:  # refused (privileges, no contrib package): the LIKE reads every row
         savepoint.rollback()
@@ -468,6 +521,39 @@ END $$""")
     connection.exec_driver_sql(f"CREATE TRIGGER {copy}_ad AFTER DELETE ON {content} FOR EACH ROW EXECUTE FUNCTION {copy}_kept()")
     connection.exec_driver_sql(f"CREATE TRIGGER {copy}_au AFTER UPDATE OF id, search_text ON {content} FOR EACH ROW "
                                f"EXECUTE FUNCTION {copy}_kept()")
+    _copy_words(connection, copy)
+
+
+def _copy_words(connection, copy: str) -> None:
+    """The GIN index of ``copy``'s words and the table of its distinct words, kept by a trigger
+    on the copy. Words of texts since changed or deleted stay listed: they only add a word no
+    row holds to a term's list."""
+    connection.exec_driver_sql(f"""CREATE OR REPLACE FUNCTION {WORDS_FUNCTION}(t text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+SELECT ARRAY(SELECT DISTINCT CASE WHEN octet_length(w) > {_WORD_BYTES} THEN '{LONG_WORD}' ELSE w END
+             FROM unnest(string_to_array(t, ' ')) AS w) $$""")
+    words = words_table(copy)
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {words}")
+    connection.exec_driver_sql(f"CREATE TABLE {words} (word text PRIMARY KEY)")
+    listed = f"unnest({WORDS_FUNCTION}({{text}})) AS w WHERE w <> '{LONG_WORD}'"
+    connection.exec_driver_sql(f"INSERT INTO {words} (word) SELECT DISTINCT w FROM {copy}, {listed.format(text='search_text')}")
+    connection.exec_driver_sql(f"""CREATE OR REPLACE FUNCTION {words}_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO {words} (word) SELECT w FROM {listed.format(text='NEW.search_text')} ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$""")
+    connection.exec_driver_sql(f"CREATE TRIGGER {copy}_words AFTER INSERT OR UPDATE OF search_text ON {copy} FOR EACH ROW "
+                               f"EXECUTE FUNCTION {words}_kept()")
+    connection.exec_driver_sql(f"CREATE INDEX {words_index_name(copy)} ON {copy} USING gin ({WORDS_FUNCTION}(search_text))")
+    if connection.exec_driver_sql(f"SELECT 1 FROM pg_extension WHERE extname = '{TRIGRAM_EXTENSION}'").first():
+        _index_words(connection, copy)
+    connection.exec_driver_sql(f"ANALYZE {words}")
+
+
+def _index_words(connection, copy: str) -> None:
+    """A term's words are found by its trigrams (pg_trgm; without it, by reading every word)."""
+    connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {words_table(copy)}_trgm ON {words_table(copy)} "
+                               "USING gin (word gin_trgm_ops)")
 
 
 def drop_postgresql(connection) -> None:
@@ -478,6 +564,9 @@ def drop_postgresql(connection) -> None:
     for copy in COPIED.values():
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {copy}")
         connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {copy}_kept() CASCADE")  # and its triggers
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {words_table(copy)}")
+        connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {words_table(copy)}_kept() CASCADE")
+    connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {WORDS_FUNCTION}(text)")
     for content in SHORT_GRAMS:
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {grams_index_name(content)}")
         if connection.exec_driver_sql(f"SELECT to_regclass('{content}')").scalar() is not None:  # gone after drop_all
