@@ -28,6 +28,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -195,10 +196,15 @@ def normalise_error(message: str | None) -> str:
 _SCRATCH = MetaData()
 SCOPED = Table(
     "analytics_scoped", _SCRATCH,
-    Column("id", Integer, primary_key=True), Column("cur", Integer, nullable=False), Column("started_at", Float),
+    Column("id", Integer, nullable=False), Column("cur", Integer, nullable=False), Column("started_at", Float, nullable=False),
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
-    Column("favorite", Boolean), prefixes=["TEMPORARY"])
+    Column("favorite", Boolean),
+    # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
+    # bucket of the series is a range of the key (_percentiles' per-group queries)
+    PrimaryKeyConstraint("started_at", "id").ddl_if(dialect="sqlite"),
+    Index("ix_analytics_scoped_id", "id", unique=True).ddl_if(dialect="postgresql"),
+    prefixes=["TEMPORARY"], sqlite_with_rowid=False)
 # keyed by generation: a generation's rows together (pairs, generations with a LoRA)
 SCOPED_LORAS = Table(
     "analytics_scoped_loras", _SCRATCH,
@@ -218,6 +224,7 @@ SCOPED_USES = Table(
 _TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
 MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
 MIN_FAILURES = 3
+FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one window pass)
 
 
 @contextmanager
@@ -259,10 +266,11 @@ def _scoped(session, s: Scope) -> Iterator[None]:
         table.drop(conn)
 
 
-def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...]) -> dict[Any, dict[int, float]]:
+def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...],
+                 span: Callable[[Any], list] | None = None) -> dict[Any, dict[int, float]]:
     """{key: {percent: value}}: nearest-rank percentiles of ``value`` (not NULL) in each group of
-    ``key`` whose count of such values ``counts`` holds: one ordered pass (a window function),
-    keeping the rows at rank ceil(p n / 100) of each group."""
+    ``key`` whose count of such values ``counts`` holds, the row at rank ceil(p n / 100) of each.
+    ``span(group)``, when given, narrows a group to a range of SCOPED's key (SQLite)."""
     wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
     if not wanted:
         return {}
@@ -271,13 +279,26 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
         found = session.execute(select(key, *(func.percentile_disc(p / 100).within_group(value) for p in percents))
                                 .where(*where, value.is_not(None)).group_by(key)).all()
         return {g: {p: float(v) for p, v in zip(percents, values)} for g, *values in found if g in wanted}
+    out: dict[Any, dict[int, float]] = {}
+    if span is not None or len(wanted) <= FEW_GROUPS:
+        # SQLite: one sorted read per group and percent, from the nearer end: its sorter keeps only
+        # the rows up to the offset (a median half the group's, a p95 a twentieth), where a window
+        # function sorts every row; a group without a key range reads the whole table, so only a few
+        for g, ranks in wanted.items():
+            group = [*where, value.is_not(None), key.is_(None) if g is None else key == g, *(span(g) if span else ())]
+            for p, rank in ranks.items():
+                n = counts[g]
+                ordered = select(value).where(*group).limit(1)
+                ordered = ordered.order_by(value).offset(rank - 1) if rank - 1 <= n - rank \
+                    else ordered.order_by(value.desc()).offset(n - rank)
+                out.setdefault(g, {})[p] = float(session.scalar(ordered))
+        return out
     inner = select(key.label("k"), value.label("v"), func.row_number().over(partition_by=key, order_by=value).label("rank")) \
         .where(*where, value.is_not(None)).subquery()
     k = inner.c.k
     tests = [(k.is_(None) if g is None else k == g, ranks) for g, ranks in wanted.items()]
     keep = or_(*(inner.c.rank == case(*((test, ranks[p]) for test, ranks in tests), else_=-1) for p in percents))
-    out: dict[Any, dict[int, float]] = {}
-    for g, v, rank in session.execute(select(inner.c.k, inner.c.v, inner.c.rank).where(keep)):
+    for g, v, rank in session.execute(select(inner.c.k, inner.c.v, inner.c.rank).where(keep)):  # one ordered pass
         for p, r in wanted.get(g, {}).items():
             if r == rank:
                 out.setdefault(g, {})[p] = float(v)
@@ -366,7 +387,9 @@ class Analytics:
         # generations with a LoRA row, resolved to the library or not: one per generation in key order
         per_generation = select(u.generation_id, func.max(u.cur).label("cur")).group_by(u.generation_id).subquery()
         with_lora = dict(session.execute(select(per_generation.c.cur, func.count()).group_by(per_generation.c.cur)).all())
-        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95))
+        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95),
+                             span=None if s.start is None else
+                             lambda cur: [g.started_at >= s.start] if cur else [g.started_at < s.start])
         previous = s.previous()
         out = {}
         for cur, sc in zip(periods, (s, previous)):
@@ -425,7 +448,9 @@ class Analytics:
         for b, n in session.execute(select(lora_bucket, func.count()).where(u.cur == 1).group_by(lora_bucket)):
             if 0 <= int(b) < count:
                 rows[int(b)]["loras"] = n
-        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,))
+        # the bucket's key range, a second wider (its number decides: the same rounding as the counts')
+        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,),
+                               span=lambda b: [g.started_at >= start + int(b) * size - 1, g.started_at < start + (int(b) + 1) * size + 1])
         for b, figures in medians.items():
             if 0 <= int(b) < count:
                 rows[int(b)]["median_seconds"] = figures[50]
