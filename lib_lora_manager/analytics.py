@@ -28,7 +28,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
-    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -213,9 +212,9 @@ SCOPED = Table(
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
     Column("favorite", Boolean),
     # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
-    # bucket of the series is a range of the key (_percentiles' per-group queries)
+    # bucket of the series is a range of the key (_percentiles' per-group queries); PostgreSQL:
+    # no key (it joins by hashing, and an index kept up as the rows arrive cost more than it saved)
     PrimaryKeyConstraint("started_at", "id").ddl_if(dialect="sqlite"),
-    Index("ix_analytics_scoped_id", "id", unique=True).ddl_if(dialect="postgresql"),
     prefixes=["TEMPORARY"], sqlite_with_rowid=False)
 # keyed by generation: a generation's rows together (pairs, generations with a LoRA)
 SCOPED_LORAS = Table(
