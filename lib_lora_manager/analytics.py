@@ -7,8 +7,8 @@ same length just before; a rate with nothing to divide by is None ("no data"), n
 
 The scope's generations (its window's and the window's before) and their LoRA rows are copied
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
-them (GROUP BY; a median or p95 by window functions, one ordered pass per group), the same text on
-SQLite and PostgreSQL. Each figure or row carries ``link``: the Library or History query that
+them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by one sorted read per
+group, or a window function over many groups). Each figure or row carries ``link``: the Library or History query that
 lists what it counts.
 """
 
