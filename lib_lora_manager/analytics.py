@@ -7,8 +7,8 @@ same length just before; a rate with nothing to divide by is None ("no data"), n
 
 The scope's generations (its window's and the window's before) and their LoRA rows are copied
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
-them (GROUP BY; a median or p95 by window functions, one ordered pass per group), the same text on
-SQLite and PostgreSQL. Each figure or row carries ``link``: the Library or History query that
+them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by one sorted read per
+group, or a window function over many groups). Each figure or row carries ``link``: the Library or History query that
 lists what it counts.
 """
 
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -79,6 +79,18 @@ def _floor_default(element, compiler, **kw):
 @compiles(_floor, "sqlite")
 def _floor_sqlite(element, compiler, **kw):
     return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+class Buckets(NamedTuple):
+    """The series' time buckets: ``count`` of ``size`` seconds from ``start``."""
+
+    start: float
+    size: float
+    count: int
+
+    def of(self, started_at):
+        """The bucket number of a time column (SQL)."""
+        return _floor((started_at - self.start) / self.size)
 
 
 @dataclass(frozen=True)
@@ -195,10 +207,15 @@ def normalise_error(message: str | None) -> str:
 _SCRATCH = MetaData()
 SCOPED = Table(
     "analytics_scoped", _SCRATCH,
-    Column("id", Integer, primary_key=True), Column("cur", Integer, nullable=False), Column("started_at", Float),
+    Column("id", Integer, nullable=False), Column("cur", Integer, nullable=False), Column("started_at", Float, nullable=False),
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
-    Column("favorite", Boolean), prefixes=["TEMPORARY"])
+    Column("favorite", Boolean),
+    # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
+    # bucket of the series is a range of the key (_percentiles' per-group queries); PostgreSQL:
+    # no key (it joins by hashing, and an index kept up as the rows arrive cost more than it saved)
+    PrimaryKeyConstraint("started_at", "id").ddl_if(dialect="sqlite"),
+    prefixes=["TEMPORARY"], sqlite_with_rowid=False)
 # keyed by generation: a generation's rows together (pairs, generations with a LoRA)
 SCOPED_LORAS = Table(
     "analytics_scoped_loras", _SCRATCH,
@@ -218,6 +235,7 @@ SCOPED_USES = Table(
 _TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
 MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
 MIN_FAILURES = 3
+FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one window pass)
 
 
 @contextmanager
@@ -259,10 +277,11 @@ def _scoped(session, s: Scope) -> Iterator[None]:
         table.drop(conn)
 
 
-def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...]) -> dict[Any, dict[int, float]]:
+def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...],
+                 span: Callable[[Any], list] | None = None) -> dict[Any, dict[int, float]]:
     """{key: {percent: value}}: nearest-rank percentiles of ``value`` (not NULL) in each group of
-    ``key`` whose count of such values ``counts`` holds: one ordered pass (a window function),
-    keeping the rows at rank ceil(p n / 100) of each group."""
+    ``key`` whose count of such values ``counts`` holds, the row at rank ceil(p n / 100) of each.
+    ``span(group)``, when given, narrows a group to a range of SCOPED's key (SQLite)."""
     wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
     if not wanted:
         return {}
@@ -271,13 +290,26 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
         found = session.execute(select(key, *(func.percentile_disc(p / 100).within_group(value) for p in percents))
                                 .where(*where, value.is_not(None)).group_by(key)).all()
         return {g: {p: float(v) for p, v in zip(percents, values)} for g, *values in found if g in wanted}
+    out: dict[Any, dict[int, float]] = {}
+    if span is not None or len(wanted) <= FEW_GROUPS:
+        # SQLite: one sorted read per group and percent, from the nearer end: its sorter keeps only
+        # the rows up to the offset (a median half the group's, a p95 a twentieth), where a window
+        # function sorts every row; a group without a key range reads the whole table, so only a few
+        for g, ranks in wanted.items():
+            group = [*where, value.is_not(None), key.is_(None) if g is None else key == g, *(span(g) if span else ())]
+            for p, rank in ranks.items():
+                n = counts[g]
+                ordered = select(value).where(*group).limit(1)
+                ordered = ordered.order_by(value).offset(rank - 1) if rank - 1 <= n - rank \
+                    else ordered.order_by(value.desc()).offset(n - rank)
+                out.setdefault(g, {})[p] = float(session.scalar(ordered))
+        return out
     inner = select(key.label("k"), value.label("v"), func.row_number().over(partition_by=key, order_by=value).label("rank")) \
         .where(*where, value.is_not(None)).subquery()
     k = inner.c.k
     tests = [(k.is_(None) if g is None else k == g, ranks) for g, ranks in wanted.items()]
     keep = or_(*(inner.c.rank == case(*((test, ranks[p]) for test, ranks in tests), else_=-1) for p in percents))
-    out: dict[Any, dict[int, float]] = {}
-    for g, v, rank in session.execute(select(inner.c.k, inner.c.v, inner.c.rank).where(keep)):
+    for g, v, rank in session.execute(select(inner.c.k, inner.c.v, inner.c.rank).where(keep)):  # one ordered pass
         for p, r in wanted.get(g, {}).items():
             if r == rank:
                 out.setdefault(g, {})[p] = float(v)
@@ -301,10 +333,12 @@ class Analytics:
         out: dict[str, Any] = {"scope": s.describe()}
         with self.store.db.read() as session, _scoped(session, s):
             lap("scope")
-            profile = self._profile(session)
-            out["kpis"] = self._kpis(session, s, profile)
+            buckets = self._buckets(session, s)
+            profile = self._profile(session, buckets)
+            with_loras = self._with_loras(session, buckets)
+            out["kpis"] = self._kpis(session, s, profile, with_loras)
             lap("kpis")
-            out["series"] = self._series(session, s)
+            out["series"] = self._series(session, s, buckets, profile, with_loras)
             lap("series")
             for name in ("top_loras", "rising", "lora_use"):
                 out[name] = getattr(self, "_" + name)(session, s)
@@ -336,20 +370,43 @@ class Analytics:
 
     # --- KPIs -------------------------------------------------------------------------------
 
-    def _profile(self, session) -> list[Any]:
-        """The scope's generations grouped by period, model, image size and status (a few rows):
-        the KPIs' counts, the models' and the speed table are sums of them."""
+    def _buckets(self, session, s: Scope) -> Buckets | None:
+        """The series' buckets: hours for a day, days up to 90, weeks beyond (None: no generation)."""
+        start = s.start
+        if start is None:
+            start = session.scalar(select(func.min(SCOPED.c.started_at)).where(SCOPED.c.cur == 1))
+        if start is None:
+            return None
+        length = s.end - start
+        size = HOUR if length <= DAY + 1 else DAY if length <= 90 * DAY + 1 else 7 * DAY
+        return Buckets(start, size, max(1, int(-(-length // size))))
+
+    def _profile(self, session, buckets: Buckets | None = None) -> list[Any]:
+        """The scope's generations grouped by period, series bucket, model, image size and status
+        (a few thousand rows at most): the KPIs' counts, the series', the models' and the speed
+        table are sums of them."""
         g = SCOPED.c
         stepped = and_(g.duration.is_not(None), g.steps > 0)
-        return session.execute(select(g.cur, g.model_name, g.width, g.height, g.status, func.count().label("n"),
+        bucket = (literal(0) if buckets is None else buckets.of(g.started_at)).label("bucket")
+        return session.execute(select(g.cur, bucket, g.model_name, g.width, g.height, g.status, func.count().label("n"),
                                       func.count(g.duration).label("timed"), func.count(case((stepped, 1))).label("stepped"),
                                       func.sum(case((stepped, g.duration))).label("seconds"),
                                       func.sum(case((stepped, g.steps))).label("steps"))
-                               .group_by(g.cur, g.model_name, g.width, g.height, g.status)).all()
+                               .group_by(g.cur, bucket, g.model_name, g.width, g.height, g.status)).all()
 
-    def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
+    def _with_loras(self, session, buckets: Buckets | None = None) -> list[Any]:
+        """Per period and series bucket: the generations with a LoRA row (resolved to the library or
+        not) and their LoRA rows, in one pass over the rows, a generation's together."""
+        u = SCOPED_LORAS.c
+        one = select(u.generation_id, func.max(u.cur).label("cur"), func.max(u.started_at).label("started_at"),
+                     func.count().label("n")).group_by(u.generation_id).subquery()
+        bucket = (literal(0) if buckets is None else buckets.of(one.c.started_at)).label("bucket")
+        return session.execute(select(one.c.cur, bucket, func.count().label("generations"), func.sum(one.c.n).label("rows"))
+                               .group_by(one.c.cur, bucket)).all()
+
+    def _kpis(self, session, s: Scope, profile: list[Any] | None = None, with_loras: list[Any] | None = None) -> dict[str, Any]:
         """The window's KPIs, with the window's before it under ``previous`` and the change."""
-        g, u = SCOPED.c, SCOPED_LORAS.c
+        g = SCOPED.c
         periods = (1, 0) if s.start is not None else (1,)
         by_status: dict[int, dict[str, int]] = {p: {} for p in periods}
         timed = dict.fromkeys(periods, 0)
@@ -359,14 +416,17 @@ class Analytics:
             timed[r.cur] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
             if r.model_name is not None:
                 model_names[r.cur].add(r.model_name)
-        images = dict(session.execute(select(g.cur, func.count(GenerationImage.id))
-                                      .join(GenerationImage, GenerationImage.generation_id == g.id).group_by(g.cur)).all())
+        # both periods' in one pass without grouping (a GROUP BY would sort every image row first)
+        images = dict(enumerate(session.execute(select(*(func.count(case((g.cur == cur, GenerationImage.id))) for cur in (0, 1)))
+                                                .select_from(SCOPED).join(GenerationImage, GenerationImage.generation_id == g.id)).one()))
         su = SCOPED_USES.c
         loras_used = session.execute(select(func.count(case((su.uses > 0, 1))), func.count(case((su.previous_uses > 0, 1))))).one()
-        # generations with a LoRA row, resolved to the library or not: one per generation in key order
-        per_generation = select(u.generation_id, func.max(u.cur).label("cur")).group_by(u.generation_id).subquery()
-        with_lora = dict(session.execute(select(per_generation.c.cur, func.count()).group_by(per_generation.c.cur)).all())
-        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95))
+        with_lora: dict[int, int] = {}
+        for r in self._with_loras(session) if with_loras is None else with_loras:
+            with_lora[r.cur] = with_lora.get(r.cur, 0) + r.generations
+        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95),
+                             span=None if s.start is None else
+                             lambda cur: [g.started_at >= s.start] if cur else [g.started_at < s.start])
         previous = s.previous()
         out = {}
         for cur, sc in zip(periods, (s, previous)):
@@ -400,32 +460,29 @@ class Analytics:
 
     # --- time series ------------------------------------------------------------------------
 
-    def _series(self, session, s: Scope) -> dict[str, Any]:
-        g, u = SCOPED.c, SCOPED_LORAS.c
-        start = s.start
-        if start is None:
-            start = session.scalar(select(func.min(g.started_at)).where(g.cur == 1))
-        if start is None:
+    def _series(self, session, s: Scope, buckets: Buckets | None, profile: list[Any], with_loras: list[Any]) -> dict[str, Any]:
+        g = SCOPED.c
+        if buckets is None:
             return {"bucket": None, "buckets": []}
-        length = s.end - start
-        size = HOUR if length <= DAY + 1 else DAY if length <= 90 * DAY + 1 else 7 * DAY
-        count = max(1, int(-(-length // size)))
+        start, size, count = buckets
         rows = [{"start": start + i * size, "generations": 0, "loras": 0, "median_seconds": None,
                  **{str(x): 0 for x in GenerationStatus}} for i in range(count)]
-        bucket = _floor((g.started_at - start) / size)
+        bucket = buckets.of(g.started_at)
         timed: dict[Any, int] = {}
-        for b, status, n, n_timed in session.execute(select(bucket, g.status, func.count(), func.count(g.duration))
-                                                     .where(g.cur == 1).group_by(bucket, g.status)):
-            if status == GenerationStatus.SUCCEEDED:
-                timed[b] = n_timed
-            if 0 <= int(b) < count:
-                rows[int(b)][status] = rows[int(b)].get(status, 0) + n
-                rows[int(b)]["generations"] += n
-        lora_bucket = _floor((u.started_at - start) / size)
-        for b, n in session.execute(select(lora_bucket, func.count()).where(u.cur == 1).group_by(lora_bucket)):
-            if 0 <= int(b) < count:
-                rows[int(b)]["loras"] = n
-        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,))
+        for r in profile:
+            if r.cur != 1:
+                continue
+            if r.status == GenerationStatus.SUCCEEDED:
+                timed[r.bucket] = timed.get(r.bucket, 0) + r.timed
+            if 0 <= int(r.bucket) < count:
+                rows[int(r.bucket)][r.status] = rows[int(r.bucket)].get(r.status, 0) + r.n
+                rows[int(r.bucket)]["generations"] += r.n
+        for r in with_loras:
+            if r.cur == 1 and 0 <= int(r.bucket) < count:
+                rows[int(r.bucket)]["loras"] = int(r.rows)
+        # the bucket's key range, a second wider (its number decides: the same rounding as the counts')
+        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,),
+                               span=lambda b: [g.started_at >= start + int(b) * size - 1, g.started_at < start + (int(b) + 1) * size + 1])
         for b, figures in medians.items():
             if 0 <= int(b) < count:
                 rows[int(b)]["median_seconds"] = figures[50]
@@ -531,7 +588,8 @@ class Analytics:
         sizes: dict[tuple, list] = {}
         for r in self._profile(session) if profile is None else profile:
             if r.cur == 1 and r.status == GenerationStatus.SUCCEEDED and r.stepped:
-                sizes[r.model_name, r.width, r.height] = [r.stepped, r.seconds, r.steps]
+                size = sizes.setdefault((r.model_name, r.width, r.height), [0, 0.0, 0])
+                size[0], size[1], size[2] = size[0] + r.stepped, size[1] + r.seconds, size[2] + r.steps
         top = sorted(sizes.items(), key=lambda kv: (-kv[1][0], kv[0][0] is not None, kv[0][0] or "",
                                                     *((x is not None, x or 0) for x in kv[0][1:])))[:TOP]
         return [{"model": m, "width": w, "height": h, "generations": n, "seconds_per_step": secs / steps,

@@ -67,7 +67,8 @@ def _model(value: str):
         # the few model names in use, each found by a seek of the model_name index (a loose
         # index scan), matched by name; their generations then come from that index too,
         # rather than every generation's name being tested
-        names = select(func.min(Generation.model_name).label("name")).cte("model_names", recursive=True)
+        # (unnamed: a query with two model: words has two of these lists)
+        names = select(func.min(Generation.model_name).label("name")).cte(recursive=True)
         following = select(func.min(Generation.model_name)).where(Generation.model_name > names.c.name).scalar_subquery()
         names = names.union_all(select(following).where(names.c.name.is_not(None)))
         matching = select(names.c.name).where(names.c.name.is_not(None), func.lower(names.c.name).like(pattern, escape="\\"))

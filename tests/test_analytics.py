@@ -264,3 +264,38 @@ def test_health_figures_are_what_their_links_find(library, lora_dir):
     cannot = {i for i in ids if library.get(i).token_problem}
     assert {library.get(i).filename for i in cannot} == {"one=two.safetensors", "a<b.safetensors", "c:d.safetensors"}
     assert set(library.ids("loadable:no")) == cannot and h["unloadable_names"]["count"] == 3
+
+
+def test_percentiles_are_the_nearest_rank_of_many_runs_with_ties(library):
+    """Medians and p95 of many succeeded runs (ties, runs on a bucket's edge, a failed run's
+    duration left out) equal the nearest rank of the sorted durations, however they are read:
+    two models one by one, six in one pass, every day of the series, this window and the one before."""
+    scope_start = NOW - 7 * DAY
+    runs = []  # (started_at, model, status, duration)
+    for i in range(90):
+        started = scope_start + (i % 7) * DAY + (0 if i % 5 == 0 else (i * 977) % 80_000)  # every fifth on a day's edge
+        runs.append((started, f"m{i % 6}", "failed" if i % 11 == 0 else "succeeded", float((i * 37) % 23 // 2)))
+    for i in range(13):  # the week before
+        runs.append((scope_start - DAY - i * 3600, "m0", "succeeded", float(i % 4)))
+    for started, model, status, duration in runs:
+        library.history.record(rec("castle", started, status=status, duration=duration, model_name=model))
+
+    def nearest(values, p):
+        ordered = sorted(values)
+        return ordered[-(-p * len(ordered) // 100) - 1] if ordered else None
+
+    def timed(keep):
+        return [d for t, m, st, d in runs if st == "succeeded" and keep(t, m)]
+
+    current = timed(lambda t, m: t >= scope_start)
+    r = library.analytics.report("7d", now=NOW)
+    assert (r["kpis"]["median_seconds"], r["kpis"]["p95_seconds"]) == (nearest(current, 50), nearest(current, 95))
+    before = timed(lambda t, m: t < scope_start)
+    assert (r["kpis"]["previous"]["median_seconds"], r["kpis"]["previous"]["p95_seconds"]) == (nearest(before, 50), nearest(before, 95))
+    assert {m["model"]: m["median_seconds"] for m in r["models"]} == {
+        f"m{j}": nearest(timed(lambda t, m, j=j: t >= scope_start and m == f"m{j}"), 50) for j in range(6)}
+    assert [b["median_seconds"] for b in r["series"]["buckets"]] == [
+        nearest(timed(lambda t, m, i=i: int((t - scope_start) / DAY) == i), 50) for i in range(7)]
+    two = library.analytics.report("7d", q="-model:m0 -model:m3 -model:m4 -model:m5", now=NOW)
+    assert {m["model"]: m["median_seconds"] for m in two["models"]} == {
+        f"m{j}": nearest(timed(lambda t, m, j=j: t >= scope_start and m == f"m{j}"), 50) for j in (1, 2)}

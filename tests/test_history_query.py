@@ -115,6 +115,9 @@ def test_every_key_and_its_negation(gens):
         # negation takes exactly the rest: unknown models, sources, groups and ratings included
         assert found(library, f"-{q}") == every - names(ids, *expected), f"-{q}"
     assert found(library, "castle -lora:gone_lora fav:no") == set()
+    # a key twice: each its own list of model names
+    assert found(library, "model:dream model:ABCDEF") == names(ids, "portrait")
+    assert found(library, "-model:dream -model:nothing") == every - names(ids, "portrait")
     assert found(library, "castle -lora:gone_lora") == names(ids, "castle")
 
 
