@@ -4,7 +4,12 @@ changed text, and the fallback when the model is missing."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from factories import make_lora
@@ -19,6 +24,7 @@ from lib_lora_manager.recommendations import context_key, lora_text
 from lib_lora_manager.statuses import GenerationStatus
 
 PREFIX = "/lora-manager/v1"
+REPO = Path(__file__).resolve().parents[1]
 
 # name: (family, trigger words, tags, description)
 LORAS = {
@@ -227,3 +233,91 @@ def test_rest_refuses_bad_input_with_a_sentence(client, method, path, kwargs, st
     response = getattr(client, method)(PREFIX + path, **kwargs)
     assert response.status_code // 100 == 4 and response.status_code in (status, 422), response.text
     assert words in response.json()["error"]
+
+
+# --- the command line, as users run it ----------------------------------------------------------
+
+def cli(*args, data_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("LORA_MANAGER_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "lib_lora_manager", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_cli_recommend_similar_and_used_with(tmp_path):
+    lora_dir, data = tmp_path / "Lora", tmp_path / "data"
+    for n, (name, (family, *_)) in enumerate(LORAS.items()):
+        make_lora(lora_dir, name, family, metadata={}, seed=n)
+    assert cli("scan", "--lora-dir", str(lora_dir), data_dir=data).returncode == 0
+    for name, (_family, _triggers, tags, _description) in LORAS.items():
+        assert cli("tag", name, "--add", ",".join(tags), data_dir=data).returncode == 0
+    from lib_lora_manager.library import Library
+
+    library = Library.open(str(data), hashing=False)
+    try:
+        for name, (family, triggers, _tags, description) in LORAS.items():
+            library.edit(library.find(name).id, trigger_words=triggers, notes=description, base_model=family)
+        library.history.record_many([GenerationRecord(started_at=time.time(), status=GenerationStatus.SUCCEEDED, prompt="x",
+                                                      loras=[UsedLora("megacity_xl"), UsedLora("watercolor_xl")])] * 2)
+    finally:
+        library.close()
+    shown = cli("recommend", "1girl, cel shading", "--base", "pony", "--json", data_dir=data)
+    assert shown.returncode == 0, shown.stderr
+    items = json.loads(shown.stdout)["items"]
+    assert [i["name"] for i in items[:2]] == ["celshade_pony", "celshade_xl"]
+    assert "celshade_sd15" not in [i["name"] for i in items]
+    text = cli("recommend", "glowing lights of a futuristic metropolis after dark", "--base", "sdxl", data_dir=data)
+    assert text.returncode == 0 and "<lora:megacity_xl:1>" in text.stdout.splitlines()[1]
+    assert "similar description" in text.stdout
+    similar = json.loads(cli("similar", "celshade_xl", "--json", data_dir=data).stdout)["items"]
+    assert similar[0]["name"] == "celshade_pony"
+    used = cli("used-with", "megacity_xl", data_dir=data)
+    assert used.returncode == 0 and "used together in 2 generations" in used.stdout and "<lora:watercolor_xl:1>" in used.stdout
+    refused = cli("recommend", "cat", "--base", "sd9000", data_dir=data)
+    assert refused.returncode == 2 and refused.stderr.strip() == "error: unknown base model “sd9000”"
+    missing = cli("similar", "no_such_lora", data_dir=data)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def wait_for(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_background_worker_indexes_after_edits_and_can_be_turned_off(library, lora_dir):
+    for n, (name, (family, *_)) in enumerate(LORAS.items()):
+        make_lora(lora_dir, name, family, metadata={}, seed=n)
+    library.indexer.scan()
+    rec = library.recommender
+    assert rec.status()["pending"] == len(LORAS)
+    rec.start_background()
+    assert wait_for(lambda: rec.status()["indexed"] == len(LORAS)), rec.status()
+    lora_id = library.search("megacity_xl").items[0].id
+
+    def stored_hash():
+        with library.store.db.read() as session:
+            return session.get(LoraEmbedding, lora_id).text_hash
+    first = stored_hash()
+    library.edit(lora_id, notes="neon streets at night")  # wakes the worker
+    assert wait_for(lambda: stored_hash() != first)
+    second = stored_hash()
+    rec.configure(indexing=False)
+    library.edit(lora_id, notes="something else entirely")
+    time.sleep(1.5)
+    assert stored_hash() == second and rec.status()["indexing_enabled"] is False
+    assert "off" in rec.status()["notice"]
+    rec.configure(indexing=True)  # on again: the change is picked up
+    assert wait_for(lambda: stored_hash() != second)
+
+
+def test_device_setting_is_checked():
+    from lib_lora_manager import settings
+    from lib_lora_manager.errors import InvalidInput
+
+    assert settings.check("lora_manager_recommend_device", " cuda:1 ") == "cuda:1"
+    with pytest.raises(InvalidInput, match="expected cpu, cuda"):
+        settings.check("lora_manager_recommend_device", "gpu please")
