@@ -50,7 +50,9 @@ log = logging.getLogger("lora_manager")
 FEEDBACK = ("up", "down", "hide", "added")
 MIN_SUPPORT = 2  # generations two LoRAs must share before "used with" names the pair
 BATCH = 64  # texts encoded (and vectors written) at a time by the worker
-SNAPSHOT_TTL = 30.0  # seconds a snapshot of the catalogue serves before it is read again
+CHECK_EVERY = 5.0  # seconds between looks for changes made elsewhere (another process, a scan)
+SMALL = 5_000  # a catalogue this small is read again at once; a larger one in the background
+MAX_TRIGGER_WORDS = 6  # the longest trigger phrase looked up whole in a prompt
 MAX_DESCRIPTION = 1500  # characters of a description that go into a LoRA's text
 TRAINING_TAGS = 15  # of the ranked ss_tag_frequency tags
 # how much each part weighs in the prompt ranking; feedback and priors are small on purpose
@@ -101,12 +103,22 @@ class _Catalogue:
     uses: np.ndarray
     vectors: np.ndarray | None  # float16, rows in ``ids`` order (zeros where none yet)
     has_vector: np.ndarray
-    postings: dict[str, list[tuple[int, float]]]  # word -> (row, weighted term frequency)
+    postings: dict[str, tuple[np.ndarray, np.ndarray]]  # word -> (rows, weighted term frequencies)
     lengths: np.ndarray
+    arch_codes: np.ndarray  # index into ARCHS per row
+    base_codes: np.ndarray  # index into BASES per row
+    trigger_rows: dict[str, list[int]]  # a trigger phrase (lower-case words) -> rows
+    feature_rows: dict[str, np.ndarray]  # a tag or trigger phrase -> rows ("similar")
+    feature_counts: np.ndarray
+    signature: tuple = ()
     made_at: float = field(default_factory=time.monotonic)
 
     def memory(self) -> int:
         return 0 if self.vectors is None else int(self.vectors.nbytes)
+
+
+BASES = tuple(f.code for f in base_models.FAMILIES)
+ARCHS = tuple(dict.fromkeys(f.arch for f in base_models.FAMILIES))
 
 
 def strip_html(text: str | None) -> str:
@@ -164,6 +176,8 @@ class Recommender:
         self.encoder = encoder or Encoder()
         self.indexing = True  # the setting: make vectors in the background
         self._snapshot: _Catalogue | None = None
+        self._stale_snapshot = False  # changed here since it was read: compare signatures now
+        self._refreshing = False
         self._snapshot_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -188,7 +202,7 @@ class Recommender:
 
     def changed(self) -> None:
         """LoRAs changed (a scan, an edit): the next request reads them again, the worker looks."""
-        self._snapshot = None
+        self._stale_snapshot = True
         self._wake.set()
 
     def start_background(self) -> None:
@@ -259,7 +273,7 @@ class Recommender:
             self.progress["running"] = False
             self.progress["message"] = f"indexed {plural(done, 'LoRA')}" if done else "up to date"
         if done:
-            self._snapshot = None
+            self._stale_snapshot = True
         elif not todo:
             self._seen = seen
         return done
@@ -278,24 +292,28 @@ class Recommender:
         with self.store.db.read() as session:
             stored = dict(session.execute(select(LoraEmbedding.lora_id, LoraEmbedding.text_hash)
                                           .where(LoraEmbedding.model == model)).all())
-            texts = self._texts(session)
         out = []
-        for lora_id, text in texts:
+        for lora_id, text in self.texts():
             digest = text_hash(text)
             if stored.get(lora_id) != digest:
                 out.append((lora_id, text, digest))
         return out
 
-    def _texts(self, session) -> list[tuple[int, str]]:
-        tags: dict[int, list[str]] = defaultdict(list)
-        for lora_id, name in session.execute(select(LoraTag.lora_id, Tag.name).join(Tag, Tag.id == LoraTag.tag_id)
-                                             .order_by(Tag.name)):
-            tags[lora_id].append(name)
-        rows = session.execute(select(Lora.id, Lora.display_name, Lora.title, Lora.stem, Lora.trigger_words,
-                                      Lora.trigger_suggestions, Lora.description, Lora.notes, Lora.base_model)
-                               .where(live()).order_by(Lora.id))
+    def texts(self, ids: Iterable[int] | None = None) -> list[tuple[int, str]]:
+        """(id, the text its vector is made from) of the LoRAs out of the trash (``ids``: of those)."""
+        wanted = None if ids is None else set(ids)
+        with self.store.db.read() as session:
+            tags: dict[int, list[str]] = defaultdict(list)
+            for lora_id, name in session.execute(select(LoraTag.lora_id, Tag.name).join(Tag, Tag.id == LoraTag.tag_id)
+                                                 .order_by(Tag.name)):
+                tags[lora_id].append(name)
+            rows = session.execute(select(Lora.id, Lora.display_name, Lora.title, Lora.stem, Lora.trigger_words,
+                                          Lora.trigger_suggestions, Lora.description, Lora.notes, Lora.base_model)
+                                   .where(live()).order_by(Lora.id)).all()
         out = []
         for r in rows:
+            if wanted is not None and r.id not in wanted:
+                continue
             name = r.display_name or r.title or naming.display(r.stem)
             training = [t[0] for t in _json_list(r.trigger_suggestions) if isinstance(t, list) and t]
             out.append((r.id, lora_text(name, r.title, _json_list(r.trigger_words), tags.get(r.id, []), training,
@@ -329,16 +347,38 @@ class Recommender:
     # --- the catalogue ----------------------------------------------------------------------
 
     def catalogue(self) -> _Catalogue:
+        """The snapshot the strategies read. Looked at again every CHECK_EVERY seconds (and after
+        changes made here): when the library changed, a small one is read again at once, a large
+        one on a thread while the old one keeps answering."""
         snap = self._snapshot
-        if snap is not None and time.monotonic() - snap.made_at < SNAPSHOT_TTL:
+        if snap is not None and not self._stale_snapshot and time.monotonic() - snap.made_at < CHECK_EVERY:
             return snap
         with self._snapshot_lock:
             snap = self._snapshot
-            if snap is None or time.monotonic() - snap.made_at >= SNAPSHOT_TTL:
-                snap = self._snapshot = self._read_catalogue()
+            if snap is not None and self._refreshing:
+                return snap
+            signature = self._signature(self.encoder.model_id)
+            if snap is not None and signature == snap.signature:
+                snap.made_at, self._stale_snapshot = time.monotonic(), False
+                return snap
+            if snap is None or len(snap.ids) <= SMALL:
+                self._stale_snapshot = False
+                snap = self._snapshot = self._read_catalogue(signature)
+                return snap
+            self._refreshing = True
+            threading.Thread(target=self._refresh, args=(signature,), name="lora-manager-recommend-read", daemon=True).start()
             return snap
 
-    def _read_catalogue(self) -> _Catalogue:
+    def _refresh(self, signature: tuple) -> None:
+        try:
+            self._stale_snapshot = False
+            self._snapshot = self._read_catalogue(signature)
+        except Exception:  # noqa: BLE001  (thread top level: the old snapshot answers; logged)
+            log.exception("LoRA Manager: reading the library for recommendations failed")
+        finally:
+            self._refreshing = False
+
+    def _read_catalogue(self, signature: tuple = ()) -> _Catalogue:
         store, model = self.store, self.encoder.model_id
         with store.db.read() as session:
             rows = list(session.execute(select(*dict.fromkeys((*catalog.CARD_COLUMNS, Lora.use_count)))
@@ -369,6 +409,9 @@ class Recommender:
                     has[k] = True
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         lengths = np.zeros(n, dtype=np.float32)
+        trigger_rows: dict[str, list[int]] = defaultdict(list)
+        features: dict[str, list[int]] = defaultdict(list)
+        feature_counts = np.zeros(n, dtype=np.float32)
         for k in range(n):
             counts: Counter[str] = Counter()
             for weight, texts in ((3.0, triggers[k]), (2.0, lora_tags[k]), (1.5, [names[k], rows[k].stem or ""])):
@@ -378,10 +421,27 @@ class Recommender:
             lengths[k] = sum(counts.values())
             for w, tf in counts.items():
                 postings[w].append((k, tf))
+            mine = _features(lora_tags[k], triggers[k])
+            feature_counts[k] = len(mine)
+            for f in mine:
+                features[f].append(k)
+            for t in triggers[k]:
+                key = phrase(t)
+                if key and len(key.split()) <= MAX_TRIGGER_WORDS:
+                    trigger_rows[key].append(k)
+        arch_index = {a: i for i, a in enumerate(ARCHS)}
+        base_index = {b: i for i, b in enumerate(BASES)}
         return _Catalogue(ids=ids, index=index, names=names, tokens=tokens, bases=bases, archs=archs, tags=lora_tags,
                           triggers=triggers, rating=np.array([r.rating or 0 for r in rows], dtype=np.float32),
                           uses=np.array([r.use_count or 0 for r in rows], dtype=np.float32), vectors=matrix,
-                          has_vector=has, postings=dict(postings), lengths=lengths)
+                          has_vector=has, lengths=lengths,
+                          postings={w: (np.array([k for k, _ in p], dtype=np.int64), np.array([tf for _, tf in p], dtype=np.float32))
+                                    for w, p in postings.items()},
+                          arch_codes=np.array([arch_index.get(a, arch_index["unknown"]) for a in archs], dtype=np.int16),
+                          base_codes=np.array([base_index.get(b, base_index["unknown"]) for b in bases], dtype=np.int16),
+                          trigger_rows=dict(trigger_rows),
+                          feature_rows={f: np.array(rows_, dtype=np.int64) for f, rows_ in features.items()},
+                          feature_counts=feature_counts, signature=signature)
 
     # --- strategies -------------------------------------------------------------------------
 
@@ -404,22 +464,21 @@ class Recommender:
         lexical = _bm25(cat, words(prompt))
         top_lexical = float(lexical.max()) if n else 0.0
         lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
-        prompt_phrase = f" {phrase(prompt)} "
-        trigger_hits: dict[int, list[str]] = {}
-        for k in np.nonzero(lexical > 0)[0]:
-            hits = [t for t in cat.triggers[k] if phrase(t) and f" {phrase(t)} " in prompt_phrase]
-            if hits:
-                trigger_hits[int(k)] = hits
+        trigger_hits: dict[int, list[str]] = defaultdict(list)
+        prompt_words = phrase(_LORA_TOKENS.sub(" ", prompt)).split()
+        for size in range(1, MAX_TRIGGER_WORDS + 1):  # every run of words of the prompt, looked up whole
+            for start in range(len(prompt_words) - size + 1):
+                for k in cat.trigger_rows.get(" ".join(prompt_words[start:start + size]), ()):
+                    trigger_hits[k] += [t for t in cat.triggers[k] if phrase(t) == " ".join(prompt_words[start:start + size])]
         score = LEXICAL * lexical_norm
         if semantic is not None:
             score = score + SEMANTIC * np.where(cat.has_vector, semantic, 0.0)
-        for k in trigger_hits:
-            score[k] += TRIGGER_BONUS
+        if trigger_hits:
+            score[np.fromiter(trigger_hits, dtype=np.int64)] += TRIGGER_BONUS
         score = score + _priors(cat)
         evidence = (lexical > 0) | ((semantic >= MIN_SEMANTIC) if semantic is not None else False)
         if base:
-            exact = np.fromiter((b == base for b in cat.bases), dtype=bool, count=n)
-            score = score + EXACT_BASE * exact
+            score = score + EXACT_BASE * (cat.base_codes == BASES.index(base))
         feedback = self._feedback(context)
         score, hidden = _apply_feedback(cat, score, feedback)
         candidates = np.nonzero(allowed & evidence & ~hidden)[0]
@@ -447,22 +506,21 @@ class Recommender:
             self._must_exist(lora_id)
             return Recommendations([], self.notice(), context_key("similar", lora_id))
         n = len(cat.ids)
-        arch = cat.archs[k0]
-        allowed = np.fromiter((a == arch or "unknown" in (a, arch) for a in cat.archs), dtype=bool, count=n)
+        unknown = ARCHS.index("unknown")
+        arch = cat.arch_codes[k0]
+        allowed = np.ones(n, dtype=bool) if arch == unknown else (cat.arch_codes == arch) | (cat.arch_codes == unknown)
         allowed[k0] = False
-        mine = _features(cat, k0)
-        overlap = np.zeros(n, dtype=np.float32)
-        shared: dict[int, list[str]] = {}
-        for k in range(n):
-            if allowed[k]:
-                theirs = _features(cat, k)
-                common = mine & theirs
-                if common:
-                    overlap[k] = len(common) / len(mine | theirs)
-                    shared[k] = sorted(common)
+        mine = _features(cat.tags[k0], cat.triggers[k0])
+        common = np.zeros(n, dtype=np.float32)
+        for f in mine:
+            common[cat.feature_rows[f]] += 1
+        overlap = np.where(common > 0, common / np.maximum(len(mine) + cat.feature_counts - common, 1), 0.0).astype(np.float32)
+
+        def shared(k: int) -> list[str]:
+            return sorted(mine & _features(cat.tags[k], cat.triggers[k]))
         semantic = None
         if cat.vectors is not None and cat.has_vector[k0]:
-            semantic = (cat.vectors @ cat.vectors[k0]).astype(np.float32)
+            semantic = self.encoder.dot(cat.vectors, cat.vectors[k0])
         score = 0.35 * overlap + (0.65 * np.where(cat.has_vector, semantic, 0.0) if semantic is not None else 0.65 * overlap)
         context = context_key("similar", lora_id)
         feedback = self._feedback(context)
@@ -474,8 +532,8 @@ class Recommender:
 
         def reasons(k: int) -> list[str]:
             out = []
-            if shared.get(k):
-                out.append("shares " + ", ".join(shared[k][:4]))
+            if overlap[k] > 0:
+                out.append("shares " + ", ".join(shared(k)[:4]))
             if semantic is not None and cat.has_vector[k]:
                 out.append(f"similar description ({semantic[k]:.2f})")
             if cat.bases[k] == cat.bases[k0] and cat.bases[k] != "unknown":
@@ -572,7 +630,7 @@ class Recommender:
             self.encoder.start()  # loads in the background; this answer uses words only
             return None
         query = self.encoder.encode([_LORA_TOKENS.sub(" ", prompt)])[0].astype(np.float16)
-        return (cat.vectors @ query).astype(np.float32)
+        return self.encoder.dot(cat.vectors, query)
 
     def _base_filter(self, cat: _Catalogue, base: str | None) -> np.ndarray:
         n = len(cat.ids)
@@ -581,7 +639,7 @@ class Recommender:
         family = base_models.BY_CODE.get(base)
         if family is None:
             raise InvalidInput(f"unknown base model “{base}”")
-        return np.fromiter((a == family.arch or a == "unknown" for a in cat.archs), dtype=bool, count=n)
+        return (cat.arch_codes == ARCHS.index(family.arch)) | (cat.arch_codes == ARCHS.index("unknown"))
 
     def _base_reason(self, cat: _Catalogue, k: int, base: str | None) -> list[str]:
         b = cat.bases[k]
@@ -631,8 +689,9 @@ def _json_list(value: str | None) -> list:
     return out if isinstance(out, list) else []
 
 
-def _features(cat: _Catalogue, k: int) -> set[str]:
-    return {t.lower() for t in cat.tags[k]} | {phrase(t) for t in cat.triggers[k] if phrase(t)}
+def _features(tags: list[str], triggers: list[str]) -> set[str]:
+    """What "similar" compares besides meaning: tags and trigger phrases."""
+    return {t.lower() for t in tags} | {phrase(t) for t in triggers if phrase(t)}
 
 
 def _bm25(cat: _Catalogue, query: list[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
@@ -643,11 +702,11 @@ def _bm25(cat: _Catalogue, query: list[str], k1: float = 1.2, b: float = 0.75) -
     average = float(cat.lengths.mean()) or 1.0
     for w in set(query):
         posting = cat.postings.get(w)
-        if not posting:
+        if posting is None:
             continue
-        idf = math.log(1 + (n - len(posting) + 0.5) / (len(posting) + 0.5))
-        for k, tf in posting:
-            scores[k] += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * cat.lengths[k] / average))
+        rows, tf = posting
+        idf = math.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
+        scores[rows] += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * cat.lengths[rows] / average))
     return scores
 
 

@@ -321,3 +321,21 @@ def test_device_setting_is_checked():
     assert settings.check("lora_manager_recommend_device", " cuda:1 ") == "cuda:1"
     with pytest.raises(InvalidInput, match="expected cpu, cuda"):
         settings.check("lora_manager_recommend_device", "gpu please")
+
+
+def test_changes_made_by_another_process_are_seen(library, loras, tmp_path, database_url, monkeypatch):
+    """Another Library on the same database (the CLI, another machine) tags a LoRA: the next
+    look for changes (every few seconds; at once here) reads the library again."""
+    from lib_lora_manager import recommendations
+    from lib_lora_manager.library import Library
+
+    rec = library.recommender
+    assert "megacity_xl" not in names(rec.for_prompt("a spooky haunted house", base="sdxl"), loras)[:1]
+    monkeypatch.setattr(recommendations, "CHECK_EVERY", 0.0)
+    other = Library.open(str(tmp_path / "data"), database_url=database_url, hashing=False)
+    try:
+        other.add_tags([loras["megacity_xl"]], ["haunted house"])
+    finally:
+        other.close()
+    answer = rec.for_prompt("a spooky haunted house", base="sdxl")
+    assert names(answer, loras)[0] == "megacity_xl" and "tags haunted house" in answer.items[0].reasons
