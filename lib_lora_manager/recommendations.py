@@ -223,7 +223,7 @@ class Recommender:
     def _loop(self) -> None:
         lower_thread_priority()
         while not self._stop.is_set():
-            if self.indexing and self.encoder.wait(timeout=None):
+            if self.indexing and self.encoder.state is not EncoderState.UNAVAILABLE:
                 try:
                     if self.index_pending(should_stop=self._stop.is_set):
                         continue
@@ -236,10 +236,8 @@ class Recommender:
                       progress: Callable[[int, int], None] | None = None) -> int:
         """Make the vectors that are missing or stale (text or model changed); returns how many.
 
-        Waits for the model to load. Each batch is written in its own short transaction, so a
+        Loads the model (and waits for it) only when some text needs encoding. Each batch is written in its own short transaction, so a
         stop (or a restart) loses at most one batch."""
-        if not self.encoder.wait(timeout=None):
-            return 0
         model = self.encoder.model_id
         seen = self._signature(model)
         if seen == self._seen:  # nothing changed since everything was found up to date
@@ -247,6 +245,11 @@ class Recommender:
         todo = self._stale(model)
         if limit is not None:
             todo = todo[:limit]
+        if not todo:
+            self._seen = seen
+            return 0
+        if not self.encoder.wait(timeout=None):  # the model loads only when there is text to encode
+            return 0
         self.progress = {"running": True, "done": 0, "todo": len(todo), "message": f"indexing {plural(len(todo), 'LoRA')}"}
         done = 0
         try:

@@ -339,3 +339,19 @@ def test_changes_made_by_another_process_are_seen(library, loras, tmp_path, data
         other.close()
     answer = rec.for_prompt("a spooky haunted house", base="sdxl")
     assert names(answer, loras)[0] == "megacity_xl" and "tags haunted house" in answer.items[0].reasons
+
+
+def test_the_model_is_not_loaded_while_nothing_needs_encoding(library, loras, tmp_path, database_url):
+    """A restart with the index up to date: the worker's pass finds nothing to do without
+    loading the model (it loads when a prompt needs its meaning, or text changes)."""
+    from lib_lora_manager.library import Library
+
+    again = Library.open(str(tmp_path / "data"), database_url=database_url, hashing=False)
+    try:
+        rec = again.recommender
+        assert rec.index_pending() == 0 and rec.encoder.state.value == "not loaded"
+        assert rec.status()["pending"] == 0
+        again.edit(loras["watercolor_xl"], notes="changed")
+        assert rec.index_pending() == 1 and rec.encoder.ready
+    finally:
+        again.close()
