@@ -151,17 +151,25 @@ def main(argv=None) -> int:
               f"model loaded in {time.perf_counter() - started:.1f} s", flush=True)
         sample = random_vectors(library, args.encode)
 
-        # indexing: the worker over the sample (reading every LoRA's text to find them included)
+        # indexing: the worker over the sample. Each pass first reads every LoRA's text to find
+        # what changed (a fixed cost per pass, timed alone), then encodes and stores in batches
         texts = [text for _, text in recommender.texts(sample)]
         started = time.perf_counter()
+        recommender._stale(recommender.encoder.model_id)
+        scan = time.perf_counter() - started
+        started = time.perf_counter()
         indexed = recommender.index_pending()
-        worker = indexed / (time.perf_counter() - started)
+        total = time.perf_counter() - started
+        worker = indexed / max(total - scan, 1e-9)
         started = time.perf_counter()
         recommender.encoder.encode(texts)
         raw = len(texts) / (time.perf_counter() - started)
-        print(f"indexing {indexed:,} LoRAs: {worker:,.0f}/s; encode() of the same texts: {raw:,.0f}/s "
-              f"({worker / raw * 100:.0f} %)")
-        if worker / raw < TARGET_THROUGHPUT:
+        whole = args.loras / (scan + args.loras / worker)  # one pass over a whole library: the fixed cost once
+        print(f"indexing {indexed:,} LoRAs: {total:.1f} s = {scan:.1f} s finding changed text among {args.loras:,} + "
+              f"encoding and storing at {worker:,.0f}/s; encode() of the same texts: {raw:,.0f}/s "
+              f"({worker / raw * 100:.0f} %); a whole library of {args.loras:,} at that rate: {whole:,.0f}/s "
+              f"({whole / raw * 100:.0f} % of encode())")
+        if whole / raw < TARGET_THROUGHPUT:
             missed.append("indexing throughput")
 
         started = time.perf_counter()

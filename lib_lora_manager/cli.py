@@ -393,7 +393,10 @@ def cmd_recommend(library, args) -> int:
 
     base = fields.BaseModelCode("--base").parse(args.base)
     limit = fields.Integer(1, 100, "--limit").parse(args.limit)
-    return _print_recommendations(_recommender(library).for_prompt(args.prompt, base=base, limit=limit), args)
+    recommender = _recommender(library)
+    if recommender.indexing:
+        recommender.encoder.wait()  # one answer, so with meaning: the model loads (a few seconds) first
+    return _print_recommendations(recommender.for_prompt(args.prompt, base=base, limit=limit), args)
 
 
 def cmd_similar(library, args) -> int:
