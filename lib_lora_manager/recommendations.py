@@ -30,7 +30,7 @@ import math
 import re
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -52,6 +52,7 @@ MIN_SUPPORT = 2  # generations two LoRAs must share before "used with" names the
 BATCH = 64  # texts encoded (and vectors written) at a time by the worker
 CHECK_EVERY = 5.0  # seconds between looks for changes made elsewhere (another process, a scan)
 SMALL = 5_000  # a catalogue this small is read again at once; a larger one in the background
+PROMPT_CACHE = 256  # prompt vectors kept
 MAX_TRIGGER_WORDS = 6  # the longest trigger phrase looked up whole in a prompt
 MAX_DESCRIPTION = 1500  # characters of a description that go into a LoRA's text
 TRAINING_TAGS = 15  # of the ranked ss_tag_frequency tags
@@ -176,6 +177,8 @@ class Recommender:
         self.encoder = encoder or Encoder()
         self.indexing = True  # the setting: make vectors in the background
         self._snapshot: _Catalogue | None = None
+        self._cache_lock = threading.Lock()
+        self._prompt_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # the latest prompts'
         self._stale_snapshot = False  # changed here since it was read: compare signatures now
         self._refreshing = False
         self._snapshot_lock = threading.Lock()
@@ -632,7 +635,18 @@ class Recommender:
         if not self.encoder.ready:
             self.encoder.start()  # loads in the background; this answer uses words only
             return None
-        query = self.encoder.encode([_LORA_TOKENS.sub(" ", prompt)])[0].astype(np.float16)
+        text = " ".join(_LORA_TOKENS.sub(" ", prompt).split())
+        key = (self.encoder.model_id, text)
+        with self._cache_lock:
+            query = self._prompt_vectors.get(key)
+            if query is not None:
+                self._prompt_vectors.move_to_end(key)
+        if query is None:  # adding a LoRA to a composition asks again with the same words
+            query = self.encoder.encode([text])[0].astype(np.float16)
+            with self._cache_lock:
+                self._prompt_vectors[key] = query
+                while len(self._prompt_vectors) > PROMPT_CACHE:
+                    self._prompt_vectors.popitem(last=False)
         return self.encoder.dot(cat.vectors, query)
 
     def _base_filter(self, cat: _Catalogue, base: str | None) -> np.ndarray:
