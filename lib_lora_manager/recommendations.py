@@ -627,7 +627,7 @@ class Recommender:
             out[lora_id][key] = out[lora_id].get(key, 0) + count
         return out
 
-    # --- helpers ----------------------------------------------------------------------------
+    # --- shared by the strategies---------------------------------------------------------------------
 
     def _semantic(self, cat: _Catalogue, prompt: str) -> np.ndarray | None:
         if cat.vectors is None or not cat.has_vector.any():
