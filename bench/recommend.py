@@ -192,6 +192,7 @@ def main(argv=None) -> int:
                    for _ in range(args.queries)]
         for name, run, target in (
             ("prompt", lambda i: recommender.for_prompt(prompts[i], base=rng.choice((None, "sdxl", "pony", "sd1"))), TARGET_PROMPT_MS),
+            ("prompt, its vector known", lambda i: recommender.for_prompt(prompts[0], base="sdxl"), TARGET_PROMPT_MS),
             ("similar", lambda i: recommender.similar(rng.randint(1, args.loras)), TARGET_OTHER_MS),
             ("used-with", lambda i: recommender.used_with(rng.randint(1, 199)), TARGET_OTHER_MS),
         ):
@@ -202,8 +203,8 @@ def main(argv=None) -> int:
                 run(i)
                 times.append((time.perf_counter() - started) * 1000)
             p50, p95 = percentiles(times)
-            print(f"{name:<9} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  (target ≤ {target:.0f} ms)")
-            if p95 > target:
+            print(f"{name:<24} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  (target ≤ {target:.0f} ms)")
+            if p95 > target and "known" not in name:  # the part of a prompt request that is not the model's
                 missed.append(name)
     finally:
         library.close()

@@ -253,6 +253,7 @@ class Recommender:
             return 0
         if not self.encoder.wait(timeout=None):  # the model loads only when there is text to encode
             return 0
+        todo.sort(key=lambda item: len(item[1]))  # batches of like lengths: less padding to encode
         self.progress = {"running": True, "done": 0, "todo": len(todo), "message": f"indexing {plural(len(todo), 'LoRA')}"}
         done = 0
         try:
