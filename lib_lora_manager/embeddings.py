@@ -91,7 +91,8 @@ class Encoder:
         if torch is None:
             return (matrix.astype(np.float32) @ vector.astype(np.float32)).astype(np.float32)
         with torch.no_grad():
-            return torch.mv(torch.from_numpy(matrix), torch.from_numpy(np.ascontiguousarray(vector, dtype=matrix.dtype))).float().numpy()
+            product = torch.mv(torch.from_numpy(matrix), torch.from_numpy(np.ascontiguousarray(vector, dtype=matrix.dtype)))
+        return product.numpy().astype(np.float32)
 
     def _load(self) -> None:
         try:

@@ -108,7 +108,7 @@ class _Catalogue:
     lengths: np.ndarray
     arch_codes: np.ndarray  # index into ARCHS per row
     base_codes: np.ndarray  # index into BASES per row
-    trigger_rows: dict[str, list[int]]  # a trigger phrase (lower-case words) -> rows
+    trigger_rows: dict[str, list[tuple[int, str]]]  # a trigger phrase (lower-case words) -> (row, as written)
     feature_rows: dict[str, np.ndarray]  # a tag or trigger phrase -> rows ("similar")
     feature_counts: np.ndarray
     signature: tuple = ()
@@ -416,7 +416,7 @@ class Recommender:
                     has[k] = True
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         lengths = np.zeros(n, dtype=np.float32)
-        trigger_rows: dict[str, list[int]] = defaultdict(list)
+        trigger_rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
         features: dict[str, list[int]] = defaultdict(list)
         feature_counts = np.zeros(n, dtype=np.float32)
         for k in range(n):
@@ -435,7 +435,7 @@ class Recommender:
             for t in triggers[k]:
                 key = phrase(t)
                 if key and len(key.split()) <= MAX_TRIGGER_WORDS:
-                    trigger_rows[key].append(k)
+                    trigger_rows[key].append((k, t))
         arch_index = {a: i for i, a in enumerate(ARCHS)}
         base_index = {b: i for i, b in enumerate(BASES)}
         return _Catalogue(ids=ids, index=index, names=names, tokens=tokens, bases=bases, archs=archs, tags=lora_tags,
@@ -475,8 +475,8 @@ class Recommender:
         prompt_words = phrase(_LORA_TOKENS.sub(" ", prompt)).split()
         for size in range(1, MAX_TRIGGER_WORDS + 1):  # every run of words of the prompt, looked up whole
             for start in range(len(prompt_words) - size + 1):
-                for k in cat.trigger_rows.get(" ".join(prompt_words[start:start + size]), ()):
-                    trigger_hits[k] += [t for t in cat.triggers[k] if phrase(t) == " ".join(prompt_words[start:start + size])]
+                for k, written in cat.trigger_rows.get(" ".join(prompt_words[start:start + size]), ()):
+                    trigger_hits[k].append(written)
         score = LEXICAL * lexical_norm
         if semantic is not None:
             score = score + SEMANTIC * np.where(cat.has_vector, semantic, 0.0)
