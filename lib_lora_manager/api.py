@@ -39,6 +39,11 @@ ANALYTICS_SCOPE = {"window": Param(fields.Choice(("24h", "7d", "30d", "90d", "1y
                    "to": Param(fields.Text(10, "to", nullable=True, empty_is_none=True, description="last day, YYYY-MM-DD"), None)}
 ANALYTICS_TABLE = fields.Choice(("top-loras", "rising", "combinations", "models", "speed", "errors"), "analytics table")
 TABLE_FORMAT = fields.Choice(("json", "csv"), "format")
+RECOMMEND_LIMIT = Param(fields.Integer(1, 100, "limit"), 10)
+RECOMMEND_QUERY = {"prompt": Param(fields.Text(fields.MAX_PROMPT, "prompt", blank="give a prompt to recommend LoRAs for"), None),
+                   "base": Param(fields.BaseModelCode("base"), None),
+                   "exclude": Param(fields.Text(4000, "exclude", description="ids of LoRAs already in the composition, comma-separated"), ""),
+                   "limit": RECOMMEND_LIMIT}
 
 
 def _scope(params: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +52,7 @@ def _scope(params: dict[str, Any]) -> dict[str, Any]:
 
 # the OpenAPI tag of each route, by the first part of its path: our routes keep together in
 # SDNext's /docs, away from SDNext's own
-TAGS = {"analytics": "LoRA Manager: analytics", "loras": "LoRA Manager: LoRAs", "history": "LoRA Manager: history", "recipes": "LoRA Manager: recipes",
+TAGS = {"recommendations": "LoRA Manager: recommendations", "analytics": "LoRA Manager: analytics", "loras": "LoRA Manager: LoRAs", "history": "LoRA Manager: history", "recipes": "LoRA Manager: recipes",
         "generate": "LoRA Manager: generation", "jobs": "LoRA Manager: generation"}
 LIBRARY_TAG = "LoRA Manager: library"  # scan, tags, duplicates, stats, bulk, trash, compose
 
@@ -265,6 +270,60 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         favorite generations, and its failure rate (null when none of its runs finished)."""
         return open_library().analytics.lora_usage(lora_id)
 
+    # --- recommendations
+
+    @endpoint(query=RECOMMEND_QUERY)
+    def recommend(prompt: str | None, base: str | None, exclude: str, limit: int):
+        """LoRAs for a prompt
+
+        A mix of meaning (sentence embeddings), words matching trigger words, tags and names,
+        and small nudges from ratings, use and feedback; each item with its score and reasons.
+        ``base`` (sd1, sdxl, pony, illustrious, flux…) keeps LoRAs of its architecture only, its
+        exact base first; ``exclude`` leaves out LoRAs already composed. ``notice`` says what is
+        missing when the model is not there; ``context`` is what feedback on these items names."""
+        from .recommendations import as_json
+
+        if prompt is None:
+            raise InvalidInput("give a prompt: ?prompt=TEXT")
+        ids = fields.IDS.parse([part.strip() for part in exclude.split(",") if part.strip()], "exclude")
+        return as_json(open_library().recommender.for_prompt(prompt, base=base, exclude=ids, limit=limit))
+
+    @endpoint(path=LORA, query={"limit": RECOMMEND_LIMIT})
+    def similar_loras(lora_id: int, limit: int):
+        """LoRAs like one
+
+        Of the same architecture, by the meaning of their text and by shared tags and trigger
+        words, with reasons."""
+        from .recommendations import as_json
+
+        return as_json(open_library().recommender.similar(lora_id, limit=limit))
+
+    @endpoint(path=LORA, query={"limit": RECOMMEND_LIMIT})
+    def used_with(lora_id: int, limit: int):
+        """LoRAs used together with one
+
+        From the history (recorded and imported): pairs used together in at least two
+        generations, ranked by lift (how many times more often than chance), with ``count``."""
+        from .recommendations import as_json
+
+        return as_json(open_library().recommender.used_with(lora_id, limit=limit))
+
+    @endpoint(body=schemas.RecommendationFeedback)
+    def recommendation_feedback(body: schemas.RecommendationFeedback):
+        """Feedback on a recommended LoRA
+
+        ``kind`` up or down moves it in later rankings, hide keeps it out of that context
+        (``context`` from the answer), added (to the composition) counts as up."""
+        return open_library().recommender.feedback(body.context, body.lora_id, body.kind)
+
+    @endpoint()
+    def recommendation_status():
+        """The state of recommendations
+
+        Whether the model is ready (``ready``, ``model``, ``state``, ``notice`` saying what is
+        missing), how many LoRAs have vectors (``indexed``) and how many wait (``pending``)."""
+        return open_library().recommender.status()
+
     # --- generation history
 
     @endpoint(query=PAGED)
@@ -351,6 +410,11 @@ def routes(open_library: Callable[[], Library]) -> list[Route]:
         (f"{PREFIX}/analytics", analytics_report, ["GET"]),
         (f"{PREFIX}/analytics/{{table}}", analytics_table, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}/usage", lora_usage, ["GET"]),
+        (f"{PREFIX}/recommendations", recommend, ["GET"]),
+        (f"{PREFIX}/recommendations/status", recommendation_status, ["GET"]),
+        (f"{PREFIX}/recommendations/feedback", recommendation_feedback, ["POST"]),
+        (f"{PREFIX}/loras/{{lora_id}}/similar", similar_loras, ["GET"]),
+        (f"{PREFIX}/loras/{{lora_id}}/used-with", used_with, ["GET"]),
         (f"{PREFIX}/loras", list_loras, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", get_lora, ["GET"]),
         (f"{PREFIX}/loras/{{lora_id}}", patch_lora, ["PATCH"]),

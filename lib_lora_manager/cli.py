@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", metavar="DIR", help="a folder of PNG, JPEG or WebP images (searched with its subfolders)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("recommend", parents=[common], help="LoRAs for a prompt, with the reasons (brings the "
+                       "recommendation index up to date first)")
+    p.add_argument("prompt")
+    p.add_argument("--base", default=None, metavar="CODE", help="only LoRAs that load with this base model "
+                   "(sd1, sdxl, pony, illustrious, flux…), its exact base first")
+    p.add_argument("--limit", default=10)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("similar", parents=[common], help="LoRAs like one (same architecture, by meaning and tags)")
+    p.add_argument("name", help="id, prompt name, file name, relative path or hash prefix")
+    p.add_argument("--limit", default=10)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("used-with", parents=[common], help="LoRAs used together with one in the history, by lift")
+    p.add_argument("name", help="id, prompt name, file name, relative path or hash prefix")
+    p.add_argument("--limit", default=10)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("stats", parents=[common], help="library statistics; with --window, analytics of the history")
     p.add_argument("--window", default=None, metavar="WINDOW", help="24h, 7d, 30d, 90d, 1y or all: analytics over that window")
     p.add_argument("--from", dest="start", default=None, metavar="YYYY-MM-DD", help="analytics from this day (with --to)")
@@ -337,6 +355,66 @@ def _analytics(library, args) -> int:
     return 0
 
 
+def _recommender(library):
+    """The recommender as the library's saved settings configure it, its index brought up to
+    date (only LoRAs whose text changed are encoded again)."""
+    from .settings import SETTINGS_FILE, SavedSettings
+
+    saved = SavedSettings(os.path.join(library.store.data_dir, SETTINGS_FILE))
+    recommender = library.recommender
+    recommender.configure(model=saved.get("lora_manager_recommend_model"), device=saved.get("lora_manager_recommend_device"),
+                          indexing=saved.get("lora_manager_recommend_index"))
+    if recommender.indexing:
+        bar = ProgressBar()
+        recommender.index_pending(progress=lambda done, total: bar(done / max(total, 1), f"indexed {done} of {total}"))
+    return recommender
+
+
+def _print_recommendations(answer, args, *, count: bool = False) -> int:
+    from .recommendations import as_json
+
+    data = as_json(answer)
+    if args.json:
+        _print_json(data)
+        return 0
+    if data["notice"]:
+        print(f"note: {data['notice']}")
+    for item in data["items"]:
+        used = f"{item['count']:>4}× " if count else ""
+        print(f"{item['id']:>6} {item['score']:7.3f} {used}{item['base_model_label']:<11} {item['token']}")
+        print(f"{'':>15}{'; '.join(item['reasons'])}")
+    if not data["items"]:
+        print("nothing to recommend")
+    return 0
+
+
+def cmd_recommend(library, args) -> int:
+    from . import fields
+
+    base = fields.BaseModelCode("--base").parse(args.base)
+    limit = fields.Integer(1, 100, "--limit").parse(args.limit)
+    recommender = _recommender(library)
+    if recommender.indexing:
+        recommender.encoder.wait()  # one answer, so with meaning: the model loads (a few seconds) first
+    return _print_recommendations(recommender.for_prompt(args.prompt, base=base, limit=limit), args)
+
+
+def cmd_similar(library, args) -> int:
+    from . import fields
+
+    lora = library.find(args.name)
+    limit = fields.Integer(1, 100, "--limit").parse(args.limit)
+    return _print_recommendations(_recommender(library).similar(lora.id, limit=limit), args)
+
+
+def cmd_used_with(library, args) -> int:
+    from . import fields
+
+    lora = library.find(args.name)
+    limit = fields.Integer(1, 100, "--limit").parse(args.limit)
+    return _print_recommendations(library.recommender.used_with(lora.id, limit=limit), args, count=True)
+
+
 def cmd_import_images(library, args) -> int:
     report = library.images.run(args.folders, progress=ProgressBar())
     if args.json:
@@ -351,4 +429,5 @@ def cmd_import_images(library, args) -> int:
 
 
 COMMANDS = {"scan": cmd_scan, "hash": cmd_hash, "search": cmd_search, "show": cmd_show, "tag": cmd_tag,
-            "duplicates": cmd_duplicates, "stats": cmd_stats, "import-images": cmd_import_images}
+            "duplicates": cmd_duplicates, "stats": cmd_stats, "import-images": cmd_import_images,
+            "recommend": cmd_recommend, "similar": cmd_similar, "used-with": cmd_used_with}

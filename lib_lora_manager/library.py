@@ -14,6 +14,7 @@ Everything else is a part built over the same Store (store.py), reached as an at
     library.history    the generations recorded here (history.py)
     library.images     importing images made before into the history (image_import.py)
     library.recipes    saved compositions (recipes.py)
+    library.recommender  LoRAs for a prompt, similar LoRAs, LoRAs used together (recommendations.py)
 
 The parts depend on the Store, never on the Library, so a new part (analytics, recommendations)
 attaches here without the parts knowing each other. User data lives in our database only:
@@ -41,6 +42,7 @@ from .lora_query import LORAS
 from .models import Lora, LoraTag, Tag, count_unreadable, live
 from .previews import Previews
 from .recipes import Recipes
+from .recommendations import Recommender
 from .results import BulkResult, LoraDetail, LoraSummary, Page
 from .store import Store
 
@@ -58,6 +60,7 @@ class Library:
         self.images = ImageImporter(store, self.history)
         self.recipes = Recipes(store)
         self.analytics = Analytics(store)  # figures over the history and the library (analytics.py)
+        self.recommender = Recommender(store)
 
     @classmethod
     def open(cls, data_dir: str, roots: Iterable[str] | None = None, database_url: str | None = None, *,
@@ -71,6 +74,7 @@ class Library:
         return library
 
     def close(self) -> None:
+        self.recommender.stop()
         self.indexer.stop()
         self.images.stop()
         self.store.close()
@@ -148,6 +152,7 @@ class Library:
         values = _validated(changes)
         lora_id = fields.LORA_ID.parse(lora_id)
         self.store.db.transaction(lambda session: edits.edit(session, lora_id, values))
+        self.recommender.changed()
         return self.get(lora_id)
 
     # --- bulk edits: ``selection`` is a list of ids or a query (every result of it) ----------
@@ -156,11 +161,15 @@ class Library:
         ids, names = catalog.select_ids(self.store, selection), _tag_names(tags)
         if not names:
             raise InvalidInput("no tags given")
-        return _bulk_result(ids, self.store.db.transaction(lambda session: edits.add_tags(session, ids, names)))
+        done = self.store.db.transaction(lambda session: edits.add_tags(session, ids, names))
+        self.recommender.changed()
+        return _bulk_result(ids, done)
 
     def remove_tags(self, selection, tags: Iterable[str]) -> BulkResult:
         ids, names = catalog.select_ids(self.store, selection), _tag_names(tags)
-        return _bulk_result(ids, self.store.db.transaction(lambda session: edits.remove_tags(session, ids, names)))
+        done = self.store.db.transaction(lambda session: edits.remove_tags(session, ids, names))
+        self.recommender.changed()
+        return _bulk_result(ids, done)
 
     def set_favorite(self, selection, favorite: bool = True) -> BulkResult:
         return self._set_column(selection, favorite=EDITABLE["favorite"].parse(favorite, "favorite"))
@@ -178,7 +187,9 @@ class Library:
     def _set_column(self, selection, **values) -> BulkResult:
         ids = catalog.select_ids(self.store, selection)
         base_model = "base_model_user" in values
-        return _bulk_result(ids, self.store.db.transaction(lambda session: edits.set_columns(session, ids, values, base_model=base_model)))
+        done = self.store.db.transaction(lambda session: edits.set_columns(session, ids, values, base_model=base_model))
+        self.recommender.changed()
+        return _bulk_result(ids, done)
 
     def rename_tag(self, old: str, new: str) -> int:
         """Rename a tag everywhere; renaming onto an existing tag merges them. Returns LoRAs affected."""
@@ -189,7 +200,9 @@ class Library:
         target_name = (fields.TAGS.parse([target], "tag") or [None])[0]
         if not names or not target_name:
             raise InvalidInput("give the tags to merge and the tag to merge them into")
-        return self.store.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
+        count = self.store.db.transaction(lambda session: edits.merge_tags(session, names, target_name))
+        self.recommender.changed()
+        return count
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ holds), ``SafeText``/``SafeString`` for the rest (nothing read from a file can f
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, func, select, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .dbtypes import FsPath, SafeString, SafeText
@@ -455,3 +455,32 @@ def live(indexed: bool = False):
     sequential scan is several times faster."""
     return Lora.trashed_at.is_(None) if indexed else (Lora.trashed_at + 0).is_(None)
 
+
+
+class LoraEmbedding(Base):
+    """A LoRA's text as a sentence-embedding vector (recommendations.py): float16 bytes, with the
+    model that made it and a hash of the text it was made from, so a vector is made again only
+    when the text or the model changes."""
+
+    __tablename__ = "lora_embeddings"
+
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(SafeText)
+    text_hash: Mapped[str] = mapped_column(SafeString(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class RecommendationFeedback(Base):
+    """What someone did with a recommendation in a context (a prompt, "similar to 12", "used with
+    12"): up, down, hide, or added to the composition (an implicit up)."""
+
+    __tablename__ = "recommendation_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    context: Mapped[str] = mapped_column(SafeString(64))  # recommendations.context_key
+    lora_id: Mapped[int] = mapped_column(ForeignKey("loras.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(SafeString(8))  # recommendations.FEEDBACK
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_recommendation_feedback_context", "context", "lora_id"),)

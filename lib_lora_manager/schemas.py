@@ -140,6 +140,16 @@ class ImageImport(Body):
     paths: typed(fields.IMAGE_FOLDERS)
 
 
+class RecommendationFeedback(Body):
+    """What someone did with a recommended LoRA: up, down, hide, or added to the composition."""
+
+    usage: ClassVar[str] = ('send a JSON object {"context": the answer’s context, "lora_id": id, '
+                            '"kind": "up", "down", "hide" or "added"}')
+    context: typed(fields.Text(64, "context", blank="give the context of the recommendation answer"))
+    lora_id: typed(fields.LORA_ID)
+    kind: typed(fields.Choice(("up", "down", "hide", "added"), "feedback"))
+
+
 def generate_body() -> type[Body]:
     """POST /generate: GenerationRequest's fields plus ``loras`` composed into the prompt."""
     return body_model("GenerateRequest", {**FIELDS, "loras": fields.COMPOSE_ENTRIES},

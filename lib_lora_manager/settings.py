@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Reads the generation data of images not imported yet (SDNext's output folders and the "
         "folders above) at low priority, so analytics and \"used with\" cover them.",
     ),
+    Setting(
+        "lora_manager_recommend_index",
+        True,
+        "Index LoRAs for recommendations in the background",
+        "Turns each LoRA's names, trigger words, tags and description into a vector at low priority "
+        "after scans and edits (only text that changed). Off: recommendations use words and the history only.",
+    ),
+    Setting(
+        "lora_manager_recommend_model",
+        "",
+        "Sentence-embedding model for recommendations (empty: the packaged all-MiniLM-L6-v2)",
+        "A local folder or a sentence-transformers model name already in the Hugging Face cache "
+        "(nothing is downloaded), e.g. a multilingual one. Changing it indexes every LoRA again.",
+    ),
+    Setting(
+        "lora_manager_recommend_device",
+        "cpu",
+        "Device for the recommendation model (cpu, cuda, cuda:1, mps)",
+        "cpu keeps the GPU's memory for generation.",
+    ),
     Setting("lora_manager_page_size", 48, "Cards per page (12 to 200)", "Between 12 and 200."),
     Setting("lora_manager_show_nsfw", True, "Show NSFW previews (off: blurred)", "Off: previews of LoRAs flagged NSFW are blurred."),
 )
@@ -106,6 +127,8 @@ def check(key: str, value: Any) -> Any:
         if missing:
             raise InvalidInput(f"{label}: not a folder: {', '.join(missing[:5])}.")
         return "\n".join(parse_dirs(text))
+    if key == "lora_manager_recommend_device" and not re.fullmatch(r"cpu|mps|cuda(:\d+)?|xpu(:\d+)?", text):
+        raise InvalidInput(f"{label}: expected cpu, cuda, cuda:N, xpu or mps, not “{text[:40]}”.")
     if key == "lora_manager_database_secret" and text and not text.startswith(("sqlite:", "postgresql")):
         raise InvalidInput(f"{label}: expected empty, a sqlite:/// URL or a postgresql+psycopg://user@host/db URL.")
     return text

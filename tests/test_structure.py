@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "errors", "naming", "base_models", "fields", "vocabulary", "settings", "boundary", "dbtypes",
         "safetensors_header", "lora_info", "sidecars", "reading", "hashing", "prompts", "image_params", "grids",
         "demo_model", "synth", "demo", "generation", "results", "schemas", "thumbnails", "statuses", "wording",
+        "embeddings",
     }),
     ("store", {  # the database, its tables and the generic query grammar
         "models", "db", "processes", "roots", "store", "query", "text_index",
@@ -25,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("library", {  # the Library and the parts built over the Store
         "task_status", "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",
         "history", "recipes", "library", "bulk_actions", "lora_query", "history_query", "image_import",
-        "analytics",
+        "analytics", "recommendations",
     }),
     ("workflows", {"jobs", "app", "hostinfo"}),  # generation jobs and what a host hands the interfaces
     ("interfaces", {"api", "api_docs", "rest", "cli", "ui", "ui.components", "ui.cards", "ui.filters", "ui.history_cards",

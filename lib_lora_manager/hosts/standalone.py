@@ -123,6 +123,7 @@ def serve(args: argparse.Namespace) -> int:
         server = build_app(library, host)
         settings.remember_served(choice)
         library.indexer.start_background(scan=not args.no_scan and bool(saved.get("lora_manager_scan_on_start")))
+        configure_recommender(library, saved.get)
         log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
                  plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
@@ -156,6 +157,12 @@ def apply_settings(library: Library, changed: dict) -> list[str]:
             if new:
                 library.indexer.start_background(scan=False)
             notes.append(f"{label}: {'on' if new else 'off'} now.")
+        elif key.startswith("lora_manager_recommend_"):
+            option = key.removeprefix("lora_manager_recommend_")  # index, model or device
+            library.recommender.configure(**{"indexing" if option == "index" else option: new})
+            if library.recommender.indexing:
+                library.recommender.start_background()
+            notes.append(f"{label}: applied now" + (" (LoRAs are indexed again with it)." if option == "model" else "."))
         elif key == "lora_manager_page_size":
             notes.append(f"{label}: {new} from the next search or page.")
         elif key == "lora_manager_show_nsfw":
@@ -166,6 +173,16 @@ def apply_settings(library: Library, changed: dict) -> list[str]:
             notes.append(f"{label}: takes effect after a restart of the app (--db and "
                          "$LORA_MANAGER_DATABASE_URL take precedence).")
     return notes
+
+
+def configure_recommender(library: Library, setting: Callable[[str], object]) -> None:
+    """The recommendation settings, applied; the worker (which loads the model) runs only when
+    indexing is on."""
+    recommender = library.recommender
+    recommender.configure(model=setting("lora_manager_recommend_model"), device=setting("lora_manager_recommend_device"),
+                          indexing=bool(setting("lora_manager_recommend_index")))
+    if recommender.indexing:
+        recommender.start_background()
 
 
 def new_app(open_library: Callable[[], Library], *, model: str | None = None, model_config: str | None = None,

