@@ -306,6 +306,52 @@ def _names_of(requirements) -> list[str]:
     return names
 
 
+def _unresolvable(error: PipFailed) -> bool:
+    return "conflicting dependencies" in str(error) or "ResolutionImpossible" in str(error)
+
+
+def _missing_dependencies(name: str) -> list[Requirement]:
+    """The dependencies ``name`` declares (extras and other platforms' left out) that are not
+    installed at all; one installed at another version is left as it is, and said."""
+    try:
+        from packaging.markers import Marker
+    except ImportError:  # pip always carries a copy
+        from pip._vendor.packaging.markers import Marker
+    missing = []
+    for line in metadata.requires(name) or []:
+        head, _, marker = line.partition(";")
+        if "extra" in marker or (marker.strip() and not Marker(marker.strip()).evaluate()):
+            continue
+        head = re.sub(r"\s*\(([^)]*)\)", r"\1", head.strip())  # "name (>=1)" is the old form
+        try:
+            dependency = Requirement.parse(head)
+        except ValueError:  # a specifier this parser does not know: the name is what counts
+            dependency = Requirement.parse(re.match(_NAME, head).group(0))
+        reason = problem(dependency)
+        if reason == "not installed":
+            missing.append(dependency)
+        elif reason is not None:
+            print(f"{PREFIX}: {name} asks for {dependency.text}; {reason}, left as it is")
+    return missing
+
+
+def _add(requirement: Requirement, verbose: bool, depth: int = 0) -> float:
+    """Install ``requirement`` without changing anything installed. SDNext's environment can
+    already contradict itself (its torch declares setuptools>=77 beside the setuptools 69 it
+    installs), and then pip cannot resolve anything that depends on torch with every installed
+    version pinned: the requirement goes in without its dependencies, then each missing one
+    the same way."""
+    try:
+        return pip_install([requirement.text], add_only_exclude=_names_of([requirement]), verbose=verbose)
+    except PipFailed as error:
+        if not _unresolvable(error) or depth >= 3:
+            raise
+    seconds = pip_install([requirement.text], options=("--no-deps",), verbose=verbose)
+    for dependency in _missing_dependencies(requirement.name):
+        seconds += _add(dependency, verbose, depth + 1)
+    return seconds
+
+
 def install_for_sdnext(requirements=None, *, check_only=False, verbose=False) -> int:
     """The SDNext mode: install what is missing, one pip call per requirement, adding only.
     ``requirements`` defaults to ``SDNEXT_REQUIREMENTS`` as it is at call time."""
@@ -321,8 +367,7 @@ def install_for_sdnext(requirements=None, *, check_only=False, verbose=False) ->
     failures = 0
     for requirement, reason in missing:
         try:
-            seconds = pip_install([requirement.text], add_only_exclude=_names_of([requirement]),
-                                  verbose=verbose)
+            seconds = _add(requirement, verbose)
         except PipFailed as error:
             print(f"{PREFIX}: {requirement.text} ({reason}): {error}")
             failures += 1

@@ -292,3 +292,59 @@ def test_usage_errors_exit_2():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--torch-index-url applies to --standalone or --dev only" in result.stderr
+
+
+def _wheel(folder: Path, name: str, version: str, requires=()) -> None:
+    """A minimal pure-Python wheel: one module and its metadata."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module, info = f"{name.replace('-', '_')}/__init__.py", f"{name.replace('-', '_')}-{version}.dist-info"
+    files = {module: b"",
+             f"{info}/METADATA": ("Metadata-Version: 2.1\nName: " + name + "\nVersion: " + version + "\n"
+                                  + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+                     for path, data in files.items()) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+        wheel.writestr(f"{info}/RECORD", record)
+
+
+def test_a_requirement_installs_where_the_host_environment_contradicts_itself(tmp_path):
+    """SDNext's venv holds torch, which declares setuptools>=77, beside setuptools 69: with every
+    installed version pinned, pip could resolve nothing that depends on torch, and
+    sentence-transformers did not install. Real pip, a real venv, local wheels, no index."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "lmt-tool", "1.0")
+    _wheel(wheels, "lmt-tool", "2.0")
+    _wheel(wheels, "lmt-base", "1.0", ["lmt-tool>=2"])
+    _wheel(wheels, "lmt-extra", "1.0")
+    _wheel(wheels, "lmt-new", "1.0", ["lmt-base", "lmt-extra>=1", 'lmt-absent; extra == "dev"',
+                                      'lmt-absent; sys_platform == "nowhere"'])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    local = ["--no-index", "--find-links", str(wheels), "--disable-pip-version-check", "-q"]
+    subprocess.run([python, "-m", "pip", "install", *local, "lmt-tool==1.0"], check=True, timeout=300)
+    subprocess.run([python, "-m", "pip", "install", *local, "--no-deps", "lmt-base==1.0"], check=True, timeout=300)
+    code = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("lm_install", {str(INSTALL_PY)!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        sys.exit(module.install_for_sdnext([module.Requirement.parse("lmt-new>=1")]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_EXTRA_ARGS"] = " ".join(local)
+    result = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    versions = subprocess.run([python, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert {"lmt-new==1.0", "lmt-extra==1.0", "lmt-base==1.0", "lmt-tool==1.0"} <= set(versions), versions
+    assert "lmt-absent" not in " ".join(versions)
+    assert "installed lmt-new 1.0" in result.stdout
