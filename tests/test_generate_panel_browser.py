@@ -65,14 +65,14 @@ def test_sweep_grid_and_run_status(standalone_in_browser, width):
     expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep", timeout=120_000)
     # the follower still runs (it lingers for a next Run): the status line keeps its own height
     assert status.bounding_box()["height"] < 60, status.bounding_box()
-    grid = page.locator("#lora_manager_gen_grid .lm-gen-grid img")
+    grid = page.locator("#lora_manager_gen_grid .lm-gen-grid-whole img")
     expect(grid).to_be_visible()
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=grid.element_handle())
     panel_width = page.locator("#lora_manager_gen").bounding_box()["width"]
     assert grid.bounding_box()["width"] >= 0.9 * panel_width, (grid.bounding_box(), panel_width)
-    link = page.locator("#lora_manager_gen_grid .lm-gen-grid a")
+    link = page.locator("#lora_manager_gen_grid .lm-gen-grid-whole")
     assert link.get_attribute("target") == "_blank" and link.get_attribute("href").endswith("/grid")
-    expect(page.locator("#lora_manager_gen_grid figcaption")).to_contain_text(
+    expect(page.locator("#lora_manager_gen_grid .lm-gen-grid > figcaption")).to_contain_text(
         "watercolor 0, watercolor 0.25, watercolor 0.5, watercolor 1")
     captions = page.evaluate("""() => [...document.querySelectorAll('#lora_manager_gen_gallery .caption-label')]
         .map(c => [c.innerText, c.scrollWidth <= c.clientWidth + 1])""")
@@ -80,6 +80,22 @@ def test_sweep_grid_and_run_status(standalone_in_browser, width):
     assert all(whole for _, whole in captions), captions
     grid.scroll_into_view_if_needed()
     shot(page, f"generate-sweep-grid-{width}")
+    # a narrow panel (ModernUI at 1024 px beside its Networks panel, ~420 px): the one-row grid
+    # was a 90 px strip; the images go a few per row instead, each with its label as text
+    page.add_style_tag(content="#lora_manager_gen { max-width: 420px !important; }")
+    cells = page.locator("#lora_manager_gen_grid .lm-gen-grid-cells figure")
+    expect(cells).to_have_count(4)
+    expect(grid).to_be_hidden()
+    page.wait_for_function("() => [...document.querySelectorAll('#lora_manager_gen_grid .lm-gen-grid-cells img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    boxes = page.evaluate("""() => [...document.querySelectorAll('#lora_manager_gen_grid .lm-gen-grid-cells figure')].map(f => {
+        const r = f.querySelector('img').getBoundingClientRect(); const c = f.querySelector('figcaption');
+        return [Math.round(r.left), r.width, c.innerText, c.scrollWidth <= c.clientWidth + 1]; })""")
+    assert len({left for left, *_ in boxes}) == 2 and min(w for _, w, *_ in boxes) >= 150, boxes
+    assert [text for *_, text, _ in boxes] == ["watercolor 0", "watercolor 0.25", "watercolor 0.5", "watercolor 1"], boxes
+    assert all(whole for *_, whole in boxes), boxes
+    page.locator("#lora_manager_gen_grid").first.scroll_into_view_if_needed()
+    shot(page, f"generate-sweep-grid-narrow-{width}")
     assert not session.dialogs
 
 

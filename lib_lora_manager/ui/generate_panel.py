@@ -50,6 +50,7 @@ WEIGHT_LIMIT = 5.0  # |weight|; beyond this a LoRA only burns the image
 DEFAULT_WEIGHTS = "0, 0.25, 0.5, 0.75, 1"
 IDLE = '<div class="lm-gen-status lm-muted">No job yet. Run queues a generation of the prompt above.</div>'
 GRID_PATH = "/lora-manager/v1/jobs/{id}/grid"  # the REST route that serves a job's labelled grid
+IMAGE_PATH = "/lora-manager/v1/jobs/{id}/images/{n}"  # one image of a job, from 0
 # standalone without a model: what the panel's place says instead (SDNext always generates)
 UNAVAILABLE = (
     '<div class="lm-gen-off lm-message lm-info" role="note"><strong>Generation is off:</strong> this app was started '
@@ -193,9 +194,18 @@ def grid_view(job: dict[str, Any], api_base: str = "") -> str:
     url = cards.esc((api_base or "").rstrip("/") + GRID_PATH.format(id=int(job["id"])))
     labels = list(dict.fromkeys(short_label(i["label"]) for i in job.get("images") or [] if i.get("label")))
     what = cards.esc(", ".join(labels))
-    return (f'<figure class="lm-gen-grid" data-job="{int(job["id"])}"><a href="{url}" target="_blank" '
+    # a narrow panel (ModernUI at 1024 px beside its Networks panel: ~420 px) shows the images a
+    # few per row with their labels as text instead: the one-row grid was a 90 px strip there
+    base = (api_base or "").rstrip("/") + IMAGE_PATH
+    cells = "".join(
+        f'<figure><a href="{cards.esc(base.format(id=int(job["id"]), n=n))}" target="_blank" rel="noopener noreferrer">'
+        f'<img src="{cards.esc(base.format(id=int(job["id"]), n=n))}" alt="{cards.esc(short_label(image.get("label") or ""))}" '
+        f'loading="lazy" decoding="async"></a><figcaption>{cards.esc(short_label(image.get("label") or ""))}</figcaption></figure>'
+        for n, image in enumerate(job.get("images") or []) if image.get("label"))
+    return (f'<figure class="lm-gen-grid" data-job="{int(job["id"])}"><a class="lm-gen-grid-whole" href="{url}" target="_blank" '
             f'rel="noopener noreferrer" title="Open the grid at full size"><img src="{url}" alt="Labelled grid: {what}" '
-            f'decoding="async"></a><figcaption>Labelled grid of job {int(job["id"])}: {what}. Click it to open it at '
+            f'decoding="async"></a><div class="lm-gen-grid-cells">{cells}</div>'
+            f'<figcaption>Labelled grid of job {int(job["id"])}: {what}. Click it to open it at '
             f'full size; select an image in Results for its parameters.</figcaption></figure>')
 
 
