@@ -376,7 +376,9 @@ def test_a_strength_sweep_uses_one_seed_and_ends_in_a_labelled_grid(panel, paint
     job_id = session["job"]
     view = last(updates, "grid")
     url = f"/lora-manager/v1/jobs/{job_id}/grid"
-    assert f'<a href="{url}" target="_blank"' in view and f'<img src="{url}"' in view
+    assert f'<a class="lm-gen-grid-whole" href="{url}" target="_blank"' in view and f'<img src="{url}"' in view
+    # and each image with its label as text, for a narrow panel
+    assert view.count(f'/lora-manager/v1/jobs/{job_id}/images/') == 2 * 3
     assert "style_a 0, style_a 0.5, style_a 1" in view
     with Image.open(panel.jobs.get(job_id)["grid"]) as grid:
         assert grid.width == 3 * 256
@@ -478,7 +480,7 @@ def test_the_panel_in_a_browser(library, tmp_path):
             expect(status.locator('[data-status="succeeded"]')).to_contain_text("Strength sweep")
             expect(gallery.locator("img")).to_have_count(2)  # the grid is shown on its own, large
             expect(gallery).to_contain_text("style_a 1")
-            expect(page.locator("#lora_manager_gen_grid .lm-gen-grid img")).to_be_visible()
+            expect(page.locator("#lora_manager_gen_grid .lm-gen-grid-whole img")).to_be_visible()
             shot(page, "gen-2-sweep")
 
             # two runs: the second waits; cancelling it in the panel means it never runs
