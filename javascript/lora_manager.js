@@ -133,6 +133,13 @@
     if (tabButton) tabButton.click();
   }
 
+  // Thumbs up / down / hide on a recommendation, or "added" from its "+": stored by the
+  // Recommendations tab, which shows its answers again (a hidden one is gone).
+  function recommendationFeedback(button, kind) {
+    const value = `${button.getAttribute('data-context')}|${button.getAttribute('data-id')}|${kind}`;
+    if (setTextbox('lora_manager_recommend_action', value)) clickButton('lora_manager_recommend_action_btn');
+  }
+
   function showDetail(detailId) {
     const detail = byId(detailId || DETAIL);
     if (!detail) return;
@@ -313,8 +320,14 @@
     if (example) { event.preventDefault(); openGeneration(example.getAttribute('data-lm-open-generation')); return; }
     const figure = target.closest('#lora_manager_analytics [data-lm-link-tab]');
     if (figure && !target.closest('.lm-an-csv')) { event.preventDefault(); followLink(figure); return; }
+    const recoFeedback = target.closest('#lora_manager_recommend .lm-reco-fb');
+    if (recoFeedback) { recommendationFeedback(recoFeedback, recoFeedback.getAttribute('data-kind')); return; }
     const composeAdd = target.closest('.lm-compose-add');
-    if (composeAdd) { addToComposition(composeAdd.getAttribute('data-id')); return; }
+    if (composeAdd) {
+      addToComposition(composeAdd.getAttribute('data-id'));
+      if (composeAdd.hasAttribute('data-context')) recommendationFeedback(composeAdd, 'added');
+      return;
+    }
     const star = target.closest(`#${RESULTS} .lm-rate .lm-star`);
     if (star) { rate(star); return; }
     const copies = target.closest(`#${RESULTS} .lm-dupe-badge`);
