@@ -15,7 +15,8 @@ from ..recommendations import Recommendation, Recommendations
 from ..results import LoraSummary
 from . import cards
 
-FEEDBACK_BUTTONS = (("up", "👍", "Good suggestion"), ("down", "👎", "Poor suggestion"),
+# glyphs every system font has (emoji fonts are often missing on Linux)
+FEEDBACK_BUTTONS = (("up", "▲", "Good suggestion"), ("down", "▼", "Poor suggestion"),
                     ("hide", "✕", "Hide: not suggested here again"))
 
 

@@ -141,8 +141,9 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Recomm
         with gr.Row(elem_classes=["lm-searchbar"]):
             prompt = gr.Textbox(label="Prompt", lines=2, max_lines=6, elem_id="lora_manager_recommend_prompt",
                                 elem_classes=["lm-search"], placeholder="1girl, cel shading, neon city at night …")
-            base = gr.Dropdown(choices, value=choices[0], label="Base model", elem_id="lora_manager_recommend_base",
-                               elem_classes=["lm-reco-base"])
+            # its own column: gradio would put it in the prompt's form box, under the prompt
+            with gr.Column(elem_classes=["lm-reco-base"], min_width=160):
+                base = gr.Dropdown(choices, value=choices[0], label="Base model", elem_id="lora_manager_recommend_base")
             suggest = gr.Button("Suggest", variant="primary", elem_id="lora_manager_recommend_go", elem_classes=["lm-btn"])
         status = gr.HTML("", elem_id="lora_manager_recommend_status")
         results = gr.HTML('<div class="lm-empty">Type a prompt and click Suggest.</div>',
