@@ -12,7 +12,7 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
-from browser import shot  # noqa: E402
+from browser import SHOTS, shot  # noqa: E402
 from factories import make_lora  # noqa: E402
 from test_recommendations import LORAS  # noqa: E402
 
@@ -83,4 +83,24 @@ def test_recommendations_tab_in_the_browser(standalone_in_browser, width):
     expect(related.locator(".lm-reco-grid").last.locator(".lm-reco-card", has_text="watercolor_xl")).to_contain_text(
         "used together in 3 generations")
     shot(page, f"recommend-related-{width}")
+    assert not session.dialogs
+
+
+def test_library_detail_offers_similar_and_used_with(standalone_in_browser):
+    session = standalone_in_browser(add_loras=write_loras, prepare=describe_and_index, viewport=(1024, 1000))
+    page, library, expect = session.page, session.library, sync_api.expect
+    page.goto(session.url)
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_results .lm-card", has_text="megacity_xl").click()
+    lists = page.locator("#lora_manager_detail .lm-reco-detail")
+    expect(lists).to_contain_text("used together in 3 generations")
+    if SHOTS:  # the detail panel scrolls inside itself: the lists' own picture
+        lists.screenshot(path=str(Path(SHOTS) / "recommend-detail-1024.png"))
+    used = lists.locator(".lm-usage-block").nth(1)
+    used.locator("li", has_text="watercolor_xl").locator(".lm-compose-add").click()
+    expect(page.locator("#lora_manager_compose_row0 .lm-compose-name")).to_have_text("watercolor_xl")
+    deadline = time.monotonic() + 10
+    while library.recommender.taken()["added"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert library.recommender.taken()["added"] == 1
     assert not session.dialogs

@@ -133,3 +133,21 @@ def test_building_the_tab_reads_nothing(library):
     assert {"lora_manager_recommend_prompt", "lora_manager_recommend_base", "lora_manager_recommend_results",
             "lora_manager_recommend_action", "lora_manager_recommend_action_btn", "lora_manager_recommend_lora"} <= ids
 
+
+
+def test_library_detail_lists_similar_and_used_with_with_add_buttons(library, loras):  # noqa: F811
+    from lib_lora_manager.ui.library_tab import LibraryTab
+
+    library.history.record_many([GenerationRecord(started_at=time.time() - 100 + n, status=GenerationStatus.SUCCEEDED,
+                                                  prompt="x", loras=[UsedLora("megacity_xl"), UsedLora("watercolor_xl")])
+                                 for n in range(3)])
+    tab = LibraryTab(lambda: library, HOST)
+    view = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(loras["megacity_xl"]))))["view"]
+    related = view.split('class="lm-usage lm-reco-detail"')[1]
+    similar, used = related.split("Used with (more than chance)")
+    assert f'data-lora-id="{loras["celshade_sd15"]}"' not in similar  # another architecture
+    assert f'class="lm-compose-add" data-id="{loras["watercolor_xl"]}" data-context="similar:{loras["megacity_xl"]}"' in similar
+    assert f'class="lm-compose-add" data-id="{loras["watercolor_xl"]}" data-context="with:{loras["megacity_xl"]}"' in used
+    assert "used together in 3 generations" in used
+    lonely = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(loras["celshade_sd15"]))))["view"]
+    assert "Not used together with another LoRA often enough yet." in lonely

@@ -63,3 +63,22 @@ def listing(answer: Recommendations, summaries: Mapping[int, LoraSummary], api_b
         return f'{head}<div class="lm-empty lm-reco-empty">{cards.esc(empty)}</div>'
     body = "".join(card(i, summaries.get(int(i.id)), answer.context, api_base, show_nsfw) for i in answer.items)
     return f'{head}<div class="lm-reco-grid" data-context="{cards.esc(answer.context)}">{body}</div>'
+
+
+def _mini(title: str, answer: Recommendations, empty: str) -> str:
+    rows = "".join(
+        f'<li><a href="#" class="lm-lora-link" data-lora-id="{int(i.id)}" title="open it">{cards.esc(i.name)}</a> '
+        f'<span class="lm-reco-why">{cards.esc(i.reasons[0] if i.reasons else "")}</span>'
+        f'<button type="button" class="lm-compose-add" data-id="{int(i.id)}" data-context="{cards.esc(answer.context)}" '
+        f'title="Add to composition" aria-label="add {cards.esc(i.name)} to the composition">+</button></li>'
+        for i in answer.items)
+    body = f'<ul class="lm-reco-mini">{rows}</ul>' if rows else f'<div class="lm-usage-line">{cards.esc(empty)}</div>'
+    return f'<div class="lm-usage-block"><div class="lm-usage-title">{cards.esc(title)}</div>{body}</div>'
+
+
+def detail_lists(similar: Recommendations, used: Recommendations) -> str:
+    """The Library detail's "Similar" and "Used with" (by lift), each a short list with "+"."""
+    return ('<details class="lm-usage lm-reco-detail" open><summary>Similar and used with</summary>'
+            + _mini("Similar", similar, "Nothing like it in the library yet.")
+            + _mini("Used with (more than chance)", used, "Not used together with another LoRA often enough yet.")
+            + "</details>")
