@@ -140,6 +140,15 @@
     if (setTextbox('lora_manager_recommend_action', value)) clickButton('lora_manager_recommend_action_btn');
   }
 
+  // Compose's suggestion strip follows the prompt: asked once typing pauses, in the
+  // background (the textbox never waits for it).
+  const SUGGEST_DELAY_MS = 600;
+  let suggestTimer = null;
+  function suggestSoon() {
+    clearTimeout(suggestTimer);
+    suggestTimer = setTimeout(() => clickButton('lora_manager_compose_suggest_btn'), SUGGEST_DELAY_MS);
+  }
+
   function showDetail(detailId) {
     const detail = byId(detailId || DETAIL);
     if (!detail) return;
@@ -326,6 +335,7 @@
     if (composeAdd) {
       addToComposition(composeAdd.getAttribute('data-id'));
       if (composeAdd.hasAttribute('data-context')) recommendationFeedback(composeAdd, 'added');
+      if (composeAdd.closest('#lora_manager_compose_suggest')) suggestSoon(); // the added one leaves the strip
       return;
     }
     const star = target.closest(`#${RESULTS} .lm-rate .lm-star`);
@@ -335,6 +345,11 @@
     if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
     const card = target.closest('.lm-card, .lm-row');
     if (card && card.closest(`#${RESULTS}, #${HISTORY_RESULTS}`)) openCard(card);
+  });
+
+  document.addEventListener('input', (event) => {
+    const target = eventTarget(event);
+    if (target && target.closest && target.closest('#lora_manager_compose_base')) suggestSoon();
   });
 
   document.addEventListener('change', (event) => {

@@ -104,3 +104,26 @@ def test_library_detail_offers_similar_and_used_with(standalone_in_browser):
         time.sleep(0.1)
     assert library.recommender.taken()["added"] == 1
     assert not session.dialogs
+
+
+def test_compose_suggests_while_the_prompt_is_typed(standalone_in_browser):
+    session = standalone_in_browser(add_loras=write_loras, prepare=describe_and_index, viewport=(1024, 1000))
+    page, library, expect = session.page, session.library, sync_api.expect
+    page.goto(session.url)
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text="Compose").click()
+    prompt = page.locator("#lora_manager_compose_base textarea")
+    prompt.press_sequentially("a cyberpunk city with neon lights", delay=20)
+    expect(prompt).to_have_value("a cyberpunk city with neon lights")  # typing never waited
+    strip = page.locator("#lora_manager_compose_suggest .lm-reco-strip")
+    chip = strip.locator(".lm-reco-chip", has_text="megacity_xl")
+    expect(chip).to_be_visible()
+    shot(page, "recommend-compose-1024")
+    chip.locator(".lm-compose-add").click()
+    expect(page.locator("#lora_manager_compose_row0 .lm-compose-name")).to_have_text("megacity_xl")
+    expect(strip.locator(".lm-reco-chip", has_text="megacity_xl")).to_have_count(0)  # in the composition now
+    deadline = time.monotonic() + 10
+    while library.recommender.taken()["added"] != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert library.recommender.taken()["added"] == 1
+    assert not session.dialogs

@@ -151,3 +151,21 @@ def test_library_detail_lists_similar_and_used_with_with_add_buttons(library, lo
     assert "used together in 3 generations" in used
     lonely = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(loras["celshade_sd15"]))))["view"]
     assert "Not used together with another LoRA often enough yet." in lonely
+
+
+def test_compose_strip_follows_the_loaded_model_and_leaves_out_the_composition(library, loras):  # noqa: F811
+    from test_compose_tab import LoadedModel
+
+    from lib_lora_manager.ui.compose_tab import ComposeTab
+    from lib_lora_manager.ui.page_composition import PageComposition
+
+    composition = PageComposition()
+    sd1 = ComposeTab(lambda: library, HostInfo(name="test", generator=LoadedModel("sd1")))
+    html = sd1.suggestions("1girl, cel shading", composition)
+    assert f'data-id="{loras["celshade_sd15"]}"' in html and f'data-id="{loras["celshade_xl"]}"' not in html
+    assert 'data-context="prompt:' in html and "trigger word “cel shading” is in your prompt" in html
+    xl = ComposeTab(lambda: library, HostInfo(name="test", generator=LoadedModel("sdxl")))
+    composition.replace([{"lora_id": loras["celshade_xl"], "name": "celshade_xl", "weight": 1.0}])
+    html = xl.suggestions("1girl, cel shading", composition)
+    assert f'data-id="{loras["celshade_pony"]}"' in html and f'data-id="{loras["celshade_xl"]}"' not in html
+    assert xl.suggestions("  ", composition) == "" and xl.suggestions("zzzqqq", composition) == ""

@@ -82,3 +82,17 @@ def detail_lists(similar: Recommendations, used: Recommendations) -> str:
             + _mini("Similar", similar, "Nothing like it in the library yet.")
             + _mini("Used with (more than chance)", used, "Not used together with another LoRA often enough yet.")
             + "</details>")
+
+
+def strip(answer: Recommendations) -> str:
+    """Compose's suggestion strip: a chip per LoRA for the prompt being typed (its reasons in the
+    tooltip) with "+"; nothing when there is nothing to suggest."""
+    if not answer.items:
+        return ""
+    chips = "".join(
+        f'<span class="lm-reco-chip" title="{cards.esc("; ".join(i.reasons))}">{cards.esc(i.name)}'
+        f'<button type="button" class="lm-compose-add" data-id="{int(i.id)}" data-context="{cards.esc(answer.context)}" '
+        f'title="Add to composition" aria-label="add {cards.esc(i.name)} to the composition">+</button></span>'
+        for i in answer.items)
+    words_only = ' <span class="lm-reco-why" title="{}">(words only)</span>'.format(cards.esc(answer.notice)) if answer.notice else ""
+    return f'<div class="lm-reco-strip"><span class="lm-reco-strip-label">Suggested:</span>{chips}{words_only}</div>'
