@@ -71,7 +71,8 @@ def test_feedback_hides_a_card_and_added_is_stored(library, loras):  # noqa: F81
     assert pony in shown(html)
     status, results, _related = tab.act(f"{context}|{pony}|hide", prompt, "sdxl", "")
     assert pony not in shown(results) and loras["celshade_xl"] in shown(results) and "lm-error" not in status
-    tab.act(f"{context}|{loras['celshade_xl']}|added", prompt, "sdxl", "")
+    # "added" from Compose's strip: stored, and this tab (no prompt typed here) says nothing
+    assert tab.act(f"{context}|{loras['celshade_xl']}|added", "", "sdxl", "")[0] == ""
     taken = library.recommender.taken()
     assert (taken["hide"], taken["added"]) == (1, 1)
     _status, results, _related = tab.act(f"{context}|{loras['celshade_xl']}|up", prompt, "sdxl", "")

@@ -120,9 +120,16 @@ class RecommendTab:
             self.library.recommender.feedback(context, lora_id, kind)
         except LoraManagerError as e:
             return cards.message(str(e), "error"), _keep(), _keep()
-        status, results = self.suggest(prompt, base) if context.startswith("prompt:") else ("", _keep())
-        related_status, related = self.related(lora) if not context.startswith("prompt:") else ("", _keep())
-        return status or related_status, results, related
+        # feedback also comes from Compose's strip and the Library detail: this tab's own boxes may
+        # be empty then, and what it shows stays as it is
+        asked_here = bool((prompt or "").strip()) if context.startswith("prompt:") else bool((lora or "").strip())
+        if not asked_here:
+            return "", _keep(), _keep()
+        if context.startswith("prompt:"):
+            status, results = self.suggest(prompt, base)
+            return status, results, _keep()
+        status, related = self.related(lora)
+        return status, _keep(), related
 
 
 def _keep() -> Any:
