@@ -1,7 +1,8 @@
 """The Recommendations tab in a real browser (Debian's chromium via Playwright) against the
 standalone app on real factory LoRAs indexed with the packaged model: a prompt's suggestions as
 cards, "hide" removes one, "+" adds one to the composition (stored as "added"), and "similar" and
-"used with" for a chosen LoRA; at 1024 and 1600 px (screenshots recommend-1024/1600)."""
+"used with" for a chosen LoRA; at 1024 px (light) and 1600 px (dark theme), screenshots
+recommend-1024/1600. Also the Library detail's lists and Compose's suggestion strip."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def describe_and_index(library) -> None:
 def test_recommendations_tab_in_the_browser(standalone_in_browser, width):
     session = standalone_in_browser(add_loras=write_loras, prepare=describe_and_index, viewport=(width, 1000))
     page, library, expect = session.page, session.library, sync_api.expect
-    page.goto(session.url)
+    page.goto(session.url + ("/?__theme=dark" if width >= 1600 else "/"))  # both of SDNext's themes
     page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
     page.locator("#lora_manager_tabs .tab-nav button", has_text="Recommendations").click()
     page.locator("#lora_manager_recommend_prompt textarea").fill("1girl, cel shading, smiling")
