@@ -22,8 +22,11 @@ from lib_lora_manager.statuses import GenerationStatus  # noqa: E402
 
 
 def write_loras(root: Path) -> None:
+    from PIL import Image
+
     for n, (name, (family, *_)) in enumerate(LORAS.items()):
         make_lora(root, name, family, metadata={}, seed=n)
+    Image.new("RGB", (96, 128), (210, 90, 140)).save(root / "celshade_pony.preview.png")  # a real preview
 
 
 def describe_and_index(library) -> None:
@@ -51,6 +54,9 @@ def test_recommendations_tab_in_the_browser(standalone_in_browser, width):
     expect(pony).to_be_visible()
     expect(pony.locator(".lm-reco-reasons")).to_contain_text("trigger word “cel shading” is in your prompt")
     expect(results.locator(".lm-reco-card", has_text="celshade_sd15")).to_be_visible()  # any base model
+    preview = pony.locator("img.lm-thumb-img")
+    expect(preview).to_be_visible()
+    assert preview.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0  # the Library's preview route
     # the cards fit the page, side by side at 1600
     boxes = [results.locator(".lm-reco-card").nth(i).bounding_box() for i in range(results.locator(".lm-reco-card").count())]
     assert all(b["x"] >= 0 and b["x"] + b["width"] <= width for b in boxes)
