@@ -144,7 +144,7 @@ def test_library_detail_lists_similar_and_used_with_with_add_buttons(library, lo
                                  for n in range(3)])
     tab = LibraryTab(lambda: library, HOST)
     view = dict(zip(LibraryTab.DETAIL_FIELDS, tab.open_detail(str(loras["megacity_xl"]))))["view"]
-    related = view.split('class="lm-usage lm-reco-detail"')[1]
+    related = view.split('class="lm-reco-detail"')[1]
     similar, used = related.split("Used with (more than chance)")
     assert f'data-lora-id="{loras["celshade_sd15"]}"' not in similar  # another architecture
     assert f'class="lm-compose-add" data-id="{loras["watercolor_xl"]}" data-context="similar:{loras["megacity_xl"]}"' in similar

@@ -78,7 +78,7 @@ def _mini(title: str, answer: Recommendations, empty: str) -> str:
 
 def detail_lists(similar: Recommendations, used: Recommendations) -> str:
     """The Library detail's "Similar" and "Used with" (by lift), each a short list with "+"."""
-    return ('<details class="lm-usage lm-reco-detail" open><summary>Similar and used with</summary>'
+    return ('<details class="lm-reco-detail" open><summary>Similar and used with</summary>'
             + _mini("Similar", similar, "Nothing like it in the library yet.")
             + _mini("Used with (more than chance)", used, "Not used together with another LoRA often enough yet.")
             + "</details>")
