@@ -10,10 +10,13 @@ Names and reasons come from files and sidecars: everything passes through ``card
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ..recommendations import Recommendation, Recommendations
-from ..results import LoraSummary
 from . import cards
+
+if TYPE_CHECKING:  # recommendations imports SQLAlchemy: not while SDNext builds the tabs
+    from ..recommendations import Recommendation, Recommendations
+    from ..results import LoraSummary
 
 # glyphs every system font has (emoji fonts are often missing on Linux)
 FEEDBACK_BUTTONS = (("up", "▲", "Good suggestion"), ("down", "▼", "Poor suggestion"),

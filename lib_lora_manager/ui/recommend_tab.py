@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from .. import base_models
 from ..errors import InvalidInput, LoraManagerError, NotFound
 from ..hostinfo import HostInfo
-from ..recommendations import Recommendations
 from . import cards, recommend_cards
 from .components import no_config
 
 if TYPE_CHECKING:
     from ..library import Library
+    from ..recommendations import Recommendations
     from ..results import LoraSummary
 
 ANY, LOADED = "any", "loaded model"
