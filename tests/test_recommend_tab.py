@@ -170,3 +170,17 @@ def test_compose_strip_follows_the_loaded_model_and_leaves_out_the_composition(l
     html = xl.suggestions("1girl, cel shading", composition)
     assert f'data-id="{loras["celshade_pony"]}"' in html and f'data-id="{loras["celshade_xl"]}"' not in html
     assert xl.suggestions("  ", composition) == "" and xl.suggestions("zzzqqq", composition) == ""
+
+
+def test_loaded_model_base_follows_the_model_sdnext_has_loaded(library, loras):  # noqa: F811
+    from test_compose_tab import LoadedModel
+
+    host = HostInfo(name="sdnext", generator=LoadedModel("sd1"))
+    assert base_choices(host)[0] == LOADED  # the default inside SDNext
+    tab = RecommendTab(lambda: library, host)
+    assert shown(tab.suggest("1girl, cel shading", LOADED)[1]) == [loras["celshade_sd15"]]
+    host.generator.family = "pony"
+    names = [by_name(loras)[i] for i in shown(tab.suggest("1girl, cel shading", LOADED)[1])]
+    assert names[:2] == ["celshade_pony", "celshade_xl"] and "celshade_sd15" not in names
+    host.generator.family = None  # nothing loaded: any
+    assert loras["celshade_sd15"] in shown(tab.suggest("1girl, cel shading", LOADED)[1])
