@@ -133,6 +133,22 @@
     if (tabButton) tabButton.click();
   }
 
+  // Thumbs up / down / hide on a recommendation, or "added" from its "+": stored by the
+  // Recommendations tab, which shows its answers again (a hidden one is gone).
+  function recommendationFeedback(button, kind) {
+    const value = `${button.getAttribute('data-context')}|${button.getAttribute('data-id')}|${kind}`;
+    if (setTextbox('lora_manager_recommend_action', value)) clickButton('lora_manager_recommend_action_btn');
+  }
+
+  // Compose's suggestion strip follows the prompt: asked once typing pauses, in the
+  // background (the textbox never waits for it).
+  const SUGGEST_DELAY_MS = 600;
+  let suggestTimer = null;
+  function suggestSoon() {
+    clearTimeout(suggestTimer);
+    suggestTimer = setTimeout(() => clickButton('lora_manager_compose_suggest_btn'), SUGGEST_DELAY_MS);
+  }
+
   function showDetail(detailId) {
     const detail = byId(detailId || DETAIL);
     if (!detail) return;
@@ -313,8 +329,15 @@
     if (example) { event.preventDefault(); openGeneration(example.getAttribute('data-lm-open-generation')); return; }
     const figure = target.closest('#lora_manager_analytics [data-lm-link-tab]');
     if (figure && !target.closest('.lm-an-csv')) { event.preventDefault(); followLink(figure); return; }
+    const recoFeedback = target.closest('#lora_manager_recommend .lm-reco-fb');
+    if (recoFeedback) { recommendationFeedback(recoFeedback, recoFeedback.getAttribute('data-kind')); return; }
     const composeAdd = target.closest('.lm-compose-add');
-    if (composeAdd) { addToComposition(composeAdd.getAttribute('data-id')); return; }
+    if (composeAdd) {
+      addToComposition(composeAdd.getAttribute('data-id'));
+      if (composeAdd.hasAttribute('data-context')) recommendationFeedback(composeAdd, 'added');
+      if (composeAdd.closest('#lora_manager_compose_suggest')) suggestSoon(); // the added one leaves the strip
+      return;
+    }
     const star = target.closest(`#${RESULTS} .lm-rate .lm-star`);
     if (star) { rate(star); return; }
     const copies = target.closest(`#${RESULTS} .lm-dupe-badge`);
@@ -322,6 +345,11 @@
     if (target.closest('.lm-check, .lm-select-box, a')) return; // checkbox and links keep their own behaviour
     const card = target.closest('.lm-card, .lm-row');
     if (card && card.closest(`#${RESULTS}, #${HISTORY_RESULTS}`)) openCard(card);
+  });
+
+  document.addEventListener('input', (event) => {
+    const target = eventTarget(event);
+    if (target && target.closest && target.closest('#lora_manager_compose_base')) suggestSoon();
   });
 
   document.addEventListener('change', (event) => {

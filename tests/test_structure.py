@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("workflows", {"jobs", "app", "hostinfo"}),  # generation jobs and what a host hands the interfaces
     ("interfaces", {"api", "api_docs", "rest", "cli", "ui", "ui.components", "ui.cards", "ui.filters", "ui.history_cards",
                     "ui.library_tab", "ui.compose_tab", "ui.page_composition", "ui.history_tab", "ui.generate_panel",
-                    "ui.settings_tab", "ui.analytics_cards", "ui.analytics_tab"}),
+                    "ui.settings_tab", "ui.analytics_cards", "ui.analytics_tab",
+                    "ui.recommend_cards", "ui.recommend_tab"}),
     ("hosts", {"hosts", "hosts.file_guard", "hosts.diffusion", "hosts.standalone", "hosts.sdnext",
                "hosts.sdnext.generator", "hosts.sdnext.recording", "__main__"}),
 ]

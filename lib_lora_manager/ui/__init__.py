@@ -22,7 +22,7 @@ def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tupl
     read the database (SDNext's startup budget)."""
     import gradio as gr
 
-    from . import analytics_tab, compose_tab, history_tab, library_tab
+    from . import analytics_tab, compose_tab, history_tab, library_tab, recommend_tab
 
     # built outside any open Blocks (SDNext renders it into its own later, as the standalone host does)
     with gr.Blocks(analytics_enabled=False) as blocks:
@@ -36,6 +36,8 @@ def build_tabs(open_library: Callable[[], Library], host: HostInfo) -> list[tupl
                 history_tab.build_content(open_library, host, compose_inbox=compose.inbox, tabs=tabs)
             with gr.Tab("Analytics", id="lora_manager_analytics_tab", elem_id="lora_manager_analytics_tab"):
                 analytics_tab.build_content(open_library)
+            with gr.Tab("Recommendations", id="lora_manager_recommend_tab", elem_id="lora_manager_recommend_tab"):
+                recommend_tab.build_content(open_library, host)
             # standalone only: inside SDNext these are SDNext's own settings (Settings → LoRA Manager)
             if host.save_settings is not None:
                 from . import settings_tab

@@ -44,7 +44,7 @@ from ..hostinfo import HostInfo
 from ..naming import format_weight
 from ..prompts import extract_loras, format_infotext, format_lora, infotext_parameters
 from ..results import LoraDetail, LoraSummary, PromptLora, SavedRecipe
-from . import cards
+from . import cards, recommend_cards
 from .components import gradio_module as _gr
 from .components import no_config
 from .page_composition import PageComposition, plain
@@ -58,6 +58,7 @@ STEP = 0.01
 ROW_FIELDS = ("box", "title", "enabled", "weight", "split", "split_row", "te", "unet", "triggers")
 MAX_RESULTS = 30
 MAX_RECIPES = 60
+SUGGESTIONS = 8  # LoRAs in the suggestion strip under the prompt
 DRAFT_LIMIT = 200_000  # characters of a saved draft read back; a browser's storage is not trusted
 EMPTY_HINT = "No LoRAs yet: find one above, or open a LoRA in the Library and click “Add to composition”."
 
@@ -150,6 +151,22 @@ class ComposeTab:
     def model_family(self) -> str | None:
         """The loaded model's family; the generator never loads a model to answer."""
         return self.host.generator.model_family() if self.host.generator is not None else None
+
+    def suggestions(self, text: str | None, composition: PageComposition | None) -> str:
+        """The suggestion strip for the prompt being typed: LoRAs for the loaded model's family
+        (any without one) that are not in the composition yet."""
+        from ..recommendations import words
+
+        if not words(text or ""):
+            return ""
+        family = self.model_family()
+        base = family if family in base_models.BY_CODE and family != "unknown" else None
+        exclude = [e["lora_id"] for e in composition.snapshot()] if composition is not None else []
+        try:
+            answer = self.library.recommender.for_prompt(text or "", base=base, exclude=exclude, limit=SUGGESTIONS)
+        except LoraManagerError:  # typing goes on; the strip just stays empty
+            return ""
+        return recommend_cards.strip(answer)
 
     # --- the composed prompt ------------------------------------------------------------------
 
@@ -777,6 +794,8 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             with gr.Column(elem_classes=["lm-compose-prompts"]):
                 base = gr.Textbox(label="Prompt", lines=3, placeholder="The prompt; trigger words and LoRA tokens are added",
                                   elem_id="lora_manager_compose_base")
+                # follows the prompt as it is typed (the page script clicks suggest_btn, debounced)
+                suggest_strip = gr.HTML("", elem_id="lora_manager_compose_suggest")
                 negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="lora_manager_compose_negative")
                 prompt_out = gr.Textbox(label="Composed prompt", lines=4, interactive=False,
                                         elem_id="lora_manager_compose_prompt", elem_classes=["lm-mono"])
@@ -848,12 +867,14 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
             apply_weights = gr.Button("apply weights", elem_id="lora_manager_compose_apply_weights")
             # the keys of the entries in the order the rows show them (page_composition.py)
             order = gr.Textbox(show_label=False, elem_id="lora_manager_compose_order")
+            suggest_btn = gr.Button("suggest", elem_id="lora_manager_compose_suggest_btn")
         no_config(inbox, add_box, send_result, paste_source, recipe_pick_id, draft, restore_box, order)
         # this page's composition, kept on the server (Gradio copies the initial value for each page)
         state = gr.State(PageComposition())
         delete_pending = gr.State(None)
 
     tab.inbox, tab.add_box, tab.prompt_out, tab.negative = inbox, add_box, prompt_out, negative
+    suggest_btn.click(tab.suggestions, [base, state], [suggest_strip], show_progress=False)
     params = [panel.parameters[name] for name in tab.parameter_names] if panel is not None else []
     for name, component in (("order", order), ("summary", summary), ("prompt", prompt_out), ("warnings", warnings),
                             ("status", status), ("base", base), ("negative", negative), ("choices", choices),

@@ -25,7 +25,7 @@ from .. import base_models
 from ..errors import Busy, LoraManagerError, NotFound
 from ..fields import split_trigger_words
 from ..hostinfo import HostInfo
-from . import cards, filters
+from . import cards, filters, recommend_cards
 from .components import gradio_module as _gr
 from .components import no_config
 
@@ -40,6 +40,7 @@ MAX_SELECTION = 20000
 MAX_RAW_HEADER = 2_000_000  # characters of the raw header shown (a big LyCORIS header is ~1 MB)
 SELECTED = "Selected cards"
 EVERY_RESULT = "All search results"
+RELATED = 5  # similar and used-with LoRAs listed in the detail
 
 # label -> (bulk_actions action, fixed value or None when the value comes from the form)
 BULK_ACTIONS: dict[str, tuple[str, Any]] = {
@@ -183,6 +184,14 @@ class LibraryTab:
             "base": base_models.label(d.base_model_user) if d.base_model_user else AUTO,
         }
 
+    def _related(self, lora_id: int) -> str:
+        """Similar and used-with LoRAs for the detail; a failure leaves them out, never the detail."""
+        rec = self.library.recommender
+        try:
+            return recommend_cards.detail_lists(rec.similar(lora_id, limit=RELATED), rec.used_with(lora_id, limit=RELATED))
+        except LoraManagerError:
+            return ""
+
     def _detail(self, lora_id: int, status: str = "") -> tuple:
         gr = _gr()
         d = self.library.get(lora_id)
@@ -195,7 +204,8 @@ class LibraryTab:
         values = {
             "column": gr.update(visible=True),
             "view": cards.detail(d, self.host.api_base, self.show_nsfw())
-            + cards.usage(self.library.analytics.lora_usage(lora_id), d.filename.rsplit(".", 1)[0], self.host.api_base),
+            + cards.usage(self.library.analytics.lora_usage(lora_id), d.filename.rsplit(".", 1)[0], self.host.api_base)
+            + self._related(lora_id),
             "token_row": gr.update(visible=loadable),
             "weight_row": gr.update(visible=loadable),
             "token": d.token or "",
