@@ -178,6 +178,8 @@ class Recommender:
         self.indexing = True  # the setting: make vectors in the background
         self._snapshot: _Catalogue | None = None
         self._cache_lock = threading.Lock()
+        self._worker_lock = threading.Lock()
+        self._stopped = False  # stop() is for good: the library is closing
         self._prompt_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # the latest prompts'
         self._stale_snapshot = False  # changed here since it was read: compare signatures now
         self._refreshing = False
@@ -209,19 +211,23 @@ class Recommender:
         self._wake.set()
 
     def start_background(self) -> None:
-        """The indexing worker: loads the model, then makes missing and stale vectors."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="lora-manager-recommend", daemon=True)
-        self._thread.start()
+        """The indexing worker: loads the model, then makes missing and stale vectors. Never
+        after stop(): the host starts it on a thread of its own, which can come after a close."""
+        with self._worker_lock:
+            if self._stopped or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="lora-manager-recommend", daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        with self._worker_lock:  # a start on another thread has started its thread, or never will
+            self._stopped = True
+            self._stop.set()
+            self._wake.set()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
 
     def _loop(self) -> None:
         lower_thread_priority()

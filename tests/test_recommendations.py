@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -355,3 +356,14 @@ def test_the_model_is_not_loaded_while_nothing_needs_encoding(library, loras, tm
         assert rec.index_pending() == 1 and rec.encoder.ready
     finally:
         again.close()
+
+
+def test_the_worker_never_starts_after_the_library_closed(library):
+    """SDNext's host starts the worker on a thread of its own, which can run after the library
+    closed: a worker came up against a closed library, and a stop() between the thread's
+    creation and its start raised 'cannot join thread before it is started'."""
+    recommender = library.recommender
+    recommender.stop()  # never started: nothing to wait for
+    recommender.start_background()
+    assert recommender._thread is None
+    assert not any(t.name == "lora-manager-recommend" and t.is_alive() for t in threading.enumerate())
