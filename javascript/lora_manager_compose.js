@@ -249,9 +249,21 @@
     const store = storage();
     // until the kept draft is handed back, changes come from the page starting up, not the user
     if (!store || !restored || typeof text !== 'string' || !text) return;
+    // the prompt boxes as they are now: the draft came with an answer that may have been sent
+    // before the last words were typed (a weight's answer arriving after the negative's)
+    const base = field('lora_manager_compose_base');
+    const negative = field('lora_manager_compose_negative');
+    let draft;
+    try { draft = JSON.parse(text); } catch (e) { return; }
+    if (base && negative && draft && typeof draft === 'object') {
+      if (!draft.loras) draft = { version: 1, loras: [] };
+      draft.prompt = base.value;
+      draft.negative = negative.value;
+      if (!draft.loras.length && !draft.prompt.trim() && !draft.negative.trim()) draft = {};
+    }
     try {
-      if (text === '{}') store.removeItem(DRAFT_KEY);
-      else store.setItem(DRAFT_KEY, text);
+      if (!draft || !Object.keys(draft).length) store.removeItem(DRAFT_KEY);
+      else store.setItem(DRAFT_KEY, JSON.stringify(draft));
     } catch (e) { /* storage full or denied: the composition just is not kept */ }
   }
 
