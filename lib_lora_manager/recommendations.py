@@ -108,11 +108,12 @@ class _Catalogue:
     lengths: np.ndarray
     arch_codes: np.ndarray  # index into ARCHS per row
     base_codes: np.ndarray  # index into BASES per row
-    trigger_rows: dict[str, list[tuple[int, str]]]  # a trigger phrase (lower-case words) -> (row, as written)
+    trigger_rows: dict[str, np.ndarray]  # a trigger phrase (lower-case words) -> rows of the LoRAs it triggers
     feature_rows: dict[str, np.ndarray]  # a tag or trigger phrase -> rows ("similar")
     feature_counts: np.ndarray
     signature: tuple = ()
     made_at: float = field(default_factory=time.monotonic)
+    priors: np.ndarray | None = None  # _priors(), made once per snapshot
 
     def memory(self) -> int:
         return 0 if self.vectors is None else int(self.vectors.nbytes)
@@ -366,6 +367,13 @@ class Recommender:
         snap = self._snapshot
         if snap is not None and not self._stale_snapshot and time.monotonic() - snap.made_at < CHECK_EVERY:
             return snap
+        if snap is not None and len(snap.ids) > SMALL:
+            # even the look reads every row (~90 ms at 50,000 LoRAs): a request never waits for it
+            with self._snapshot_lock:
+                if not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, name="lora-manager-recommend-read", daemon=True).start()
+            return snap
         with self._snapshot_lock:
             snap = self._snapshot
             if snap is not None and self._refreshing:
@@ -374,18 +382,20 @@ class Recommender:
             if snap is not None and signature == snap.signature:
                 snap.made_at, self._stale_snapshot = time.monotonic(), False
                 return snap
-            if snap is None or len(snap.ids) <= SMALL:
-                self._stale_snapshot = False
-                snap = self._snapshot = self._read_catalogue(signature)
-                return snap
-            self._refreshing = True
-            threading.Thread(target=self._refresh, args=(signature,), name="lora-manager-recommend-read", daemon=True).start()
+            self._stale_snapshot = False
+            snap = self._snapshot = self._read_catalogue(signature)
             return snap
 
-    def _refresh(self, signature: tuple) -> None:
+    def _refresh(self) -> None:
+        """On a thread: read the library again when its signature changed, else only note the look."""
         try:
-            self._stale_snapshot = False
-            self._snapshot = self._read_catalogue(signature)
+            self._stale_snapshot = False  # first: a change during the read marks it stale again
+            signature = self._signature(self.encoder.model_id)
+            snap = self._snapshot
+            if snap is not None and signature == snap.signature:
+                snap.made_at = time.monotonic()
+            else:
+                self._snapshot = self._read_catalogue(signature)
         except Exception:  # noqa: BLE001  (thread top level: the old snapshot answers; logged)
             log.exception("LoRA Manager: reading the library for recommendations failed")
         finally:
@@ -422,7 +432,7 @@ class Recommender:
                     has[k] = True
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         lengths = np.zeros(n, dtype=np.float32)
-        trigger_rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        trigger_rows: dict[str, list[int]] = defaultdict(list)
         features: dict[str, list[int]] = defaultdict(list)
         feature_counts = np.zeros(n, dtype=np.float32)
         for k in range(n):
@@ -441,10 +451,10 @@ class Recommender:
             for t in triggers[k]:
                 key = phrase(t)
                 if key and len(key.split()) <= MAX_TRIGGER_WORDS:
-                    trigger_rows[key].append((k, t))
+                    trigger_rows[key].append(k)
         arch_index = {a: i for i, a in enumerate(ARCHS)}
         base_index = {b: i for i, b in enumerate(BASES)}
-        return _Catalogue(ids=ids, index=index, names=names, tokens=tokens, bases=bases, archs=archs, tags=lora_tags,
+        cat = _Catalogue(ids=ids, index=index, names=names, tokens=tokens, bases=bases, archs=archs, tags=lora_tags,
                           triggers=triggers, rating=np.array([r.rating or 0 for r in rows], dtype=np.float32),
                           uses=np.array([r.use_count or 0 for r in rows], dtype=np.float32), vectors=matrix,
                           has_vector=has, lengths=lengths,
@@ -452,9 +462,11 @@ class Recommender:
                                     for w, p in postings.items()},
                           arch_codes=np.array([arch_index.get(a, arch_index["unknown"]) for a in archs], dtype=np.int16),
                           base_codes=np.array([base_index.get(b, base_index["unknown"]) for b in bases], dtype=np.int16),
-                          trigger_rows=dict(trigger_rows),
+                          trigger_rows={key: np.array(rows_, dtype=np.int64) for key, rows_ in trigger_rows.items()},
                           feature_rows={f: np.array(rows_, dtype=np.int64) for f, rows_ in features.items()},
                           feature_counts=feature_counts, signature=signature)
+        cat.priors = _priors(cat)
+        return cat
 
     # --- strategies -------------------------------------------------------------------------
 
@@ -477,18 +489,13 @@ class Recommender:
         lexical = _bm25(cat, words(prompt))
         top_lexical = float(lexical.max()) if n else 0.0
         lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
-        trigger_hits: dict[int, list[str]] = defaultdict(list)
-        prompt_words = phrase(_LORA_TOKENS.sub(" ", prompt)).split()
-        for size in range(1, MAX_TRIGGER_WORDS + 1):  # every run of words of the prompt, looked up whole
-            for start in range(len(prompt_words) - size + 1):
-                for k, written in cat.trigger_rows.get(" ".join(prompt_words[start:start + size]), ()):
-                    trigger_hits[k].append(written)
+        found = _trigger_phrases(cat, prompt)
         score = LEXICAL * lexical_norm
         if semantic is not None:
             score = score + SEMANTIC * np.where(cat.has_vector, semantic, 0.0)
-        if trigger_hits:
-            score[np.fromiter(trigger_hits, dtype=np.int64)] += TRIGGER_BONUS
-        score = score + _priors(cat)
+        if found:
+            score[np.concatenate([cat.trigger_rows[key] for key in found])] += TRIGGER_BONUS
+        score = score + cat.priors
         evidence = (lexical > 0) | ((semantic >= MIN_SEMANTIC) if semantic is not None else False)
         if base:
             score = score + EXACT_BASE * (cat.base_codes == BASES.index(base))
@@ -498,12 +505,13 @@ class Recommender:
         words_here = set(words(prompt))
 
         def reasons(k: int) -> list[str]:
-            out = [f"trigger word “{t}” is in your prompt" for t in trigger_hits.get(k, [])[:2]]
+            hits = _trigger_hits(cat, k, found)
+            out = [f"trigger word “{t}” is in your prompt" for t in hits[:2]]
             tag_hits = [t for t in cat.tags[k] if set(words(t)) and set(words(t)) <= words_here]
             if tag_hits:
                 out.append("tags " + ", ".join(tag_hits[:4]))
             name_hits = sorted(set(words(cat.names[k])) & words_here)
-            if name_hits and not trigger_hits.get(k):
+            if name_hits and not hits:
                 out.append("name matches " + ", ".join(f"“{w}”" for w in name_hits[:3]))
             if semantic is not None and cat.has_vector[k] and semantic[k] >= MIN_SEMANTIC:
                 out.append(f"similar description ({semantic[k]:.2f})")
@@ -557,7 +565,9 @@ class Recommender:
     def used_with(self, lora_id: int, limit: int = 10) -> Recommendations:
         """LoRAs used together with one in the history, by lift, at least MIN_SUPPORT times."""
         lora_id = int(lora_id)
-        self._must_exist(lora_id)
+        cat = self.catalogue()
+        if lora_id not in cat.index:  # in the snapshot: it exists, no need to ask
+            self._must_exist(lora_id)
         context = context_key("with", lora_id)
         with self.store.db.read() as session:
             mine = select(GenerationLora.generation_id).where(GenerationLora.lora_id == lora_id).scalar_subquery()
@@ -573,7 +583,6 @@ class Recommender:
                 select(GenerationLora.lora_id, func.count(func.distinct(GenerationLora.generation_id)))
                 .where(GenerationLora.lora_id.in_([lora_id, *together])).group_by(GenerationLora.lora_id)).all())
             total = self._generation_count(session)
-        cat = self.catalogue()
         feedback = self._feedback(context)
         n_mine = uses.get(lora_id, 0) or 1
         items = []
@@ -623,15 +632,18 @@ class Recommender:
     def _feedback(self, context: str) -> dict[int, dict[str, int]]:
         """{lora id: {kind: count}} here, and {"elsewhere_up"/"elsewhere_down"} from other contexts."""
         out: dict[int, dict[str, int]] = defaultdict(dict)
-        with self.store.db.read() as session:
-            rows = session.execute(select(RecommendationFeedback.lora_id, RecommendationFeedback.kind,
-                                          RecommendationFeedback.context, func.count())
-                                   .group_by(RecommendationFeedback.lora_id, RecommendationFeedback.kind,
-                                             RecommendationFeedback.context)).all()
-        for lora_id, kind, where, count in rows:
+        counted = select(RecommendationFeedback.lora_id, RecommendationFeedback.kind, func.count()) \
+            .group_by(RecommendationFeedback.lora_id, RecommendationFeedback.kind)
+        with self.store.db.read() as session:  # summed by the database: a row per LoRA and kind, not per context
+            everywhere = session.execute(counted).all()
+            here = {(lora_id, kind): count for lora_id, kind, count in
+                    session.execute(counted.where(RecommendationFeedback.context == context))}
+        for lora_id, kind, count in everywhere:
+            mine = here.get((lora_id, kind), 0)
             kind = "up" if kind == "added" else kind
-            key = kind if where == context else f"elsewhere_{kind}"
-            out[lora_id][key] = out[lora_id].get(key, 0) + count
+            for key, n in ((kind, mine), (f"elsewhere_{kind}", count - mine)):
+                if n:
+                    out[lora_id][key] = out[lora_id].get(key, 0) + n
         return out
 
     # --- shared by the strategies---------------------------------------------------------------------
@@ -649,7 +661,7 @@ class Recommender:
             if query is not None:
                 self._prompt_vectors.move_to_end(key)
         if query is None:  # adding a LoRA to a composition asks again with the same words
-            query = self.encoder.encode([text])[0].astype(np.float16)
+            query = self.encoder.encode_one(text).astype(np.float16)
             with self._cache_lock:
                 self._prompt_vectors[key] = query
                 while len(self._prompt_vectors) > PROMPT_CACHE:
@@ -718,6 +730,20 @@ def _features(tags: list[str], triggers: list[str]) -> set[str]:
     return {t.lower() for t in tags} | {phrase(t) for t in triggers if phrase(t)}
 
 
+def _trigger_phrases(cat: _Catalogue, prompt: str) -> list[str]:
+    """The runs of the prompt's words (up to MAX_TRIGGER_WORDS) that are some LoRA's trigger phrase,
+    by length then place, repeated as often as the prompt repeats them."""
+    prompt_words = phrase(_LORA_TOKENS.sub(" ", prompt)).split()
+    return [key for size in range(1, MAX_TRIGGER_WORDS + 1) for start in range(len(prompt_words) - size + 1)
+            if (key := " ".join(prompt_words[start:start + size])) in cat.trigger_rows]
+
+
+def _trigger_hits(cat: _Catalogue, k: int, found: list[str]) -> list[str]:
+    """Row ``k``'s trigger words, as written, that the prompt holds (in the order ``found`` has them)."""
+    mine = [(phrase(t), t) for t in cat.triggers[k]]
+    return [t for key in found for p, t in mine if p == key]
+
+
 def _bm25(cat: _Catalogue, query: list[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
     n = len(cat.ids)
     scores = np.zeros(n, dtype=np.float32)
@@ -754,15 +780,17 @@ def _prior_reasons(cat: _Catalogue, k: int) -> list[str]:
 def _apply_feedback(cat: _Catalogue, score: np.ndarray, feedback: dict[int, dict[str, int]]) -> tuple[np.ndarray, np.ndarray]:
     score = score.astype(np.float32, copy=True)
     hidden = np.zeros(len(cat.ids), dtype=bool)
-    for lora_id, kinds in feedback.items():
-        k = cat.index.get(lora_id)
-        if k is None:
-            continue
-        if kinds.get("hide"):
-            hidden[k] = True
-        score[k] += (UP_HERE * min(kinds.get("up", 0), 3) - DOWN_HERE * min(kinds.get("down", 0), 3)
-                     + UP_ELSEWHERE * min(kinds.get("elsewhere_up", 0), 5)
-                     - DOWN_ELSEWHERE * min(kinds.get("elsewhere_down", 0), 5))
+    known = [(k, kinds) for lora_id, kinds in feedback.items() if (k := cat.index.get(lora_id)) is not None]
+    if not known:
+        return score, hidden
+    rows = np.array([k for k, _ in known], dtype=np.int64)
+
+    def counts(kind: str, cap: int) -> np.ndarray:
+        return np.minimum(np.array([kinds.get(kind, 0) for _, kinds in known], dtype=np.float64), cap)
+    hidden[rows] = counts("hide", 1) > 0
+    # float32 like the scores, added as one float32 per LoRA
+    score[rows] += (UP_HERE * counts("up", 3) - DOWN_HERE * counts("down", 3) + UP_ELSEWHERE * counts("elsewhere_up", 5)
+                    - DOWN_ELSEWHERE * counts("elsewhere_down", 5)).astype(np.float32)
     return score, hidden
 
 
