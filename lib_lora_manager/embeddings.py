@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import Enum
 
 import numpy as np
@@ -155,16 +155,30 @@ _query_pool_lock = threading.Lock()
 _query_thread = threading.local()
 
 
-def _on_query_thread(function, *args, **kwargs):
+def query_later(function, *args, **kwargs) -> Future:
+    """``function`` under way on the query thread (at once when called there); its result comes
+    from the Future."""
     global _query_pool
+    if getattr(_query_thread, "on_it", False):
+        done: Future = Future()
+        try:
+            done.set_result(function(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001  (handed to the caller by result())
+            done.set_exception(e)
+        return done
     if _query_pool is None:
         with _query_pool_lock:
             if _query_pool is None:
                 _query_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-manager-query")
-    return _query_pool.submit(_single_threaded, function, *args, **kwargs).result()
+    return _query_pool.submit(_single_threaded, function, *args, **kwargs)
+
+
+def _on_query_thread(function, *args, **kwargs):
+    return query_later(function, *args, **kwargs).result()
 
 
 def _single_threaded(function, *args, **kwargs):
+    _query_thread.on_it = True
     torch = sys.modules.get("torch")
     if torch is not None and not getattr(_query_thread, "one_core", False):
         # set_num_threads sets this thread's count and the default that threads starting later take;

@@ -32,13 +32,14 @@ import threading
 import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import delete, func, select
 
 from . import base_models, catalog, naming
-from .embeddings import Encoder, EncoderState
+from .embeddings import Encoder, EncoderState, query_later
 from .errors import InvalidInput, NotFound
 from .hashing import lower_thread_priority
 from .models import GenerationLora, Lora, LoraEmbedding, LoraTag, RecommendationFeedback, Tag, live
@@ -485,11 +486,13 @@ class Recommender:
             k = cat.index.get(int(lora_id))
             if k is not None:
                 allowed[k] = False
-        semantic = self._semantic(cat, prompt)
+        semantic_later = self._semantic(cat, prompt)  # on the query thread while words are counted here
         lexical = _bm25(cat, words(prompt))
         top_lexical = float(lexical.max()) if n else 0.0
         lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
         found = _trigger_phrases(cat, prompt)
+        feedback = self._feedback(context)
+        semantic = None if semantic_later is None else semantic_later.result()
         score = LEXICAL * lexical_norm
         if semantic is not None:
             score = score + SEMANTIC * np.where(cat.has_vector, semantic, 0.0)
@@ -499,7 +502,6 @@ class Recommender:
         evidence = (lexical > 0) | ((semantic >= MIN_SEMANTIC) if semantic is not None else False)
         if base:
             score = score + EXACT_BASE * (cat.base_codes == BASES.index(base))
-        feedback = self._feedback(context)
         score, hidden = _apply_feedback(cat, score, feedback)
         candidates = np.nonzero(allowed & evidence & ~hidden)[0]
         words_here = set(words(prompt))
@@ -648,25 +650,28 @@ class Recommender:
 
     # --- shared by the strategies---------------------------------------------------------------------
 
-    def _semantic(self, cat: _Catalogue, prompt: str) -> np.ndarray | None:
+    def _semantic(self, cat: _Catalogue, prompt: str) -> Future | None:
+        """The prompt's cosine with every row, under way on the query thread (None: no meaning now)."""
         if cat.vectors is None or not cat.has_vector.any():
             return None
         if not self.encoder.ready:
             self.encoder.start()  # loads in the background; this answer uses words only
             return None
-        text = " ".join(_LORA_TOKENS.sub(" ", prompt).split())
-        key = (self.encoder.model_id, text)
+        return query_later(self._cosines, self.encoder, cat.vectors, " ".join(_LORA_TOKENS.sub(" ", prompt).split()))
+
+    def _cosines(self, encoder: Encoder, vectors: np.ndarray, text: str) -> np.ndarray:
+        key = (encoder.model_id, text)
         with self._cache_lock:
             query = self._prompt_vectors.get(key)
             if query is not None:
                 self._prompt_vectors.move_to_end(key)
         if query is None:  # adding a LoRA to a composition asks again with the same words
-            query = self.encoder.encode_one(text).astype(np.float16)
+            query = encoder.encode_one(text).astype(np.float16)
             with self._cache_lock:
                 self._prompt_vectors[key] = query
                 while len(self._prompt_vectors) > PROMPT_CACHE:
                     self._prompt_vectors.popitem(last=False)
-        return self.encoder.dot(cat.vectors, query)
+        return encoder.dot(vectors, query)
 
     def _base_filter(self, cat: _Catalogue, base: str | None) -> np.ndarray:
         n = len(cat.ids)
