@@ -88,7 +88,7 @@ class Encoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def encode_one(self, text: str) -> np.ndarray:
-        """One text's vector (a prompt, while someone waits), on the single-threaded thread."""
+        """One text's vector (a prompt, while someone waits), on the query thread (one core)."""
         if not self.ready:
             raise EncoderUnavailable(self.notice or f"the recommendation model is {self.state.value}")
         return _on_query_thread(self.encode, [text], batch_size=1)[0]
@@ -163,7 +163,7 @@ def query_later(function, *args, **kwargs) -> Future:
         done: Future = Future()
         try:
             done.set_result(function(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001  (handed to the caller by result())
+        except Exception as e:  # noqa: BLE001  (handed to the caller by result())
             done.set_exception(e)
         return done
     if _query_pool is None:
@@ -182,7 +182,8 @@ def _single_threaded(function, *args, **kwargs):
     torch = sys.modules.get("torch")
     if torch is not None and not getattr(_query_thread, "one_core", False):
         # set_num_threads sets this thread's count and the default that threads starting later take;
-        # the default goes back at once from a thread of its own, which leaves this one's at 1
+        # the default goes back at once from a thread of its own, which leaves this one's at 1 (a
+        # thread whose first torch work fell in that instant would start with one core)
         default = torch.get_num_threads()
         torch.set_num_threads(1)
         restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="lora-manager-threads")
