@@ -160,6 +160,7 @@ def main(argv=None) -> int:
         scan = time.perf_counter() - started
         batches = [text for _, text, _ in sorted(stale, key=lambda item: len(item[1]))]  # the worker's order
         alongside = {"done": 0, "seconds": 0.0}
+        recommender.encoder.encode(batches[:8])  # warm, as the requests below are: the first call is slower
 
         def encode_the_same(done: int, _total: int) -> None:
             batch = batches[alongside["done"]:done]
