@@ -213,8 +213,8 @@ SCOPED = Table(
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
     Column("favorite", Boolean),
-    # its image rows and LoRA rows (library LoRAs or not), counted as the row is copied from the
-    # covering indexes: the images and "with a LoRA" figures are sums over this table alone
+    # its image rows and LoRA rows (library LoRAs or not; Generation.image_count, lora_count): the
+    # images and "with a LoRA" figures are sums over this table alone
     Column("images", Integer), Column("loras", Integer),
     # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
     # bucket of the series is a range of the key (_percentiles' per-group queries); PostgreSQL:
@@ -264,12 +264,10 @@ def _scoped(session, s: Scope) -> Iterator[None]:
         where.append(Generation.started_at >= first)
     cur = literal(1) if s.start is None else case((Generation.started_at >= s.start, 1), else_=0)
     g, gl = Generation, GenerationLora
-    images = select(func.count()).where(GenerationImage.generation_id == g.id).scalar_subquery()
-    lora_rows = select(func.count()).where(gl.generation_id == g.id).scalar_subquery()
     session.execute(SCOPED.insert().from_select(
         [c.name for c in SCOPED.c],
         select(g.id, cur, g.started_at, g.status, g.duration, g.model_name, g.width, g.height, g.steps, g.rating,
-               g.favorite, images, lora_rows).where(*where)))
+               g.favorite, g.image_count, g.lora_count).where(*where)))
     t = SCOPED.c
     # the grouped generations' ids once (their index), not each row's generation
     grouped = select(Generation.id).where(Generation.group_key.is_not(None))
