@@ -240,10 +240,13 @@ SCOPED_USES = Table(
     Column("lora_rows", Integer), Column("last_used_at", Float), Column("rating", Float), Column("favorites", Integer),
     prefixes=["TEMPORARY"])
 _TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
-# SQLite: SCOPED's succeeded durations in order, built once the rows are in (one sort): a median
-# or p95 of the window, the window before or a model is then a walk along it to the rank, where
-# each read would sort its group again
+# SQLite: SCOPED's succeeded durations in order, built once the rows are in (one sort) when a
+# History query narrows the scope: a median or p95 of the window, the window before or a model is
+# then a walk along it to the rank, where each read would sort its group again. Without a query the
+# walk is along the generations' own duration index (GENERATION_DURATIONS), which holds the window's
+# and the model's columns too.
 SCOPED_DURATIONS = "analytics_scoped_durations"
+GENERATION_DURATIONS = "ix_generations_page_duration"
 MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
 MIN_FAILURES = 3
 FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one window pass)
@@ -285,7 +288,7 @@ def _scoped(session, s: Scope) -> Iterator[None]:
                func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
                func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
         .group_by(u.lora_id)))
-    if session.get_bind().dialect.name == "sqlite":  # last: the copies above are planned without it
+    if session.get_bind().dialect.name == "sqlite" and s.parsed.where():  # last: the copies above are planned without it
         session.execute(text(f"CREATE INDEX {SCOPED_DURATIONS} ON {SCOPED.name} (status, duration, cur, model_name)"))
     yield
     for table in _TABLES:
@@ -293,11 +296,11 @@ def _scoped(session, s: Scope) -> Iterator[None]:
 
 
 def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...],
-                 span: Callable[[Any], list] | None = None, durations: bool = False) -> dict[Any, dict[int, float]]:
+                 span: Callable[[Any], list] | None = None, ordered_by: tuple[Any, str] | None = None) -> dict[Any, dict[int, float]]:
     """{key: {percent: value}}: nearest-rank percentiles of ``value`` (not NULL) in each group of
     ``key`` whose count of such values ``counts`` holds, the row at rank ceil(p n / 100) of each.
     ``span(group)``, when given, narrows a group to a range of SCOPED's key (SQLite).
-    ``durations``: SQLite reads a few groups' succeeded durations in SCOPED_DURATIONS' order."""
+    ``ordered_by`` (table, index): SQLite reads a few groups along that index, in ``value``'s order."""
     wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
     if not wanted:
         return {}
@@ -316,8 +319,8 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
             for p, rank in ranks.items():
                 n = counts[g]
                 ordered = select(value).where(*group).limit(1)
-                if durations:  # a walk along the index to the rank, no sort (it holds every filtered column)
-                    ordered = ordered.with_hint(SCOPED, f"INDEXED BY {SCOPED_DURATIONS}", "sqlite")
+                if ordered_by is not None:  # a walk along the index to the rank, no sort (it holds every filtered column)
+                    ordered = ordered.with_hint(ordered_by[0], f"INDEXED BY {ordered_by[1]}", "sqlite")
                 ordered = ordered.order_by(value).offset(rank - 1) if rank - 1 <= n - rank \
                     else ordered.order_by(value.desc()).offset(n - rank)
                 out.setdefault(g, {})[p] = float(session.scalar(ordered))
@@ -391,6 +394,25 @@ class Analytics:
 
     # --- KPIs -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _durations(session, s: Scope) -> tuple[Any, tuple[Any, str] | None]:
+        """The columns the medians and p95s of the KPIs and models read (SCOPED's, or without a
+        History query on SQLite the generations' own), and the index SQLite walks for them."""
+        if session.get_bind().dialect.name != "sqlite":
+            return SCOPED.c, None
+        if s.parsed.where():
+            return SCOPED.c, (SCOPED, SCOPED_DURATIONS)
+        return Generation.__table__.c, (Generation.__table__, GENERATION_DURATIONS)
+
+    @staticmethod
+    def _window(t, s: Scope, previous: bool = True) -> list:
+        """The time conditions of the scope's window (and the one before) on columns ``t``;
+        none on SCOPED, which holds just those rows."""
+        if t.started_at.table is SCOPED:
+            return []
+        first = s.start if not previous or s.previous() is None else s.previous().start
+        return [t.started_at < s.end] + ([t.started_at >= first] if first is not None else [])
+
     def _buckets(self, session, s: Scope) -> Buckets | None:
         """The series' buckets: hours for a day, days up to 90, weeks beyond (None: no generation)."""
         start = s.start
@@ -418,7 +440,6 @@ class Analytics:
 
     def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
         """The window's KPIs, with the window's before it under ``previous`` and the change."""
-        g = SCOPED.c
         periods = (1, 0) if s.start is not None else (1,)
         by_status: dict[int, dict[str, int]] = {p: {} for p in periods}
         timed = dict.fromkeys(periods, 0)
@@ -434,9 +455,11 @@ class Analytics:
                 model_names[r.cur].add(r.model_name)
         su = SCOPED_USES.c
         loras_used = session.execute(select(func.count(case((su.uses > 0, 1))), func.count(case((su.previous_uses > 0, 1))))).one()
-        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95),
-                             span=None if s.start is None else
-                             lambda cur: [g.started_at >= s.start] if cur else [g.started_at < s.start], durations=True)
+        t, ordered_by = self._durations(session, s)
+        cur = literal(1) if s.start is None else case((t.started_at >= s.start, 1), else_=0)
+        times = _percentiles(session, t.cur if t.duration.table is SCOPED else cur, t.duration, [t.status == GenerationStatus.SUCCEEDED.value, *self._window(t, s)],
+                             timed, (50, 95), span=None if s.start is None else
+                             lambda cur: [t.started_at >= s.start] if cur else [t.started_at < s.start], ordered_by=ordered_by)
         previous = s.previous()
         out = {}
         for cur, sc in zip(periods, (s, previous)):
@@ -589,8 +612,10 @@ class Analytics:
                 m["finished"] += r.n if r.status in FINISHED else 0
                 m["timed"] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
         top = sorted(models.items(), key=lambda kv: (-kv[1]["uses"], kv[0] is not None, kv[0] or ""))[:TOP]
-        medians = _percentiles(session, g.model_name, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value],
-                               {name: m["timed"] for name, m in top}, (50,), durations=True)
+        t, ordered_by = self._durations(session, s)
+        now = [g.cur == 1] if t.duration.table is SCOPED else self._window(t, s, previous=False)
+        medians = _percentiles(session, t.model_name, t.duration, [*now, t.status == GenerationStatus.SUCCEEDED.value],
+                               {name: m["timed"] for name, m in top}, (50,), ordered_by=ordered_by)
         return [{"model": name, "uses": m["uses"], "failed": m["failed"], "failure_rate": _ratio(m["failed"], m["finished"]),
                  "median_seconds": medians.get(name, {}).get(50),
                  "link": s.link(f'model:"{name}"') if name else s.link()} for name, m in top]
