@@ -240,13 +240,15 @@ SCOPED_USES = Table(
     Column("lora_rows", Integer), Column("last_used_at", Float), Column("rating", Float), Column("favorites", Integer),
     prefixes=["TEMPORARY"])
 _TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
-# SQLite: SCOPED's succeeded durations in order, built once the rows are in (one sort) when a
-# History query narrows the scope: a median or p95 of the window, the window before or a model is
-# then a walk along it to the rank, where each read would sort its group again. Without a query the
-# walk is along the generations' own duration index (GENERATION_DURATIONS), which holds the window's
-# and the model's columns too.
+# SQLite: SCOPED's succeeded durations in order, built once the rows are in (one sort): a median
+# or p95 of the window, the window before or a model is then a walk along it to the rank, where
+# each read would sort its group again. Without a History query, when the scope holds at least
+# 1 / WALK_SHARE of the history, the walk is along the generations' own duration index
+# (GENERATION_DURATIONS, which holds the window's and the model's columns too) and nothing is
+# built; for a smaller scope that walk would pass mostly other generations.
 SCOPED_DURATIONS = "analytics_scoped_durations"
 GENERATION_DURATIONS = "ix_generations_page_duration"
+WALK_SHARE = 4
 MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
 MIN_FAILURES = 3
 FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one window pass)
@@ -288,9 +290,9 @@ def _scoped(session, s: Scope) -> Iterator[None]:
                func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
                func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
         .group_by(u.lora_id)))
-    if session.get_bind().dialect.name == "sqlite" and s.parsed.where():  # last: the copies above are planned without it
-        session.execute(text(f"CREATE INDEX {SCOPED_DURATIONS} ON {SCOPED.name} (status, duration, cur, model_name)"))
+    session.info.pop("analytics_walk_generations", None)  # decided on first use (Analytics._durations)
     yield
+    session.info.pop("analytics_walk_generations", None)
     for table in _TABLES:
         table.drop(conn)
 
@@ -396,13 +398,20 @@ class Analytics:
 
     @staticmethod
     def _durations(session, s: Scope) -> tuple[Any, tuple[Any, str] | None]:
-        """The columns the medians and p95s of the KPIs and models read (SCOPED's, or without a
-        History query on SQLite the generations' own), and the index SQLite walks for them."""
+        """The columns the medians and p95s of the KPIs and models read (SCOPED's, or on SQLite
+        the generations' own for a large scope without a History query: see SCOPED_DURATIONS),
+        and the index SQLite walks for them (SCOPED's built on first use)."""
         if session.get_bind().dialect.name != "sqlite":
             return SCOPED.c, None
-        if s.parsed.where():
-            return SCOPED.c, (SCOPED, SCOPED_DURATIONS)
-        return Generation.__table__.c, (Generation.__table__, GENERATION_DURATIONS)
+        if "analytics_walk_generations" not in session.info:
+            scoped = session.scalar(select(func.count()).select_from(SCOPED))
+            session.info["analytics_walk_generations"] = not s.parsed.where() and \
+                scoped * WALK_SHARE >= session.scalar(select(func.count()).select_from(Generation))
+            if not session.info["analytics_walk_generations"]:
+                session.execute(text(f"CREATE INDEX {SCOPED_DURATIONS} ON {SCOPED.name} (status, duration, cur, model_name)"))
+        if session.info["analytics_walk_generations"]:
+            return Generation.__table__.c, (Generation.__table__, GENERATION_DURATIONS)
+        return SCOPED.c, (SCOPED, SCOPED_DURATIONS)
 
     @staticmethod
     def _window(t, s: Scope, previous: bool = True) -> list:

@@ -354,3 +354,23 @@ def test_strength_sweeps_are_not_the_weights_you_use(library, lora_dir):
     assert [(w["name"], w["median_weight"], w["weighted_uses"]) for w in r["weights"]] == [("Detail", 0.6, 3)]
     actions = [i["action"] for i in r["insights"] if "action" in i]
     assert [(a["lora_id"], a["weight"]) for a in actions] == [(library.find("detail").id, 0.6)]
+
+
+def test_percentiles_of_a_small_window_in_a_long_history(library):
+    """A window holding a small share of the history (its durations read from the window's copy)
+    and one holding most of it (read along the generations' duration index) agree with the
+    nearest rank of their succeeded runs."""
+    old = [float(d) for d in (50, 51, 52, 53, 54, 55, 56, 57, 58, 59) * 4]
+    for i, d in enumerate(old):
+        library.history.record(rec("old", NOW - 100 * DAY - i, duration=d, model_name="m1"))
+    recent = [(3.0, "m1"), (1.0, "m2"), (2.0, "m1"), (9.0, "m1"), (4.0, "m2")]
+    for i, (d, model) in enumerate(recent):
+        library.history.record(rec("new", NOW - DAY - i, duration=d, model_name=model))
+    library.history.record(rec("new", NOW - DAY, status="failed", duration=0.5, model_name="m1"))
+    r = library.analytics.report("7d", now=NOW)  # 6 of 46: the copy's own index
+    assert (r["kpis"]["median_seconds"], r["kpis"]["p95_seconds"]) == (3.0, 9.0)
+    assert {m["model"]: m["median_seconds"] for m in r["models"]} == {"m1": 3.0, "m2": 1.0}
+    everything = library.analytics.report("all", now=NOW)  # all of it: the generations' index
+    durations = sorted(old + [d for d, _ in recent])
+    assert everything["kpis"]["median_seconds"] == durations[-(-50 * len(durations) // 100) - 1]
+    assert {m["model"]: m["median_seconds"] for m in everything["models"]}["m2"] == 1.0
