@@ -7,9 +7,10 @@ same length just before; a rate with nothing to divide by is None ("no data"), n
 
 The scope's generations (its window's and the window's before) and their LoRA rows are copied
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
-them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by one sorted read per
-group, or a window function over many groups). Each figure or row carries ``link``: the Library or History query that
-lists what it counts.
+them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by a walk along an index
+of the durations to the rank, a sorted read of a series bucket's key range, or a window function
+over many groups). Each figure or row carries ``link``: the Library or History query that lists
+what it counts.
 """
 
 from __future__ import annotations
