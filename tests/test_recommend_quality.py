@@ -104,7 +104,7 @@ def test_missed_names_every_figure_a_baseline_ties_or_beats(quality):
 # --- what the measure changed in the ranking -------------------------------------------------------
 
 def _library_of(library, lora_dir, entries):
-    for n, (name, family, triggers, tags, notes) in enumerate(entries):
+    for n, (name, family, *_) in enumerate(entries):
         make_lora(lora_dir, name, family, metadata={}, seed=n)
     library.indexer.scan()
     ids = {item.filename.removesuffix(".safetensors"): item.id for item in library.search("", per_page=100).items}
