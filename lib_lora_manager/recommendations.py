@@ -183,7 +183,7 @@ def terms(text: str) -> list[str]:
     engines index them without a dictionary."""
     out = []
     for w in words(text):
-        if not _CJK.search(w):
+        if w.isascii() or not _CJK.search(w):
             out.append(w)
             continue
         for part in _CJK_OR_NOT.findall(w):
