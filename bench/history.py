@@ -65,7 +65,7 @@ def build(library, count: int, seed: int = 1) -> float:
                 width=512, height=512, steps=20, sampler="Euler a", cfg_scale=6.0,
                 model_name=rng.choice(("sdxl_base", "dreamshaper_8", "juggernaut")), infotext=prompt + "\nSteps: 20",
                 rating=rng.choice((None,) * 8 + (1, 2, 3, 4, 5)), favorite=rng.random() < 0.02,
-                group_key=None if rng.random() < 0.95 else f"job-{i // 10}"))
+                group_key=None if rng.random() < 0.95 else f"job-{i // 10}", image_count=1, lora_count=2))
             used += [dict(generation_id=i, position=0, lora_id=lora + 1, name=f"l{lora}", te_weight=0.8, unet_weight=0.8),
                      dict(generation_id=i, position=1, lora_id=None, name=f"gone{i % 300}", te_weight=1.0, unet_weight=1.0)]
             images.append(dict(generation_id=i, position=0, path=f"/bench/out/{i}.png", seed=1))

@@ -7,9 +7,10 @@ same length just before; a rate with nothing to divide by is None ("no data"), n
 
 The scope's generations (its window's and the window's before) and their LoRA rows are copied
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
-them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by one sorted read per
-group, or a window function over many groups). Each figure or row carries ``link``: the Library or History query that
-lists what it counts.
+them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by a walk along an index
+of the durations to the rank, a sorted read of a series bucket's key range, or a window function
+over many groups). Each figure or row carries ``link``: the Library or History query that lists
+what it counts.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -51,6 +53,7 @@ from .history_query import GENERATIONS
 from .models import Generation, GenerationImage, GenerationLora, Lora, LoraTag, Tag, count_unreadable, live
 from .statuses import GenerationStatus
 from .store import Store
+from .wording import human_size
 
 HOUR, DAY = 3600.0, 86400.0
 WINDOWS = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "90d": 90 * DAY, "1y": 365 * DAY, "all": None}
@@ -211,12 +214,17 @@ SCOPED = Table(
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
     Column("favorite", Boolean),
+    # its image rows and LoRA rows (library LoRAs or not; Generation.image_count, lora_count): the
+    # images and "with a LoRA" figures are sums over this table alone
+    Column("images", Integer), Column("loras", Integer),
     # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
     # bucket of the series is a range of the key (_percentiles' per-group queries); PostgreSQL:
     # no key (it joins by hashing, and an index kept up as the rows arrive cost more than it saved)
     PrimaryKeyConstraint("started_at", "id").ddl_if(dialect="sqlite"),
     prefixes=["TEMPORARY"], sqlite_with_rowid=False)
-# keyed by generation: a generation's rows together (pairs, generations with a LoRA)
+# the rows naming a library LoRA (the only ones counted one by one), keyed by generation: a
+# generation's rows together (pairs); ``weight`` is NULL in a strength sweep or an A/B comparison
+# (a group's runs): the comparison set those weights, the user did not choose them
 SCOPED_LORAS = Table(
     "analytics_scoped_loras", _SCRATCH,
     Column("generation_id", Integer, nullable=False), Column("id", Integer, nullable=False),
@@ -233,6 +241,15 @@ SCOPED_USES = Table(
     Column("lora_rows", Integer), Column("last_used_at", Float), Column("rating", Float), Column("favorites", Integer),
     prefixes=["TEMPORARY"])
 _TABLES = (SCOPED, SCOPED_LORAS, SCOPED_USES)
+# SQLite: SCOPED's succeeded durations in order, built once the rows are in (one sort): a median
+# or p95 of the window, the window before or a model is then a walk along it to the rank, where
+# each read would sort its group again. Without a History query, when the scope holds at least
+# 1 / WALK_SHARE of the history, the walk is along the generations' own duration index
+# (GENERATION_DURATIONS, which holds the window's and the model's columns too) and nothing is
+# built; for a smaller scope that walk would pass mostly other generations.
+SCOPED_DURATIONS = "analytics_scoped_durations"
+GENERATION_DURATIONS = "ix_generations_page_duration"
+WALK_SHARE = 4
 MIN_FAILURE_RUNS = 5  # finished runs of a LoRA with a model before its failure rate is an insight
 MIN_FAILURES = 3
 FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one window pass)
@@ -252,17 +269,19 @@ def _scoped(session, s: Scope) -> Iterator[None]:
     if first is not None:
         where.append(Generation.started_at >= first)
     cur = literal(1) if s.start is None else case((Generation.started_at >= s.start, 1), else_=0)
-    g = Generation
+    g, gl = Generation, GenerationLora
     session.execute(SCOPED.insert().from_select(
         [c.name for c in SCOPED.c],
         select(g.id, cur, g.started_at, g.status, g.duration, g.model_name, g.width, g.height, g.steps, g.rating,
-               g.favorite).where(*where)))
+               g.favorite, g.image_count, g.lora_count).where(*where)))
     t = SCOPED.c
-    weight = func.coalesce(GenerationLora.te_weight, GenerationLora.unet_weight)
+    # the grouped generations' ids once (their index), not each row's generation
+    grouped = select(Generation.id).where(Generation.group_key.is_not(None))
+    weight = case((gl.generation_id.in_(grouped), None), else_=func.coalesce(gl.te_weight, gl.unet_weight))
     session.execute(SCOPED_LORAS.insert().from_select(
         [c.name for c in SCOPED_LORAS.c],
-        select(GenerationLora.generation_id, GenerationLora.id, GenerationLora.lora_id, weight, t.cur, t.started_at, t.status,
-               t.model_name, t.rating, t.favorite).join(t.id.table, t.id == GenerationLora.generation_id)))
+        select(gl.generation_id, gl.id, gl.lora_id, weight, t.cur, t.started_at, t.status,
+               t.model_name, t.rating, t.favorite).join(t.id.table, t.id == gl.generation_id).where(gl.lora_id.is_not(None))))
     u = SCOPED_LORAS.c
     now, before = u.cur == 1, u.cur == 0
     session.execute(SCOPED_USES.insert().from_select(
@@ -271,17 +290,20 @@ def _scoped(session, s: Scope) -> Iterator[None]:
                func.count(distinct(case((before, u.generation_id)))), func.sum(u.cur),
                func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
                func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
-        .where(u.lora_id.is_not(None)).group_by(u.lora_id)))
+        .group_by(u.lora_id)))
+    session.info.pop("analytics_walk_generations", None)  # decided on first use (Analytics._durations)
     yield
+    session.info.pop("analytics_walk_generations", None)
     for table in _TABLES:
         table.drop(conn)
 
 
 def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...],
-                 span: Callable[[Any], list] | None = None) -> dict[Any, dict[int, float]]:
+                 span: Callable[[Any], list] | None = None, ordered_by: tuple[Any, str] | None = None) -> dict[Any, dict[int, float]]:
     """{key: {percent: value}}: nearest-rank percentiles of ``value`` (not NULL) in each group of
     ``key`` whose count of such values ``counts`` holds, the row at rank ceil(p n / 100) of each.
-    ``span(group)``, when given, narrows a group to a range of SCOPED's key (SQLite)."""
+    ``span(group)``, when given, narrows a group to a range of SCOPED's key (SQLite).
+    ``ordered_by`` (table, index): SQLite reads a few groups along that index, in ``value``'s order."""
     wanted = {g: {p: max(1, -(-p * n // 100)) for p in percents} for g, n in counts.items() if n}
     if not wanted:
         return {}
@@ -300,6 +322,8 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
             for p, rank in ranks.items():
                 n = counts[g]
                 ordered = select(value).where(*group).limit(1)
+                if ordered_by is not None:  # a walk along the index to the rank, no sort (it holds every filtered column)
+                    ordered = ordered.with_hint(ordered_by[0], f"INDEXED BY {ordered_by[1]}", "sqlite")
                 ordered = ordered.order_by(value).offset(rank - 1) if rank - 1 <= n - rank \
                     else ordered.order_by(value.desc()).offset(n - rank)
                 out.setdefault(g, {})[p] = float(session.scalar(ordered))
@@ -319,8 +343,10 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
 class Analytics:
     """Figures over a Scope; ``report`` is everything the Analytics tab shows."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, recommendations_taken: Callable[[float | None, float | None], dict[str, Any]] | None = None):
         self.store = store
+        # Recommender.taken(start, end): the feedback given to recommendations in a window
+        self.recommendations_taken = recommendations_taken
 
     # --- whole report -----------------------------------------------------------------------
 
@@ -335,10 +361,9 @@ class Analytics:
             lap("scope")
             buckets = self._buckets(session, s)
             profile = self._profile(session, buckets)
-            with_loras = self._with_loras(session, buckets)
-            out["kpis"] = self._kpis(session, s, profile, with_loras)
+            out["kpis"] = self._kpis(session, s, profile)
             lap("kpis")
-            out["series"] = self._series(session, s, buckets, profile, with_loras)
+            out["series"] = self._series(session, s, buckets, profile)
             lap("series")
             for name in ("top_loras", "rising", "lora_use"):
                 out[name] = getattr(self, "_" + name)(session, s)
@@ -355,6 +380,8 @@ class Analytics:
             lap("lora_model_failures")
             out["never_used"], out["health"] = self._library(session)
             lap("library")
+        out["recommendations"] = self._recommendations(s)
+        lap("recommendations")
         out["weights"] = self._weights_from(out["top_loras"])
         out["insights"] = insights(out)
         return out
@@ -370,6 +397,32 @@ class Analytics:
 
     # --- KPIs -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _durations(session, s: Scope) -> tuple[Any, tuple[Any, str] | None]:
+        """The columns the medians and p95s of the KPIs and models read (SCOPED's, or on SQLite
+        the generations' own for a large scope without a History query: see SCOPED_DURATIONS),
+        and the index SQLite walks for them (SCOPED's built on first use)."""
+        if session.get_bind().dialect.name != "sqlite":
+            return SCOPED.c, None
+        if "analytics_walk_generations" not in session.info:
+            scoped = session.scalar(select(func.count()).select_from(SCOPED))
+            session.info["analytics_walk_generations"] = not s.parsed.where() and \
+                scoped * WALK_SHARE >= session.scalar(select(func.count()).select_from(Generation))
+            if not session.info["analytics_walk_generations"]:
+                session.execute(text(f"CREATE INDEX {SCOPED_DURATIONS} ON {SCOPED.name} (status, duration, cur, model_name)"))
+        if session.info["analytics_walk_generations"]:
+            return Generation.__table__.c, (Generation.__table__, GENERATION_DURATIONS)
+        return SCOPED.c, (SCOPED, SCOPED_DURATIONS)
+
+    @staticmethod
+    def _window(t, s: Scope, previous: bool = True) -> list:
+        """The time conditions of the scope's window (and the one before) on columns ``t``;
+        none on SCOPED, which holds just those rows."""
+        if t.started_at.table is SCOPED:
+            return []
+        first = s.start if not previous or s.previous() is None else s.previous().start
+        return [t.started_at < s.end] + ([t.started_at >= first] if first is not None else [])
+
     def _buckets(self, session, s: Scope) -> Buckets | None:
         """The series' buckets: hours for a day, days up to 90, weeks beyond (None: no generation)."""
         start = s.start
@@ -383,50 +436,40 @@ class Analytics:
 
     def _profile(self, session, buckets: Buckets | None = None) -> list[Any]:
         """The scope's generations grouped by period, series bucket, model, image size and status
-        (a few thousand rows at most): the KPIs' counts, the series', the models' and the speed
-        table are sums of them."""
+        (a few thousand rows at most): the KPIs' counts (images and LoRA rows too), the series',
+        the models' and the speed table are sums of them."""
         g = SCOPED.c
         stepped = and_(g.duration.is_not(None), g.steps > 0)
         bucket = (literal(0) if buckets is None else buckets.of(g.started_at)).label("bucket")
         return session.execute(select(g.cur, bucket, g.model_name, g.width, g.height, g.status, func.count().label("n"),
                                       func.count(g.duration).label("timed"), func.count(case((stepped, 1))).label("stepped"),
                                       func.sum(case((stepped, g.duration))).label("seconds"),
-                                      func.sum(case((stepped, g.steps))).label("steps"))
+                                      func.sum(case((stepped, g.steps))).label("steps"), func.sum(g.images).label("images"),
+                                      func.count(case((g.loras > 0, 1))).label("with_lora"), func.sum(g.loras).label("lora_rows"))
                                .group_by(g.cur, bucket, g.model_name, g.width, g.height, g.status)).all()
 
-    def _with_loras(self, session, buckets: Buckets | None = None) -> list[Any]:
-        """Per period and series bucket: the generations with a LoRA row (resolved to the library or
-        not) and their LoRA rows, in one pass over the rows, a generation's together."""
-        u = SCOPED_LORAS.c
-        one = select(u.generation_id, func.max(u.cur).label("cur"), func.max(u.started_at).label("started_at"),
-                     func.count().label("n")).group_by(u.generation_id).subquery()
-        bucket = (literal(0) if buckets is None else buckets.of(one.c.started_at)).label("bucket")
-        return session.execute(select(one.c.cur, bucket, func.count().label("generations"), func.sum(one.c.n).label("rows"))
-                               .group_by(one.c.cur, bucket)).all()
-
-    def _kpis(self, session, s: Scope, profile: list[Any] | None = None, with_loras: list[Any] | None = None) -> dict[str, Any]:
+    def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
         """The window's KPIs, with the window's before it under ``previous`` and the change."""
-        g = SCOPED.c
         periods = (1, 0) if s.start is not None else (1,)
         by_status: dict[int, dict[str, int]] = {p: {} for p in periods}
         timed = dict.fromkeys(periods, 0)
         model_names: dict[int, set] = {p: set() for p in periods}
+        images = dict.fromkeys(periods, 0)
+        with_lora = dict.fromkeys(periods, 0)
         for r in self._profile(session) if profile is None else profile:
             by_status[r.cur][r.status] = by_status[r.cur].get(r.status, 0) + r.n
             timed[r.cur] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
+            images[r.cur] += int(r.images or 0)
+            with_lora[r.cur] += r.with_lora
             if r.model_name is not None:
                 model_names[r.cur].add(r.model_name)
-        # both periods' in one pass without grouping (a GROUP BY would sort every image row first)
-        images = dict(enumerate(session.execute(select(*(func.count(case((g.cur == cur, GenerationImage.id))) for cur in (0, 1)))
-                                                .select_from(SCOPED).join(GenerationImage, GenerationImage.generation_id == g.id)).one()))
         su = SCOPED_USES.c
         loras_used = session.execute(select(func.count(case((su.uses > 0, 1))), func.count(case((su.previous_uses > 0, 1))))).one()
-        with_lora: dict[int, int] = {}
-        for r in self._with_loras(session) if with_loras is None else with_loras:
-            with_lora[r.cur] = with_lora.get(r.cur, 0) + r.generations
-        times = _percentiles(session, g.cur, g.duration, [g.status == GenerationStatus.SUCCEEDED.value], timed, (50, 95),
-                             span=None if s.start is None else
-                             lambda cur: [g.started_at >= s.start] if cur else [g.started_at < s.start])
+        t, ordered_by = self._durations(session, s)
+        cur = literal(1) if s.start is None else case((t.started_at >= s.start, 1), else_=0)
+        times = _percentiles(session, t.cur if t.duration.table is SCOPED else cur, t.duration, [t.status == GenerationStatus.SUCCEEDED.value, *self._window(t, s)],
+                             timed, (50, 95), span=None if s.start is None else
+                             lambda cur: [t.started_at >= s.start] if cur else [t.started_at < s.start], ordered_by=ordered_by)
         previous = s.previous()
         out = {}
         for cur, sc in zip(periods, (s, previous)):
@@ -460,7 +503,7 @@ class Analytics:
 
     # --- time series ------------------------------------------------------------------------
 
-    def _series(self, session, s: Scope, buckets: Buckets | None, profile: list[Any], with_loras: list[Any]) -> dict[str, Any]:
+    def _series(self, session, s: Scope, buckets: Buckets | None, profile: list[Any]) -> dict[str, Any]:
         g = SCOPED.c
         if buckets is None:
             return {"bucket": None, "buckets": []}
@@ -477,11 +520,11 @@ class Analytics:
             if 0 <= int(r.bucket) < count:
                 rows[int(r.bucket)][r.status] = rows[int(r.bucket)].get(r.status, 0) + r.n
                 rows[int(r.bucket)]["generations"] += r.n
-        for r in with_loras:
-            if r.cur == 1 and 0 <= int(r.bucket) < count:
-                rows[int(r.bucket)]["loras"] = int(r.rows)
+                rows[int(r.bucket)]["loras"] += int(r.lora_rows or 0)
         # the bucket's key range, a second wider (its number decides: the same rounding as the counts')
-        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value], timed, (50,),
+        # (the status compared as an expression: SQLite must read each bucket's key range, not walk SCOPED_DURATIONS)
+        succeeded = g.status.concat("") == GenerationStatus.SUCCEEDED.value
+        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, succeeded], timed, (50,),
                                span=lambda b: [g.started_at >= start + int(b) * size - 1, g.started_at < start + (int(b) + 1) * size + 1])
         for b, figures in medians.items():
             if 0 <= int(b) < count:
@@ -500,17 +543,19 @@ class Analytics:
         return [{"id": r.lora_id, "name": r.display_name or r.title or r.stem, "uses": r.uses,
                  "last_used_at": r.last_used_at, "average_rating": None if r.rating is None else float(r.rating),
                  "favorites": int(r.favorites or 0), "default_weight": r.default_weight,
-                 **weights.get(r.lora_id, {"median_weight": None, "min_weight": None, "max_weight": None}),
+                 **weights.get(r.lora_id, {"median_weight": None, "min_weight": None, "max_weight": None, "weighted_uses": 0}),
                  "link": s.link(f"lora:{r.lora_id}")} for r in rows]
 
     def _weight_figures(self, session, lora_ids: list[int]) -> dict[int, dict[str, Any]]:
-        """{lora id: median, min and max weight} over the LoRAs' rows in the window."""
+        """{lora id: median, min and max weight and the rows they count} over the LoRAs' rows in the
+        window, a sweep's or an A/B comparison's left out (SCOPED_LORAS.weight)."""
         u = SCOPED_LORAS.c
         where = [u.cur == 1, u.lora_id.in_(lora_ids), u.weight.is_not(None)]
         rows = session.execute(select(u.lora_id, func.min(u.weight), func.max(u.weight), func.count())
                                .where(*where).group_by(u.lora_id)).all()
         medians = _percentiles(session, u.lora_id, u.weight, where, {i: n for i, _, _, n in rows}, (50,))
-        return {i: {"median_weight": medians[i][50], "min_weight": low, "max_weight": high} for i, low, high, _ in rows}
+        return {i: {"median_weight": medians[i][50], "min_weight": low, "max_weight": high, "weighted_uses": n}
+                for i, low, high, n in rows}
 
     def _rising(self, session, s: Scope) -> list[dict[str, Any]]:
         if s.previous() is None:
@@ -577,8 +622,10 @@ class Analytics:
                 m["finished"] += r.n if r.status in FINISHED else 0
                 m["timed"] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
         top = sorted(models.items(), key=lambda kv: (-kv[1]["uses"], kv[0] is not None, kv[0] or ""))[:TOP]
-        medians = _percentiles(session, g.model_name, g.duration, [g.cur == 1, g.status == GenerationStatus.SUCCEEDED.value],
-                               {name: m["timed"] for name, m in top}, (50,))
+        t, ordered_by = self._durations(session, s)
+        now = [g.cur == 1] if t.duration.table is SCOPED else self._window(t, s, previous=False)
+        medians = _percentiles(session, t.model_name, t.duration, [*now, t.status == GenerationStatus.SUCCEEDED.value],
+                               {name: m["timed"] for name, m in top}, (50,), ordered_by=ordered_by)
         return [{"model": name, "uses": m["uses"], "failed": m["failed"], "failure_rate": _ratio(m["failed"], m["finished"]),
                  "median_seconds": medians.get(name, {}).get(50),
                  "link": s.link(f'model:"{name}"') if name else s.link()} for name, m in top]
@@ -643,6 +690,16 @@ class Analytics:
         return [{"id": i, "name": names.get(i), "model": m, "failed": f, "finished": n, "failure_rate": f / n,
                  "link": s.link(f"lora:{i}", f"model:{_quoted(m)}", "status:failed")} for i, m, f, n in rows[:TOP]]
 
+    def _recommendations(self, s: Scope) -> dict[str, Any] | None:
+        """How often recommendations were taken in the window and the window before: added to a
+        composition, thumbs up and down, hidden (kept per LoRA and time, not per generation, so
+        the History query does not narrow them). None when this library makes none."""
+        if self.recommendations_taken is None:
+            return None
+        previous = s.previous()
+        return {**self.recommendations_taken(s.start, s.end),
+                "previous": None if previous is None else self.recommendations_taken(previous.start, previous.end)}
+
     # --- the library ------------------------------------------------------------------------
 
     def _library(self, session) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -691,7 +748,8 @@ class Analytics:
 
     @staticmethod
     def _weights_from(top: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: r[k] for k in ("id", "name", "uses", "median_weight", "min_weight", "max_weight", "default_weight", "link")}
+        return [{k: r[k] for k in ("id", "name", "uses", "weighted_uses", "median_weight", "min_weight", "max_weight",
+                                   "default_weight", "link")}
                 for r in top if r["median_weight"] is not None]
 
     # --- one LoRA ---------------------------------------------------------------------------
@@ -766,7 +824,8 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     for row in flat:
         columns += [c for c in row if c not in columns]
     out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    # CRLF (RFC 4180): a field holding a lone CR is quoted too, not cut into two rows
+    writer = csv.DictWriter(out, columns, lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(flat)
     return out.getvalue()
@@ -778,8 +837,21 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             out |= _flatten(value, f"{prefix}{key}.")
         else:
-            out[prefix + key] = " ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value)
+            out[prefix + key] = _cell(" ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else value))
     return out
+
+
+# a spreadsheet runs a cell starting with one of these as a formula (names, prompts and error
+# messages come from files and the history); a number written as text ("-0.5") stays a number
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a leading apostrophe before a formula's first character."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER_TEXT.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _quoted(text: str) -> str:
@@ -793,14 +865,6 @@ def _names(session, ids) -> dict[int, str]:
 
 def _share(value: float | None) -> str:
     return f"{value * 100:.0f} %"
-
-
-def _bytes(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} bytes"
 
 
 def set_default_weight_action(lora_id: int, weight: float) -> dict[str, Any]:
@@ -820,7 +884,7 @@ def insights(report: dict[str, Any]) -> list[dict[str, Any]]:
     never = report["never_used"]
     if never["count"]:
         them = "1 LoRA you never used takes" if never["count"] == 1 else f"{never['count']} LoRAs you never used take"
-        out.append({"text": f"{them} {_bytes(never['bytes'])}.",
+        out.append({"text": f"{them} {human_size(never['bytes'])}.",
                     **never["link"]})
     if k["success_rate"] is not None and k["failed"]:
         out.append({"text": f"{k['failed']} of {k['finished']} finished generations failed ({_share(1 - k['success_rate'])} did not succeed).",
@@ -838,14 +902,14 @@ def insights(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "query": e["link"]["query"], "target": "history"})
     for w in report["weights"]:
         default = w["default_weight"] if w["default_weight"] is not None else 1.0
-        if w["uses"] >= 3 and abs(w["median_weight"] - default) >= 0.2:
+        if w["weighted_uses"] >= 3 and abs(w["median_weight"] - default) >= 0.2:
             out.append({"text": f"You use {w['name']} at {w['median_weight']:g} though its default is {default:g}: "
                                 f"make {w['median_weight']:g} its default?",
                         "query": w["link"]["query"], "target": "history",
                         "action": set_default_weight_action(w["id"], w["median_weight"])})
     h = report["health"]
     if h["duplicates"]["groups"]:
-        out.append({"text": f"{h['duplicates']['groups']} files have duplicate copies wasting {_bytes(h['duplicates']['wasted_bytes'])}.",
+        out.append({"text": f"{h['duplicates']['groups']} files have duplicate copies wasting {human_size(h['duplicates']['wasted_bytes'])}.",
                     **h["duplicates"]["link"]})
     if h["missing"]["count"]:
         out.append({"text": f"{h['missing']['count']} LoRAs are missing from disk.", **h["missing"]["link"]})

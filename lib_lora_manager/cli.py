@@ -341,6 +341,11 @@ def _analytics(library, args) -> int:
                       ("models_used", ""), ("lora_share", "%"), ("loras_added", "")):
         previous = f"   (before: {shown(before.get(key), kind)})" if before else ""
         print(f"{key:>18}: {shown(k[key], kind)}{previous}")
+    taken = report.get("recommendations")
+    if taken:
+        previous = f"   (before: {taken['previous']['added']})" if taken["previous"] else ""
+        print(f"{'recommended added':>18}: {taken['added']}{previous}  ({shown(taken['taken_share'], '%')} of answered; "
+              f"{taken['up']} up, {taken['down']} down, {taken['hide']} hidden)")
     for title, rows, line in (
             ("Top LoRAs", report["top_loras"], lambda r: f"{r['uses']:>6}  {r['name']}"),
             ("Models", report["models"], lambda r: f"{r['uses']:>6}  {r['model']}  failed {shown(r['failure_rate'], '%')}"),

@@ -259,6 +259,7 @@ class History:
             steps=record.steps, sampler=record.sampler, cfg_scale=record.cfg_scale, model_name=record.model_name,
             model_hash=record.model_hash, infotext=record.infotext, error=record.error,
             group_key=record.group, label=record.label, rating=None, favorite=False,
+            image_count=len(record.images), lora_count=len(record.loras),
         )
 
     # --- reading -------------------------------------------------------------------------------

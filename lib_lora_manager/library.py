@@ -59,8 +59,9 @@ class Library:
         self.history = History(store)
         self.images = ImageImporter(store, self.history)
         self.recipes = Recipes(store)
-        self.analytics = Analytics(store)  # figures over the history and the library (analytics.py)
         self.recommender = Recommender(store)
+        # figures over the history and the library (analytics.py), and how often recommendations were taken
+        self.analytics = Analytics(store, self.recommender.taken)
 
     @classmethod
     def open(cls, data_dir: str, roots: Iterable[str] | None = None, database_url: str | None = None, *,

@@ -290,6 +290,10 @@ class Generation(Base):
     # a strength sweep or an A/B comparison: its generations share a group key, each has a label
     group_key: Mapped[str | None] = mapped_column(SafeString(40), index=True)
     label: Mapped[str | None] = mapped_column(SafeText)
+    # its image and LoRA rows (library LoRAs or not), counted when it is recorded (they never change
+    # after): analytics sums them from ix_generations_analytics instead of counting each one's rows
+    image_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lora_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the prompts lower-cased once, so free text is a plain LIKE (PostgreSQL's ILIKE is ~5x slower),
     # served by a full-text index (text_index.py)
     search_text: Mapped[str] = mapped_column(SafeText, default=_prompt_search_text, server_default="")
@@ -306,7 +310,7 @@ class Generation(Base):
                       # every column analytics copies of a window's generations (analytics.SCOPED):
                       # read from this index alone, not from rows that hold the prompts
                       Index("ix_generations_analytics", "started_at", "id", "status", "duration", "model_name",
-                            "width", "height", "steps", "rating", "favorite"))
+                            "width", "height", "steps", "rating", "favorite", "image_count", "lora_count"))
 
 
 # PostgreSQL walks an index backwards as DESC NULLS FIRST; the history sorts unrated and untimed

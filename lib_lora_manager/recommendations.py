@@ -34,6 +34,7 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -61,13 +62,29 @@ TRAINING_TAGS = 15  # of the ranked ss_tag_frequency tags
 SEMANTIC, LEXICAL, TRIGGER_BONUS, EXACT_BASE = 0.55, 0.45, 0.35, 0.1
 UP_HERE, DOWN_HERE, UP_ELSEWHERE, DOWN_ELSEWHERE = 0.25, 0.35, 0.04, 0.06
 MIN_SEMANTIC = 0.30  # below this cosine, meaning alone does not make a LoRA worth showing
+CONFIRMED = 0.5  # the share of a word match's weight kept when the meaning does not back it
+MEANING_SPREAD = 0.3  # the least cosine gap between the median LoRA and the best (the model's usual is ~0.4)
 
 _TAG = re.compile(r"<[^>]*>")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Chinese, Japanese (kana and kanji) and Korean (Hangul) letters
+_CJK_LETTERS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u1100-\u11ff\uac00-\ud7af"
+_CJK = re.compile(f"[{_CJK_LETTERS}]+")
+_CJK_OR_NOT = re.compile(f"[{_CJK_LETTERS}]+|[^{_CJK_LETTERS}]+")
+MAX_CJK_TRIGGER = 8  # characters of the longest CJK trigger word found inside a prompt's text
 _LORA_TOKENS = re.compile(r"<\w+:[^>]*>")
 _WEIGHTS = re.compile(r":\s*-?\d+(\.\d+)?\s*\)")
 STOP_WORDS = frozenset("a an and the of in on at with by for to from is are be this that it its as or "
                        "very best quality masterpiece highly detailed high 1girl 1boy solo".split())
+
+
+class Signals(str, Enum):
+    """What a ranking is made from. Users get BOTH; the single signals are the baselines the
+    quality benchmark (bench/recommend_quality.py) measures BOTH against."""
+
+    BOTH = "both"
+    WORDS = "words"  # BM25 over trigger words, tags and names, trigger phrases found whole
+    MEANING = "meaning"  # the cosine of the vectors
 
 
 @dataclass
@@ -159,6 +176,36 @@ def words(text: str) -> list[str]:
     """Lower-case words of a prompt or a field, without SDNext's tokens and weights."""
     text = _WEIGHTS.sub(")", _LORA_TOKENS.sub(" ", text or "")).lower()
     return [w for w in _WORD.findall(text) if w not in STOP_WORDS]
+
+
+def terms(text: str) -> list[str]:
+    """The words BM25 indexes and looks up: ``words``, with Chinese, Japanese and Korean split
+    into overlapping pairs of characters. Those languages do not put spaces between words (or
+    glue particles on: 한복을), so a whole run would only ever match itself; pairs are how search
+    engines index them without a dictionary."""
+    out = []
+    for w in words(text):
+        if w.isascii() or not _CJK.search(w):
+            out.append(w)
+            continue
+        for part in _CJK_OR_NOT.findall(w):
+            if len(part) > 2 and _CJK.match(part):
+                out += [part[i:i + 2] for i in range(len(part) - 1)]
+            else:
+                out.append(part)
+    return out
+
+
+def _cjk_triggers(cat: _Catalogue, prompt: str) -> list[str]:
+    """CJK trigger phrases found inside the prompt's CJK text: "汉服" in "穿汉服的少女" (whole-word
+    lookup cannot see it there)."""
+    out = []
+    for run in _CJK.findall(_LORA_TOKENS.sub(" ", prompt or "").lower()):
+        for start in range(len(run)):
+            for end in range(start + 1, min(len(run), start + MAX_CJK_TRIGGER) + 1):
+                if run[start:end] in cat.trigger_rows and run[start:end] not in out:
+                    out.append(run[start:end])
+    return out
 
 
 def phrase(text: str) -> str:
@@ -440,7 +487,7 @@ class Recommender:
             counts: Counter[str] = Counter()
             for weight, texts in ((3.0, triggers[k]), (2.0, lora_tags[k]), (1.5, [names[k], rows[k].stem or ""])):
                 for text in texts:
-                    for w in words(text):
+                    for w in terms(text):
                         counts[w] += weight
             lengths[k] = sum(counts.values())
             for w, tf in counts.items():
@@ -471,7 +518,8 @@ class Recommender:
 
     # --- strategies -------------------------------------------------------------------------
 
-    def for_prompt(self, prompt: str, base: str | None = None, exclude: Iterable[int] = (), limit: int = 10) -> Recommendations:
+    def for_prompt(self, prompt: str, base: str | None = None, exclude: Iterable[int] = (), limit: int = 10,
+                   signals: Signals = Signals.BOTH) -> Recommendations:
         """LoRAs for a prompt, for LoRAs of ``base``'s architecture (None: any)."""
         prompt = prompt or ""
         if not words(prompt):
@@ -486,18 +534,29 @@ class Recommender:
             k = cat.index.get(int(lora_id))
             if k is not None:
                 allowed[k] = False
-        semantic_later = self._semantic(cat, prompt)  # on the query thread while words are counted here
-        lexical = _bm25(cat, words(prompt))
+        # the prompt's meaning is worked out on the query thread while its words are counted here
+        semantic_later = self._semantic(cat, prompt) if signals is not Signals.WORDS else None
+        lexical = _bm25(cat, terms(prompt) if signals is not Signals.MEANING else [])
         top_lexical = float(lexical.max()) if n else 0.0
         lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
-        found = _trigger_phrases(cat, prompt)
+        found = []
+        if signals is not Signals.MEANING:
+            found = _trigger_phrases(cat, prompt)
+            found += [key for key in _cjk_triggers(cat, prompt) if key not in found]
         feedback = self._feedback(context)
         semantic = None if semantic_later is None else semantic_later.result()
+        named = np.unique(np.concatenate([cat.trigger_rows[key] for key in found])) if found else None
         score = LEXICAL * lexical_norm
         if semantic is not None:
-            score = score + SEMANTIC * np.where(cat.has_vector, semantic, 0.0)
-        if found:
-            score[np.concatenate([cat.trigger_rows[key] for key in found])] += TRIGGER_BONUS
+            meaning = _relative_meaning(cat, semantic, allowed)
+            if named is not None:  # named by its trigger: meaning need not argue, the base and feedback decide
+                meaning[named] = np.maximum(meaning[named], 1.0)
+            # a word match the meaning does not back ("long" in a dragon's file name for a long
+            # veil) keeps part of its weight; one it backs keeps all of it
+            score = score * np.where(cat.has_vector, CONFIRMED + (1 - CONFIRMED) * np.clip(meaning, 0, 1), 1.0)
+            score = score + SEMANTIC * meaning
+        if named is not None:
+            score[named] += TRIGGER_BONUS
         score = score + cat.priors
         evidence = (lexical > 0) | ((semantic >= MIN_SEMANTIC) if semantic is not None else False)
         if base:
@@ -521,7 +580,7 @@ class Recommender:
             return out
         return Recommendations(self._items(cat, candidates, score, limit, reasons), self.notice(), context)
 
-    def similar(self, lora_id: int, limit: int = 10) -> Recommendations:
+    def similar(self, lora_id: int, limit: int = 10, signals: Signals = Signals.BOTH) -> Recommendations:
         """LoRAs like one: same architecture, by meaning and shared tags and trigger words."""
         cat = self.catalogue()
         k0 = cat.index.get(int(lora_id))
@@ -533,7 +592,7 @@ class Recommender:
         arch = cat.arch_codes[k0]
         allowed = np.ones(n, dtype=bool) if arch == unknown else (cat.arch_codes == arch) | (cat.arch_codes == unknown)
         allowed[k0] = False
-        mine = _features(cat.tags[k0], cat.triggers[k0])
+        mine = _features(cat.tags[k0], cat.triggers[k0]) if signals is not Signals.MEANING else set()
         common = np.zeros(n, dtype=np.float32)
         for f in mine:
             common[cat.feature_rows[f]] += 1
@@ -542,7 +601,7 @@ class Recommender:
         def shared(k: int) -> list[str]:
             return sorted(mine & _features(cat.tags[k], cat.triggers[k]))
         semantic = None
-        if cat.vectors is not None and cat.has_vector[k0]:
+        if cat.vectors is not None and cat.has_vector[k0] and signals is not Signals.WORDS:
             semantic = self.encoder.dot(cat.vectors, cat.vectors[k0])
         score = 0.35 * overlap + (0.65 * np.where(cat.has_vector, semantic, 0.0) if semantic is not None else 0.65 * overlap)
         context = context_key("similar", lora_id)
@@ -763,6 +822,20 @@ def _bm25(cat: _Catalogue, query: list[str], k1: float = 1.2, b: float = 0.75) -
         idf = math.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
         scores[rows] += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * cat.lengths[rows] / average))
     return scores
+
+
+def _relative_meaning(cat: _Catalogue, semantic: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Cosines on this prompt's scale: 0 for the median LoRA that could be offered, 1 for the
+    best (negative below the median; 0 without a vector). Raw cosines of a prompt sit in a
+    narrow band that moves from prompt to prompt, so mixed raw with words (scaled to the best
+    match) meaning barely moved a ranking. The scale is at least MEANING_SPREAD wide, so that in
+    a small or uniform library a small difference in meaning is not stretched into a large one."""
+    pool = semantic[allowed & cat.has_vector]
+    if not len(pool):
+        return np.zeros_like(semantic)
+    middle = float(np.median(pool))
+    spread = max(float(pool.max()) - middle, MEANING_SPREAD)
+    return np.where(cat.has_vector, (semantic - middle) / spread, 0.0).astype(np.float32)
 
 
 def _priors(cat: _Catalogue) -> np.ndarray:

@@ -3,7 +3,9 @@ PostgreSQL when LORA_MANAGER_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import time
 
 import pytest
@@ -299,3 +301,76 @@ def test_percentiles_are_the_nearest_rank_of_many_runs_with_ties(library):
     two = library.analytics.report("7d", q="-model:m0 -model:m3 -model:m4 -model:m5", now=NOW)
     assert {m["model"]: m["median_seconds"] for m in two["models"]} == {
         f"m{j}": nearest(timed(lambda t, m, j=j: t >= scope_start and m == f"m{j}"), 50) for j in (1, 2)}
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_text():
+    """A name, prompt or error starting like a formula gets a leading apostrophe; numbers,
+    negative ones and ones written as text, stay numbers."""
+    rows = [{"name": "=HYPERLINK(\"http://x\")", "a": "+1+2", "b": "-cmd|' /C calc'!A0", "c": "@SUM(A1)",
+             "d": "\tx", "e": "\rx", "weight": -0.5, "text_weight": "-0.5", "plain": "castle-1", "list": ["=1", "b"],
+             "link": {"query": "-model:x"}}]
+    [row] = list(csv.DictReader(io.StringIO(analytics.to_csv(rows), newline="")))
+    assert row["name"] == "'=HYPERLINK(\"http://x\")" and row["a"] == "'+1+2" and row["b"] == "'-cmd|' /C calc'!A0"
+    assert row["c"] == "'@SUM(A1)" and row["d"] == "'\tx" and row["e"] == "'\rx"
+    assert (row["weight"], row["text_weight"], row["plain"]) == ("-0.5", "-0.5", "castle-1")
+    assert row["list"] == "'=1 b" and row["link.query"] == "'-model:x"
+
+
+def test_sizes_are_worded_in_one_unit_system_everywhere(library, lora_dir):
+    """The insight, the Analytics tab's cards and the Library's cards word a size alike (binary units)."""
+    from lib_lora_manager import wording
+    from lib_lora_manager.ui import analytics_cards
+
+    make_lora(lora_dir, "unused", seed=3)
+    library.indexer.scan()
+    size = library.get(library.find("unused").id).size
+    assert size > 1024  # shown in KB: the two systems differ (1.5 KB is 1,536 bytes, not 1,500)
+    r = library.analytics.report("7d", now=NOW)
+    worded = wording.human_size(size)
+    assert f"1 LoRA you never used takes {worded}." in [i["text"] for i in r["insights"]]
+    assert worded in analytics_cards.kpis(r) and worded in analytics_cards.tables(r)
+    assert wording.human_size(1536) == "1.5 KB" and wording.human_size(41 * 1024 ** 3) == "41.0 GB"
+
+
+def test_strength_sweeps_are_not_the_weights_you_use(library, lora_dir):
+    """A sweep's runs (one history group) count as generations and uses, but their weights were
+    set by the sweep: the weights table and its insight count only the other runs."""
+    make_lora(lora_dir, "detail", seed=1)
+    make_lora(lora_dir, "swept", seed=2)
+    library.indexer.scan()
+    at = NOW - DAY
+    for _ in range(3):
+        library.history.record(rec("castle <lora:detail:0.6>", at, duration=3.0))
+    for w in (1.0, 1.2, 1.4, 1.6, 1.8):  # without leaving these out the median would be 1.2
+        library.history.record(rec(f"castle <lora:detail:{w}>", at, duration=3.0, group="job-7", label=f"detail {w:g}"))
+    for w in (0.2, 0.3, 0.4):  # only ever swept: no weight of its own
+        library.history.record(rec(f"castle <lora:swept:{w}>", at, duration=3.0, group="job-8", label=f"swept {w:g}"))
+    r = library.analytics.report("7d", now=NOW)
+    assert r["kpis"]["generations"] == 11
+    top = {row["name"]: row for row in r["top_loras"]}
+    assert top["Detail"]["uses"] == 8 and top["Swept"]["uses"] == 3  # still counted as uses
+    assert (top["Detail"]["median_weight"], top["Detail"]["min_weight"], top["Detail"]["max_weight"]) == (0.6, 0.6, 0.6)
+    assert top["Swept"]["median_weight"] is None
+    assert [(w["name"], w["median_weight"], w["weighted_uses"]) for w in r["weights"]] == [("Detail", 0.6, 3)]
+    actions = [i["action"] for i in r["insights"] if "action" in i]
+    assert [(a["lora_id"], a["weight"]) for a in actions] == [(library.find("detail").id, 0.6)]
+
+
+def test_percentiles_of_a_small_window_in_a_long_history(library):
+    """A window holding a small share of the history (its durations read from the window's copy)
+    and one holding most of it (read along the generations' duration index) agree with the
+    nearest rank of their succeeded runs."""
+    old = [float(d) for d in (50, 51, 52, 53, 54, 55, 56, 57, 58, 59) * 4]
+    for i, d in enumerate(old):
+        library.history.record(rec("old", NOW - 100 * DAY - i, duration=d, model_name="m1"))
+    recent = [(3.0, "m1"), (1.0, "m2"), (2.0, "m1"), (9.0, "m1"), (4.0, "m2")]
+    for i, (d, model) in enumerate(recent):
+        library.history.record(rec("new", NOW - DAY - i, duration=d, model_name=model))
+    library.history.record(rec("new", NOW - DAY, status="failed", duration=0.5, model_name="m1"))
+    r = library.analytics.report("7d", now=NOW)  # 6 of 46: the copy's own index
+    assert (r["kpis"]["median_seconds"], r["kpis"]["p95_seconds"]) == (3.0, 9.0)
+    assert {m["model"]: m["median_seconds"] for m in r["models"]} == {"m1": 3.0, "m2": 1.0}
+    everything = library.analytics.report("all", now=NOW)  # all of it: the generations' index
+    durations = sorted(old + [d for d, _ in recent])
+    assert everything["kpis"]["median_seconds"] == durations[-(-50 * len(durations) // 100) - 1]
+    assert {m["model"]: m["median_seconds"] for m in everything["models"]}["m2"] == 1.0

@@ -203,3 +203,19 @@ def test_the_tab_is_built_inside_sdnext(sdnext):
         library = sdnext_host().app.library()
         wait_for_scan(library)  # its background scan ends before the double is taken down
         library.close()
+
+
+def test_recommendations_taken_in_the_window(figures):
+    """Feedback given to recommendations (now: inside the 30 days) shows as a KPI and in the report."""
+    library, _g, loras = figures
+    context = f"similar:{loras['detail']}"
+    for kind in ("added", "added", "up", "down", "hide"):
+        library.recommender.feedback(context, loras["anime_style"], kind)
+    report = library.analytics.report("30d")
+    taken = report["recommendations"]
+    assert (taken["added"], taken["up"], taken["down"], taken["hide"]) == (2, 1, 1, 1)
+    assert taken["taken_share"] == 0.4 and taken["previous"]["added"] == 0
+    assert library.analytics.report("all")["recommendations"]["previous"] is None
+    k = shown(library)["kpis"]
+    assert kpi(k, "Recommendations taken") == "2 added"
+    assert "40 % of answered · 1 thumbs up · 1 down · 1 hidden" in k and "before: 0 added" in k

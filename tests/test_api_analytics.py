@@ -45,7 +45,10 @@ def test_report(setup):
     client, library = setup
     body = client.get(f"{PREFIX}/analytics", params={"window": "7d"}).json()
     assert {"scope", "kpis", "series", "top_loras", "never_used", "combinations", "models", "errors", "health",
-            "insights"} <= set(body)
+            "insights", "recommendations"} <= set(body)
+    # nothing recommended was answered yet: counts of 0 and no share, not 0 %
+    assert body["recommendations"] == {"up": 0, "down": 0, "hide": 0, "added": 0, "taken_share": None, "previous": {
+        "up": 0, "down": 0, "hide": 0, "added": 0, "taken_share": None}}
     assert (body["kpis"]["generations"], body["kpis"]["failed"], body["kpis"]["success_rate"]) == (4, 1, 0.75)
     assert body["kpis"]["previous"]["generations"] == 0 and body["kpis"]["previous"]["success_rate"] is None
     alpha = library.find("alpha").id
@@ -104,6 +107,7 @@ def test_cli_stats_with_a_window(setup, tmp_path, capsys, database_url, lora_dir
     assert cli.main(["stats", *base, "--window", "7d"]) == 0
     text = capsys.readouterr().out
     assert "generations" in text and "4" in text and "75 %" in text
+    assert "recommended added: 0   (before: 0)  (no data of answered; 0 up, 0 down, 0 hidden)" in text
     assert cli.main(["stats", *base, "--json"]) == 0  # without --window: the library's counts as before
     assert "by_base_model" in json.loads(capsys.readouterr().out)
     assert cli.main(["stats", *base, "--window", "3w"]) != 0

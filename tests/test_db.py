@@ -175,3 +175,38 @@ def test_a_deadlocked_transaction_is_run_again():
     assert sorted(runs.values()) == [1, 2]  # PostgreSQL aborted one; it ran again, whole
     for d in dbs:
         d.dispose()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_generation_row_counts_are_filled_in_from_the_rows_recorded_before(tmp_path, engine):
+    """0023 counts each generation's image and LoRA rows recorded before it (analytics sums them)."""
+    from alembic import command
+    from alembic.config import Config
+
+    if engine == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
+        reset_postgres(POSTGRES_URL)
+        db = Database(POSTGRES_URL)
+    else:
+        db = Database(sqlite_url(tmp_path / "lib.db"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0020")
+    with db.engine.begin() as conn:
+        for i in (1, 2, 3):
+            conn.execute(text("INSERT INTO generations (id, started_at, status, prompt, negative_prompt, favorite, search_text) "
+                              "VALUES (:i, 1.0, 'succeeded', 'x', '', false, 'x')"), {"i": i})
+        for generation_id, n in ((1, 2), (2, 1)):
+            conn.execute(text("INSERT INTO generation_images (generation_id, position, missing) VALUES (:g, :p, false)"),
+                         [{"g": generation_id, "p": p} for p in range(n)])
+        for generation_id, n in ((1, 3), (3, 1)):
+            conn.execute(text("INSERT INTO generation_loras (generation_id, position, name) VALUES (:g, :p, 'l')"),
+                         [{"g": generation_id, "p": p} for p in range(n)])
+    db.migrate()
+    with db.engine.connect() as conn:
+        counts = conn.execute(text("SELECT id, image_count, lora_count FROM generations ORDER BY id")).all()
+    assert [tuple(r) for r in counts] == [(1, 2, 3), (2, 1, 0), (3, 0, 1)]
+    db.engine.dispose()

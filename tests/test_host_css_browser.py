@@ -120,3 +120,39 @@ def test_library_token_shows_whole_in_a_narrow_detail_panel(standalone_in_browse
     buttons = page.evaluate("""() => ['#lora_manager_copy_token', '#lora_manager_add_to_compose'].map((s) => {
         const b = document.querySelector(s); return b.scrollWidth <= b.clientWidth + 1; })""")
     assert all(buttons), buttons
+
+
+SEARCHBARS_JS = """() => [...document.querySelectorAll('.lm-searchbar')].filter((bar) => bar.offsetParent !== null)
+    .map((bar) => {
+        const box = bar.getBoundingClientRect();
+        const kids = [...bar.children].filter((el) => el.offsetParent !== null).map((el) => {
+            const r = el.getBoundingClientRect();
+            return {id: el.id || el.className.slice(0, 40), left: Math.round(r.left), right: Math.round(r.right),
+                    width: Math.round(r.width)};
+        });
+        return {bar: bar.parentElement.closest('[id^=lora_manager]').id, left: Math.round(box.left),
+                right: Math.round(box.right), kids};
+    })"""
+
+
+@pytest.mark.parametrize("tab", ("Library", "Compose", "History", "Analytics", "Recommendations"))
+def test_search_bars_wrap_in_a_narrow_tab(standalone_in_browser, tab):
+    """ModernUI at 1024 px beside its Networks panel leaves our tabs about 416 px: the
+    Recommendations prompt, base model and Suggest (at least 510 px side by side) ran past the
+    panel's edge, which then scrolled sideways and cut the cards' left side off; the Library's
+    Scan button stuck out too. A bar's parts wrap onto another line instead, each whole."""
+    session = standalone_in_browser(add_loras=demo.create_demo_library, viewport=(1024, 900), timeout_ms=10_000)
+    page = session.page
+    page.goto(session.url + "/")
+    page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
+    page.add_style_tag(content="#lora_manager_tabs { max-width: 416px !important; }")
+    page.locator("#lora_manager_tabs .tab-nav button", has_text=tab).click()
+    page.wait_for_timeout(300)
+    bars = page.evaluate(SEARCHBARS_JS)
+    assert bars, f"no search bar shown in {tab}"
+    for bar in bars:
+        assert bar["right"] - bar["left"] <= 416, bar
+        for kid in bar["kids"]:
+            assert bar["left"] - 1 <= kid["left"] and kid["right"] <= bar["right"] + 1, bar
+            assert kid["width"] >= 60, bar  # nothing squeezed to a sliver
+    shot(page, f"searchbar-narrow-{tab.lower()}")

@@ -184,3 +184,22 @@ def test_loaded_model_base_follows_the_model_sdnext_has_loaded(library, loras): 
     assert names[:2] == ["celshade_pony", "celshade_xl"] and "celshade_sd15" not in names
     host.generator.family = None  # nothing loaded: any
     assert loras["celshade_sd15"] in shown(tab.suggest("1girl, cel shading", LOADED)[1])
+
+
+def test_without_the_model_the_library_detail_and_compose_strip_say_so(library, loras, tmp_path):  # noqa: F811
+    from test_compose_tab import LoadedModel
+
+    from lib_lora_manager.ui.compose_tab import ComposeTab
+    from lib_lora_manager.ui.library_tab import LibraryTab
+    from lib_lora_manager.ui.page_composition import PageComposition
+
+    library.recommender.configure(model=str(tmp_path / "no-such-model"))
+    assert not library.recommender.encoder.wait(30)
+    view = dict(zip(LibraryTab.DETAIL_FIELDS, LibraryTab(lambda: library, HOST).open_detail(str(loras["megacity_xl"]))))["view"]
+    related = view.split('class="lm-reco-detail"')[1]
+    assert 'class="lm-reco-words-only"' in related and "no-such-model" in related and "does not exist" in related
+    strip = ComposeTab(lambda: library, HostInfo(name="test", generator=LoadedModel("sd1"))).suggestions(
+        "1girl, cel shading", PageComposition())
+    assert f'data-id="{loras["celshade_sd15"]}"' in strip  # words still answer
+    notice = strip.split('class="lm-reco-words-only"')[1]
+    assert "no-such-model" in notice and "does not exist" in notice and "title=" not in notice.split("</div>")[0]

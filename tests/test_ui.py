@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lib_lora_manager import settings, ui
+from lib_lora_manager import settings, ui, wording
 from lib_lora_manager.hostinfo import HostInfo
 from lib_lora_manager.library import Library
 from lib_lora_manager.results import LoraSummary
@@ -391,7 +391,7 @@ def test_card_markup_is_escaped():
     html = cards.card(item, '/p"re', show_nsfw=True)
     assert "<script" not in html and "<b " not in html and 'src="/p&quot;re/lora-manager/v1/loras/3/preview?size=320&amp;v=5"' in html
     assert cards.initials("sdxl") == "XL" and cards.initials("flux") == "F1" and cards.initials(None) == "?"
-    assert cards.human_size(1536) == "1.5 KB"
+    assert wording.human_size(1536) == "1.5 KB"
 
 
 def test_saving_the_form_keeps_tags_added_meanwhile(tab, library):
@@ -462,8 +462,8 @@ def test_duplicate_badges_and_keep_the_best_of_every_group(tab, library, lora_di
 
     listing, _keep, message, button, plan = tab.keep_best_review()
     size = library.get(rated).size
-    assert "each of the 2 groups" in message and "4 files" in message and cards.human_size(4 * size) in message
-    assert button["visible"] is True and button["value"] == f"Trash 4 files ({cards.human_size(4 * size)})"
+    assert "each of the 2 groups" in message and "4 files" in message and wording.human_size(4 * size) in message
+    assert button["visible"] is True and button["value"] == f"Trash 4 files ({wording.human_size(4 * size)})"
     assert sorted(plan["keep"]) == sorted([rated, favorite]) and listing.count(">best</span>") == 2
     assert library.search("dupe:yes").total == 6  # nothing moved yet
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..statuses import GenerationStatus
+from ..wording import human_size
 from .cards import esc, when
 
 NO_DATA = "no data"
@@ -40,16 +41,6 @@ def share(value: float | None) -> str:
 
 def seconds(value: float | None) -> str:
     return NO_DATA if value is None else f"{value:.1f} s" if value < 100 else f"{value:,.0f} s"
-
-
-def disk(size: int | None) -> str:
-    """Bytes in decimal units, as the insights (analytics.py) word them, so one screen agrees."""
-    value = float(size or 0)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} bytes"  # pragma: no cover
 
 
 def weight(value: float | None) -> str:
@@ -199,8 +190,21 @@ def kpis(report: dict[str, Any], added_query: str = "") -> str:
                 delta = (delta[0], {"lm-an-up": "lm-an-worse", "lm-an-down": "lm-an-better"}.get(delta[1], delta[1]))
         out.append(kpi_card(label, fmt(k[key]), link, fmt(previous[key]) if previous else "no earlier window", delta))
     health = report["health"]
-    out.append(kpi_card("Library", f"{health['loras']:,} LoRAs", health.get("link"), note=disk(health["bytes"]) + " on disk"))
+    out.append(kpi_card("Library", f"{health['loras']:,} LoRAs", health.get("link"), note=human_size(health["bytes"]) + " on disk"))
+    if report.get("recommendations"):
+        out.append(recommendations_card(report["recommendations"]))
     return f'<div class="lm-an-kpis">{"".join(out)}</div>'
+
+
+def recommendations_card(taken: dict[str, Any]) -> str:
+    """Recommendations added to a composition in the window, beside the window before, with the
+    share of answered ones that were added and the other answers (the window's; no query narrows them)."""
+    before = taken.get("previous")
+    note = (f"{share(taken.get('taken_share'))} of answered · {taken['up']:,} thumbs up · {taken['down']:,} down · "
+            f"{taken['hide']:,} hidden")
+    return kpi_card("Recommendations taken", f"{taken['added']:,} added", None,
+                    f"{before['added']:,} added" if before else "no earlier window",
+                    _difference(taken["added"], before["added"]) if before else None, note=note)
 
 
 def _difference(now: Any, before: Any) -> tuple[str, str] | None:
@@ -293,7 +297,7 @@ def unused_rows(never: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 UNUSED_COLUMNS: list[Column] = [("LoRAs that are", lambda r: esc(r["label"])), ("Count", lambda r: number(r["count"])),
-                                ("Disk", lambda r: esc(disk(r["bytes"])))]
+                                ("Disk", lambda r: esc(human_size(r["bytes"])))]
 
 
 def health_rows(h: dict[str, Any]) -> list[dict[str, Any]]:
@@ -304,9 +308,9 @@ def health_rows(h: dict[str, Any]) -> list[dict[str, Any]]:
 
     d = h["duplicates"]
     return [
-        {"label": "LoRAs", "value": f"{h['loras']:,} ({disk(h['bytes'])})", "link": h.get("link")},
+        {"label": "LoRAs", "value": f"{h['loras']:,} ({human_size(h['bytes'])})", "link": h.get("link")},
         row("Not hashed yet", "unhashed"), row("Missing files", "missing"), row("Unreadable files", "unreadable"),
-        row("Files with copies", "duplicates", f"{d['groups']:,} groups, {disk(d['wasted_bytes'])} wasted"),
+        row("Files with copies", "duplicates", f"{d['groups']:,} groups, {human_size(d['wasted_bytes'])} wasted"),
         row("Without a preview", "no_preview"), row("Without trigger words", "no_trigger_words"),
         row("Base model unknown", "no_base_model"), row("Names SDNext cannot load", "unloadable_names"),
     ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import base_models, wording
 from ..results import DuplicateFile, LoraDetail, LoraSummary
+from ..wording import human_size
 
 PREVIEW_PATH = "/lora-manager/v1/loras/{id}/preview?size={size}&v={version}"
 CARD_TAGS = 4  # tags shown on a card; the rest are counted
@@ -34,17 +35,6 @@ def cut(value: Any, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def when(timestamp: float | None) -> str:

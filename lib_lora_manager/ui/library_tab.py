@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import base_models
+from .. import base_models, wording
 from ..errors import Busy, LoraManagerError, NotFound
 from ..fields import split_trigger_words
 from ..hostinfo import HostInfo
@@ -507,8 +507,8 @@ class LibraryTab:
         size = sum(i.size or 0 for i in drop)
         which = "the group" if len(groups) == 1 else f"each of the {len(groups):,} groups"
         text = (f"Keeps the best copy of {which} (marked “best” below) and moves {cards.plural(len(drop), 'file')} "
-                f"({cards.human_size(size)}) to the trash; “Undo last trash” puts them back.")
-        button = gr.update(visible=True, value=f"Trash {cards.plural(len(drop), 'file')} ({cards.human_size(size)})")
+                f"({wording.human_size(size)}) to the trash; “Undo last trash” puts them back.")
+        button = gr.update(visible=True, value=f"Trash {cards.plural(len(drop), 'file')} ({wording.human_size(size)})")
         return listing, choices, cards.message(text, "info"), button, {"keep": [int(g[0].id) for g in groups]}
 
     def keep_best_apply(self, pending: dict[str, Any] | None, selected: str) -> tuple:

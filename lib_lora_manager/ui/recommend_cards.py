@@ -79,17 +79,24 @@ def _mini(title: str, answer: Recommendations, empty: str) -> str:
     return f'<div class="lm-usage-block"><div class="lm-usage-title">{cards.esc(title)}</div>{body}</div>'
 
 
+def _words_only(text: str | None) -> str:
+    """One visible line under a short list when the model is missing, loading or off: what, and how to fix it."""
+    if not text:
+        return ""
+    return f'<div class="lm-reco-words-only" role="status">By words and tags only: {cards.esc(text)}</div>'
+
+
 def detail_lists(similar: Recommendations, used: Recommendations) -> str:
     """The Library detail's "Similar" and "Used with" (by lift), each a short list with "+"."""
     return ('<details class="lm-reco-detail" open><summary>Similar and used with</summary>'
-            + _mini("Similar", similar, "Nothing like it in the library yet.")
+            + _mini("Similar", similar, "Nothing like it in the library yet.") + _words_only(similar.notice)
             + _mini("Used with (more than chance)", used, "Not used together with another LoRA often enough yet.")
             + "</details>")
 
 
 def strip(answer: Recommendations) -> str:
     """Compose's suggestion strip: a chip per LoRA for the prompt being typed (its reasons in the
-    tooltip) with "+"; nothing when there is nothing to suggest."""
+    tooltip) with "+", and the model's notice when there is one; nothing when there is nothing to suggest."""
     if not answer.items:
         return ""
     chips = "".join(
@@ -97,5 +104,5 @@ def strip(answer: Recommendations) -> str:
         f'<button type="button" class="lm-compose-add" data-id="{int(i.id)}" data-context="{cards.esc(answer.context)}" '
         f'title="Add to composition" aria-label="add {cards.esc(i.name)} to the composition">+</button></span>'
         for i in answer.items)
-    words_only = ' <span class="lm-reco-why" title="{}">(words only)</span>'.format(cards.esc(answer.notice)) if answer.notice else ""
-    return f'<div class="lm-reco-strip"><span class="lm-reco-strip-label">Suggested:</span>{chips}{words_only}</div>'
+    return (f'<div class="lm-reco-strip"><span class="lm-reco-strip-label">Suggested:</span>{chips}</div>'
+            + _words_only(answer.notice))
