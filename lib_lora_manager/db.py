@@ -230,7 +230,8 @@ class Database:
         mine = session.execute(text("SELECT pg_current_xact_id_if_assigned()::text")).scalar()
         if mine != xmax:
             return None
-        return f"{xmin}:{int(mine) + 1}:{in_progress}"
+        after = int(mine) + 1  # xmin: the oldest transaction in progress, or xmax when there is none
+        return f"{xmin if in_progress else after}:{after}:{in_progress}"
 
     @contextmanager
     def read(self) -> Iterator[Session]:

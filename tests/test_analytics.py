@@ -408,7 +408,8 @@ def _alone(library, before, after, reports: int) -> bool:
     if library.store.db.is_sqlite:
         return True
     xmin, xmax, in_progress = before.split(":")
-    return after == f"{xmin}:{int(xmax) + reports}:{in_progress}"
+    xmax = int(xmax) + reports
+    return after == f"{xmin if in_progress else xmax}:{xmax}:{in_progress}"
 
 
 def test_library_figures_are_read_once_until_a_write(library, lora_dir, library_reads, database_url):
