@@ -9,8 +9,9 @@ The scope's generations (its window's and the window's before) and their LoRA ro
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
 them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by a walk along an index
 of the durations to the rank, a sorted read of a series bucket's key range, or a window function
-over many groups). Each figure or row carries ``link``: the Library or History query that lists
-what it counts.
+over many groups). The library's figures (never used, health), which no scope changes, are read
+once per state of the data and shared by every report until a write (Database.totals). Each
+figure or row carries ``link``: the Library or History query that lists what it counts.
 """
 
 from __future__ import annotations
