@@ -9,12 +9,14 @@ The scope's generations (its window's and the window's before) and their LoRA ro
 once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
 them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by a walk along an index
 of the durations to the rank, a sorted read of a series bucket's key range, or a window function
-over many groups). Each figure or row carries ``link``: the Library or History query that lists
-what it counts.
+over many groups). The library's figures (never used, health), which no scope changes, are read
+once per state of the data and shared by every report until a write (Database.totals). Each
+figure or row carries ``link``: the Library or History query that lists what it counts.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import io
@@ -340,6 +342,57 @@ def _percentiles(session, key, value, where: list, counts: dict[Any, int], perce
     return out
 
 
+class _LibraryFigures(NamedTuple):
+    """The library's figures, which no window or History query changes: read once while the
+    data stay the same (Database.totals) and shared by every report until a write."""
+
+    loras: int
+    bytes: int
+    never: int
+    never_bytes: int
+    last_used: list[float]  # the used LoRAs' last uses, in order
+    used_bytes: list[int]  # used_bytes[n]: the size of the first n of them
+    unhashed: int
+    missing: int
+    unreadable: int
+    no_preview: int
+    no_trigger_words: int
+    no_base_model: int
+    unloadable_names: int
+    duplicate_groups: int
+    duplicates: int
+    wasted_bytes: int
+
+
+_LIBRARY_TERMS = ("analytics", "library")  # their key among the remembered counts
+
+
+def _library_figures(session) -> _LibraryFigures:
+    present = Lora.missing.is_(False)
+
+    def counted(condition):
+        return func.count(case((condition, 1)))
+
+    never = Lora.use_count == 0
+    loras, size, never_n, never_bytes, unhashed, missing, no_preview, no_triggers, no_base, unloadable = session.execute(select(
+        func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0), counted(never),
+        func.coalesce(func.sum(case((never, Lora.size))), 0),
+        counted(and_(present, Lora.sha256.is_(None))), counted(Lora.missing.is_(True)),
+        counted(lora_query.NO_PREVIEW), counted(lora_query.NO_TRIGGER_WORDS),
+        counted(Lora.base_model == "unknown"), counted(lora_query.UNLOADABLE_NAME)).where(live())).one()
+    last_used, used_bytes = [], [0]
+    for at, bytes_ in session.execute(select(Lora.last_used_at, Lora.size).where(
+            live(), Lora.use_count > 0, Lora.last_used_at.is_not(None)).order_by(Lora.last_used_at)):
+        last_used.append(at)
+        used_bytes.append(used_bytes[-1] + (bytes_ or 0))
+    dupes = select(Lora.sha256, func.count().label("n"), func.sum(Lora.size).label("total"), func.max(Lora.size).label("one")) \
+        .where(live(), present, Lora.sha256.is_not(None)).group_by(Lora.sha256).having(func.count() > 1).subquery()
+    groups, copies, wasted = session.execute(select(func.count(), func.coalesce(func.sum(dupes.c.n), 0),
+                                                    func.coalesce(func.sum(dupes.c.total - dupes.c.one), 0))).one()
+    return _LibraryFigures(loras, int(size), never_n, int(never_bytes), last_used, used_bytes, unhashed, missing,
+                           count_unreadable(session), no_preview, no_triggers, no_base, unloadable, groups, int(copies), int(wasted))
+
+
 class Analytics:
     """Figures over a Scope; ``report`` is everything the Analytics tab shows."""
 
@@ -357,34 +410,50 @@ class Analytics:
         s = scope(window, q, start, end, now)
         lap = _laps(timings)
         out: dict[str, Any] = {"scope": s.describe()}
-        with self.store.db.read() as session, _scoped(session, s):
-            lap("scope")
-            buckets = self._buckets(session, s)
-            profile = self._profile(session, buckets)
-            out["kpis"] = self._kpis(session, s, profile)
-            lap("kpis")
-            out["series"] = self._series(session, s, buckets, profile)
-            lap("series")
-            for name in ("top_loras", "rising", "lora_use"):
-                out[name] = getattr(self, "_" + name)(session, s)
-                lap(name)
-            out["combinations"] = self._combinations(session, s, out["kpis"]["generations"])
-            lap("combinations")
-            out["models"] = self._models(session, s, profile)
-            lap("models")
-            out["speed"] = self._speed(session, s, profile)
-            lap("speed")
-            out["errors"] = self._errors(session, s)
-            lap("errors")
-            out["lora_model_failures"] = self._lora_model_failures(session, s, out["kpis"])
-            lap("lora_model_failures")
-            out["never_used"], out["health"] = self._library(session)
+        db = self.store.db
+        with db.read() as session:
+            # the library's figures as of this transaction's start, remembered until a write
+            version = db.data_version(session)
+            known = db.totals.get((version, _LIBRARY_TERMS))
+            if known is None:
+                known = _library_figures(session)
+                db.totals.put((version, _LIBRARY_TERMS), known)
             lap("library")
+            with _scoped(session, s):
+                lap("scope")
+                self._report(session, s, out, known, lap)
+                # the temporary tables are gone; what was remembered holds for the next report too
+                after = db.version_after_read(session, version)
+                if after is not None and after != version:
+                    db.totals.put((after, _LIBRARY_TERMS), known)
         out["recommendations"] = self._recommendations(s)
         lap("recommendations")
         out["weights"] = self._weights_from(out["top_loras"])
         out["insights"] = insights(out)
         return out
+
+    def _report(self, session, s: Scope, out: dict[str, Any], known: _LibraryFigures, lap: Callable[[str], None]) -> None:
+        """The report's figures into ``out``: the scope's from its temporary tables, the library's from ``known``."""
+        buckets = self._buckets(session, s)
+        profile = self._profile(session, buckets)
+        out["kpis"] = self._kpis(session, s, profile)
+        lap("kpis")
+        out["series"] = self._series(session, s, buckets, profile)
+        lap("series")
+        for name in ("top_loras", "rising", "lora_use"):
+            out[name] = getattr(self, "_" + name)(session, s)
+            lap(name)
+        out["combinations"] = self._combinations(session, s, out["kpis"]["generations"])
+        lap("combinations")
+        out["models"] = self._models(session, s, profile)
+        lap("models")
+        out["speed"] = self._speed(session, s, profile)
+        lap("speed")
+        out["errors"] = self._errors(session, s)
+        lap("errors")
+        out["lora_model_failures"] = self._lora_model_failures(session, s, out["kpis"])
+        lap("lora_model_failures")
+        out["never_used"], out["health"] = self._library(known)
 
     def table(self, name: str, window: str | None = "30d", q: str | None = "", start: str | None = None,
               end: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
@@ -702,48 +771,31 @@ class Analytics:
 
     # --- the library ------------------------------------------------------------------------
 
-    def _library(self, session) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The LoRAs never or long not used, and the library's health, from one pass over the
-        library; each figure's ``link`` is the Library query that lists what it counts (the same
-        number: tests check it)."""
-        present = Lora.missing.is_(False)
-
-        def counted(condition):
-            return func.count(case((condition, 1)))
-
-        def size_of(condition):
-            return func.coalesce(func.sum(case((condition, Lora.size))), 0)
-
-        cutoff = time.time() - UNUSED_DAYS * DAY
-        never, long_unused = Lora.use_count == 0, and_(Lora.use_count > 0, Lora.last_used_at < cutoff)
-        figures = session.execute(select(
-            counted(never), size_of(never), counted(long_unused), size_of(long_unused),
-            func.count(Lora.id), func.coalesce(func.sum(Lora.size), 0),
-            counted(and_(present, Lora.sha256.is_(None))), counted(Lora.missing.is_(True)),
-            counted(lora_query.NO_PREVIEW), counted(lora_query.NO_TRIGGER_WORDS),
-            counted(Lora.base_model == "unknown"), counted(lora_query.UNLOADABLE_NAME)).where(live())).one()
-        never_n, never_bytes, unused_n, unused_bytes, loras, size, unhashed, missing, no_preview, no_triggers, no_base, unloadable = figures
-        never_used = {"count": never_n, "bytes": int(never_bytes), "link": _library_link("used:never sort:-size"),
-                      "unused_days": UNUSED_DAYS, "unused_count": unused_n, "unused_bytes": int(unused_bytes),
+    @staticmethod
+    def _library(f: _LibraryFigures) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The LoRAs never or long not used, and the library's health, from its figures
+        (_library_figures); each figure's ``link`` is the Library query that lists what it counts
+        (the same number: tests check it)."""
+        # used before the cutoff: a prefix of the used LoRAs in last-use order (the cutoff moves with the clock)
+        unused_n = bisect.bisect_left(f.last_used, time.time() - UNUSED_DAYS * DAY)
+        never_used = {"count": f.never, "bytes": f.never_bytes, "link": _library_link("used:never sort:-size"),
+                      "unused_days": UNUSED_DAYS, "unused_count": unused_n, "unused_bytes": f.used_bytes[unused_n],
                       "unused_link": _library_link(f"used:>{UNUSED_DAYS}d sort:-size")}
-        dupes = select(Lora.sha256, func.count().label("n"), func.sum(Lora.size).label("total"), func.max(Lora.size).label("one")) \
-            .where(live(), present, Lora.sha256.is_not(None)).group_by(Lora.sha256).having(func.count() > 1).subquery()
-        groups, copies, wasted = session.execute(select(func.count(), func.coalesce(func.sum(dupes.c.n), 0),
-                                                        func.coalesce(func.sum(dupes.c.total - dupes.c.one), 0))).one()
 
         def figure(n, q):
             return {"count": n, "link": _library_link(q)}
 
         return never_used, {
-            "loras": loras, "bytes": int(size), "link": _library_link(""),
-            "unhashed": figure(unhashed, "hashed:no missing:no"),
-            "missing": figure(missing, "missing:yes"),
-            "unreadable": figure(count_unreadable(session), "error:yes"),
-            "duplicates": {"groups": groups, "count": int(copies), "wasted_bytes": int(wasted), "link": _library_link("dupe:yes")},
-            "no_preview": figure(no_preview, "preview:no"),
-            "no_trigger_words": figure(no_triggers, "triggers:no"),
-            "no_base_model": figure(no_base, "base:unknown"),
-            "unloadable_names": figure(unloadable, "loadable:no"),
+            "loras": f.loras, "bytes": f.bytes, "link": _library_link(""),
+            "unhashed": figure(f.unhashed, "hashed:no missing:no"),
+            "missing": figure(f.missing, "missing:yes"),
+            "unreadable": figure(f.unreadable, "error:yes"),
+            "duplicates": {"groups": f.duplicate_groups, "count": f.duplicates, "wasted_bytes": f.wasted_bytes,
+                           "link": _library_link("dupe:yes")},
+            "no_preview": figure(f.no_preview, "preview:no"),
+            "no_trigger_words": figure(f.no_trigger_words, "triggers:no"),
+            "no_base_model": figure(f.no_base_model, "base:unknown"),
+            "unloadable_names": figure(f.unloadable_names, "loadable:no"),
         }
 
     @staticmethod

@@ -173,7 +173,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT})
+            # last in, first out: one reader after another gets the same connection, whose data_version
+            # keys what Totals remembers (a version is that connection's own)
+            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT},
+                                                pool_use_lifo=True)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
             self.engine.dialect.statement_compiler = _SQLiteCompiler
@@ -210,6 +213,25 @@ class Database:
         info = connection.connection.info  # kept with the driver's connection while the pool keeps it
         serial = info.setdefault("lora_manager_serial", next(_SERIALS))
         return commits, serial, connection.exec_driver_sql("PRAGMA data_version").scalar()
+
+    def version_after_read(self, session: Session, version: Hashable) -> Hashable | None:
+        """The data_version the next read sees when nothing has happened since ``version`` was
+        taken in ``session`` but this transaction, which wrote only its temporary tables and is
+        about to roll back (None when that cannot be told): what it remembered stays valid.
+
+        SQLite: ``version`` (temporary tables are not the database's data). PostgreSQL: creating a
+        temporary table takes a transaction id, which moves every later snapshot on although no
+        data changed. When this one's id was the next one given out after ``version``, a snapshot
+        with the same transactions in progress and just this one's id past it has seen the same
+        commits (any other transaction that finished or began would show)."""
+        if self.is_sqlite:
+            return version
+        xmin, xmax, in_progress = str(version).split(":")
+        mine = session.execute(text("SELECT pg_current_xact_id_if_assigned()::text")).scalar()
+        if mine != xmax:
+            return None
+        after = int(mine) + 1  # xmin: the oldest transaction in progress, or xmax when there is none
+        return f"{xmin if in_progress else after}:{after}:{in_progress}"
 
     @contextmanager
     def read(self) -> Iterator[Session]:

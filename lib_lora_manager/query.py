@@ -356,20 +356,22 @@ class Table:
 class Totals:
     """How many rows matched a query, remembered while the data stay the same
     (``Database.data_version``): a search's count reads every match (tens of milliseconds at
-    50,000 rows), the page only up to its end, and paging through a result repeats its count."""
+    50,000 rows), the page only up to its end, and paging through a result repeats its count.
+    Other figures over the whole data are remembered the same way (analytics' library figures),
+    under terms of their own."""
 
     SIZE = 256
 
     def __init__(self, version: Callable[[Session], Hashable]):
         self._version = version
-        self._known: OrderedDict[Hashable, int] = OrderedDict()
+        self._known: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def key(self, session: Session, terms: Hashable | None) -> Hashable | None:
         """The key of ``terms`` (a query's, None when it cannot be remembered) in ``session``."""
         return None if terms is None else (self._version(session), terms)
 
-    def get(self, key: Hashable | None) -> int | None:
+    def get(self, key: Hashable | None) -> Any:
         if key is None:
             return None
         with self._lock:
@@ -382,7 +384,7 @@ class Totals:
         with self._lock:
             self._known.clear()
 
-    def put(self, key: Hashable | None, total: int) -> None:
+    def put(self, key: Hashable | None, total: Any) -> None:
         if key is None:
             return
         with self._lock:

@@ -6,14 +6,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
 from factories import make_lora
+from sqlalchemy import update
 
 from lib_lora_manager import analytics, synth
 from lib_lora_manager.errors import InvalidInput, NotFound, QueryError
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
+from lib_lora_manager.models import Lora
 
 NOW = time.time()
 DAY = 86400.0
@@ -374,3 +379,90 @@ def test_percentiles_of_a_small_window_in_a_long_history(library):
     durations = sorted(old + [d for d, _ in recent])
     assert everything["kpis"]["median_seconds"] == durations[-(-50 * len(durations) // 100) - 1]
     assert {m["model"]: m["median_seconds"] for m in everything["models"]}["m2"] == 1.0
+
+
+@pytest.fixture
+def library_reads(monkeypatch):
+    """How many times the library's figures are read from the database."""
+    reads = []
+    real = analytics._library_figures
+
+    def counted(session):
+        reads.append(1)
+        return real(session)
+    monkeypatch.setattr(analytics, "_library_figures", counted)
+    return reads
+
+
+def _version(library):
+    if library.store.db.is_sqlite:
+        return None
+    with library.store.db.read() as session:
+        return library.store.db.data_version(session)
+
+
+def _alone(library, before, after, reports: int) -> bool:
+    """Whether ``reports`` reports ran with nothing else going on in the database: always in
+    these tests on SQLite; on PostgreSQL no other transaction on the server (other databases'
+    too) began or ended, which moves the snapshot, while each report took one transaction id."""
+    if library.store.db.is_sqlite:
+        return True
+    xmin, xmax, in_progress = before.split(":")
+    xmax = int(xmax) + reports
+    return after == f"{xmin if in_progress else xmax}:{xmax}:{in_progress}"
+
+
+def test_library_figures_are_read_once_until_a_write(library, lora_dir, library_reads, database_url):
+    """The library's figures do not depend on the window or the query: read once, shared by every
+    report until a write (this process's: a LoRA trashed, a preview found; or another process's)."""
+    for i, name in enumerate(("one", "two", "three")):
+        make_lora(lora_dir, name, seed=i + 1)
+    library.indexer.scan()
+    before = _version(library)
+    first = library.analytics.report("30d")
+    assert (first["health"]["loras"], first["health"]["no_preview"]["count"], first["never_used"]["count"]) == (3, 3, 3)
+    for window, q in (("24h", ""), ("all", "castle"), ("30d", "")):
+        again = library.analytics.report(window, q)
+        assert (again["health"], again["never_used"]) == (first["health"], first["never_used"])
+    if _alone(library, before, _version(library), 4):
+        assert len(library_reads) == 1
+    reads = len(library_reads)
+    library.files.trash([library.find("one").id])
+    h = library.analytics.report("30d")["health"]
+    assert (h["loras"], h["no_preview"]["count"], len(library_reads)) == (2, 2, reads + 1)
+    (lora_dir / "two.preview.png").write_bytes(b"png")
+    library.indexer.scan()
+    h = library.analytics.report("7d")["health"]
+    assert (h["loras"], h["no_preview"]["count"]) == (2, 1)
+    reads, version = len(library_reads), _version(library)
+    url = library.store.db.engine.url.render_as_string(hide_password=False)
+    script = textwrap.dedent(f"""
+        from sqlalchemy import create_engine, text
+        with create_engine({url!r}).begin() as conn:
+            conn.execute(text("UPDATE loras SET base_model = 'unknown' WHERE trashed_at IS NULL"))
+    """)
+    before = library.analytics.report("30d")["health"]["no_base_model"]["count"]
+    if _alone(library, version, _version(library), 1):
+        assert len(library_reads) == reads
+    reads = len(library_reads)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    after = library.analytics.report("30d")["health"]["no_base_model"]
+    assert (before, after["count"], len(library_reads)) == (0, 2, reads + 1)
+    assert library.search(after["link"]["query"]).total == 2
+
+
+def test_unused_for_days_moves_with_the_clock_not_the_remembered_figures(library, lora_dir, library_reads):
+    make_lora(lora_dir, "old", seed=1)
+    library.indexer.scan()
+    lora = library.find("old")
+    with library.store.db.write() as session:
+        session.execute(update(Lora).where(Lora.id == lora.id).values(
+            use_count=1, last_used_at=time.time() - analytics.UNUSED_DAYS * DAY + 1.5))
+    first, version = library.analytics.report("30d")["never_used"], _version(library)
+    assert (first["count"], first["unused_count"], first["unused_bytes"]) == (0, 0, 0)
+    time.sleep(2)
+    later = library.analytics.report("30d")["never_used"]
+    assert (later["unused_count"], later["unused_bytes"]) == (1, lora.size)
+    if _alone(library, version, _version(library), 1):
+        assert len(library_reads) == 1
+    assert library.search(later["unused_link"]["query"]).total == 1
