@@ -80,7 +80,11 @@ def chromium_page(*, viewport: tuple[int, int] = (1440, 1000), timeout_ms: int =
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+            # less motion, as some users ask for: a hover transition still running on a loaded
+            # machine fails a click's stability check, and the click's retry scrolls its target
+            # to the screen's edge (a star click "moved" its card 390 px); style.css turns them off
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                          reduced_motion="reduce")
             if clipboard_origin:
                 context.grant_permissions(["clipboard-read", "clipboard-write"], origin=clipboard_origin)
             page = context.new_page()

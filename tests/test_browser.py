@@ -141,6 +141,8 @@ def test_card_stars_sticky_bulk_bar_and_selection_after_trash(standalone_in_brow
     expect(results.locator(".lm-card")).to_have_count(21)
     page.wait_for_function("() => window.loraManager && window.loraManager.initialised")
     expect(page.locator("#lora_manager_stats .lm-stats")).to_contain_text("21 LoRAs")  # the first refresh is over
+    # the page asks for less motion (tests/browser.py): the cards' hover lift is off
+    assert results.locator(".lm-card").first.evaluate("(el) => getComputedStyle(el).transitionDuration") == "0s"
 
     # (a) one click on the fourth star rates 4: the card changes in place (the same element, the
     # page where it was), the rating is stored; a click on the current rating clears it
