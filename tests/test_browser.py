@@ -274,6 +274,8 @@ def test_duplicate_badges_keep_the_best_and_the_unreadable_file(standalone_in_br
     search = page.locator("#lora_manager_search input, #lora_manager_search textarea").first
     search.fill("broken_download")
     search.press("Enter")
+    # the result before also had one card: wait for this search's card, not a count
+    expect(results.locator(".lm-card", has_text="broken_download")).to_have_count(1)
     expect(results.locator(".lm-card")).to_have_count(1)
     expect(results.locator(".lm-compose-add")).to_have_count(0)
     results.locator(".lm-card .lm-thumb").click()
@@ -290,6 +292,7 @@ def test_duplicate_badges_keep_the_best_and_the_unreadable_file(standalone_in_br
     # a readable one shows them again
     search.fill("Café Owner")
     search.press("Enter")
+    expect(results.locator(".lm-card", has_text="Café Owner")).to_have_count(1)
     expect(results.locator(".lm-card")).to_have_count(1)
     results.locator(".lm-card .lm-thumb").click()
     expect(detail.locator(".lm-detail-name")).to_have_text("Café Owner")
