@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from lib_lora_manager import synth, text_index
+from lib_lora_manager.db import MIGRATIONS_DIR, Database
 from lib_lora_manager.models import Base
 
 POSTGRES_URL = os.environ.get("LORA_MANAGER_TEST_POSTGRES_URL")
@@ -24,6 +25,18 @@ def reset_postgres(url: str) -> None:
         text_index.drop_postgresql(conn)  # the copies of the text are not models
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
+
+
+def migrate_to(db: Database, revision: str) -> None:
+    """Bring an empty database to ``revision`` only, as a database made by an older release has it."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db._write_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
 
 
 def make_lora(directory: Path, name: str, family: str = "sd1", *, metadata: dict | None = None,

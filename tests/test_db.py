@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from factories import POSTGRES_URL, reset_postgres
+from factories import POSTGRES_URL, migrate_to, reset_postgres
 from sqlalchemy import select, text, update
 
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
@@ -180,9 +180,6 @@ def test_a_deadlocked_transaction_is_run_again():
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_generation_row_counts_are_filled_in_from_the_rows_recorded_before(tmp_path, engine):
     """0023 counts each generation's image and LoRA rows recorded before it (analytics sums them)."""
-    from alembic import command
-    from alembic.config import Config
-
     if engine == "postgresql":
         if not POSTGRES_URL:
             pytest.skip("LORA_MANAGER_TEST_POSTGRES_URL is not set")
@@ -190,11 +187,7 @@ def test_generation_row_counts_are_filled_in_from_the_rows_recorded_before(tmp_p
         db = Database(POSTGRES_URL)
     else:
         db = Database(sqlite_url(tmp_path / "lib.db"))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0020")
+    migrate_to(db, "0020")
     with db.engine.begin() as conn:
         for i in (1, 2, 3):
             conn.execute(text("INSERT INTO generations (id, started_at, status, prompt, negative_prompt, favorite, search_text) "

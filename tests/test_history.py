@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from factories import make_lora
+from factories import make_lora, migrate_to
 
 from lib_lora_manager.errors import InvalidInput, NotFound
 from lib_lora_manager.history import GeneratedImage, GenerationRecord
@@ -53,20 +53,13 @@ def test_record_rejects_unknown_status(library):
 
 def test_upgrading_a_0001_database_keeps_the_library(tmp_path, lora_dir):
     """A library made by the first schema migrates to the history schema with its data."""
-    from alembic import command
-    from alembic.config import Config
-
-    from lib_lora_manager.db import MIGRATIONS_DIR, Database, sqlite_url
+    from lib_lora_manager.db import Database, sqlite_url
     from lib_lora_manager.library import Library
 
     data = tmp_path / "data"
     data.mkdir()
     db = Database(sqlite_url(data / "lora_manager.db"))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+    migrate_to(db, "0001")
     with db.engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
@@ -261,20 +254,13 @@ def test_rerun_request_comes_from_fields_then_the_infotext(library):
 
 
 def test_upgrading_a_0003_database_makes_old_prompts_searchable(tmp_path, lora_dir):
-    from alembic import command
-    from alembic.config import Config
-
-    from lib_lora_manager.db import MIGRATIONS_DIR, Database, sqlite_url
+    from lib_lora_manager.db import Database, sqlite_url
     from lib_lora_manager.library import Library
 
     data = tmp_path / "data"
     data.mkdir()
     db = Database(sqlite_url(data / "lora_manager.db"))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
+    migrate_to(db, "0003")
     with db.engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO generations (started_at, status, prompt, negative_prompt, favorite) "

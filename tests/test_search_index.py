@@ -9,11 +9,11 @@ import shutil
 import time
 
 import pytest
-from factories import POSTGRES_URL, make_lora, reset_postgres
+from factories import POSTGRES_URL, make_lora, migrate_to, reset_postgres
 from sqlalchemy import event, func, select, text, update
 
 from lib_lora_manager import query, text_index
-from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
+from lib_lora_manager.db import SCHEMA_REVISION, Database, sqlite_url
 from lib_lora_manager.errors import InvalidInput
 from lib_lora_manager.history import GenerationRecord
 from lib_lora_manager.library import Library
@@ -396,15 +396,6 @@ def test_a_cursor_is_checked(library, lora_dir):
 # --- migration 0007 --------------------------------------------------------------------------
 
 
-def _migrate_to(db: Database, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with db._write_engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
@@ -419,7 +410,7 @@ def test_migration_0007_indexes_a_0006_database_with_data(engine, tmp_path):
     else:
         url = sqlite_url(tmp_path / "old.db")
     db = Database(url)
-    _migrate_to(db, "0006")
+    migrate_to(db, "0006")
     with db.engine.begin() as conn:
         for n, words in enumerate(("anime style", "blue hair", "castle keepme")):
             conn.execute(text(
@@ -454,7 +445,7 @@ def test_migration_0013_marks_the_end_of_sqlite_full_text(tmp_path):
     """A 0012 database's full-text copies have no end mark (its last two characters begin no
     trigram): 0013 rebuilds them with it, so a two-character term at the end of a text is found."""
     db = Database(sqlite_url(tmp_path / "old.db"))
-    _migrate_to(db, "0012")
+    migrate_to(db, "0012")
     with db.engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
@@ -538,7 +529,7 @@ def empty_database(engine: str, tmp_path) -> str:
 def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
     url = empty_database(engine, tmp_path)
     db = Database(url)
-    _migrate_to(db, "0008")
+    migrate_to(db, "0008")
     with db.engine.begin() as conn:
         for n, (sha256, missing, trashed) in enumerate(
                 [("a" * 64, False, None), ("a" * 64, False, None), ("a" * 64, True, None), ("a" * 64, False, 5.0),
@@ -567,7 +558,7 @@ def test_migration_0009_counts_the_copies_of_a_0008_database(engine, tmp_path):
 def test_migration_0011_derives_base_models_and_splits_trigger_words_of_stored_rows(engine, tmp_path):
     url = empty_database(engine, tmp_path)
     db = Database(url)
-    _migrate_to(db, "0010")
+    migrate_to(db, "0010")
     rows = [  # detected, sidecar, user, effective as 0009 stored it, trigger words
         ("pony", "sdxl", None, "sdxl", '["ryuu", "dragon horns", "ryuu, dragon horns"]'),
         ("illustrious", "sdxl", None, "sdxl", '["(red, blue:1.2)", "a, A"]'), ("sd1", "sdxl", None, "sdxl", '["solo"]'),
@@ -598,7 +589,7 @@ def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_pat
     has its index on both."""
     url = empty_database(engine, tmp_path)
     db = Database(url)
-    _migrate_to(db, "0011")
+    migrate_to(db, "0011")
     if engine == "postgresql":
         with db.engine.begin() as conn:  # 0011's code indexed generations itself
             for copy in text_index.COPIED.values():
@@ -801,7 +792,7 @@ def test_migration_0016_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
     unhashed ones, which lists them all and counts ``hashed:`` beside other filters exactly."""
     url = sqlite_url(tmp_path / "old.db")
     db = Database(url)
-    _migrate_to(db, "0014")
+    migrate_to(db, "0014")
     with db.engine.begin() as conn:
         for n in range(5):
             conn.execute(text(
