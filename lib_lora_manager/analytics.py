@@ -20,6 +20,7 @@ import bisect
 import csv
 import datetime as dt
 import io
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -37,6 +39,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     distinct,
     func,
     literal,
@@ -48,11 +51,23 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
 
-from . import base_models, lora_query, query
+from . import base_models, lora_query, query, rollups
 from .dbtypes import SafeString, SafeText
 from .errors import InvalidInput, NotFound
 from .history_query import GENERATIONS
-from .models import Generation, GenerationImage, GenerationLora, Lora, LoraTag, Tag, count_unreadable, live
+from .models import (
+    GENERATION_HOURS,
+    LORA_PAIR_HOURS,
+    LORA_USE_HOURS,
+    Generation,
+    GenerationImage,
+    GenerationLora,
+    Lora,
+    LoraTag,
+    Tag,
+    count_unreadable,
+    live,
+)
 from .statuses import GenerationStatus
 from .store import Store
 from .wording import human_size
@@ -112,6 +127,20 @@ class Scope:
     @property
     def length(self) -> float | None:
         return None if self.start is None else self.end - self.start
+
+    @property
+    def rolled(self) -> bool:
+        """Counted from the history's hourly rollups (rollups.py): a scope without a History query."""
+        return not self.parsed.where()
+
+    def first(self) -> float | None:
+        """The start of the window before this one (of this one for ``all``: None)."""
+        previous = self.previous()
+        return previous.start if previous is not None else self.start
+
+    def current(self, started_at):
+        """1 for a time in this window, 0 in the one before (SQL)."""
+        return literal(1) if self.start is None else case((started_at >= self.start, 1), else_=0)
 
     def previous(self) -> Scope | None:
         """The window of the same length just before (None for ``all``)."""
@@ -207,7 +236,8 @@ def normalise_error(message: str | None) -> str:
 
 
 # The scope's generations (the window's, ``cur`` 1, and the window's before it, ``cur`` 0) and
-# their LoRA rows, copied once per report into temporary tables of a few narrow columns: every
+# their LoRA rows (for a scope read from the hourly rollups, only the generations of the hours
+# read from rows, and no LoRA rows), copied once per report into temporary tables of a few narrow columns: every
 # figure then aggregates these rows instead of running the History query (free text, tags …) again.
 _SCRATCH = MetaData()
 SCOPED = Table(
@@ -216,9 +246,9 @@ SCOPED = Table(
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
     Column("favorite", Boolean),
-    # its image rows and LoRA rows (library LoRAs or not; Generation.image_count, lora_count): the
-    # images and "with a LoRA" figures are sums over this table alone
-    Column("images", Integer), Column("loras", Integer),
+    # its image rows and LoRA rows (library LoRAs or not): the images and "with a LoRA" figures
+    # are sums over this table alone (named as the generations' columns: rollups' sums read either)
+    Column("image_count", Integer), Column("lora_count", Integer),
     # SQLite: in time order (the rows arrive so, from the generations' started_at index), so a
     # bucket of the series is a range of the key (_percentiles' per-group queries); PostgreSQL:
     # no key (it joins by hashing, and an index kept up as the rows arrive cost more than it saved)
@@ -265,18 +295,91 @@ def _scoped(session, s: Scope) -> Iterator[None]:
     for table in _TABLES:
         table.drop(conn, checkfirst=True)  # left by a body that raised (SQLite keeps them)
         table.create(conn)
-    previous = s.previous()
-    first = previous.start if previous is not None else s.start
-    where = [*s.parsed.where(), Generation.started_at < s.end]
-    if first is not None:
-        where.append(Generation.started_at >= first)
-    cur = literal(1) if s.start is None else case((Generation.started_at >= s.start, 1), else_=0)
-    g, gl = Generation, GenerationLora
-    session.execute(SCOPED.insert().from_select(
-        [c.name for c in SCOPED.c],
-        select(g.id, cur, g.started_at, g.status, g.duration, g.model_name, g.width, g.height, g.steps, g.rating,
-               g.favorite, g.image_count, g.lora_count).where(*where)))
+    for key in ("analytics_walk_generations", "analytics_hours"):
+        session.info.pop(key, None)  # decided per scope (Analytics._durations, _rolled_uses)
+    if s.rolled:
+        _rolled_uses(session, s)
+    else:
+        _copied_rows(session, s)
+    yield
+    for key in ("analytics_walk_generations", "analytics_hours"):
+        session.info.pop(key, None)
+    for table in _TABLES:
+        table.drop(conn)
+
+
+def _sum(column):
+    """SUM of a column, an integer one's as an integer (PostgreSQL sums a bigint as numeric)."""
+    total = func.sum(column)
+    return total if isinstance(column.type, Float) else cast(total, BigInteger)
+
+
+def _window_where(s: Scope, previous: bool = True) -> list:
+    """The generations' time conditions of the window (and, by default, the one before)."""
+    first = s.first() if previous else s.start
+    return [Generation.started_at < s.end] + ([Generation.started_at >= first] if first is not None else [])
+
+
+def _rolled_uses(session, s: Scope) -> None:
+    """A scope without a History query: the generations of the hours the rollups cannot tell
+    (rollups.Hours, kept in session.info for the figures that read them) in SCOPED, and
+    SCOPED_USES summed from the rollups and those; SCOPED_LORAS stays empty."""
+    first = s.first()
+    if first is None:
+        first = session.scalar(select(func.min(Generation.started_at)))
+        if first is None:
+            return  # no generation at all
+    buckets = _buckets(session, s)
+    edges = ([] if s.start is None else [s.start]) + \
+        ([] if buckets is None else [buckets.start + i * buckets.size for i in range(buckets.count + 1)])
+    hours = session.info["analytics_hours"] = rollups.hours(session, first, s.end, edges)
+    session.info["analytics_walk_generations"] = True  # the durations are read from the generations' index
+    copy = SCOPED.insert().from_select([c.name for c in SCOPED.c], _generation_rows(s).where(*rollups.in_span()))
+    for a, b in hours.spans():
+        session.execute(copy, {"a": a, "b": b})
+    both = _lora_use_hours(s, hours, by_lora=True).subquery()
+    c = both.c
+    now, before = c.cur == 1, c.cur == 0
+
+    def total(column, when):
+        return func.coalesce(func.sum(case((when, column))), 0)
+
+    session.execute(SCOPED_USES.insert().from_select(
+        [c.name for c in SCOPED_USES.c],
+        select(c.lora_id, total(c.uses, now), total(c.uses, before), total(c.lora_rows, now), func.max(case((now, c.last_used_at))),
+               func.sum(case((now, c.rating_sum))) * literal(1.0) / func.nullif(func.sum(case((now, c.rated_rows))), 0),
+               total(c.favorite_rows, now)).group_by(c.lora_id)))
+
+
+def _lora_use_hours(s: Scope, hours: rollups.Hours, where: Callable[[Any], list] = lambda c: [], previous: bool = True,
+                    by_lora: bool = False):
+    """LORA_USE_HOURS' rows of the scope's hours, with ``cur``, and the same sums of the rows of
+    the hours read from rows; ``where(columns)`` narrows the rollup's (by model_name or status: the
+    caller narrows the union too; the rows' part is read by time alone, which SQLite can do run by
+    run), and ``previous=False`` leaves out the window before."""
+    u = LORA_USE_HOURS.c
+    now = [] if previous or s.start is None else [u.hour * HOUR >= s.start]
+    rolled = select(s.current(u.hour * HOUR).label("cur"), *(c for c in LORA_USE_HOURS.c if c.name != "hour")) \
+        .where(*hours.rolled(LORA_USE_HOURS), *now, *where(u))
+    if by_lora:  # SQLite: LoRA by LoRA along the index holding every column, so the groups come in order
+        rolled = rolled.with_hint(LORA_USE_HOURS, "INDEXED BY ix_lora_use_hours_lora", "sqlite")
     t = SCOPED.c
+    return rolled.union_all(rollups.lora_use_sums([t.cur.label("cur")], [] if previous else [t.cur == 1], t))
+
+
+def _generation_rows(s: Scope):
+    """SCOPED's columns of generations (to narrow with a where)."""
+    g = Generation
+    return select(g.id, s.current(g.started_at), g.started_at, g.status, g.duration, g.model_name, g.width, g.height,
+                  g.steps, g.rating, g.favorite, g.image_count, g.lora_count)
+
+
+def _copied_rows(session, s: Scope) -> None:
+    """A scope with a History query: its generations and their LoRA rows copied into SCOPED and
+    SCOPED_LORAS, and SCOPED_USES summed from them."""
+    session.execute(SCOPED.insert().from_select([c.name for c in SCOPED.c],
+                                                _generation_rows(s).where(*s.parsed.where(), *_window_where(s))))
+    t, gl = SCOPED.c, GenerationLora
     # the grouped generations' ids once (their index), not each row's generation
     grouped = select(Generation.id).where(Generation.group_key.is_not(None))
     weight = case((gl.generation_id.in_(grouped), None), else_=func.coalesce(gl.te_weight, gl.unet_weight))
@@ -293,11 +396,19 @@ def _scoped(session, s: Scope) -> Iterator[None]:
                func.max(case((now, u.started_at))), func.avg(case((now, u.rating))),
                func.sum(case((and_(now, u.favorite.is_(True)), 1), else_=0)))
         .group_by(u.lora_id)))
-    session.info.pop("analytics_walk_generations", None)  # decided on first use (Analytics._durations)
-    yield
-    session.info.pop("analytics_walk_generations", None)
-    for table in _TABLES:
-        table.drop(conn)
+
+
+def _buckets(session, s: Scope) -> Buckets | None:
+    """The series' buckets: hours for a day, days up to 90, weeks beyond (None: no generation)."""
+    start = s.start
+    if start is None:
+        start = session.scalar(select(func.min(Generation.started_at))) if s.rolled else \
+            session.scalar(select(func.min(SCOPED.c.started_at)).where(SCOPED.c.cur == 1))
+    if start is None:
+        return None
+    length = s.end - start
+    size = HOUR if length <= DAY + 1 else DAY if length <= 90 * DAY + 1 else 7 * DAY
+    return Buckets(start, size, max(1, int(-(-length // size))))
 
 
 def _percentiles(session, key, value, where: list, counts: dict[Any, int], percents: tuple[int, ...],
@@ -409,6 +520,8 @@ class Analytics:
         each part's milliseconds (the benchmark's breakdown)."""
         s = scope(window, q, start, end, now)
         lap = _laps(timings)
+        self._sum_marked_hours(s)
+        lap("rollups")
         out: dict[str, Any] = {"scope": s.describe()}
         db = self.store.db
         with db.read() as session:
@@ -434,8 +547,8 @@ class Analytics:
 
     def _report(self, session, s: Scope, out: dict[str, Any], known: _LibraryFigures, lap: Callable[[str], None]) -> None:
         """The report's figures into ``out``: the scope's from its temporary tables, the library's from ``known``."""
-        buckets = self._buckets(session, s)
-        profile = self._profile(session, buckets)
+        buckets = _buckets(session, s)
+        profile = self._profile(session, s, buckets)
         out["kpis"] = self._kpis(session, s, profile)
         lap("kpis")
         out["series"] = self._series(session, s, buckets, profile)
@@ -461,8 +574,20 @@ class Analytics:
         if name not in TABLES:
             raise InvalidInput(f"unknown analytics table “{name}” (known: {', '.join(TABLES)})")
         s = scope(window, q, start, end, now)
+        self._sum_marked_hours(s)
         with self.store.db.read() as session, _scoped(session, s):
             return getattr(self, TABLES[name])(session, s)
+
+    def _sum_marked_hours(self, s: Scope) -> None:
+        """Before a rolled scope is read: the marked hours summed again when more than
+        rollups.REFRESH_AT of them fall in its range (fewer are read from their rows)."""
+        if not s.rolled:
+            return
+        first = s.first()
+        with self.store.db.read() as session:
+            marked = rollups.marked(session, None if first is None else int(first // HOUR), int(s.end // HOUR) + 1)
+        if len(marked) > rollups.REFRESH_AT:
+            self.store.db.transaction(rollups.refresh)
 
     # --- KPIs -------------------------------------------------------------------------------
 
@@ -472,7 +597,7 @@ class Analytics:
         the generations' own for a large scope without a History query: see SCOPED_DURATIONS),
         and the index SQLite walks for them (SCOPED's built on first use)."""
         if session.get_bind().dialect.name != "sqlite":
-            return SCOPED.c, None
+            return (Generation.__table__.c if s.rolled else SCOPED.c), None
         if "analytics_walk_generations" not in session.info:
             scoped = session.scalar(select(func.count()).select_from(SCOPED))
             session.info["analytics_walk_generations"] = not s.parsed.where() and \
@@ -492,30 +617,26 @@ class Analytics:
         first = s.start if not previous or s.previous() is None else s.previous().start
         return [t.started_at < s.end] + ([t.started_at >= first] if first is not None else [])
 
-    def _buckets(self, session, s: Scope) -> Buckets | None:
-        """The series' buckets: hours for a day, days up to 90, weeks beyond (None: no generation)."""
-        start = s.start
-        if start is None:
-            start = session.scalar(select(func.min(SCOPED.c.started_at)).where(SCOPED.c.cur == 1))
-        if start is None:
-            return None
-        length = s.end - start
-        size = HOUR if length <= DAY + 1 else DAY if length <= 90 * DAY + 1 else 7 * DAY
-        return Buckets(start, size, max(1, int(-(-length // size))))
+    def _profile(self, session, s: Scope, buckets: Buckets | None = None) -> list[Any]:
+        """The scope's generations grouped by period, series bucket, model, image size and status:
+        the KPIs' counts (images and LoRA rows too), the series', the models' and the speed table
+        are sums of them (a few thousand rows at most; read from the hourly rollups and SCOPED, two
+        may share a group: every reader sums them)."""
 
-    def _profile(self, session, buckets: Buckets | None = None) -> list[Any]:
-        """The scope's generations grouped by period, series bucket, model, image size and status
-        (a few thousand rows at most): the KPIs' counts (images and LoRA rows too), the series',
-        the models' and the speed table are sums of them."""
+        def bucket(started_at):
+            return (literal(0) if buckets is None else buckets.of(started_at)).label("bucket")
         g = SCOPED.c
-        stepped = and_(g.duration.is_not(None), g.steps > 0)
-        bucket = (literal(0) if buckets is None else buckets.of(g.started_at)).label("bucket")
-        return session.execute(select(g.cur, bucket, g.model_name, g.width, g.height, g.status, func.count().label("n"),
-                                      func.count(g.duration).label("timed"), func.count(case((stepped, 1))).label("stepped"),
-                                      func.sum(case((stepped, g.duration))).label("seconds"),
-                                      func.sum(case((stepped, g.steps))).label("steps"), func.sum(g.images).label("images"),
-                                      func.count(case((g.loras > 0, 1))).label("with_lora"), func.sum(g.loras).label("lora_rows"))
-                               .group_by(g.cur, bucket, g.model_name, g.width, g.height, g.status)).all()
+        copied = rollups.generation_sums([g.cur, bucket(g.started_at)], [], g)
+        hours = session.info.get("analytics_hours")
+        if not s.rolled or hours is None:
+            return session.execute(copied).all()
+        h = GENERATION_HOURS.c
+        at = h.hour * HOUR
+        sums = [_sum(c).label(c.name) for c in GENERATION_HOURS.c if c.name not in ("hour", "model_name", "width", "height", "status")]
+        cur, b = s.current(at).label("cur"), bucket(at)
+        rolled = select(cur, b, h.model_name, h.width, h.height, h.status, *sums).where(*hours.rolled(GENERATION_HOURS)) \
+            .group_by(cur, b, h.model_name, h.width, h.height, h.status)
+        return session.execute(rolled.union_all(copied)).all()
 
     def _kpis(self, session, s: Scope, profile: list[Any] | None = None) -> dict[str, Any]:
         """The window's KPIs, with the window's before it under ``previous`` and the change."""
@@ -525,7 +646,7 @@ class Analytics:
         model_names: dict[int, set] = {p: set() for p in periods}
         images = dict.fromkeys(periods, 0)
         with_lora = dict.fromkeys(periods, 0)
-        for r in self._profile(session) if profile is None else profile:
+        for r in self._profile(session, s) if profile is None else profile:
             by_status[r.cur][r.status] = by_status[r.cur].get(r.status, 0) + r.n
             timed[r.cur] += r.timed if r.status == GenerationStatus.SUCCEEDED else 0
             images[r.cur] += int(r.images or 0)
@@ -591,10 +712,17 @@ class Analytics:
                 rows[int(r.bucket)]["generations"] += r.n
                 rows[int(r.bucket)]["loras"] += int(r.lora_rows or 0)
         # the bucket's key range, a second wider (its number decides: the same rounding as the counts')
-        # (the status compared as an expression: SQLite must read each bucket's key range, not walk SCOPED_DURATIONS)
+        # (the status compared as an expression: SQLite must read each bucket's key range, not walk SCOPED_DURATIONS;
+        # a rolled scope's are the generations' own, read along their analytics index)
+        if s.rolled:
+            g = Generation.__table__.c
+            bucket = buckets.of(g.started_at)
         succeeded = g.status.concat("") == GenerationStatus.SUCCEEDED.value
-        medians = _percentiles(session, bucket, g.duration, [g.cur == 1, succeeded], timed, (50,),
-                               span=lambda b: [g.started_at >= start + int(b) * size - 1, g.started_at < start + (int(b) + 1) * size + 1])
+        # the generations' range is cut to the window too (one range: SQLite reads just it)
+        low, high = (-math.inf if s.start is None else s.start, s.end) if s.rolled else (-math.inf, math.inf)
+        medians = _percentiles(session, bucket, g.duration, [succeeded] if s.rolled else [g.cur == 1, succeeded], timed, (50,),
+                               span=lambda b: [g.started_at >= max(low, start + int(b) * size - 1),
+                                               g.started_at < min(high, start + (int(b) + 1) * size + 1)])
         for b, figures in medians.items():
             if 0 <= int(b) < count:
                 rows[int(b)]["median_seconds"] = figures[50]
@@ -608,21 +736,31 @@ class Analytics:
                                       Lora.title, Lora.stem, Lora.default_weight)
                                .join(Lora, Lora.id == su.lora_id).where(su.uses > 0)
                                .order_by(su.uses.desc(), su.lora_id).limit(TOP)).all()
-        weights = self._weight_figures(session, [r.lora_id for r in rows])
+        weights = self._weight_figures(session, s, [r.lora_id for r in rows])
         return [{"id": r.lora_id, "name": r.display_name or r.title or r.stem, "uses": r.uses,
                  "last_used_at": r.last_used_at, "average_rating": None if r.rating is None else float(r.rating),
                  "favorites": int(r.favorites or 0), "default_weight": r.default_weight,
                  **weights.get(r.lora_id, {"median_weight": None, "min_weight": None, "max_weight": None, "weighted_uses": 0}),
                  "link": s.link(f"lora:{r.lora_id}")} for r in rows]
 
-    def _weight_figures(self, session, lora_ids: list[int]) -> dict[int, dict[str, Any]]:
+    def _weight_figures(self, session, s: Scope, lora_ids: list[int]) -> dict[int, dict[str, Any]]:
         """{lora id: median, min and max weight and the rows they count} over the LoRAs' rows in the
-        window, a sweep's or an A/B comparison's left out (SCOPED_LORAS.weight)."""
-        u = SCOPED_LORAS.c
-        where = [u.cur == 1, u.lora_id.in_(lora_ids), u.weight.is_not(None)]
-        rows = session.execute(select(u.lora_id, func.min(u.weight), func.max(u.weight), func.count())
-                               .where(*where).group_by(u.lora_id)).all()
-        medians = _percentiles(session, u.lora_id, u.weight, where, {i: n for i, _, _, n in rows}, (50,))
+        window, a sweep's or an A/B comparison's left out (SCOPED_LORAS.weight; in a rolled scope
+        the few LoRAs' own rows, through their lora_id index)."""
+        if s.rolled:
+            gl = GenerationLora
+            lora_id, weight = gl.lora_id, func.coalesce(gl.te_weight, gl.unet_weight)
+            # (the sweeps' weights left out by the value, not a condition on group_key, whose index
+            # SQLite would read whole instead of the few LoRAs' rows)
+            weight = case((Generation.group_key.is_(None), weight))
+            where = [gl.generation_id == Generation.id, *_window_where(s, previous=False)]
+        else:
+            u = SCOPED_LORAS.c
+            lora_id, weight, where = u.lora_id, u.weight, [u.cur == 1]
+        where += [lora_id.in_(lora_ids), weight.is_not(None)]
+        rows = session.execute(select(lora_id, func.min(weight), func.max(weight), func.count())
+                               .where(*where).group_by(lora_id)).all()
+        medians = _percentiles(session, lora_id, weight, where, {i: n for i, _, _, n in rows}, (50,))
         return {i: {"median_weight": medians[i][50], "min_weight": low, "max_weight": high, "weighted_uses": n}
                 for i, low, high, n in rows}
 
@@ -657,15 +795,19 @@ class Analytics:
         """Pairs of LoRAs used in the same generation, with lift = P(a,b) / (P(a) P(b)) over the
         window's generations; only pairs seen in MIN_PAIR_SUPPORT generations or more."""
         if total is None:
-            total = session.scalar(select(func.count()).select_from(SCOPED).where(SCOPED.c.cur == 1))
+            total = sum(r.n for r in self._profile(session, s) if r.cur == 1)
         if not total:
             return []
-        a, b = SCOPED_LORAS.alias("a"), SCOPED_LORAS.alias("b")
-        together = func.count(distinct(a.c.generation_id))
-        pairs = session.execute(select(a.c.lora_id, b.c.lora_id, together)
-                                .join(b, and_(b.c.generation_id == a.c.generation_id, b.c.lora_id > a.c.lora_id))
-                                .where(a.c.cur == 1, a.c.lora_id.is_not(None)).group_by(a.c.lora_id, b.c.lora_id)
-                                .having(together >= MIN_PAIR_SUPPORT).order_by(together.desc()).limit(TOP * 5)).all()
+        if s.rolled:
+            pairs = session.execute(self._rolled_pairs(session, s)).all()
+        else:
+            a, b = SCOPED_LORAS.alias("a"), SCOPED_LORAS.alias("b")
+            together = func.count(distinct(a.c.generation_id))
+            pairs = session.execute(select(a.c.lora_id, b.c.lora_id, together)
+                                    .join(b, and_(b.c.generation_id == a.c.generation_id, b.c.lora_id > a.c.lora_id))
+                                    .where(a.c.cur == 1, a.c.lora_id.is_not(None)).group_by(a.c.lora_id, b.c.lora_id)
+                                    .having(together >= MIN_PAIR_SUPPORT).order_by(together.desc(), a.c.lora_id, b.c.lora_id)
+                                    .limit(TOP * 5)).all()
         if not pairs:
             return []
         wanted = {x for p in pairs for x in p[:2]}
@@ -675,15 +817,29 @@ class Analytics:
         out = [{"a": {"id": x, "name": names.get(x)}, "b": {"id": y, "name": names.get(y)}, "together": n,
                 "support": n / total, "lift": (n / total) / ((single[x] / total) * (single[y] / total)),
                 "link": s.link(f"lora:{x}", f"lora:{y}")} for x, y, n in pairs]
-        out.sort(key=lambda r: (-r["lift"], -r["together"]))
+        out.sort(key=lambda r: (-r["lift"], -r["together"], r["a"]["id"], r["b"]["id"]))
         return out[:TOP]
+
+    @staticmethod
+    def _rolled_pairs(session, s: Scope):
+        """The pairs of the window from LORA_PAIR_HOURS and the rows of the hours it cannot tell."""
+        hours = session.info.get("analytics_hours")
+        if hours is None:
+            return select(literal(0), literal(0), literal(0)).where(literal(False))
+        p = LORA_PAIR_HOURS.c
+        rolled = select(p.a, p.b, p.generations).where(*hours.rolled(LORA_PAIR_HOURS),
+                                                       *([] if s.start is None else [p.hour * HOUR >= s.start]))
+        both = rolled.union_all(rollups.pair_sums([], [SCOPED.c.cur == 1], SCOPED.c)).subquery()
+        together = _sum(both.c.generations)
+        return select(both.c.a, both.c.b, together).group_by(both.c.a, both.c.b) \
+            .having(together >= MIN_PAIR_SUPPORT).order_by(together.desc(), both.c.a, both.c.b).limit(TOP * 5)
 
     # --- models, speed, errors ----------------------------------------------------------------
 
     def _models(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
         g = SCOPED.c
         models: dict[str | None, dict[str, int]] = {}
-        for r in self._profile(session) if profile is None else profile:
+        for r in self._profile(session, s) if profile is None else profile:
             if r.cur == 1:
                 m = models.setdefault(r.model_name, {"uses": 0, "failed": 0, "finished": 0, "timed": 0})
                 m["uses"] += r.n
@@ -702,7 +858,7 @@ class Analytics:
     def _speed(self, session, s: Scope, profile: list[Any] | None = None) -> list[dict[str, Any]]:
         """Seconds per step (total time / total steps of succeeded runs) by model and image size."""
         sizes: dict[tuple, list] = {}
-        for r in self._profile(session) if profile is None else profile:
+        for r in self._profile(session, s) if profile is None else profile:
             if r.cur == 1 and r.status == GenerationStatus.SUCCEEDED and r.stepped:
                 size = sizes.setdefault((r.model_name, r.width, r.height), [0, 0.0, 0])
                 size[0], size[1], size[2] = size[0] + r.stepped, size[1] + r.seconds, size[2] + r.steps
@@ -712,11 +868,15 @@ class Analytics:
                  "link": s.link(f'model:"{m}"') if m else s.link()} for (m, w, h), (n, secs, steps) in top]
 
     def _errors(self, session, s: Scope) -> list[dict[str, Any]]:
-        g = SCOPED.c
-        rows = session.execute(select(Generation.error, func.count(), func.min(g.started_at), func.max(g.started_at),
-                                      func.min(g.id), func.max(g.id))
-                               .join(Generation, Generation.id == g.id)
-                               .where(g.cur == 1, g.status == GenerationStatus.FAILED.value)
+        if s.rolled:  # the window's failures through the status index
+            g = Generation.__table__.c
+            failures = select(Generation.error).where(*_window_where(s, previous=False))
+        else:
+            g = SCOPED.c
+            failures = select(Generation.error).join(Generation, Generation.id == g.id).where(g.cur == 1)
+        rows = session.execute(failures.add_columns(func.count(), func.min(g.started_at), func.max(g.started_at),
+                                                    func.min(g.id), func.max(g.id))
+                               .where(g.status == GenerationStatus.FAILED.value)
                                .group_by(Generation.error).order_by(func.count().desc()).limit(MAX_ERROR_MESSAGES)).all()
         total = sum(r[1] for r in rows)
         groups: dict[str, dict[str, Any]] = {}
@@ -739,19 +899,30 @@ class Analytics:
         if kpis["success_rate"] is None:
             return []
         overall = 1 - kpis["success_rate"]
-        u = SCOPED_LORAS.c
-        failed = func.count(distinct(u.generation_id))
-        where = [u.cur == 1, u.lora_id.is_not(None), u.model_name.is_not(None)]
+
+        def runs(statuses, lora_ids=None):
+            """The window's generations in ``statuses`` per LoRA and model: the query and its count."""
+            def where(c):
+                return [c.model_name.is_not(None), c.status.in_([x.value for x in statuses])] + \
+                    ([] if lora_ids is None else [c.lora_id.in_(lora_ids)])
+            if s.rolled:
+                c = _lora_use_hours(s, session.info["analytics_hours"], where, previous=False,
+                                    by_lora=lora_ids is not None).subquery().c
+                n = _sum(c.uses)
+                return select(c.lora_id, c.model_name, n).where(*where(c)).group_by(c.lora_id, c.model_name), n
+            u = SCOPED_LORAS.c
+            n = func.count(distinct(u.generation_id))
+            return select(u.lora_id, u.model_name, n).where(u.cur == 1, u.lora_id.is_not(None), *where(u)) \
+                .group_by(u.lora_id, u.model_name), n
+        if s.rolled and "analytics_hours" not in session.info:
+            return []  # no generation
         # the pairs with enough failures (a few rows), then their finished runs
-        candidates = session.execute(select(u.lora_id, u.model_name, failed)
-                                     .where(*where, u.status == GenerationStatus.FAILED.value)
-                                     .group_by(u.lora_id, u.model_name).having(failed >= MIN_FAILURES)).all()
+        failed, n = runs([GenerationStatus.FAILED])
+        candidates = session.execute(failed.having(n >= MIN_FAILURES)).all()
         if not candidates:
             return []
         fails = {(i, m): n for i, m, n in candidates}
-        finished = session.execute(select(u.lora_id, u.model_name, func.count(distinct(u.generation_id)))
-                                   .where(*where, u.lora_id.in_({i for i, _ in fails}), u.status.in_([x.value for x in FINISHED]))
-                                   .group_by(u.lora_id, u.model_name)).all()
+        finished = session.execute(runs(FINISHED, {i for i, _ in fails})[0]).all()
         rows = [(i, m, fails[i, m], n) for i, m, n in finished if (i, m) in fails and n >= MIN_FAILURE_RUNS]
         rows = [r for r in rows if r[2] / r[3] >= max(0.25, 2 * overall)]
         rows.sort(key=lambda r: (-r[2] / r[3], -r[2], r[0], r[1]))

@@ -12,7 +12,7 @@ holds), ``SafeText``/``SafeString`` for the rest (nothing read from a file can f
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, func, select, text
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, Table, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .dbtypes import FsPath, SafeString, SafeText
@@ -339,6 +339,42 @@ class GenerationLora(Base):
     __table_args__ = (Index("ix_generation_loras_lower_name", func.lower(name)),
                       # a generation's LoRA rows as analytics copies them (analytics.SCOPED_LORAS)
                       Index("ix_generation_loras_analytics", "generation_id", "id", "lora_id", "te_weight", "unet_weight"))
+
+
+# The history summed by hour (rollups.py keeps them in step; analytics reads them for a window
+# without a History query, so its cost follows the hours and groups, not the generations). An
+# hour is started_at // 3600. Written only by rollups.refresh: no ORM classes.
+GENERATION_HOURS = Table(
+    "generation_hours", Base.metadata,
+    Column("hour", BigInteger, nullable=False), Column("model_name", SafeText), Column("width", Integer),
+    Column("height", Integer), Column("status", SafeString(16)),
+    Column("n", Integer, nullable=False), Column("timed", Integer, nullable=False),  # generations; those with a duration
+    Column("stepped", Integer, nullable=False), Column("seconds", Float), Column("steps", BigInteger),  # timed with steps
+    Column("images", BigInteger), Column("with_lora", Integer, nullable=False), Column("lora_rows", BigInteger),
+    Index("ix_generation_hours_hour", "hour"))
+# the generations naming a library LoRA, by hour, LoRA, model and status (``uses``: generations,
+# ``lora_rows``: their rows naming it; ratings and favorites summed over those rows)
+LORA_USE_HOURS = Table(
+    "lora_use_hours", Base.metadata,
+    Column("hour", BigInteger, nullable=False), Column("lora_id", Integer, nullable=False),
+    Column("model_name", SafeText), Column("status", SafeString(16)),
+    Column("uses", Integer, nullable=False), Column("lora_rows", Integer, nullable=False), Column("last_used_at", Float),
+    Column("rating_sum", Integer), Column("rated_rows", Integer, nullable=False), Column("favorite_rows", Integer, nullable=False),
+    Index("ix_lora_use_hours_hour", "hour"),
+    # a window's rows LoRA by LoRA (every column: its sums are read from this index alone, grouped
+    # as they come), and its failures alone
+    Index("ix_lora_use_hours_lora", "lora_id", "hour", "model_name", "status", "uses", "lora_rows", "last_used_at",
+          "rating_sum", "rated_rows", "favorite_rows"),
+    Index("ix_lora_use_hours_status", "status", "hour", "lora_id", "model_name", "uses"))
+# two library LoRAs in one generation (a < b), by hour: the generations that used both
+LORA_PAIR_HOURS = Table(
+    "lora_pair_hours", Base.metadata,
+    Column("hour", BigInteger, nullable=False), Column("a", Integer, nullable=False), Column("b", Integer, nullable=False),
+    Column("generations", Integer, nullable=False),
+    Index("ix_lora_pair_hours_hour", "hour"))
+# hours whose rows changed since their rollups were summed: marked by triggers on generations and
+# generation_loras in the writing transaction (migration 0026), cleared by rollups.refresh
+HISTORY_DIRTY_HOURS = Table("history_dirty_hours", Base.metadata, Column("hour", BigInteger, primary_key=True, autoincrement=False))
 
 
 class GenerationImage(Base):
