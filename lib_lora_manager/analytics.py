@@ -53,7 +53,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from . import base_models, lora_query, query, rollups
 from .dbtypes import SafeString, SafeText
-from .errors import InvalidInput, NotFound
+from .errors import Busy, InvalidInput, NotFound
 from .history_query import GENERATIONS
 from .models import (
     GENERATION_HOURS,
@@ -81,6 +81,7 @@ MIN_PAIR_SUPPORT = 3  # generations two LoRAs must share before their lift is sh
 UNUSED_DAYS = 90
 PICTURES = 8  # thumbnails of a LoRA's best rated and favorite generations
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
+REFRESH_WAIT = 1.0  # seconds a report waits to sum marked hours while another process writes
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
 
 
@@ -587,7 +588,10 @@ class Analytics:
         with self.store.db.read() as session:
             marked = rollups.marked(session, None if first is None else int(first // HOUR), int(s.end // HOUR) + 1)
         if len(marked) > rollups.REFRESH_AT:
-            self.store.db.transaction(rollups.refresh)
+            try:  # a report does not wait long for another writer: the marked hours read from rows are as right
+                self.store.db.transaction(rollups.refresh, retry_for=REFRESH_WAIT)
+            except Busy:
+                pass
 
     # --- KPIs -------------------------------------------------------------------------------
 

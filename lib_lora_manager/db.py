@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import random
 import shutil
@@ -57,6 +58,7 @@ BUSY_TIMEOUT = 10.0  # seconds SQLite waits for another process's write lock bef
 RETRY_FOR = 20.0  # seconds a write is retried after conflicts before the user is told the library is busy
 CONFLICT_ATTEMPTS = 3  # runs of a transaction that met a key another writer had just inserted or deleted
 _WRITE = "lora_manager_write"  # execution option of write sessions' connections (SQLite: BEGIN IMMEDIATE)
+_LOCK_DEADLINE = "lora_manager_lock_deadline"  # and the time.monotonic() after which SQLite stops waiting for the lock
 _PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected: re-running succeeds
 _PG_CONFLICT = {"23505", "23503"}  # unique / foreign key violation: a concurrent insert or delete won the race
 # errors of the driver: wrapped by SQLAlchemy, or raw when raised in _sqlite_begin (an event handler)
@@ -86,6 +88,7 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     text_index.connect_sqlite(cursor)
     cursor.close()
 
@@ -100,7 +103,7 @@ def _sqlite_begin(conn) -> None:
     dbapi = conn.connection.driver_connection
     dbapi.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + BUSY_TIMEOUT
+        deadline = min(time.monotonic() + BUSY_TIMEOUT, conn.get_execution_options().get(_LOCK_DEADLINE, math.inf))
         while True:
             try:
                 dbapi.execute("BEGIN IMMEDIATE")
@@ -299,7 +302,7 @@ class Database:
         while True:
             session = self._write_sessions()
             try:
-                session.connection()  # BEGIN (IMMEDIATE on SQLite)
+                session.connection(execution_options={_LOCK_DEADLINE: deadline})  # BEGIN (IMMEDIATE on SQLite)
                 return session
             except DB_ERRORS as e:
                 session.close()

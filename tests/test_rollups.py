@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 import time
 
 import pytest
@@ -174,3 +175,24 @@ def test_only_hours_cut_by_an_edge_or_marked_are_read_from_rows(library):
 @pytest.mark.parametrize("hours,runs", [((), []), ((5,), [(5, 6)]), ((3, 1, 2, 7, 8, 10), [(1, 4), (7, 9), (10, 11)])])
 def test_hours_are_read_as_runs(hours, runs):
     assert rollups._ranges(hours) == runs
+
+
+def test_a_report_while_another_process_writes_reads_the_marked_hours_from_rows(library, lora_dir, monkeypatch):
+    db = library.store.db
+    if not db.is_sqlite:
+        pytest.skip("the write lock another process holds is SQLite's")
+    ids = _history(library, lora_dir, random.Random(5))
+    assert _marked(library) > rollups.REFRESH_AT
+    monkeypatch.setattr(analytics, "REFRESH_WAIT", 0.2)
+    other = sqlite3.connect(db.engine.url.database, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # a scan's transaction in another process
+    try:
+        started = time.monotonic()
+        report = library.analytics.report("all", now=NOW)
+        assert time.monotonic() - started < 5
+    finally:
+        other.rollback()
+        other.close()
+    assert report["kpis"]["generations"] == len(ids)
+    assert _marked(library) > rollups.REFRESH_AT  # not summed: read from rows
+    _agree(library, monkeypatch, ("all",))
