@@ -47,9 +47,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.functions import FunctionElement
 
 from . import base_models, lora_query, query, rollups
 from .dbtypes import SafeString, SafeText
@@ -85,23 +83,6 @@ REFRESH_WAIT = 1.0  # seconds a report waits to sum marked hours while another p
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
 
 
-class _floor(FunctionElement):
-    """floor(x) for x >= 0: PostgreSQL's CAST to integer rounds, SQLite's truncates."""
-
-    inherit_cache = True
-    type = Float()
-
-
-@compiles(_floor)
-def _floor_default(element, compiler, **kw):
-    return f"floor({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_floor, "sqlite")
-def _floor_sqlite(element, compiler, **kw):
-    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
-
-
 class Buckets(NamedTuple):
     """The series' time buckets: ``count`` of ``size`` seconds from ``start``."""
 
@@ -111,7 +92,7 @@ class Buckets(NamedTuple):
 
     def of(self, started_at):
         """The bucket number of a time column (SQL)."""
-        return _floor((started_at - self.start) / self.size)
+        return rollups.floor_of((started_at - self.start) / self.size)
 
 
 @dataclass(frozen=True)
@@ -988,7 +969,7 @@ class Analytics:
             if session.scalar(select(Lora.id).where(Lora.id == lora_id)) is None:
                 raise NotFound(f"no LoRA with id {lora_id}")
             # uses by day and status in one pass; both totals are sums of its few rows
-            day = _floor(Generation.started_at / DAY).label("day")
+            day = rollups.floor_of(Generation.started_at / DAY).label("day")
             by_status: dict[str, int] = {}
             days: dict[Any, int] = {}
             for d, status, n in session.execute(select(day, Generation.status, func.count()).where(Generation.id.in_(mine))

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, delete, distinct, func, select
+from sqlalchemy import and_, bindparam, case, cast, delete, distinct, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import BigInteger
+from sqlalchemy.types import BigInteger, Float
 
 from .models import GENERATION_HOURS, HISTORY_DIRTY_HOURS, LORA_PAIR_HOURS, LORA_USE_HOURS, Generation, GenerationLora
 
@@ -35,21 +35,26 @@ ROWS_INDEX = "ix_generations_analytics"
 GENERATIONS = Generation.__table__.c
 
 
-class hour_of(FunctionElement):
-    """The hour of a time column: floor(t / 3600) (times are never negative)."""
+class floor_of(FunctionElement):
+    """floor(x) for x >= 0: PostgreSQL's CAST to integer rounds, SQLite's truncates."""
 
     inherit_cache = True
-    type = BigInteger()
+    type = Float()
 
 
-@compiles(hour_of)
-def _hour_of_default(element, compiler, **kw):
-    return f"CAST(floor({compiler.process(element.clauses, **kw)} / {HOUR}) AS BIGINT)"
+@compiles(floor_of)
+def _floor_default(element, compiler, **kw):
+    return f"floor({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(hour_of, "sqlite")
-def _hour_of_sqlite(element, compiler, **kw):
-    return f"CAST({compiler.process(element.clauses, **kw)} / {HOUR} AS INTEGER)"
+@compiles(floor_of, "sqlite")
+def _floor_sqlite(element, compiler, **kw):
+    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
+
+
+def hour_of(started_at):
+    """The hour of a time column, as the triggers mark it (times are never negative)."""
+    return cast(floor_of(started_at / HOUR), BigInteger)
 
 
 def _ranges(hours: Iterable[int]) -> list[tuple[int, int]]:

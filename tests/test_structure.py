@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "embeddings",
     }),
     ("store", {  # the database, its tables and the generic query grammar
-        "models", "db", "processes", "roots", "store", "query", "text_index",
+        "models", "db", "processes", "roots", "store", "query", "text_index", "rollups",
     }),
     ("library", {  # the Library and the parts built over the Store
         "task_status", "scanner", "edits", "merging", "catalog", "fileops", "previews", "indexing", "composition",
