@@ -959,6 +959,20 @@ def merge_earlier(report: dict, figures: list[Figure], path: Path) -> None:
     figures.sort(key=lambda f: (STAGES.index(f.stage) if f.stage in STAGES else len(STAGES), f.size))
 
 
+def new_results_file(base: Path, kind: str) -> Path:
+    """A results file of this run's own: runs started in the same second (a history run beside a
+    search run) would otherwise write their figures over each other's."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(1, 1000):
+        path = base / f"results-{kind}-{stamp}{'' if n == 1 else f'-{n}'}.json"
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"no free results file name in {base}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     library_bench.logging_quiet()
@@ -974,7 +988,7 @@ def main(argv: list[str] | None = None) -> int:
     durations = report["durations"]
 
     kind = report["database"] if args.stages else f"{report['database']}-combined"  # --only '': merged, not measured
-    results_path = base / f"results-{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    results_path = new_results_file(base, kind)
 
     def save() -> str:
         """Every run's results are kept; written after each stage too, so a stopped run leaves its figures."""

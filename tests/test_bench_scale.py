@@ -92,3 +92,8 @@ def test_search_reads_synthetic_rows_when_the_files_are_not_built(scale, tmp_pat
             assert session.scalar(select(func.count(Lora.id))) == 150
     finally:
         library.close()
+
+
+def test_runs_started_in_the_same_second_keep_their_own_results(scale, tmp_path):
+    first, second = scale.new_results_file(tmp_path, "postgresql"), scale.new_results_file(tmp_path, "postgresql")
+    assert first != second and first.exists() and second.exists()
