@@ -750,12 +750,18 @@ class MemoryWatch:
 
 
 class Server:
-    """``python -m lib_lora_manager serve`` in a child process, on a free port."""
+    """``python -m lib_lora_manager serve`` in a child process, on a free port, with the
+    recommendations' background indexing off: on by default, it reads every LoRA's text at once
+    and loads its model to encode them (a new index of 200,000 LoRAs keeps it busy for hours), so
+    neither the scan's figures nor the idle server's would be the index's alone."""
 
     def __init__(self, data_dir: Path, roots: list[Path], url: str | None, *, scan: bool):
         import socket
         import subprocess
 
+        from lib_lora_manager import settings
+
+        settings.SavedSettings(str(data_dir / settings.SETTINGS_FILE)).save({"lora_manager_recommend_index": False})
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]

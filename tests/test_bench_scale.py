@@ -122,3 +122,16 @@ def test_history_first_pages_are_timed_as_new_searches(scale, tmp_path, monkeypa
     assert len(counts) == 1 + 3  # castle's: the page before the deep one, then each first page again
     assert {f.name for f in figures if f.grows == "flat"} == {"history deep page by cursor p50",
                                                              "history deep page by cursor p95"}
+
+
+def test_the_measured_server_runs_without_the_recommendations_indexing(scale, tmp_path):
+    """On by default, it reads every LoRA's text at once and loads its model: the "idle" server
+    over 200,000 LoRAs held 452 MB instead of 228 MB while it did."""
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "data").mkdir()
+    server = scale.Server(tmp_path / "data", [tmp_path / "loras"], None, scan=False)
+    try:
+        server.wait_ready()
+        assert server.get("/recommendations/status")["indexing_enabled"] is False
+    finally:
+        server.stop()
