@@ -112,6 +112,7 @@ def test_postgres_keeps_the_server_options_of_the_url():
     beside our own settings: the engine's connect_args used to replace it, and every database
     named that way was written into ``public``."""
     schema = "lm_options_test"
+    reset_postgres(POSTGRES_URL)  # nothing of ours in public: the migration writes into the schema
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
