@@ -30,7 +30,10 @@ the same rows, no files, so 200,000 LoRAs need no 44 GB of headers); ``auto`` (t
 the scanned index when that size's files are built and the rows otherwise. Files are built only
 for the stages that read them.
 - history: bench/history.py's query set over REST at each ``--generations`` size (histories
-  built the first time and reused: SQLite files under ``--dir/history``, or PostgreSQL schemas).
+  built the first time and reused: SQLite files under ``--dir/history``, or PostgreSQL schemas):
+  each query's first page as a new search (its count taken), which grows with its matches, and a
+  page one twentieth of the way in by cursor, which should not grow, and by number, which skips
+  a twentieth of the history.
 
 Then how each figure grows from the smallest size to the largest, next to how the work grows.
 Progress goes to stderr, the table (or ``--json``) to stdout. Runs can overlap where they do
@@ -607,9 +610,18 @@ def bench_search(figures: list[Figure], sizes: Sizes, size: int, count: int) -> 
                         for s in sorted(samples, key=lambda s: -s["ms"])[:5]]}
 
 
+HISTORY_PAGES = {  # page kind -> figure name, how it should grow with the history
+    "first": ("history first page, a new search (count included)", "linear"),  # a count reads its matches
+    "cursor": ("history deep page by cursor", "flat"),
+    "offset": ("history deep page by number", "linear"),  # skips a twentieth of the history
+}
+
+
 def bench_history(figures: list[Figure], dbs: Databases, generations: int, repeat: int) -> dict:
-    """bench/history.py's queries over REST, first page and a page one twentieth of the way in,
-    best of ``repeat`` each; the history is built the first time and reused."""
+    """bench/history.py's queries over REST, best of ``repeat`` each: the first page as a new search
+    (its count taken, not remembered from the repeat before), and a page one twentieth of the way
+    in by number (after the page before it, whose count it reuses, as the History tab pages) and
+    by the cursor that page handed out. The history is built the first time and reused."""
     import contextlib
 
     from lib_lora_manager import api
@@ -619,35 +631,60 @@ def bench_history(figures: list[Figure], dbs: Databases, generations: int, repea
     log(f"history {generations:,}: opening (built the first time, then reused)")
     with contextlib.redirect_stdout(sys.stderr):  # open_history reports its build on stdout
         opened_s, library = timed(history_bench.open_history, folder, dbs.url_for(name), generations)
-    deep = max(1, generations // 48 // 20)
-    rows, times, cpu = [], [], []
+    deep = max(2, generations // 48 // 20)
+    rows = []
     try:
         client = rest_client(library)
         url = f"{api.PREFIX}/history"
-        client.get(url, params={"q": "", "page": 1, "per_page": 48}).raise_for_status()
+
+        def fetch(**params):
+            response = client.get(url, params={"per_page": 48, **params})
+            response.raise_for_status()
+            return response.json()
+
+        fetch(q="", page=1)  # statement caches warm
         for q in history_bench.QUERIES:
-            for page in (1, deep):
+            before = fetch(q=q, page=deep - 1)
+            pages = [("first", 1, {"page": 1}), ("offset", deep, {"page": deep})]
+            if before["next"]:
+                pages.append(("cursor", deep, {"after": before["next"]}))
+            for kind, page, params in pages:
                 best = best_cpu = math.inf
                 for _ in range(repeat):
-                    seconds, cpu_s, response = cpu_timed(client.get, url, params={"q": q, "page": page, "per_page": 48})
-                    response.raise_for_status()
+                    if kind == "first":
+                        library.store.db.totals.clear()
+                    seconds, cpu_s, found = cpu_timed(fetch, q=q, **params)
                     best, best_cpu = min(best, seconds * 1000), min(best_cpu, cpu_s * 1000)
-                times.append(best)
-                cpu.append(best_cpu)
-                rows.append({"q": q, "page": page, "ms": round(best, 1), "cpu_ms": round(best_cpu, 1),
-                             "total": response.json()["total"]})
+                rows.append({"q": q, "page": page, "kind": kind, "ms": round(best, 1), "cpu_ms": round(best_cpu, 1),
+                             "total": found["total"]})
     finally:
         library.close()
+    times, cpu = [r["ms"] for r in rows], [r["cpu_ms"] for r in rows]
     overall = latency(times)
-    cpu_note = (f"; CPU time of this process (REST and SQLite): p50 {search_bench.percentile(cpu, 50):.1f} ms, "
-                f"p95 {search_bench.percentile(cpu, 95):.1f} ms" if not dbs.url else "")
+    sqlite = not dbs.url  # there the whole search runs in this process: its CPU time is all of it
+
+    def cpu_note(values: list[float]) -> str:
+        return (f"; CPU time of this process (REST and SQLite): p50 {search_bench.percentile(values, 50):.1f} ms, "
+                f"p95 {search_bench.percentile(values, 95):.1f} ms" if sqlite else "")
+
     built = f"built in this run ({opened_s:.0f} s); " if opened_s > 10 else ""
     for stat in ("p50", "p95"):
-        figures.append(Figure("history", f"history search {stat} (REST)", generations, overall[stat], "ms", grows="flat",
-                              note=f"{built}{len(times)} searches, best of {repeat}, first page and page {deep}; "
-                              f"max {overall['max']:.0f} ms{cpu_note}" if stat == "p95" else ""))
+        figures.append(Figure("history", f"history search {stat} (REST)", generations, overall[stat], "ms",
+                              note=f"{built}{len(times)} searches, best of {repeat}: first pages, page {deep} by "
+                              f"number and by cursor; max {overall['max']:.0f} ms{cpu_note(cpu)}" if stat == "p95" else ""))
+    by_kind = {}
+    for kind, (figure, grows) in HISTORY_PAGES.items():
+        picked = [r for r in rows if r["kind"] == kind]
+        if not picked:
+            continue
+        by_kind[kind] = latency([r["ms"] for r in picked])
+        slowest = max(picked, key=lambda r: r["ms"])
+        for stat in ("p50", "p95"):
+            figures.append(Figure("history", f"{figure} {stat}", generations, by_kind[kind][stat], "ms", grows=grows,
+                                  note=f"{len(picked)} searches; slowest {slowest['q'] or '(all)'!r} {slowest['ms']:.0f} ms"
+                                  f"{cpu_note([r['cpu_ms'] for r in picked])}" if stat == "p95" else ""))
     log(f"history {generations:,}: p50 {overall['p50']:.1f} ms, p95 {overall['p95']:.1f} ms")
-    return {"overall": overall, "queries": rows}
+    return {"overall": overall, "by_kind": by_kind, "queries": rows}
 
 
 # --- memory of the standalone server ----------------------------------------------------------
@@ -713,12 +750,18 @@ class MemoryWatch:
 
 
 class Server:
-    """``python -m lib_lora_manager serve`` in a child process, on a free port."""
+    """``python -m lib_lora_manager serve`` in a child process, on a free port, with the
+    recommendations' background indexing off: on by default, it reads every LoRA's text at once
+    and loads its model to encode them (a new index of 200,000 LoRAs keeps it busy for hours), so
+    neither the scan's figures nor the idle server's would be the index's alone."""
 
     def __init__(self, data_dir: Path, roots: list[Path], url: str | None, *, scan: bool):
         import socket
         import subprocess
 
+        from lib_lora_manager import settings
+
+        settings.SavedSettings(str(data_dir / settings.SETTINGS_FILE)).save({"lora_manager_recommend_index": False})
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -865,7 +908,8 @@ def table(report: dict, figures: list[Figure], growths: list[Growth]) -> str:
     for size, hist in report.get("history", {}).items():
         slow = sorted(hist["queries"], key=lambda r: -r["ms"])[:3]
         out += ["", f"history at {int(size):,} generations, slowest: "
-                + "; ".join(f"{r['q'] or '(all)'!r} page {r['page']} {r['ms']:.0f} ms" for r in slow)]
+                + "; ".join(f"{r['q'] or '(all)'!r} page {r['page']}{' by cursor' if r.get('kind') == 'cursor' else ''} "
+                            f"{r['ms']:.0f} ms" for r in slow)]
     out += ["", "stage durations: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["durations"].items())]
     return "\n".join(out)
 
@@ -959,6 +1003,20 @@ def merge_earlier(report: dict, figures: list[Figure], path: Path) -> None:
     figures.sort(key=lambda f: (STAGES.index(f.stage) if f.stage in STAGES else len(STAGES), f.size))
 
 
+def new_results_file(base: Path, kind: str) -> Path:
+    """A results file of this run's own: runs started in the same second (a history run beside a
+    search run) would otherwise write their figures over each other's."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(1, 1000):
+        path = base / f"results-{kind}-{stamp}{'' if n == 1 else f'-{n}'}.json"
+        try:
+            path.open("x").close()
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"no free results file name in {base}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     library_bench.logging_quiet()
@@ -974,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
     durations = report["durations"]
 
     kind = report["database"] if args.stages else f"{report['database']}-combined"  # --only '': merged, not measured
-    results_path = base / f"results-{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    results_path = new_results_file(base, kind)
 
     def save() -> str:
         """Every run's results are kept; written after each stage too, so a stopped run leaves its figures."""

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -169,6 +169,14 @@ def insert_missing(session: Session, table, rows: list[dict[str, Any]], keys: li
 _SERIALS = itertools.count()
 
 
+def _server_options(url: str, ours: str) -> str:
+    """Our server settings after those the URL's ``options`` asks for (``?options=-csearch_path%3Dx``):
+    connect_args replace the URL's options rather than adding to them."""
+    given = make_url(url).query.get("options")
+    given = [given] if isinstance(given, str) else list(given or ())
+    return " ".join([*given, ours])
+
+
 class Database:
     """Owns the engine. ``read()`` for queries; ``transaction(work)`` or ``write()`` for changes."""
 
@@ -187,7 +195,7 @@ class Database:
             # analytics copies a window's rows into temporary tables (analytics.SCOPED): in memory up
             # to this size per connection, taken only when used (the default 8 MB spills to files)
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                                        connect_args={"options": "-c temp_buffers=64MB"})
+                                        connect_args={"options": _server_options(url, "-c temp_buffers=64MB")})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # the same pool; on SQLite its transactions begin IMMEDIATE
         self._write_engine = self.engine.execution_options(**{_WRITE: True})

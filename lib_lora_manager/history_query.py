@@ -121,7 +121,17 @@ def _rating(value: str):
     return and_(clause, Generation.rating.is_not(None)), words  # "-rating:1" keeps unrated ones
 
 
-_fav = query.flag_filter("fav", Generation.favorite.is_(True), "favorites", "not favorites", Generation.favorite.is_(False))
+def _fav(value: str):
+    if not query.yes_or_no("fav", value):
+        return Generation.favorite.is_(False), "not favorites"
+    clause = Generation.favorite.is_(True)
+    # alone, counted in the favorites' own index (SQLite is told to: its planner takes the
+    # narrowest index of every generation); read from a page index it took 60 ms at 1,000,000
+    counted = (select(func.count()).select_from(Generation).where(clause)
+               .with_hint(Generation, "INDEXED BY ix_generations_favorite", "sqlite"))
+    clause.counts = {"sqlite": counted, "postgresql": counted}
+    return clause, "favorites"
+
 
 GENERATIONS = query.Table(
     noun="generations",

@@ -27,6 +27,10 @@ _TRASHED = text("trashed_at IS NOT NULL")
 _ERROR = text("error IS NOT NULL")
 _UNHASHED = text("sha256 IS NULL")
 _SHARED = text("copies > 1")
+# as each engine writes Generation.favorite.is_(True): SQLite uses a partial index only for a
+# WHERE that holds the index's own condition
+_FAVORITE_SQLITE = text("favorite IS 1")
+_FAVORITE_POSTGRESQL = text("favorite IS true")
 # the columns the library pages are sorted by, and those its filters test (see Lora's indexes)
 LORA_SORT_COLUMNS = ("sort_name", "added_at", "mtime", "size", "rating", "last_used_at", "use_count")
 LORA_FILTER_COLUMNS = ("base_model", "adapter_type", "favorite", "rating", "nsfw", "missing", "use_count",
@@ -310,7 +314,11 @@ class Generation(Base):
                       # every column analytics copies of a window's generations (analytics.SCOPED):
                       # read from this index alone, not from rows that hold the prompts
                       Index("ix_generations_analytics", "started_at", "id", "status", "duration", "model_name",
-                            "width", "height", "steps", "rating", "favorite", "image_count", "lora_count"))
+                            "width", "height", "steps", "rating", "favorite", "image_count", "lora_count"),
+                      # the favorites, few among many: "fav:yes" alone is counted in their entries
+                      # (history_query._fav) instead of in an entry of every generation
+                      Index("ix_generations_favorite", "id", sqlite_where=_FAVORITE_SQLITE,
+                            postgresql_where=_FAVORITE_POSTGRESQL))
 
 
 # PostgreSQL walks an index backwards as DESC NULLS FIRST; the history sorts unrated and untimed

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from factories import POSTGRES_URL, migrate_to, reset_postgres
-from sqlalchemy import select, text, update
+from sqlalchemy import create_engine, select, text, update
 
 from lib_lora_manager.db import MIGRATIONS_DIR, SCHEMA_REVISION, Database, sqlite_url
 from lib_lora_manager.errors import Busy
@@ -104,6 +104,34 @@ def test_postgres_migrates_and_reports_head():
     db.migrate()
     assert db.current_revision() == SCHEMA_REVISION
     db.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="LORA_MANAGER_TEST_POSTGRES_URL is not set")
+def test_postgres_keeps_the_server_options_of_the_url():
+    """A URL's ``options`` (a schema of its own, as bench/scale.py gives each size) is kept
+    beside our own settings: the engine's connect_args used to replace it, and every database
+    named that way was written into ``public``."""
+    schema = "lm_options_test"
+    reset_postgres(POSTGRES_URL)  # nothing of ours in public: the migration writes into the schema
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    db = Database(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}%2Cpublic")
+    try:
+        with db.read() as session:
+            assert session.scalar(text("SHOW search_path")) == f"{schema},public"
+            assert session.scalar(text("SHOW temp_buffers")) == "64MB"
+        db.migrate()
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM pg_tables WHERE schemaname = :s AND tablename = 'loras'"),
+                               {"s": schema}) == 1
+    finally:
+        db.dispose()
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
 
 
 def test_a_write_holds_the_write_lock_from_its_start_and_a_read_never_takes_it(tmp_path):

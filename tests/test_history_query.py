@@ -320,3 +320,28 @@ def test_sqlite_counts_and_finds_a_range_of_an_indexed_column_in_that_index(gens
     assert len(counts) == 1 and f"SEARCH generations USING COVERING INDEX {index} ({column}" in counts[0], counts
     if q.startswith("group:"):
         assert "SCAN generations" not in pages[0], pages
+
+
+def test_a_lone_fav_yes_is_counted_in_the_favorites_index(gens):
+    """Favorites are few: "fav:yes" alone is counted in their partial index, not in an entry of
+    every generation (60 ms at 1,000,000 generations on SQLite, under 1 ms from the index)."""
+    ids, library = gens
+    statements: list[tuple[str, object]] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, parameters, *_a: statements.append((statement, parameters)))
+    for q in ("fav:yes", "favorite:yes sort:-rating"):
+        statements.clear()
+        library.store.db.totals.clear()
+        page = library.history.search(q)
+        assert page.total == 1 and [g.id for g in page.items] == [ids["castle"]]
+        counts = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT COUNT")]
+        assert len(counts) == 1, counts
+        with library.store.db.engine.connect() as conn:
+            if library.store.db.is_sqlite:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + counts[0][0], counts[0][1]))
+            else:  # the plan a large history gets, on a small one
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + counts[0][0], counts[0][1]))
+        assert "ix_generations_favorite" in plan, plan
+    assert found(library, "fav:no") == set(ids.values()) - {ids["castle"]}
+    assert found(library, "-fav:yes") == set(ids.values()) - {ids["castle"]}

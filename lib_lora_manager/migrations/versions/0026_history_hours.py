@@ -3,14 +3,14 @@ rollups.refresh) and history_dirty_hours, which triggers on generations and gene
 in the writing transaction, whoever writes; every hour already recorded starts marked
 
 Revision ID: 0026
-Revises: 0023
+Revises: 0025
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0026'
-down_revision = '0023'
+down_revision = '0025'
 branch_labels = None
 depends_on = None
 
