@@ -5,11 +5,13 @@ History query (history_query.GENERATIONS): every figure counts exactly the gener
 finds in the window, through the query's own where-clauses. KPIs stand beside the window of the
 same length just before; a rate with nothing to divide by is None ("no data"), never 0 %.
 
-The scope's generations (its window's and the window's before) and their LoRA rows are copied
-once into temporary tables of a few narrow columns; every figure is then aggregated in SQL over
-them (GROUP BY; a median or p95 by PostgreSQL's percentile_disc, on SQLite by a walk along an index
-of the durations to the rank, a sorted read of a series bucket's key range, or a window function
-over many groups). The library's figures (never used, health), which no scope changes, are read
+A scope without a History query is summed from the history's hourly rollups (rollups.py), and
+from the rows of the few hours they cannot tell (cut by an edge of the window or a series bucket,
+or written since they were summed). For a scope with a query, its generations (its window's and
+the window's before) and their LoRA rows are copied once into temporary tables of a few narrow
+columns; every figure is then aggregated in SQL over them (GROUP BY). A median or p95 is
+PostgreSQL's percentile_disc; on SQLite a walk along an index of the durations to the rank, a
+sorted read of a series bucket's key range, or a window function over many groups. The library's figures (never used, health), which no scope changes, are read
 once per state of the data and shared by every report until a write (Database.totals). Each
 figure or row carries ``link``: the Library or History query that lists what it counts.
 """
@@ -218,9 +220,10 @@ def normalise_error(message: str | None) -> str:
 
 
 # The scope's generations (the window's, ``cur`` 1, and the window's before it, ``cur`` 0) and
-# their LoRA rows (for a scope read from the hourly rollups, only the generations of the hours
-# read from rows, and no LoRA rows), copied once per report into temporary tables of a few narrow columns: every
-# figure then aggregates these rows instead of running the History query (free text, tags …) again.
+# their LoRA rows, copied once per report into temporary tables of a few narrow columns: every
+# figure then aggregates these rows instead of running the History query (free text, tags …)
+# again. A scope read from the hourly rollups copies only the generations of the hours read from
+# rows, and no LoRA rows (the rollups' sums read those through SCOPED).
 _SCRATCH = MetaData()
 SCOPED = Table(
     "analytics_scoped", _SCRATCH,
