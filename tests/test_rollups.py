@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -196,3 +197,39 @@ def test_a_report_while_another_process_writes_reads_the_marked_hours_from_rows(
     assert report["kpis"]["generations"] == len(ids)
     assert _marked(library) > rollups.REFRESH_AT  # not summed: read from rows
     _agree(library, monkeypatch, ("all",))
+
+
+def test_refreshes_at_once_beside_a_writer_leave_the_rollups_right(library, lora_dir, monkeypatch):
+    """Two processes' reports may sum the marked hours at once while the recorder writes: each
+    hour is summed by one of them (PostgreSQL: claimed first), a write meanwhile marks its hour
+    again, and the reports agree with the rows afterwards."""
+    rng = random.Random(11)
+    _history(library, lora_dir, rng)
+    db = library.store.db
+    errors: list[BaseException] = []
+
+    def run(work):
+        try:
+            work()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    def write():
+        for i in range(20):
+            prompt = f"<lora:{NAMES[i % len(NAMES)]}:0.{i % 9 + 1}>"
+            library.history.record(GenerationRecord(started_at=NOW - rng.uniform(0, 60) * DAY, status="succeeded", prompt=prompt,
+                                                    loras=GenerationRecord.loras_from_prompt(prompt), duration=1.0 + i))
+
+    threads = [threading.Thread(target=run, args=(lambda: db.transaction(rollups.refresh),)) for _ in range(2)]
+    threads.append(threading.Thread(target=run, args=(write,)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with monkeypatch.context() as m:
+        m.setattr(rollups, "REFRESH_AT", 10 ** 9)  # what is still marked is read from rows
+        _agree(library, monkeypatch, ("90d", "all"))
+    db.transaction(rollups.refresh)
+    assert _marked(library) == 0
+    _agree(library, monkeypatch, ("90d", "all"))
