@@ -101,6 +101,7 @@ def walk_unless_few(query: Query, page: int, per_page: int, total: int, rows: Ca
     return total * total * 10 >= page * per_page * rows()
 
 
+_PAGE_ENDS = 64  # page ends remembered per query (Table.page), the latest kept
 ROW_COST = 2  # ids listed from a full-text index per row a walk reads and tests (Table.page)
 _FEW_MATCHES = 5000  # past this the walk wins for any table size the count would be worth taking for
 
@@ -271,12 +272,36 @@ class Table:
             page = position.page
         if total == 0 or position is None and (page - 1) * per_page >= total:
             return IdPage(total, [], page, per_page)  # a walk would test every entry to find nothing
+        # a page by number starts at the nearest end of a page found before (same terms, sort and
+        # data: ``totals``), as a cursor would, and skips only the matches between: the next page,
+        # the same page again or one nearby costs what a cursor page does, not a walk past every
+        # match before it (a middle page of "-tag:anime" at 200,000 LoRAs: 50 ms to under 5)
+        ends_key = None if known is None else (known[0], ("page ends", known[1], query.sort))
+        ends = (totals.get(ends_key) if ends_key is not None else None) or {}
+        offset = None if position is not None else (page - 1) * per_page  # matches before the page
+        skip = offset or 0
+        start = max((end for end in ends if end <= skip), default=0)
+        if start:
+            value, last_id = ends[start]
+            position, skip = _Cursor(query.fingerprint(), value, last_id, page), skip - start
         if (planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True)
                 and query.sort.key not in self.descending_indexes
                 and total > _FEW_MATCHES):  # a few matches sort in no time; walked for a page, they are all read
-            return IdPage(total, self._nulls_apart(session, query, where, page, per_page, position), page, per_page)
-        # a cursor starts the walk at its position: the walk skips nothing
-        walked = 1 if position is not None else page  # pages' worth of matches the walk reads
+            found = self._nulls_apart(session, query, where, skip, per_page, position)
+        else:
+            found = self._walk(session, query, where, skip, per_page, position, total, hint, id_sets_only, planner_knows)
+        if found and offset is not None and ends_key is not None:
+            last_id, value = found[-1]
+            ends = {**ends, offset + len(found): (value, last_id)}  # a new dict: others may be reading the old
+            totals.put(ends_key, dict(list(ends.items())[-_PAGE_ENDS:]))
+        return IdPage(total, [row[0] for row in found], page, per_page)
+
+    def _walk(self, session: Session, query: Query, where: list[ColumnElement[bool]], skip: int, per_page: int,
+              position: _Cursor | None, total: int, hint: str | None, id_sets_only: bool,
+              planner_knows: bool) -> list[tuple[int, Any]]:
+        """The page's (id, sort key's value) pairs: ``skip`` matches past ``position`` (or the first
+        match), by a walk of the sort index or, for a few matches, by sorting them."""
+        walked = skip // per_page + 1  # pages' worth of matches the walk reads
         rows = functools.cache(lambda: self._rows(session))  # read once, if at all
         use_index = self.index_walk(query, walked, per_page, total, rows)
         tested = [t for t in query.terms if hasattr(t.clause, "row_test")]
@@ -289,43 +314,46 @@ class Table:
             if walked * per_page * rows() * ROW_COST < listed * total:
                 where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
         if position is not None:
-            where.append(position.beyond(self, query))
+            where = [*where, position.beyond(self, query)]
         if not use_index and id_sets_only:
             # few matches, each found by id: no sort index walked, but each candidate the first set
             # lists is looked up in the narrow index of ids (id_index), so only the matches' rows
             # are read, for their sort key (a row each read, rather, cost 2.5x); without one, the
             # candidates' rows are read by id
             hint = self._hint(session, self.id_index)
-        stmt = (select(self.id_column).where(*self.base_where(use_index or hint is not None or planner_knows), *where)
+        # the sort key's value with each id (an index walk holds it): where the page ends
+        stmt = (select(self.id_column, query.sort_column())
+                .where(*self.base_where(use_index or hint is not None or planner_knows), *where)
                 .order_by(*query.order_by(use_index=use_index)).limit(per_page))
-        if position is None:
-            stmt = stmt.offset((page - 1) * per_page)
+        if skip:
+            stmt = stmt.offset(skip)
         if hint is not None:
             stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
-        return IdPage(total, list(session.scalars(stmt).all()), page, per_page)
+        return [tuple(row) for row in session.execute(stmt)]
 
-    def _nulls_apart(self, session: Session, query: Query, where: list[ColumnElement[bool]], page: int,
-                     per_page: int, position: _Cursor | None) -> list[int]:
+    def _nulls_apart(self, session: Session, query: Query, where: list[ColumnElement[bool]], skip: int,
+                     per_page: int, position: _Cursor | None) -> list[tuple[int, Any]]:
         """A page in descending order of a column that may be NULL, on PostgreSQL: the rows with
         a value first, then those without (by id), each walked in the sort key's index. Its order
         (NULLS LAST ascending) walked backwards is DESC NULLS FIRST: asked for the whole order at
         once, PostgreSQL sorts every match (a top-N sort of 25,000 rows for a middle page at 50,000
-        LoRAs). The rows with a value are counted only for a page among those without."""
+        LoRAs). The rows with a value are counted only for a page among those without. ``skip``:
+        matches past ``position`` (or the first). (id, sort key's value) pairs, as ``_walk``'s."""
         column, id_column = query.sort_column(), self.id_column
         base = [*self.base_where(True), *where]
         valued: list[ColumnElement[bool]] | None = [column.is_not(None)]
         unvalued = [column.is_(None)]
-        skip = (page - 1) * per_page if position is None else 0
         if position is not None and position.value is None:
             valued = None  # the page starts among the rows without a value
             unvalued.append(id_column < position.last_id)
         elif position is not None:
             value = position.value
             valued += [column <= value, or_(column < value, and_(column == value, id_column < position.last_id))]
-        ids: list[int] = []
+        ids: list[tuple[int, Any]] = []
         if valued is not None:
-            ids = list(session.scalars(select(id_column).where(*base, *valued)
-                                       .order_by(column.desc().nulls_first(), id_column.desc()).offset(skip).limit(per_page)))
+            ids = [tuple(row) for row in session.execute(
+                select(id_column, column).where(*base, *valued)
+                .order_by(column.desc().nulls_first(), id_column.desc()).offset(skip or None).limit(per_page))]
             if len(ids) == per_page:
                 return ids
             if ids or not skip:
@@ -333,7 +361,7 @@ class Table:
             else:  # the page is past them all: how many to skip among the rest
                 skip -= session.scalar(select(func.count(id_column)).where(*base, *valued))
         rest = select(id_column).where(*base, *unvalued).order_by(id_column.desc()).offset(skip).limit(per_page - len(ids))
-        return ids + list(session.scalars(rest))
+        return ids + [(i, None) for i in session.scalars(rest)]
 
     def next_cursor(self, query: Query, found: IdPage, last_row: Any) -> str | None:
         """The cursor of the page after ``found`` (``page(after=…)``), or None when it is the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 
@@ -375,6 +376,62 @@ def test_cursor_pages_are_the_offset_pages(library, lora_dir, monkeypatch, few):
     following = library.history.search("sort:-rating", per_page=2, after=history[0].next)
     assert [g.id for g in following.items] == [g.id for g in history[1].items] and following.page == 2
     assert history[2].next is None
+
+
+@pytest.mark.parametrize("few", [5000, 0])
+def test_a_page_by_number_starts_where_a_page_found_before_ended(library, lora_dir, monkeypatch, few):
+    """A page asked for by number starts at the end of a page found before (same query, sort and
+    data), as a cursor page does, and skips only the matches between: the next page skips none.
+    The pages are those found by skipping every match before them, in any order of asking, and
+    after an edit that reorders them."""
+    monkeypatch.setattr(query, "_FEW_MATCHES", few)
+    for i in range(13):
+        make_lora(lora_dir / ("a" if i % 3 else "b"), f"walk{i:02d}", seed=i)
+    library.indexer.scan()
+    ids = library.ids("sort:name")
+    for n, lora_id in enumerate(ids[:7]):
+        library.edit(lora_id, rating=1 + n % 3, display_name="same name" if n < 4 else None)
+    library.set_favorite(ids[::2], True)
+    for n in range(5):
+        record(library, f"<lora:walk{n:02d}:1> castle")
+    library.files.trash([ids[-1]])
+    pages: list[tuple[str, tuple]] = []
+
+    def seen(_conn, _cursor, statement, parameters, *_args):
+        if "ORDER BY" in statement and "lora_tags" not in statement:
+            pages.append((" ".join(statement.split()), parameters))
+
+    def skipped(statement: str, parameters) -> int:  # a page statement's OFFSET
+        if "OFFSET" not in statement:
+            return 0
+        if isinstance(parameters, dict):  # PostgreSQL's named parameters
+            return parameters[re.search(r"OFFSET %\((\w+)\)s", statement).group(1)]
+        return parameters[-1]
+
+    def skipping(q: str, n: int) -> list[int]:  # remembering nothing: every match before is skipped
+        parsed = query.parse(q, LORAS)
+        with library.store.db.read() as session:
+            return LORAS.page(session, parsed, n, 3).ids
+
+    event.listen(library.store.db.engine, "before_cursor_execute", seen)
+    queries = ("", "sort:-name", "sort:rating", "sort:-rating", "sort:-used", "walk", "-walk03 sort:-added",
+               "fav:yes sort:modified", "folder:a sort:-rating", "rating:none sort:-rating")
+    for q in queries:
+        library.store.db.totals.clear()
+        for n in (1, 2, 3, 5, 4, 2, 5, 4, 1):
+            assert [i.id for i in library.search(q, page=n, per_page=3).items] == skipping(q, n), (q, n)
+        library.store.db.totals.clear()
+        library.search(q, page=1, per_page=3)
+        pages.clear()
+        found = [i.id for i in library.search(q, page=2, per_page=3).items]
+        walked = list(pages)
+        assert found == skipping(q, 2), q
+        assert walked and all(skipped(*page) == 0 for page in walked), (q, walked)
+    library.search("sort:rating", page=2, per_page=3)
+    library.edit(ids[5], rating=None)  # the data changed: the ends found before are not used
+    library.edit(ids[0], rating=3)
+    for n in (2, 3, 1, 4):
+        assert [i.id for i in library.search("sort:rating", page=n, per_page=3).items] == skipping("sort:rating", n), n
 
 
 def test_a_cursor_is_checked(library, lora_dir):
