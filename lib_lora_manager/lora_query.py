@@ -199,5 +199,8 @@ LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FIL
               page_indexes={key: f"ix_loras_page_{column.key}" for key, column in SORTS.items()},
               count_index="ix_loras_live", id_index="ix_loras_live", id_set_keys=frozenset({None, "tag", "folder", "hashed", "error", "dupe", "hash"}),
               filter_count_index="ix_loras_page_rating", seek_index="ix_loras_live_filters",
+              # words looked up at once: at 200,000 LoRAs "anime style" was counted through two lists
+              # of ids, each match tested against the other (54 ms), where one expression takes 14
+              merge_terms=text_index.merge,
               count_indexes={key: f"ix_loras_page_{SORTS[sort].key}" for key, sort in
                              (("rating", "rating"), ("used", "used"), ("uses", "uses"), ("added", "added"), ("modified", "modified"))})

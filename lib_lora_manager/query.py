@@ -284,17 +284,22 @@ class Table:
         if start:
             value, last_id = ends[start]
             position, skip = _Cursor(query.fingerprint(), value, last_id, page), skip - start
+        # a page that skips matches reads the last one skipped too: where the page starts, so the
+        # same page asked for again (a reload, a second client) skips none
+        before = 1 if skip and ends_key is not None else 0
         if (planner_knows and query.sort.descending and getattr(query.sort_column(), "nullable", True)
                 and query.sort.key not in self.descending_indexes
                 and total > _FEW_MATCHES):  # a few matches sort in no time; walked for a page, they are all read
-            found = self._nulls_apart(session, query, where, skip, per_page, position)
+            found = self._nulls_apart(session, query, where, skip - before, per_page + before, position)
         else:
-            found = self._walk(session, query, where, skip, per_page, position, total, hint, id_sets_only, planner_knows)
+            found = self._walk(session, query, where, skip - before, per_page + before, position, total, hint,
+                               id_sets_only, planner_knows)
         if found and offset is not None and ends_key is not None:
-            last_id, value = found[-1]
-            ends = {**ends, offset + len(found): (value, last_id)}  # a new dict: others may be reading the old
+            marks = {offset - before + n + 1: (value, found_id) for n, (found_id, value) in enumerate(found)
+                     if n == 0 and before or n == len(found) - 1}
+            ends = {**ends, **marks}  # a new dict: others may be reading the old
             totals.put(ends_key, dict(list(ends.items())[-_PAGE_ENDS:]))
-        return IdPage(total, [row[0] for row in found], page, per_page)
+        return IdPage(total, [row[0] for row in found[before:]], page, per_page)
 
     def _walk(self, session: Session, query: Query, where: list[ColumnElement[bool]], skip: int, per_page: int,
               position: _Cursor | None, total: int, hint: str | None, id_sets_only: bool,
