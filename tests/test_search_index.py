@@ -580,6 +580,48 @@ def test_every_kind_of_write_keeps_the_copies_of_each_hash_in_step(library, lora
     assert assert_copies_in_step(library) == set()
 
 
+def test_dupe_is_counted_in_the_hash_index_and_a_walk_tests_each_row(library, lora_dir, monkeypatch):
+    """``dupe:`` totals and pages are exact with copies in the trash, missing and unhashed LoRAs
+    (a LoRA without a hash has no duplicate); on SQLite counted in the hash index, not by a seek
+    per match in the index of live ids, and a walk can test each row it reads (a NOT IN would
+    drop those without a hash) instead of listing every duplicate first."""
+    monkeypatch.setattr(query, "ROW_COST", 0)  # walks test the rows they read whenever they can
+    original = make_lora(lora_dir / "a", "same")
+    for name in ("b/same", "b/copy", "c/copy", "d/trashed"):
+        (lora_dir / name).parent.mkdir(exist_ok=True)
+        shutil.copy(original, lora_dir / f"{name}.safetensors")
+    for n in range(4):
+        make_lora(lora_dir, f"alone{n}", seed=3 + n)
+    library.indexer.scan()
+    library.indexer.hash_pending()
+    make_lora(lora_dir, "unhashed", seed=20)
+    library.indexer.scan()
+    (lora_dir / "b" / "copy.safetensors").unlink()
+    library.indexer.scan()  # missing, and still sharing the hash
+    library.files.trash(library.ids("folder:d"))
+    with library.store.db.read() as session:
+        rows = session.execute(select(Lora.id, Lora.sha256).where(Lora.trashed_at.is_(None))).all()
+    copies = {sha for sha in {r.sha256 for r in rows} if sha and sum(r.sha256 == sha for r in rows) > 1}
+    dupes = {r.id for r in rows if r.sha256 in copies}
+    assert len(dupes) == 4 and any(r.sha256 is None for r in rows)
+    statements: list[tuple[str, tuple]] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, parameters, *_a: statements.append((" ".join(statement.split()), parameters)))
+    for q, expected in (("dupe:yes", dupes), ("dupe:no", {r.id for r in rows} - dupes), ("-dupe:yes", {r.id for r in rows} - dupes)):
+        library.store.db.totals.clear()
+        statements.clear()
+        found = library.search(q, per_page=2)
+        assert found.total == len(expected), q
+        paged = [i.id for n in range(1, found.pages + 1) for i in library.search(q, page=n, per_page=2).items]
+        assert paged == [i.id for i in library.search(q, per_page=50).items] and set(paged) == expected, q
+        assert set(library.ids(q)) == expected, q
+        if library.store.db.is_sqlite:
+            first = [s for s, _p in statements[:statements.index(next(x for x in statements if "ORDER BY" in x[0])) + 1]]
+            assert not any("ix_loras_live" in s for s in first if s.startswith("SELECT count")), first
+            if q != "dupe:yes":
+                assert not any("NOT IN" in s for s in first), first
+
+
 def empty_database(engine: str, tmp_path) -> str:
     """The URL of an empty database of ``engine`` (PostgreSQL: the test database, reset)."""
     if engine == "sqlite":
