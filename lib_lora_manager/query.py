@@ -318,23 +318,35 @@ class Table:
             listed = sum(max(rows() - total, 0) if t.negated else total for t in tested)
             if walked * per_page * rows() * ROW_COST < listed * total:
                 where = [getattr(t.clause, "row_test", t.clause) for t in query.tests()]
-        if position is not None:
-            where = [*where, position.beyond(self, query)]
         if not use_index and id_sets_only:
             # few matches, each found by id: no sort index walked, but each candidate the first set
             # lists is looked up in the narrow index of ids (id_index), so only the matches' rows
             # are read, for their sort key (a row each read, rather, cost 2.5x); without one, the
             # candidates' rows are read by id
             hint = self._hint(session, self.id_index)
-        # the sort key's value with each id (an index walk holds it): where the page ends
-        stmt = (select(self.id_column, query.sort_column())
-                .where(*self.base_where(use_index or hint is not None or planner_knows), *where)
-                .order_by(*query.order_by(use_index=use_index)).limit(per_page))
-        if skip:
-            stmt = stmt.offset(skip)
-        if hint is not None:
-            stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
-        return [tuple(row) for row in session.execute(stmt)]
+
+        def read(conditions: list[ColumnElement[bool]], skip: int, limit: int) -> list[tuple[int, Any]]:
+            # the sort key's value with each id (an index walk holds it): where the page ends
+            stmt = (select(self.id_column, query.sort_column())
+                    .where(*self.base_where(use_index or hint is not None or planner_knows), *conditions)
+                    .order_by(*query.order_by(use_index=use_index)).limit(limit))
+            if skip:
+                stmt = stmt.offset(skip)
+            if hint is not None:
+                stmt = stmt.with_hint(self.id_column.table, hint, "sqlite")
+            return [tuple(row) for row in session.execute(stmt)]
+
+        if position is not None and position.value is not None and use_index and not skip:
+            # the rows tied with the position's value, then those past it: SQLite seeks (value, id)
+            # in the sort index for the first, where one condition for both bounds its walk by the
+            # value alone and passes every tie before the id (a page of sort:-uses past the middle
+            # of 170,000 LoRAs never used: 25 ms to under 1)
+            ties, past = position.tied(self, query)
+            found = read([*where, *ties], 0, per_page)
+            return found if len(found) == per_page else found + read([*where, past], 0, per_page - len(found))
+        if position is not None:
+            where = [*where, position.beyond(self, query)]
+        return read(where, skip, per_page)
 
     def _nulls_apart(self, session: Session, query: Query, where: list[ColumnElement[bool]], skip: int,
                      per_page: int, position: _Cursor | None) -> list[tuple[int, Any]]:
@@ -475,6 +487,15 @@ class _Cursor:
         # what the offset page did)
         clause = and_(column <= self.value if descending else column >= self.value, clause)
         return or_(clause, column.is_(None)) if getattr(column, "nullable", True) else clause
+
+    def tied(self, table: Table, query: Query) -> tuple[list[ColumnElement[bool]], ColumnElement[bool]]:
+        """``beyond`` in two parts, each one range of the sort index: the rows holding this
+        position's value past its id, then those past the value (a position with a value)."""
+        column, id_column = query.sort_column(), table.id_column
+        descending = query.sort.descending
+        ties = [column == self.value, id_column < self.last_id if descending else id_column > self.last_id]
+        past = column < self.value if descending else column > self.value
+        return ties, or_(past, column.is_(None)) if getattr(column, "nullable", True) else past
 
 
 @dataclass

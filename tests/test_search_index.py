@@ -442,6 +442,40 @@ def test_a_page_by_number_starts_where_a_page_found_before_ended(library, lora_d
         assert [i.id for i in library.search("sort:rating", page=n, per_page=3).items] == skipping("sort:rating", n), n
 
 
+def test_a_page_past_ties_of_the_sort_key_seeks_past_them(library, lora_dir):
+    """A cursor page whose position's value many LoRAs share (never used: ``sort:-uses``) reads
+    those ties past the position's id, then the rows past the value, each one range of the sort
+    index (SQLite seeks the value and id, rather than walking every tie before the id): the
+    pages are the offset pages."""
+    for i in range(12):
+        make_lora(lora_dir, f"tie{i:02d}", seed=i)
+    library.indexer.scan()
+    for n in range(3):
+        record(library, f"<lora:tie{n:02d}:1> castle")
+    pages: list[tuple[str, tuple]] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, parameters, *_a: pages.append((statement, parameters))
+                 if "ORDER BY" in statement and "lora_tags" not in statement else None)
+    for q in ("sort:-uses", "sort:uses", "sort:rating", "sort:-added"):
+        library.store.db.totals.clear()
+        offset = [library.search(q, page=n, per_page=2) for n in range(1, 8)]
+        cursor, followed = offset[0].next, [offset[0]]
+        while cursor:
+            pages.clear()
+            followed.append(library.search(q, per_page=2, after=cursor))
+            cursor = followed[-1].next
+        assert [[i.id for i in p.items] for p in followed] == [[i.id for i in p.items] for p in offset if p.items], q
+    if library.store.db.is_sqlite:
+        library.store.db.totals.clear()
+        cursor = library.search("sort:-uses", page=3, per_page=2)  # past the used: among the ties
+        pages.clear()
+        library.search("sort:-uses", per_page=2, after=cursor.next)
+        walked = list(pages)
+        with library.store.db.engine.connect() as conn:
+            plans = [" ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p)) for s, p in walked]
+        assert any("ix_loras_page_use_count (use_count=? AND id<?)" in plan for plan in plans), plans
+
+
 def test_a_cursor_is_checked(library, lora_dir):
     for i in range(4):
         make_lora(lora_dir, f"c{i}", seed=i)
