@@ -128,6 +128,9 @@ class Table:
     # the rows base_where leaves out, as a clause an index of their own answers (SQLite: a
     # search without terms is counted as every row less these); None when it leaves out none
     left_out: ColumnElement[bool] | None = None
+    # that index (SQLite): the few rows left out are tested there one by one, where a term's own
+    # index (a folder's range) would read every row it lists
+    left_out_index: str | None = None
     index_walk: IndexWalk = most_rows_match
     # sort key -> the index a page walks on SQLite (INDEXED BY): SQLite has no statistics to
     # judge a filter's selectivity by, and a wrong guess reads every row in random order
@@ -186,6 +189,14 @@ class Table:
         planner_knows = dialect != "sqlite"
         if self.merge_terms is not None:
             query = Query(query.text, self, self.merge_terms(query.terms), query.sort)
+        sized = {id(t): t.clause.counts[dialect] for t in query.terms
+                 if t.key in self.id_set_keys and not t.negated and dialect in getattr(t.clause, "counts", {})}
+        if not planner_knows and len(sized) > 1:
+            # SQLite reads the first set of ids a row must be in and seeks each of its ids in the
+            # others: the smallest first ("folder:x miku": 8,000 ids seeked, not 18,000; 28 to 18 ms
+            # at 200,000 LoRAs), by the counts of their own indexes (a millisecond or two each)
+            size = {key: session.scalar(statement) for key, statement in sized.items()}
+            query = Query(query.text, self, sorted(query.terms, key=lambda t: size.get(id(t), float("inf"))), query.sort)
         hint = self._hint(session, self.page_indexes.get(query.sort.key))
         id_sets_only = all(t.key in self.id_set_keys for t in query.terms)
         ranged = next((self.count_indexes[t.key] for t in query.terms if t.key in self.count_indexes and not t.negated), None)
@@ -205,7 +216,10 @@ class Table:
                 # the trash, each tested), rather than a seek in the index of live ids per match
                 test = next((t for t in (getattr(where[0], "of_row", None), getattr(where[0], "row_test", None), where[0])
                              if t is not None))
-                return session.scalar(alone) - session.scalar(select(func.count()).where(self.left_out, test))
+                out = select(func.count()).select_from(self.id_column.table).where(self.left_out, test)
+                if self.left_out_index is not None:
+                    out = out.with_hint(self.id_column.table, f"INDEXED BY {self.left_out_index}", "sqlite")
+                return session.scalar(alone) - session.scalar(out)
             if not where and not planner_knows:
                 # without a WHERE, SQLite counts the table from its b-tree pages (OP_Count) rather
                 # than entry by entry: a millisecond at 200,000 rows, where the live index takes 10

@@ -882,6 +882,47 @@ def test_the_words_of_a_library_search_are_looked_up_together(library, lora_dir,
         assert not any(s.count("MATCH") > 1 for s in statements), [s for s in statements if "MATCH" in s]
 
 
+def test_a_folder_is_counted_in_its_index_and_the_smallest_set_is_read_first(library, lora_dir):
+    """``folder:`` is counted in the folder index's ranges less the LoRAs in the trash there, each
+    tested through the index of the trash (not by reading every row the folder lists); of several
+    sets of ids a row must be in, SQLite is given the smallest first (the one it reads; each of its
+    ids is seeked in the others). Totals and pages are exact: subfolders in, neighbours out."""
+    for n in range(6):
+        make_lora(lora_dir / "styles", f"plain{n}", seed=n)
+    make_lora(lora_dir / "styles" / "sub", "miku_deep", seed=10)
+    make_lora(lora_dir / "styles", "miku_top", seed=11)
+    make_lora(lora_dir / "styles 2", "miku_neighbour", seed=12)
+    make_lora(lora_dir / "styles", "miku_trashed", seed=13)
+    make_lora(lora_dir, "miku_root", seed=14)
+    library.indexer.scan()
+    library.files.trash(library.ids("miku_trashed"))
+    texts = live_texts(library)
+    with library.store.db.read() as session:
+        folders = dict(session.execute(select(Lora.id, Lora.folder).where(Lora.trashed_at.is_(None))).all())
+    inside = {i for i, f in folders.items() if f == "styles" or f.startswith("styles/")}
+    statements: list[tuple[str, tuple]] = []
+    event.listen(library.store.db.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, parameters, *_a: statements.append((" ".join(statement.split()), parameters)))
+    for q, expected in (("folder:styles", inside), ("-folder:styles", set(texts) - inside),
+                        ("folder:styles miku", {i for i in inside if "miku" in texts[i]}),
+                        ("miku folder:styles sort:-size", {i for i in inside if "miku" in texts[i]})):
+        library.store.db.totals.clear()
+        statements.clear()
+        found = library.search(q, per_page=50)
+        assert {i.id for i in found.items} == expected and found.total == len(expected), q
+        assert [i.id for n in (1, 2, 3) for i in library.search(q, page=n, per_page=2).items] == \
+            [i.id for i in found.items][:6], q
+        if library.store.db.is_sqlite:
+            counts = [s for s, _p in statements if s.startswith("SELECT count")]
+            pages = [s for s, _p in statements if "ORDER BY" in s and "lora_tags" not in s]
+            if "miku" not in q:
+                assert not any("ix_loras_live" in s for s in counts), counts
+                assert any("INDEXED BY ix_loras_trashed" in s and "folder" in s for s in counts), counts
+            else:  # the word's few ids are read, each seeked in the folder's
+                both = [s for s in counts + pages if "MATCH" in s and "folder" in s]
+                assert both and all(s.index("MATCH") < s.index("loras.folder") for s in both), both
+
+
 def test_hashed_beside_column_filters_is_counted_in_the_unhashed_index(library, lora_dir):
     """``hashed:`` beside filters on the row's own columns: exact totals on both engines; on
     SQLite counted in the partial index of unhashed LoRAs (which holds those columns), and
