@@ -217,5 +217,6 @@ LORAS = Table(noun="LoRAs", id_column=Lora.id, free_text=_free_text, filters=FIL
               # words looked up at once: at 200,000 LoRAs "anime style" was counted through two lists
               # of ids, each match tested against the other (54 ms), where one expression takes 14
               merge_terms=text_index.merge,
-              count_indexes={key: f"ix_loras_page_{SORTS[sort].key}" for key, sort in
-                             (("rating", "rating"), ("used", "used"), ("uses", "uses"), ("added", "added"), ("modified", "modified"))})
+              count_indexes={**{key: f"ix_loras_page_{SORTS[sort].key}" for key, sort in
+                                (("rating", "rating"), ("used", "used"), ("uses", "uses"), ("added", "added"),
+                                 ("modified", "modified"))}, "base": "ix_loras_base_filters"})

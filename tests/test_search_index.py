@@ -771,6 +771,8 @@ def test_migration_0012_brings_a_0011_history_its_search_indexes(engine, tmp_pat
 @pytest.mark.parametrize("q, index, column", [
     ("used:<30d", "ix_loras_page_last_used_at", "last_used_at"), ("rating:>=4", "ix_loras_page_rating", "rating"),
     ("added:>1y base:sd1", "ix_loras_page_added_at", "added_at"), ("uses:>3", "ix_loras_page_use_count", "use_count"),
+    ("base:sd1", "ix_loras_base_filters", "base_model=?"),
+    ("fav:no base:sd1 -nsfw:yes type:lora", "ix_loras_base_filters", "base_model=? AND adapter_type=? AND favorite=?"),
 ])
 def test_sqlite_counts_a_range_of_a_sort_key_in_that_range_of_its_index(tmp_path, lora_dir, q, index, column):
     """A filter on a sort key's column is one range of that key's page index: counted there,
@@ -1008,6 +1010,40 @@ def test_a_negated_tag_beside_column_filters_is_counted_from_the_tag(library, lo
                    and "COVERING INDEX ix_lora_tags_tag_id_lora_id" in plan for plan in plans), plans
         scans = [plan for plan in plans if "SCAN loras" in plan]
         assert scans and not any("SUBQUERY" in plan for plan in scans), plans  # no entry tested against the tag
+
+
+def test_migration_0024_indexes_the_base_models_of_a_0023_database(tmp_path):
+    """A 0023 SQLite database gets the index of live LoRAs by base model, type and favourite,
+    which lists every live LoRA and counts ``base:`` beside ``type:`` and ``fav:`` exactly."""
+    url = sqlite_url(tmp_path / "old.db")
+    db = Database(url)
+    migrate_to(db, "0023")
+    with db.engine.begin() as conn:
+        for n in range(6):
+            conn.execute(text(
+                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
+                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
+                "base_model, favorite, nsfw, search_text, updated_at, use_count, trashed_at) VALUES (:path, '/r', :rel, '', "
+                ":rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, :base, 'header', :type, :base, :fav, "
+                "false, :rel, 1, 0, :trashed)"),
+                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "base": "sd1" if n % 3 else "sdxl",
+                 "type": "lora" if n < 4 else "loha", "fav": n == 1, "trashed": 5.0 if n == 2 else None})
+    db.migrate()
+    assert db.current_revision() == SCHEMA_REVISION
+    with db.engine.connect() as conn:
+        listed = conn.exec_driver_sql("SELECT id FROM loras INDEXED BY ix_loras_base_filters "
+                                      "WHERE trashed_at IS NULL ORDER BY id").scalars().all()
+        assert listed == conn.exec_driver_sql("SELECT id FROM loras WHERE trashed_at IS NULL ORDER BY id").scalars().all()
+        assert len(listed) == 5
+    db.dispose()
+    library = Library.open(str(tmp_path / "data"), roots=[], database_url=url)
+    try:  # sd1: 1, 2 (trashed), 4, 5; lora: 0-3; favourite: 1
+        assert library.search("base:sd1").total == 3
+        assert library.search("base:sd1 type:lora fav:no").total == 0
+        assert library.search("base:sd1 type:loha").total == 2
+        assert library.search("-base:sd1 fav:no").total == 2
+    finally:
+        library.close()
 
 
 def test_migration_0016_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
