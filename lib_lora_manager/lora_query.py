@@ -83,6 +83,11 @@ _unhashed = _ids_where(Lora.sha256.is_(None))
 # SQLite: beside filters on the row's own columns, the set is counted in its partial index that
 # holds them (query.Table.page), "hashed:yes" as those filters' count less that
 _unhashed.partial = (Lora.sha256.is_(None), "ix_loras_unhashed_filters")
+# alone, counted in the partial index of the unhashed LoRAs, less those in the trash (each row
+# tested), rather than a seek in the index of live ids per unhashed LoRA
+_unhashed.counts = {"sqlite": select(func.count()).select_from(Lora).where(Lora.sha256.is_(None))
+                    .with_hint(Lora, "INDEXED BY ix_loras_unhashed", "sqlite")}
+_unhashed.of_row = Lora.sha256.is_(None)
 _hashed = flag_filter("hashed", not_(_unhashed), "hashed", "not hashed yet", _unhashed)
 _nsfw = flag_filter("nsfw", Lora.nsfw.is_(True), "flagged NSFW", "not flagged NSFW", Lora.nsfw.is_(False))
 _error = flag_filter("error", _ids_where(Lora.error.is_not(None)), "that could not be read", "read without errors")
