@@ -182,6 +182,12 @@ class Lora(Base):
         # the filters' count less those (query.Table.page), not by testing each entry against the set
         Index("ix_loras_live_filters", "trashed_at", "id", *LORA_FILTER_COLUMNS,
               sqlite_where=_LIVE).ddl_if(dialect="sqlite"),
+        # SQLite: the live LoRAs by base model, type and favourite, then the other columns filters
+        # test: "base:sd1 type:lora fav:no" is counted in its range of entries (7.5 ms at 200,000
+        # LoRAs), not by testing every live LoRA's (18 ms); the column order is migration 0024's
+        Index("ix_loras_base_filters", "base_model", "adapter_type", "favorite", "trashed_at",
+              *(c for c in LORA_FILTER_COLUMNS if c not in ("base_model", "adapter_type", "favorite")),
+              sqlite_where=_LIVE).ddl_if(dialect="sqlite"),
     )
 
 

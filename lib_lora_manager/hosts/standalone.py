@@ -4,6 +4,7 @@ REST API at the same paths, served by uvicorn on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -126,6 +127,11 @@ def serve(args: argparse.Namespace) -> int:
         configure_recommender(library, saved.get)
         log.info("LoRA Manager: %s, data in %s; open http://%s:%d/",
                  plural(len(library.store.roots), "LoRA folder"), data_dir, args.host, args.port)
+        # what startup built (Gradio's and FastAPI's objects, ~280,000) lives as long as the server:
+        # out of the cyclic collector's sight, or each full collection walks it during some request
+        # (190 ms: a search at 200,000 LoRAs took 245 ms, 39 of them in SQL)
+        gc.collect()
+        gc.freeze()
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         app.close()

@@ -2,7 +2,7 @@
 favorites' entries rather than in an entry of every generation (60 ms to under 1 at 1,000,000)
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '0025'
-down_revision = '0023'
+down_revision = '0024'
 branch_labels = None
 depends_on = None
 
