@@ -1044,22 +1044,30 @@ def test_a_negated_tag_beside_column_filters_is_counted_from_the_tag(library, lo
         assert scans and not any("SUBQUERY" in plan for plan in scans), plans  # no entry tested against the tag
 
 
+def _insert_old_loras(db: Database, rows: list[dict]) -> None:
+    """LoRA rows written by SQL into a database at an older migration (the models describe the
+    newest): file ``/r/N.safetensors`` for the Nth, each column ``rows`` does not give a default."""
+    with db.engine.begin() as conn:
+        for n, given in enumerate(rows):
+            rel = f"{n}.safetensors"
+            row = {"path": f"/r/{rel}", "root": "/r", "relpath": rel, "folder": "", "filename": rel, "stem": rel,
+                   "sdnext_name": rel, "sort_name": rel, "format": "safetensors", "size": 1, "mtime_ns": 1, "mtime": 1,
+                   "added_at": 1, "scanned_at": 1, "missing": False, "base_model_detected": "sd1",
+                   "base_model_source": "header", "adapter_type": "lora", "base_model": "sd1", "favorite": False,
+                   "nsfw": False, "search_text": rel, "updated_at": 1, "use_count": 0, **given}
+            if "base_model" in given:
+                row["base_model_detected"] = given["base_model"]
+            conn.execute(text(f"INSERT INTO loras ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})"), row)
+
+
 def test_migration_0024_indexes_the_base_models_of_a_0023_database(tmp_path):
     """A 0023 SQLite database gets the index of live LoRAs by base model, type and favourite,
     which lists every live LoRA and counts ``base:`` beside ``type:`` and ``fav:`` exactly."""
     url = sqlite_url(tmp_path / "old.db")
     db = Database(url)
     migrate_to(db, "0023")
-    with db.engine.begin() as conn:
-        for n in range(6):
-            conn.execute(text(
-                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
-                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
-                "base_model, favorite, nsfw, search_text, updated_at, use_count, trashed_at) VALUES (:path, '/r', :rel, '', "
-                ":rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, false, :base, 'header', :type, :base, :fav, "
-                "false, :rel, 1, 0, :trashed)"),
-                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "base": "sd1" if n % 3 else "sdxl",
-                 "type": "lora" if n < 4 else "loha", "fav": n == 1, "trashed": 5.0 if n == 2 else None})
+    _insert_old_loras(db, [{"base_model": "sd1" if n % 3 else "sdxl", "adapter_type": "lora" if n < 4 else "loha",
+                            "favorite": n == 1, "trashed_at": 5.0 if n == 2 else None} for n in range(6)])
     db.migrate()
     assert db.current_revision() == SCHEMA_REVISION
     with db.engine.connect() as conn:
@@ -1084,16 +1092,7 @@ def test_migration_0016_indexes_the_unhashed_loras_of_a_0014_database(tmp_path):
     url = sqlite_url(tmp_path / "old.db")
     db = Database(url)
     migrate_to(db, "0014")
-    with db.engine.begin() as conn:
-        for n in range(5):
-            conn.execute(text(
-                "INSERT INTO loras (path, root, relpath, folder, filename, stem, sdnext_name, sort_name, format, size, "
-                "mtime_ns, mtime, added_at, scanned_at, missing, base_model_detected, base_model_source, adapter_type, "
-                "base_model, favorite, nsfw, search_text, updated_at, use_count, sha256) VALUES (:path, '/r', :rel, '', "
-                ":rel, :rel, :rel, :rel, 'safetensors', 1, 1, 1, 1, 1, :missing, 'sd1', 'header', 'lora', 'sd1', false, "
-                "false, :rel, 1, 0, :sha)"),
-                {"path": f"/r/{n}.safetensors", "rel": f"{n}.safetensors", "missing": n == 4,
-                 "sha": None if n % 2 else f"{n:064x}"})
+    _insert_old_loras(db, [{"missing": n == 4, "sha256": None if n % 2 else f"{n:064x}"} for n in range(5)])
     db.migrate()
     assert db.current_revision() == SCHEMA_REVISION
     with db.engine.connect() as conn:
