@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/run.py [--dir /tmp/lora-manager-bench] [--files 50000] [--cold 10000]
                                   [--repeat 3] [--db URL] [--hash-mb 2000] [--skip-build] [--rebuild]
-                                  [--only cold,rescan,query,hash,startup] [--profile] [--json]
+                                  [--only cold,rescan,query,hash,startup] [--disk-mbps N] [--profile] [--json]
 
 Every figure is measured next to a floor taken in the same run on the same files: the least
 any program would need for that job (a bare header-reading loop, a bare ``os.walk``,
 ``sha256sum``, SDNext starting without the extension). Targets are stated against those floors
 so a slow disk or a busy CI box moves both sides of the comparison alike.
+
+``--disk-mbps N`` (root, a cgroup's block-I/O throttle) reads the disk holding ``--dir`` at N
+MiB/s at most, for this process and its children: a disk slower than parsing (a hard disk, a
+network share), where the disk is the floor of a cold scan. Without it the cold floor is this
+machine's own disk, which may read headers faster than a core can parse them.
 
 The library is cached in ``--dir`` and rebuilt only when missing, when its parameters changed,
 or with ``--rebuild``. Databases are made afresh in ``--dir/work`` on every run.
@@ -215,6 +220,39 @@ def drop_caches() -> bool:
         return True
     except OSError:
         return False
+
+
+def block_device(path: Path) -> str:
+    """``MAJ:MIN`` of the disk holding ``path`` (a partition's whole disk: throttles name disks)."""
+    st_dev = path.stat().st_dev
+    dev = f"{os.major(st_dev)}:{os.minor(st_dev)}"
+    sysfs = Path("/sys/dev/block") / dev
+    if (sysfs / "partition").exists():
+        dev = (sysfs.resolve().parent / "dev").read_text().strip()
+    return dev
+
+
+def throttle_reads(path: Path, mbps: float, cgroups: Path = Path("/sys/fs/cgroup")) -> str:
+    """Move this process (and the children it starts) into a cgroup reading the disk holding
+    ``path`` at ``mbps`` MiB/s at most: cgroup v2's io.max, or v1's blkio throttle. Returns what
+    was set; raises SystemExit when this machine does not allow it (not root, no controller)."""
+    dev, rate = block_device(path), int(mbps * (1 << 20))
+    try:
+        if (cgroups / "cgroup.controllers").exists():  # v2: one tree, io enabled for the children
+            if "io" not in (cgroups / "cgroup.controllers").read_text().split():
+                raise SystemExit("--disk-mbps: this machine's cgroups have no io controller")
+            group = cgroups / "lora-manager-bench"
+            group.mkdir(exist_ok=True)
+            (cgroups / "cgroup.subtree_control").write_text("+io")
+            (group / "io.max").write_text(f"{dev} rbps={rate}")
+        else:  # v1: the blkio hierarchy
+            group = cgroups / "blkio" / "lora-manager-bench"
+            group.mkdir(exist_ok=True)
+            (group / "blkio.throttle.read_bps_device").write_text(f"{dev} {rate}")
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as e:
+        raise SystemExit(f"--disk-mbps needs root and a cgroup block-I/O controller: {e}") from None
+    return f"reads of disk {dev} throttled to {mbps:g} MiB/s (cgroup {group})"
 
 
 class Cache:
@@ -1104,6 +1142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-build", action="store_true", help="use the library in --dir as it is")
     p.add_argument("--rebuild", action="store_true", help="write the library again even if cached")
     p.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages of: {', '.join(STAGES)}")
+    p.add_argument("--disk-mbps", type=float, help="root: read the disk holding --dir at this many MiB/s at most (a slow disk)")
     p.add_argument("--profile", action="store_true", help="profile (cProfile) each stage that misses its target")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.add_argument("--startup-probe", help=argparse.SUPPRESS)
@@ -1131,6 +1170,8 @@ def main(argv: list[str] | None = None) -> int:
                                 if k not in ("startup_probe", "only")})
     cache = Cache()
     results.cache_mode = cache.mode
+    if args.disk_mbps:
+        results.cache_mode += "; " + throttle_reads(base, args.disk_mbps)
     results.load.append(f"{os.getloadavg()[0]:.2f}")
 
     if set(args.stages) <= {"query"}:  # the query stage writes rows, not files
