@@ -230,7 +230,7 @@ SCOPED = Table(
     Column("id", Integer, nullable=False), Column("cur", Integer, nullable=False), Column("started_at", Float, nullable=False),
     Column("status", SafeString(16)), Column("duration", Float), Column("model_name", SafeText),
     Column("width", Integer), Column("height", Integer), Column("steps", Integer), Column("rating", Integer),
-    Column("favorite", Boolean),
+    Column("favorite", Boolean), Column("grouped", Boolean),  # a run of a strength sweep or an A/B comparison
     # its image rows and LoRA rows (library LoRAs or not): the images and "with a LoRA" figures
     # are sums over this table alone (named as the generations' columns: rollups' sums read either)
     Column("image_count", Integer), Column("lora_count", Integer),
@@ -356,7 +356,7 @@ def _generation_rows(s: Scope):
     """SCOPED's columns of generations (to narrow with a where)."""
     g = Generation
     return select(g.id, s.current(g.started_at), g.started_at, g.status, g.duration, g.model_name, g.width, g.height,
-                  g.steps, g.rating, g.favorite, g.image_count, g.lora_count)
+                  g.steps, g.rating, g.favorite, g.group_key.is_not(None), g.image_count, g.lora_count)
 
 
 def _copied_rows(session, s: Scope) -> None:
@@ -365,9 +365,7 @@ def _copied_rows(session, s: Scope) -> None:
     session.execute(SCOPED.insert().from_select([c.name for c in SCOPED.c],
                                                 _generation_rows(s).where(*s.parsed.where(), *_window_where(s))))
     t, gl = SCOPED.c, GenerationLora
-    # the grouped generations' ids once (their index), not each row's generation
-    grouped = select(Generation.id).where(Generation.group_key.is_not(None))
-    weight = case((gl.generation_id.in_(grouped), None), else_=func.coalesce(gl.te_weight, gl.unet_weight))
+    weight = case((t.grouped.is_(True), None), else_=func.coalesce(gl.te_weight, gl.unet_weight))
     session.execute(SCOPED_LORAS.insert().from_select(
         [c.name for c in SCOPED_LORAS.c],
         select(gl.generation_id, gl.id, gl.lora_id, weight, t.cur, t.started_at, t.status,
