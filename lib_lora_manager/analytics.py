@@ -338,10 +338,10 @@ def _rolled_uses(session, s: Scope) -> None:
 
 def _lora_use_hours(s: Scope, hours: rollups.Hours, where: Callable[[Any], list] = lambda c: [], previous: bool = True,
                     by_lora: bool = False):
-    """LORA_USE_HOURS' rows of the scope's hours, with ``cur``, and the same sums of the rows of
-    the hours read from rows; ``where(columns)`` narrows the rollup's (by model_name or status: the
-    caller narrows the union too; the rows' part is read by time alone, which SQLite can do run by
-    run), and ``previous=False`` leaves out the window before."""
+    """LORA_USE_HOURS' rows of the scope's hours, with ``cur``, and the same sums
+    (rollups.lora_use_sums) of the generations SCOPED holds: those of the hours read from rows.
+    ``where(columns)`` narrows the rollup's rows (by model_name or status; the caller narrows the
+    union too), and ``previous=False`` leaves out the window before."""
     u = LORA_USE_HOURS.c
     now = [] if previous or s.start is None else [u.hour * HOUR >= s.start]
     rolled = select(s.current(u.hour * HOUR).label("cur"), *(c for c in LORA_USE_HOURS.c if c.name != "hour")) \
