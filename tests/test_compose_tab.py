@@ -525,6 +525,22 @@ def wired(blocks, elem_id: str, trigger: str):
     return call
 
 
+def test_the_recipe_list_coming_into_view_keeps_what_a_save_said_and_the_choice(library, ids):
+    """The page asks for the recipe list when it first scrolls into view, which may be while a
+    save runs (clicking Save scrolls it there): its answer, coming last, once emptied "Saved …"
+    (CI). It shows the list and leaves the message and the chosen recipe alone."""
+    [(blocks, _title, _elem_id)] = ui.build_tabs(lambda: library, host_with(name="standalone"))
+    tab = ComposeTab(lambda: library, host_with())
+    entries = add(tab, [], ids["anime_style"])["entries"]
+    saved = tab.recipe_save("Heron", None, "", entries, "a heron", "")
+    assert "Saved “Heron” with 1 LoRA" in saved["recipe_status"]
+    refreshed = wired(blocks, "lora_manager_compose_recipe_refresh", "click")("")
+    assert "Heron" in refreshed["lora_manager_compose_recipe_list"]
+    assert refreshed["lora_manager_compose_recipe_status"] == {"__type__": "generic_update"}  # unchanged
+    choice = refreshed["lora_manager_compose_recipe_choice"]
+    assert choice["choices"] == saved["recipe_choice"]["choices"] and "value" not in choice
+
+
 def test_composition_events_running_at_once_lose_no_change(library, ids, monkeypatch):
     """Two events of one page run on two threads while composing is slow: a weight typed and a
     trigger word unticked both stay, whichever thread writes last."""

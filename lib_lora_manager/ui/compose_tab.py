@@ -454,6 +454,15 @@ class ComposeTab:
         return {"recipe_list": recipes_html(found, self.host.api_base, query or ""),
                 "recipe_choice": gr.update(choices=choices, value=None), "recipe_status": status}
 
+    def recipe_refresh(self, query: str = "") -> dict[str, Any]:
+        """The list shown again when it first comes into view: what a save, rename or delete
+        said, and the recipe chosen, stay (the page asks while those may be running)."""
+        out = self.recipe_list(query)
+        if "recipe_list" in out:
+            out["recipe_choice"] = _gr().update(choices=out["recipe_choice"]["choices"])
+            del out["recipe_status"]
+        return out
+
     def recipe_pick(self, value, query: str = "") -> dict[str, Any]:
         """A recipe card was clicked: choose it and put its name in the name box."""
         gr = _gr()
@@ -948,7 +957,7 @@ def build_content(open_library: Callable[[], Library], host: HostInfo) -> Compos
     recipe_keys = ["recipe_list", "recipe_choice", "recipe_status"]
     _wire(recipe_find.click, tab.recipe_list, [recipe_query], out, recipe_keys)
     _wire(recipe_query.submit, tab.recipe_list, [recipe_query], out, recipe_keys)
-    _wire(recipe_refresh.click, tab.recipe_list, [recipe_query], out, recipe_keys, **quiet)
+    _wire(recipe_refresh.click, tab.recipe_refresh, [recipe_query], out, recipe_keys, **quiet)
     _wire(recipe_pick_btn.click, tab.recipe_pick, [recipe_pick_id, recipe_query], out,
           ["recipe_choice", "recipe_name", "recipe_status", "delete_pending"], **quiet)
     changes(recipe_save.click, lambda e, b, n, name, cover, query, *values: tab.recipe_save(name, cover, query, plain(e), b, n, *values),
