@@ -49,7 +49,7 @@ from .query import Totals
 
 log = logging.getLogger("lora_manager")
 
-SCHEMA_REVISION = "0026"  # head of migrations/versions; a test keeps them in step
+SCHEMA_REVISION = "0027"  # head of migrations/versions; a test keeps them in step
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Alembic's ``op`` and ``context`` are process-wide proxies: two databases migrating at once on
 # two threads (two libraries opening together) would run each other's operations

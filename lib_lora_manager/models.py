@@ -320,7 +320,7 @@ class Generation(Base):
                       # every column analytics copies of a window's generations (analytics.SCOPED):
                       # read from this index alone, not from rows that hold the prompts
                       Index("ix_generations_analytics", "started_at", "id", "status", "duration", "model_name",
-                            "width", "height", "steps", "rating", "favorite", "image_count", "lora_count"),
+                            "width", "height", "steps", "rating", "favorite", "image_count", "lora_count", "group_key"),
                       # the favorites, few among many: "fav:yes" alone is counted in their entries
                       # (history_query._fav) instead of in an entry of every generation
                       Index("ix_generations_favorite", "id", sqlite_where=_FAVORITE_SQLITE,
