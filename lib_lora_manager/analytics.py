@@ -26,6 +26,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -82,6 +83,7 @@ UNUSED_DAYS = 90
 PICTURES = 8  # thumbnails of a LoRA's best rated and favorite generations
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
 REFRESH_WAIT = 1.0  # seconds a report waits to sum marked hours while another process writes
+SNAPSHOT_WAIT = 0.05  # seconds a report waits to share one snapshot between two connections (SQLite: the write lock)
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
 
 
@@ -273,23 +275,30 @@ FEW_GROUPS = 4  # groups of a percentile read one by one on SQLite (more: one wi
 
 
 @contextmanager
-def _scoped(session, s: Scope) -> Iterator[None]:
-    """The scope's rows in SCOPED, SCOPED_LORAS and SCOPED_USES for the body (temporary tables:
-    this connection's own, dropped after; a failed transaction's rollback takes them too)."""
+def _scoped(session, s: Scope, loras: bool = True) -> Iterator[None]:
+    """The scope's generations in SCOPED for the body, and with ``loras`` its LoRAs in
+    SCOPED_LORAS and SCOPED_USES (temporary tables: this connection's own, dropped after; a
+    failed transaction's rollback takes them too)."""
     conn = session.connection()
+    tables = _TABLES if loras else (SCOPED,)
     for table in _TABLES:
         table.drop(conn, checkfirst=True)  # left by a body that raised (SQLite keeps them)
+    for table in tables:
         table.create(conn)
     for key in ("analytics_walk_generations", "analytics_hours"):
-        session.info.pop(key, None)  # decided per scope (Analytics._durations, _rolled_uses)
+        session.info.pop(key, None)  # decided per scope (Analytics._durations, _rolled_rows)
     if s.rolled:
-        _rolled_uses(session, s)
+        _rolled_rows(session, s)
+        if loras:
+            _rolled_uses(session, s)
     else:
         _copied_rows(session, s)
+        if loras:
+            _copied_loras(session, s)
     yield
     for key in ("analytics_walk_generations", "analytics_hours"):
         session.info.pop(key, None)
-    for table in _TABLES:
+    for table in tables:
         table.drop(conn)
 
 
@@ -305,10 +314,9 @@ def _window_where(s: Scope, previous: bool = True) -> list:
     return [Generation.started_at < s.end] + ([Generation.started_at >= first] if first is not None else [])
 
 
-def _rolled_uses(session, s: Scope) -> None:
+def _rolled_rows(session, s: Scope) -> None:
     """A scope without a History query: the generations of the hours the rollups cannot tell
-    (rollups.Hours, kept in session.info for the figures that read them) in SCOPED, and
-    SCOPED_USES summed from the rollups and those; SCOPED_LORAS stays empty."""
+    (rollups.Hours, kept in session.info for the figures that read them) in SCOPED."""
     first = s.first()
     if first is None:
         first = session.scalar(select(func.min(Generation.started_at)))
@@ -322,6 +330,14 @@ def _rolled_uses(session, s: Scope) -> None:
     copy = SCOPED.insert().from_select([c.name for c in SCOPED.c], _generation_rows(s).where(*rollups.in_span()))
     for a, b in hours.spans():
         session.execute(copy, {"a": a, "b": b})
+
+
+def _rolled_uses(session, s: Scope) -> None:
+    """SCOPED_USES of a scope without a History query, summed from the rollups and SCOPED's rows
+    (_rolled_rows); SCOPED_LORAS stays empty."""
+    hours = session.info.get("analytics_hours")
+    if hours is None:
+        return  # no generation at all
     both = _lora_use_hours(s, hours, by_lora=True).subquery()
     c = both.c
     now, before = c.cur == 1, c.cur == 0
@@ -360,10 +376,14 @@ def _generation_rows(s: Scope):
 
 
 def _copied_rows(session, s: Scope) -> None:
-    """A scope with a History query: its generations and their LoRA rows copied into SCOPED and
-    SCOPED_LORAS, and SCOPED_USES summed from them."""
+    """A scope with a History query: its generations copied into SCOPED."""
     session.execute(SCOPED.insert().from_select([c.name for c in SCOPED.c],
                                                 _generation_rows(s).where(*s.parsed.where(), *_window_where(s))))
+
+
+def _copied_loras(session, s: Scope) -> None:
+    """A scope with a History query: the LoRA rows of SCOPED's generations copied into
+    SCOPED_LORAS, and SCOPED_USES summed from them."""
     t, gl = SCOPED.c, GenerationLora
     weight = case((t.grouped.is_(True), None), else_=func.coalesce(gl.te_weight, gl.unet_weight))
     session.execute(SCOPED_LORAS.insert().from_select(
@@ -500,14 +520,19 @@ class Analytics:
     def report(self, window: str | None = "30d", q: str | None = "", start: str | None = None,
                end: str | None = None, now: float | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
         """Every figure of the Analytics tab over one scope. ``timings``, when given, receives
-        each part's milliseconds (the benchmark's breakdown)."""
+        each part's milliseconds (the benchmark's breakdown).
+
+        The LoRAs' figures are read on a second connection while the generations' are read on
+        the first, both in one snapshot (Database.reads_together): on two cores a broad History
+        query's report takes about half the time. When the snapshot cannot be shared at once
+        (another writer holds SQLite's lock), one connection reads both, one after the other."""
         s = scope(window, q, start, end, now)
         lap = _laps(timings)
         self._sum_marked_hours(s)
         lap("rollups")
-        out: dict[str, Any] = {"scope": s.describe()}
         db = self.store.db
-        with db.read() as session:
+        with db.reads_together(2, SNAPSHOT_WAIT) as sessions:
+            session = sessions[0]
             # the library's figures as of this transaction's start, remembered until a write
             version = db.data_version(session)
             known = db.totals.get((version, _LIBRARY_TERMS))
@@ -515,41 +540,76 @@ class Analytics:
                 known = _library_figures(session)
                 db.totals.put((version, _LIBRARY_TERMS), known)
             lap("library")
-            with _scoped(session, s):
-                lap("scope")
-                self._report(session, s, out, known, lap)
-                # the temporary tables are gone; what was remembered holds for the next report too
-                after = db.version_after_read(session, version)
-                if after is not None and after != version:
-                    db.totals.put((after, _LIBRARY_TERMS), known)
+            if len(sessions) == 1:
+                with _scoped(session, s):
+                    lap("scope")
+                    loras = self._lora_figures(session, s, lap)
+                    generations = self._generation_figures(session, s, lap)
+            else:
+                with ThreadPoolExecutor(1, thread_name_prefix="lora-manager-analytics") as pool:
+                    loras_read = pool.submit(self._scoped_lora_figures, sessions[1], s, _laps(timings))
+                    with _scoped(session, s, loras=False):
+                        lap("scope")
+                        generations = self._generation_figures(session, s, lap)
+                    loras = loras_read.result()
+            # the temporary tables are gone; what was remembered holds for the next report too
+            after = db.version_after_read(sessions, version)
+            if after is not None and after != version:
+                db.totals.put((after, _LIBRARY_TERMS), known)
+        lap("together")  # the wait for the LoRAs' figures
+        out = {"scope": s.describe(), **self._together(generations, loras)}
+        out["never_used"], out["health"] = self._library(known)
         out["recommendations"] = self._recommendations(s)
         lap("recommendations")
         out["weights"] = self._weights_from(out["top_loras"])
         out["insights"] = insights(out)
         return out
 
-    def _report(self, session, s: Scope, out: dict[str, Any], known: _LibraryFigures, lap: Callable[[str], None]) -> None:
-        """The report's figures into ``out``: the scope's from its temporary tables, the library's from ``known``."""
+    def _generation_figures(self, session, s: Scope, lap: Callable[[str], None]) -> dict[str, Any]:
+        """The figures of the scope's generations (SCOPED and the rollups)."""
         buckets = _buckets(session, s)
         profile = self._profile(session, s, buckets)
-        out["kpis"] = self._kpis(session, s, profile)
+        out = {"kpis": self._kpis(session, s, profile)}
         lap("kpis")
         out["series"] = self._series(session, s, buckets, profile)
         lap("series")
-        for name in ("top_loras", "rising", "lora_use"):
-            out[name] = getattr(self, "_" + name)(session, s)
-            lap(name)
-        out["combinations"] = self._combinations(session, s, out["kpis"]["generations"])
-        lap("combinations")
         out["models"] = self._models(session, s, profile)
         lap("models")
         out["speed"] = self._speed(session, s, profile)
         lap("speed")
         out["errors"] = self._errors(session, s)
         lap("errors")
-        out["lora_model_failures"] = self._lora_model_failures(session, s, out["kpis"])
-        lap("lora_model_failures")
-        out["never_used"], out["health"] = self._library(known)
+        return out
+
+    def _scoped_lora_figures(self, session, s: Scope, lap: Callable[[str], None]) -> dict[str, Any]:
+        with _scoped(session, s):
+            lap("loras' scope")
+            return self._lora_figures(session, s, lap)
+
+    def _lora_figures(self, session, s: Scope, lap: Callable[[str], None]) -> dict[str, Any]:
+        """The figures of the scope's LoRAs (SCOPED_LORAS, SCOPED_USES and the rollups), the
+        pairs' lift and the failures' comparison with the window left for _together."""
+        su = SCOPED_USES.c
+        out = {"loras_used": session.execute(select(func.count(case((su.uses > 0, 1))),
+                                                    func.count(case((su.previous_uses > 0, 1))))).one()}
+        for name in ("top_loras", "rising", "lora_use", "pairs", "failures"):
+            out[name] = getattr(self, "_" + name)(session, s)
+            lap(name)
+        return out
+
+    def _together(self, generations: dict[str, Any], loras: dict[str, Any]) -> dict[str, Any]:
+        """The report's figures from both halves: the LoRAs' KPIs, lifts and failure rates
+        measured against the generations'."""
+        kpis = generations["kpis"]
+        now, before = loras["loras_used"]
+        kpis["loras_used"] = now
+        if kpis["previous"] is not None:
+            kpis["previous"]["loras_used"] = before
+            kpis["change"]["loras_used"] = _change(now, before)
+        return {"kpis": kpis, "series": generations["series"], "top_loras": loras["top_loras"], "rising": loras["rising"],
+                "lora_use": loras["lora_use"], "combinations": self._lifted(loras["pairs"], kpis["generations"]),
+                "models": generations["models"], "speed": generations["speed"], "errors": generations["errors"],
+                "lora_model_failures": self._failures_beyond(loras["failures"], kpis)}
 
     def table(self, name: str, window: str | None = "30d", q: str | None = "", start: str | None = None,
               end: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
@@ -639,8 +699,6 @@ class Analytics:
             with_lora[r.cur] += r.with_lora
             if r.model_name is not None:
                 model_names[r.cur].add(r.model_name)
-        su = SCOPED_USES.c
-        loras_used = session.execute(select(func.count(case((su.uses > 0, 1))), func.count(case((su.previous_uses > 0, 1))))).one()
         t, ordered_by = self._durations(session, s)
         cur = literal(1) if s.start is None else case((t.started_at >= s.start, 1), else_=0)
         times = _percentiles(session, t.cur if t.duration.table is SCOPED else cur, t.duration, [t.status == GenerationStatus.SUCCEEDED.value, *self._window(t, s)],
@@ -663,7 +721,7 @@ class Analytics:
                 # over generations that ran to an end: no_model never started one
                 "success_rate": _ratio(counts.get(GenerationStatus.SUCCEEDED, 0), finished),
                 "median_seconds": times.get(cur, {}).get(50), "p95_seconds": times.get(cur, {}).get(95),
-                "loras_used": loras_used[1 - cur], "models_used": len(model_names[cur]),
+                "loras_used": None, "models_used": len(model_names[cur]),  # loras_used: _together
                 "generations_with_lora": with_lora.get(cur, 0), "lora_share": _ratio(with_lora.get(cur, 0), total),
                 # the window's range of the added-date index, not every LoRA (SQLite prefers the trash's index)
                 "loras_added": session.scalar(select(func.count(Lora.id)).where(*added)
@@ -672,7 +730,7 @@ class Analytics:
             }
         kpis = out[1]
         kpis["previous"] = out.get(0)
-        kpis["change"] = {k: _change(kpis[k], kpis["previous"][k]) if previous else None
+        kpis["change"] = {k: _change(kpis[k], kpis["previous"][k]) if previous and k != "loras_used" else None
                           for k in ("generations", "images", "success_rate", "failed", "median_seconds",
                                     "p95_seconds", "loras_used", "lora_share")}
         return kpis
@@ -777,13 +835,14 @@ class Analytics:
         out["tag"] = [{"value": v, "label": v, "uses": int(n), "link": _library_link(f'tag:"{v}" used:yes')} for n, v in rows]
         return out
 
-    def _combinations(self, session, s: Scope, total: int | None = None) -> list[dict[str, Any]]:
+    def _combinations(self, session, s: Scope) -> list[dict[str, Any]]:
         """Pairs of LoRAs used in the same generation, with lift = P(a,b) / (P(a) P(b)) over the
         window's generations; only pairs seen in MIN_PAIR_SUPPORT generations or more."""
-        if total is None:
-            total = sum(r.n for r in self._profile(session, s) if r.cur == 1)
-        if not total:
-            return []
+        total = sum(r.n for r in self._profile(session, s) if r.cur == 1)
+        return self._lifted(self._pairs(session, s), total)
+
+    def _pairs(self, session, s: Scope) -> list[dict[str, Any]]:
+        """The pairs seen together most often (_combinations), with each LoRA's own uses."""
         if s.rolled:
             pairs = session.execute(self._rolled_pairs(session, s)).all()
         else:
@@ -800,9 +859,19 @@ class Analytics:
         su = SCOPED_USES.c
         single = dict(session.execute(select(su.lora_id, su.uses).where(su.lora_id.in_(wanted))).all())
         names = _names(session, wanted)
-        out = [{"a": {"id": x, "name": names.get(x)}, "b": {"id": y, "name": names.get(y)}, "together": n,
-                "support": n / total, "lift": (n / total) / ((single[x] / total) * (single[y] / total)),
-                "link": s.link(f"lora:{x}", f"lora:{y}")} for x, y, n in pairs]
+        return [{"a": {"id": x, "name": names.get(x), "uses": single[x]}, "b": {"id": y, "name": names.get(y), "uses": single[y]},
+                 "together": n, "link": s.link(f"lora:{x}", f"lora:{y}")} for x, y, n in pairs]
+
+    @staticmethod
+    def _lifted(pairs: list[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+        """The TOP pairs by lift over ``total`` generations."""
+        if not total:
+            return []
+        out = []
+        for p in pairs:
+            a, b, n = dict(p["a"]), dict(p["b"]), p["together"]
+            lift = (n / total) / ((a.pop("uses") / total) * (b.pop("uses") / total))
+            out.append({"a": a, "b": b, "together": n, "support": n / total, "lift": lift, "link": p["link"]})
         out.sort(key=lambda r: (-r["lift"], -r["together"], r["a"]["id"], r["b"]["id"]))
         return out[:TOP]
 
@@ -878,13 +947,10 @@ class Analytics:
             e["link"] = s.link("status:failed")
         return out
 
-    def _lora_model_failures(self, session, s: Scope, kpis: dict[str, Any]) -> list[dict[str, Any]]:
-        """LoRAs that fail far more often with one model than generations in the window do:
-        at least MIN_FAILURES failures in MIN_FAILURE_RUNS finished runs, a failure rate of at
-        least 25 % and twice the window's."""
-        if kpis["success_rate"] is None:
-            return []
-        overall = 1 - kpis["success_rate"]
+    def _failures(self, session, s: Scope) -> list[dict[str, Any]]:
+        """LoRAs that fail often with one model: at least MIN_FAILURES failures in MIN_FAILURE_RUNS
+        finished runs and a failure rate of at least 25 %, the TOP highest rates (_failures_beyond
+        keeps those twice the window's, a first part of them)."""
 
         def runs(statuses, lora_ids=None):
             """The window's generations in ``statuses`` per LoRA and model: the query and its count."""
@@ -910,11 +976,18 @@ class Analytics:
         fails = {(i, m): n for i, m, n in candidates}
         finished = session.execute(runs(FINISHED, {i for i, _ in fails})[0]).all()
         rows = [(i, m, fails[i, m], n) for i, m, n in finished if (i, m) in fails and n >= MIN_FAILURE_RUNS]
-        rows = [r for r in rows if r[2] / r[3] >= max(0.25, 2 * overall)]
+        rows = [r for r in rows if r[2] / r[3] >= 0.25]
         rows.sort(key=lambda r: (-r[2] / r[3], -r[2], r[0], r[1]))
         names = _names(session, {r[0] for r in rows[:TOP]})
         return [{"id": i, "name": names.get(i), "model": m, "failed": f, "finished": n, "failure_rate": f / n,
                  "link": s.link(f"lora:{i}", f"model:{_quoted(m)}", "status:failed")} for i, m, f, n in rows[:TOP]]
+
+    @staticmethod
+    def _failures_beyond(rows: list[dict[str, Any]], kpis: dict[str, Any]) -> list[dict[str, Any]]:
+        """The LoRA-model failures (_failures) that fail at least twice as often as the window."""
+        if kpis["success_rate"] is None:
+            return []
+        return [r for r in rows if r["failure_rate"] >= 2 * (1 - kpis["success_rate"])]
 
     def _recommendations(self, s: Scope) -> dict[str, Any] | None:
         """How often recommendations were taken in the window and the window before: added to a

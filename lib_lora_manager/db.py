@@ -28,12 +28,13 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -225,23 +226,25 @@ class Database:
         serial = info.setdefault("lora_manager_serial", next(_SERIALS))
         return commits, serial, connection.exec_driver_sql("PRAGMA data_version").scalar()
 
-    def version_after_read(self, session: Session, version: Hashable) -> Hashable | None:
+    def version_after_read(self, sessions: list[Session], version: Hashable) -> Hashable | None:
         """The data_version the next read sees when nothing has happened since ``version`` was
-        taken in ``session`` but this transaction, which wrote only its temporary tables and is
-        about to roll back (None when that cannot be told): what it remembered stays valid.
+        taken in the first of ``sessions`` but their transactions, which wrote only temporary
+        tables and are about to roll back (None when that cannot be told): what was remembered
+        stays valid.
 
         SQLite: ``version`` (temporary tables are not the database's data). PostgreSQL: creating a
         temporary table takes a transaction id, which moves every later snapshot on although no
-        data changed. When this one's id was the next one given out after ``version``, a snapshot
-        with the same transactions in progress and just this one's id past it has seen the same
-        commits (any other transaction that finished or began would show)."""
+        data changed. When these transactions' ids were the next ones given out after ``version``,
+        a snapshot with the same transactions in progress and just these ids past it has seen the
+        same commits (any other transaction that finished or began would show)."""
         if self.is_sqlite:
             return version
         xmin, xmax, in_progress = str(version).split(":")
-        mine = session.execute(text("SELECT pg_current_xact_id_if_assigned()::text")).scalar()
-        if mine != xmax:
+        mine = sorted(int(i) for i in (session.execute(text("SELECT pg_current_xact_id_if_assigned()::text")).scalar()
+                                       for session in sessions) if i is not None)
+        if not mine or mine != list(range(int(xmax), int(xmax) + len(mine))):
             return None
-        after = int(mine) + 1  # xmin: the oldest transaction in progress, or xmax when there is none
+        after = mine[-1] + 1  # xmin: the oldest transaction in progress, or xmax when there is none
         return f"{xmin if in_progress else after}:{after}:{in_progress}"
 
     @contextmanager
@@ -253,6 +256,52 @@ class Database:
             if is_transient(e):
                 raise busy_error(e) from e
             raise
+
+    @contextmanager
+    def reads_together(self, count: int, wait: float) -> Iterator[list[Session]]:
+        """``count`` read sessions whose transactions see the same data, to read one result on
+        several connections at once; or one session when that cannot be had within ``wait``
+        seconds (SQLite: another writer holds the lock). The first is closed last (SQLite's pool
+        hands it to the next reader: the connection data_version keys).
+
+        SQLite: every read transaction begins while this process holds the write lock, which no
+        commit can pass. PostgreSQL: REPEATABLE READ transactions, the others importing the
+        first one's exported snapshot."""
+        with ExitStack() as stack:
+            sessions = [stack.enter_context(self.read()) for _ in range(count)]
+            if self.is_sqlite:
+                sessions = self._begin_sqlite_reads(sessions, wait)
+            else:
+                first, *others = sessions
+                first.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                snapshot = first.execute(text("SELECT pg_export_snapshot()")).scalar()
+                for session in others:
+                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                    # (a SET takes no parameters: the server's own name for it, checked, is written in)
+                    if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+                        raise ValueError(f"unexpected snapshot name {snapshot!r}")
+                    session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            yield sessions
+
+    def _begin_sqlite_reads(self, sessions: list[Session], wait: float) -> list[Session]:
+        """The sessions whose read transactions began between the same two commits (all, or the
+        first alone when the write lock was not had within ``wait`` seconds)."""
+        for session in sessions:  # their connections first: the first gets the one the last reader had
+            session.connection()
+        if not self._write_lock.acquire(timeout=wait):
+            return sessions[:1]
+        try:
+            try:
+                holder = self._begin(time.monotonic() + wait)
+            except DB_ERRORS:
+                return sessions[:1]
+            with holder:
+                for session in sessions:  # a read transaction takes its snapshot at its first read
+                    session.execute(text("SELECT 1 FROM sqlite_master LIMIT 1"))
+                holder.rollback()
+            return sessions
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -466,3 +466,30 @@ def test_unused_for_days_moves_with_the_clock_not_the_remembered_figures(library
     if _alone(library, version, _version(library), 1):
         assert len(library_reads) == 1
     assert library.search(later["unused_link"]["query"]).total == 1
+
+
+def test_a_report_read_on_one_connection_is_the_report_read_on_two(figures, monkeypatch):
+    """The LoRAs' figures are read on a second connection while the generations' are read on
+    the first (one snapshot); when it cannot be shared, one connection reads the same report."""
+    from contextlib import contextmanager
+
+    library, g, loras = figures
+    database = type(library.store.db)
+    shared = database.reads_together
+
+    @contextmanager
+    def alone(self, count, wait):
+        with shared(self, 1, wait) as sessions:
+            yield sessions
+
+    for window, q in (("7d", ""), ("all", ""), ("30d", "castle"), ("all", f"lora:{loras['detail']}"), ("24h", "zebra")):
+        parts: dict[str, float] = {}
+        two = library.analytics.report(window, q, now=NOW, timings=parts)
+        assert "loras' scope" in parts  # read on the second connection
+        with monkeypatch.context() as m:
+            m.setattr(database, "reads_together", alone)
+            parts = {}
+            one = library.analytics.report(window, q, now=NOW, timings=parts)
+            assert "loras' scope" not in parts
+        assert one == two
+        assert two["combinations"] or window != "7d"  # the pairs' lift is measured against the generations

@@ -231,3 +231,41 @@ def test_generation_row_counts_are_filled_in_from_the_rows_recorded_before(tmp_p
         counts = conn.execute(text("SELECT id, image_count, lora_count FROM generations ORDER BY id")).all()
     assert [tuple(r) for r in counts] == [(1, 2, 3), (2, 1, 0), (3, 0, 1)]
     db.engine.dispose()
+
+
+def test_reads_together_see_one_snapshot_while_another_writer_commits(library):
+    """Two sessions of reads_together count the same rows however often another thread commits
+    (each beginning on its own would, now and then, begin on either side of a commit); a write
+    that holds SQLite's lock longer than the wait leaves one session."""
+    from sqlalchemy import func
+
+    from lib_lora_manager.models import Tag
+
+    db = library.store.db
+    stop, written = threading.Event(), []
+
+    def write():
+        while not stop.is_set():
+            n = len(written)
+            db.transaction(lambda session, n=n: session.add(Tag(name=f"t{n}")))
+            written.append(n)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        seen = []
+        while len(seen) < 60 or len(set(seen)) < 10:
+            with db.reads_together(2, 5.0) as sessions:
+                assert len(sessions) == 2
+                counts = {session.scalar(select(func.count(Tag.id))) for session in sessions}
+                assert len(counts) == 1, counts
+                seen.extend(counts)
+    finally:
+        stop.set()
+        writer.join()
+    if db.is_sqlite:
+        with db.write() as holder:
+            holder.add(Tag(name="held"))
+            holder.flush()
+            with db.reads_together(2, 0.05) as sessions:
+                assert len(sessions) == 1
