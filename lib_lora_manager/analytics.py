@@ -83,7 +83,7 @@ UNUSED_DAYS = 90
 PICTURES = 8  # thumbnails of a LoRA's best rated and favorite generations
 MAX_ERROR_MESSAGES = 2000  # distinct raw messages read before they are grouped
 REFRESH_WAIT = 1.0  # seconds a report waits to sum marked hours while another process writes
-SNAPSHOT_WAIT = 0.05  # seconds a report waits to share one snapshot between two connections (SQLite: the write lock)
+SNAPSHOT_WAIT = 0.1  # seconds a report waits to share one snapshot between two connections (SQLite: the write lock)
 FINISHED = (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.INTERRUPTED)
 
 
