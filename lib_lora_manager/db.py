@@ -60,6 +60,7 @@ RETRY_FOR = 20.0  # seconds a write is retried after conflicts before the user i
 CONFLICT_ATTEMPTS = 3  # runs of a transaction that met a key another writer had just inserted or deleted
 _WRITE = "lora_manager_write"  # execution option of write sessions' connections (SQLite: BEGIN IMMEDIATE)
 _LOCK_DEADLINE = "lora_manager_lock_deadline"  # and the time.monotonic() after which SQLite stops waiting for the lock
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"  # Database.reads_together on PostgreSQL
 _PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected: re-running succeeds
 _PG_CONFLICT = {"23505", "23503"}  # unique / foreign key violation: a concurrent insert or delete won the race
 # errors of the driver: wrapped by SQLAlchemy, or raw when raised in _sqlite_begin (an event handler)
@@ -272,16 +273,27 @@ class Database:
             if self.is_sqlite:
                 sessions = self._begin_sqlite_reads(sessions, wait)
             else:
-                first, *others = sessions
-                first.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-                snapshot = first.execute(text("SELECT pg_export_snapshot()")).scalar()
-                for session in others:
-                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-                    # (a SET takes no parameters: the server's own name for it, checked, is written in)
-                    if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
-                        raise ValueError(f"unexpected snapshot name {snapshot!r}")
-                    session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+                sessions = self._share_postgres_snapshot(sessions)
             yield sessions
+
+    @staticmethod
+    def _share_postgres_snapshot(sessions: list[Session]) -> list[Session]:
+        """The sessions in REPEATABLE READ transactions of the first one's snapshot (the first
+        alone where the server exports none, as a standby may not)."""
+        first, *others = sessions
+        first.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            snapshot = first.execute(text(EXPORT_SNAPSHOT)).scalar()
+        except DBAPIError:
+            first.rollback()
+            return [first]
+        # (a SET takes no parameters: the server's own name for it, checked, is written in)
+        if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+            raise ValueError(f"unexpected snapshot name {snapshot!r}")
+        for session in others:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        return sessions
 
     def _begin_sqlite_reads(self, sessions: list[Session], wait: float) -> list[Session]:
         """The sessions whose read transactions began between the same two commits (all, or the

@@ -269,3 +269,17 @@ def test_reads_together_see_one_snapshot_while_another_writer_commits(library):
             holder.flush()
             with db.reads_together(2, 0.05) as sessions:
                 assert len(sessions) == 1
+
+
+def test_reads_together_on_a_server_that_exports_no_snapshot_is_one_session(library, monkeypatch):
+    """A server that cannot export a snapshot (a standby may not) leaves one session, whose
+    transaction starts again cleanly: the report is read on it."""
+    from lib_lora_manager import db as db_module
+
+    if library.store.db.is_sqlite:
+        pytest.skip("PostgreSQL's snapshots")
+    monkeypatch.setattr(db_module, "EXPORT_SNAPSHOT", "SELECT pg_export_snapshot_of_a_standby()")
+    with library.store.db.reads_together(2, 1.0) as sessions:
+        assert len(sessions) == 1
+        assert sessions[0].scalar(text("SELECT 1")) == 1
+    assert library.analytics.report("all", "castle")["kpis"]["generations"] == 0
