@@ -10,7 +10,8 @@ The history's hourly rollups (rollups.py) are summed first, and timed, when hour
 (after the build or the migration that added them). Printed per report: p50 and p95 over ``--repeat`` runs (after one warm-up run) in ms, the CPU
 time this process spent (with SQLite, all of the report's: on a busy machine the steadier figure)
 and, with a PostgreSQL server on this machine, its server processes' CPU time for this database
-besides, the parts' p50s, and the machine's load average. Targets: the report ≤ 500 ms, a LoRA's usage ≤ 50 ms (p95).
+besides, the parts' p50s (the LoRAs' parts, from "loras' scope" on, run on a second connection
+beside the generations': their sum is more than the wall time), and the machine's load average. Targets: the report ≤ 500 ms, a LoRA's usage ≤ 50 ms (p95).
 The exit status is 1 when one is missed.
 """
 
