@@ -52,7 +52,7 @@ class Indexer:
         status.error = None
         try:
             self._shared.started(status.started_at)
-        except Exception:
+        except BaseException:  # an interrupt too: the lock must not stay held
             self._scan_lock.release()
             status.running = False
             raise

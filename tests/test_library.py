@@ -546,3 +546,20 @@ def test_duplicates_best_copy_first_copies_and_keeping_several_in_one_batch(libr
         library.files.keep_duplicates(keep)  # nothing has a copy left
     assert len(library.files.undo_trash(result.batch).done) == 3  # one batch: one undo
     assert library.files.copies([sha]) == {sha: 3}
+
+
+@pytest.mark.parametrize("error", [RuntimeError("database gone"), KeyboardInterrupt()], ids=["error", "interrupt"])
+def test_a_scan_that_cannot_record_its_start_leaves_no_scan_running(library, monkeypatch, error):
+    """Recording the start in the shared status fails (or the process is interrupted there): the
+    error passes through and the next scan can run (an interrupt once left the lock held)."""
+    indexer = library.indexer
+
+    def fail(started_at):
+        raise error
+
+    monkeypatch.setattr(indexer._shared, "started", fail)
+    with pytest.raises(type(error)):
+        indexer.scan()
+    assert not indexer.scanning() and not indexer.status.running
+    monkeypatch.undo()
+    indexer.scan()
